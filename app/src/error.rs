@@ -1,0 +1,49 @@
+//! The error every server function returns: typed, so the UI can show a sentence next to
+//! what failed instead of a database message or a blank page.
+
+use leptos::prelude::*;
+use leptos::server_fn::codec::JsonEncoding;
+use serde::{Deserialize, Serialize};
+
+/// What a server function can answer instead of its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    /// The thing asked for does not exist (unknown workflow, version or run).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request was understood but is not acceptable; the message says why.
+    #[error("{0}")]
+    Invalid(String),
+    /// Something failed on the server; details are in the server log, not here.
+    #[error(
+        "something went wrong on the server; try again, and see the server log if it persists"
+    )]
+    Internal,
+    /// The call did not reach the server or its answer could not be read.
+    #[error("could not reach the server: {0}")]
+    Transport(String),
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        AppError::Transport(value.to_string())
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl From<engine::store::StoreError> for AppError {
+    fn from(e: engine::store::StoreError) -> Self {
+        use engine::store::StoreError as E;
+        match e {
+            E::NotFound(_) | E::VersionNotFound { .. } => AppError::NotFound(e.to_string()),
+            E::AlreadyExists(_) => AppError::Invalid(e.to_string()),
+            other => {
+                // Logged once here, where it is turned into a generic answer.
+                leptos::logging::error!("server function failed: {other}");
+                AppError::Internal
+            }
+        }
+    }
+}

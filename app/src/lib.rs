@@ -1,0 +1,72 @@
+//! Flowscope's web UI (Leptos, rendered on the server and hydrated in the browser).
+//!
+//! - [`shell`] and [`App`]: the HTML document and the router.
+//! - `routes/`: one file per page, each with the server functions it calls.
+//! - [`error`]: the typed error server functions send to the browser.
+//! - `components`: pieces shared by pages (navigation, badges).
+//!
+//! Server-only code sits behind the `ssr` feature; the browser bundle (`hydrate`) never
+//! compiles the database or tokio.
+
+pub mod components;
+pub mod error;
+pub mod routes;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Redirect, Route, Router, Routes};
+use leptos_router::path;
+
+/// The whole HTML document the server renders around [`App`].
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// The router: every page of SPEC §5 that exists so far.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Effects run only in the browser, after hydration: tests wait for this marker.
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+    view! {
+        <Stylesheet id="leptos" href="/pkg/flowscope.css"/>
+        <Title formatter=|text: String| if text.is_empty() { "Flowscope".to_string() } else { format!("{text} · Flowscope") }/>
+        <Router>
+            <components::TopNav/>
+            <main id="main">
+                <Routes fallback=routes::not_found::NotFound>
+                    <Route path=path!("/") view=|| view! { <Redirect path="/workflows"/> }/>
+                    <Route path=path!("/workflows") view=routes::workflows::WorkflowsPage/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+/// The browser entry point, called by the hydration script.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

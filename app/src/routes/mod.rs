@@ -1,0 +1,4 @@
+//! One module per page (SPEC §5), each holding the server functions it calls.
+
+pub mod not_found;
+pub mod workflows;

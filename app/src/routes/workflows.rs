@@ -1,0 +1,114 @@
+//! `/workflows`: every workflow with its tags and latest version, searchable by name or tag.
+
+use engine::records::WorkflowSummary;
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::components::ErrorNote;
+use crate::error::AppError;
+
+/// The workflows that are not archived, by id.
+#[server(endpoint = "list_workflows")]
+pub async fn list_workflows() -> Result<Vec<WorkflowSummary>, AppError> {
+    let store = expect_context::<engine::store::Store>();
+    Ok(store.list_workflows(false).await?)
+}
+
+/// Whether a workflow matches the search box: name, id or a tag contains the text.
+pub fn matches(workflow: &WorkflowSummary, query: &str) -> bool {
+    let query = query.trim().to_lowercase();
+    query.is_empty()
+        || workflow.name.to_lowercase().contains(&query)
+        || workflow.id.contains(&query)
+        || workflow
+            .tags
+            .iter()
+            .any(|t| t.to_lowercase().contains(&query))
+}
+
+#[component]
+pub fn WorkflowsPage() -> impl IntoView {
+    let workflows = Resource::new(|| (), |_| list_workflows());
+    let (query, set_query) = signal(String::new());
+    view! {
+        <Title text="Workflows"/>
+        <section class="page">
+            <header class="page-header">
+                <h1>"Workflows"</h1>
+                <label class="search">
+                    <span class="visually-hidden">"Search workflows"</span>
+                    <input
+                        type="search"
+                        placeholder="Search by name or tag"
+                        aria-label="Search workflows"
+                        prop:value=query
+                        on:input=move |ev| set_query.set(event_target_value(&ev))
+                    />
+                </label>
+            </header>
+            <Suspense fallback=|| view! { <p class="muted">"Loading workflows…"</p> }>
+                {move || Suspend::new(async move {
+                    match workflows.await {
+                        Err(e) => view! { <ErrorNote error=e/> }.into_any(),
+                        Ok(list) if list.is_empty() => view! {
+                            <div class="empty-state">
+                                <h2>"No workflows yet"</h2>
+                                <p>"Create one with the API or the CLI; examples are seeded into an empty database."</p>
+                            </div>
+                        }.into_any(),
+                        Ok(list) => view! { <WorkflowTable list query/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+fn WorkflowTable(list: Vec<WorkflowSummary>, query: ReadSignal<String>) -> impl IntoView {
+    let total = list.len();
+    let list = StoredValue::new(list);
+    let visible = move || {
+        list.with_value(|l| {
+            l.iter()
+                .filter(|w| matches(w, &query.get()))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    };
+    view! {
+        <table class="table workflows">
+            <caption class="visually-hidden">"Workflows"</caption>
+            <thead>
+                <tr>
+                    <th scope="col">"Name"</th>
+                    <th scope="col">"Tags"</th>
+                    <th scope="col" class="num">"Version"</th>
+                </tr>
+            </thead>
+            <tbody>
+                <For each=visible key=|w| (w.id.clone(), w.latest_version) let:w>
+                    <tr data-workflow=w.id.clone()>
+                        <td>
+                            <a class="wf-name" href=format!("/workflows/{}", w.id)>{w.name.clone()}</a>
+                            <div class="wf-id mono">{w.id.clone()}</div>
+                            {w.description.clone().map(|d| view! { <div class="muted wf-desc">{d}</div> })}
+                        </td>
+                        <td>
+                            <ul class="tags">
+                                {w.tags.iter().map(|t| view! { <li class="tag">{t.clone()}</li> }).collect_view()}
+                            </ul>
+                        </td>
+                        <td class="num mono">{format!("v{}", w.latest_version)}</td>
+                    </tr>
+                </For>
+            </tbody>
+        </table>
+        <p class="muted count" aria-live="polite">
+            {move || {
+                let shown = visible().len();
+                if shown == total { format!("{total} workflows") } else { format!("{shown} of {total} workflows") }
+            }}
+        </p>
+    }
+}

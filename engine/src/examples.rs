@@ -1,0 +1,26 @@
+//! The example workflows (SPEC §2), kept as YAML files in `workflows/examples/` and compiled
+//! in, so a fresh database shows both a success (`hello`) and a failure (`always-fails`).
+
+/// `(file name, YAML text)` of every example, in the order they are seeded.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "hello.yaml",
+        include_str!("../../workflows/examples/hello.yaml"),
+    ),
+    (
+        "always-fails.yaml",
+        include_str!("../../workflows/examples/always-fails.yaml"),
+    ),
+    (
+        "fan-out.yaml",
+        include_str!("../../workflows/examples/fan-out.yaml"),
+    ),
+    (
+        "http-status.yaml",
+        include_str!("../../workflows/examples/http-status.yaml"),
+    ),
+    (
+        "notify-on-alert.yaml",
+        include_str!("../../workflows/examples/notify-on-alert.yaml"),
+    ),
+];

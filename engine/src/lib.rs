@@ -1,0 +1,17 @@
+//! Flowscope's domain, free of HTTP and UI.
+//!
+//! - [`model`]: the workflow file format, parsing and validation ([`model::Workflow`]).
+//! - [`catalog`]: the built-in agents and the schema of their config.
+//! - [`examples`]: the example workflows seeded into an empty database.
+//! - [`records`]: plain rows the store returns and the UI shows.
+//! - `store` (feature `runtime`): persistence on SQLite or PostgreSQL with sqlx.
+//!
+//! Without the `runtime` feature this crate compiles to wasm, so the builder in the browser
+//! validates with exactly the rules the server applies.
+
+pub mod catalog;
+pub mod examples;
+pub mod model;
+pub mod records;
+#[cfg(feature = "runtime")]
+pub mod store;

@@ -1,0 +1,190 @@
+//! The workflow file format (SPEC §2) as plain serde types.
+//!
+//! These types are what a document *says*; nothing here is checked beyond its shape.
+//! [`crate::model::Workflow`] is the validated form the rest of Flowscope trusts.
+//! Field order here is the canonical order of the serialised file, and optional fields
+//! are skipped when empty, so `parse → to_yaml` is a fixed point (see `canonical`).
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A workflow document as written by a person or the builder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowDef {
+    /// Slug, unique across the hub; the key of every version.
+    pub id: String,
+    /// Display name; the id is shown when it is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Typed run inputs, in the order the Run form shows them.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub inputs: IndexMap<String, InputDef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<TriggerDef>,
+    /// Max runs of this workflow at once; unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Whole-run time limit, e.g. `10m`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    pub timeout: Option<String>,
+    pub steps: Vec<StepDef>,
+}
+
+/// One declared run input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputDef {
+    #[serde(rename = "type")]
+    pub ty: InputType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// The JSON types an input may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Object,
+    Array,
+}
+
+impl InputType {
+    /// Whether `value` is of this type.
+    pub fn accepts(self, value: &Value) -> bool {
+        match self {
+            InputType::String => value.is_string(),
+            InputType::Number => value.is_number(),
+            InputType::Integer => value.is_i64() || value.is_u64(),
+            InputType::Boolean => value.is_boolean(),
+            InputType::Object => value.is_object(),
+            InputType::Array => value.is_array(),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputType::String => "string",
+            InputType::Number => "number",
+            InputType::Integer => "integer",
+            InputType::Boolean => "boolean",
+            InputType::Object => "object",
+            InputType::Array => "array",
+        }
+    }
+}
+
+/// What may start a run. Written as a one-key map, `- cron: "0 2 * * *"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum TriggerDef {
+    Manual(Empty),
+    Cron(CronDef),
+    Webhook(Empty),
+}
+
+/// `{}` in the file: a trigger without settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+/// A schedule: either the bare expression or the long form with a timezone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CronDef {
+    Expr(String),
+    Full(CronFull),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronFull {
+    pub schedule: String,
+    /// IANA zone name; UTC when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Fire the runs missed while the hub was down (default: only the next one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub catch_up: bool,
+}
+
+impl CronDef {
+    pub fn schedule(&self) -> &str {
+        match self {
+            CronDef::Expr(s) => s,
+            CronDef::Full(f) => &f.schedule,
+        }
+    }
+}
+
+/// One step: an agent invocation with its configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepDef {
+    pub id: String,
+    /// Display name in the builder and monitor; the id when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub agent: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
+    /// Agent configuration; string values may be `{{ … }}` templates.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub with: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryDef>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    pub timeout: Option<String>,
+}
+
+/// Retry policy of a step: exponential backoff with jitter, capped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDef {
+    pub max_attempts: u32,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    pub backoff: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    pub max_backoff: Option<String>,
+}
+
+/// Reads a duration field as text, taking a bare number too, so `timeout: 30` reaches
+/// validation and gets "has no unit; write e.g. 30s" rather than a type error.
+fn duration_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "expected a duration like 2s, found {}",
+            crate::catalog::json_kind(&other)
+        ))),
+    }
+}

@@ -1,0 +1,503 @@
+//! Every semantic rule of a workflow document, each reporting with its path.
+//!
+//! Rules never stop at the first problem: a person fixing a file wants the whole list.
+//! The order of checks is the order of the document (top-level fields, then each step),
+//! so the list reads top to bottom like the file.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use super::template::{self, ROOTS};
+use super::{is_identifier, is_slug, parse_duration, Problem, StepDef, TriggerDef, WorkflowDef};
+use crate::catalog::{self, AGENTS};
+
+/// Retry attempts above this are a typo, not a policy.
+const MAX_ATTEMPTS: u32 = 100;
+const MAX_STEPS: usize = 2_000;
+
+/// Validates `def`; on success returns the step indices in dependency order.
+pub(super) fn validate(def: &WorkflowDef) -> Result<Vec<usize>, Vec<Problem>> {
+    let mut problems = Vec::new();
+    check_header(def, &mut problems);
+    let index = check_step_ids(&def.steps, &mut problems);
+    check_needs(&def.steps, &index, &mut problems);
+    let order = topo_order(&def.steps, &index, &mut problems);
+    let ancestors = order.as_ref().map(|o| ancestors(&def.steps, &index, o));
+    for (i, step) in def.steps.iter().enumerate() {
+        check_step(
+            def,
+            i,
+            step,
+            ancestors.as_ref().map(|a| &a[i]),
+            &mut problems,
+        );
+    }
+    match order {
+        Some(order) if problems.is_empty() => Ok(order),
+        _ => Err(problems),
+    }
+}
+
+fn check_header(def: &WorkflowDef, problems: &mut Vec<Problem>) {
+    if !is_slug(&def.id) {
+        problems.push(Problem::new(
+            "id",
+            format!("\"{}\" is not a slug: use lowercase letters, digits and single hyphens, at most 64 characters (e.g. nightly-report)", def.id),
+        ));
+    }
+    if let Some(name) = &def.name {
+        if name.trim().is_empty() {
+            problems.push(Problem::new(
+                "name",
+                "must not be blank (leave it out to use the id)",
+            ));
+        } else if name.len() > 200 {
+            problems.push(Problem::new("name", "is longer than 200 characters"));
+        }
+    }
+    for (i, tag) in def.tags.iter().enumerate() {
+        if tag.trim().is_empty() || tag.len() > 40 {
+            problems.push(Problem::new(
+                format!("tags[{i}]"),
+                "a tag is 1 to 40 characters",
+            ));
+        }
+    }
+    for (name, input) in &def.inputs {
+        let path = format!("inputs.{name}");
+        if !is_identifier(name) {
+            problems.push(Problem::new(&path, format!("\"{name}\" is not a valid input name: start with a letter or _, then letters, digits or _")));
+        }
+        if let Some(default) = &input.default {
+            if !input.ty.accepts(default) {
+                problems.push(Problem::new(
+                    format!("{path}.default"),
+                    format!(
+                        "is {}, but the input's type is {}",
+                        catalog::json_kind(default),
+                        input.ty.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    let mut webhooks = 0;
+    for (i, trigger) in def.triggers.iter().enumerate() {
+        match trigger {
+            TriggerDef::Cron(cron) => {
+                let path = match cron {
+                    super::CronDef::Expr(_) => format!("triggers[{i}].cron"),
+                    super::CronDef::Full(_) => format!("triggers[{i}].cron.schedule"),
+                };
+                if let Err(e) = check_cron(cron.schedule()) {
+                    problems.push(Problem::new(path, e));
+                }
+            }
+            TriggerDef::Webhook(_) => {
+                webhooks += 1;
+                if webhooks == 2 {
+                    problems.push(Problem::new(
+                        format!("triggers[{i}]"),
+                        "a workflow has at most one webhook trigger",
+                    ));
+                }
+            }
+            TriggerDef::Manual(_) => {}
+        }
+    }
+    if def.concurrency == Some(0) {
+        problems.push(Problem::new(
+            "concurrency",
+            "must be at least 1 (leave it out for no limit)",
+        ));
+    }
+    if let Some(t) = &def.timeout {
+        check_duration("timeout", t, problems);
+    }
+    if def.steps.is_empty() {
+        problems.push(Problem::new("steps", "a workflow needs at least one step"));
+    } else if def.steps.len() > MAX_STEPS {
+        problems.push(Problem::new(
+            "steps",
+            format!("{} steps; the limit is {MAX_STEPS}", def.steps.len()),
+        ));
+    }
+}
+
+/// Checks a 5-field (or 6-field, with seconds) cron expression.
+pub(super) fn check_cron(expr: &str) -> Result<(), String> {
+    croner::Cron::new(expr)
+        .with_seconds_optional()
+        .parse()
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "\"{expr}\" is not a cron expression ({e}); e.g. \"0 2 * * *\" is 02:00 every day"
+            )
+        })
+}
+
+fn check_duration(path: &str, text: &str, problems: &mut Vec<Problem>) {
+    match parse_duration(text) {
+        Ok(d) if d.is_zero() => problems.push(Problem::new(path, "must be longer than zero")),
+        Ok(_) => {}
+        Err(e) => problems.push(Problem::new(path, e)),
+    }
+}
+
+/// Checks step ids and returns the index of each first occurrence.
+fn check_step_ids<'a>(
+    steps: &'a [StepDef],
+    problems: &mut Vec<Problem>,
+) -> HashMap<&'a str, usize> {
+    let mut index = HashMap::new();
+    for (i, step) in steps.iter().enumerate() {
+        if !is_identifier(&step.id) {
+            problems.push(Problem::new(
+                format!("steps[{i}].id"),
+                format!("\"{}\" is not a valid step id: start with a letter or _, then letters, digits or _ (it is used as steps.<id> in templates)", step.id),
+            ));
+        }
+        if let Some(first) = index.get(step.id.as_str()) {
+            problems.push(Problem::new(
+                format!("steps[{i}].id"),
+                format!(
+                    "duplicate step id \"{}\" (first used by steps[{first}])",
+                    step.id
+                ),
+            ));
+        } else {
+            index.insert(step.id.as_str(), i);
+        }
+    }
+    index
+}
+
+fn check_needs(steps: &[StepDef], index: &HashMap<&str, usize>, problems: &mut Vec<Problem>) {
+    for (i, step) in steps.iter().enumerate() {
+        let mut seen = HashSet::new();
+        for (j, need) in step.needs.iter().enumerate() {
+            let path = format!("steps[{i}].needs[{j}]");
+            if need == &step.id {
+                problems.push(Problem::new(
+                    path,
+                    format!("step \"{need}\" cannot need itself"),
+                ));
+            } else if !index.contains_key(need.as_str()) {
+                let hint = nearest(need, index.keys().copied())
+                    .map(|s| format!("; did you mean \"{s}\"?"))
+                    .unwrap_or_default();
+                problems.push(Problem::new(path, format!("unknown step \"{need}\"{hint}")));
+            } else if !seen.insert(need) {
+                problems.push(Problem::new(path, format!("\"{need}\" is listed twice")));
+            }
+        }
+    }
+}
+
+/// Kahn's algorithm; on a cycle, reports it (`a → b → a`) and returns `None`.
+fn topo_order(
+    steps: &[StepDef],
+    index: &HashMap<&str, usize>,
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<usize>> {
+    let n = steps.len();
+    let mut indegree = vec![0usize; n];
+    let mut children = vec![Vec::new(); n];
+    for (i, step) in steps.iter().enumerate() {
+        let deps: HashSet<usize> = step
+            .needs
+            .iter()
+            .filter_map(|d| index.get(d.as_str()).copied())
+            .filter(|&d| d != i)
+            .collect();
+        indegree[i] = deps.len();
+        for d in deps {
+            children[d].push(i);
+        }
+    }
+    let mut ready: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).rev().collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop() {
+        order.push(i);
+        for &c in children[i].iter().rev() {
+            indegree[c] -= 1;
+            if indegree[c] == 0 {
+                ready.push(c);
+            }
+        }
+    }
+    if order.len() == n {
+        return Some(order);
+    }
+    let stuck: HashSet<usize> = (0..n).filter(|&i| indegree[i] > 0).collect();
+    let cycle = find_cycle(steps, index, &stuck);
+    let first = cycle.first().copied().unwrap_or(0);
+    let names: Vec<&str> = cycle
+        .iter()
+        .chain(cycle.first())
+        .map(|&i| steps[i].id.as_str())
+        .collect();
+    problems.push(Problem::new(
+        format!("steps[{first}].needs"),
+        format!("cycle: {}", names.join(" → ")),
+    ));
+    None
+}
+
+/// Walks `needs` edges inside the stuck set until a step repeats: that loop is a cycle.
+fn find_cycle(
+    steps: &[StepDef],
+    index: &HashMap<&str, usize>,
+    stuck: &HashSet<usize>,
+) -> Vec<usize> {
+    let Some(&start) = stuck.iter().min() else {
+        return Vec::new();
+    };
+    let mut path = vec![start];
+    let mut current = start;
+    loop {
+        let next = steps[current]
+            .needs
+            .iter()
+            .filter_map(|d| index.get(d.as_str()).copied())
+            .find(|d| stuck.contains(d) && *d != current);
+        let Some(next) = next else { return path };
+        if let Some(pos) = path.iter().position(|&p| p == next) {
+            let mut cycle = path.split_off(pos);
+            // Report it in the direction of data flow, starting from the earliest step.
+            cycle.reverse();
+            if let Some(min_pos) = cycle
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, &s)| s)
+                .map(|(p, _)| p)
+            {
+                cycle.rotate_left(min_pos);
+            }
+            return cycle;
+        }
+        path.push(next);
+        current = next;
+    }
+}
+
+/// For each step, the set of steps upstream of it (transitively).
+fn ancestors(
+    steps: &[StepDef],
+    index: &HashMap<&str, usize>,
+    order: &[usize],
+) -> Vec<HashSet<usize>> {
+    let mut result: Vec<HashSet<usize>> = vec![HashSet::new(); steps.len()];
+    for &i in order {
+        let mut set = HashSet::new();
+        for d in steps[i]
+            .needs
+            .iter()
+            .filter_map(|d| index.get(d.as_str()).copied())
+        {
+            set.insert(d);
+            set.extend(result[d].iter().copied());
+        }
+        result[i] = set;
+    }
+    result
+}
+
+fn check_step(
+    def: &WorkflowDef,
+    i: usize,
+    step: &StepDef,
+    upstream: Option<&HashSet<usize>>,
+    problems: &mut Vec<Problem>,
+) {
+    let path = format!("steps[{i}]");
+    if let Some(timeout) = &step.timeout {
+        check_duration(&format!("{path}.timeout"), timeout, problems);
+    }
+    if let Some(retry) = &step.retry {
+        if retry.max_attempts == 0 || retry.max_attempts > MAX_ATTEMPTS {
+            problems.push(Problem::new(
+                format!("{path}.retry.max_attempts"),
+                format!("must be between 1 and {MAX_ATTEMPTS}"),
+            ));
+        }
+        if let Some(b) = &retry.backoff {
+            check_duration(&format!("{path}.retry.backoff"), b, problems);
+        }
+        if let Some(b) = &retry.max_backoff {
+            check_duration(&format!("{path}.retry.max_backoff"), b, problems);
+        }
+    }
+    match catalog::agent(&step.agent) {
+        None => {
+            let hint = nearest(&step.agent, AGENTS.iter().map(|a| a.kind))
+                .map(|s| format!("did you mean \"{s}\"? "))
+                .unwrap_or_default();
+            let known: Vec<&str> = AGENTS.iter().map(|a| a.kind).collect();
+            problems.push(Problem::new(
+                format!("{path}.agent"),
+                format!(
+                    "unknown agent \"{}\"; {hint}known agents: {}",
+                    step.agent,
+                    known.join(", ")
+                ),
+            ));
+        }
+        Some(spec) => check_with(&path, step, spec, problems),
+    }
+    check_templates(def, &path, step, upstream, problems);
+}
+
+/// `with` against the agent's schema: unknown keys, missing required keys, wrong types.
+fn check_with(path: &str, step: &StepDef, spec: &catalog::AgentSpec, problems: &mut Vec<Problem>) {
+    for (key, value) in &step.with {
+        match spec.fields.iter().find(|f| f.name == key) {
+            None => {
+                let names: Vec<&str> = spec.fields.iter().map(|f| f.name).collect();
+                problems.push(Problem::new(
+                    format!("{path}.with.{key}"),
+                    format!(
+                        "the {} agent has no setting \"{key}\"; it takes {}",
+                        spec.kind,
+                        names.join(", ")
+                    ),
+                ));
+            }
+            Some(field) => {
+                if let Err(e) = catalog::check_value(field.ty, value) {
+                    problems.push(Problem::new(format!("{path}.with.{key}"), e));
+                }
+            }
+        }
+    }
+    for field in spec.fields.iter().filter(|f| f.required) {
+        if !step.with.contains_key(field.name) {
+            problems.push(Problem::new(
+                format!("{path}.with"),
+                format!(
+                    "the {} agent needs \"{}\" ({})",
+                    spec.kind, field.name, field.help
+                ),
+            ));
+        }
+    }
+    for group in spec.one_of {
+        let set = group.iter().filter(|k| step.with.contains_key(**k)).count();
+        if set != 1 {
+            problems.push(Problem::new(
+                format!("{path}.with"),
+                format!(
+                    "the {} agent needs exactly one of {}",
+                    spec.kind,
+                    group.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+/// Every string in `with` is a template: it must parse and read only upstream steps and declared inputs.
+fn check_templates(
+    def: &WorkflowDef,
+    path: &str,
+    step: &StepDef,
+    upstream: Option<&HashSet<usize>>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut strings = Vec::new();
+    for (key, value) in &step.with {
+        collect_strings(&format!("{path}.with.{key}"), value, &mut strings);
+    }
+    for (spath, text) in strings {
+        if !text.contains("{{") && !text.contains("{%") {
+            continue;
+        }
+        let refs = match template::references(text) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(Problem::new(spath, e));
+                continue;
+            }
+        };
+        for var in &refs.unknown {
+            problems.push(Problem::new(
+                &spath,
+                format!(
+                    "unknown variable \"{var}\"; templates can read {}",
+                    ROOTS.join(", ")
+                ),
+            ));
+        }
+        for name in &refs.inputs {
+            if !def.inputs.contains_key(name) {
+                problems.push(Problem::new(
+                    &spath,
+                    format!("input \"{name}\" is not declared under inputs"),
+                ));
+            }
+        }
+        for id in &refs.steps {
+            let target = def.steps.iter().position(|s| &s.id == id);
+            match (target, upstream) {
+                (None, _) => problems.push(Problem::new(
+                    &spath,
+                    format!("refers to unknown step \"{id}\""),
+                )),
+                (Some(t), _) if def.steps[t].id == step.id => {
+                    problems.push(Problem::new(&spath, "a step cannot read its own output"))
+                }
+                (Some(t), Some(up)) if !up.contains(&t) => problems.push(Problem::new(
+                    &spath,
+                    format!(
+                        "reads steps.{id} but \"{id}\" is not upstream of \"{}\"; add it to needs",
+                        step.id
+                    ),
+                )),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn collect_strings<'a>(path: &str, value: &'a Value, out: &mut Vec<(String, &'a str)>) {
+    match value {
+        Value::String(s) => out.push((path.to_string(), s)),
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                collect_strings(&format!("{path}[{i}]"), v, out);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                collect_strings(&format!("{path}.{k}"), v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The closest candidate within two edits, for "did you mean" hints.
+fn nearest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}

@@ -1,0 +1,302 @@
+//! Workflows and their versions: every save is a new immutable row in `workflow_versions`.
+//!
+//! Saving bumps `workflows.latest_version` with `UPDATE … RETURNING` inside the transaction
+//! that inserts the version, so two racing saves are serialised by the row lock (PostgreSQL)
+//! or the write lock (SQLite) and both become versions; neither is lost.
+
+use super::{now_ms, on_pool, Store, StoreError};
+use crate::examples::EXAMPLES;
+use crate::model::Workflow;
+use crate::records::{VersionInfo, WorkflowSummary};
+
+/// A whole stored version: the exact text saved and its validated form.
+#[derive(Debug, Clone)]
+pub struct VersionRecord {
+    pub info: VersionInfo,
+    /// The document exactly as saved (export returns these bytes).
+    pub source: String,
+    pub workflow: Workflow,
+}
+
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    id: String,
+    name: String,
+    description: Option<String>,
+    tags: String,
+    latest_version: i64,
+    created_at: i64,
+    updated_at: i64,
+    archived_at: Option<i64>,
+}
+
+impl From<SummaryRow> for WorkflowSummary {
+    fn from(r: SummaryRow) -> Self {
+        WorkflowSummary {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            // Written by this module from a Vec<String>; an unreadable value shows as no tags.
+            tags: serde_json::from_str(&r.tags).unwrap_or_default(),
+            latest_version: r.latest_version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            archived_at: r.archived_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    workflow_id: String,
+    version: i64,
+    created_at: i64,
+    source: String,
+}
+
+impl TryFrom<VersionRow> for VersionRecord {
+    type Error = StoreError;
+    fn try_from(r: VersionRow) -> Result<Self, StoreError> {
+        let workflow = Workflow::parse(&r.source).map_err(|problems| StoreError::Unreadable {
+            id: r.workflow_id.clone(),
+            version: r.version,
+            problems,
+        })?;
+        Ok(VersionRecord {
+            info: VersionInfo {
+                workflow_id: r.workflow_id,
+                version: r.version,
+                created_at: r.created_at,
+            },
+            source: r.source,
+            workflow,
+        })
+    }
+}
+
+/// The workflow-list query with a literal tail (`WHERE …`, `ORDER BY …`), kept `'static`.
+macro_rules! summary_sql {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, name, description, tags, latest_version, created_at, updated_at, archived_at FROM workflows",
+            $tail
+        )
+    };
+}
+
+fn tags_json(workflow: &Workflow) -> String {
+    serde_json::to_string(&workflow.def().tags).unwrap_or_else(|_| "[]".into())
+}
+
+impl Store {
+    /// Every workflow, by id; archived ones only when asked.
+    pub async fn list_workflows(
+        &self,
+        include_archived: bool,
+    ) -> Result<Vec<WorkflowSummary>, StoreError> {
+        let rows: Vec<SummaryRow> = on_pool!(self, pool => {
+            if include_archived {
+                sqlx::query_as(summary_sql!(" ORDER BY id")).fetch_all(pool).await?
+            } else {
+                sqlx::query_as(summary_sql!(" WHERE archived_at IS NULL ORDER BY id"))
+                    .fetch_all(pool)
+                    .await?
+            }
+        });
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// One workflow's summary, archived or not.
+    pub async fn workflow(&self, id: &str) -> Result<WorkflowSummary, StoreError> {
+        let row: Option<SummaryRow> = on_pool!(self, pool => {
+            sqlx::query_as(summary_sql!(" WHERE id = $1"))
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(Into::into)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    /// Creates a workflow with version 1; `AlreadyExists` if the id is taken (even archived).
+    pub async fn create_workflow(
+        &self,
+        workflow: &Workflow,
+        source: &str,
+    ) -> Result<VersionInfo, StoreError> {
+        let now = now_ms();
+        let id = workflow.id().to_string();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO workflows (id, name, description, tags, latest_version, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 1, $5, $5) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(id.clone())
+            .bind(workflow.name().to_string())
+            .bind(workflow.def().description.clone())
+            .bind(tags_json(workflow))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(StoreError::AlreadyExists(id));
+            }
+            sqlx::query("INSERT INTO workflow_versions (workflow_id, version, source, created_at) VALUES ($1, 1, $2, $3)")
+                .bind(id.clone())
+                .bind(source.to_string())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(VersionInfo {
+            workflow_id: id,
+            version: 1,
+            created_at: now,
+        })
+    }
+
+    /// Saves a new version of an existing workflow and makes it the latest.
+    pub async fn save_version(
+        &self,
+        workflow: &Workflow,
+        source: &str,
+    ) -> Result<VersionInfo, StoreError> {
+        let now = now_ms();
+        let id = workflow.id().to_string();
+        let version: i64 = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let version: Option<i64> = sqlx::query_scalar(
+                "UPDATE workflows SET latest_version = latest_version + 1, name = $2, description = $3,
+                        tags = $4, updated_at = $5
+                 WHERE id = $1 RETURNING latest_version",
+            )
+            .bind(id.clone())
+            .bind(workflow.name().to_string())
+            .bind(workflow.def().description.clone())
+            .bind(tags_json(workflow))
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(version) = version else {
+                return Err(StoreError::NotFound(id));
+            };
+            sqlx::query("INSERT INTO workflow_versions (workflow_id, version, source, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(id.clone())
+                .bind(version)
+                .bind(source.to_string())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            version
+        });
+        Ok(VersionInfo {
+            workflow_id: id,
+            version,
+            created_at: now,
+        })
+    }
+
+    /// Every version of a workflow, newest first.
+    pub async fn list_versions(&self, id: &str) -> Result<Vec<VersionInfo>, StoreError> {
+        let rows: Vec<VersionInfo> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT workflow_id, version, created_at FROM workflow_versions WHERE workflow_id = $1 ORDER BY version DESC",
+            )
+            .bind(id.to_string())
+            .fetch_all(pool)
+            .await?
+        });
+        if rows.is_empty() {
+            // Distinguish "no such workflow" from an impossible empty history.
+            self.workflow(id).await?;
+        }
+        Ok(rows)
+    }
+
+    /// One version, or the latest when `version` is `None`.
+    pub async fn version(
+        &self,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<VersionRecord, StoreError> {
+        let row: Option<VersionRow> = on_pool!(self, pool => {
+            match version {
+                Some(v) => sqlx::query_as(
+                    "SELECT workflow_id, version, created_at, source FROM workflow_versions WHERE workflow_id = $1 AND version = $2",
+                )
+                .bind(id.to_string())
+                .bind(v)
+                .fetch_optional(pool)
+                .await?,
+                None => sqlx::query_as(
+                    "SELECT v.workflow_id, v.version, v.created_at, v.source FROM workflow_versions v
+                     JOIN workflows w ON w.id = v.workflow_id AND w.latest_version = v.version
+                     WHERE w.id = $1",
+                )
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?,
+            }
+        });
+        match (row, version) {
+            (Some(row), _) => row.try_into(),
+            (None, None) => Err(StoreError::NotFound(id.to_string())),
+            (None, Some(v)) => {
+                self.workflow(id).await?;
+                Err(StoreError::VersionNotFound {
+                    id: id.to_string(),
+                    version: v,
+                })
+            }
+        }
+    }
+
+    /// Hides (`true`) or restores (`false`) a workflow; its versions and runs are kept.
+    pub async fn set_archived(
+        &self,
+        id: &str,
+        archived: bool,
+    ) -> Result<WorkflowSummary, StoreError> {
+        let at = archived.then(now_ms);
+        let updated = on_pool!(self, pool => {
+            sqlx::query("UPDATE workflows SET archived_at = $2 WHERE id = $1")
+                .bind(id.to_string())
+                .bind(at)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if updated == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        self.workflow(id).await
+    }
+
+    /// Loads the example workflows into an empty database; returns how many were created.
+    pub async fn seed_examples(&self) -> Result<usize, StoreError> {
+        let count: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM workflows").fetch_one(pool).await?
+        });
+        if count > 0 {
+            return Ok(0);
+        }
+        let mut created = 0;
+        for (file, source) in EXAMPLES {
+            let workflow = Workflow::parse(source).map_err(|problems| StoreError::Unreadable {
+                id: (*file).to_string(),
+                version: 0,
+                problems,
+            })?;
+            match self.create_workflow(&workflow, source).await {
+                Ok(_) => created += 1,
+                // Another replica seeded it at the same moment: fine.
+                Err(StoreError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(created)
+    }
+}

@@ -1,0 +1,272 @@
+//! The store test suite, run unchanged against SQLite and PostgreSQL.
+//!
+//! Each test body is an `async fn(Store)`; `both!` turns it into one `#[tokio::test]` per
+//! backend. PostgreSQL tests each get a fresh database on `FLOWSCOPE_TEST_POSTGRES_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use engine::examples::EXAMPLES;
+use engine::model::Workflow;
+use engine::store::{Store, StoreError};
+
+mod support {
+    use super::*;
+
+    pub struct TestDb {
+        pub store: Store,
+        _dir: Option<tempfile::TempDir>,
+        drop_pg: Option<(String, String)>,
+    }
+
+    impl TestDb {
+        pub async fn cleanup(self) {
+            self.store.close().await;
+            if let Some((admin_url, name)) = self.drop_pg {
+                let admin = Store::connect(&admin_url).await.expect("admin connect");
+                admin
+                    .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .expect("drop db");
+                admin.close().await;
+            }
+        }
+    }
+
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url).await.expect("connect sqlite");
+        store.migrate().await.expect("migrate");
+        TestDb {
+            store,
+            _dir: Some(dir),
+            drop_pg: None,
+        }
+    }
+
+    pub fn postgres_admin_url() -> String {
+        std::env::var("FLOWSCOPE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    pub async fn postgres() -> TestDb {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let admin_url = postgres_admin_url();
+        let name = format!(
+            "flowscope_test_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = Store::connect(&admin_url)
+            .await
+            .expect("PostgreSQL must run on 127.0.0.1:5432 (the test command starts it)");
+        admin
+            .execute_raw(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create db");
+        admin.close().await;
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(&admin_url);
+        let store = Store::connect(&format!("{base}/{name}"))
+            .await
+            .expect("connect test db");
+        store.migrate().await.expect("migrate");
+        TestDb {
+            store,
+            _dir: None,
+            drop_pg: Some((admin_url, name)),
+        }
+    }
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() {
+                let db = super::support::sqlite().await;
+                super::$name(db.store.clone()).await;
+                db.cleanup().await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() {
+                let db = super::support::postgres().await;
+                super::$name(db.store.clone()).await;
+                db.cleanup().await;
+            })*
+        }
+    };
+}
+
+both!(
+    creating_a_workflow_stores_version_one_with_its_exact_text,
+    every_save_is_a_new_immutable_version,
+    creating_an_existing_id_is_a_conflict_and_changes_nothing,
+    saving_an_unknown_workflow_is_not_found,
+    archived_workflows_are_hidden_and_can_be_restored,
+    racing_saves_all_become_versions,
+    seeding_fills_only_an_empty_database,
+    readiness_follows_migrations,
+    unknown_versions_are_distinguished_from_unknown_workflows,
+);
+
+fn wf(id: &str, latency: &str) -> (Workflow, String) {
+    let text = format!("id: {id}\nname: Test {id}\ntags:\n- t1\nsteps:\n- id: a\n  agent: simulate\n  with:\n    latency: {latency}\n");
+    (Workflow::parse(&text).expect("valid"), text)
+}
+
+async fn creating_a_workflow_stores_version_one_with_its_exact_text(store: Store) {
+    // Non-canonical spacing and a comment: export must give back these very bytes.
+    let text = "# mine\nid:   exact\nsteps:\n  - {id: a, agent: delay, with: {duration: 1s}}   \n";
+    let w = Workflow::parse(text).expect("valid");
+    let info = store.create_workflow(&w, text).await.expect("create");
+    assert_eq!(info.version, 1);
+    let record = store.version("exact", None).await.expect("latest");
+    assert_eq!(record.source, text);
+    assert_eq!(record.workflow.id(), "exact");
+    let summary = store.workflow("exact").await.expect("summary");
+    assert_eq!(
+        (summary.name.as_str(), summary.latest_version),
+        ("exact", 1)
+    );
+}
+
+async fn every_save_is_a_new_immutable_version(store: Store) {
+    let (w1, t1) = wf("versions", "1ms");
+    let (w2, t2) = wf("versions", "2ms");
+    store.create_workflow(&w1, &t1).await.expect("create");
+    let v2 = store.save_version(&w2, &t2).await.expect("save");
+    assert_eq!(v2.version, 2);
+    assert_eq!(
+        store.version("versions", Some(1)).await.expect("v1").source,
+        t1
+    );
+    assert_eq!(
+        store
+            .version("versions", None)
+            .await
+            .expect("latest")
+            .source,
+        t2
+    );
+    let list = store.list_versions("versions").await.expect("versions");
+    assert_eq!(list.iter().map(|v| v.version).collect::<Vec<_>>(), [2, 1]);
+    let summary = store.workflow("versions").await.expect("summary");
+    assert_eq!(summary.latest_version, 2);
+    assert_eq!(summary.tags, ["t1"]);
+}
+
+async fn creating_an_existing_id_is_a_conflict_and_changes_nothing(store: Store) {
+    let (w1, t1) = wf("dup", "1ms");
+    let (w2, t2) = wf("dup", "9ms");
+    store.create_workflow(&w1, &t1).await.expect("create");
+    let err = store.create_workflow(&w2, &t2).await.expect_err("conflict");
+    assert!(
+        matches!(err, StoreError::AlreadyExists(ref id) if id == "dup"),
+        "{err}"
+    );
+    assert_eq!(store.version("dup", None).await.expect("latest").source, t1);
+    assert_eq!(store.list_versions("dup").await.expect("versions").len(), 1);
+}
+
+async fn saving_an_unknown_workflow_is_not_found(store: Store) {
+    let (w, t) = wf("ghost", "1ms");
+    assert!(matches!(
+        store.save_version(&w, &t).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.version("ghost", None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.list_workflows(true).await.expect("list").is_empty());
+}
+
+async fn archived_workflows_are_hidden_and_can_be_restored(store: Store) {
+    let (w, t) = wf("old", "1ms");
+    store.create_workflow(&w, &t).await.expect("create");
+    let archived = store.set_archived("old", true).await.expect("archive");
+    assert!(archived.archived_at.is_some());
+    assert!(store.list_workflows(false).await.expect("list").is_empty());
+    assert_eq!(store.list_workflows(true).await.expect("list all").len(), 1);
+    assert_eq!(
+        store
+            .version("old", Some(1))
+            .await
+            .expect("still readable")
+            .source,
+        t
+    );
+    store.set_archived("old", false).await.expect("restore");
+    assert_eq!(store.list_workflows(false).await.expect("list").len(), 1);
+    assert!(matches!(
+        store.set_archived("nope", true).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn racing_saves_all_become_versions(store: Store) {
+    let (w, t) = wf("race", "1ms");
+    store.create_workflow(&w, &t).await.expect("create");
+    let saves = (0..8).map(|i| {
+        let store = store.clone();
+        let (w, t) = wf("race", &format!("{}ms", i + 10));
+        tokio::spawn(async move { store.save_version(&w, &t).await })
+    });
+    let mut numbers = Vec::new();
+    for handle in saves.collect::<Vec<_>>() {
+        numbers.push(
+            handle
+                .await
+                .expect("join")
+                .expect("every racing save succeeds")
+                .version,
+        );
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (2..=9).collect::<Vec<i64>>());
+    assert_eq!(
+        store.list_versions("race").await.expect("versions").len(),
+        9
+    );
+}
+
+async fn seeding_fills_only_an_empty_database(store: Store) {
+    assert_eq!(store.seed_examples().await.expect("seed"), EXAMPLES.len());
+    let ids: Vec<String> = store
+        .list_workflows(false)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert!(
+        ids.contains(&"hello".into()) && ids.contains(&"always-fails".into()),
+        "{ids:?}"
+    );
+    assert_eq!(store.seed_examples().await.expect("seed again"), 0);
+}
+
+async fn readiness_follows_migrations(store: Store) {
+    store.ready().await.expect("migrated store is ready");
+}
+
+async fn unknown_versions_are_distinguished_from_unknown_workflows(store: Store) {
+    let (w, t) = wf("one", "1ms");
+    store.create_workflow(&w, &t).await.expect("create");
+    assert!(matches!(
+        store.version("one", Some(7)).await,
+        Err(StoreError::VersionNotFound { version: 7, .. })
+    ));
+    assert!(matches!(
+        store.version("two", Some(1)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.list_versions("two").await,
+        Err(StoreError::NotFound(_))
+    ));
+}

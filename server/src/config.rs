@@ -1,0 +1,260 @@
+//! Settings (SPEC §7): `FLOWSCOPE_*` environment variables first, then an optional
+//! `flowscope.toml` (or the file `FLOWSCOPE_CONFIG` names), then defaults.
+//! A bad value stops start-up with a message that names the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Address the HTTP server binds (port 0 picks a free one, for tests).
+    pub listen: SocketAddr,
+    /// `sqlite://…` (embedded default) or `postgres://…`.
+    pub database_url: String,
+    /// Load the example workflows into an empty database on start.
+    pub seed_examples: bool,
+    /// Base URL of Grafana, for trace and dashboard links.
+    pub grafana_url: Option<String>,
+    /// uid of the Tempo datasource in that Grafana.
+    pub grafana_tempo_uid: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            database_url: "sqlite://data/flowscope.db".into(),
+            seed_examples: true,
+            grafana_url: None,
+            grafana_tempo_uid: "tempo".into(),
+        }
+    }
+}
+
+/// A setting that could not be used; `setting` is its environment-variable or file key.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("configuration: {setting}: {message}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+fn err(setting: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The keys `flowscope.toml` may hold; unknown keys are an error, not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database_url: Option<String>,
+    seed_examples: Option<bool>,
+    grafana_url: Option<String>,
+    grafana_tempo_uid: Option<String>,
+}
+
+impl Config {
+    /// Reads the process environment and the config file.
+    pub fn load() -> Result<Config, ConfigError> {
+        Config::from_sources(|k| std::env::var(k).ok())
+    }
+
+    /// Builds a config from an environment lookup (tests pass a map) and the file it names.
+    pub fn from_sources(env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let (path, required) = match env("FLOWSCOPE_CONFIG") {
+            Some(p) => (PathBuf::from(p), true),
+            None => (PathBuf::from("flowscope.toml"), false),
+        };
+        let file = read_file(&path, required)?;
+        let mut config = Config::default();
+
+        if let Some(v) = env("FLOWSCOPE_LISTEN")
+            .map(|v| ("FLOWSCOPE_LISTEN", v))
+            .or(file.listen.map(|v| ("listen", v)))
+        {
+            config.listen = v.1.parse().map_err(|_| {
+                err(
+                    v.0,
+                    format!("\"{}\" is not an address like 127.0.0.1:3000", v.1),
+                )
+            })?;
+        }
+        if let Some(v) = env("FLOWSCOPE_DATABASE_URL")
+            .map(|v| ("FLOWSCOPE_DATABASE_URL", v))
+            .or(file.database_url.map(|v| ("database_url", v)))
+        {
+            if !(v.1.starts_with("sqlite:")
+                || v.1.starts_with("postgres://")
+                || v.1.starts_with("postgresql://"))
+            {
+                return Err(err(
+                    v.0,
+                    format!("\"{}\" is neither sqlite://PATH nor postgres://…", v.1),
+                ));
+            }
+            config.database_url = v.1;
+        }
+        if let Some(v) = env("FLOWSCOPE_SEED_EXAMPLES") {
+            config.seed_examples = parse_bool(&v).ok_or_else(|| {
+                err(
+                    "FLOWSCOPE_SEED_EXAMPLES",
+                    format!("\"{v}\" is not true or false"),
+                )
+            })?;
+        } else if let Some(b) = file.seed_examples {
+            config.seed_examples = b;
+        }
+        if let Some(v) = env("FLOWSCOPE_GRAFANA_URL")
+            .map(|v| ("FLOWSCOPE_GRAFANA_URL", v))
+            .or(file.grafana_url.map(|v| ("grafana_url", v)))
+        {
+            if !(v.1.starts_with("http://") || v.1.starts_with("https://")) {
+                return Err(err(v.0, format!("\"{}\" is not an http(s) URL", v.1)));
+            }
+            config.grafana_url = Some(v.1.trim_end_matches('/').to_string());
+        }
+        if let Some(v) = env("FLOWSCOPE_GRAFANA_TEMPO_UID").or(file.grafana_tempo_uid) {
+            if v.trim().is_empty() {
+                return Err(err("FLOWSCOPE_GRAFANA_TEMPO_UID", "must not be empty"));
+            }
+            config.grafana_tempo_uid = v;
+        }
+        Ok(config)
+    }
+}
+
+fn read_file(path: &Path, required: bool) -> Result<FileConfig, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(FileConfig::default())
+        }
+        Err(e) => {
+            return Err(err(
+                "FLOWSCOPE_CONFIG",
+                format!("cannot read {}: {e}", path.display()),
+            ))
+        }
+    };
+    toml::from_str(&text).map_err(|e| err(&path.display().to_string(), e.message().to_string()))
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// The URL with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_sources(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let c = from(&[]).expect("defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.database_url, "sqlite://data/flowscope.db");
+        assert!(c.seed_examples);
+        assert_eq!(c.grafana_tempo_uid, "tempo");
+    }
+
+    #[test]
+    fn a_bad_listen_address_names_the_setting() {
+        let e = from(&[("FLOWSCOPE_LISTEN", "localhost")]).expect_err("bad");
+        assert_eq!(e.setting, "FLOWSCOPE_LISTEN");
+        assert!(e.to_string().contains("FLOWSCOPE_LISTEN"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_database_url_and_bool_name_their_settings() {
+        assert_eq!(
+            from(&[("FLOWSCOPE_DATABASE_URL", "mysql://x")])
+                .expect_err("bad")
+                .setting,
+            "FLOWSCOPE_DATABASE_URL"
+        );
+        assert_eq!(
+            from(&[("FLOWSCOPE_SEED_EXAMPLES", "maybe")])
+                .expect_err("bad")
+                .setting,
+            "FLOWSCOPE_SEED_EXAMPLES"
+        );
+        assert_eq!(
+            from(&[("FLOWSCOPE_GRAFANA_URL", "grafana:3000")])
+                .expect_err("bad")
+                .setting,
+            "FLOWSCOPE_GRAFANA_URL"
+        );
+    }
+
+    #[test]
+    fn the_file_is_read_and_the_environment_wins_over_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:4000\"\nseed_examples = false\ndatabase_url = \"sqlite://x.db\"\n").expect("write");
+        let p = path.to_str().expect("utf8");
+        let c = from(&[
+            ("FLOWSCOPE_CONFIG", p),
+            ("FLOWSCOPE_LISTEN", "127.0.0.1:5000"),
+        ])
+        .expect("config");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
+        assert!(!c.seed_examples);
+        assert_eq!(c.database_url, "sqlite://x.db");
+    }
+
+    #[test]
+    fn an_unknown_or_mistyped_file_key_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.toml");
+        std::fs::write(&path, "listn = \"127.0.0.1:4000\"\n").expect("write");
+        let e =
+            from(&[("FLOWSCOPE_CONFIG", path.to_str().expect("utf8"))]).expect_err("unknown key");
+        assert!(e.message.contains("listn"), "{e}");
+        let missing =
+            from(&[("FLOWSCOPE_CONFIG", "/nonexistent/flowscope.toml")]).expect_err("missing");
+        assert_eq!(missing.setting, "FLOWSCOPE_CONFIG");
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("sqlite://data/f.db"), "sqlite://data/f.db");
+    }
+}

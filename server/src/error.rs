@@ -1,0 +1,86 @@
+//! The one HTTP error type of the REST API. Every variant documents its status; the body has
+//! the stable shape `{"error": {"code", "message", "problems": [{"path", "message"}]}}`.
+//! 5xx causes are logged once here and answered with a generic message.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use engine::model::Problem;
+use engine::store::StoreError;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 422: the document is not a valid workflow; `problems` lists every reason.
+    #[error("the workflow is not valid")]
+    InvalidWorkflow(Vec<Problem>),
+    /// 400: the request itself is malformed (not UTF-8, bad query parameter).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: no such workflow or version.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the request conflicts with what is stored (id already taken).
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than the limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 415: a body type the endpoint does not read.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 503: the database is not answering.
+    #[error("the database is unavailable; try again shortly")]
+    Unavailable(#[source] StoreError),
+    /// 500: anything else; the cause goes to the log only.
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::InvalidWorkflow(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_workflow"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) | StoreError::VersionNotFound { .. } => {
+                ApiError::NotFound(e.to_string())
+            }
+            StoreError::AlreadyExists(_) => ApiError::Conflict(e.to_string()),
+            e if e.is_unavailable() => ApiError::Unavailable(e),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
+            ApiError::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            _ => {}
+        }
+        let problems = match &self {
+            ApiError::InvalidWorkflow(p) => p.clone(),
+            _ => Vec::new(),
+        };
+        let body =
+            json!({ "error": { "code": code, "message": self.to_string(), "problems": problems } });
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,13 @@
+//! The `flowscope` server: configuration, the HTTP surface and start-up.
+//!
+//! - [`config`]: settings from the environment and `flowscope.toml`.
+//! - [`startup`]: connect, migrate, seed, build the router, bind, serve until shutdown.
+//! - `api`: the REST API (`/api/v1`), one router per area.
+//! - [`health`]: liveness and readiness.
+//! - [`error`]: the API's error type and JSON shape.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod startup;

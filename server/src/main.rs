@@ -1,0 +1,122 @@
+//! `flowscope`: `serve` (default), `validate FILE…`, `migrate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use engine::model::Workflow;
+use server::config::Config;
+use server::startup::{open_store, shutdown_signal, Application};
+
+#[derive(Parser)]
+#[command(name = "flowscope", version, about = "Self-hosted workflow hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the UI, the API and the engine (the default).
+    Serve,
+    /// Check workflow files and print every problem with its path; exit 1 if any.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Validate { files } => validate(&files),
+        command => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    let config = Config::load()?;
+    match command {
+        Command::Migrate => {
+            open_store(&Config {
+                seed_examples: false,
+                ..config
+            })
+            .await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        _ => serve(config).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    // Site files (js, wasm, css) come from LEPTOS_SITE_ROOT (default target/site), set by
+    // cargo-leptos or by whoever starts the built binary.
+    let mut leptos_options = leptos::prelude::get_configuration(None)?.leptos_options;
+    leptos_options.site_addr = config.listen;
+    let app = Application::build(&config, leptos_options).await?;
+    tracing::info!(address = %app.local_addr(), database = %server::config::redact_url(&config.database_url), "Flowscope listening on http://{}", app.local_addr());
+    app.run_until(shutdown_signal()).await
+}
+
+fn validate(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{}: cannot read: {e}", file.display());
+                failed = true;
+                continue;
+            }
+        };
+        match Workflow::parse(&text) {
+            Ok(w) => println!(
+                "{}: ok ({}, {} steps)",
+                file.display(),
+                w.id(),
+                w.steps().len()
+            ),
+            Err(problems) => {
+                failed = true;
+                for p in problems {
+                    eprintln!("{}: {p}", file.display());
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}

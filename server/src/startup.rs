@@ -1,0 +1,137 @@
+//! Start-up as named steps: connect the store, migrate, seed, build the router, bind.
+//! `main` and the tests share it; a test binds port 0 and reads the port back.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use axum::Router;
+use engine::store::Store;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tokio::net::TcpListener;
+
+use crate::config::{redact_url, Config};
+
+/// A bound, ready-to-serve Flowscope.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    store: Store,
+}
+
+impl Application {
+    /// Connects, migrates and seeds the database, then binds the listener.
+    pub async fn build(
+        config: &Config,
+        leptos_options: LeptosOptions,
+    ) -> anyhow::Result<Application> {
+        let store = open_store(config).await?;
+        let router = router(store.clone(), leptos_options);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (FLOWSCOPE_LISTEN)", config.listen))?;
+        Ok(Application {
+            listener,
+            router,
+            store,
+        })
+    }
+
+    /// The address actually bound (the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish and closes the store.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("HTTP server failed")?;
+        self.store.close().await;
+        Ok(())
+    }
+}
+
+/// Connects to the configured database, applies migrations and seeds the examples.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let shown = redact_url(&config.database_url);
+    let store = Store::connect(&config.database_url)
+        .await
+        .with_context(|| {
+            format!("cannot connect to the database at {shown} (FLOWSCOPE_DATABASE_URL)")
+        })?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("cannot apply migrations to {shown}"))?;
+    if config.seed_examples {
+        let seeded = store
+            .seed_examples()
+            .await
+            .context("cannot seed the example workflows")?;
+        if seeded > 0 {
+            tracing::info!(
+                workflows = seeded,
+                "seeded example workflows into an empty database"
+            );
+        }
+    }
+    Ok(store)
+}
+
+/// The whole HTTP surface: pages (SSR + server functions), REST API, health, static files.
+pub fn router(store: Store, leptos_options: LeptosOptions) -> Router {
+    let routes = generate_route_list(app::App);
+    let context = {
+        let store = store.clone();
+        move || provide_context(store.clone())
+    };
+    let pages = Router::new()
+        .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
+            let options = leptos_options.clone();
+            move || app::shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            LeptosOptions,
+            _,
+        >(context, app::shell))
+        .with_state(leptos_options);
+    Router::new()
+        .nest("/api/v1", crate::api::router(store.clone()))
+        .merge(crate::health::router(store))
+        .merge(pages)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
