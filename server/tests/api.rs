@@ -1,0 +1,562 @@
+//! Black-box tests of the REST API, health and server-rendered pages, against a real server
+//! bound to port 0 with a fresh SQLite database per test (and one run on PostgreSQL).
+
+use std::process::Command;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use server::config::Config;
+use server::startup::Application;
+
+struct TestApp {
+    base: String,
+    client: Client,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    async fn spawn() -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("api.db").display());
+        TestApp::spawn_on(url, dir).await
+    }
+
+    async fn spawn_on(database_url: String, dir: tempfile::TempDir) -> TestApp {
+        let config = Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            database_url,
+            ..Config::default()
+        };
+        let options = leptos::prelude::LeptosOptions::builder()
+            .output_name("flowscope")
+            .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site"))
+            .build();
+        let app = Application::build(&config, options)
+            .await
+            .expect("build app");
+        let base = format!("http://{}", app.local_addr());
+        tokio::spawn(app.run_until(std::future::pending()));
+        TestApp {
+            base,
+            client: Client::new(),
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn post_doc(&self, path: &str, doc: &str) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/yaml")
+            .body(doc.to_string())
+            .send()
+            .await
+            .expect("send");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn put_doc(&self, path: &str, doc: &str) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .put(self.url(path))
+            .body(doc.to_string())
+            .send()
+            .await
+            .expect("send");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let r = self.client.get(self.url(path)).send().await.expect("send");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn ids(&self) -> Vec<String> {
+        let (_, list) = self.get_json("/api/v1/workflows").await;
+        list.as_array()
+            .expect("list")
+            .iter()
+            .map(|w| w["id"].as_str().expect("id").to_string())
+            .collect()
+    }
+}
+
+fn doc(id: &str, latency: &str) -> String {
+    format!("id: {id}\nname: Doc {id}\nsteps:\n- id: a\n  agent: simulate\n  with:\n    latency: {latency}\n")
+}
+
+/// Asserts the stable error shape and returns its problems' paths.
+fn error_paths(body: &Value, code: &str) -> Vec<String> {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    body["error"]["problems"]
+        .as_array()
+        .expect("problems array")
+        .iter()
+        .map(|p| {
+            assert!(p["message"].is_string());
+            p["path"].as_str().expect("path").to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get_json("/healthz").await.0, StatusCode::OK);
+    let (status, body) = app.get_json("/readyz").await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ready"))
+    );
+}
+
+#[tokio::test]
+async fn the_examples_are_seeded_into_an_empty_database() {
+    let app = TestApp::spawn().await;
+    let ids = app.ids().await;
+    assert!(
+        ids.contains(&"hello".into()) && ids.contains(&"always-fails".into()),
+        "{ids:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_created_workflow_can_be_read_versioned_exported_and_diffed() {
+    let app = TestApp::spawn().await;
+    let v1 = doc("report", "1ms");
+    let (status, body) = app.post_doc("/api/v1/workflows", &v1).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["version"]["version"], 1);
+
+    let v2 = doc("report", "5ms");
+    let (status, body) = app.put_doc("/api/v1/workflows/report", &v2).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"]["version"], 2);
+
+    let (_, shown) = app.get_json("/api/v1/workflows/report").await;
+    assert_eq!(shown["latest_version"], 2);
+    assert_eq!(shown["latest"]["source"], v2);
+    assert_eq!(
+        shown["latest"]["definition"]["steps"][0]["with"]["latency"],
+        "5ms"
+    );
+
+    let (_, versions) = app.get_json("/api/v1/workflows/report/versions").await;
+    assert_eq!(
+        versions
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|v| v["version"].as_i64())
+            .collect::<Vec<_>>(),
+        [Some(2), Some(1)]
+    );
+    let (_, old) = app.get_json("/api/v1/workflows/report/versions/1").await;
+    assert_eq!(old["source"], v1);
+
+    let exported = app
+        .client
+        .get(app.url("/api/v1/workflows/report/export?version=1"))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(exported.headers()["content-type"], "application/yaml");
+    assert_eq!(
+        exported.text().await.expect("text"),
+        v1,
+        "export returns the saved bytes"
+    );
+
+    let (_, diff) = app
+        .get_json("/api/v1/workflows/report/diff?from=1&to=2")
+        .await;
+    let diff = diff["diff"].as_str().expect("diff");
+    assert!(
+        diff.contains("-    latency: 1ms") && diff.contains("+    latency: 5ms"),
+        "{diff}"
+    );
+}
+
+#[tokio::test]
+async fn export_then_import_round_trips_byte_for_byte() {
+    let app = TestApp::spawn().await;
+    let exported = app
+        .client
+        .get(app.url("/api/v1/workflows/hello/export"))
+        .send()
+        .await
+        .expect("export")
+        .text()
+        .await
+        .expect("text");
+    let renamed = exported.replacen("id: hello", "id: hello-copy", 1);
+    assert_eq!(
+        app.post_doc("/api/v1/workflows", &renamed).await.0,
+        StatusCode::CREATED
+    );
+    let again = app
+        .client
+        .get(app.url("/api/v1/workflows/hello-copy/export"))
+        .send()
+        .await
+        .expect("export")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(again, renamed);
+    // The canonical form the validator reports is the text itself: the examples are canonical.
+    let r = app
+        .client
+        .post(app.url("/api/v1/validate"))
+        .body(exported.clone())
+        .send()
+        .await
+        .expect("validate");
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["canonical"],
+        exported
+    );
+}
+
+#[tokio::test]
+async fn invalid_documents_get_422_with_every_problem_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    let before = app.ids().await;
+    let cases: &[(&str, &str)] = &[
+        ("id: x\nsteps: [\n", ""),                                                                         // invalid YAML
+        ("{\"id\": \"x\", ", ""),                                                                          // invalid JSON
+        ("id: x\nstepz: []\n", ""),                                                                        // unknown field
+        ("id: Not A Slug\nsteps:\n- {id: a, agent: delay, with: {duration: 1s}}\n", "id"),                  // bad slug
+        ("id: d\nsteps:\n- {id: a, agent: delay, with: {duration: 1s}}\n- {id: a, agent: delay, with: {duration: 1s}}\n", "steps[1].id"),
+        ("id: c\nsteps:\n- {id: a, agent: delay, needs: [b], with: {duration: 1s}}\n- {id: b, agent: delay, needs: [a], with: {duration: 1s}}\n", "steps[0].needs"),
+        ("id: u\nsteps:\n- {id: a, agent: teleport}\n", "steps[0].agent"),
+        ("id: t\nsteps:\n- {id: a, agent: notify, with: {webhook_url: 'http://h', text: '{{ inputs.x '}}\n", "steps[0].with.text"),
+    ];
+    for (body, path) in cases {
+        let (status, err) = app.post_doc("/api/v1/workflows", body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {err}");
+        let paths = error_paths(&err, "invalid_workflow");
+        assert!(!paths.is_empty(), "{err}");
+        if !path.is_empty() {
+            assert!(
+                paths.contains(&path.to_string()),
+                "{body}: expected {path} in {paths:?}"
+            );
+        }
+    }
+    assert_eq!(app.ids().await, before, "nothing was stored");
+}
+
+#[tokio::test]
+async fn an_oversized_document_is_refused_with_413() {
+    let app = TestApp::spawn().await;
+    let big = format!("{}#{}\n", doc("big", "1ms"), "x".repeat(300 * 1024));
+    let (status, body) = app.post_doc("/api/v1/workflows", &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    error_paths(&body, "too_large");
+    let huge = "x".repeat(3 * 1024 * 1024);
+    assert_eq!(
+        app.post_doc("/api/v1/workflows", &huge).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert!(!app.ids().await.contains(&"big".into()));
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_utf8_text_or_of_the_wrong_type_are_refused() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .client
+        .post(app.url("/api/v1/workflows"))
+        .body(vec![0xff, 0xfe, 0x00])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = app
+        .client
+        .post(app.url("/api/v1/workflows"))
+        .header("content-type", "image/png")
+        .body("id: x")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn creating_an_existing_id_is_a_409_and_keeps_the_original() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .post_doc("/api/v1/workflows", &doc("hello", "9ms"))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    error_paths(&body, "conflict");
+    let (_, shown) = app.get_json("/api/v1/workflows/hello").await;
+    assert_eq!(shown["latest_version"], 1);
+}
+
+#[tokio::test]
+async fn updates_must_target_an_existing_workflow_with_the_same_id() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .put_doc("/api/v1/workflows/nope", &doc("nope", "1ms"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = app
+        .put_doc("/api/v1/workflows/hello", &doc("other", "1ms"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_paths(&body, "invalid_workflow"), ["id"]);
+}
+
+#[tokio::test]
+async fn racing_saves_of_one_workflow_all_become_versions() {
+    let app = TestApp::spawn().await;
+    app.post_doc("/api/v1/workflows", &doc("busy", "1ms")).await;
+    let client = app.client.clone();
+    let saves: Vec<_> = (0..10)
+        .map(|i| {
+            let (client, url) = (client.clone(), app.url("/api/v1/workflows/busy"));
+            tokio::spawn(async move {
+                client
+                    .put(url)
+                    .body(doc("busy", &format!("{}ms", i + 2)))
+                    .send()
+                    .await
+                    .expect("send")
+                    .status()
+            })
+        })
+        .collect();
+    for s in saves {
+        assert_eq!(s.await.expect("join"), StatusCode::OK);
+    }
+    let (_, versions) = app.get_json("/api/v1/workflows/busy/versions").await;
+    assert_eq!(versions.as_array().expect("list").len(), 11);
+}
+
+#[tokio::test]
+async fn archiving_hides_a_workflow_and_restoring_shows_it_again() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .client
+        .post(app.url("/api/v1/workflows/hello/archive"))
+        .send()
+        .await
+        .expect("archive");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!app.ids().await.contains(&"hello".into()));
+    let (_, all) = app.get_json("/api/v1/workflows?archived=true").await;
+    assert!(all
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|w| w["id"] == "hello" && w["archived_at"].is_i64()));
+    assert_eq!(
+        app.get_json("/api/v1/workflows/hello/versions/1").await.0,
+        StatusCode::OK,
+        "versions are kept"
+    );
+    app.client
+        .post(app.url("/api/v1/workflows/hello/restore"))
+        .send()
+        .await
+        .expect("restore");
+    assert!(app.ids().await.contains(&"hello".into()));
+    let r = app
+        .client
+        .post(app.url("/api/v1/workflows/nope/archive"))
+        .send()
+        .await
+        .expect("archive");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn validate_reports_problems_without_saving() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .post_doc(
+            "/api/v1/validate",
+            "id: v\nsteps:\n- {id: a, agent: delay, needs: [zz], with: {}}\n",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["valid"], false);
+    let paths: Vec<&str> = body["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter_map(|p| p["path"].as_str())
+        .collect();
+    assert!(
+        paths.contains(&"steps[0].needs[0]") && paths.contains(&"steps[0].with"),
+        "{paths:?}"
+    );
+    let (_, ok) = app.post_doc("/api/v1/validate", &doc("v", "1ms")).await;
+    assert_eq!(ok["valid"], true);
+    assert!(!app.ids().await.contains(&"v".into()));
+}
+
+#[tokio::test]
+async fn unknown_things_are_json_404s() {
+    let app = TestApp::spawn().await;
+    for path in [
+        "/api/v1/workflows/nope",
+        "/api/v1/workflows/hello/versions/99",
+        "/api/v1/nothing-here",
+    ] {
+        let (status, body) = app.get_json(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        error_paths(&body, "not_found");
+    }
+}
+
+#[tokio::test]
+async fn the_workflows_page_is_rendered_on_the_server_with_the_seeded_workflows() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .client
+        .get(app.url("/workflows"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.expect("html");
+    assert!(
+        html.contains("Hello, Flowscope") && html.contains("Always fails"),
+        "seeded names rendered"
+    );
+    assert!(
+        html.contains("/pkg/flowscope.js") && html.contains("/pkg/flowscope.wasm"),
+        "hydration scripts point at the built bundle"
+    );
+    let r = app
+        .client
+        .get(app.url("/no/such/page"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.text().await.expect("html").contains("Page not found"));
+}
+
+#[tokio::test]
+async fn the_list_server_function_answers_over_http() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .client
+        .post(app.url("/api/list_workflows"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(r.status(), StatusCode::OK);
+    let list: Value = r.json().await.expect("json");
+    assert!(list
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|w| w["id"] == json!("hello")));
+}
+
+#[tokio::test]
+async fn the_server_runs_on_postgres_too() {
+    let admin = std::env::var("FLOWSCOPE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("flowscope_api_{}", std::process::id());
+    let store = engine::store::Store::connect(&admin)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432");
+    store
+        .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .expect("drop");
+    store
+        .execute_raw(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create");
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .expect("url");
+    let app = TestApp::spawn_on(format!("{base}/{name}"), tempfile::tempdir().expect("dir")).await;
+    assert!(app.ids().await.contains(&"hello".into()));
+    assert_eq!(
+        app.post_doc("/api/v1/workflows", &doc("pg", "1ms")).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(app.get_json("/readyz").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_unreachable_database_stops_start_up_with_a_clear_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        .env(
+            "FLOWSCOPE_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/none",
+        )
+        .env("FLOWSCOPE_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run binary");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot connect to the database")
+            && stderr.contains("FLOWSCOPE_DATABASE_URL"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_start_up_naming_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        .env("FLOWSCOPE_LISTEN", "nowhere")
+        .output()
+        .expect("run binary");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("FLOWSCOPE_LISTEN"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_validate_command_prints_problems_and_exits_non_zero() {
+    let dir = tempfile::tempdir().expect("dir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "id: b\nsteps:\n- {id: a, agent: delay, needs: [zz], with: {duration: 1s}}\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        .arg("validate")
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("steps[0].needs[0]: unknown step \"zz\""));
+    let good = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../workflows/examples/hello.yaml"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        .arg("validate")
+        .arg(good)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
