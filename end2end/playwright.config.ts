@@ -1,0 +1,38 @@
+// Browser tests against a real Flowscope (debug build from `cargo leptos build`) on a fresh
+// SQLite database, driven through Debian's Chromium: no browser is downloaded.
+import { defineConfig } from '@playwright/test';
+import * as os from 'os';
+import * as path from 'path';
+import * as fs from 'fs';
+
+const port = Number(process.env.E2E_PORT ?? 3917);
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowscope-e2e-'));
+
+export default defineConfig({
+  testDir: './tests',
+  outputDir: './test-results',
+  workers: 1,
+  retries: 0,
+  reporter: [['list']],
+  use: {
+    baseURL: `http://127.0.0.1:${port}`,
+    launchOptions: {
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    },
+  },
+  webServer: {
+    command: 'target/debug/flowscope serve',
+    cwd: '..',
+    url: `http://127.0.0.1:${port}/readyz`,
+    reuseExistingServer: false,
+    stdout: 'pipe',
+    env: {
+      FLOWSCOPE_LISTEN: `127.0.0.1:${port}`,
+      FLOWSCOPE_DATABASE_URL: `sqlite://${dataDir}/e2e.db`,
+      LEPTOS_SITE_ROOT: 'target/site',
+      RUST_LOG: 'warn',
+    },
+  },
+});

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up, builds (release) and starts Flowscope on its embedded default:
+# SQLite at data/flowscope.db, example workflows seeded, http://127.0.0.1:3000.
+# Settings (FLOWSCOPE_*, see README) pass through from the environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PWD/.tools/node_modules/.bin:$PATH"
+cargo leptos build --release
+echo "Starting Flowscope on http://${FLOWSCOPE_LISTEN:-127.0.0.1:3000}"
+LEPTOS_SITE_ROOT=target/site exec target/release/flowscope serve

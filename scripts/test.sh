@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit, store (SQLite and PostgreSQL), API and browser tests.
+# Installs and starts what the tests need first (scripts/setup.sh --test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+export PATH="$HOME/.cargo/bin:$PWD/.tools/node_modules/.bin:$PATH"
+
+echo "== build (debug): server + wasm bundle + CSS"
+cargo leptos build
+
+echo "== Rust tests (engine, app, server; store tests on SQLite and PostgreSQL)"
+cargo test --workspace --no-fail-fast
+
+echo "== browser tests (Chromium)"
+(cd end2end && npx playwright test)
