@@ -37,7 +37,9 @@ impl From<engine::store::StoreError> for AppError {
     fn from(e: engine::store::StoreError) -> Self {
         use engine::store::StoreError as E;
         match e {
-            E::NotFound(_) | E::VersionNotFound { .. } => AppError::NotFound(e.to_string()),
+            E::NotFound(_) | E::VersionNotFound { .. } | E::RunNotFound(_) => {
+                AppError::NotFound(e.to_string())
+            }
             E::AlreadyExists(_) => AppError::Invalid(e.to_string()),
             other => {
                 // Logged once here, where it is turned into a generic answer.

@@ -5,12 +5,18 @@
 //! - [`examples`]: the example workflows seeded into an empty database.
 //! - [`records`]: plain rows the store returns and the UI shows.
 //! - `store` (feature `runtime`): persistence on SQLite or PostgreSQL with sqlx.
+//! - `executor` (feature `runtime`): the durable engine that runs workflows.
+//! - `agents` (feature `runtime`): the built-in agents, one file each.
 //!
 //! Without the `runtime` feature this crate compiles to wasm, so the builder in the browser
 //! validates with exactly the rules the server applies.
 
+#[cfg(feature = "runtime")]
+pub mod agents;
 pub mod catalog;
 pub mod examples;
+#[cfg(feature = "runtime")]
+pub mod executor;
 pub mod model;
 pub mod records;
 #[cfg(feature = "runtime")]

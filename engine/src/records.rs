@@ -25,3 +25,174 @@ pub struct VersionInfo {
     pub version: i64,
     pub created_at: i64,
 }
+
+/// The life of a run (SPEC §4): `queued → running → succeeded | failed | cancelled | timed_out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+/// The life of a step: `pending → running → succeeded | failed | skipped | cancelled`,
+/// with `retrying` while it waits out a backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Retrying,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+macro_rules! status_text {
+    ($ty:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        impl $ty {
+            /// Every state, in life order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),*];
+
+            /// The name stored in the database, used in the API and as a metric label.
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $text),* }
+            }
+
+            /// Reads a stored name.
+            pub fn parse(text: &str) -> Option<$ty> {
+                match text { $($text => Some($ty::$variant),)* _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+status_text!(RunStatus {
+    Queued = "queued",
+    Running = "running",
+    Succeeded = "succeeded",
+    Failed = "failed",
+    Cancelled = "cancelled",
+    TimedOut = "timed_out",
+});
+
+status_text!(StepStatus {
+    Pending = "pending",
+    Running = "running",
+    Retrying = "retrying",
+    Succeeded = "succeeded",
+    Failed = "failed",
+    Skipped = "skipped",
+    Cancelled = "cancelled",
+});
+
+impl RunStatus {
+    /// Finished runs never change again.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+impl StepStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded
+                | StepStatus::Failed
+                | StepStatus::Skipped
+                | StepStatus::Cancelled
+        )
+    }
+}
+
+/// A run as the list and the monitor show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub workflow_id: String,
+    pub workflow_version: i64,
+    pub status: RunStatus,
+    /// What started it: manual, api, cron, webhook, retry, alert.
+    pub trigger: String,
+    /// The run this one retries, if any.
+    pub parent_run_id: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// One step of a run, with its latest outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub step_id: String,
+    pub status: StepStatus,
+    pub attempts: i64,
+    pub output: Option<serde_json::Value>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    /// When it became ready to run (its needs done): queue wait is `started_at - ready_at`.
+    pub ready_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// One attempt of a step: what it was given, what it gave back, and its log lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub step_id: String,
+    pub attempt: i64,
+    pub status: StepStatus,
+    /// The rendered `with`, secrets redacted.
+    pub input: Option<serde_json::Value>,
+    pub output: Option<serde_json::Value>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub logs: Vec<String>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// A whole run: summary, inputs, steps and every attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub run: RunSummary,
+    pub inputs: serde_json::Value,
+    pub steps: Vec<StepRecord>,
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// A change the executor publishes after committing it: what the live UI and the
+/// `/api/v1/runs/{id}/events` stream carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub run_id: String,
+    pub workflow_id: String,
+    pub at: i64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    Run {
+        status: RunStatus,
+    },
+    Step {
+        step_id: String,
+        status: StepStatus,
+        attempt: i64,
+    },
+}

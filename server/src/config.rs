@@ -20,6 +20,9 @@ pub struct Config {
     pub grafana_url: Option<String>,
     /// uid of the Tempo datasource in that Grafana.
     pub grafana_tempo_uid: String,
+    /// `{{ secrets.NAME }}` values, from `FLOWSCOPE_SECRET_<NAME>` variables (until the
+    /// encrypted secret store lands); redacted from everything stored.
+    pub secrets: std::collections::HashMap<String, String>,
 }
 
 impl Default for Config {
@@ -30,6 +33,7 @@ impl Default for Config {
             seed_examples: true,
             grafana_url: None,
             grafana_tempo_uid: "tempo".into(),
+            secrets: Default::default(),
         }
     }
 }
@@ -63,7 +67,14 @@ struct FileConfig {
 impl Config {
     /// Reads the process environment and the config file.
     pub fn load() -> Result<Config, ConfigError> {
-        Config::from_sources(|k| std::env::var(k).ok())
+        let mut config = Config::from_sources(|k| std::env::var(k).ok())?;
+        config.secrets = std::env::vars()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("FLOWSCOPE_SECRET_")
+                    .map(|name| (name.to_string(), v))
+            })
+            .collect();
+        Ok(config)
     }
 
     /// Builds a config from an environment lookup (tests pass a map) and the file it names.

@@ -5,6 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use engine::executor::EngineError;
 use engine::model::Problem;
 use engine::store::StoreError;
 use serde_json::json;
@@ -14,6 +15,9 @@ pub enum ApiError {
     /// 422: the document is not a valid workflow; `problems` lists every reason.
     #[error("the workflow is not valid")]
     InvalidWorkflow(Vec<Problem>),
+    /// 422: the run inputs do not fit the workflow's declared inputs.
+    #[error("the inputs do not fit the workflow")]
+    InvalidInputs(Vec<Problem>),
     /// 400: the request itself is malformed (not UTF-8, bad query parameter).
     #[error("{0}")]
     BadRequest(String),
@@ -41,6 +45,7 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::InvalidWorkflow(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_workflow"),
+            ApiError::InvalidInputs(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_inputs"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -54,12 +59,26 @@ impl ApiError {
     }
 }
 
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::InvalidInputs(problems) => ApiError::InvalidInputs(problems),
+            EngineError::NotRetryable { .. } | EngineError::AlreadyFinished { .. } => {
+                ApiError::Conflict(e.to_string())
+            }
+            EngineError::UnknownStep(_) => ApiError::BadRequest(e.to_string()),
+            EngineError::Store(s) => s.into(),
+            EngineError::Journal(m) => ApiError::Internal(anyhow::anyhow!(m)),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(_) | StoreError::VersionNotFound { .. } => {
-                ApiError::NotFound(e.to_string())
-            }
+            StoreError::NotFound(_)
+            | StoreError::VersionNotFound { .. }
+            | StoreError::RunNotFound(_) => ApiError::NotFound(e.to_string()),
             StoreError::AlreadyExists(_) => ApiError::Conflict(e.to_string()),
             e if e.is_unavailable() => ApiError::Unavailable(e),
             other => ApiError::Internal(other.into()),
@@ -76,7 +95,7 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let problems = match &self {
-            ApiError::InvalidWorkflow(p) => p.clone(),
+            ApiError::InvalidWorkflow(p) | ApiError::InvalidInputs(p) => p.clone(),
             _ => Vec::new(),
         };
         let body =

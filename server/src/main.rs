@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use engine::model::Workflow;
-use server::config::Config;
-use server::startup::{open_store, shutdown_signal, Application};
+use flowscope::config::Config;
+use flowscope::startup::{open_store, shutdown_signal, Application};
 
 #[derive(Parser)]
 #[command(name = "flowscope", version, about = "Self-hosted workflow hub")]
@@ -74,7 +74,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut leptos_options = leptos::prelude::get_configuration(None)?.leptos_options;
     leptos_options.site_addr = config.listen;
     let app = Application::build(&config, leptos_options).await?;
-    tracing::info!(address = %app.local_addr(), database = %server::config::redact_url(&config.database_url), "Flowscope listening on http://{}", app.local_addr());
+    tracing::info!(address = %app.local_addr(), database = %flowscope::config::redact_url(&config.database_url), "Flowscope listening on http://{}", app.local_addr());
     app.run_until(shutdown_signal()).await
 }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use axum::Router;
+use engine::executor::{Engine, EngineConfig};
 use engine::store::Store;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -17,6 +18,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     store: Store,
+    engine: Engine,
 }
 
 impl Application {
@@ -26,7 +28,14 @@ impl Application {
         leptos_options: LeptosOptions,
     ) -> anyhow::Result<Application> {
         let store = open_store(config).await?;
-        let router = router(store.clone(), leptos_options);
+        let engine_config = EngineConfig {
+            secrets: config.secrets.clone(),
+            ..EngineConfig::default()
+        };
+        let engine = Engine::start(store.clone(), engine_config)
+            .await
+            .context("cannot start the engine")?;
+        let router = router(store.clone(), engine.clone(), leptos_options);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (FLOWSCOPE_LISTEN)", config.listen))?;
@@ -34,6 +43,7 @@ impl Application {
             listener,
             router,
             store,
+            engine,
         })
     }
 
@@ -46,6 +56,10 @@ impl Application {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish and closes the store.
@@ -90,11 +104,14 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 /// The whole HTTP surface: pages (SSR + server functions), REST API, health, static files.
-pub fn router(store: Store, leptos_options: LeptosOptions) -> Router {
+pub fn router(store: Store, engine: Engine, leptos_options: LeptosOptions) -> Router {
     let routes = generate_route_list(app::App);
     let context = {
-        let store = store.clone();
-        move || provide_context(store.clone())
+        let (store, engine) = (store.clone(), engine.clone());
+        move || {
+            provide_context(store.clone());
+            provide_context(engine.clone());
+        }
     };
     let pages = Router::new()
         .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
@@ -107,7 +124,13 @@ pub fn router(store: Store, leptos_options: LeptosOptions) -> Router {
         >(context, app::shell))
         .with_state(leptos_options);
     Router::new()
-        .nest("/api/v1", crate::api::router(store.clone()))
+        .nest(
+            "/api/v1",
+            crate::api::router(crate::api::ApiState {
+                store: store.clone(),
+                engine,
+            }),
+        )
         .merge(crate::health::router(store))
         .merge(pages)
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -3,10 +3,10 @@
 
 use std::process::Command;
 
+use flowscope::config::Config;
+use flowscope::startup::Application;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use server::config::Config;
-use server::startup::Application;
 
 struct TestApp {
     base: String,
@@ -559,4 +559,216 @@ async fn the_validate_command_prints_problems_and_exits_non_zero() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+impl TestApp {
+    async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Follows the run's event stream until it ends and returns the final run.
+    async fn follow(&self, run_id: &str) -> (Vec<String>, Value) {
+        let mut r = self
+            .client
+            .get(self.url(&format!("/api/v1/runs/{run_id}/events")))
+            .send()
+            .await
+            .expect("events");
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        let mut text = String::new();
+        while let Some(chunk) = r.chunk().await.expect("chunk") {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        let names = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .map(str::to_string)
+            .collect();
+        (
+            names,
+            self.get_json(&format!("/api/v1/runs/{run_id}")).await.1,
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_triggered_run_is_queued_at_once_streams_its_events_and_succeeds() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .post_json(
+            "/api/v1/workflows/hello/runs",
+            json!({ "inputs": { "who": "API" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["run"]["status"], "queued");
+    assert_eq!(body["run"]["trigger"], "api");
+    let id = body["run"]["id"].as_str().expect("id").to_string();
+    let (events, run) = app.follow(&id).await;
+    assert_eq!(events.first().map(String::as_str), Some("snapshot"));
+    assert!(
+        events.iter().filter(|e| *e == "change").count() >= 2,
+        "{events:?}"
+    );
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["steps"].as_array().expect("steps").len(), 3);
+    assert!(run["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .all(|a| a["status"] == "succeeded"));
+}
+
+#[tokio::test]
+async fn bad_run_requests_get_clear_errors_and_start_nothing() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .post_json(
+            "/api/v1/workflows/hello/runs",
+            json!({ "inputs": { "who": 42 } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_paths(&body, "invalid_inputs"), ["inputs.who"]);
+    assert_eq!(
+        app.post_json("/api/v1/workflows/nope/runs", json!({}))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.post_json("/api/v1/workflows/hello/runs", json!({ "version": 42 }))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.post_json("/api/v1/workflows/hello/runs", json!({ "inptus": {} }))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    let (_, page) = app.get_json("/api/v1/runs").await;
+    assert!(page["runs"].as_array().expect("runs").is_empty());
+    assert_eq!(
+        app.get_json("/api/v1/runs?status=exploded").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get_json("/api/v1/runs/no-such-run").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_failed_run_can_be_retried_from_the_failed_step_but_a_finished_one_not_cancelled() {
+    let app = TestApp::spawn().await;
+    let (_, body) = app
+        .post_json("/api/v1/workflows/always-fails/runs", json!({}))
+        .await;
+    let id = body["run"]["id"].as_str().expect("id").to_string();
+    let (_, run) = app.follow(&id).await;
+    assert_eq!(run["status"], "failed");
+    let (status, body) = app
+        .post_json(&format!("/api/v1/runs/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, retried) = app
+        .post_json(
+            &format!("/api/v1/runs/{id}/retry"),
+            json!({ "from": "failed" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{retried}");
+    let new_id = retried["run"]["id"].as_str().expect("id").to_string();
+    let (_, new_run) = app.follow(&new_id).await;
+    assert_eq!(new_run["parent_run_id"], id.as_str());
+    let prepare = new_run["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["step_id"] == "prepare")
+        .expect("prepare")
+        .clone();
+    assert_eq!(prepare["attempts"], 0, "the succeeded step was reused");
+    let (status, _) = app
+        .post_json(
+            &format!("/api/v1/runs/{new_id}/retry"),
+            json!({ "from": "nope" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_long_run_is_cancelled_from_the_api() {
+    let app = TestApp::spawn().await;
+    app.post_doc(
+        "/api/v1/workflows",
+        "id: long\nsteps:\n- {id: wait, agent: delay, with: {duration: 1h}}\n",
+    )
+    .await;
+    let (_, body) = app
+        .post_json("/api/v1/workflows/long/runs", json!({}))
+        .await;
+    let id = body["run"]["id"].as_str().expect("id").to_string();
+    let (status, _) = app
+        .post_json(&format!("/api/v1/runs/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, run) = app.follow(&id).await;
+    assert_eq!(run["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn the_run_list_filters_and_pages_with_a_cursor() {
+    let app = TestApp::spawn().await;
+    let mut ids = Vec::new();
+    for wf in ["hello", "hello", "hello", "always-fails"] {
+        let (_, body) = app
+            .post_json(&format!("/api/v1/workflows/{wf}/runs"), json!({}))
+            .await;
+        ids.push(body["run"]["id"].as_str().expect("id").to_string());
+    }
+    for id in &ids {
+        app.follow(id).await;
+    }
+    let (_, page1) = app.get_json("/api/v1/runs?workflow=hello&limit=2").await;
+    let first: Vec<&str> = page1["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(first, [ids[2].as_str(), ids[1].as_str()], "newest first");
+    let cursor = page1["next_cursor"].as_str().expect("cursor");
+    let (_, page2) = app
+        .get_json(&format!(
+            "/api/v1/runs?workflow=hello&limit=2&cursor={cursor}"
+        ))
+        .await;
+    let second: Vec<&str> = page2["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(second, [ids[0].as_str()]);
+    assert!(page2["next_cursor"].is_null());
+    let (_, failed) = app.get_json("/api/v1/runs?status=failed").await;
+    let failed: Vec<&str> = failed["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(failed, [ids[3].as_str()]);
 }

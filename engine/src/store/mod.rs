@@ -6,7 +6,9 @@
 //! by the store test suite, which runs unchanged on both databases (see `tests/store.rs`).
 //!
 //! - `workflows`: workflows, their immutable versions, archive/restore, example seeding.
+//! - `runs`: runs, steps and attempts; batched state changes ([`Op`]) and reads.
 
+mod runs;
 mod workflows;
 
 use std::path::Path;
@@ -22,6 +24,7 @@ use sqlx::sqlite::{
 
 use crate::model::Problem;
 
+pub use runs::{NewRun, Op, Resumable, RunFilter};
 pub use workflows::VersionRecord;
 
 /// What can go wrong in the store; `server` maps each to an HTTP status.
@@ -31,6 +34,11 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("workflow \"{0}\" not found")]
     NotFound(String),
+    #[error("run \"{0}\" not found")]
+    RunNotFound(String),
+    /// A stored value the code does not know (a status written by a newer version?).
+    #[error("unreadable stored data: {0}")]
+    Corrupt(String),
     #[error("workflow \"{id}\" has no version {version}")]
     VersionNotFound { id: String, version: i64 },
     /// A stored document no longer parses: reported, never silently dropped.

@@ -28,7 +28,7 @@ use tracing::instrument;
 use super::document::Document;
 use crate::error::ApiError;
 
-pub fn router() -> Router<Store> {
+pub fn router() -> Router<super::ApiState> {
     Router::new()
         .route("/workflows", get(list).post(create))
         .route("/workflows/{id}", get(show).put(update))

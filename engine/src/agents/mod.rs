@@ -1,0 +1,167 @@
+//! The built-in agents (SPEC §3), one file each, behind one trait: a new agent is one new
+//! file plus a line in [`Registry::builtin`] and its schema in [`crate::catalog`].
+//!
+//! The executor owns timeouts and cancellation: it drops an agent's future when the step
+//! times out or the run is cancelled, which aborts HTTP requests, interrupts sleeps and
+//! (with `kill_on_drop`) kills child processes. Agents only do their work.
+
+mod delay;
+mod http;
+pub mod jq;
+mod notify;
+mod simulate;
+mod transform;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+/// Why an attempt failed: a low-cardinality `kind` (metrics label, `error.type`) and a sentence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentError {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl AgentError {
+    pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        AgentError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The agent was given a `with` it cannot use (after templates were rendered).
+    pub fn config(message: impl Into<String>) -> Self {
+        AgentError::new("invalid_config", message)
+    }
+}
+
+/// What an agent may use besides its config.
+#[derive(Clone)]
+pub struct AgentContext {
+    pub run_id: String,
+    pub step_id: String,
+    pub attempt: i64,
+    /// The data `transform` evaluates over: `{inputs, steps: {<id>: {output}}}`.
+    pub data: Arc<Value>,
+    pub http: reqwest::Client,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl AgentContext {
+    pub fn new(
+        run_id: String,
+        step_id: String,
+        attempt: i64,
+        data: Arc<Value>,
+        http: reqwest::Client,
+    ) -> Self {
+        AgentContext {
+            run_id,
+            step_id,
+            attempt,
+            data,
+            http,
+            logs: Arc::default(),
+        }
+    }
+
+    /// Appends a line to this attempt's log (shown in the run page).
+    pub fn log(&self, line: impl Into<String>) {
+        if let Ok(mut logs) = self.logs.lock() {
+            logs.push(line.into());
+        }
+    }
+
+    /// The lines logged so far.
+    pub fn take_logs(&self) -> Vec<String> {
+        self.logs
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default()
+    }
+}
+
+pub type AgentFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, AgentError>> + Send + 'a>>;
+
+/// One kind of step.
+pub trait Agent: Send + Sync {
+    /// Runs one attempt with the rendered config.
+    fn run<'a>(
+        &'a self,
+        ctx: &'a AgentContext,
+        with: &'a serde_json::Map<String, Value>,
+    ) -> AgentFuture<'a>;
+}
+
+/// The agents available to the executor, by kind.
+#[derive(Clone)]
+pub struct Registry {
+    agents: HashMap<&'static str, Arc<dyn Agent>>,
+}
+
+impl Registry {
+    /// Every built-in agent that is enabled by default.
+    pub fn builtin() -> Registry {
+        let mut agents: HashMap<&'static str, Arc<dyn Agent>> = HashMap::new();
+        agents.insert("simulate", Arc::new(simulate::Simulate));
+        agents.insert("transform", Arc::new(transform::Transform::default()));
+        agents.insert("delay", Arc::new(delay::Delay));
+        agents.insert("http", Arc::new(http::Http));
+        agents.insert("notify", Arc::new(notify::Notify));
+        Registry { agents }
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn Agent>> {
+        self.agents.get(kind)
+    }
+}
+
+/// Reads an optional duration setting (`"250ms"`).
+fn duration_field(
+    with: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<std::time::Duration>, AgentError> {
+    match with.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => crate::model::parse_duration(s)
+            .map(Some)
+            .map_err(|e| AgentError::config(format!("{key}: {e}"))),
+        Some(other) => Err(AgentError::config(format!(
+            "{key}: expected a duration, found {other}"
+        ))),
+    }
+}
+
+/// Reads a required string setting.
+fn string_field<'a>(
+    with: &'a serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<&'a str, AgentError> {
+    with.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| AgentError::config(format!("{key}: a string is required")))
+}
+
+/// Reads an optional number, accepting numeric strings (rendered templates are strings).
+fn number_field(
+    with: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<f64>, AgentError> {
+    match with.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| AgentError::config(format!("{key}: \"{s}\" is not a number"))),
+        Some(other) => Err(AgentError::config(format!(
+            "{key}: expected a number, found {other}"
+        ))),
+    }
+}

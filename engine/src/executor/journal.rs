@@ -1,0 +1,101 @@
+//! Group commit: every state change goes through one writer task, which applies whatever
+//! has queued up (from any number of runs) in a single transaction and then acknowledges
+//! each submitter. One durable commit carries many transitions, so throughput scales with
+//! load while each transition is still committed before the executor acts on it.
+//!
+//! A database that is unreachable is retried with backoff (nothing is dropped); a batch that
+//! the database refuses is split so only the bad submission fails.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{Op, Store, StoreError};
+
+/// Most operations applied in one transaction.
+const MAX_BATCH_OPS: usize = 4096;
+
+struct Submission {
+    ops: Vec<Op>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// A handle to the writer task; cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    tx: mpsc::UnboundedSender<Submission>,
+}
+
+impl Journal {
+    /// Starts the writer task on `store`.
+    pub fn start(store: Store) -> Journal {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer(store, rx));
+        Journal { tx }
+    }
+
+    /// Commits `ops` (in one transaction, possibly shared with others) and returns once durable.
+    pub async fn commit(&self, ops: Vec<Op>) -> Result<(), String> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Submission { ops, done })
+            .map_err(|_| "the journal writer has stopped".to_string())?;
+        wait.await
+            .map_err(|_| "the journal writer has stopped".to_string())?
+    }
+}
+
+async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let mut count = batch[0].ops.len();
+        while count < MAX_BATCH_OPS {
+            match rx.try_recv() {
+                Ok(s) => {
+                    count += s.ops.len();
+                    batch.push(s);
+                }
+                Err(_) => break,
+            }
+        }
+        let ops: Vec<Op> = batch.iter().flat_map(|s| s.ops.iter().cloned()).collect();
+        match apply_with_retry(&store, &ops).await {
+            Ok(()) => batch.into_iter().for_each(|s| {
+                let _ = s.done.send(Ok(()));
+            }),
+            // Refused (not unreachable): apply each submission alone so one bad one cannot sink the rest.
+            Err(_) if batch.len() > 1 => {
+                for s in batch {
+                    let result = apply_with_retry(&store, &s.ops)
+                        .await
+                        .map_err(|e| e.to_string());
+                    let _ = s.done.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "state change refused by the database");
+                for s in batch {
+                    let _ = s.done.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// Applies `ops`, waiting out an unreachable database with capped exponential backoff.
+async fn apply_with_retry(store: &Store, ops: &[Op]) -> Result<(), StoreError> {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match store.apply(ops).await {
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database unavailable; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}

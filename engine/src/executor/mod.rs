@@ -1,0 +1,566 @@
+//! The durable execution engine (SPEC §4).
+//!
+//! - [`Engine`]: trigger, cancel, retry, subscribe; owns the run queue and per-workflow limits.
+//! - `run`: one run's DAG scheduler ([`run::RunDriver`]).
+//! - `journal`: group commit of state changes.
+//! - `template`: rendering `with` and redacting secrets.
+//!
+//! Every state change is committed before it is acted on. A process that dies loses nothing:
+//! [`Engine::start`] picks up every queued or running run; finished steps keep their outputs,
+//! a step that was running gets a new attempt.
+
+mod journal;
+mod run;
+mod template;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Map, Value};
+use tokio::sync::{broadcast, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+pub use journal::Journal;
+
+use crate::agents::{Agent, Registry};
+use crate::model::{Problem, Workflow};
+use crate::records::{Event, EventKind, RunStatus, RunSummary, StepRecord, StepStatus};
+use crate::store::{NewRun, Op, Resumable, Store, StoreError};
+
+/// What can go wrong asking the engine for something.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the inputs do not fit the workflow")]
+    InvalidInputs(Vec<Problem>),
+    #[error("run \"{id}\" is {status}; only failed, cancelled or timed-out runs can be retried")]
+    NotRetryable { id: String, status: RunStatus },
+    #[error("run \"{id}\" already finished ({status})")]
+    AlreadyFinished { id: String, status: RunStatus },
+    #[error("step \"{0}\" is not part of this run's workflow")]
+    UnknownStep(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot record the change: {0}")]
+    Journal(String),
+}
+
+/// Tuning of one engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Step attempts executing at once in this process.
+    pub max_parallel_steps: usize,
+    /// `{{ secrets.NAME }}` values; redacted from everything stored.
+    pub secrets: HashMap<String, String>,
+    /// Runs picked up from the database on start.
+    pub recover_limit: i64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_parallel_steps: 1024,
+            secrets: HashMap::new(),
+            recover_limit: 100_000,
+        }
+    }
+}
+
+/// How to retry a finished run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryMode {
+    /// Everything again, same inputs and version.
+    Whole,
+    /// Keep succeeded steps' outputs; run the failed (or cancelled) steps and what follows.
+    FromFailed,
+    /// Keep outputs of steps that are not this step or downstream of it; run the rest.
+    FromStep(String),
+}
+
+/// A request to start a run.
+#[derive(Debug, Clone, Default)]
+pub struct TriggerRequest {
+    pub workflow_id: String,
+    /// Latest when absent.
+    pub version: Option<i64>,
+    pub inputs: Map<String, Value>,
+    /// manual, api, cron, webhook, retry, alert.
+    pub trigger: String,
+    pub traceparent: Option<String>,
+}
+
+struct Queued {
+    workflow: Arc<Workflow>,
+    state: Resumable,
+}
+
+#[derive(Default)]
+struct Scheduler {
+    queue: VecDeque<Queued>,
+    active: HashMap<String, usize>,
+    running: HashMap<String, CancellationToken>,
+}
+
+struct Inner {
+    store: Store,
+    journal: Journal,
+    agents: Registry,
+    http: reqwest::Client,
+    events: broadcast::Sender<Event>,
+    step_slots: Arc<Semaphore>,
+    secrets: HashMap<String, String>,
+    secret_values: Vec<String>,
+    workflows: Mutex<HashMap<(String, i64), Arc<Workflow>>>,
+    sched: Mutex<Scheduler>,
+    watchers: Mutex<HashMap<String, Vec<oneshot::Sender<RunStatus>>>>,
+}
+
+/// The engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Engine {
+    /// Starts the engine on `store` and resumes every unfinished run.
+    pub async fn start(store: Store, config: EngineConfig) -> Result<Engine, EngineError> {
+        let (events, _) = broadcast::channel(8192);
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("flowscope/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| EngineError::Journal(format!("cannot build the HTTP client: {e}")))?;
+        let mut secret_values: Vec<String> = config
+            .secrets
+            .values()
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .collect();
+        // Longest first, so a secret containing another is redacted whole.
+        secret_values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                journal: Journal::start(store.clone()),
+                store,
+                agents: Registry::builtin(),
+                http,
+                events,
+                step_slots: Arc::new(Semaphore::new(config.max_parallel_steps.max(1))),
+                secrets: config.secrets,
+                secret_values,
+                workflows: Mutex::default(),
+                sched: Mutex::default(),
+                watchers: Mutex::default(),
+            }),
+        };
+        engine.recover(config.recover_limit).await?;
+        Ok(engine)
+    }
+
+    async fn recover(&self, limit: i64) -> Result<(), EngineError> {
+        let unfinished = self.inner.store.unfinished_runs(limit).await?;
+        if !unfinished.is_empty() {
+            tracing::info!(runs = unfinished.len(), "resuming unfinished runs");
+        }
+        for state in unfinished {
+            let workflow = self
+                .workflow(&state.run.workflow_id, state.run.workflow_version)
+                .await?;
+            let cancel = state.cancel_requested;
+            let id = state.run.id.clone();
+            lock(&self.inner.sched)
+                .queue
+                .push_back(Queued { workflow, state });
+            if cancel {
+                self.cancel_local(&id);
+            }
+        }
+        self.dispatch();
+        Ok(())
+    }
+
+    /// Validates inputs, records a queued run and returns it at once.
+    pub async fn trigger(&self, req: TriggerRequest) -> Result<RunSummary, EngineError> {
+        let record = self
+            .inner
+            .store
+            .version(&req.workflow_id, req.version)
+            .await?;
+        let workflow = self.cache(record.workflow, record.info.version);
+        let inputs = resolve_inputs(&workflow, req.inputs)?;
+        self.enqueue_new(
+            workflow,
+            record.info.version,
+            inputs,
+            req.trigger,
+            None,
+            req.traceparent,
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// Starts a new run from a finished one (same inputs and version), linked to it.
+    pub async fn retry(&self, run_id: &str, mode: RetryMode) -> Result<RunSummary, EngineError> {
+        let old = self.inner.store.run_detail(run_id).await?;
+        if !matches!(
+            old.run.status,
+            RunStatus::Failed | RunStatus::Cancelled | RunStatus::TimedOut
+        ) {
+            return Err(EngineError::NotRetryable {
+                id: run_id.to_string(),
+                status: old.run.status,
+            });
+        }
+        let workflow = self
+            .workflow(&old.run.workflow_id, old.run.workflow_version)
+            .await?;
+        let reused = match &mode {
+            RetryMode::Whole => Vec::new(),
+            RetryMode::FromFailed => succeeded_outputs(&old.steps, |_| true),
+            RetryMode::FromStep(step) => {
+                let rerun = downstream_of(&workflow, step)
+                    .ok_or_else(|| EngineError::UnknownStep(step.clone()))?;
+                succeeded_outputs(&old.steps, |id| !rerun.contains(id))
+            }
+        };
+        let inputs = match old.inputs {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        self.enqueue_new(
+            workflow,
+            old.run.workflow_version,
+            inputs,
+            "retry".into(),
+            Some(run_id.to_string()),
+            None,
+            reused,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn enqueue_new(
+        &self,
+        workflow: Arc<Workflow>,
+        version: i64,
+        inputs: Map<String, Value>,
+        trigger: String,
+        parent_run_id: Option<String>,
+        traceparent: Option<String>,
+        reused: Vec<(String, Value)>,
+    ) -> Result<RunSummary, EngineError> {
+        let now = run::now_ms();
+        let id = uuid::Uuid::now_v7().to_string();
+        let step_ids: Vec<String> = workflow.steps().iter().map(|s| s.id.clone()).collect();
+        let inputs = Value::Object(inputs);
+        let new = NewRun {
+            id: id.clone(),
+            workflow_id: workflow.id().to_string(),
+            workflow_version: version,
+            trigger: trigger.clone(),
+            inputs: inputs.clone(),
+            parent_run_id: parent_run_id.clone(),
+            traceparent,
+            created_at: now,
+            step_ids: step_ids.clone(),
+            reused: reused.clone(),
+        };
+        self.inner
+            .journal
+            .commit(vec![Op::CreateRun(Box::new(new))])
+            .await
+            .map_err(EngineError::Journal)?;
+        let summary = RunSummary {
+            id: id.clone(),
+            workflow_id: workflow.id().to_string(),
+            workflow_version: version,
+            status: RunStatus::Queued,
+            trigger,
+            parent_run_id,
+            error: None,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+        };
+        self.publish(Event {
+            run_id: id,
+            workflow_id: summary.workflow_id.clone(),
+            at: now,
+            kind: EventKind::Run {
+                status: RunStatus::Queued,
+            },
+        });
+        let steps = step_ids
+            .into_iter()
+            .map(|step_id| {
+                let output = reused
+                    .iter()
+                    .find(|(s, _)| *s == step_id)
+                    .map(|(_, o)| o.clone());
+                StepRecord {
+                    status: if output.is_some() {
+                        StepStatus::Succeeded
+                    } else {
+                        StepStatus::Pending
+                    },
+                    step_id,
+                    attempts: 0,
+                    output,
+                    error_kind: None,
+                    error_message: None,
+                    ready_at: None,
+                    started_at: None,
+                    finished_at: None,
+                }
+            })
+            .collect();
+        let state = Resumable {
+            run: summary.clone(),
+            inputs,
+            cancel_requested: false,
+            steps,
+        };
+        lock(&self.inner.sched)
+            .queue
+            .push_back(Queued { workflow, state });
+        self.dispatch();
+        Ok(summary)
+    }
+
+    /// Cancels a queued or running run: in-flight agents are aborted, waiting steps cancelled.
+    pub async fn cancel(&self, run_id: &str) -> Result<(), EngineError> {
+        match self
+            .inner
+            .store
+            .request_cancel(run_id, run::now_ms())
+            .await?
+        {
+            status if status.is_finished() => Err(EngineError::AlreadyFinished {
+                id: run_id.to_string(),
+                status,
+            }),
+            _ => {
+                self.cancel_local(run_id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops the run if this process runs it, or ends it at once if it is still queued here.
+    fn cancel_local(&self, run_id: &str) {
+        let mut sched = lock(&self.inner.sched);
+        if let Some(token) = sched.running.get(run_id) {
+            token.cancel();
+            return;
+        }
+        if let Some(pos) = sched.queue.iter().position(|q| q.state.run.id == run_id) {
+            // A queued run needs no concurrency slot to be cancelled.
+            if let Some(q) = sched.queue.remove(pos) {
+                let token = CancellationToken::new();
+                token.cancel();
+                *sched.active.entry(q.workflow.id().to_string()).or_default() += 1;
+                sched.running.insert(run_id.to_string(), token.clone());
+                drop(sched);
+                self.spawn_driver(q, token);
+            }
+        }
+    }
+
+    /// Starts queued runs while their workflows' concurrency limits allow.
+    fn dispatch(&self) {
+        let mut to_start = Vec::new();
+        {
+            let mut sched = lock(&self.inner.sched);
+            let mut i = 0;
+            while i < sched.queue.len() {
+                let wf = sched.queue[i].workflow.clone();
+                let limit = wf
+                    .def()
+                    .concurrency
+                    .map(|c| c as usize)
+                    .unwrap_or(usize::MAX);
+                let active = sched.active.get(wf.id()).copied().unwrap_or(0);
+                if active < limit {
+                    if let Some(q) = sched.queue.remove(i) {
+                        *sched.active.entry(wf.id().to_string()).or_default() += 1;
+                        let token = CancellationToken::new();
+                        sched.running.insert(q.state.run.id.clone(), token.clone());
+                        to_start.push((q, token));
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        for (q, token) in to_start {
+            self.spawn_driver(q, token);
+        }
+    }
+
+    fn spawn_driver(&self, q: Queued, token: CancellationToken) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let run_id = q.state.run.id.clone();
+            let workflow_id = q.workflow.id().to_string();
+            let status = run::RunDriver::new(engine.clone(), q.workflow, q.state)
+                .drive(token)
+                .await;
+            engine.finished(&run_id, &workflow_id, status);
+        });
+    }
+
+    fn finished(&self, run_id: &str, workflow_id: &str, status: RunStatus) {
+        {
+            let mut sched = lock(&self.inner.sched);
+            sched.running.remove(run_id);
+            if let Some(n) = sched.active.get_mut(workflow_id) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        if status.is_finished() {
+            if let Some(waiters) = lock(&self.inner.watchers).remove(run_id) {
+                for w in waiters {
+                    let _ = w.send(status);
+                }
+            }
+        }
+        self.dispatch();
+    }
+
+    /// Waits until a run finishes and returns its final state.
+    pub async fn wait(&self, run_id: &str) -> Result<RunStatus, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.inner.watchers)
+            .entry(run_id.to_string())
+            .or_default()
+            .push(tx);
+        let status = self.inner.store.run_detail(run_id).await?.run.status;
+        if status.is_finished() {
+            return Ok(status);
+        }
+        rx.await
+            .map_err(|_| EngineError::Journal("the engine stopped".into()))
+    }
+
+    /// Live events of every run (subscribe, then filter by run id).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The workflow of a run's pinned version, from cache or the store.
+    async fn workflow(&self, id: &str, version: i64) -> Result<Arc<Workflow>, EngineError> {
+        if let Some(w) = lock(&self.inner.workflows).get(&(id.to_string(), version)) {
+            return Ok(w.clone());
+        }
+        let record = self.inner.store.version(id, Some(version)).await?;
+        Ok(self.cache(record.workflow, version))
+    }
+
+    fn cache(&self, workflow: Workflow, version: i64) -> Arc<Workflow> {
+        let mut cache = lock(&self.inner.workflows);
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache
+            .entry((workflow.id().to_string(), version))
+            .or_insert_with(|| Arc::new(workflow))
+            .clone()
+    }
+
+    fn publish(&self, event: Event) {
+        // No subscriber is fine: events are a convenience, the store is the truth.
+        let _ = self.inner.events.send(event);
+    }
+
+    fn journal(&self) -> &Journal {
+        &self.inner.journal
+    }
+    fn agent(&self, kind: &str) -> Option<Arc<dyn Agent>> {
+        self.inner.agents.get(kind).cloned()
+    }
+    fn http(&self) -> reqwest::Client {
+        self.inner.http.clone()
+    }
+    fn step_slots(&self) -> Arc<Semaphore> {
+        self.inner.step_slots.clone()
+    }
+    fn secrets(&self) -> &HashMap<String, String> {
+        &self.inner.secrets
+    }
+    fn secret_values(&self) -> &[String] {
+        &self.inner.secret_values
+    }
+}
+
+/// Checks inputs against the workflow's declared inputs and fills in defaults.
+pub fn resolve_inputs(
+    workflow: &Workflow,
+    mut given: Map<String, Value>,
+) -> Result<Map<String, Value>, EngineError> {
+    let declared = &workflow.def().inputs;
+    let mut problems = Vec::new();
+    for (name, value) in &given {
+        match declared.get(name) {
+            None => problems.push(Problem::new(
+                format!("inputs.{name}"),
+                format!("the workflow has no input \"{name}\""),
+            )),
+            Some(spec) if !spec.ty.accepts(value) => problems.push(Problem::new(
+                format!("inputs.{name}"),
+                format!(
+                    "expected {}, found {}",
+                    spec.ty.as_str(),
+                    crate::catalog::json_kind(value)
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut resolved = Map::new();
+    for (name, spec) in declared {
+        match given.remove(name).or_else(|| spec.default.clone()) {
+            Some(v) => {
+                resolved.insert(name.clone(), v);
+            }
+            None => problems.push(Problem::new(
+                format!("inputs.{name}"),
+                "is required (it has no default)",
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(EngineError::InvalidInputs(problems))
+    }
+}
+
+fn succeeded_outputs(steps: &[StepRecord], keep: impl Fn(&str) -> bool) -> Vec<(String, Value)> {
+    steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Succeeded && keep(&s.step_id))
+        .map(|s| (s.step_id.clone(), s.output.clone().unwrap_or(Value::Null)))
+        .collect()
+}
+
+/// `step` and every step downstream of it, or `None` if there is no such step.
+fn downstream_of(workflow: &Workflow, step: &str) -> Option<std::collections::HashSet<String>> {
+    workflow.steps().iter().find(|s| s.id == step)?;
+    let mut set = std::collections::HashSet::from([step.to_string()]);
+    // Steps are in topological order, so one pass finds every descendant.
+    for &i in workflow.topo_order() {
+        let s = &workflow.steps()[i];
+        if s.needs.iter().any(|n| set.contains(n)) {
+            set.insert(s.id.clone());
+        }
+    }
+    Some(set)
+}

@@ -1,0 +1,615 @@
+//! One run, driven to its end: the DAG scheduler.
+//!
+//! The loop is: start every ready step (commit `AttemptStarted` first), wait for the next
+//! completion, record it, compute what became ready, and repeat. A completion and the starts
+//! it unlocks are committed together, so a sequential chain costs one commit per step.
+//! Cancellation and the run deadline drop the in-flight futures, which aborts the agents.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use serde_json::{json, Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::template::{redact, redact_text, render};
+use super::Engine;
+use crate::agents::{AgentContext, AgentError};
+use crate::model::{parse_duration, Workflow};
+use crate::records::{Event, EventKind, RunStatus, StepStatus};
+use crate::store::{Op, Resumable};
+
+/// Stored outputs larger than this are replaced by a marker with a preview.
+const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+
+enum Completion {
+    Attempt {
+        idx: usize,
+        attempt: i64,
+        result: Result<Value, AgentError>,
+        logs: Vec<String>,
+        ended_at: i64,
+    },
+    RetryDue {
+        idx: usize,
+    },
+}
+
+/// The in-memory state of one run while it executes.
+pub(super) struct RunDriver {
+    engine: Engine,
+    workflow: Arc<Workflow>,
+    run_id: String,
+    workflow_id: String,
+    trigger: String,
+    inputs: Value,
+    started: bool,
+    status: Vec<StepStatus>,
+    attempts: Vec<i64>,
+    outputs: Map<String, Value>,
+    ready_at: Vec<i64>,
+    children: Vec<Vec<usize>>,
+    deps: Vec<Vec<usize>>,
+    /// Attempts in flight, by step index: what cancellation must close.
+    in_flight: HashMap<usize, i64>,
+    ops: Vec<Op>,
+    events: Vec<Event>,
+}
+
+impl RunDriver {
+    pub(super) fn new(engine: Engine, workflow: Arc<Workflow>, state: Resumable) -> RunDriver {
+        let steps = workflow.steps();
+        let index: HashMap<&str, usize> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        let deps: Vec<Vec<usize>> = steps
+            .iter()
+            .map(|s| {
+                s.needs
+                    .iter()
+                    .filter_map(|n| index.get(n.as_str()).copied())
+                    .collect()
+            })
+            .collect();
+        let mut children = vec![Vec::new(); steps.len()];
+        for (i, d) in deps.iter().enumerate() {
+            for &p in d {
+                children[p].push(i);
+            }
+        }
+        let mut status = vec![StepStatus::Pending; steps.len()];
+        let mut attempts = vec![0; steps.len()];
+        let mut outputs = Map::new();
+        for record in &state.steps {
+            if let Some(&i) = index.get(record.step_id.as_str()) {
+                status[i] = record.status;
+                attempts[i] = record.attempts;
+                if record.status == StepStatus::Succeeded {
+                    outputs.insert(
+                        record.step_id.clone(),
+                        json!({ "output": record.output.clone().unwrap_or(Value::Null) }),
+                    );
+                }
+            }
+        }
+        RunDriver {
+            run_id: state.run.id.clone(),
+            workflow_id: state.run.workflow_id.clone(),
+            trigger: state.run.trigger.clone(),
+            started: state.run.status != RunStatus::Queued,
+            inputs: state.inputs,
+            ready_at: vec![0; steps.len()],
+            engine,
+            workflow,
+            status,
+            attempts,
+            outputs,
+            children,
+            deps,
+            in_flight: HashMap::new(),
+            ops: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Runs to the end and returns the run's final state.
+    pub(super) async fn drive(mut self, cancel: CancellationToken) -> RunStatus {
+        let now = now_ms();
+        if cancel.is_cancelled() {
+            return self
+                .end_all(RunStatus::Cancelled, "cancelled before it started")
+                .await;
+        }
+        if !self.started {
+            self.ops.push(Op::StartRun {
+                run_id: self.run_id.clone(),
+                at: now,
+            });
+            self.event(
+                EventKind::Run {
+                    status: RunStatus::Running,
+                },
+                now,
+            );
+        }
+        // Resumed runs: a step that was running or retrying when the process stopped runs again.
+        let mut ready: VecDeque<usize> = (0..self.status.len())
+            .filter(|&i| self.is_ready(i))
+            .collect();
+        ready.iter().for_each(|&i| self.ready_at[i] = now);
+        let deadline = self
+            .workflow
+            .timeout()
+            .map(|t| tokio::time::Instant::now() + t);
+        let mut in_flight: FuturesUnordered<BoxFuture<'static, Completion>> =
+            FuturesUnordered::new();
+
+        loop {
+            let spawned = self.start_ready(&mut ready, &mut in_flight);
+            if in_flight.is_empty() && ready.is_empty() {
+                break;
+            }
+            // The last completion's commit is folded into the final one.
+            if spawned > 0 || !self.ops.is_empty() {
+                if let Err(e) = self.commit().await {
+                    tracing::error!(run.id = %self.run_id, error = %e, "cannot record run progress; leaving it for recovery");
+                    return RunStatus::Running;
+                }
+            }
+            let next = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return self.end_all(RunStatus::Cancelled, "the run was cancelled").await,
+                _ = sleep_until(deadline) => return self.end_all(RunStatus::TimedOut, "the run exceeded its timeout").await,
+                next = in_flight.next() => next,
+            };
+            let Some(first) = next else { continue };
+            self.handle(first, &mut ready, &mut in_flight);
+            // Everything else already finished joins the same commit.
+            while let Some(Some(more)) = in_flight.next().now_or_never() {
+                self.handle(more, &mut ready, &mut in_flight);
+            }
+        }
+        let failed = self.status.iter().any(|s| *s == StepStatus::Failed);
+        let final_status = if failed {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        let error = failed.then(|| {
+            let names: Vec<&str> = self.failed_steps().collect();
+            format!("step {} failed", names.join(", "))
+        });
+        self.finish(final_status, error).await
+    }
+
+    fn failed_steps(&self) -> impl Iterator<Item = &str> {
+        self.status
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s == StepStatus::Failed)
+            .map(|(i, _)| self.workflow.steps()[i].id.as_str())
+    }
+
+    fn is_ready(&self, i: usize) -> bool {
+        matches!(
+            self.status[i],
+            StepStatus::Pending | StepStatus::Running | StepStatus::Retrying
+        ) && self.deps[i]
+            .iter()
+            .all(|&d| self.status[d] == StepStatus::Succeeded)
+    }
+
+    /// Renders and records the start of every ready step; returns how many were spawned.
+    fn start_ready(
+        &mut self,
+        ready: &mut VecDeque<usize>,
+        in_flight: &mut FuturesUnordered<BoxFuture<'static, Completion>>,
+    ) -> usize {
+        let mut spawned = 0;
+        while let Some(idx) = ready.pop_front() {
+            let now = now_ms();
+            let step = &self.workflow.steps()[idx];
+            let attempt = self.attempts[idx] + 1;
+            self.attempts[idx] = attempt;
+            self.status[idx] = StepStatus::Running;
+            let rendered = self.render_with(idx);
+            let mut input = Value::Object(rendered.clone().unwrap_or_default());
+            redact(&mut input, self.engine.secret_values());
+            self.ops.push(Op::AttemptStarted {
+                run_id: self.run_id.clone(),
+                step_id: step.id.clone(),
+                attempt,
+                ready_at: self.ready_at[idx],
+                at: now,
+                input,
+            });
+            self.event(
+                EventKind::Step {
+                    step_id: step.id.clone(),
+                    status: StepStatus::Running,
+                    attempt,
+                },
+                now,
+            );
+            match rendered {
+                Err(message) => {
+                    let result = Err(AgentError::new("template", message));
+                    self.handle(
+                        Completion::Attempt {
+                            idx,
+                            attempt,
+                            result,
+                            logs: Vec::new(),
+                            ended_at: now,
+                        },
+                        ready,
+                        in_flight,
+                    );
+                }
+                Ok(with) => {
+                    in_flight.push(self.attempt_future(idx, attempt, with));
+                    self.in_flight.insert(idx, attempt);
+                    spawned += 1;
+                }
+            }
+        }
+        spawned
+    }
+
+    fn render_with(&self, idx: usize) -> Result<Map<String, Value>, String> {
+        let with = &self.workflow.steps()[idx].with;
+        let templated = with.values().any(has_template);
+        if !templated {
+            return Ok(with.clone());
+        }
+        let ctx = minijinja::context! {
+            inputs => minijinja::Value::from_serialize(&self.inputs),
+            steps => minijinja::Value::from_serialize(&self.outputs),
+            run => minijinja::context! { id => self.run_id.clone(), workflow => self.workflow_id.clone(), trigger => self.trigger.clone() },
+            secrets => minijinja::Value::from_serialize(self.engine.secrets()),
+        };
+        render(with, &ctx)
+    }
+
+    fn attempt_future(
+        &self,
+        idx: usize,
+        attempt: i64,
+        with: Map<String, Value>,
+    ) -> BoxFuture<'static, Completion> {
+        let step = &self.workflow.steps()[idx];
+        let agent = self.engine.agent(&step.agent);
+        let timeout = step.timeout.as_deref().and_then(|t| parse_duration(t).ok());
+        let data = if step.agent == "transform" {
+            Arc::new(json!({ "inputs": self.inputs, "steps": self.outputs }))
+        } else {
+            Arc::new(Value::Null)
+        };
+        let ctx = AgentContext::new(
+            self.run_id.clone(),
+            step.id.clone(),
+            attempt,
+            data,
+            self.engine.http(),
+        );
+        let slots = self.engine.step_slots();
+        let kind = step.agent.clone();
+        async move {
+            let _permit = slots.acquire_owned().await;
+            let result = match agent {
+                None => Err(AgentError::new(
+                    "agent_disabled",
+                    format!("the {kind} agent is not enabled on this server"),
+                )),
+                Some(agent) => {
+                    let work = agent.run(&ctx, &with);
+                    match timeout {
+                        Some(t) => tokio::time::timeout(t, work).await.unwrap_or_else(|_| {
+                            Err(AgentError::new(
+                                "timeout",
+                                format!(
+                                    "the step exceeded its timeout of {}",
+                                    humantime::format_duration(t)
+                                ),
+                            ))
+                        }),
+                        None => work.await,
+                    }
+                }
+            };
+            Completion::Attempt {
+                idx,
+                attempt,
+                result,
+                logs: ctx.take_logs(),
+                ended_at: now_ms(),
+            }
+        }
+        .boxed()
+    }
+
+    fn handle(
+        &mut self,
+        completion: Completion,
+        ready: &mut VecDeque<usize>,
+        in_flight: &mut FuturesUnordered<BoxFuture<'static, Completion>>,
+    ) {
+        let (idx, attempt, result, logs, at) = match completion {
+            Completion::RetryDue { idx } => {
+                self.ready_at[idx] = now_ms();
+                ready.push_back(idx);
+                return;
+            }
+            Completion::Attempt {
+                idx,
+                attempt,
+                result,
+                logs,
+                ended_at,
+            } => (idx, attempt, result, logs, ended_at),
+        };
+        self.in_flight.remove(&idx);
+        let secrets = self.engine.secret_values();
+        let logs: Vec<String> = logs.iter().map(|l| redact_text(l, secrets)).collect();
+        let step_id = self.workflow.steps()[idx].id.clone();
+        match result {
+            Ok(output) => {
+                self.status[idx] = StepStatus::Succeeded;
+                let mut stored = limit_size(&output);
+                redact(&mut stored, secrets);
+                self.outputs
+                    .insert(step_id.clone(), json!({ "output": output }));
+                self.ops.push(Op::AttemptFinished {
+                    run_id: self.run_id.clone(),
+                    step_id: step_id.clone(),
+                    attempt,
+                    status: StepStatus::Succeeded,
+                    output: Some(stored),
+                    error: None,
+                    logs,
+                    at,
+                });
+                self.event(
+                    EventKind::Step {
+                        step_id,
+                        status: StepStatus::Succeeded,
+                        attempt,
+                    },
+                    at,
+                );
+                for &c in &self.children[idx] {
+                    if self.is_ready(c) && !ready.contains(&c) {
+                        self.ready_at[c] = at;
+                        ready.push_back(c);
+                    }
+                }
+            }
+            Err(e) => {
+                let message = redact_text(&e.message, secrets);
+                let workflow = self.workflow.clone();
+                let retry = workflow.steps()[idx].retry.as_ref();
+                let max_attempts = retry.map(|r| r.max_attempts as i64).unwrap_or(1);
+                let status = if attempt < max_attempts {
+                    StepStatus::Retrying
+                } else {
+                    StepStatus::Failed
+                };
+                self.status[idx] = status;
+                self.ops.push(Op::AttemptFinished {
+                    run_id: self.run_id.clone(),
+                    step_id: step_id.clone(),
+                    attempt,
+                    status,
+                    output: None,
+                    error: Some((e.kind.to_string(), message)),
+                    logs,
+                    at,
+                });
+                self.event(
+                    EventKind::Step {
+                        step_id,
+                        status,
+                        attempt,
+                    },
+                    at,
+                );
+                if status == StepStatus::Retrying {
+                    let delay = backoff(
+                        retry.and_then(|r| r.backoff.as_deref()),
+                        retry.and_then(|r| r.max_backoff.as_deref()),
+                        attempt,
+                    );
+                    in_flight.push(
+                        async move {
+                            tokio::time::sleep(delay).await;
+                            Completion::RetryDue { idx }
+                        }
+                        .boxed(),
+                    );
+                } else {
+                    self.skip_downstream(idx, at);
+                }
+            }
+        }
+    }
+
+    /// A failed step's descendants will never run.
+    fn skip_downstream(&mut self, idx: usize, at: i64) {
+        let mut stack = self.children[idx].clone();
+        let mut skipped = Vec::new();
+        while let Some(c) = stack.pop() {
+            if self.status[c] == StepStatus::Pending {
+                self.status[c] = StepStatus::Skipped;
+                skipped.push(self.workflow.steps()[c].id.clone());
+                stack.extend(self.children[c].iter().copied());
+            }
+        }
+        for step_id in &skipped {
+            self.event(
+                EventKind::Step {
+                    step_id: step_id.clone(),
+                    status: StepStatus::Skipped,
+                    attempt: 0,
+                },
+                at,
+            );
+        }
+        if !skipped.is_empty() {
+            self.ops.push(Op::StepsEnded {
+                run_id: self.run_id.clone(),
+                step_ids: skipped,
+                status: StepStatus::Skipped,
+                at,
+            });
+        }
+    }
+
+    /// Cancel or time out: close in-flight attempts, end waiting steps, finish the run.
+    async fn end_all(mut self, status: RunStatus, reason: &str) -> RunStatus {
+        let at = now_ms();
+        let kind = if status == RunStatus::TimedOut {
+            "timeout"
+        } else {
+            "cancelled"
+        };
+        let mut in_flight: Vec<(usize, i64)> = self.in_flight.drain().collect();
+        in_flight.sort_unstable();
+        for (idx, attempt) in in_flight {
+            let step_id = self.workflow.steps()[idx].id.clone();
+            self.status[idx] = StepStatus::Cancelled;
+            self.ops.push(Op::AttemptFinished {
+                run_id: self.run_id.clone(),
+                step_id: step_id.clone(),
+                attempt,
+                status: StepStatus::Cancelled,
+                output: None,
+                error: Some((kind.to_string(), reason.to_string())),
+                logs: Vec::new(),
+                at,
+            });
+            self.event(
+                EventKind::Step {
+                    step_id,
+                    status: StepStatus::Cancelled,
+                    attempt,
+                },
+                at,
+            );
+        }
+        let waiting_idx: Vec<usize> = (0..self.status.len())
+            .filter(|&i| !self.status[i].is_finished())
+            .collect();
+        let waiting: Vec<String> = waiting_idx
+            .iter()
+            .map(|&i| self.workflow.steps()[i].id.clone())
+            .collect();
+        waiting_idx
+            .iter()
+            .for_each(|&i| self.status[i] = StepStatus::Cancelled);
+        for step_id in &waiting {
+            self.event(
+                EventKind::Step {
+                    step_id: step_id.clone(),
+                    status: StepStatus::Cancelled,
+                    attempt: 0,
+                },
+                at,
+            );
+        }
+        if !waiting.is_empty() {
+            self.ops.push(Op::StepsEnded {
+                run_id: self.run_id.clone(),
+                step_ids: waiting,
+                status: StepStatus::Cancelled,
+                at,
+            });
+        }
+        self.finish(status, Some(reason.to_string())).await
+    }
+
+    async fn finish(mut self, status: RunStatus, error: Option<String>) -> RunStatus {
+        let at = now_ms();
+        self.ops.push(Op::FinishRun {
+            run_id: self.run_id.clone(),
+            status,
+            error,
+            at,
+        });
+        self.event(EventKind::Run { status }, at);
+        match self.commit().await {
+            Ok(()) => status,
+            Err(e) => {
+                tracing::error!(run.id = %self.run_id, error = %e, "cannot record the end of a run; leaving it for recovery");
+                RunStatus::Running
+            }
+        }
+    }
+
+    fn event(&mut self, kind: EventKind, at: i64) {
+        self.events.push(Event {
+            run_id: self.run_id.clone(),
+            workflow_id: self.workflow_id.clone(),
+            at,
+            kind,
+        });
+    }
+
+    /// Commits pending state changes, then publishes their events.
+    async fn commit(&mut self) -> Result<(), String> {
+        let ops = std::mem::take(&mut self.ops);
+        self.engine.journal().commit(ops).await?;
+        for event in self.events.drain(..) {
+            self.engine.publish(event);
+        }
+        Ok(())
+    }
+}
+
+fn has_template(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains("{{") || s.contains("{%"),
+        Value::Array(a) => a.iter().any(has_template),
+        Value::Object(o) => o.values().any(has_template),
+        _ => false,
+    }
+}
+
+/// Exponential backoff with equal jitter: half the delay fixed, half random.
+fn backoff(base: Option<&str>, max: Option<&str>, attempt: i64) -> Duration {
+    let base = base
+        .and_then(|b| parse_duration(b).ok())
+        .unwrap_or(Duration::from_secs(1));
+    let max = max
+        .and_then(|m| parse_duration(m).ok())
+        .unwrap_or(Duration::from_secs(300));
+    let exp = base
+        .saturating_mul(1u32 << (attempt - 1).clamp(0, 20) as u32)
+        .min(max);
+    exp.mul_f64(0.5 + 0.5 * fastrand::f64())
+}
+
+/// Outputs over the limit are stored as a marker with a preview, never silently dropped.
+fn limit_size(output: &Value) -> Value {
+    let text = output.to_string();
+    if text.len() <= MAX_OUTPUT_BYTES {
+        return output.clone();
+    }
+    let preview: String = text.chars().take(4096).collect();
+    json!({ "truncated": true, "bytes": text.len(), "limit_bytes": MAX_OUTPUT_BYTES, "preview": preview })
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    crate::store::now_ms()
+}

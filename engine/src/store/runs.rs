@@ -1,0 +1,427 @@
+//! Runs, steps and attempts. Writes arrive as [`Op`]s, applied many at a time in one
+//! transaction by the executor's journal (group commit); reads serve the API and recovery.
+
+use serde_json::Value;
+
+use super::{on_pool, Store, StoreError};
+use crate::records::{AttemptRecord, RunDetail, RunStatus, RunSummary, StepRecord, StepStatus};
+
+/// A new run: what is inserted when a workflow is triggered.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: String,
+    pub workflow_id: String,
+    pub workflow_version: i64,
+    pub trigger: String,
+    pub inputs: Value,
+    pub parent_run_id: Option<String>,
+    pub traceparent: Option<String>,
+    pub created_at: i64,
+    pub step_ids: Vec<String>,
+    /// Steps whose outputs are carried over (retry from a failed step): stored as succeeded.
+    pub reused: Vec<(String, Value)>,
+}
+
+/// One state change, persisted before the executor acts on it.
+#[derive(Debug, Clone)]
+pub enum Op {
+    CreateRun(Box<NewRun>),
+    StartRun {
+        run_id: String,
+        at: i64,
+    },
+    AttemptStarted {
+        run_id: String,
+        step_id: String,
+        attempt: i64,
+        ready_at: i64,
+        at: i64,
+        input: Value,
+    },
+    AttemptFinished {
+        run_id: String,
+        step_id: String,
+        attempt: i64,
+        /// The step's state after this attempt: succeeded, failed, retrying or cancelled.
+        status: StepStatus,
+        output: Option<Value>,
+        error: Option<(String, String)>,
+        logs: Vec<String>,
+        at: i64,
+    },
+    /// Steps that will not run (skipped after a failure, cancelled): set together.
+    StepsEnded {
+        run_id: String,
+        step_ids: Vec<String>,
+        status: StepStatus,
+        at: i64,
+    },
+    FinishRun {
+        run_id: String,
+        status: RunStatus,
+        error: Option<String>,
+        at: i64,
+    },
+}
+
+/// Filters of the run list; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub workflow_id: Option<String>,
+    pub status: Option<RunStatus>,
+    pub trigger: Option<String>,
+    /// Created at or after (unix ms).
+    pub since: Option<i64>,
+    /// Created before (unix ms).
+    pub until: Option<i64>,
+    /// Only runs older than this id (the cursor of the previous page).
+    pub before: Option<String>,
+    pub limit: i64,
+}
+
+/// A run the executor must pick up (queued, or running when the process stopped).
+#[derive(Debug, Clone)]
+pub struct Resumable {
+    pub run: RunSummary,
+    pub inputs: Value,
+    pub cancel_requested: bool,
+    pub steps: Vec<StepRecord>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: String,
+    workflow_id: String,
+    workflow_version: i64,
+    status: String,
+    trigger: String,
+    parent_run_id: Option<String>,
+    error: Option<String>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+impl RunRow {
+    fn into_summary(self) -> Result<RunSummary, StoreError> {
+        Ok(RunSummary {
+            status: RunStatus::parse(&self.status)
+                .ok_or_else(|| corrupt(&self.id, "status", &self.status))?,
+            id: self.id,
+            workflow_id: self.workflow_id,
+            workflow_version: self.workflow_version,
+            trigger: self.trigger,
+            parent_run_id: self.parent_run_id,
+            error: self.error,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct StepRow {
+    step_id: String,
+    status: String,
+    attempts: i64,
+    output: Option<String>,
+    error_kind: Option<String>,
+    error_message: Option<String>,
+    ready_at: Option<i64>,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    step_id: String,
+    attempt: i64,
+    status: String,
+    input: Option<String>,
+    output: Option<String>,
+    error_kind: Option<String>,
+    error_message: Option<String>,
+    logs: String,
+    started_at: i64,
+    finished_at: Option<i64>,
+}
+
+fn corrupt(id: &str, what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("run {id}: unknown {what} \"{value}\""))
+}
+
+fn json_opt(text: Option<String>) -> Option<Value> {
+    text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)))
+}
+
+fn step_record(run_id: &str, r: StepRow) -> Result<StepRecord, StoreError> {
+    Ok(StepRecord {
+        status: StepStatus::parse(&r.status)
+            .ok_or_else(|| corrupt(run_id, "step status", &r.status))?,
+        step_id: r.step_id,
+        attempts: r.attempts,
+        output: json_opt(r.output),
+        error_kind: r.error_kind,
+        error_message: r.error_message,
+        ready_at: r.ready_at,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+    })
+}
+
+impl Store {
+    /// Applies a batch of state changes in one transaction: all or none.
+    pub async fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for op in ops {
+                match op {
+                    Op::CreateRun(run) => {
+                        sqlx::query(
+                            "INSERT INTO runs (id, workflow_id, workflow_version, status, trigger, inputs, parent_run_id, traceparent, created_at)
+                             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8)",
+                        )
+                        .bind(run.id.clone())
+                        .bind(run.workflow_id.clone())
+                        .bind(run.workflow_version)
+                        .bind(run.trigger.clone())
+                        .bind(run.inputs.to_string())
+                        .bind(run.parent_run_id.clone())
+                        .bind(run.traceparent.clone())
+                        .bind(run.created_at)
+                        .execute(&mut *tx)
+                        .await?;
+                        for step in &run.step_ids {
+                            let reused = run.reused.iter().find(|(id, _)| id == step).map(|(_, out)| out.to_string());
+                            let status = if reused.is_some() { "succeeded" } else { "pending" };
+                            sqlx::query("INSERT INTO run_steps (run_id, step_id, status, output) VALUES ($1, $2, $3, $4)")
+                                .bind(run.id.clone())
+                                .bind(step.clone())
+                                .bind(status)
+                                .bind(reused)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    Op::StartRun { run_id, at } => {
+                        sqlx::query("UPDATE runs SET status = 'running', started_at = $2 WHERE id = $1 AND status = 'queued'")
+                            .bind(run_id.clone())
+                            .bind(*at)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Op::AttemptStarted { run_id, step_id, attempt, ready_at, at, input } => {
+                        sqlx::query(
+                            "UPDATE run_steps SET status = 'running', attempts = $3, ready_at = COALESCE(ready_at, $4),
+                                    started_at = COALESCE(started_at, $5), error_kind = NULL, error_message = NULL
+                             WHERE run_id = $1 AND step_id = $2",
+                        )
+                        .bind(run_id.clone())
+                        .bind(step_id.clone())
+                        .bind(*attempt)
+                        .bind(*ready_at)
+                        .bind(*at)
+                        .execute(&mut *tx)
+                        .await?;
+                        // A resumed attempt may re-insert a number the killed process had started.
+                        sqlx::query(
+                            "INSERT INTO step_attempts (run_id, step_id, attempt, status, input, started_at)
+                             VALUES ($1, $2, $3, 'running', $4, $5)
+                             ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET status = 'running', input = $4, started_at = $5",
+                        )
+                        .bind(run_id.clone())
+                        .bind(step_id.clone())
+                        .bind(*attempt)
+                        .bind(input.to_string())
+                        .bind(*at)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    Op::AttemptFinished { run_id, step_id, attempt, status, output, error, logs, at } => {
+                        let output = output.as_ref().map(|o| o.to_string());
+                        let (kind, message) = match error {
+                            Some((k, m)) => (Some(k.clone()), Some(m.clone())),
+                            None => (None, None),
+                        };
+                        let attempt_status = if *status == StepStatus::Retrying { "failed" } else { status.as_str() };
+                        sqlx::query(
+                            "UPDATE step_attempts SET status = $4, output = $5, error_kind = $6, error_message = $7, logs = $8, finished_at = $9
+                             WHERE run_id = $1 AND step_id = $2 AND attempt = $3",
+                        )
+                        .bind(run_id.clone())
+                        .bind(step_id.clone())
+                        .bind(*attempt)
+                        .bind(attempt_status)
+                        .bind(output.clone())
+                        .bind(kind.clone())
+                        .bind(message.clone())
+                        .bind(serde_json::to_string(logs).unwrap_or_else(|_| "[]".into()))
+                        .bind(*at)
+                        .execute(&mut *tx)
+                        .await?;
+                        let finished = if status.is_finished() { Some(*at) } else { None };
+                        sqlx::query(
+                            "UPDATE run_steps SET status = $3, output = $4, error_kind = $5, error_message = $6, finished_at = $7
+                             WHERE run_id = $1 AND step_id = $2",
+                        )
+                        .bind(run_id.clone())
+                        .bind(step_id.clone())
+                        .bind(status.as_str())
+                        .bind(output)
+                        .bind(kind)
+                        .bind(message)
+                        .bind(finished)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    Op::StepsEnded { run_id, step_ids, status, at } => {
+                        for step_id in step_ids {
+                            sqlx::query("UPDATE run_steps SET status = $3, finished_at = $4 WHERE run_id = $1 AND step_id = $2")
+                                .bind(run_id.clone())
+                                .bind(step_id.clone())
+                                .bind(status.as_str())
+                                .bind(*at)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    Op::FinishRun { run_id, status, error, at } => {
+                        sqlx::query("UPDATE runs SET status = $2, error = $3, finished_at = $4, started_at = COALESCE(started_at, $4) WHERE id = $1")
+                            .bind(run_id.clone())
+                            .bind(status.as_str())
+                            .bind(error.clone())
+                            .bind(*at)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Runs, newest first, filtered; pass the last id of a page as `before` for the next.
+    pub async fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        let limit = f.limit.clamp(1, 500);
+        let rows: Vec<RunRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, workflow_id, workflow_version, status, trigger, parent_run_id, error, created_at, started_at, finished_at
+                 FROM runs
+                 WHERE ($1 IS NULL OR workflow_id = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR trigger = $3)
+                   AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5) AND ($6 IS NULL OR id < $6)
+                 ORDER BY id DESC LIMIT $7",
+            )
+            .bind(f.workflow_id.clone())
+            .bind(f.status.map(|s| s.as_str()))
+            .bind(f.trigger.clone())
+            .bind(f.since)
+            .bind(f.until)
+            .bind(f.before.clone())
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(RunRow::into_summary).collect()
+    }
+
+    /// One run with its steps and attempts.
+    pub async fn run_detail(&self, id: &str) -> Result<RunDetail, StoreError> {
+        let (run, inputs, steps, attempts): (
+            Option<RunRow>,
+            Option<String>,
+            Vec<StepRow>,
+            Vec<AttemptRow>,
+        ) = on_pool!(self, pool => {
+            let run: Option<RunRow> = sqlx::query_as(const_sql::RUN_BY_ID).bind(id.to_string()).fetch_optional(pool).await?;
+            let inputs: Option<String> = sqlx::query_scalar("SELECT inputs FROM runs WHERE id = $1").bind(id.to_string()).fetch_optional(pool).await?;
+            let steps: Vec<StepRow> = sqlx::query_as(const_sql::STEPS_OF_RUN).bind(id.to_string()).fetch_all(pool).await?;
+            let attempts: Vec<AttemptRow> = sqlx::query_as(
+                "SELECT step_id, attempt, status, input, output, error_kind, error_message, logs, started_at, finished_at
+                 FROM step_attempts WHERE run_id = $1 ORDER BY started_at, step_id, attempt",
+            )
+            .bind(id.to_string())
+            .fetch_all(pool)
+            .await?;
+            (run, inputs, steps, attempts)
+        });
+        let run = run
+            .ok_or_else(|| StoreError::RunNotFound(id.to_string()))?
+            .into_summary()?;
+        let steps = steps
+            .into_iter()
+            .map(|s| step_record(id, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let attempts = attempts
+            .into_iter()
+            .map(|a| {
+                Ok(AttemptRecord {
+                    status: StepStatus::parse(&a.status)
+                        .ok_or_else(|| corrupt(id, "attempt status", &a.status))?,
+                    step_id: a.step_id,
+                    attempt: a.attempt,
+                    input: json_opt(a.input),
+                    output: json_opt(a.output),
+                    error_kind: a.error_kind,
+                    error_message: a.error_message,
+                    logs: serde_json::from_str(&a.logs).unwrap_or_default(),
+                    started_at: a.started_at,
+                    finished_at: a.finished_at,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let inputs = inputs
+            .and_then(|i| serde_json::from_str(&i).ok())
+            .unwrap_or(Value::Null);
+        Ok(RunDetail {
+            run,
+            inputs,
+            steps,
+            attempts,
+        })
+    }
+
+    /// Unfinished runs (queued or running), oldest first: what a starting executor picks up.
+    pub async fn unfinished_runs(&self, limit: i64) -> Result<Vec<Resumable>, StoreError> {
+        let rows: Vec<(String, String, Option<i64>)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, inputs, cancel_requested FROM runs WHERE status IN ('queued', 'running') ORDER BY id LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, inputs, cancel) in rows {
+            let detail = self.run_detail(&id).await?;
+            out.push(Resumable {
+                run: detail.run,
+                inputs: serde_json::from_str(&inputs).unwrap_or(Value::Null),
+                cancel_requested: cancel.is_some(),
+                steps: detail.steps,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks a run for cancellation; returns its status at that moment.
+    pub async fn request_cancel(&self, id: &str, at: i64) -> Result<RunStatus, StoreError> {
+        let status: Option<String> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "UPDATE runs SET cancel_requested = COALESCE(cancel_requested, $2) WHERE id = $1 RETURNING status",
+            )
+            .bind(id.to_string())
+            .bind(at)
+            .fetch_optional(pool)
+            .await?
+        });
+        let status = status.ok_or_else(|| StoreError::RunNotFound(id.to_string()))?;
+        RunStatus::parse(&status).ok_or_else(|| corrupt(id, "status", &status))
+    }
+}
+
+mod const_sql {
+    pub const RUN_BY_ID: &str = "SELECT id, workflow_id, workflow_version, status, trigger, parent_run_id, error, created_at, started_at, finished_at FROM runs WHERE id = $1";
+    pub const STEPS_OF_RUN: &str = "SELECT step_id, status, attempts, output, error_kind, error_message, ready_at, started_at, finished_at FROM run_steps WHERE run_id = $1";
+}

@@ -1,0 +1,509 @@
+//! The execution engine end to end on a real SQLite store (and, where storage matters, on
+//! PostgreSQL): DAG order, concurrency, retries, failures, cancel, timeouts, retry modes,
+//! recovery after a crash, agents against local servers speaking their real protocols.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use engine::executor::{Engine, EngineConfig, EngineError, RetryMode, TriggerRequest};
+use engine::model::Workflow;
+use engine::records::{RunDetail, RunStatus, StepStatus};
+use engine::store::Store;
+use serde_json::{json, Map, Value};
+
+struct Harness {
+    engine: Engine,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness_with(config: EngineConfig) -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("e.db").display()))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    store.seed_examples().await.expect("seed");
+    let engine = Engine::start(store, config).await.expect("engine");
+    Harness { engine, _dir: dir }
+}
+
+async fn harness() -> Harness {
+    harness_with(EngineConfig::default()).await
+}
+
+impl Harness {
+    async fn add(&self, yaml: &str) {
+        let w = Workflow::parse(yaml).expect("valid workflow");
+        self.engine
+            .store()
+            .create_workflow(&w, yaml)
+            .await
+            .expect("create");
+    }
+
+    async fn run(&self, workflow: &str, inputs: Value) -> RunDetail {
+        let id = self.start(workflow, inputs).await;
+        self.engine.wait(&id).await.expect("wait");
+        self.engine.store().run_detail(&id).await.expect("detail")
+    }
+
+    async fn start(&self, workflow: &str, inputs: Value) -> String {
+        let inputs: Map<String, Value> = serde_json::from_value(inputs).expect("object");
+        let req = TriggerRequest {
+            workflow_id: workflow.into(),
+            inputs,
+            trigger: "manual".into(),
+            ..Default::default()
+        };
+        self.engine.trigger(req).await.expect("trigger").id
+    }
+
+    async fn wait_for_step(&self, run_id: &str, step: &str, status: StepStatus) {
+        let mut events = self.engine.subscribe();
+        loop {
+            let detail = self
+                .engine
+                .store()
+                .run_detail(run_id)
+                .await
+                .expect("detail");
+            if step_of(&detail, step).status == status {
+                return;
+            }
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(200), events.recv()).await;
+        }
+    }
+}
+
+fn step_of<'a>(d: &'a RunDetail, id: &str) -> &'a engine::records::StepRecord {
+    d.steps
+        .iter()
+        .find(|s| s.step_id == id)
+        .unwrap_or_else(|| panic!("no step {id}"))
+}
+
+/// A local HTTP server for the agents; returns its address and the bodies it received.
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
+    addr
+}
+
+#[tokio::test]
+async fn hello_runs_every_step_in_order_and_transform_reads_upstream_outputs() {
+    let h = harness().await;
+    let d = h.run("hello", json!({ "who": "Ada" })).await;
+    assert_eq!(d.run.status, RunStatus::Succeeded, "{d:?}");
+    assert!(d
+        .steps
+        .iter()
+        .all(|s| s.status == StepStatus::Succeeded && s.attempts == 1));
+    assert_eq!(
+        step_of(&d, "greet").output,
+        Some(json!({ "greeting": "Hello, Ada!" }))
+    );
+    assert_eq!(
+        step_of(&d, "summary").output,
+        Some(json!({ "message": "Hello, Ada!", "at": "done" }))
+    );
+    let summary_start = step_of(&d, "summary").started_at.expect("started");
+    for upstream in ["greet", "think"] {
+        assert!(
+            step_of(&d, upstream).finished_at.expect("finished") <= summary_start,
+            "{upstream} finished before summary started"
+        );
+    }
+    assert_eq!(d.inputs, json!({ "who": "Ada" }));
+}
+
+#[tokio::test]
+async fn a_step_that_keeps_failing_is_retried_then_fails_the_run_and_skips_downstream() {
+    let h = harness().await;
+    let d = h.run("always-fails", json!({})).await;
+    assert_eq!(d.run.status, RunStatus::Failed);
+    assert!(d.run.error.as_deref().unwrap_or("").contains("flaky_call"));
+    let flaky = step_of(&d, "flaky_call");
+    assert_eq!((flaky.status, flaky.attempts), (StepStatus::Failed, 3));
+    assert_eq!(flaky.error_kind.as_deref(), Some("simulated"));
+    assert_eq!(step_of(&d, "publish").status, StepStatus::Skipped);
+    assert_eq!(step_of(&d, "prepare").status, StepStatus::Succeeded);
+    let attempts: Vec<i64> = d
+        .attempts
+        .iter()
+        .filter(|a| a.step_id == "flaky_call")
+        .map(|a| a.attempt)
+        .collect();
+    assert_eq!(attempts, [1, 2, 3]);
+    assert!(d
+        .attempts
+        .iter()
+        .filter(|a| a.step_id == "flaky_call")
+        .all(|a| a.status == StepStatus::Failed
+            && a.logs.iter().any(|l| l.contains("simulated failure"))));
+}
+
+#[tokio::test]
+async fn independent_steps_run_at_the_same_time() {
+    let h = harness().await;
+    h.add("id: par\nsteps:\n- {id: a, agent: delay, with: {duration: 300ms}}\n- {id: b, agent: delay, with: {duration: 300ms}}\n").await;
+    let d = h.run("par", json!({})).await;
+    let (a, b) = (step_of(&d, "a"), step_of(&d, "b"));
+    // Each started before the other finished: their intervals overlap.
+    assert!(
+        a.started_at < b.finished_at && b.started_at < a.finished_at,
+        "{a:?} {b:?}"
+    );
+}
+
+#[tokio::test]
+async fn templates_keep_types_and_a_template_failing_at_run_time_fails_its_step() {
+    let h = harness().await;
+    h.add("id: tpl\ninputs:\n  n: {type: integer, default: 3}\nsteps:\n- {id: a, agent: simulate, with: {output: {n: '{{ inputs.n }}', s: 'n={{ inputs.n }}'}}}\n- {id: b, agent: simulate, needs: [a], with: {output: '{{ steps.a.output.missing.deeper }}'}}\n").await;
+    let d = h.run("tpl", json!({ "n": 7 })).await;
+    assert_eq!(step_of(&d, "a").output, Some(json!({ "n": 7, "s": "n=7" })));
+    let b = step_of(&d, "b");
+    assert_eq!(
+        (b.status, b.error_kind.as_deref()),
+        (StepStatus::Failed, Some("template"))
+    );
+    assert!(
+        b.error_message
+            .as_deref()
+            .unwrap_or("")
+            .contains("with.output"),
+        "{b:?}"
+    );
+    assert_eq!(d.run.status, RunStatus::Failed);
+}
+
+#[tokio::test]
+async fn inputs_that_do_not_fit_are_refused_and_defaults_are_applied() {
+    let h = harness().await;
+    let err = h
+        .engine
+        .trigger(TriggerRequest {
+            workflow_id: "hello".into(),
+            inputs: serde_json::from_value(json!({ "who": 5, "extra": 1 })).expect("map"),
+            trigger: "api".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("invalid inputs");
+    let EngineError::InvalidInputs(problems) = err else {
+        panic!("{err:?}")
+    };
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert!(
+        paths.contains(&"inputs.who") && paths.contains(&"inputs.extra"),
+        "{paths:?}"
+    );
+    let d = h.run("hello", json!({})).await;
+    assert_eq!(d.inputs, json!({ "who": "world" }));
+    let missing = h
+        .engine
+        .trigger(TriggerRequest {
+            workflow_id: "nope".into(),
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(
+        missing,
+        Err(EngineError::Store(engine::store::StoreError::NotFound(_)))
+    ));
+    let bad_version = h
+        .engine
+        .trigger(TriggerRequest {
+            workflow_id: "hello".into(),
+            version: Some(9),
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(
+        bad_version,
+        Err(EngineError::Store(
+            engine::store::StoreError::VersionNotFound { .. }
+        ))
+    ));
+}
+
+#[tokio::test]
+async fn cancelling_a_running_run_stops_its_agents_and_cancels_waiting_steps() {
+    let h = harness().await;
+    h.add("id: long\nsteps:\n- {id: wait, agent: delay, with: {duration: 1h}}\n- {id: after, agent: delay, needs: [wait], with: {duration: 1s}}\n").await;
+    let id = h.start("long", json!({})).await;
+    h.wait_for_step(&id, "wait", StepStatus::Running).await;
+    h.engine.cancel(&id).await.expect("cancel");
+    assert_eq!(
+        h.engine.wait(&id).await.expect("wait"),
+        RunStatus::Cancelled
+    );
+    let d = h.engine.store().run_detail(&id).await.expect("detail");
+    assert_eq!(step_of(&d, "wait").status, StepStatus::Cancelled);
+    assert_eq!(step_of(&d, "after").status, StepStatus::Cancelled);
+    let again = h.engine.cancel(&id).await;
+    assert!(
+        matches!(
+            again,
+            Err(EngineError::AlreadyFinished {
+                status: RunStatus::Cancelled,
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_step_timeout_fails_the_step_and_a_run_timeout_times_the_run_out() {
+    let h = harness().await;
+    h.add("id: slowstep\nsteps:\n- {id: s, agent: delay, timeout: 50ms, with: {duration: 1h}}\n")
+        .await;
+    let d = h.run("slowstep", json!({})).await;
+    assert_eq!(
+        (d.run.status, step_of(&d, "s").error_kind.as_deref()),
+        (RunStatus::Failed, Some("timeout"))
+    );
+    h.add("id: slowrun\ntimeout: 100ms\nsteps:\n- {id: s, agent: delay, with: {duration: 1h}}\n")
+        .await;
+    let d = h.run("slowrun", json!({})).await;
+    assert_eq!(d.run.status, RunStatus::TimedOut);
+    assert_eq!(step_of(&d, "s").status, StepStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn the_concurrency_limit_keeps_extra_runs_queued() {
+    let h = harness().await;
+    h.add("id: one-at-a-time\nconcurrency: 1\nsteps:\n- {id: s, agent: delay, with: {duration: 100ms}}\n").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(h.start("one-at-a-time", json!({})).await);
+    }
+    let mut spans = Vec::new();
+    for id in &ids {
+        h.engine.wait(id).await.expect("wait");
+        let d = h.engine.store().run_detail(id).await.expect("detail");
+        spans.push((
+            d.run.started_at.expect("started"),
+            d.run.finished_at.expect("finished"),
+        ));
+    }
+    spans.sort_unstable();
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0, "runs overlapped: {spans:?}");
+    }
+}
+
+#[tokio::test]
+async fn retry_from_failed_reuses_succeeded_outputs_and_reruns_the_failed_step() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let addr = serve(Router::new().route(
+        "/flaky",
+        get(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    (
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        Json(json!({ "error": "down" })),
+                    )
+                } else {
+                    (
+                        axum::http::StatusCode::OK,
+                        Json(json!({ "items": [1, 2, 3] })),
+                    )
+                }
+            }
+        }),
+    ))
+    .await;
+    let h = harness().await;
+    h.add(&format!(
+        "id: fetcher\nsteps:\n- {{id: prep, agent: simulate, with: {{output: prepared}}}}\n- {{id: fetch, agent: http, needs: [prep], with: {{url: 'http://{addr}/flaky'}}}}\n- {{id: count, agent: transform, needs: [fetch], with: {{jq: '.steps.fetch.output.body.items | length'}}}}\n"
+    ))
+    .await;
+    let first = h.run("fetcher", json!({})).await;
+    assert_eq!(first.run.status, RunStatus::Failed);
+    assert_eq!(
+        step_of(&first, "fetch").error_kind.as_deref(),
+        Some("http_status")
+    );
+
+    let retried = h
+        .engine
+        .retry(&first.run.id, RetryMode::FromFailed)
+        .await
+        .expect("retry");
+    h.engine.wait(&retried.id).await.expect("wait");
+    let d = h
+        .engine
+        .store()
+        .run_detail(&retried.id)
+        .await
+        .expect("detail");
+    assert_eq!(d.run.status, RunStatus::Succeeded);
+    assert_eq!(d.run.parent_run_id.as_deref(), Some(first.run.id.as_str()));
+    assert_eq!(d.run.trigger, "retry");
+    let prep = step_of(&d, "prep");
+    assert_eq!(
+        (prep.attempts, prep.output.clone()),
+        (0, Some(json!("prepared"))),
+        "prep was reused, not re-run"
+    );
+    assert_eq!(step_of(&d, "count").output, Some(json!(3)));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    let not_failed = h.engine.retry(&d.run.id, RetryMode::Whole).await;
+    assert!(
+        matches!(not_failed, Err(EngineError::NotRetryable { .. })),
+        "a succeeded run is not retried"
+    );
+    let whole = h
+        .engine
+        .retry(&first.run.id, RetryMode::Whole)
+        .await
+        .expect("whole");
+    h.engine.wait(&whole.id).await.expect("wait");
+    let w = h
+        .engine
+        .store()
+        .run_detail(&whole.id)
+        .await
+        .expect("detail");
+    assert_eq!(
+        step_of(&w, "prep").attempts,
+        1,
+        "a whole retry runs everything again"
+    );
+    let unknown = h
+        .engine
+        .retry(&first.run.id, RetryMode::FromStep("nope".into()))
+        .await;
+    assert!(matches!(unknown, Err(EngineError::UnknownStep(_))));
+}
+
+#[tokio::test]
+async fn notify_posts_a_slack_style_message_and_secrets_never_reach_the_store() {
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = received.clone();
+    let addr = serve(Router::new().route(
+        "/hook/T000/B000/s3cr3t-token",
+        post(move |Json(body): Json<Value>| {
+            sink.lock().expect("lock").push(body);
+            async { "ok" }
+        }),
+    ))
+    .await;
+    let secret = format!("http://{addr}/hook/T000/B000/s3cr3t-token");
+    let h = harness_with(EngineConfig {
+        secrets: HashMap::from([("SLACK_WEBHOOK".to_string(), secret.clone())]),
+        ..Default::default()
+    })
+    .await;
+    let d = h
+        .run("notify-on-alert", json!({ "summary": "disk full" }))
+        .await;
+    assert_eq!(d.run.status, RunStatus::Succeeded, "{d:?}");
+    assert_eq!(
+        received.lock().expect("lock").as_slice(),
+        [json!({ "text": "[firing] disk full" })]
+    );
+    let stored = serde_json::to_string(&d).expect("json");
+    assert!(
+        !stored.contains("s3cr3t-token"),
+        "the secret leaked into the stored run: {stored}"
+    );
+    assert!(stored.contains("***"));
+}
+
+#[tokio::test]
+async fn an_oversized_output_is_stored_truncated_with_a_marker() {
+    let h = harness().await;
+    h.add("id: big\nsteps:\n- {id: s, agent: simulate, with: {output_bytes: 2000000}}\n")
+        .await;
+    let d = h.run("big", json!({})).await;
+    let out = step_of(&d, "s").output.clone().expect("output");
+    assert_eq!(out["truncated"], true);
+    assert!(out["bytes"].as_u64().expect("bytes") > 2_000_000);
+}
+
+#[tokio::test]
+async fn an_http_step_parses_json_bodies_and_fails_on_an_unreachable_host() {
+    let addr =
+        serve(Router::new().route("/data", get(|| async { Json(json!({ "ok": true })) }))).await;
+    let h = harness().await;
+    h.add(&format!("id: h\nsteps:\n- {{id: ok, agent: http, with: {{url: 'http://{addr}/data'}}}}\n- {{id: dead, agent: http, with: {{url: 'http://127.0.0.1:1/x'}}}}\n")).await;
+    let d = h.run("h", json!({})).await;
+    let ok = step_of(&d, "ok").output.clone().expect("output");
+    assert_eq!(
+        (ok["status"].clone(), ok["body"].clone()),
+        (json!(200), json!({ "ok": true }))
+    );
+    assert_eq!(
+        step_of(&d, "dead").error_kind.as_deref(),
+        Some("http_connect")
+    );
+}
+
+/// A process that dies mid-run: its runtime is dropped with the run half done (as a kill
+/// would leave it), and a new engine on the same database finishes the run without running
+/// the finished step again.
+#[test]
+fn a_run_interrupted_by_a_crash_resumes_without_repeating_finished_steps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let yaml = "id: crashy\nsteps:\n- {id: first, agent: simulate, with: {output: 1}}\n- {id: second, agent: delay, needs: [first], with: {duration: 400ms}}\n- {id: third, agent: transform, needs: [second], with: {jq: '.steps.first.output + 1'}}\n";
+
+    let before = tokio::runtime::Runtime::new().expect("runtime");
+    let run_id = before.block_on(async {
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+            .create_workflow(&Workflow::parse(yaml).expect("valid"), yaml)
+            .await
+            .expect("create");
+        let h = Harness {
+            engine: Engine::start(store, EngineConfig::default())
+                .await
+                .expect("engine"),
+            _dir: tempfile::tempdir().expect("d"),
+        };
+        let id = h.start("crashy", json!({})).await;
+        h.wait_for_step(&id, "second", StepStatus::Running).await;
+        id
+    });
+    before.shutdown_background(); // every task dropped mid-flight, like a killed process
+
+    let after = tokio::runtime::Runtime::new().expect("runtime");
+    after.block_on(async {
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let engine = Engine::start(store, EngineConfig::default())
+            .await
+            .expect("engine");
+        assert_eq!(
+            engine.wait(&run_id).await.expect("wait"),
+            RunStatus::Succeeded
+        );
+        let d = engine.store().run_detail(&run_id).await.expect("detail");
+        assert_eq!(
+            step_of(&d, "first").attempts,
+            1,
+            "a finished step is never executed again"
+        );
+        assert_eq!(
+            step_of(&d, "second").attempts,
+            2,
+            "the interrupted step ran as a new attempt"
+        );
+        assert_eq!(step_of(&d, "third").output, Some(json!(2)));
+    });
+}

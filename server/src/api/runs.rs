@@ -1,0 +1,220 @@
+//! Runs: trigger, list, inspect, cancel, retry, and a live event stream.
+//!
+//! | method | path | does |
+//! |---|---|---|
+//! | POST | `/workflows/{id}/runs` | trigger (`{"inputs": {…}, "version": n}`); 202 with the queued run |
+//! | GET | `/runs?workflow=&status=&trigger=&since=&until=&cursor=&limit=` | newest first, cursor-paginated |
+//! | GET | `/runs/{id}` | the run with its steps and attempts |
+//! | POST | `/runs/{id}/cancel` | stop a queued or running run |
+//! | POST | `/runs/{id}/retry` | `{"from": "failed" \| "<step id>"}` or whole; 201 with the new run |
+//! | GET | `/runs/{id}/events` | Server-Sent Events of the run until it finishes |
+
+use std::convert::Infallible;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use engine::executor::{Engine, RetryMode, TriggerRequest};
+use engine::records::{EventKind, RunDetail, RunStatus, RunSummary};
+use engine::store::{RunFilter, Store};
+use futures::stream::{self, Stream};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tracing::instrument;
+
+use super::ApiState;
+use crate::error::ApiError;
+
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/workflows/{id}/runs", post(trigger))
+        .route("/runs", get(list))
+        .route("/runs/{id}", get(show))
+        .route("/runs/{id}/cancel", post(cancel))
+        .route("/runs/{id}/retry", post(retry))
+        .route("/runs/{id}/events", get(events))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TriggerBody {
+    #[serde(default)]
+    inputs: Map<String, Value>,
+    version: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct RunCreated {
+    run: RunSummary,
+}
+
+#[instrument(skip_all, fields(workflow.id = %id, workflow.run.id))]
+async fn trigger(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body: TriggerBody = match body {
+        None => TriggerBody::default(),
+        Some(Json(v)) => serde_json::from_value(v).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the body must be {{\"inputs\": {{…}}, \"version\": n}}: {e}"
+            ))
+        })?,
+    };
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let run = engine
+        .trigger(TriggerRequest {
+            workflow_id: id,
+            version: body.version,
+            inputs: body.inputs,
+            trigger: "api".into(),
+            traceparent,
+        })
+        .await?;
+    tracing::Span::current().record("workflow.run.id", run.id.as_str());
+    Ok((StatusCode::ACCEPTED, Json(RunCreated { run })))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    workflow: Option<String>,
+    status: Option<String>,
+    trigger: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct RunPage {
+    runs: Vec<RunSummary>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+#[instrument(skip_all)]
+async fn list(
+    State(store): State<Store>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<RunPage>, ApiError> {
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+            let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::BadRequest(format!("status \"{s}\" is not one of {}", known.join(", ")))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let filter = RunFilter {
+        workflow_id: q.workflow,
+        status,
+        trigger: q.trigger,
+        since: q.since,
+        until: q.until,
+        before: q.cursor,
+        limit,
+    };
+    let runs = store.list_runs(&filter).await?;
+    let next_cursor = (runs.len() as i64 == limit)
+        .then(|| runs.last().map(|r| r.id.clone()))
+        .flatten();
+    Ok(Json(RunPage { runs, next_cursor }))
+}
+
+#[instrument(skip_all, fields(workflow.run.id = %id))]
+async fn show(
+    State(store): State<Store>,
+    Path(id): Path<String>,
+) -> Result<Json<RunDetail>, ApiError> {
+    Ok(Json(store.run_detail(&id).await?))
+}
+
+#[instrument(skip_all, fields(workflow.run.id = %id))]
+async fn cancel(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    engine.cancel(&id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "run_id": id, "cancel_requested": true })),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RetryBody {
+    /// `failed` to keep succeeded steps, a step id to re-run from it; absent for a whole retry.
+    from: Option<String>,
+}
+
+#[instrument(skip_all, fields(workflow.run.id = %id))]
+async fn retry(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+    body: Option<Json<RetryBody>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mode = match body.and_then(|Json(b)| b.from) {
+        None => RetryMode::Whole,
+        Some(f) if f == "failed" => RetryMode::FromFailed,
+        Some(step) => RetryMode::FromStep(step),
+    };
+    let run = engine.retry(&id, mode).await?;
+    Ok((StatusCode::CREATED, Json(RunCreated { run })))
+}
+
+/// Streams the run's events; the first event is a snapshot of its state, the stream ends
+/// after the run's final event.
+#[instrument(skip_all, fields(workflow.run.id = %id))]
+async fn events(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    // Subscribe before reading the snapshot, so no change falls between the two.
+    let rx = engine.subscribe();
+    let detail = engine.store().run_detail(&id).await?;
+    let snapshot = SseEvent::default()
+        .event("snapshot")
+        .json_data(&detail)
+        .unwrap_or_default();
+    let finished = detail.run.status.is_finished();
+    let live = stream::unfold((rx, id, finished), |(mut rx, id, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.run_id == id => {
+                    let last = matches!(e.kind, EventKind::Run { status } if status.is_finished());
+                    let sse = SseEvent::default()
+                        .event("change")
+                        .json_data(&e)
+                        .unwrap_or_default();
+                    return Some((Ok(sse), (rx, id, last)));
+                }
+                Ok(_) => continue,
+                // Fell behind: tell the client to reload the snapshot rather than miss changes.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    return Some((
+                        Ok(SseEvent::default().event("resync").data("{}")),
+                        (rx, id, false),
+                    ));
+                }
+                Err(_) => return None,
+            }
+        }
+    });
+    let stream = stream::once(async move { Ok(snapshot) }).chain(live);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+use futures::StreamExt as _;
