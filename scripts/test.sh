@@ -6,11 +6,12 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 export PATH="$HOME/.cargo/bin:$PWD/.tools/node_modules/.bin:$PATH"
 
-echo "== build (debug): server + wasm bundle + CSS"
-cargo leptos build
-
 echo "== Rust tests (engine, app, server; store tests on SQLite and PostgreSQL)"
 cargo test --workspace --no-fail-fast
+
+# After the tests: the browser tests need the server binary exactly as cargo-leptos builds it.
+echo "== build (debug): server + wasm bundle + CSS"
+cargo leptos build
 
 echo "== browser tests (Chromium)"
 (cd end2end && npx playwright test)
