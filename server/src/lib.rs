@@ -7,6 +7,7 @@
 //! - [`error`]: the API's error type and JSON shape.
 
 pub mod api;
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod health;

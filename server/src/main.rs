@@ -26,6 +26,24 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Measure the engine on SQLite and PostgreSQL and print a table (see BENCHMARKS.md).
+    Bench {
+        /// Run one shape in this process against --database and print JSON (used internally).
+        #[arg(long)]
+        shape: Option<String>,
+        #[arg(long)]
+        database: Option<String>,
+        /// PostgreSQL server URL; a fresh database is created there per shape.
+        #[arg(
+            long,
+            env = "FLOWSCOPE_BENCH_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        postgres: String,
+        /// Only these shapes (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        shapes: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +71,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
+    if let Command::Bench { .. } = command {
+        return bench(command).await;
+    }
     let config = Config::load()?;
     match command {
         Command::Migrate => {
@@ -76,6 +97,35 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(&config, leptos_options).await?;
     tracing::info!(address = %app.local_addr(), database = %flowscope::config::redact_url(&config.database_url), "Flowscope listening on http://{}", app.local_addr());
     app.run_until(shutdown_signal()).await
+}
+
+async fn bench(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Bench {
+            shape: Some(shape),
+            database,
+            ..
+        } => {
+            let database = database.ok_or_else(|| anyhow::anyhow!("--shape needs --database"))?;
+            let figures = flowscope::bench::run_shape(&shape, &database).await?;
+            println!("{}", serde_json::to_string(&figures)?);
+            Ok(())
+        }
+        Command::Bench {
+            postgres, shapes, ..
+        } => {
+            let shapes = if shapes.is_empty() {
+                flowscope::bench::SHAPES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            } else {
+                shapes
+            };
+            flowscope::bench::run_all(&postgres, &shapes).await
+        }
+        _ => Ok(()),
+    }
 }
 
 fn validate(files: &[PathBuf]) -> ExitCode {

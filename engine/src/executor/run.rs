@@ -55,6 +55,8 @@ pub(super) struct RunDriver {
     deps: Vec<Vec<usize>>,
     /// Attempts in flight, by step index: what cancellation must close.
     in_flight: HashMap<usize, i64>,
+    /// Steps that were running when a previous process stopped.
+    resumed: Vec<bool>,
     ops: Vec<Op>,
     events: Vec<Event>,
 }
@@ -97,7 +99,9 @@ impl RunDriver {
                 }
             }
         }
+        let resumed = status.iter().map(|s| *s == StepStatus::Running).collect();
         RunDriver {
+            resumed,
             run_id: state.run.id.clone(),
             workflow_id: state.run.workflow_id.clone(),
             trigger: state.run.trigger.clone(),
@@ -227,6 +231,7 @@ impl RunDriver {
                 ready_at: self.ready_at[idx],
                 at: now,
                 input,
+                resumed: std::mem::take(&mut self.resumed[idx]),
             });
             self.event(
                 EventKind::Step {

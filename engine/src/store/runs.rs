@@ -37,6 +37,8 @@ pub enum Op {
         ready_at: i64,
         at: i64,
         input: Value,
+        /// A resumed step: earlier attempts left `running` by a stopped process are closed.
+        resumed: bool,
     },
     AttemptFinished {
         run_id: String,
@@ -211,7 +213,20 @@ impl Store {
                             .execute(&mut *tx)
                             .await?;
                     }
-                    Op::AttemptStarted { run_id, step_id, attempt, ready_at, at, input } => {
+                    Op::AttemptStarted { run_id, step_id, attempt, ready_at, at, input, resumed } => {
+                        if *resumed {
+                            sqlx::query(
+                                "UPDATE step_attempts SET status = 'failed', error_kind = 'interrupted',
+                                        error_message = 'the process running this attempt stopped', finished_at = $4
+                                 WHERE run_id = $1 AND step_id = $2 AND attempt < $3 AND status = 'running'",
+                            )
+                            .bind(run_id.clone())
+                            .bind(step_id.clone())
+                            .bind(*attempt)
+                            .bind(*at)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
                         sqlx::query(
                             "UPDATE run_steps SET status = 'running', attempts = $3, ready_at = COALESCE(ready_at, $4),
                                     started_at = COALESCE(started_at, $5), error_kind = NULL, error_message = NULL

@@ -1,0 +1,168 @@
+//! Durability with real processes: the `flowscope` binary is killed with SIGKILL at many
+//! moments while runs execute, restarted on the same database each time, and in the end every
+//! run completes with each step's outcome recorded exactly once and no finished step re-run.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+const WORKFLOW: &str = "id: sturdy\nsteps:\n- {id: a, agent: simulate, with: {latency: 40ms, output: 1}}\n- {id: b, agent: simulate, needs: [a], with: {latency: 40ms}}\n- {id: c, agent: simulate, needs: [a], with: {latency: 60ms}}\n- {id: d, agent: transform, needs: [b, c], with: {jq: '.steps.a.output + 1'}}\n- {id: e, agent: simulate, needs: [d], with: {latency: 40ms, output: '{{ steps.d.output }}'}}\n";
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+/// Starts the binary on port 0 and reads the bound address from its log.
+fn start(db_url: &str) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        .env("FLOWSCOPE_DATABASE_URL", db_url)
+        .env("FLOWSCOPE_LISTEN", "127.0.0.1:0")
+        .env("FLOWSCOPE_SEED_EXAMPLES", "false")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start flowscope");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("the server exited before listening")
+            .expect("read log");
+        if let Some(pos) = line.find("listening on http://") {
+            let addr = line[pos + "listening on http://".len()..]
+                .split_whitespace()
+                .next()
+                .expect("addr");
+            break format!("http://{addr}");
+        }
+    };
+    // Keep draining the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Server { child, base }
+}
+
+#[tokio::test]
+async fn killing_the_server_at_many_moments_loses_no_run_and_repeats_no_finished_step() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}", dir.path().join("kill.db").display());
+    let client = reqwest::Client::new();
+
+    let mut server = start(&db);
+    let r = client
+        .post(format!("{}/api/v1/workflows", server.base))
+        .body(WORKFLOW)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), 201);
+    let mut run_ids = Vec::new();
+    for _ in 0..6 {
+        let r: Value = client
+            .post(format!("{}/api/v1/workflows/sturdy/runs", server.base))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("trigger")
+            .json()
+            .await
+            .expect("json");
+        run_ids.push(r["run"]["id"].as_str().expect("id").to_string());
+    }
+
+    // Kill at varied moments: right after start-up, mid-step, between steps.
+    for delay_ms in [5u64, 35, 70, 0, 120, 20, 55, 90] {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        server.child.kill().expect("SIGKILL");
+        server.child.wait().expect("reap");
+        server = start(&db);
+        // More work arrives while recovering.
+        let r: Value = client
+            .post(format!("{}/api/v1/workflows/sturdy/runs", server.base))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("trigger")
+            .json()
+            .await
+            .expect("json");
+        run_ids.push(r["run"]["id"].as_str().expect("id").to_string());
+    }
+
+    // Let the last process finish everything (a bounded wait, only as a hang guard).
+    let mut finished = Vec::new();
+    for _ in 0..600 {
+        finished.clear();
+        for id in &run_ids {
+            let run: Value = client
+                .get(format!("{}/api/v1/runs/{id}", server.base))
+                .send()
+                .await
+                .expect("get")
+                .json()
+                .await
+                .expect("json");
+            if run["status"] != "queued" && run["status"] != "running" {
+                finished.push(run);
+            }
+        }
+        if finished.len() == run_ids.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.child.kill().expect("kill");
+    assert_eq!(
+        finished.len(),
+        run_ids.len(),
+        "every run finished after the restarts"
+    );
+
+    for run in &finished {
+        assert_eq!(run["status"], "succeeded", "{run}");
+        let attempts = run["attempts"].as_array().expect("attempts");
+        for step in run["steps"].as_array().expect("steps") {
+            let id = step["step_id"].as_str().expect("id");
+            let succeeded = attempts
+                .iter()
+                .filter(|a| a["step_id"] == id && a["status"] == "succeeded")
+                .count();
+            assert_eq!(
+                succeeded, 1,
+                "step {id} of run {} has exactly one recorded success",
+                run["id"]
+            );
+            assert!(
+                attempts
+                    .iter()
+                    .filter(|a| a["step_id"] == id)
+                    .all(|a| a["status"] == "succeeded" || a["error_kind"] == "interrupted"),
+                "only interrupted attempts precede the success: {run}"
+            );
+            // A step starts only after its needs succeeded, so no finished step was redone:
+            // every attempt of a step after its success would show up here.
+            let last = attempts
+                .iter()
+                .filter(|a| a["step_id"] == id)
+                .map(|a| a["attempt"].as_i64().expect("n"))
+                .max();
+            let success_n = attempts
+                .iter()
+                .find(|a| a["step_id"] == id && a["status"] == "succeeded")
+                .map(|a| a["attempt"].as_i64().expect("n"));
+            assert_eq!(last, success_n, "nothing ran after step {id} succeeded");
+        }
+        let e = run["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .find(|s| s["step_id"] == "e")
+            .expect("e");
+        assert_eq!(e["output"], 2);
+    }
+}
