@@ -166,7 +166,7 @@ async fn independent_steps_run_at_the_same_time() {
 #[tokio::test]
 async fn templates_keep_types_and_a_template_failing_at_run_time_fails_its_step() {
     let h = harness().await;
-    h.add("id: tpl\ninputs:\n  n: {type: integer, default: 3}\nsteps:\n- {id: a, agent: simulate, with: {output: {n: '{{ inputs.n }}', s: 'n={{ inputs.n }}'}}}\n- {id: b, agent: simulate, needs: [a], with: {output: '{{ steps.a.output.missing.deeper }}'}}\n").await;
+    h.add("id: tpl\ninputs:\n  n: {type: integer, default: 3}\nsteps:\n- {id: a, agent: simulate, with: {output: {n: '{{ inputs.n }}', s: 'n={{ inputs.n }}'}}}\n- {id: b, agent: simulate, needs: [a], with: {output: '{{ steps.a.output.missing }}'}}\n").await;
     let d = h.run("tpl", json!({ "n": 7 })).await;
     assert_eq!(step_of(&d, "a").output, Some(json!({ "n": 7, "s": "n=7" })));
     let b = step_of(&d, "b");

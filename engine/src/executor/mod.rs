@@ -96,6 +96,8 @@ struct Queued {
 #[derive(Default)]
 struct Scheduler {
     queue: VecDeque<Queued>,
+    /// Cancels that arrived before their run reached this scheduler.
+    pending_cancels: std::collections::HashSet<String>,
     active: HashMap<String, usize>,
     running: HashMap<String, CancellationToken>,
 }
@@ -242,8 +244,39 @@ impl Engine {
         .await
     }
 
+    /// Commits and queues in a task of its own: a caller that goes away (an HTTP client
+    /// disconnecting) must not leave a committed run that nobody queued.
     #[allow(clippy::too_many_arguments)]
     async fn enqueue_new(
+        &self,
+        workflow: Arc<Workflow>,
+        version: i64,
+        inputs: Map<String, Value>,
+        trigger: String,
+        parent_run_id: Option<String>,
+        traceparent: Option<String>,
+        reused: Vec<(String, Value)>,
+    ) -> Result<RunSummary, EngineError> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            engine
+                .enqueue_new_now(
+                    workflow,
+                    version,
+                    inputs,
+                    trigger,
+                    parent_run_id,
+                    traceparent,
+                    reused,
+                )
+                .await
+        })
+        .await
+        .map_err(|e| EngineError::Journal(format!("run creation task failed: {e}")))?
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn enqueue_new_now(
         &self,
         workflow: Arc<Workflow>,
         version: i64,
@@ -333,21 +366,23 @@ impl Engine {
 
     /// Cancels a queued or running run: in-flight agents are aborted, waiting steps cancelled.
     pub async fn cancel(&self, run_id: &str) -> Result<(), EngineError> {
-        match self
-            .inner
-            .store
-            .request_cancel(run_id, run::now_ms())
-            .await?
-        {
-            status if status.is_finished() => Err(EngineError::AlreadyFinished {
-                id: run_id.to_string(),
-                status,
-            }),
-            _ => {
-                self.cancel_local(run_id);
-                Ok(())
+        let (engine, id) = (self.clone(), run_id.to_string());
+        let task = tokio::spawn(async move {
+            match engine
+                .inner
+                .store
+                .request_cancel(&id, run::now_ms())
+                .await?
+            {
+                status if status.is_finished() => Err(EngineError::AlreadyFinished { id, status }),
+                _ => {
+                    engine.cancel_local(&id);
+                    Ok(())
+                }
             }
-        }
+        });
+        task.await
+            .map_err(|e| EngineError::Journal(format!("cancel task failed: {e}")))?
     }
 
     /// Stops the run if this process runs it, or ends it at once if it is still queued here.
@@ -367,7 +402,9 @@ impl Engine {
                 drop(sched);
                 self.spawn_driver(q, token);
             }
+            return;
         }
+        sched.pending_cancels.insert(run_id.to_string());
     }
 
     /// Starts queued runs while their workflows' concurrency limits allow.
@@ -388,6 +425,9 @@ impl Engine {
                     if let Some(q) = sched.queue.remove(i) {
                         *sched.active.entry(wf.id().to_string()).or_default() += 1;
                         let token = CancellationToken::new();
+                        if sched.pending_cancels.remove(&q.state.run.id) {
+                            token.cancel();
+                        }
                         sched.running.insert(q.state.run.id.clone(), token.clone());
                         to_start.push((q, token));
                     }
@@ -438,8 +478,15 @@ impl Engine {
             .entry(run_id.to_string())
             .or_default()
             .push(tx);
-        let status = self.inner.store.run_detail(run_id).await?.run.status;
+        let status = match self.inner.store.run_detail(run_id).await {
+            Ok(d) => d.run.status,
+            Err(e) => {
+                lock(&self.inner.watchers).remove(run_id);
+                return Err(e.into());
+            }
+        };
         if status.is_finished() {
+            lock(&self.inner.watchers).remove(run_id);
             return Ok(status);
         }
         rx.await

@@ -506,6 +506,32 @@ impl RunDriver {
                 at,
             );
         }
+        // Steps resumed from a stopped process but not restarted yet: close their open attempt.
+        for i in 0..self.status.len() {
+            if std::mem::take(&mut self.resumed[i]) && self.attempts[i] > 0 {
+                self.status[i] = StepStatus::Cancelled;
+                let step_id = self.workflow.steps()[i].id.clone();
+                self.ops.push(Op::AttemptFinished {
+                    run_id: self.run_id.clone(),
+                    step_id: step_id.clone(),
+                    attempt: self.attempts[i],
+                    status: StepStatus::Cancelled,
+                    output: None,
+                    error: Some((kind.to_string(), reason.to_string())),
+                    logs: Vec::new(),
+                    at,
+                });
+                let attempt = self.attempts[i];
+                self.event(
+                    EventKind::Step {
+                        step_id,
+                        status: StepStatus::Cancelled,
+                        attempt,
+                    },
+                    at,
+                );
+            }
+        }
         let waiting_idx: Vec<usize> = (0..self.status.len())
             .filter(|&i| !self.status[i].is_finished())
             .collect();

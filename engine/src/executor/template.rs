@@ -59,6 +59,10 @@ fn render_string(text: &str, ctx: &minijinja::Value) -> Result<Value, String> {
         if !inner.contains("{{") && !inner.contains("}}") && !text.contains("{%") {
             let expr = env().compile_expression(inner).map_err(describe)?;
             let value = expr.eval(ctx).map_err(describe)?;
+            // Strict mode lets a missing last key through as undefined; a typo must fail the step.
+            if value.is_undefined() {
+                return Err(format!("undefined value: {} does not exist", inner.trim()));
+            }
             return serde_json::to_value(&value).map_err(|e| e.to_string());
         }
     }
@@ -94,9 +98,10 @@ pub fn redact(value: &mut Value, secrets: &[String]) {
     }
 }
 
-/// Replaces secret values in a text (error messages, log lines).
+/// Replaces secret values in a text (error messages, log lines) and drops NUL bytes.
 pub fn redact_text(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
+    // PostgreSQL refuses NUL bytes in text columns.
+    let mut out = text.replace('\0', "");
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         out = out.replace(secret.as_str(), "***");
     }

@@ -11,6 +11,7 @@
 
 use std::convert::Infallible;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -56,16 +57,9 @@ async fn trigger(
     State(engine): State<Engine>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Option<Json<Value>>,
+    body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body: TriggerBody = match body {
-        None => TriggerBody::default(),
-        Some(Json(v)) => serde_json::from_value(v).map_err(|e| {
-            ApiError::BadRequest(format!(
-                "the body must be {{\"inputs\": {{…}}, \"version\": n}}: {e}"
-            ))
-        })?,
-    };
+    let body: TriggerBody = json_body(&headers, &body)?;
     let traceparent = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
@@ -161,9 +155,11 @@ struct RetryBody {
 async fn retry(
     State(engine): State<Engine>,
     Path(id): Path<String>,
-    body: Option<Json<RetryBody>>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mode = match body.and_then(|Json(b)| b.from) {
+    let body: RetryBody = json_body(&headers, &body)?;
+    let mode = match body.from {
         None => RetryMode::Whole,
         Some(f) if f == "failed" => RetryMode::FromFailed,
         Some(step) => RetryMode::FromStep(step),
@@ -218,3 +214,24 @@ async fn events(
 }
 
 use futures::StreamExt as _;
+
+/// An optional JSON body: empty means the defaults; anything else must be JSON that fits.
+fn json_body<T: serde::de::DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.contains("json") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "send the body as application/json, not \"{content_type}\""
+        )));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the body does not fit: {e}")))
+}
