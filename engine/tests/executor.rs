@@ -507,3 +507,111 @@ fn a_run_interrupted_by_a_crash_resumes_without_repeating_finished_steps() {
         assert_eq!(step_of(&d, "third").output, Some(json!(2)));
     });
 }
+
+#[tokio::test]
+async fn llm_calls_an_openai_compatible_endpoint_and_records_tokens_and_cost() {
+    let seen: Arc<Mutex<Vec<(Option<String>, Value)>>> = Arc::default();
+    let sink = seen.clone();
+    let addr = serve(Router::new().route(
+        "/v1/chat/completions",
+        post(move |headers: axum::http::HeaderMap, Json(body): Json<Value>| {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+            sink.lock().expect("lock").push((auth, body.clone()));
+            async move {
+                if body["messages"][1]["content"] == "garbage please" {
+                    return "<html>not json</html>".to_string();
+                }
+                json!({
+                    "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
+                    "choices": [{ "index": 0, "message": { "role": "assistant", "content": "Summary: fine." }, "finish_reason": "stop" }],
+                    "usage": { "prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500 }
+                })
+                .to_string()
+            }
+        }),
+    ))
+    .await;
+    let prices = engine::agents::llm::parse_prices("tiny-model=0.5/2.0").expect("prices");
+    let settings = engine::agents::AgentSettings {
+        llm_prices: prices,
+        ..Default::default()
+    };
+    let h = harness_with(EngineConfig {
+        secrets: HashMap::from([("OPENAI_KEY".into(), "sk-test-123".into())]),
+        agents: settings,
+        ..Default::default()
+    })
+    .await;
+    h.add(&format!("id: ask\ninputs:\n  q: {{type: string}}\nsteps:\n- {{id: chat, agent: llm, with: {{base_url: 'http://{addr}/v1', model: tiny-model, api_key: '{{{{ secrets.OPENAI_KEY }}}}', system: Be brief., prompt: '{{{{ inputs.q }}}}'}}}}\n")).await;
+    let d = h.run("ask", json!({ "q": "How are we?" })).await;
+    assert_eq!(d.run.status, RunStatus::Succeeded, "{d:?}");
+    let out = step_of(&d, "chat").output.clone().expect("output");
+    assert_eq!(out["content"], "Summary: fine.");
+    assert_eq!(
+        out["usage"],
+        json!({ "input_tokens": 1200, "output_tokens": 300 })
+    );
+    assert!(
+        (out["cost_usd"].as_f64().expect("cost") - (1200.0 * 0.5 + 300.0 * 2.0) / 1e6).abs()
+            < 1e-12
+    );
+    let (auth, body) = seen.lock().expect("lock")[0].clone();
+    assert_eq!(auth.as_deref(), Some("Bearer sk-test-123"));
+    assert_eq!(
+        body["messages"],
+        json!([{ "role": "system", "content": "Be brief." }, { "role": "user", "content": "How are we?" }])
+    );
+    assert!(
+        !serde_json::to_string(&d)
+            .expect("json")
+            .contains("sk-test-123"),
+        "the key never reaches the store"
+    );
+
+    let garbage = h.run("ask", json!({ "q": "garbage please" })).await;
+    assert_eq!(
+        step_of(&garbage, "chat").error_kind.as_deref(),
+        Some("llm_response")
+    );
+}
+
+#[tokio::test]
+async fn shell_is_off_by_default_and_when_enabled_runs_an_argv_with_an_allow_listed_env() {
+    let yaml = "id: sh\nsteps:\n- {id: echo, agent: shell, with: {program: /bin/sh, args: ['-c', 'echo \"$GREETING $HOME_LEAK\"; echo err >&2'], env: {GREETING: hi}}}\n";
+    let off = harness().await;
+    off.add(yaml).await;
+    let d = off.run("sh", json!({})).await;
+    assert_eq!(
+        step_of(&d, "echo").error_kind.as_deref(),
+        Some("agent_disabled")
+    );
+
+    std::env::set_var("HOME_LEAK", "server-secret");
+    let settings = engine::agents::AgentSettings {
+        shell_enabled: true,
+        ..Default::default()
+    };
+    let on = harness_with(EngineConfig {
+        agents: settings,
+        ..Default::default()
+    })
+    .await;
+    on.add(yaml).await;
+    on.add("id: sleepy\nsteps:\n- {id: s, agent: shell, timeout: 100ms, with: {program: /bin/sleep, args: ['30']}}\n- {id: bad, agent: shell, with: {program: /bin/sh, args: ['-c', 'exit 3']}}\n").await;
+    let d = on.run("sh", json!({})).await;
+    let out = step_of(&d, "echo").output.clone().expect("output");
+    assert_eq!(
+        out["stdout"], "hi \n",
+        "the server's other variables are not inherited"
+    );
+    assert_eq!(
+        (out["stderr"].clone(), out["exit_code"].clone()),
+        (json!("err\n"), json!(0))
+    );
+    let d = on.run("sleepy", json!({})).await;
+    assert_eq!(step_of(&d, "s").error_kind.as_deref(), Some("timeout"));
+    assert_eq!(
+        step_of(&d, "bad").error_kind.as_deref(),
+        Some("exit_status")
+    );
+}

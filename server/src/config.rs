@@ -23,6 +23,10 @@ pub struct Config {
     /// `{{ secrets.NAME }}` values, from `FLOWSCOPE_SECRET_<NAME>` variables (until the
     /// encrypted secret store lands); redacted from everything stored.
     pub secrets: std::collections::HashMap<String, String>,
+    /// Whether the `shell` agent may run programs on this server.
+    pub shell_enabled: bool,
+    /// `llm` prices, `model=IN/OUT,…` in USD per million tokens.
+    pub llm_prices: std::collections::HashMap<String, engine::agents::llm::Price>,
 }
 
 impl Default for Config {
@@ -34,6 +38,8 @@ impl Default for Config {
             grafana_url: None,
             grafana_tempo_uid: "tempo".into(),
             secrets: Default::default(),
+            shell_enabled: false,
+            llm_prices: Default::default(),
         }
     }
 }
@@ -62,6 +68,8 @@ struct FileConfig {
     seed_examples: Option<bool>,
     grafana_url: Option<String>,
     grafana_tempo_uid: Option<String>,
+    shell_enabled: Option<bool>,
+    llm_prices: Option<String>,
 }
 
 impl Config {
@@ -136,6 +144,23 @@ impl Config {
                 return Err(err("FLOWSCOPE_GRAFANA_TEMPO_UID", "must not be empty"));
             }
             config.grafana_tempo_uid = v;
+        }
+        if let Some(v) = env("FLOWSCOPE_SHELL_ENABLED") {
+            config.shell_enabled = parse_bool(&v).ok_or_else(|| {
+                err(
+                    "FLOWSCOPE_SHELL_ENABLED",
+                    format!("\"{v}\" is not true or false"),
+                )
+            })?;
+        } else if let Some(b) = file.shell_enabled {
+            config.shell_enabled = b;
+        }
+        if let Some((setting, v)) = env("FLOWSCOPE_LLM_PRICES")
+            .map(|v| ("FLOWSCOPE_LLM_PRICES", v))
+            .or(file.llm_prices.map(|v| ("llm_prices", v)))
+        {
+            config.llm_prices =
+                engine::agents::llm::parse_prices(&v).map_err(|e| err(setting, e))?;
         }
         Ok(config)
     }

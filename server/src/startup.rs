@@ -30,6 +30,11 @@ impl Application {
         let store = open_store(config).await?;
         let engine_config = EngineConfig {
             secrets: config.secrets.clone(),
+            agents: engine::agents::AgentSettings {
+                llm_prices: config.llm_prices.clone(),
+                shell_enabled: config.shell_enabled,
+                ..Default::default()
+            },
             ..EngineConfig::default()
         };
         let engine = Engine::start(store.clone(), engine_config)

@@ -8,7 +8,9 @@
 mod delay;
 mod http;
 pub mod jq;
+pub mod llm;
 mod notify;
+mod shell;
 mod simulate;
 mod transform;
 
@@ -98,6 +100,27 @@ pub trait Agent: Send + Sync {
     ) -> AgentFuture<'a>;
 }
 
+/// Server settings that agents depend on.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Per-model prices for the `llm` agent's cost.
+    pub llm_prices: HashMap<String, llm::Price>,
+    /// `shell` runs programs on the server: off unless an operator turns it on.
+    pub shell_enabled: bool,
+    /// The server's environment variables a `shell` child inherits.
+    pub shell_inherit_env: Vec<String>,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            llm_prices: HashMap::new(),
+            shell_enabled: false,
+            shell_inherit_env: vec!["PATH".into(), "HOME".into(), "LANG".into()],
+        }
+    }
+}
+
 /// The agents available to the executor, by kind.
 #[derive(Clone)]
 pub struct Registry {
@@ -105,14 +128,28 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Every built-in agent that is enabled by default.
-    pub fn builtin() -> Registry {
+    /// Every built-in agent; `shell` only when `settings.shell_enabled`.
+    pub fn builtin(settings: &AgentSettings) -> Registry {
         let mut agents: HashMap<&'static str, Arc<dyn Agent>> = HashMap::new();
         agents.insert("simulate", Arc::new(simulate::Simulate));
         agents.insert("transform", Arc::new(transform::Transform::default()));
         agents.insert("delay", Arc::new(delay::Delay));
         agents.insert("http", Arc::new(http::Http));
         agents.insert("notify", Arc::new(notify::Notify));
+        agents.insert(
+            "llm",
+            Arc::new(llm::Llm {
+                prices: settings.llm_prices.clone(),
+            }),
+        );
+        if settings.shell_enabled {
+            agents.insert(
+                "shell",
+                Arc::new(shell::Shell {
+                    inherit_env: settings.shell_inherit_env.clone(),
+                }),
+            );
+        }
         Registry { agents }
     }
 

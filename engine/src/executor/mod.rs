@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use journal::Journal;
 
-use crate::agents::{Agent, Registry};
+use crate::agents::{Agent, AgentSettings, Registry};
 use crate::model::{Problem, Workflow};
 use crate::records::{Event, EventKind, RunStatus, RunSummary, StepRecord, StepStatus};
 use crate::store::{NewRun, Op, Resumable, Store, StoreError};
@@ -53,6 +53,8 @@ pub struct EngineConfig {
     pub secrets: HashMap<String, String>,
     /// Runs picked up from the database on start.
     pub recover_limit: i64,
+    /// Prices for `llm`, and whether `shell` is enabled.
+    pub agents: AgentSettings,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +63,7 @@ impl Default for EngineConfig {
             max_parallel_steps: 1024,
             secrets: HashMap::new(),
             recover_limit: 100_000,
+            agents: AgentSettings::default(),
         }
     }
 }
@@ -146,7 +149,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 journal: Journal::start(store.clone()),
                 store,
-                agents: Registry::builtin(),
+                agents: Registry::builtin(&config.agents),
                 http,
                 events,
                 step_slots: Arc::new(Semaphore::new(config.max_parallel_steps.max(1))),
