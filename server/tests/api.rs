@@ -772,3 +772,29 @@ async fn the_run_list_filters_and_pages_with_a_cursor() {
         .collect();
     assert_eq!(failed, [ids[3].as_str()]);
 }
+
+#[tokio::test]
+async fn the_trigger_server_function_starts_a_run_and_reports_bad_inputs() {
+    let app = TestApp::spawn().await;
+    let call = |inputs: &'static str| {
+        app.client
+            .post(app.url("/api/trigger_run"))
+            .form(&[("workflow_id", "hello"), ("inputs_json", inputs)])
+            .send()
+    };
+    let ok = call(r#"{"who": "UI"}"#).await.expect("call");
+    assert_eq!(ok.status(), StatusCode::OK);
+    let run_id: String = ok.json().await.expect("run id");
+    let (_, run) = app.follow(&run_id).await;
+    assert_eq!(
+        (run["status"].as_str(), run["trigger"].as_str()),
+        (Some("succeeded"), Some("manual"))
+    );
+    assert_eq!(run["inputs"], json!({ "who": "UI" }));
+    let bad = call(r#"{"who": 7}"#).await.expect("call");
+    assert!(bad.status().is_server_error() || bad.status().is_client_error());
+    assert!(
+        bad.text().await.expect("body").contains("inputs.who"),
+        "the error names the input"
+    );
+}

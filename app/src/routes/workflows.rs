@@ -14,6 +14,41 @@ pub async fn list_workflows() -> Result<Vec<WorkflowSummary>, AppError> {
     Ok(store.list_workflows(false).await?)
 }
 
+/// Starts a run ("manual" trigger) with inputs given as a JSON object text; missing inputs
+/// take their defaults. Returns the new run's id.
+#[server(endpoint = "trigger_run")]
+pub async fn trigger_run(workflow_id: String, inputs_json: String) -> Result<String, AppError> {
+    use engine::executor::{Engine, EngineError, TriggerRequest};
+    let inputs = if inputs_json.trim().is_empty() {
+        Default::default()
+    } else {
+        serde_json::from_str(&inputs_json)
+            .map_err(|e| AppError::Invalid(format!("inputs must be a JSON object: {e}")))?
+    };
+    let engine = expect_context::<Engine>();
+    let request = TriggerRequest {
+        workflow_id,
+        inputs,
+        trigger: "manual".into(),
+        ..Default::default()
+    };
+    match engine.trigger(request).await {
+        Ok(run) => Ok(run.id),
+        Err(EngineError::InvalidInputs(problems)) => Err(AppError::Invalid(
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
+        Err(EngineError::Store(e)) => Err(e.into()),
+        Err(e) => {
+            leptos::logging::error!("trigger failed: {e}");
+            Err(AppError::Internal)
+        }
+    }
+}
+
 /// Whether a workflow matches the search box: name, id or a tag contains the text.
 pub fn matches(workflow: &WorkflowSummary, query: &str) -> bool {
     let query = query.trim().to_lowercase();

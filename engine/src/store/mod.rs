@@ -59,15 +59,26 @@ pub enum StoreError {
 impl StoreError {
     /// The database could not be reached (as opposed to refusing a query): worth a retry.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             StoreError::Database(
                 sqlx::Error::PoolTimedOut
-                    | sqlx::Error::Io(_)
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Tls(_)
-            )
-        )
+                | sqlx::Error::Io(_)
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_),
+            ) => true,
+            // PostgreSQL going away: connection exceptions (class 08), admin/crash shutdown,
+            // "cannot connect now" while it starts; SQLite: busy or locked beyond the timeout.
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                let code = e.code();
+                let code = code.as_deref().unwrap_or("");
+                code.starts_with("08")
+                    || matches!(
+                        code,
+                        "57P01" | "57P02" | "57P03" | "5" | "6" | "517" | "262"
+                    )
+            }
+            _ => false,
+        }
     }
 }
 
