@@ -29,16 +29,10 @@ impl Agent for Http {
                 request = request.body(body.to_string());
             }
             ctx.log(format!("{method} {url}"));
-            let response = request.send().await.map_err(|e| {
-                AgentError::new(
-                    if e.is_connect() {
-                        "http_connect"
-                    } else {
-                        "http_request"
-                    },
-                    format!("{method} {url}: {e}"),
-                )
-            })?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| AgentError::request(&e, format!("{method} {url}: {e}")))?;
             let status = response.status().as_u16();
             let headers: Map<String, Value> = response
                 .headers()

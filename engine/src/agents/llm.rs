@@ -61,16 +61,10 @@ impl Agent for Llm {
                 "chat {model}: {} messages",
                 body["messages"].as_array().map_or(0, Vec::len)
             ));
-            let response = request.send().await.map_err(|e| {
-                AgentError::new(
-                    if e.is_connect() {
-                        "http_connect"
-                    } else {
-                        "http_request"
-                    },
-                    e.to_string(),
-                )
-            })?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| AgentError::request(&e, e.to_string()))?;
             let status = response.status();
             let text = response
                 .text()

@@ -36,6 +36,18 @@ impl AgentError {
         }
     }
 
+    /// A request that did not get an answer: `http_connect` when nothing listened.
+    pub fn request(e: &reqwest::Error, message: impl Into<String>) -> Self {
+        AgentError::new(
+            if e.is_connect() {
+                "http_connect"
+            } else {
+                "http_request"
+            },
+            message,
+        )
+    }
+
     /// The agent was given a `with` it cannot use (after templates were rendered).
     pub fn config(message: impl Into<String>) -> Self {
         AgentError::new("invalid_config", message)

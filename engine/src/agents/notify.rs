@@ -22,14 +22,7 @@ impl Agent for Notify {
                 .send()
                 .await
                 .map_err(|e| {
-                    AgentError::new(
-                        if e.is_connect() {
-                            "http_connect"
-                        } else {
-                            "http_request"
-                        },
-                        format!("posting to the webhook failed: {e}"),
-                    )
+                    AgentError::request(&e, format!("posting to the webhook failed: {e}"))
                 })?;
             let status = response.status();
             // Slack answers 200 "ok"; anything else carries the reason in the body.

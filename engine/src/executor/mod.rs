@@ -91,6 +91,18 @@ pub struct TriggerRequest {
     pub traceparent: Option<String>,
 }
 
+/// Everything a new run is made from.
+struct NewRunSpec {
+    workflow: Arc<Workflow>,
+    version: i64,
+    inputs: Map<String, Value>,
+    trigger: String,
+    parent_run_id: Option<String>,
+    traceparent: Option<String>,
+    /// Outputs carried over from the run being retried.
+    reused: Vec<(String, Value)>,
+}
+
 struct Queued {
     workflow: Arc<Workflow>,
     state: Resumable,
@@ -195,15 +207,15 @@ impl Engine {
             .await?;
         let workflow = self.cache(record.workflow, record.info.version);
         let inputs = resolve_inputs(&workflow, req.inputs)?;
-        self.enqueue_new(
+        self.enqueue_new(NewRunSpec {
             workflow,
-            record.info.version,
+            version: record.info.version,
             inputs,
-            req.trigger,
-            None,
-            req.traceparent,
-            Vec::new(),
-        )
+            trigger: req.trigger,
+            parent_run_id: None,
+            traceparent: req.traceparent,
+            reused: Vec::new(),
+        })
         .await
     }
 
@@ -235,60 +247,37 @@ impl Engine {
             Value::Object(m) => m,
             _ => Map::new(),
         };
-        self.enqueue_new(
+        self.enqueue_new(NewRunSpec {
             workflow,
-            old.run.workflow_version,
+            version: old.run.workflow_version,
             inputs,
-            "retry".into(),
-            Some(run_id.to_string()),
-            None,
+            trigger: "retry".into(),
+            parent_run_id: Some(run_id.to_string()),
+            traceparent: None,
             reused,
-        )
+        })
         .await
     }
 
     /// Commits and queues in a task of its own: a caller that goes away (an HTTP client
     /// disconnecting) must not leave a committed run that nobody queued.
-    #[allow(clippy::too_many_arguments)]
-    async fn enqueue_new(
-        &self,
-        workflow: Arc<Workflow>,
-        version: i64,
-        inputs: Map<String, Value>,
-        trigger: String,
-        parent_run_id: Option<String>,
-        traceparent: Option<String>,
-        reused: Vec<(String, Value)>,
-    ) -> Result<RunSummary, EngineError> {
+    async fn enqueue_new(&self, spec: NewRunSpec) -> Result<RunSummary, EngineError> {
         let engine = self.clone();
-        tokio::spawn(async move {
-            engine
-                .enqueue_new_now(
-                    workflow,
-                    version,
-                    inputs,
-                    trigger,
-                    parent_run_id,
-                    traceparent,
-                    reused,
-                )
-                .await
-        })
-        .await
-        .map_err(|e| EngineError::Journal(format!("run creation task failed: {e}")))?
+        tokio::spawn(async move { engine.enqueue_new_now(spec).await })
+            .await
+            .map_err(|e| EngineError::Journal(format!("run creation task failed: {e}")))?
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn enqueue_new_now(
-        &self,
-        workflow: Arc<Workflow>,
-        version: i64,
-        inputs: Map<String, Value>,
-        trigger: String,
-        parent_run_id: Option<String>,
-        traceparent: Option<String>,
-        reused: Vec<(String, Value)>,
-    ) -> Result<RunSummary, EngineError> {
+    async fn enqueue_new_now(&self, spec: NewRunSpec) -> Result<RunSummary, EngineError> {
+        let NewRunSpec {
+            workflow,
+            version,
+            inputs,
+            trigger,
+            parent_run_id,
+            traceparent,
+            reused,
+        } = spec;
         let now = run::now_ms();
         let id = uuid::Uuid::now_v7().to_string();
         let step_ids: Vec<String> = workflow.steps().iter().map(|s| s.id.clone()).collect();

@@ -449,29 +449,64 @@ impl RunDriver {
         let mut skipped = Vec::new();
         while let Some(c) = stack.pop() {
             if self.status[c] == StepStatus::Pending {
+                // Marked now so a step reached by two paths is listed once.
                 self.status[c] = StepStatus::Skipped;
-                skipped.push(self.workflow.steps()[c].id.clone());
+                skipped.push(c);
                 stack.extend(self.children[c].iter().copied());
             }
         }
-        for step_id in &skipped {
+        self.end_steps(&skipped, StepStatus::Skipped, at);
+    }
+
+    /// Marks steps that will not run (skipped, cancelled) in one op, with their events.
+    fn end_steps(&mut self, steps: &[usize], status: StepStatus, at: i64) {
+        if steps.is_empty() {
+            return;
+        }
+        let mut step_ids = Vec::with_capacity(steps.len());
+        for &i in steps {
+            self.status[i] = status;
+            let step_id = self.workflow.steps()[i].id.clone();
             self.event(
                 EventKind::Step {
                     step_id: step_id.clone(),
-                    status: StepStatus::Skipped,
+                    status,
                     attempt: 0,
                 },
                 at,
             );
+            step_ids.push(step_id);
         }
-        if !skipped.is_empty() {
-            self.ops.push(Op::StepsEnded {
-                run_id: self.run_id.clone(),
-                step_ids: skipped,
-                status: StepStatus::Skipped,
-                at,
-            });
-        }
+        self.ops.push(Op::StepsEnded {
+            run_id: self.run_id.clone(),
+            step_ids,
+            status,
+            at,
+        });
+    }
+
+    /// Closes an open attempt as cancelled (run cancelled or timed out).
+    fn close_attempt(&mut self, idx: usize, attempt: i64, kind: &str, reason: &str, at: i64) {
+        let step_id = self.workflow.steps()[idx].id.clone();
+        self.status[idx] = StepStatus::Cancelled;
+        self.ops.push(Op::AttemptFinished {
+            run_id: self.run_id.clone(),
+            step_id: step_id.clone(),
+            attempt,
+            status: StepStatus::Cancelled,
+            output: None,
+            error: Some((kind.to_string(), reason.to_string())),
+            logs: Vec::new(),
+            at,
+        });
+        self.event(
+            EventKind::Step {
+                step_id,
+                status: StepStatus::Cancelled,
+                attempt,
+            },
+            at,
+        );
     }
 
     /// Cancel or time out: close in-flight attempts, end waiting steps, finish the run.
@@ -483,83 +518,20 @@ impl RunDriver {
             "cancelled"
         };
         let mut in_flight: Vec<(usize, i64)> = self.in_flight.drain().collect();
-        in_flight.sort_unstable();
-        for (idx, attempt) in in_flight {
-            let step_id = self.workflow.steps()[idx].id.clone();
-            self.status[idx] = StepStatus::Cancelled;
-            self.ops.push(Op::AttemptFinished {
-                run_id: self.run_id.clone(),
-                step_id: step_id.clone(),
-                attempt,
-                status: StepStatus::Cancelled,
-                output: None,
-                error: Some((kind.to_string(), reason.to_string())),
-                logs: Vec::new(),
-                at,
-            });
-            self.event(
-                EventKind::Step {
-                    step_id,
-                    status: StepStatus::Cancelled,
-                    attempt,
-                },
-                at,
-            );
-        }
-        // Steps resumed from a stopped process but not restarted yet: close their open attempt.
+        // Steps resumed from a stopped process but not restarted yet have an open attempt too.
         for i in 0..self.status.len() {
             if std::mem::take(&mut self.resumed[i]) && self.attempts[i] > 0 {
-                self.status[i] = StepStatus::Cancelled;
-                let step_id = self.workflow.steps()[i].id.clone();
-                self.ops.push(Op::AttemptFinished {
-                    run_id: self.run_id.clone(),
-                    step_id: step_id.clone(),
-                    attempt: self.attempts[i],
-                    status: StepStatus::Cancelled,
-                    output: None,
-                    error: Some((kind.to_string(), reason.to_string())),
-                    logs: Vec::new(),
-                    at,
-                });
-                let attempt = self.attempts[i];
-                self.event(
-                    EventKind::Step {
-                        step_id,
-                        status: StepStatus::Cancelled,
-                        attempt,
-                    },
-                    at,
-                );
+                in_flight.push((i, self.attempts[i]));
             }
         }
-        let waiting_idx: Vec<usize> = (0..self.status.len())
+        in_flight.sort_unstable();
+        for (idx, attempt) in in_flight {
+            self.close_attempt(idx, attempt, kind, reason, at);
+        }
+        let waiting: Vec<usize> = (0..self.status.len())
             .filter(|&i| !self.status[i].is_finished())
             .collect();
-        let waiting: Vec<String> = waiting_idx
-            .iter()
-            .map(|&i| self.workflow.steps()[i].id.clone())
-            .collect();
-        waiting_idx
-            .iter()
-            .for_each(|&i| self.status[i] = StepStatus::Cancelled);
-        for step_id in &waiting {
-            self.event(
-                EventKind::Step {
-                    step_id: step_id.clone(),
-                    status: StepStatus::Cancelled,
-                    attempt: 0,
-                },
-                at,
-            );
-        }
-        if !waiting.is_empty() {
-            self.ops.push(Op::StepsEnded {
-                run_id: self.run_id.clone(),
-                step_ids: waiting,
-                status: StepStatus::Cancelled,
-                at,
-            });
-        }
+        self.end_steps(&waiting, StepStatus::Cancelled, at);
         self.finish(status, Some(reason.to_string())).await
     }
 
