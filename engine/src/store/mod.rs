@@ -122,6 +122,9 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
+                // No ping before every checkout: it is a round trip per transaction, and a dead
+                // connection surfaces as an I/O error that the journal retries anyway.
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;
@@ -204,6 +207,8 @@ async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
     Ok(SqlitePoolOptions::new()
         // One in-memory database exists per connection, so keep exactly one.
         .max_connections(if is_memory { 1 } else { 8 })
+        // A ping per checkout is a worker-thread round trip per transaction, for nothing.
+        .test_before_acquire(false)
         .connect_with(options)
         .await?)
 }
