@@ -57,6 +57,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=routes::not_found::NotFound>
                     <Route path=path!("/") view=|| view! { <Redirect path="/workflows"/> }/>
                     <Route path=path!("/workflows") view=routes::workflows::WorkflowsPage/>
+                    <Route path=path!("/workflows/:id") view=routes::workflow::WorkflowPage/>
                 </Routes>
             </main>
         </Router>

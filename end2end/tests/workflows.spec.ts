@@ -25,3 +25,21 @@ test('the root redirects to the workflow list', async ({ page }) => {
   await page.goto('/');
   await expect(page).toHaveURL(/\/workflows$/);
 });
+
+test('a workflow page shows its definition and versions and starts a run', async ({ page }, info) => {
+  await openHydrated(page, '/workflows');
+  await page.getByRole('link', { name: 'Hello, Flowscope' }).click();
+  await expect(page).toHaveURL(/\/workflows\/hello$/);
+  await expect(page.getByRole('heading', { name: 'Hello, Flowscope', level: 1 })).toBeVisible();
+  await expect(page.getByLabel('Workflow YAML')).toContainText('id: hello');
+  await expect(page.getByRole('table', { name: 'Versions' }).getByRole('cell', { name: 'v1' })).toBeVisible();
+  await page.getByRole('button', { name: 'Run with defaults' }).click();
+  await expect(page.getByRole('status')).toContainText('Run queued:');
+  await page.screenshot({ path: info.outputPath('workflow.png'), fullPage: true });
+});
+
+test('an unknown workflow is a 404 with a readable message', async ({ page }) => {
+  const response = await page.goto('/workflows/no-such-flow');
+  expect(response?.status()).toBe(404);
+  await expect(page.getByRole('alert')).toContainText('workflow "no-such-flow" not found');
+});

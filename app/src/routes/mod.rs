@@ -1,4 +1,5 @@
 //! One module per page (SPEC §5), each holding the server functions it calls.
 
 pub mod not_found;
+pub mod workflow;
 pub mod workflows;
