@@ -7,6 +7,8 @@ import * as fs from 'fs';
 
 const port = Number(process.env.E2E_PORT ?? 3917);
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowscope-e2e-'));
+// The server binary as `cargo leptos build` left it (honours a custom CARGO_TARGET_DIR).
+const targetDir = process.env.CARGO_TARGET_DIR ?? 'target';
 
 export default defineConfig({
   testDir: './tests',
@@ -23,7 +25,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: 'target/debug/flowscope serve',
+    command: `${targetDir}/debug/flowscope serve`,
     cwd: '..',
     url: `http://127.0.0.1:${port}/readyz`,
     reuseExistingServer: false,
