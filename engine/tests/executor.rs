@@ -35,6 +35,42 @@ async fn harness() -> Harness {
     harness_with(EngineConfig::default()).await
 }
 
+/// The same engine on a fresh PostgreSQL database (`FLOWSCOPE_TEST_POSTGRES_URL`).
+async fn pg_harness() -> Harness {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let admin_url = std::env::var("FLOWSCOPE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!(
+        "flowscope_exec_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = Store::connect(&admin_url)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432");
+    admin
+        .execute_raw(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create db");
+    admin.close().await;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(&admin_url);
+    let store = Store::connect(&format!("{base}/{name}"))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    store.seed_examples().await.expect("seed");
+    let engine = Engine::start(store, EngineConfig::default())
+        .await
+        .expect("engine");
+    Harness {
+        engine,
+        _dir: tempfile::tempdir().expect("dir"),
+    }
+}
+
 impl Harness {
     async fn add(&self, yaml: &str) {
         let w = Workflow::parse(yaml).expect("valid workflow");
@@ -614,4 +650,81 @@ async fn shell_is_off_by_default_and_when_enabled_runs_an_argv_with_an_allow_lis
         step_of(&d, "bad").error_kind.as_deref(),
         Some("exit_status")
     );
+}
+
+/// The run queries (batched state changes, run detail, list filters, cancel) on PostgreSQL.
+#[tokio::test]
+async fn on_postgres_runs_succeed_fail_retry_cancel_and_list_like_on_sqlite() {
+    let h = pg_harness().await;
+    let ok = h.run("hello", json!({ "who": "PG" })).await;
+    assert_eq!(ok.run.status, RunStatus::Succeeded, "{ok:?}");
+    assert_eq!(
+        step_of(&ok, "summary").output,
+        Some(json!({ "message": "Hello, PG!", "at": "done" }))
+    );
+
+    let failed = h.run("always-fails", json!({})).await;
+    assert_eq!(
+        (failed.run.status, step_of(&failed, "flaky_call").attempts),
+        (RunStatus::Failed, 3)
+    );
+    assert_eq!(step_of(&failed, "publish").status, StepStatus::Skipped);
+    let retried = h
+        .engine
+        .retry(&failed.run.id, RetryMode::FromFailed)
+        .await
+        .expect("retry");
+    h.engine.wait(&retried.id).await.expect("wait");
+    let r = h
+        .engine
+        .store()
+        .run_detail(&retried.id)
+        .await
+        .expect("detail");
+    assert_eq!(
+        step_of(&r, "prepare").attempts,
+        0,
+        "reused on PostgreSQL too"
+    );
+
+    h.add("id: long\nsteps:\n- {id: wait, agent: delay, with: {duration: 1h}}\n")
+        .await;
+    let id = h.start("long", json!({})).await;
+    h.wait_for_step(&id, "wait", StepStatus::Running).await;
+    h.engine.cancel(&id).await.expect("cancel");
+    assert_eq!(
+        h.engine.wait(&id).await.expect("wait"),
+        RunStatus::Cancelled
+    );
+
+    let filter = engine::store::RunFilter {
+        status: Some(RunStatus::Failed),
+        limit: 10,
+        ..Default::default()
+    };
+    let listed: Vec<String> = h
+        .engine
+        .store()
+        .list_runs(&filter)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        r.run.status,
+        RunStatus::Failed,
+        "flaky_call fails every time, retried or not"
+    );
+    assert!(
+        listed.contains(&failed.run.id) && listed.contains(&r.run.id),
+        "{listed:?}"
+    );
+    let all = engine::store::RunFilter {
+        limit: 2,
+        ..Default::default()
+    };
+    let page = h.engine.store().list_runs(&all).await.expect("page");
+    assert_eq!(page.len(), 2);
+    assert!(page[0].id > page[1].id, "newest first");
 }
