@@ -45,21 +45,9 @@ async fn pg_harness() -> Harness {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     );
-    let admin = Store::connect(&admin_url)
+    let store = Store::create_postgres_database(&admin_url, &name)
         .await
         .expect("PostgreSQL on 127.0.0.1:5432");
-    admin
-        .execute_raw(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create db");
-    admin.close().await;
-    let base = admin_url
-        .rsplit_once('/')
-        .map(|(b, _)| b)
-        .unwrap_or(&admin_url);
-    let store = Store::connect(&format!("{base}/{name}"))
-        .await
-        .expect("connect");
     store.migrate().await.expect("migrate");
     store.seed_examples().await.expect("seed");
     let engine = Engine::start(store, EngineConfig::default())

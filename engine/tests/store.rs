@@ -23,12 +23,9 @@ mod support {
         pub async fn cleanup(self) {
             self.store.close().await;
             if let Some((admin_url, name)) = self.drop_pg {
-                let admin = Store::connect(&admin_url).await.expect("admin connect");
-                admin
-                    .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                Store::drop_postgres_database(&admin_url, &name)
                     .await
                     .expect("drop db");
-                admin.close().await;
             }
         }
     }
@@ -58,21 +55,9 @@ mod support {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let admin = Store::connect(&admin_url)
+        let store = Store::create_postgres_database(&admin_url, &name)
             .await
             .expect("PostgreSQL must run on 127.0.0.1:5432 (the test command starts it)");
-        admin
-            .execute_raw(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create db");
-        admin.close().await;
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(&admin_url);
-        let store = Store::connect(&format!("{base}/{name}"))
-            .await
-            .expect("connect test db");
         store.migrate().await.expect("migrate");
         TestDb {
             store,

@@ -261,11 +261,10 @@ pub async fn run_all(postgres_admin_url: &str, shapes: &[String]) -> anyhow::Res
                 None => format!("sqlite://{}/bench-{i}.db", dir.display()),
                 Some(admin) => {
                     let db = format!("flowscope_bench_{}_{i}", std::process::id());
-                    let s = Store::connect(admin).await?;
-                    s.execute_raw(&format!("DROP DATABASE IF EXISTS {db}"))
-                        .await?;
-                    s.execute_raw(&format!("CREATE DATABASE {db}")).await?;
-                    s.close().await;
+                    Store::create_postgres_database(admin, &db)
+                        .await?
+                        .close()
+                        .await;
                     format!(
                         "{}/{db}",
                         admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin)
@@ -297,11 +296,8 @@ pub async fn run_all(postgres_admin_url: &str, shapes: &[String]) -> anyhow::Res
                 f.peak_rss_mb
             );
             if let Some(admin) = &pg {
-                let s = Store::connect(admin).await?;
                 let db = format!("flowscope_bench_{}_{i}", std::process::id());
-                s.execute_raw(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                    .await?;
-                s.close().await;
+                Store::drop_postgres_database(admin, &db).await?;
             }
         }
     }

@@ -474,17 +474,11 @@ async fn the_server_runs_on_postgres_too() {
     let admin = std::env::var("FLOWSCOPE_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let name = format!("flowscope_api_{}", std::process::id());
-    let store = engine::store::Store::connect(&admin)
+    engine::store::Store::create_postgres_database(&admin, &name)
         .await
-        .expect("PostgreSQL on 127.0.0.1:5432");
-    store
-        .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .expect("drop");
-    store
-        .execute_raw(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create");
+        .expect("PostgreSQL on 127.0.0.1:5432")
+        .close()
+        .await;
     let base = admin
         .rsplit_once('/')
         .map(|(b, _)| b.to_string())

@@ -176,6 +176,41 @@ impl Store {
         Ok(())
     }
 
+    /// Creates an empty database `name` (a plain identifier) on the PostgreSQL server of
+    /// `admin_url`, replacing any of that name, and connects to it: for tests and benchmarks.
+    pub async fn create_postgres_database(
+        admin_url: &str,
+        name: &str,
+    ) -> Result<Store, StoreError> {
+        Store::drop_postgres_database(admin_url, name).await?;
+        let admin = Store::connect(admin_url).await?;
+        admin
+            .execute_raw(&format!("CREATE DATABASE {name}"))
+            .await?;
+        admin.close().await;
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(admin_url);
+        Store::connect(&format!("{base}/{name}")).await
+    }
+
+    /// Drops database `name` (a plain identifier) on the server of `admin_url`, if it exists.
+    pub async fn drop_postgres_database(admin_url: &str, name: &str) -> Result<(), StoreError> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(StoreError::BadUrl {
+                url: name.to_string(),
+                reason: "a database name is letters, digits and _".into(),
+            });
+        }
+        let admin = Store::connect(admin_url).await?;
+        let result = admin
+            .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+        admin.close().await;
+        result
+    }
+
     /// Closes every connection (graceful shutdown).
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
