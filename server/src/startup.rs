@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use std::future::IntoFuture;
+
 use anyhow::Context;
 use axum::Router;
 use engine::executor::{Engine, EngineConfig};
@@ -67,19 +69,34 @@ impl Application {
         &self.engine
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish and closes the store.
+    /// Serves until `shutdown` completes, then lets in-flight requests finish (at most
+    /// [`SHUTDOWN_GRACE`]: a live event stream would otherwise hold the process until its run
+    /// ends) and closes the store. Unfinished runs resume on the next start.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server failed")?;
+        let (fired, mut watch) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            let _ = fired.send(true);
+        };
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
+        let grace = async move {
+            let _ = watch.wait_for(|f| *f).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            served = server.into_future() => served.context("HTTP server failed")?,
+            _ = grace => tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "connections still open after the grace period; stopping"),
+        }
         self.store.close().await;
         Ok(())
     }
 }
+
+/// How long shutdown waits for open requests and event streams.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Connects to the configured database, applies migrations and seeds the examples.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {

@@ -166,3 +166,69 @@ async fn killing_the_server_at_many_moments_loses_no_run_and_repeats_no_finished
         assert_eq!(e["output"], 2);
     }
 }
+
+/// SIGTERM stops the server cleanly (exit status 0) even with a live event stream open, and the
+/// unfinished run it leaves is picked up by the next process.
+#[tokio::test]
+async fn sigterm_shuts_down_cleanly_and_the_next_start_resumes_the_run() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}/term.db", dir.path().display());
+    let client = reqwest::Client::new();
+    let mut server = start(&db);
+    let long = "id: slow\nsteps:\n- {id: wait, agent: delay, with: {duration: 3s}}\n- {id: after, agent: simulate, needs: [wait]}\n";
+    client
+        .post(format!("{}/api/v1/workflows", server.base))
+        .body(long)
+        .send()
+        .await
+        .expect("create");
+    let r: Value = client
+        .post(format!("{}/api/v1/workflows/slow/runs", server.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("trigger")
+        .json()
+        .await
+        .expect("json");
+    let id = r["run"]["id"].as_str().expect("id").to_string();
+    // A browser watching the run: the stream stays open while the run goes on.
+    let stream = client
+        .get(format!("{}/api/v1/runs/{id}/events", server.base))
+        .send()
+        .await
+        .expect("events");
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.child.id().to_string())
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || server.child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+    drop(stream);
+
+    let server = start(&db);
+    let mut final_status = Value::Null;
+    for _ in 0..300 {
+        let run: Value = client
+            .get(format!("{}/api/v1/runs/{id}", server.base))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if run["status"] == "succeeded" || run["status"] == "failed" {
+            final_status = run["status"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut child = server.child;
+    child.kill().expect("kill");
+    assert_eq!(final_status, "succeeded");
+}
