@@ -18,6 +18,8 @@ use serde_json::{json, Map, Value};
 struct Harness {
     engine: Engine,
     _dir: tempfile::TempDir,
+    /// The PostgreSQL database of a `pg_harness`.
+    pg_db: Option<String>,
 }
 
 async fn harness_with(config: EngineConfig) -> Harness {
@@ -28,7 +30,11 @@ async fn harness_with(config: EngineConfig) -> Harness {
     store.migrate().await.expect("migrate");
     store.seed_examples().await.expect("seed");
     let engine = Engine::start(store, config).await.expect("engine");
-    Harness { engine, _dir: dir }
+    Harness {
+        engine,
+        _dir: dir,
+        pg_db: None,
+    }
 }
 
 async fn harness() -> Harness {
@@ -56,6 +62,7 @@ async fn pg_harness() -> Harness {
     Harness {
         engine,
         _dir: tempfile::tempdir().expect("dir"),
+        pg_db: Some(name),
     }
 }
 
@@ -499,6 +506,7 @@ fn a_run_interrupted_by_a_crash_resumes_without_repeating_finished_steps() {
                 .await
                 .expect("engine"),
             _dir: tempfile::tempdir().expect("d"),
+            pg_db: None,
         };
         let id = h.start("crashy", json!({})).await;
         h.wait_for_step(&id, "second", StepStatus::Running).await;
@@ -715,4 +723,43 @@ async fn on_postgres_runs_succeed_fail_retry_cancel_and_list_like_on_sqlite() {
     let page = h.engine.store().list_runs(&all).await.expect("page");
     assert_eq!(page.len(), 2);
     assert!(page[0].id > page[1].id, "newest first");
+}
+
+/// PostgreSQL drops the engine's connections several times mid-run (as on a restart or a
+/// failover): the journal backs off, reconnects and the run completes with every step once.
+#[tokio::test]
+async fn on_postgres_a_run_survives_its_connections_being_killed() {
+    let h = pg_harness().await;
+    h.add("id: steady\nsteps:\n- {id: a, agent: delay, with: {duration: 150ms}}\n- {id: b, agent: delay, needs: [a], with: {duration: 150ms}}\n- {id: c, agent: delay, needs: [b], with: {duration: 150ms}}\n- {id: d, agent: delay, needs: [c], with: {duration: 150ms}}\n").await;
+    let id = h.start("steady", json!({})).await;
+    let waiter = {
+        let engine = h.engine.clone();
+        let id = id.clone();
+        tokio::spawn(async move { engine.wait(&id).await })
+    };
+    let admin_url = std::env::var("FLOWSCOPE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = Store::connect(&admin_url).await.expect("admin");
+    let db = h.pg_db.clone().expect("a PostgreSQL harness");
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+        admin
+            .execute_raw(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
+            ))
+            .await
+            .expect("terminate");
+    }
+    admin.close().await;
+    assert_eq!(
+        waiter.await.expect("join").expect("wait"),
+        RunStatus::Succeeded
+    );
+    let d = h.engine.store().run_detail(&id).await.expect("detail");
+    assert!(
+        d.steps
+            .iter()
+            .all(|s| s.status == StepStatus::Succeeded && s.attempts == 1),
+        "{d:?}"
+    );
 }
