@@ -61,31 +61,36 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>) {
                 Err(_) => break,
             }
         }
-        let ops: Vec<Op> = batch.iter().flat_map(|s| s.ops.iter().cloned()).collect();
+        // Moved, not cloned: ops carry inputs and outputs, and this is the hot path.
+        let mut ops: Vec<Op> = Vec::with_capacity(count);
+        let mut waiters = Vec::with_capacity(batch.len());
+        for s in batch {
+            waiters.push((ops.len()..ops.len() + s.ops.len(), s.done));
+            ops.extend(s.ops);
+        }
         match apply_with_retry(&store, &ops).await {
-            Ok(()) => batch.into_iter().for_each(|s| {
-                let _ = s.done.send(Ok(()));
+            Ok(()) => waiters.into_iter().for_each(|(_, done)| {
+                let _ = done.send(Ok(()));
             }),
             // Refused (not unreachable): apply each submission alone so one bad one cannot sink the rest.
-            Err(_) if batch.len() > 1 => {
-                for s in batch {
-                    let result = apply_with_retry(&store, &s.ops)
+            Err(_) if waiters.len() > 1 => {
+                for (range, done) in waiters {
+                    let result = apply_with_retry(&store, &ops[range])
                         .await
                         .map_err(|e| e.to_string());
-                    let _ = s.done.send(result);
+                    let _ = done.send(result);
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "state change refused by the database");
-                for s in batch {
-                    let _ = s.done.send(Err(e.to_string()));
+                for (_, done) in waiters {
+                    let _ = done.send(Err(e.to_string()));
                 }
             }
         }
     }
 }
 
-/// Applies `ops`, waiting out an unreachable database with capped exponential backoff.
 async fn apply_with_retry(store: &Store, ops: &[Op]) -> Result<(), StoreError> {
     let mut delay = Duration::from_millis(50);
     loop {

@@ -102,6 +102,9 @@ struct RunRow {
     created_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    /// Selected only where the whole run is read (the list leaves it out).
+    #[sqlx(default)]
+    inputs: Option<String>,
 }
 
 impl RunRow {
@@ -343,14 +346,8 @@ impl Store {
 
     /// One run with its steps and attempts.
     pub async fn run_detail(&self, id: &str) -> Result<RunDetail, StoreError> {
-        let (run, inputs, steps, attempts): (
-            Option<RunRow>,
-            Option<String>,
-            Vec<StepRow>,
-            Vec<AttemptRow>,
-        ) = on_pool!(self, pool => {
+        let (run, steps, attempts): (Option<RunRow>, Vec<StepRow>, Vec<AttemptRow>) = on_pool!(self, pool => {
             let run: Option<RunRow> = sqlx::query_as(const_sql::RUN_BY_ID).bind(id.to_string()).fetch_optional(pool).await?;
-            let inputs: Option<String> = sqlx::query_scalar("SELECT inputs FROM runs WHERE id = $1").bind(id.to_string()).fetch_optional(pool).await?;
             let steps: Vec<StepRow> = sqlx::query_as(const_sql::STEPS_OF_RUN).bind(id.to_string()).fetch_all(pool).await?;
             let attempts: Vec<AttemptRow> = sqlx::query_as(
                 "SELECT step_id, attempt, status, input, output, error_kind, error_message, logs, started_at, finished_at
@@ -359,11 +356,15 @@ impl Store {
             .bind(id.to_string())
             .fetch_all(pool)
             .await?;
-            (run, inputs, steps, attempts)
+            (run, steps, attempts)
         });
-        let run = run
-            .ok_or_else(|| StoreError::RunNotFound(id.to_string()))?
-            .into_summary()?;
+        let mut run = run.ok_or_else(|| StoreError::RunNotFound(id.to_string()))?;
+        let inputs = run
+            .inputs
+            .take()
+            .and_then(|i| serde_json::from_str(&i).ok())
+            .unwrap_or(Value::Null);
+        let run = run.into_summary()?;
         let steps = steps
             .into_iter()
             .map(|s| step_record(id, s))
@@ -386,9 +387,6 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let inputs = inputs
-            .and_then(|i| serde_json::from_str(&i).ok())
-            .unwrap_or(Value::Null);
         Ok(RunDetail {
             run,
             inputs,
@@ -399,20 +397,20 @@ impl Store {
 
     /// Unfinished runs (queued or running), oldest first: what a starting executor picks up.
     pub async fn unfinished_runs(&self, limit: i64) -> Result<Vec<Resumable>, StoreError> {
-        let rows: Vec<(String, String, Option<i64>)> = on_pool!(self, pool => {
+        let rows: Vec<(String, Option<i64>)> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT id, inputs, cancel_requested FROM runs WHERE status IN ('queued', 'running') ORDER BY id LIMIT $1",
+                "SELECT id, cancel_requested FROM runs WHERE status IN ('queued', 'running') ORDER BY id LIMIT $1",
             )
             .bind(limit)
             .fetch_all(pool)
             .await?
         });
         let mut out = Vec::with_capacity(rows.len());
-        for (id, inputs, cancel) in rows {
+        for (id, cancel) in rows {
             let detail = self.run_detail(&id).await?;
             out.push(Resumable {
                 run: detail.run,
-                inputs: serde_json::from_str(&inputs).unwrap_or(Value::Null),
+                inputs: detail.inputs,
                 cancel_requested: cancel.is_some(),
                 steps: detail.steps,
             });
@@ -437,6 +435,6 @@ impl Store {
 }
 
 mod const_sql {
-    pub const RUN_BY_ID: &str = "SELECT id, workflow_id, workflow_version, status, trigger, parent_run_id, error, created_at, started_at, finished_at FROM runs WHERE id = $1";
+    pub const RUN_BY_ID: &str = "SELECT id, workflow_id, workflow_version, status, trigger, parent_run_id, error, created_at, started_at, finished_at, inputs FROM runs WHERE id = $1";
     pub const STEPS_OF_RUN: &str = "SELECT step_id, status, attempts, output, error_kind, error_message, ready_at, started_at, finished_at FROM run_steps WHERE run_id = $1";
 }
