@@ -47,6 +47,39 @@ fn start(db_url: &str) -> Server {
     Server { child, base }
 }
 
+/// Triggers a run with default inputs and returns its id.
+async fn trigger(client: &reqwest::Client, base: &str, workflow: &str) -> String {
+    let r: Value = client
+        .post(format!("{base}/api/v1/workflows/{workflow}/runs"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("trigger")
+        .json()
+        .await
+        .expect("json");
+    r["run"]["id"].as_str().expect("id").to_string()
+}
+
+/// Polls a run until it has finished; `None` if it has not within a minute (a hang guard).
+async fn finished_run(client: &reqwest::Client, base: &str, id: &str) -> Option<Value> {
+    for _ in 0..600 {
+        let run: Value = client
+            .get(format!("{base}/api/v1/runs/{id}"))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if run["status"] != "queued" && run["status"] != "running" {
+            return Some(run);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 #[tokio::test]
 async fn killing_the_server_at_many_moments_loses_no_run_and_repeats_no_finished_step() {
     let dir = tempfile::tempdir().expect("dir");
@@ -63,16 +96,7 @@ async fn killing_the_server_at_many_moments_loses_no_run_and_repeats_no_finished
     assert_eq!(r.status(), 201);
     let mut run_ids = Vec::new();
     for _ in 0..6 {
-        let r: Value = client
-            .post(format!("{}/api/v1/workflows/sturdy/runs", server.base))
-            .json(&json!({}))
-            .send()
-            .await
-            .expect("trigger")
-            .json()
-            .await
-            .expect("json");
-        run_ids.push(r["run"]["id"].as_str().expect("id").to_string());
+        run_ids.push(trigger(&client, &server.base, "sturdy").await);
     }
 
     // Kill at varied moments: right after start-up, mid-step, between steps.
@@ -82,39 +106,13 @@ async fn killing_the_server_at_many_moments_loses_no_run_and_repeats_no_finished
         server.child.wait().expect("reap");
         server = start(&db);
         // More work arrives while recovering.
-        let r: Value = client
-            .post(format!("{}/api/v1/workflows/sturdy/runs", server.base))
-            .json(&json!({}))
-            .send()
-            .await
-            .expect("trigger")
-            .json()
-            .await
-            .expect("json");
-        run_ids.push(r["run"]["id"].as_str().expect("id").to_string());
+        run_ids.push(trigger(&client, &server.base, "sturdy").await);
     }
 
     // Let the last process finish everything (a bounded wait, only as a hang guard).
     let mut finished = Vec::new();
-    for _ in 0..600 {
-        finished.clear();
-        for id in &run_ids {
-            let run: Value = client
-                .get(format!("{}/api/v1/runs/{id}", server.base))
-                .send()
-                .await
-                .expect("get")
-                .json()
-                .await
-                .expect("json");
-            if run["status"] != "queued" && run["status"] != "running" {
-                finished.push(run);
-            }
-        }
-        if finished.len() == run_ids.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    for id in &run_ids {
+        finished.extend(finished_run(&client, &server.base, id).await);
     }
     server.child.kill().expect("kill");
     assert_eq!(
@@ -182,16 +180,7 @@ async fn sigterm_shuts_down_cleanly_and_the_next_start_resumes_the_run() {
         .send()
         .await
         .expect("create");
-    let r: Value = client
-        .post(format!("{}/api/v1/workflows/slow/runs", server.base))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("trigger")
-        .json()
-        .await
-        .expect("json");
-    let id = r["run"]["id"].as_str().expect("id").to_string();
+    let id = trigger(&client, &server.base, "slow").await;
     // A browser watching the run: the stream stays open while the run goes on.
     let stream = client
         .get(format!("{}/api/v1/runs/{id}/events", server.base))
@@ -212,22 +201,10 @@ async fn sigterm_shuts_down_cleanly_and_the_next_start_resumes_the_run() {
     drop(stream);
 
     let server = start(&db);
-    let mut final_status = Value::Null;
-    for _ in 0..300 {
-        let run: Value = client
-            .get(format!("{}/api/v1/runs/{id}", server.base))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if run["status"] == "succeeded" || run["status"] == "failed" {
-            final_status = run["status"].clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let final_status = finished_run(&client, &server.base, &id)
+        .await
+        .map(|run| run["status"].clone())
+        .unwrap_or(Value::Null);
     let mut child = server.child;
     child.kill().expect("kill");
     assert_eq!(final_status, "succeeded");
