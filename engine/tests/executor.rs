@@ -44,8 +44,7 @@ async fn harness() -> Harness {
 /// The same engine on a fresh PostgreSQL database (`FLOWSCOPE_TEST_POSTGRES_URL`).
 async fn pg_harness() -> Harness {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let admin_url = std::env::var("FLOWSCOPE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin_url = Store::test_postgres_admin_url();
     let name = format!(
         "flowscope_exec_{}_{}",
         std::process::id(),
@@ -737,8 +736,7 @@ async fn on_postgres_a_run_survives_its_connections_being_killed() {
         let id = id.clone();
         tokio::spawn(async move { engine.wait(&id).await })
     };
-    let admin_url = std::env::var("FLOWSCOPE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin_url = Store::test_postgres_admin_url();
     let admin = Store::connect(&admin_url).await.expect("admin");
     let db = h.pg_db.clone().expect("a PostgreSQL harness");
     for _ in 0..4 {

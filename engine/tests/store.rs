@@ -43,8 +43,7 @@ mod support {
     }
 
     pub fn postgres_admin_url() -> String {
-        std::env::var("FLOWSCOPE_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+        Store::test_postgres_admin_url()
     }
 
     pub async fn postgres() -> TestDb {

@@ -471,8 +471,7 @@ async fn the_list_server_function_answers_over_http() {
 
 #[tokio::test]
 async fn the_server_runs_on_postgres_too() {
-    let admin = std::env::var("FLOWSCOPE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin = engine::store::Store::test_postgres_admin_url();
     let name = format!("flowscope_api_{}", std::process::id());
     engine::store::Store::create_postgres_database(&admin, &name)
         .await

@@ -176,6 +176,12 @@ impl Store {
         Ok(())
     }
 
+    /// The PostgreSQL server tests use: `FLOWSCOPE_TEST_POSTGRES_URL`, or the local one.
+    pub fn test_postgres_admin_url() -> String {
+        std::env::var("FLOWSCOPE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
     /// Creates an empty database `name` (a plain identifier) on the PostgreSQL server of
     /// `admin_url`, replacing any of that name, and connects to it: for tests and benchmarks.
     pub async fn create_postgres_database(
