@@ -42,13 +42,9 @@ mod support {
         }
     }
 
-    pub fn postgres_admin_url() -> String {
-        Store::test_postgres_admin_url()
-    }
-
     pub async fn postgres() -> TestDb {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let admin_url = postgres_admin_url();
+        let admin_url = Store::test_postgres_admin_url();
         let name = format!(
             "flowscope_test_{}_{}",
             std::process::id(),
