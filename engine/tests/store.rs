@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use engine::examples::EXAMPLES;
 use engine::model::Workflow;
-use engine::store::{Store, StoreError};
+use engine::records::{RunStatus, StepStatus};
+use engine::store::{NewRun, Op, RunFilter, Store, StoreError};
 
 mod support {
     use super::*;
@@ -91,6 +92,8 @@ both!(
     seeding_fills_only_an_empty_database,
     readiness_follows_migrations,
     unknown_versions_are_distinguished_from_unknown_workflows,
+    state_changes_keep_every_character_of_text,
+    a_refused_batch_changes_nothing_and_later_batches_apply,
 );
 
 fn wf(id: &str, latency: &str) -> (Workflow, String) {
@@ -249,4 +252,82 @@ async fn unknown_versions_are_distinguished_from_unknown_workflows(store: Store)
         store.list_versions("two").await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// Text that would break naive quoting: quotes, backslashes, SQL, non-ASCII, NUL.
+const NASTY: &str = "it's \\ '' \"q\" '); DROP TABLE runs; -- ü 🚀 \u{0} end";
+
+fn new_run(id: &str, inputs: serde_json::Value, steps: &[&str]) -> Op {
+    Op::CreateRun(Box::new(NewRun {
+        id: id.into(),
+        workflow_id: "one".into(),
+        workflow_version: 1,
+        trigger: "api".into(),
+        inputs,
+        parent_run_id: Some(NASTY.into()),
+        traceparent: None,
+        created_at: 1_000,
+        step_ids: steps.iter().map(|s| s.to_string()).collect(),
+        reused: vec![],
+    }))
+}
+
+async fn state_changes_keep_every_character_of_text(store: Store) {
+    let (w, t) = wf("one", "1ms");
+    store.create_workflow(&w, &t).await.expect("create");
+    let inputs = serde_json::json!({ "text": NASTY, NASTY: [1, 2.5, null] });
+    let ops = vec![
+        new_run("r1", inputs.clone(), &["a", "b"]),
+        Op::StartRun { run_id: "r1".into(), at: 1_001 },
+        Op::AttemptStarted {
+            run_id: "r1".into(), step_id: "a".into(), attempt: 1, ready_at: 1_001, at: 1_002,
+            input: serde_json::json!({ "with": NASTY }), resumed: false,
+        },
+        Op::AttemptFinished {
+            run_id: "r1".into(), step_id: "a".into(), attempt: 1, status: StepStatus::Failed,
+            output: Some(serde_json::json!({ "out": NASTY })),
+            error: Some((NASTY.into(), NASTY.into())),
+            logs: vec![NASTY.into(), String::new()],
+            at: 1_003,
+        },
+        Op::StepsEnded { run_id: "r1".into(), step_ids: vec!["b".into()], status: StepStatus::Skipped, at: 1_003 },
+        Op::FinishRun { run_id: "r1".into(), status: RunStatus::Failed, error: Some(NASTY.into()), at: 1_004 },
+    ];
+    store.apply(&ops).await.expect("apply");
+    let run = store.run_detail("r1").await.expect("read");
+    // Plain text columns cannot hold NUL in PostgreSQL: both stores write U+FFFD instead.
+    let stored = NASTY.replace('\0', "\u{FFFD}");
+    assert_eq!(run.inputs, inputs, "JSON escapes NUL, so inputs come back exactly");
+    assert_eq!(run.run.parent_run_id.as_deref(), Some(stored.as_str()));
+    assert_eq!(run.run.error.as_deref(), Some(stored.as_str()));
+    assert_eq!(run.run.status, RunStatus::Failed);
+    let a = &run.attempts[0];
+    assert_eq!(a.input, Some(serde_json::json!({ "with": NASTY })));
+    assert_eq!(a.output, Some(serde_json::json!({ "out": NASTY })));
+    assert_eq!(a.error_kind.as_deref(), Some(stored.as_str()));
+    assert_eq!(a.error_message.as_deref(), Some(stored.as_str()));
+    assert_eq!(a.logs, vec![NASTY.to_string(), String::new()]);
+    let steps: Vec<_> = run.steps.iter().map(|s| (s.step_id.as_str(), s.status)).collect();
+    assert_eq!(steps, vec![("a", StepStatus::Failed), ("b", StepStatus::Skipped)]);
+    assert_eq!(store.list_runs(&RunFilter { limit: 10, ..Default::default() }).await.expect("list").len(), 1);
+}
+
+async fn a_refused_batch_changes_nothing_and_later_batches_apply(store: Store) {
+    let (w, t) = wf("one", "1ms");
+    store.create_workflow(&w, &t).await.expect("create");
+    // Enough rounds to pass through every pooled connection: none may keep a half transaction.
+    for i in 0..20 {
+        let fresh = format!("ok-{i}");
+        let refused = store
+            .apply(&[
+                new_run(&format!("lost-{i}"), serde_json::json!({}), &["a"]),
+                // The same id again: a primary-key violation after the first insert succeeded.
+                new_run(&format!("lost-{i}"), serde_json::json!({}), &["a"]),
+            ])
+            .await;
+        assert!(refused.is_err(), "a duplicate run id must be refused");
+        assert!(matches!(store.run_detail(&format!("lost-{i}")).await, Err(StoreError::RunNotFound(_))));
+        store.apply(&[new_run(&fresh, serde_json::json!({ "i": i }), &["a"])]).await.expect("a later batch applies");
+        assert_eq!(store.run_detail(&fresh).await.expect("read").inputs, serde_json::json!({ "i": i }));
+    }
 }

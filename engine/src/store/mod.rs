@@ -9,6 +9,7 @@
 //! - `runs`: runs, steps and attempts; batched state changes ([`Op`]) and reads.
 
 mod runs;
+mod script;
 mod workflows;
 
 use std::path::Path;
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -120,13 +121,20 @@ impl Store {
         let db = if url.starts_with("sqlite:") {
             Db::Sqlite(connect_sqlite(url).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| StoreError::BadUrl {
+                    url: url.to_string(),
+                    reason: e.to_string(),
+                })?
+                // Batch scripts quote text by doubling `'` only (see `script`): exact with this on.
+                .options([("standard_conforming_strings", "on")]);
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 // No ping before every checkout: it is a round trip per transaction, and a dead
                 // connection surfaces as an I/O error that the journal retries anyway.
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
+                .connect_with(options)
                 .await?;
             Db::Postgres(pool)
         } else {
@@ -255,7 +263,7 @@ async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
 }
 
 /// Now, in unix milliseconds (the store's time unit).
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

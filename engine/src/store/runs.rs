@@ -3,7 +3,12 @@
 
 use serde_json::Value;
 
-use super::{on_pool, Store, StoreError};
+use std::fmt::Write;
+
+use sqlx::AssertSqlSafe;
+
+use super::script::{OptInt, OptText, Text};
+use super::{on_pool, Db, Store, StoreError};
 use crate::records::{AttemptRecord, RunDetail, RunStatus, RunSummary, StepRecord, StepStatus};
 
 /// A new run: what is inserted when a workflow is triggered.
@@ -176,147 +181,32 @@ fn step_record(run_id: &str, r: StepRow) -> Result<StepRecord, StoreError> {
 }
 
 impl Store {
-    /// Applies a batch of state changes in one transaction: all or none.
+    /// Applies a batch of state changes in one transaction: all or none, in order.
+    ///
+    /// The batch is one SQL script with its values inline (see [`super::script`]): one round
+    /// trip however many statements it holds.
     pub async fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            for op in ops {
-                match op {
-                    Op::CreateRun(run) => {
-                        sqlx::query(
-                            "INSERT INTO runs (id, workflow_id, workflow_version, status, trigger, inputs, parent_run_id, traceparent, created_at)
-                             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8)",
-                        )
-                        .bind(run.id.clone())
-                        .bind(run.workflow_id.clone())
-                        .bind(run.workflow_version)
-                        .bind(run.trigger.clone())
-                        .bind(run.inputs.to_string())
-                        .bind(run.parent_run_id.clone())
-                        .bind(run.traceparent.clone())
-                        .bind(run.created_at)
-                        .execute(&mut *tx)
-                        .await?;
-                        for step in &run.step_ids {
-                            let reused = run.reused.iter().find(|(id, _)| id == step).map(|(_, out)| out.to_string());
-                            let status = if reused.is_some() { "succeeded" } else { "pending" };
-                            sqlx::query("INSERT INTO run_steps (run_id, step_id, status, output) VALUES ($1, $2, $3, $4)")
-                                .bind(run.id.clone())
-                                .bind(step.clone())
-                                .bind(status)
-                                .bind(reused)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
+        let mut sql = String::with_capacity(64 + 320 * ops.len());
+        match &self.db {
+            Db::Sqlite(pool) => {
+                sql.push_str("BEGIN;\n");
+                ops.iter().for_each(|op| write_op(&mut sql, op));
+                sql.push_str("COMMIT;\n");
+                let mut conn = pool.acquire().await?;
+                if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
+                    // A statement failed mid-script: its transaction is still open here.
+                    if sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.is_err() {
+                        drop(conn.detach());
                     }
-                    Op::StartRun { run_id, at } => {
-                        sqlx::query("UPDATE runs SET status = 'running', started_at = $2 WHERE id = $1 AND status = 'queued'")
-                            .bind(run_id.clone())
-                            .bind(*at)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    Op::AttemptStarted { run_id, step_id, attempt, ready_at, at, input, resumed } => {
-                        if *resumed {
-                            sqlx::query(
-                                "UPDATE step_attempts SET status = 'failed', error_kind = 'interrupted',
-                                        error_message = 'the process running this attempt stopped', finished_at = $4
-                                 WHERE run_id = $1 AND step_id = $2 AND attempt < $3 AND status = 'running'",
-                            )
-                            .bind(run_id.clone())
-                            .bind(step_id.clone())
-                            .bind(*attempt)
-                            .bind(*at)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        sqlx::query(
-                            "UPDATE run_steps SET status = 'running', attempts = $3, ready_at = COALESCE(ready_at, $4),
-                                    started_at = COALESCE(started_at, $5), error_kind = NULL, error_message = NULL
-                             WHERE run_id = $1 AND step_id = $2",
-                        )
-                        .bind(run_id.clone())
-                        .bind(step_id.clone())
-                        .bind(*attempt)
-                        .bind(*ready_at)
-                        .bind(*at)
-                        .execute(&mut *tx)
-                        .await?;
-                        // A resumed attempt may re-insert a number the killed process had started.
-                        sqlx::query(
-                            "INSERT INTO step_attempts (run_id, step_id, attempt, status, input, started_at)
-                             VALUES ($1, $2, $3, 'running', $4, $5)
-                             ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET status = 'running', input = $4, started_at = $5",
-                        )
-                        .bind(run_id.clone())
-                        .bind(step_id.clone())
-                        .bind(*attempt)
-                        .bind(input.to_string())
-                        .bind(*at)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    Op::AttemptFinished { run_id, step_id, attempt, status, output, error, logs, at } => {
-                        let output = output.as_ref().map(|o| o.to_string());
-                        let (kind, message) = match error {
-                            Some((k, m)) => (Some(k.clone()), Some(m.clone())),
-                            None => (None, None),
-                        };
-                        let attempt_status = if *status == StepStatus::Retrying { "failed" } else { status.as_str() };
-                        sqlx::query(
-                            "UPDATE step_attempts SET status = $4, output = $5, error_kind = $6, error_message = $7, logs = $8, finished_at = $9
-                             WHERE run_id = $1 AND step_id = $2 AND attempt = $3",
-                        )
-                        .bind(run_id.clone())
-                        .bind(step_id.clone())
-                        .bind(*attempt)
-                        .bind(attempt_status)
-                        .bind(output.clone())
-                        .bind(kind.clone())
-                        .bind(message.clone())
-                        .bind(serde_json::to_string(logs).unwrap_or_else(|_| "[]".into()))
-                        .bind(*at)
-                        .execute(&mut *tx)
-                        .await?;
-                        let finished = if status.is_finished() { Some(*at) } else { None };
-                        sqlx::query(
-                            "UPDATE run_steps SET status = $3, output = $4, error_kind = $5, error_message = $6, finished_at = $7
-                             WHERE run_id = $1 AND step_id = $2",
-                        )
-                        .bind(run_id.clone())
-                        .bind(step_id.clone())
-                        .bind(status.as_str())
-                        .bind(output)
-                        .bind(kind)
-                        .bind(message)
-                        .bind(finished)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    Op::StepsEnded { run_id, step_ids, status, at } => {
-                        for step_id in step_ids {
-                            sqlx::query("UPDATE run_steps SET status = $3, finished_at = $4 WHERE run_id = $1 AND step_id = $2")
-                                .bind(run_id.clone())
-                                .bind(step_id.clone())
-                                .bind(status.as_str())
-                                .bind(*at)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                    }
-                    Op::FinishRun { run_id, status, error, at } => {
-                        sqlx::query("UPDATE runs SET status = $2, error = $3, finished_at = $4, started_at = COALESCE(started_at, $4) WHERE id = $1")
-                            .bind(run_id.clone())
-                            .bind(status.as_str())
-                            .bind(error.clone())
-                            .bind(*at)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+                    return Err(e.into());
                 }
             }
-            tx.commit().await?;
-        });
+            // Several statements in one simple query are one implicit transaction.
+            Db::Postgres(pool) => {
+                ops.iter().for_each(|op| write_op(&mut sql, op));
+                sqlx::raw_sql(AssertSqlSafe(sql)).execute(pool).await?;
+            }
+        }
         Ok(())
     }
 
@@ -437,4 +327,117 @@ impl Store {
 mod const_sql {
     pub const RUN_BY_ID: &str = "SELECT id, workflow_id, workflow_version, status, trigger, parent_run_id, error, created_at, started_at, finished_at, inputs FROM runs WHERE id = $1";
     pub const STEPS_OF_RUN: &str = "SELECT step_id, status, attempts, output, error_kind, error_message, ready_at, started_at, finished_at FROM run_steps WHERE run_id = $1";
+}
+
+/// Appends the statements of one state change to a batch script.
+fn write_op(sql: &mut String, op: &Op) {
+    // `write!` to a String cannot fail.
+    match op {
+        Op::CreateRun(run) => {
+            let _ = writeln!(
+                sql,
+                "INSERT INTO runs (id, workflow_id, workflow_version, status, trigger, inputs, parent_run_id, traceparent, created_at) \
+                 VALUES ({}, {}, {}, 'queued', {}, {}, {}, {}, {});",
+                Text(&run.id),
+                Text(&run.workflow_id),
+                run.workflow_version,
+                Text(&run.trigger),
+                Text(&run.inputs.to_string()),
+                OptText(run.parent_run_id.as_deref()),
+                OptText(run.traceparent.as_deref()),
+                run.created_at,
+            );
+            if run.step_ids.is_empty() {
+                return;
+            }
+            sql.push_str("INSERT INTO run_steps (run_id, step_id, status, output) VALUES ");
+            for (i, step) in run.step_ids.iter().enumerate() {
+                let reused = run.reused.iter().find(|(id, _)| id == step).map(|(_, out)| out.to_string());
+                let status = if reused.is_some() { "succeeded" } else { "pending" };
+                let sep = if i == 0 { "" } else { ", " };
+                let _ = write!(sql, "{sep}({}, {}, '{status}', {})", Text(&run.id), Text(step), OptText(reused.as_deref()));
+            }
+            sql.push_str(";\n");
+        }
+        Op::StartRun { run_id, at } => {
+            let _ = writeln!(
+                sql,
+                "UPDATE runs SET status = 'running', started_at = {at} WHERE id = {} AND status = 'queued';",
+                Text(run_id)
+            );
+        }
+        Op::AttemptStarted { run_id, step_id, attempt, ready_at, at, input, resumed } => {
+            let (run, step) = (Text(run_id), Text(step_id));
+            if *resumed {
+                let _ = writeln!(
+                    sql,
+                    "UPDATE step_attempts SET status = 'failed', error_kind = 'interrupted', \
+                     error_message = 'the process running this attempt stopped', finished_at = {at} \
+                     WHERE run_id = {run} AND step_id = {step} AND attempt < {attempt} AND status = 'running';"
+                );
+            }
+            let _ = writeln!(
+                sql,
+                "UPDATE run_steps SET status = 'running', attempts = {attempt}, ready_at = COALESCE(ready_at, {ready_at}), \
+                 started_at = COALESCE(started_at, {at}), error_kind = NULL, error_message = NULL \
+                 WHERE run_id = {run} AND step_id = {step};"
+            );
+            // A resumed attempt may re-insert a number the killed process had started.
+            let _ = writeln!(
+                sql,
+                "INSERT INTO step_attempts (run_id, step_id, attempt, status, input, started_at) \
+                 VALUES ({run}, {step}, {attempt}, 'running', {}, {at}) \
+                 ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET status = 'running', input = excluded.input, started_at = excluded.started_at;",
+                Text(&input.to_string())
+            );
+        }
+        Op::AttemptFinished { run_id, step_id, attempt, status, output, error, logs, at } => {
+            let (run, step) = (Text(run_id), Text(step_id));
+            let output = output.as_ref().map(|o| o.to_string());
+            let output = OptText(output.as_deref());
+            let kind = OptText(error.as_ref().map(|(k, _)| k.as_str()));
+            let message = OptText(error.as_ref().map(|(_, m)| m.as_str()));
+            let attempt_status = if *status == StepStatus::Retrying { "failed" } else { status.as_str() };
+            let logs = serde_json::to_string(logs).unwrap_or_else(|_| "[]".into());
+            let _ = writeln!(
+                sql,
+                "UPDATE step_attempts SET status = '{attempt_status}', output = {output}, error_kind = {kind}, \
+                 error_message = {message}, logs = {}, finished_at = {at} \
+                 WHERE run_id = {run} AND step_id = {step} AND attempt = {attempt};",
+                Text(&logs)
+            );
+            let finished = OptInt(status.is_finished().then_some(*at));
+            let _ = writeln!(
+                sql,
+                "UPDATE run_steps SET status = '{}', output = {output}, error_kind = {kind}, error_message = {message}, \
+                 finished_at = {finished} WHERE run_id = {run} AND step_id = {step};",
+                status.as_str()
+            );
+        }
+        Op::StepsEnded { run_id, step_ids, status, at } => {
+            if step_ids.is_empty() {
+                return;
+            }
+            let _ = write!(
+                sql,
+                "UPDATE run_steps SET status = '{}', finished_at = {at} WHERE run_id = {} AND step_id IN (",
+                status.as_str(),
+                Text(run_id)
+            );
+            for (i, step) in step_ids.iter().enumerate() {
+                let _ = write!(sql, "{}{}", if i == 0 { "" } else { ", " }, Text(step));
+            }
+            sql.push_str(");\n");
+        }
+        Op::FinishRun { run_id, status, error, at } => {
+            let _ = writeln!(
+                sql,
+                "UPDATE runs SET status = '{}', error = {}, finished_at = {at}, started_at = COALESCE(started_at, {at}) \
+                 WHERE id = {};",
+                status.as_str(),
+                OptText(error.as_deref()),
+                Text(run_id)
+            );
+        }
+    }
 }
