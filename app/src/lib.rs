@@ -15,7 +15,7 @@ pub mod routes;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Redirect, Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{path, SsrMode};
 
 /// The whole HTML document the server renders around [`App`].
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -57,7 +57,9 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=routes::not_found::NotFound>
                     <Route path=path!("/") view=|| view! { <Redirect path="/workflows"/> }/>
                     <Route path=path!("/workflows") view=routes::workflows::WorkflowsPage/>
-                    <Route path=path!("/workflows/:id") view=routes::workflow::WorkflowPage/>
+                    // Async: the status (404 for an unknown id) is known before headers go out.
+                    <Route path=path!("/workflows/:id") view=routes::workflow::WorkflowPage ssr=SsrMode::Async/>
+                    <Route path=path!("/runs/:id") view=routes::run::RunPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>
