@@ -41,3 +41,79 @@ pub fn ErrorNote(error: AppError) -> impl IntoView {
         </div>
     }
 }
+
+/// A run or step state as a pill: an icon and the word, coloured by the state's token, so it
+/// reads without colour too.
+#[component]
+pub fn StatusBadge(status: &'static str) -> impl IntoView {
+    let icon = match status {
+        "succeeded" => "✓",
+        "failed" => "✕",
+        "running" => "▶",
+        "retrying" => "↻",
+        "queued" | "pending" => "○",
+        "cancelled" => "⊘",
+        "timed_out" => "⏱",
+        _ => "–",
+    };
+    view! {
+        <span class="badge" data-status=status>
+            <span aria-hidden="true">{icon}</span>
+            {status.replace('_', " ")}
+        </span>
+    }
+}
+
+/// `850 ms`, `1.25 s`, `3 m 05 s`, `2 h 10 m`: durations as people read them.
+pub fn format_duration(ms: i64) -> String {
+    let ms = ms.max(0);
+    match ms {
+        0..=999 => format!("{ms} ms"),
+        1_000..=59_999 => format!("{:.2} s", ms as f64 / 1000.0),
+        60_000..=3_599_999 => format!("{} m {:02} s", ms / 60_000, ms % 60_000 / 1000),
+        _ => format!("{} h {:02} m", ms / 3_600_000, ms % 3_600_000 / 60_000),
+    }
+}
+
+
+/// `2026-11-29 21:15 UTC` from unix milliseconds, without a date library in the wasm bundle.
+pub fn format_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{format_duration, format_ms};
+
+    #[test]
+    fn times_are_shown_as_utc_dates() {
+        assert_eq!(format_ms(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_ms(1_795_987_500_000), "2026-11-29 21:25 UTC");
+        assert_eq!(format_ms(951_782_400_000), "2000-02-29 00:00 UTC");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(format_duration(-3), "0 ms");
+        assert_eq!(format_duration(5), "5 ms");
+        assert_eq!(format_duration(1_250), "1.25 s");
+        assert_eq!(format_duration(185_000), "3 m 05 s");
+        assert_eq!(format_duration(7_800_000), "2 h 10 m");
+    }
+}

@@ -3,6 +3,7 @@
 //! - [`model`]: the workflow file format, parsing and validation ([`model::Workflow`]).
 //! - [`catalog`]: the built-in agents and the schema of their config.
 //! - [`examples`]: the example workflows seeded into an empty database.
+//! - [`layout`]: the layered drawing of a workflow's DAG (run page, builder).
 //! - [`records`]: plain rows the store returns and the UI shows.
 //! - `store` (feature `runtime`): persistence on SQLite or PostgreSQL with sqlx.
 //! - `executor` (feature `runtime`): the durable engine that runs workflows.
@@ -15,6 +16,7 @@
 pub mod agents;
 pub mod catalog;
 pub mod examples;
+pub mod layout;
 #[cfg(feature = "runtime")]
 pub mod executor;
 pub mod model;

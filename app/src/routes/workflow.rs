@@ -7,7 +7,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 use serde::{Deserialize, Serialize};
 
-use crate::components::ErrorNote;
+use crate::components::{format_ms, ErrorNote};
 use crate::error::AppError;
 
 /// What the page shows about one workflow.
@@ -86,7 +86,7 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                     None => None,
                     Some(Ok(run_id)) => Some(view! {
                         <span>"Run queued: "
-                            <a class="mono" href=format!("/api/v1/runs/{run_id}")>{run_id.clone()}</a>
+                            <a class="mono" href=format!("/runs/{run_id}")>{run_id.clone()}</a>
                         </span>
                     }.into_any()),
                     Some(Err(e)) => Some(view! { <ErrorNote error=e/> }.into_any()),
@@ -114,38 +114,5 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                 </section>
             </div>
         </section>
-    }
-}
-
-/// `2026-11-29 21:15 UTC` from unix milliseconds, without a date library in the wasm bundle.
-pub fn format_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::format_ms;
-
-    #[test]
-    fn times_are_shown_as_utc_dates() {
-        assert_eq!(format_ms(0), "1970-01-01 00:00 UTC");
-        assert_eq!(format_ms(1_795_987_500_000), "2026-11-29 21:25 UTC");
-        assert_eq!(format_ms(951_782_400_000), "2000-02-29 00:00 UTC");
     }
 }

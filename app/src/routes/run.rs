@@ -1,0 +1,614 @@
+//! `/runs/:id`: one run, live — its DAG coloured by step state, a timeline of every attempt
+//! (queue wait apart from execution), each step's input, output, error and logs, and the
+//! Cancel / Retry actions. Changes arrive over the run's event stream (Server-Sent Events).
+
+use engine::layout::{layout, NODE_H, NODE_W};
+use engine::records::{AttemptRecord, RunDetail, RunStatus, StepRecord, StepStatus};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_navigate, use_params_map};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::components::{format_duration, format_ms, ErrorNote, StatusBadge};
+use crate::error::AppError;
+
+/// One step as the workflow version of the run declares it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepInfo {
+    pub id: String,
+    pub name: String,
+    pub agent: String,
+    /// Indices of the steps it needs.
+    pub needs: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunPageData {
+    pub detail: RunDetail,
+    pub workflow_name: String,
+    /// In declaration order.
+    pub steps: Vec<StepInfo>,
+    /// The server's clock when read: the end of bars still running.
+    pub now: i64,
+}
+
+#[server(endpoint = "get_run")]
+pub async fn get_run(id: String) -> Result<RunPageData, AppError> {
+    let store = expect_context::<engine::store::Store>();
+    let detail = store.run_detail(&id).await?;
+    let version = store
+        .version(&detail.run.workflow_id, Some(detail.run.workflow_version))
+        .await?;
+    let defs = version.workflow.steps();
+    let steps = defs
+        .iter()
+        .map(|s| StepInfo {
+            id: s.id.clone(),
+            name: s.name.clone().unwrap_or_else(|| s.id.clone()),
+            agent: s.agent.clone(),
+            needs: s
+                .needs
+                .iter()
+                .filter_map(|n| defs.iter().position(|d| &d.id == n))
+                .collect(),
+        })
+        .collect();
+    Ok(RunPageData {
+        workflow_name: version.workflow.name().to_string(),
+        detail,
+        steps,
+        now: engine::store::now_ms(),
+    })
+}
+
+#[server(endpoint = "cancel_run")]
+pub async fn cancel_run(id: String) -> Result<(), AppError> {
+    let engine = expect_context::<engine::executor::Engine>();
+    engine.cancel(&id).await.map_err(engine_error)
+}
+
+/// Starts a new run from this one: `mode` is `whole`, `failed` (reuse what succeeded) or
+/// `step` (from `step` on). Returns the new run's id.
+#[server(endpoint = "retry_run")]
+pub async fn retry_run(id: String, mode: String, step: Option<String>) -> Result<String, AppError> {
+    use engine::executor::RetryMode;
+    let mode = match (mode.as_str(), step) {
+        ("whole", _) => RetryMode::Whole,
+        ("failed", _) => RetryMode::FromFailed,
+        ("step", Some(step)) => RetryMode::FromStep(step),
+        (other, _) => return Err(AppError::Invalid(format!("unknown retry mode \"{other}\""))),
+    };
+    let engine = expect_context::<engine::executor::Engine>();
+    engine.retry(&id, mode).await.map(|r| r.id).map_err(engine_error)
+}
+
+#[cfg(feature = "ssr")]
+fn engine_error(e: engine::executor::EngineError) -> AppError {
+    use engine::executor::EngineError as E;
+    match e {
+        E::Store(e) => e.into(),
+        E::Journal(m) => {
+            leptos::logging::error!("run action failed: {m}");
+            AppError::Internal
+        }
+        // The rest are refusals the user can act on, best said in the engine's own words.
+        other => AppError::Invalid(other.to_string()),
+    }
+}
+
+#[component]
+pub fn RunPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.with(|p| p.get("id").unwrap_or_default());
+    let data = Resource::new(id, get_run);
+    live_updates(id, data);
+    view! {
+        <Transition fallback=|| view! { <p class="muted">"Loading run…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Err(e) => {
+                        #[cfg(feature = "ssr")]
+                        if matches!(e, AppError::NotFound(_)) {
+                            if let Some(r) = use_context::<leptos_axum::ResponseOptions>() {
+                                r.set_status(http::StatusCode::NOT_FOUND);
+                            }
+                        }
+                        view! { <section class="page"><ErrorNote error=e/></section> }.into_any()
+                    }
+                    Ok(d) => view! { <RunView data=d/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// Follows the run's event stream and reloads the page data on each change (at most every
+/// 100 ms), until the run has finished. Browser only.
+#[allow(unused_variables)]
+fn live_updates(id: impl Fn() -> String + Send + Sync + 'static, data: Resource<Result<RunPageData, AppError>>) {
+    #[cfg(feature = "hydrate")]
+    {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        use wasm_bindgen::closure::Closure;
+        use wasm_bindgen::JsCast;
+
+        let finished = move || {
+            data.get()
+                .and_then(|r| r.ok())
+                .is_some_and(|d| d.detail.run.status.is_finished())
+        };
+        // Local storage: an EventSource lives on the browser's one thread.
+        let source = StoredValue::new_local(None::<web_sys::EventSource>);
+        let close = move || source.update_value(|s| s.take().iter().for_each(|es| es.close()));
+        let scheduled = Rc::new(Cell::new(false));
+        Effect::new(move |_| {
+            let run_id = id();
+            close();
+            if finished() {
+                return;
+            }
+            let Ok(es) = web_sys::EventSource::new(&format!("/api/v1/runs/{run_id}/events")) else {
+                return;
+            };
+            let scheduled = scheduled.clone();
+            let on_change = Closure::<dyn Fn()>::new(move || {
+                if scheduled.replace(true) {
+                    return;
+                }
+                let scheduled = scheduled.clone();
+                set_timeout(
+                    move || {
+                        scheduled.set(false);
+                        data.refetch();
+                    },
+                    std::time::Duration::from_millis(100),
+                );
+            });
+            for name in ["change", "resync"] {
+                let _ = es.add_event_listener_with_callback(name, on_change.as_ref().unchecked_ref());
+            }
+            on_change.forget();
+            source.set_value(Some(es));
+        });
+        on_cleanup(close);
+    }
+}
+
+#[component]
+fn RunView(data: RunPageData) -> impl IntoView {
+    let RunPageData { detail, workflow_name, steps, now } = data;
+    let run = detail.run.clone();
+    let finished = run.status.is_finished();
+    let end = run.finished_at.unwrap_or(now.max(run.created_at));
+    let queue_wait = run.started_at.map(|s| s - run.created_at);
+    let run_time = run.started_at.map(|s| end - s);
+    let usage = Usage::of_run(&detail);
+    let title = format!("Run of {workflow_name}");
+    // Built in pieces, each type-erased: one nested view type this deep overflows rustc.
+    let header = view! {
+        <header class="page-header">
+            <div>
+                <p class="crumbs"><a href="/runs">"Runs"</a>" / "<a href=format!("/workflows/{}", run.workflow_id)>{workflow_name.clone()}</a></p>
+                <h1 class="run-title">
+                    <StatusBadge status=run.status.as_str()/>
+                    <span class="mono run-id">{run.id.clone()}</span>
+                </h1>
+            </div>
+            <RunActions run_id=run.id.clone() status=run.status failed_steps=failed_steps(&detail.steps)/>
+        </header>
+        {run.error.clone().map(|e| view! { <div class="error-note" role="note"><strong>"Run failed: "</strong>{e}</div> })}
+    }
+    .into_any();
+    let facts = view! {
+        <dl class="facts">
+            <div><dt>"Workflow"</dt><dd><a href=format!("/workflows/{}", run.workflow_id)>{run.workflow_id.clone()}</a>{format!(" · v{}", run.workflow_version)}</dd></div>
+            <div><dt>"Trigger"</dt><dd>{run.trigger.clone()}</dd></div>
+            <div><dt>"Created"</dt><dd><time datetime=run.created_at.to_string()>{format_ms(run.created_at)}</time></dd></div>
+            <div><dt>"Queue wait"</dt><dd>{queue_wait.map(format_duration).unwrap_or_else(|| "waiting…".into())}</dd></div>
+            <div><dt>{if finished { "Run time" } else { "Running for" }}</dt><dd>{run_time.map(format_duration).unwrap_or_else(|| "–".into())}</dd></div>
+            {run.parent_run_id.clone().map(|p| view! { <div><dt>"Retry of"</dt><dd><a class="mono" href=format!("/runs/{p}")>{short_id(&p)}</a></dd></div> })}
+            {usage.view()}
+            <div><dt>"Trace"</dt><dd><a href="#timeline" data-trace-link="run">"Timeline"</a></dd></div>
+        </dl>
+    }
+    .into_any();
+    let graph = view! {
+        <section aria-labelledby="graph-h" class="panel">
+            <h2 id="graph-h">"Graph"</h2>
+            <Dag steps=steps.clone() records=detail.steps.clone()/>
+        </section>
+    }
+    .into_any();
+    let timeline = view! {
+        <section aria-labelledby="timeline-h" class="panel" id="timeline">
+            <h2 id="timeline-h">"Timeline"</h2>
+            <Timeline detail=detail.clone() steps=steps.clone() end=end/>
+        </section>
+    }
+    .into_any();
+    let retryable = finished && run.status != RunStatus::Succeeded;
+    let step_panels = steps
+        .iter()
+        .map(|s| {
+            let record = detail.steps.iter().find(|r| r.step_id == s.id).cloned();
+            let attempts: Vec<AttemptRecord> = detail.attempts.iter().filter(|a| a.step_id == s.id).cloned().collect();
+            view! { <StepPanel info=s.clone() record=record attempts=attempts run_id=run.id.clone() retryable=retryable/> }.into_any()
+        })
+        .collect::<Vec<_>>();
+    view! {
+        <Title text=title/>
+        <section class="page run-page" data-status=run.status.as_str()>
+            {header}
+            {facts}
+            {graph}
+            {timeline}
+            <section aria-labelledby="steps-h">
+                <h2 id="steps-h">"Steps"</h2>
+                {step_panels}
+            </section>
+        </section>
+    }
+}
+
+fn failed_steps(steps: &[StepRecord]) -> bool {
+    steps
+        .iter()
+        .any(|s| matches!(s.status, StepStatus::Failed | StepStatus::Cancelled))
+}
+
+fn short_id(id: &str) -> String {
+    id.chars().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect()
+}
+
+/// Tokens and cost, where agents report them (the `llm` agent's `usage` and `cost_usd`).
+#[derive(Default, Clone, Copy)]
+struct Usage {
+    tokens: u64,
+    cost: f64,
+    reported: bool,
+}
+
+impl Usage {
+    fn of_output(output: Option<&Value>) -> Usage {
+        let Some(o) = output else { return Usage::default() };
+        let u = &o["usage"];
+        let tokens = u["input_tokens"].as_u64().unwrap_or(0) + u["output_tokens"].as_u64().unwrap_or(0);
+        let cost = o["cost_usd"].as_f64().unwrap_or(0.0);
+        Usage {
+            tokens,
+            cost,
+            reported: u.is_object() || o["cost_usd"].is_number(),
+        }
+    }
+
+    fn of_run(detail: &RunDetail) -> Usage {
+        detail.attempts.iter().fold(Usage::default(), |acc, a| {
+            let u = Usage::of_output(a.output.as_ref());
+            Usage {
+                tokens: acc.tokens + u.tokens,
+                cost: acc.cost + u.cost,
+                reported: acc.reported || u.reported,
+            }
+        })
+    }
+
+    fn view(self) -> Option<impl IntoView> {
+        self.reported.then(|| {
+            view! {
+                <div><dt>"Tokens"</dt><dd>{self.tokens.to_string()}</dd></div>
+                <div><dt>"Cost"</dt><dd>{format!("${:.4}", self.cost)}</dd></div>
+            }
+        })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Pending {
+    Cancel,
+    RetryWhole,
+    RetryFailed,
+}
+
+/// Cancel / Retry / Retry from failed, each confirmed inline; a retry opens the new run.
+#[component]
+fn RunActions(run_id: String, status: RunStatus, failed_steps: bool) -> impl IntoView {
+    let pending = RwSignal::new(None::<Pending>);
+    let error = RwSignal::new(None::<AppError>);
+    let navigate = use_navigate();
+    let run_id = StoredValue::new(run_id);
+    let act = Action::new(move |p: &Pending| {
+        let p = *p;
+        let id = run_id.get_value();
+        async move {
+            match p {
+                Pending::Cancel => cancel_run(id).await.map(|_| None),
+                Pending::RetryWhole => retry_run(id, "whole".into(), None).await.map(Some),
+                Pending::RetryFailed => retry_run(id, "failed".into(), None).await.map(Some),
+            }
+        }
+    });
+    Effect::new(move |_| match act.value().get() {
+        Some(Ok(Some(new_run))) => {
+            pending.set(None);
+            navigate(&format!("/runs/{new_run}"), Default::default());
+        }
+        Some(Ok(None)) => pending.set(None),
+        Some(Err(e)) => error.set(Some(e)),
+        None => {}
+    });
+    let finished = status.is_finished();
+    let retryable = matches!(status, RunStatus::Failed | RunStatus::Cancelled | RunStatus::TimedOut);
+    let ask = move |p: Pending| move |_| {
+        error.set(None);
+        pending.set(Some(p));
+    };
+    view! {
+        <div class="actions">
+            <Show when=move || pending.get().is_none()>
+                {(!finished).then(|| view! { <button class="button danger" on:click=ask(Pending::Cancel)>"Cancel run"</button> })}
+                {retryable.then(|| view! { <button class="button secondary" on:click=ask(Pending::RetryWhole)>"Retry"</button> })}
+                {(retryable && failed_steps).then(|| view! { <button class="button" on:click=ask(Pending::RetryFailed)>"Retry from failed step"</button> })}
+            </Show>
+            {move || pending.get().map(|p| {
+                let question = match p {
+                    Pending::Cancel => "Cancel this run? Steps in flight are stopped.",
+                    Pending::RetryWhole => "Start a new run with the same inputs and version?",
+                    Pending::RetryFailed => "Start a new run that reuses the steps that succeeded?",
+                };
+                view! {
+                    <div class="confirm" role="group" aria-label="Confirm">
+                        <span>{question}</span>
+                        <button class="button" on:click=move |_| { act.dispatch(p); } disabled=move || act.pending().get()>"Yes"</button>
+                        <button class="button secondary" on:click=move |_| pending.set(None)>"No"</button>
+                    </div>
+                }
+            })}
+            {move || error.get().map(|e| view! { <ErrorNote error=e/> })}
+        </div>
+    }
+}
+
+/// The DAG, every step coloured by its state; pending steps are drawn before they start.
+/// Each box links to the step's details below, so it works before hydration too.
+#[component]
+fn Dag(steps: Vec<StepInfo>, records: Vec<StepRecord>) -> impl IntoView {
+    let deps: Vec<Vec<usize>> = steps.iter().map(|s| s.needs.clone()).collect();
+    let l = layout(&deps);
+    let status_of = |id: &str| {
+        records
+            .iter()
+            .find(|r| r.step_id == id)
+            .map_or(StepStatus::Pending, |r| r.status)
+    };
+    let nodes = steps
+        .iter()
+        .zip(&l.nodes)
+        .map(|(s, &(x, y))| {
+            let status = status_of(&s.id);
+            let label = truncate(&s.name, 20);
+            view! {
+                <a href=format!("#step-{}", s.id) class="node" data-step=s.id.clone() data-status=status.as_str()
+                   aria-label=format!("{}: {}", s.name, status.as_str())>
+                    <rect x=x y=y width=NODE_W height=NODE_H rx="8"/>
+                    <text x=x + 28.0 y=y + 19.0 class="node-name">{label}</text>
+                    <text x=x + 28.0 y=y + 35.0 class="node-agent">{format!("{} · {}", s.agent, status.as_str())}</text>
+                    <text x=x + 10.0 y=y + 27.0 class="node-icon" aria-hidden="true">{status_icon(status)}</text>
+                </a>
+            }
+        })
+        .collect_view();
+    let edges = l
+        .edges
+        .iter()
+        .map(|e| view! { <path d=e.svg_path() class="edge" marker-end="url(#arrow)"/> })
+        .collect_view();
+    view! {
+        <div class="dag-scroll">
+            <svg class="dag" width=l.width height=l.height viewBox=format!("0 0 {} {}", l.width, l.height)
+                 role="img" aria-label=format!("Graph of {} steps", steps.len())>
+                <defs>
+                    <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+                        <path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead"/>
+                    </marker>
+                </defs>
+                <g>{edges}</g>
+                <g>{nodes}</g>
+            </svg>
+        </div>
+    }
+}
+
+/// A glyph per state, so state reads without colour.
+pub fn status_icon(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Pending => "○",
+        StepStatus::Running => "▶",
+        StepStatus::Retrying => "↻",
+        StepStatus::Succeeded => "✓",
+        StepStatus::Failed => "✕",
+        StepStatus::Skipped => "–",
+        StepStatus::Cancelled => "⊘",
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(max - 1).collect::<String>())
+    }
+}
+
+/// A Gantt of every attempt: the wait before it (queue or retry backoff) drawn apart from its
+/// execution; bars keep a minimum width so 5 ms steps stay visible.
+#[component]
+fn Timeline(detail: RunDetail, steps: Vec<StepInfo>, end: i64) -> impl IntoView {
+    let start = detail.run.created_at;
+    let span = (end - start).max(1) as f64;
+    let pct = move |t: i64| ((t - start) as f64 / span * 100.0).clamp(0.0, 100.0);
+    let mut rows = Vec::new();
+    for s in &steps {
+        let record = detail.steps.iter().find(|r| r.step_id == s.id);
+        let attempts: Vec<&AttemptRecord> = detail.attempts.iter().filter(|a| a.step_id == s.id).collect();
+        if attempts.is_empty() {
+            let status = record.map_or(StepStatus::Pending, |r| r.status);
+            rows.push(view! {
+                <div class="gantt-row" data-step=s.id.clone()>
+                    <span class="gantt-label mono">{s.id.clone()}</span>
+                    <span class="gantt-track"><span class="gantt-note muted">{status.as_str()}</span></span>
+                    <span class="gantt-dur muted">"–"</span>
+                </div>
+            }.into_any());
+            continue;
+        }
+        let mut previous_end = record.and_then(|r| r.ready_at);
+        for a in attempts {
+            let stop = a.finished_at.unwrap_or(end);
+            let wait_from = previous_end.unwrap_or(a.started_at).min(a.started_at);
+            let waited = a.started_at - wait_from;
+            let ran = stop - a.started_at;
+            let hover = format!(
+                "{} attempt {}: {} ({}), waited {}",
+                s.id, a.attempt, format_duration(ran), a.status.as_str(), format_duration(waited)
+            );
+            rows.push(view! {
+                <div class="gantt-row" data-step=s.id.clone() data-attempt=a.attempt title=hover.clone()>
+                    <span class="gantt-label mono">{format!("{} #{}", s.id, a.attempt)}</span>
+                    <span class="gantt-track">
+                        <span class="gantt-wait" style=format!("left:{:.3}%;width:{:.3}%", pct(wait_from), pct(a.started_at) - pct(wait_from))></span>
+                        <span class="gantt-bar" data-status=a.status.as_str()
+                              style=format!("left:{:.3}%;width:{:.3}%", pct(a.started_at), pct(stop) - pct(a.started_at))>
+                        </span>
+                    </span>
+                    <span class="gantt-dur mono">{format_duration(ran)}</span>
+                </div>
+            }.into_any());
+            previous_end = Some(stop);
+        }
+    }
+    view! {
+        <div class="gantt" role="table" aria-label="Timeline of step attempts">
+            <div class="gantt-legend muted">
+                <span><span class="swatch gantt-wait"></span>" waiting (queue or retry backoff)"</span>
+                <span><span class="swatch gantt-bar"></span>" running"</span>
+                <span>{format!("0 – {}", format_duration(end - start))}</span>
+            </div>
+            {rows}
+        </div>
+    }
+}
+
+/// One step: state, timing and every attempt's input, output, error and logs.
+#[component]
+fn StepPanel(
+    info: StepInfo,
+    record: Option<StepRecord>,
+    attempts: Vec<AttemptRecord>,
+    run_id: String,
+    retryable: bool,
+) -> impl IntoView {
+    let status = record.as_ref().map_or(StepStatus::Pending, |r| r.status);
+    let duration = record.as_ref().and_then(|r| Some(r.finished_at? - r.started_at?));
+    let wait = record.as_ref().and_then(|r| Some(r.started_at? - r.ready_at?));
+    let usage = attempts.iter().fold(Usage::default(), |acc, a| {
+        let u = Usage::of_output(a.output.as_ref());
+        Usage { tokens: acc.tokens + u.tokens, cost: acc.cost + u.cost, reported: acc.reported || u.reported }
+    });
+    let open = matches!(status, StepStatus::Failed | StepStatus::Running | StepStatus::Retrying);
+    let step_id = info.id.clone();
+    let retry = retryable.then(|| view! { <RetryFromStep run_id=run_id step_id=step_id/> }.into_any());
+    view! {
+        <details class="step" id=format!("step-{}", info.id) data-status=status.as_str() open=open>
+            <summary>
+                <StatusBadge status=status.as_str()/>
+                <span class="step-name">{info.name.clone()}</span>
+                <span class="muted mono">{info.agent.clone()}</span>
+                <span class="step-meta muted">
+                    {format!("{} attempt{}", attempts.len(), if attempts.len() == 1 { "" } else { "s" })}
+                    {duration.map(|d| format!(" · {}", format_duration(d)))}
+                    {wait.filter(|w| *w > 0).map(|w| format!(" · waited {}", format_duration(w)))}
+                    {usage.reported.then(|| format!(" · {} tokens · ${:.4}", usage.tokens, usage.cost))}
+                </span>
+                <a class="trace-link" href="#timeline" data-trace-link="step">"Trace"</a>
+            </summary>
+            <div class="step-body">
+                {record.as_ref().and_then(|r| r.error_message.clone().map(|m| view! {
+                    <div class="error-note"><strong>{r.error_kind.clone().unwrap_or_default()}": "</strong>{m}</div>
+                }))}
+                {attempts.into_iter().map(|a| view! { <AttemptView attempt=a/> }.into_any()).collect_view()}
+                {retry}
+            </div>
+        </details>
+    }
+}
+
+#[component]
+fn AttemptView(attempt: AttemptRecord) -> impl IntoView {
+    let ran = attempt.finished_at.map(|f| f - attempt.started_at);
+    view! {
+        <div class="attempt" data-attempt=attempt.attempt>
+            <h3>
+                {format!("Attempt {} · ", attempt.attempt)}
+                <span data-status=attempt.status.as_str() class="state-text">{attempt.status.as_str()}</span>
+                {ran.map(|r| format!(" · {}", format_duration(r)))}
+            </h3>
+            {attempt.error_message.clone().map(|m| view! {
+                <p class="attempt-error"><strong>{attempt.error_kind.clone().unwrap_or_default()}</strong>": "{m}</p>
+            })}
+            <JsonBlock label="Input" value=attempt.input.clone() open=false/>
+            <JsonBlock label="Output" value=attempt.output.clone() open=true/>
+            {(!attempt.logs.is_empty()).then(|| view! {
+                <details class="json"><summary>{format!("Logs ({} line{})", attempt.logs.len(), if attempt.logs.len() == 1 { "" } else { "s" })}</summary>
+                    <pre class="code">{attempt.logs.join("\n")}</pre>
+                </details>
+            })}
+        </div>
+    }
+}
+
+#[component]
+fn JsonBlock(label: &'static str, value: Option<Value>, open: bool) -> impl IntoView {
+    value.map(|v| {
+        let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+        view! {
+            <details class="json" open=open>
+                <summary>{label}</summary>
+                <pre class="code">{text}</pre>
+            </details>
+        }
+    })
+}
+
+/// "Retry from this step": reuses the outputs of everything upstream of it.
+#[component]
+fn RetryFromStep(run_id: String, step_id: String) -> impl IntoView {
+    let confirming = RwSignal::new(false);
+    let navigate = use_navigate();
+    let ids = StoredValue::new((run_id, step_id));
+    let act = Action::new(move |_: &()| {
+        let (run, step) = ids.get_value();
+        async move { retry_run(run, "step".into(), Some(step)).await }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(new_run)) = act.value().get() {
+            navigate(&format!("/runs/{new_run}"), Default::default());
+        }
+    });
+    view! {
+        <div class="actions">
+            <Show when=move || confirming.get() fallback=move || view! {
+                <button class="button secondary" on:click=move |_| confirming.set(true)>"Retry from this step"</button>
+            }>
+                <span>"Run this step and everything after it again?"</span>
+                <button class="button" on:click=move |_| { act.dispatch(()); }>"Yes"</button>
+                <button class="button secondary" on:click=move |_| confirming.set(false)>"No"</button>
+            </Show>
+            {move || match act.value().get() {
+                Some(Err(e)) => Some(view! { <ErrorNote error=e/> }),
+                _ => None,
+            }}
+        </div>
+    }
+}
