@@ -26,6 +26,7 @@ pub fn TopNav() -> impl IntoView {
             </a>
             <nav aria-label="Main">
                 <a href="/workflows" aria-current=current("/workflows")>"Workflows"</a>
+                <a href="/runs" aria-current=current("/runs")>"Runs"</a>
             </nav>
         </header>
     }

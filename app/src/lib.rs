@@ -59,6 +59,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/workflows") view=routes::workflows::WorkflowsPage/>
                     // Async: the status (404 for an unknown id) is known before headers go out.
                     <Route path=path!("/workflows/:id") view=routes::workflow::WorkflowPage ssr=SsrMode::Async/>
+                    <Route path=path!("/runs") view=routes::runs::RunsPage/>
                     <Route path=path!("/runs/:id") view=routes::run::RunPage ssr=SsrMode::Async/>
                 </Routes>
             </main>

@@ -791,3 +791,34 @@ async fn the_trigger_server_function_starts_a_run_and_reports_bad_inputs() {
         "the error names the input"
     );
 }
+
+#[tokio::test]
+async fn the_monitor_stream_carries_changes_of_the_workflow_it_follows_only() {
+    let app = TestApp::spawn().await;
+    let mut stream = app
+        .client
+        .get(app.url("/api/v1/events?workflow=hello"))
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    // A run of another workflow first: none of its changes may reach this stream.
+    let (_, other) = app.post_json("/api/v1/workflows/fan-out/runs", json!({})).await;
+    let (_, hello) = app.post_json("/api/v1/workflows/hello/runs", json!({})).await;
+    let hello_id = hello["run"]["id"].as_str().expect("id").to_string();
+    let mut text = String::new();
+    let events = |text: &str| -> Vec<Value> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str(d).ok())
+            .collect()
+    };
+    // Read until the hello run's final change; the stream itself never ends.
+    while !events(&text).iter().any(|e| e["run_id"] == hello_id.as_str() && e["type"] == "run" && e["status"] == "succeeded") {
+        let chunk = stream.chunk().await.expect("chunk").expect("stream open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("event: change"), "{text}");
+    assert!(!text.contains(other["run"]["id"].as_str().expect("id")), "{text}");
+    assert!(events(&text).iter().all(|e| e["workflow_id"] == "hello"), "{text}");
+}

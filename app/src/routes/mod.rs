@@ -2,5 +2,6 @@
 
 pub mod not_found;
 pub mod run;
+pub mod runs;
 pub mod workflow;
 pub mod workflows;

@@ -8,6 +8,7 @@
 //! | POST | `/runs/{id}/cancel` | stop a queued or running run |
 //! | POST | `/runs/{id}/retry` | `{"from": "failed" \| "<step id>"}` or whole; 201 with the new run |
 //! | GET | `/runs/{id}/events` | Server-Sent Events of the run until it finishes |
+//! | GET | `/events?workflow=` | Server-Sent Events of every run (or one workflow's): the live monitor |
 
 use std::convert::Infallible;
 
@@ -37,6 +38,7 @@ pub fn router() -> Router<ApiState> {
         .route("/runs/{id}/cancel", post(cancel))
         .route("/runs/{id}/retry", post(retry))
         .route("/runs/{id}/events", get(events))
+        .route("/events", get(all_events))
 }
 
 #[derive(Deserialize, Default)]
@@ -211,6 +213,42 @@ async fn events(
     });
     let stream = stream::once(async move { Ok(snapshot) }).chain(live);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    workflow: Option<String>,
+}
+
+/// Every change of every run (or of one workflow's runs), as it is committed; `resync` when
+/// this client fell behind and should reload what it shows.
+#[instrument(skip_all)]
+async fn all_events(
+    State(engine): State<Engine>,
+    Query(q): Query<EventsQuery>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = engine.subscribe();
+    let workflow = q.workflow.filter(|w| !w.is_empty());
+    let live = stream::unfold((rx, workflow), |(mut rx, workflow)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) if workflow.as_ref().is_none_or(|w| *w == e.workflow_id) => {
+                    let sse = SseEvent::default()
+                        .event("change")
+                        .json_data(&e)
+                        .unwrap_or_default();
+                    return Some((Ok(sse), (rx, workflow)));
+                }
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let sse = SseEvent::default().event("resync").data("{}");
+                    return Some((Ok(sse), (rx, workflow)));
+                }
+                Err(_) => return None,
+            }
+        }
+    });
+    Sse::new(live).keep_alive(KeepAlive::default())
 }
 
 use futures::StreamExt as _;

@@ -1,0 +1,288 @@
+//! `/runs`: the monitor — every run, newest first, live. Filters (workflow, status, trigger,
+//! time range) live in the URL, so a filtered view is a link and works before hydration;
+//! older pages follow a cursor. New runs and state changes arrive over `/api/v1/events`.
+
+use engine::records::{RunStatus, RunSummary};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::Form;
+use leptos_router::hooks::use_query_map;
+use serde::{Deserialize, Serialize};
+
+use crate::components::{format_duration, format_ms, ErrorNote, StatusBadge};
+use crate::error::AppError;
+
+/// Runs per page.
+#[cfg(feature = "ssr")]
+const PAGE: i64 = 50;
+
+/// What the filter form sends; empty means "any".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunQuery {
+    pub workflow: String,
+    pub status: String,
+    pub trigger: String,
+    /// `1h`, `24h`, `7d`, or empty for all time.
+    pub range: String,
+    /// The last run id of the previous page.
+    pub before: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunsPageData {
+    pub runs: Vec<RunSummary>,
+    /// Workflow ids and names for the filter.
+    pub workflows: Vec<(String, String)>,
+    /// Whether an older page exists.
+    pub more: bool,
+    pub now: i64,
+}
+
+pub const RANGES: &[(&str, &str, i64)] = &[
+    ("1h", "Last hour", 3_600_000),
+    ("24h", "Last 24 hours", 86_400_000),
+    ("7d", "Last 7 days", 604_800_000),
+];
+
+pub const TRIGGERS: &[&str] = &["manual", "api", "cron", "webhook", "retry", "alert"];
+
+#[server(endpoint = "list_runs")]
+pub async fn list_runs(query: RunQuery) -> Result<RunsPageData, AppError> {
+    use engine::store::{now_ms, RunFilter};
+    let store = expect_context::<engine::store::Store>();
+    let status = match query.status.as_str() {
+        "" => None,
+        s => Some(RunStatus::parse(s).ok_or_else(|| AppError::Invalid(format!("unknown status \"{s}\"")))?),
+    };
+    let now = now_ms();
+    let since = match query.range.as_str() {
+        "" => None,
+        r => Some(
+            now - RANGES
+                .iter()
+                .find(|(key, _, _)| *key == r)
+                .ok_or_else(|| AppError::Invalid(format!("unknown time range \"{r}\"")))?
+                .2,
+        ),
+    };
+    let non_empty = |s: String| (!s.is_empty()).then_some(s);
+    let filter = RunFilter {
+        workflow_id: non_empty(query.workflow),
+        status,
+        trigger: non_empty(query.trigger),
+        since,
+        until: None,
+        before: non_empty(query.before),
+        // One extra tells whether there is an older page.
+        limit: PAGE + 1,
+    };
+    let mut runs = store.list_runs(&filter).await?;
+    let more = runs.len() as i64 > PAGE;
+    runs.truncate(PAGE as usize);
+    let workflows = store
+        .list_workflows(false)
+        .await?
+        .into_iter()
+        .map(|w| (w.id, w.name))
+        .collect();
+    Ok(RunsPageData { runs, workflows, more, now })
+}
+
+#[component]
+pub fn RunsPage() -> impl IntoView {
+    let params = use_query_map();
+    let query = Memo::new(move |_| {
+        params.with(|p| {
+            let get = |k: &str| p.get(k).unwrap_or_default();
+            RunQuery {
+                workflow: get("workflow"),
+                status: get("status"),
+                trigger: get("trigger"),
+                range: get("range"),
+                before: get("before"),
+            }
+        })
+    });
+    let data = Resource::new(move || query.get(), list_runs);
+    let paused = RwSignal::new(false);
+    follow_changes(query, data, paused);
+    view! {
+        <Title text="Runs"/>
+        <section class="page">
+            <header class="page-header">
+                <h1>"Runs"</h1>
+                <label class="live-toggle">
+                    <input type="checkbox" prop:checked=move || !paused.get()
+                           on:change=move |ev| paused.set(!event_target_checked(&ev))/>
+                    {move || if paused.get() { " Live updates paused" } else { " Live" }}
+                </label>
+            </header>
+            <Transition fallback=|| view! { <p class="muted">"Loading runs…"</p> }>
+                {move || Suspend::new(async move {
+                    match data.await {
+                        Err(e) => view! { <ErrorNote error=e/> }.into_any(),
+                        Ok(d) => view! { <Filters query=query.get_untracked() workflows=d.workflows.clone()/> <RunTable data=d query=query.get_untracked()/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// Reloads the first page when any run changes (at most every 250 ms), unless paused or
+/// looking at an older page. Browser only.
+#[allow(unused_variables)]
+fn follow_changes(query: Memo<RunQuery>, data: Resource<Result<RunsPageData, AppError>>, paused: RwSignal<bool>) {
+    #[cfg(feature = "hydrate")]
+    {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        use wasm_bindgen::closure::Closure;
+        use wasm_bindgen::JsCast;
+
+        let source = StoredValue::new_local(None::<web_sys::EventSource>);
+        let close = move || source.update_value(|s| s.take().iter().for_each(|es| es.close()));
+        let scheduled = Rc::new(Cell::new(false));
+        Effect::new(move |_| {
+            let q = query.get();
+            close();
+            if paused.get() || !q.before.is_empty() {
+                return;
+            }
+            let url = format!("/api/v1/events?workflow={}", js_sys_encode(&q.workflow));
+            let Ok(es) = web_sys::EventSource::new(&url) else { return };
+            let scheduled = scheduled.clone();
+            let on_change = Closure::<dyn Fn()>::new(move || {
+                if scheduled.replace(true) {
+                    return;
+                }
+                let scheduled = scheduled.clone();
+                set_timeout(
+                    move || {
+                        scheduled.set(false);
+                        data.refetch();
+                    },
+                    std::time::Duration::from_millis(250),
+                );
+            });
+            for name in ["change", "resync"] {
+                let _ = es.add_event_listener_with_callback(name, on_change.as_ref().unchecked_ref());
+            }
+            on_change.forget();
+            source.set_value(Some(es));
+        });
+        on_cleanup(close);
+    }
+}
+
+/// Percent-encodes a query value (workflow ids are plain, but be exact).
+#[cfg(feature = "hydrate")]
+fn js_sys_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The filter form: a GET form, so it works without JavaScript and the URL is shareable.
+#[component]
+fn Filters(query: RunQuery, workflows: Vec<(String, String)>) -> impl IntoView {
+    let option = |value: String, label: String, selected: bool| {
+        view! { <option value=value selected=selected>{label}</option> }
+    };
+    let statuses: Vec<_> = RunStatus::ALL
+        .iter()
+        .map(|s| option(s.as_str().into(), s.as_str().replace('_', " "), query.status == s.as_str()))
+        .collect();
+    let wfs: Vec<_> = workflows
+        .into_iter()
+        .map(|(id, name)| {
+            let selected = query.workflow == id;
+            option(id, name, selected)
+        })
+        .collect();
+    let triggers: Vec<_> = TRIGGERS
+        .iter()
+        .map(|t| option(t.to_string(), t.to_string(), query.trigger == *t))
+        .collect();
+    let ranges: Vec<_> = RANGES
+        .iter()
+        .map(|(k, label, _)| option(k.to_string(), label.to_string(), query.range == *k))
+        .collect();
+    view! {
+        <Form method="GET" action="/runs" attr:class="filters" attr:aria-label="Filter runs">
+            <label>"Workflow"<select name="workflow"><option value="">"Any"</option>{wfs}</select></label>
+            <label>"Status"<select name="status"><option value="">"Any"</option>{statuses}</select></label>
+            <label>"Trigger"<select name="trigger"><option value="">"Any"</option>{triggers}</select></label>
+            <label>"Time"<select name="range"><option value="">"All time"</option>{ranges}</select></label>
+            <button class="button" type="submit">"Apply"</button>
+            <a class="button secondary" href="/runs">"Clear"</a>
+        </Form>
+    }
+}
+
+#[component]
+fn RunTable(data: RunsPageData, query: RunQuery) -> impl IntoView {
+    let RunsPageData { runs, workflows, more, now } = data;
+    if runs.is_empty() {
+        return view! {
+            <div class="empty-state"><p>"No runs match these filters."</p></div>
+        }
+        .into_any();
+    }
+    let name_of = move |id: &str| {
+        workflows
+            .iter()
+            .find(|(w, _)| w == id)
+            .map_or_else(|| id.to_string(), |(_, n)| n.clone())
+    };
+    let older = more.then(|| {
+        let last = runs.last().map(|r| r.id.clone()).unwrap_or_default();
+        let mut q = vec![("before", last)];
+        for (k, v) in [("workflow", &query.workflow), ("status", &query.status), ("trigger", &query.trigger), ("range", &query.range)] {
+            if !v.is_empty() {
+                q.push((k, v.clone()));
+            }
+        }
+        let href = format!(
+            "/runs?{}",
+            q.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+        );
+        view! { <a class="button secondary" href=href>"Older runs →"</a> }
+    });
+    let newest = (!query.before.is_empty()).then(|| view! { <a class="button secondary" href="/runs">"← Newest"</a> });
+    let rows = runs
+        .into_iter()
+        .map(|r| {
+            let wait = r.started_at.map(|s| s - r.created_at);
+            let ran = r.started_at.map(|s| r.finished_at.unwrap_or(now) - s);
+            view! {
+                <tr data-run=r.id.clone() data-status=r.status.as_str()>
+                    <td><StatusBadge status=r.status.as_str()/></td>
+                    <td>
+                        <a class="wf-name" href=format!("/runs/{}", r.id)>{name_of(&r.workflow_id)}</a>
+                        <div class="wf-id mono">{format!("{} · v{}", r.workflow_id, r.workflow_version)}</div>
+                    </td>
+                    <td>{r.trigger.clone()}</td>
+                    <td><time datetime=r.created_at.to_string()>{format_ms(r.created_at)}</time></td>
+                    <td class="num">{wait.map(format_duration).unwrap_or_else(|| "–".into())}</td>
+                    <td class="num">{ran.map(format_duration).unwrap_or_else(|| "–".into())}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table class="table runs-table">
+            <caption class="visually-hidden">"Runs, newest first"</caption>
+            <thead><tr>
+                <th scope="col">"Status"</th><th scope="col">"Workflow"</th><th scope="col">"Trigger"</th>
+                <th scope="col">"Created"</th><th scope="col" class="num">"Queue wait"</th><th scope="col" class="num">"Run time"</th>
+            </tr></thead>
+            <tbody>{rows}</tbody>
+        </table>
+        <nav class="pager" aria-label="Pages">{newest}{older}</nav>
+    }
+    .into_any()
+}
