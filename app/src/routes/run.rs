@@ -103,6 +103,7 @@ pub fn RunPage() -> impl IntoView {
     let id = move || params.with(|p| p.get("id").unwrap_or_default());
     let data = Resource::new(id, get_run);
     live_updates(id, data);
+    provide_context(RunUi::new());
     view! {
         <Transition fallback=|| view! { <p class="muted">"Loading run…"</p> }>
             {move || Suspend::new(async move {
@@ -134,11 +135,19 @@ fn live_updates(id: impl Fn() -> String + Send + Sync + 'static, data: Resource<
         use wasm_bindgen::closure::Closure;
         use wasm_bindgen::JsCast;
 
-        let finished = move || {
-            data.get()
-                .and_then(|r| r.ok())
-                .is_some_and(|d| d.detail.run.status.is_finished())
-        };
+        // Set only when it flips: the stream is reopened when the run changes or finishes,
+        // not on every reload.
+        let finished = RwSignal::new(false);
+        Effect::new(move |_| {
+            let done = data.with(|d| {
+                d.as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .is_some_and(|d| d.detail.run.status.is_finished())
+            });
+            if finished.get_untracked() != done {
+                finished.set(done);
+            }
+        });
         // Local storage: an EventSource lives on the browser's one thread.
         let source = StoredValue::new_local(None::<web_sys::EventSource>);
         let close = move || source.update_value(|s| s.take().iter().for_each(|es| es.close()));
@@ -146,7 +155,7 @@ fn live_updates(id: impl Fn() -> String + Send + Sync + 'static, data: Resource<
         Effect::new(move |_| {
             let run_id = id();
             close();
-            if finished() {
+            if finished.get() {
                 return;
             }
             let Ok(es) = web_sys::EventSource::new(&format!("/api/v1/runs/{run_id}/events")) else {
@@ -166,7 +175,8 @@ fn live_updates(id: impl Fn() -> String + Send + Sync + 'static, data: Resource<
                     std::time::Duration::from_millis(100),
                 );
             });
-            for name in ["change", "resync"] {
+            // `open` too: whatever changed between rendering and connecting is picked up.
+            for name in ["open", "change", "resync"] {
                 let _ = es.add_event_listener_with_callback(name, on_change.as_ref().unchecked_ref());
             }
             on_change.forget();
@@ -304,68 +314,104 @@ impl Usage {
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
+/// An action waiting for its confirmation.
+#[derive(Clone, PartialEq)]
 enum Pending {
     Cancel,
     RetryWhole,
     RetryFailed,
+    RetryFrom(String),
+}
+
+/// What the person is doing on the page. It lives above the data, because the view is
+/// rebuilt whenever the run changes: a half-confirmed action or an opened panel survives that.
+#[derive(Clone, Copy)]
+struct RunUi {
+    confirm: RwSignal<Option<Pending>>,
+    error: RwSignal<Option<AppError>>,
+    /// Step panels the person opened or closed, overriding the default (open when failing).
+    open: RwSignal<std::collections::HashMap<String, bool>>,
+    act: Action<(String, Pending), Result<Option<String>, AppError>>,
+}
+
+impl RunUi {
+    fn new() -> RunUi {
+        let confirm = RwSignal::new(None::<Pending>);
+        let error = RwSignal::new(None::<AppError>);
+        let act = Action::new(|(id, p): &(String, Pending)| {
+            let (id, p) = (id.clone(), p.clone());
+            async move {
+                match p {
+                    Pending::Cancel => cancel_run(id).await.map(|_| None),
+                    Pending::RetryWhole => retry_run(id, "whole".into(), None).await.map(Some),
+                    Pending::RetryFailed => retry_run(id, "failed".into(), None).await.map(Some),
+                    Pending::RetryFrom(step) => retry_run(id, "step".into(), Some(step)).await.map(Some),
+                }
+            }
+        });
+        let navigate = use_navigate();
+        Effect::new(move |_| match act.value().get() {
+            Some(Ok(Some(new_run))) => {
+                confirm.set(None);
+                navigate(&format!("/runs/{new_run}"), Default::default());
+            }
+            Some(Ok(None)) => confirm.set(None),
+            Some(Err(e)) => error.set(Some(e)),
+            None => {}
+        });
+        RunUi {
+            confirm,
+            error,
+            open: RwSignal::new(Default::default()),
+            act,
+        }
+    }
 }
 
 /// Cancel / Retry / Retry from failed, each confirmed inline; a retry opens the new run.
 #[component]
 fn RunActions(run_id: String, status: RunStatus, failed_steps: bool) -> impl IntoView {
-    let pending = RwSignal::new(None::<Pending>);
-    let error = RwSignal::new(None::<AppError>);
-    let navigate = use_navigate();
+    let ui = expect_context::<RunUi>();
     let run_id = StoredValue::new(run_id);
-    let act = Action::new(move |p: &Pending| {
-        let p = *p;
-        let id = run_id.get_value();
-        async move {
-            match p {
-                Pending::Cancel => cancel_run(id).await.map(|_| None),
-                Pending::RetryWhole => retry_run(id, "whole".into(), None).await.map(Some),
-                Pending::RetryFailed => retry_run(id, "failed".into(), None).await.map(Some),
-            }
-        }
-    });
-    Effect::new(move |_| match act.value().get() {
-        Some(Ok(Some(new_run))) => {
-            pending.set(None);
-            navigate(&format!("/runs/{new_run}"), Default::default());
-        }
-        Some(Ok(None)) => pending.set(None),
-        Some(Err(e)) => error.set(Some(e)),
-        None => {}
-    });
     let finished = status.is_finished();
     let retryable = matches!(status, RunStatus::Failed | RunStatus::Cancelled | RunStatus::TimedOut);
-    let ask = move |p: Pending| move |_| {
-        error.set(None);
-        pending.set(Some(p));
+    let ask = move |p: Pending| {
+        move |_| {
+            ui.error.set(None);
+            ui.confirm.set(Some(p.clone()));
+        }
     };
+    let whole_run = move || !matches!(ui.confirm.get(), None | Some(Pending::RetryFrom(_)));
     view! {
         <div class="actions">
-            <Show when=move || pending.get().is_none()>
+            <Show when=move || !whole_run()>
                 {(!finished).then(|| view! { <button class="button danger" on:click=ask(Pending::Cancel)>"Cancel run"</button> })}
                 {retryable.then(|| view! { <button class="button secondary" on:click=ask(Pending::RetryWhole)>"Retry"</button> })}
                 {(retryable && failed_steps).then(|| view! { <button class="button" on:click=ask(Pending::RetryFailed)>"Retry from failed step"</button> })}
             </Show>
-            {move || pending.get().map(|p| {
+            {move || ui.confirm.get().filter(|_| whole_run()).map(|p| {
                 let question = match p {
                     Pending::Cancel => "Cancel this run? Steps in flight are stopped.",
                     Pending::RetryWhole => "Start a new run with the same inputs and version?",
-                    Pending::RetryFailed => "Start a new run that reuses the steps that succeeded?",
+                    _ => "Start a new run that reuses the steps that succeeded?",
                 };
-                view! {
-                    <div class="confirm" role="group" aria-label="Confirm">
-                        <span>{question}</span>
-                        <button class="button" on:click=move |_| { act.dispatch(p); } disabled=move || act.pending().get()>"Yes"</button>
-                        <button class="button secondary" on:click=move |_| pending.set(None)>"No"</button>
-                    </div>
-                }
+                view! { <Confirm question=question run_id=run_id.get_value() pending=p/> }
             })}
-            {move || error.get().map(|e| view! { <ErrorNote error=e/> })}
+            {move || ui.error.get().filter(|_| !matches!(ui.confirm.get(), Some(Pending::RetryFrom(_)))).map(|e| view! { <ErrorNote error=e/> })}
+        </div>
+    }
+}
+
+/// "Question? [Yes] [No]": Yes runs the pending action.
+#[component]
+fn Confirm(question: &'static str, run_id: String, pending: Pending) -> impl IntoView {
+    let ui = expect_context::<RunUi>();
+    let job = StoredValue::new((run_id, pending));
+    view! {
+        <div class="confirm" role="group" aria-label="Confirm">
+            <span>{question}</span>
+            <button class="button" on:click=move |_| { ui.act.dispatch(job.get_value()); } disabled=move || ui.act.pending().get()>"Yes"</button>
+            <button class="button secondary" on:click=move |_| ui.confirm.set(None)>"No"</button>
         </div>
     }
 }
@@ -516,11 +562,22 @@ fn StepPanel(
         let u = Usage::of_output(a.output.as_ref());
         Usage { tokens: acc.tokens + u.tokens, cost: acc.cost + u.cost, reported: acc.reported || u.reported }
     });
-    let open = matches!(status, StepStatus::Failed | StepStatus::Running | StepStatus::Retrying);
+    let ui = expect_context::<RunUi>();
+    let open = ui.open.with_untracked(|o| o.get(&info.id).copied()).unwrap_or(matches!(
+        status,
+        StepStatus::Failed | StepStatus::Running | StepStatus::Retrying
+    ));
+    let toggled_id = info.id.clone();
+    let on_toggle = move |ev: leptos::ev::Event| {
+        let open = event_target::<leptos::web_sys::Element>(&ev).has_attribute("open");
+        ui.open.update(|o| {
+            o.insert(toggled_id.clone(), open);
+        });
+    };
     let step_id = info.id.clone();
     let retry = retryable.then(|| view! { <RetryFromStep run_id=run_id step_id=step_id/> }.into_any());
     view! {
-        <details class="step" id=format!("step-{}", info.id) data-status=status.as_str() open=open>
+        <details class="step" id=format!("step-{}", info.id) data-status=status.as_str() open=open on:toggle=on_toggle>
             <summary>
                 <StatusBadge status=status.as_str()/>
                 <span class="step-name">{info.name.clone()}</span>
@@ -584,31 +641,28 @@ fn JsonBlock(label: &'static str, value: Option<Value>, open: bool) -> impl Into
 /// "Retry from this step": reuses the outputs of everything upstream of it.
 #[component]
 fn RetryFromStep(run_id: String, step_id: String) -> impl IntoView {
-    let confirming = RwSignal::new(false);
-    let navigate = use_navigate();
-    let ids = StoredValue::new((run_id, step_id));
-    let act = Action::new(move |_: &()| {
-        let (run, step) = ids.get_value();
-        async move { retry_run(run, "step".into(), Some(step)).await }
-    });
-    Effect::new(move |_| {
-        if let Some(Ok(new_run)) = act.value().get() {
-            navigate(&format!("/runs/{new_run}"), Default::default());
+    let ui = expect_context::<RunUi>();
+    let mine = Pending::RetryFrom(step_id);
+    let asking = {
+        let mine = mine.clone();
+        move || ui.confirm.get().as_ref() == Some(&mine)
+    };
+    let ask = {
+        let mine = mine.clone();
+        move |_| {
+            ui.error.set(None);
+            ui.confirm.set(Some(mine.clone()));
         }
-    });
+    };
+    let show_error = asking.clone();
     view! {
         <div class="actions">
-            <Show when=move || confirming.get() fallback=move || view! {
-                <button class="button secondary" on:click=move |_| confirming.set(true)>"Retry from this step"</button>
+            <Show when=asking.clone() fallback=move || view! {
+                <button class="button secondary" on:click=ask.clone()>"Retry from this step"</button>
             }>
-                <span>"Run this step and everything after it again?"</span>
-                <button class="button" on:click=move |_| { act.dispatch(()); }>"Yes"</button>
-                <button class="button secondary" on:click=move |_| confirming.set(false)>"No"</button>
+                <Confirm question="Run this step and everything after it again?" run_id=run_id.clone() pending=mine.clone()/>
             </Show>
-            {move || match act.value().get() {
-                Some(Err(e)) => Some(view! { <ErrorNote error=e/> }),
-                _ => None,
-            }}
+            {move || ui.error.get().filter(|_| show_error()).map(|e| view! { <ErrorNote error=e/> })}
         </div>
     }
 }

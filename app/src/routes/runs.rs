@@ -160,12 +160,16 @@ fn follow_changes(query: Memo<RunQuery>, data: Resource<Result<RunsPageData, App
                 set_timeout(
                     move || {
                         scheduled.set(false);
-                        data.refetch();
+                        // Paused since this was scheduled: keep the page as it is.
+                        if !paused.get_untracked() {
+                            data.refetch();
+                        }
                     },
                     std::time::Duration::from_millis(250),
                 );
             });
-            for name in ["change", "resync"] {
+            // `open` too: whatever changed between rendering and connecting is picked up.
+            for name in ["open", "change", "resync"] {
                 let _ = es.add_event_listener_with_callback(name, on_change.as_ref().unchecked_ref());
             }
             on_change.forget();

@@ -1,0 +1,158 @@
+import { test, expect, type Page, type APIRequestContext } from '@playwright/test';
+
+// The run page and the monitor, driven through a real server and Chromium. Workflows are
+// created through the REST API; each test uses its own ids, so tests do not see each other.
+
+async function openHydrated(page: Page, path: string) {
+  await page.goto(path);
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+}
+
+async function createWorkflow(request: APIRequestContext, yaml: string) {
+  const r = await request.post('/api/v1/workflows', { headers: { 'content-type': 'application/yaml' }, data: yaml });
+  expect(r.status(), await r.text()).toBe(201);
+}
+
+async function trigger(request: APIRequestContext, workflow: string): Promise<string> {
+  const r = await request.post(`/api/v1/workflows/${workflow}/runs`, { data: {} });
+  expect(r.status(), await r.text()).toBe(202);
+  return (await r.json()).run.id;
+}
+
+// Unique per test, so the suite can repeat against one server (--repeat-each).
+let tag = '';
+test.beforeEach(() => { tag = Math.random().toString(36).slice(2, 8); });
+
+const node = (page: Page, step: string) => page.locator(`svg.dag [data-step="${step}"]`);
+
+test('a run page draws pending steps and turns each one green live', async ({ page, request }, info) => {
+  await createWorkflow(request, `id: e2e-slow-${tag}
+name: Slow chain
+steps:
+- id: first
+  agent: simulate
+  with: { latency: 800ms }
+- id: second
+  agent: simulate
+  needs: [first]
+  with: { latency: 800ms }
+- id: third
+  agent: transform
+  needs: [second]
+  with: { jq: '{done: true}' }
+`);
+  const id = await trigger(request, `e2e-slow-${tag}`);
+  await openHydrated(page, `/runs/${id}`);
+  // The whole DAG is there before its steps run; the last one is still pending.
+  await expect(node(page, 'third')).toHaveAttribute('data-status', 'pending');
+  // No reload from here on: the changes arrive over the event stream.
+  await expect(node(page, 'first')).toHaveAttribute('data-status', 'succeeded');
+  await expect(node(page, 'second')).toHaveAttribute('data-status', /running|succeeded/);
+  await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'succeeded');
+  for (const step of ['first', 'second', 'third']) {
+    await expect(node(page, step)).toHaveAttribute('data-status', 'succeeded');
+  }
+  // Every attempt is on the timeline, and the output is shown.
+  await expect(page.locator('.gantt-row[data-attempt]')).toHaveCount(3);
+  await page.locator('#step-third > summary').click();
+  await expect(page.locator('#step-third')).toContainText('"done": true');
+  await page.screenshot({ path: info.outputPath('run.png'), fullPage: true });
+});
+
+test('a failed run is retried from its failed step and the new run succeeds', async ({ page, request }, info) => {
+  // The check fails while workflow e2e-target-${tag} does not exist, and passes once it does.
+  await createWorkflow(request, `id: e2e-flaky-${tag}
+name: Depends on a target
+steps:
+- id: prepare
+  agent: simulate
+  with: { output: { ready: true } }
+- id: check
+  agent: http
+  needs: [prepare]
+  with: { url: '${test.info().project.use.baseURL}/api/v1/workflows/e2e-target-${tag}' }
+`);
+  const id = await trigger(request, `e2e-flaky-${tag}`);
+  await openHydrated(page, `/runs/${id}`);
+  await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'failed');
+  await expect(page.locator('#step-check')).toContainText('answered 404');
+  await page.screenshot({ path: info.outputPath('failed-run.png'), fullPage: true });
+
+  await createWorkflow(request, `id: e2e-target-${tag}
+name: Target
+steps:
+- id: a
+  agent: simulate
+`);
+  await page.getByRole('button', { name: 'Retry from failed step' }).click();
+  await page.getByRole('button', { name: 'Yes' }).click();
+  await expect(page).not.toHaveURL(new RegExp(id));
+  await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'succeeded');
+  // The new run reused the step that had succeeded, and links back to the one it retries.
+  await expect(page.getByRole('link', { name: id.slice(-12) })).toBeVisible();
+  await expect(page.locator('#step-prepare')).toContainText('0 attempts');
+  await expect(node(page, 'check')).toHaveAttribute('data-status', 'succeeded');
+});
+
+test('a long run is cancelled from its page after confirming', async ({ page, request }) => {
+  await createWorkflow(request, `id: e2e-long-${tag}
+name: Long wait
+steps:
+- id: wait
+  agent: delay
+  with: { duration: 5m }
+`);
+  const id = await trigger(request, `e2e-long-${tag}`);
+  await openHydrated(page, `/runs/${id}`);
+  await expect(node(page, 'wait')).toHaveAttribute('data-status', 'running');
+  await page.getByRole('button', { name: 'Cancel run' }).click();
+  await expect(page.getByRole('group', { name: 'Confirm' })).toContainText('Cancel this run?');
+  await page.getByRole('button', { name: 'Yes' }).click();
+  await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'cancelled');
+  await expect(node(page, 'wait')).toHaveAttribute('data-status', 'cancelled');
+});
+
+test('the monitor shows new runs live, filters by status, and pauses', async ({ page, request }, info) => {
+  await createWorkflow(request, `id: e2e-monitor-${tag}
+name: Monitored
+steps:
+- id: a
+  agent: simulate
+  with: { latency: 300ms }
+`);
+  await openHydrated(page, `/runs?workflow=e2e-monitor-${tag}`);
+  await expect(page.getByText('No runs match these filters.')).toBeVisible();
+  const id = await trigger(request, `e2e-monitor-${tag}`);
+  // Appears and finishes without a reload.
+  const row = page.locator(`tr[data-run="${id}"]`);
+  await expect(row).toBeVisible();
+  await expect(row).toHaveAttribute('data-status', 'succeeded');
+
+  // Filter through the form: only failed runs of any workflow.
+  await openHydrated(page, '/runs');
+  await page.getByLabel('Workflow').selectOption('');
+  await page.getByLabel('Status').selectOption('failed');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await expect(page).toHaveURL(/status=failed/);
+  await expect(page.locator(`tr[data-run="${id}"]`)).toHaveCount(0);
+  const statuses = await page.locator('tbody tr').evaluateAll(rows => rows.map(r => r.getAttribute('data-status')));
+  expect(statuses.every(s => s === 'failed')).toBe(true);
+  await page.screenshot({ path: info.outputPath('monitor.png'), fullPage: true });
+
+  // Paused: a new run does not appear until live updates resume.
+  await openHydrated(page, `/runs?workflow=e2e-monitor-${tag}`);
+  await page.getByLabel('Live').uncheck();
+  const quiet = await trigger(request, `e2e-monitor-${tag}`);
+  await expect(page.getByText('Live updates paused')).toBeVisible();
+  await page.waitForTimeout(1000);
+  await expect(page.locator(`tr[data-run="${quiet}"]`)).toHaveCount(0);
+  await page.getByLabel(/Live/).check();
+  await trigger(request, `e2e-monitor-${tag}`);
+  await expect(page.locator(`tr[data-run="${quiet}"]`)).toBeVisible();
+});
+
+test('an unknown run is a 404 with a readable message', async ({ page }) => {
+  const response = await page.goto('/runs/no-such-run');
+  expect(response?.status()).toBe(404);
+  await expect(page.getByRole('alert')).toContainText('run "no-such-run" not found');
+});
