@@ -57,6 +57,8 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=routes::not_found::NotFound>
                     <Route path=path!("/") view=|| view! { <Redirect path="/workflows"/> }/>
                     <Route path=path!("/workflows") view=routes::workflows::WorkflowsPage/>
+                    <Route path=path!("/workflows/new") view=routes::builder::NewWorkflowPage/>
+                    <Route path=path!("/workflows/:id/edit") view=routes::builder::EditWorkflowPage/>
                     // Async: the status (404 for an unknown id) is known before headers go out.
                     <Route path=path!("/workflows/:id") view=routes::workflow::WorkflowPage ssr=SsrMode::Async/>
                     <Route path=path!("/runs") view=routes::runs::RunsPage/>

@@ -363,3 +363,9 @@ fn the_examples_are_stored_in_canonical_form() {
         );
     }
 }
+
+#[test]
+fn a_required_setting_left_blank_is_reported_at_its_path() {
+    let p = problems("id: w\nsteps:\n- id: a\n  agent: http\n  with:\n    url: '  '\n");
+    assert_problem(&p, "steps[0].with.url", "must not be empty");
+}

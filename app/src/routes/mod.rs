@@ -1,5 +1,6 @@
 //! One module per page (SPEC §5), each holding the server functions it calls.
 
+pub mod builder;
 pub mod not_found;
 pub mod run;
 pub mod runs;

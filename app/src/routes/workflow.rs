@@ -74,11 +74,15 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                     <h1>{summary.name.clone()}</h1>
                     <div class="wf-id mono">{format!("{} · v{}", summary.id, summary.latest_version)}</div>
                 </div>
-                <ActionForm action=run>
-                    <input type="hidden" name="workflow_id" value=workflow_id/>
-                    <input type="hidden" name="inputs_json" value=""/>
-                    <button class="button" type="submit">"Run with defaults"</button>
-                </ActionForm>
+                <div class="actions">
+                    <a class="button secondary" href=format!("/workflows/{workflow_id}/edit")>"Edit"</a>
+                    <a class="button secondary" href=format!("/runs?workflow={workflow_id}")>"Runs"</a>
+                    <ActionForm action=run>
+                        <input type="hidden" name="workflow_id" value=workflow_id.clone()/>
+                        <input type="hidden" name="inputs_json" value=""/>
+                        <button class="button" type="submit">"Run with defaults"</button>
+                    </ActionForm>
+                </div>
             </header>
             {summary.description.clone().map(|d| view! { <p class="muted">{d}</p> })}
             <p role="status" aria-live="polite">

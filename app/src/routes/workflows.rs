@@ -80,6 +80,7 @@ pub fn WorkflowsPage() -> impl IntoView {
                         on:input=move |ev| set_query.set(event_target_value(&ev))
                     />
                 </label>
+                <a class="button" href="/workflows/new">"New workflow"</a>
             </header>
             <Suspense fallback=|| view! { <p class="muted">"Loading workflows…"</p> }>
                 {move || Suspend::new(async move {

@@ -373,6 +373,13 @@ fn check_with(path: &str, step: &StepDef, spec: &catalog::AgentSpec, problems: &
         }
     }
     for field in spec.fields.iter().filter(|f| f.required) {
+        // Present but blank is as good as missing (the builder adds required keys empty).
+        if step.with.get(field.name).and_then(|v| v.as_str()).is_some_and(|s| s.trim().is_empty()) {
+            problems.push(Problem::new(
+                format!("{path}.with.{}", field.name),
+                format!("must not be empty: the {} agent needs it ({})", spec.kind, field.help),
+            ));
+        }
         if !step.with.contains_key(field.name) {
             problems.push(Problem::new(
                 format!("{path}.with"),

@@ -1,0 +1,110 @@
+import { test, expect, type Page, type Locator } from '@playwright/test';
+
+// The builder, used the way a person does: by clicking, by typing YAML, and by keyboard alone.
+
+let tag = '';
+test.beforeEach(() => { tag = Math.random().toString(36).slice(2, 8); });
+
+async function openHydrated(page: Page, path: string) {
+  await page.goto(path);
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+}
+
+const node = (page: Page, step: string) => page.locator(`svg.builder-dag [data-step="${step}"]`);
+
+/** Presses Tab until `target` has focus: proves it is reachable by keyboard. */
+async function tabTo(page: Page, target: Locator) {
+  for (let i = 0; i < 60; i++) {
+    if (await target.evaluate(el => el === document.activeElement)) return;
+    await page.keyboard.press('Tab');
+  }
+  throw new Error('not reachable with Tab');
+}
+
+test('a workflow is built by clicking, validated live, saved, and run with inputs', async ({ page, baseURL }, info) => {
+  await openHydrated(page, '/workflows/new');
+  const save = page.getByRole('button', { name: 'Save' });
+  await page.getByLabel('Id', { exact: true }).fill(`e2e-built-${tag}`);
+  await page.getByLabel('Id', { exact: true }).press('Tab');
+
+  // Second step: an http call after `start`. Its url is required, so a problem appears.
+  await node(page, 'start').click();
+  await page.getByLabel('Agent').selectOption('http');
+  await page.getByRole('button', { name: 'Add step' }).click();
+  await expect(node(page, 'http')).toHaveAttribute('data-invalid', 'true');
+  await expect(page.getByRole('alert')).toContainText('steps[1].with.url');
+  await expect(save).toBeDisabled();
+
+  // Filling it in clears the problem.
+  const url = page.getByRole('form', { name: 'Step http' }).locator('[name="url"]');
+  await url.fill(`${baseURL}/healthz`);
+  await url.press('Tab');
+  await expect(page.getByText('Valid — ready to save')).toBeVisible();
+  await expect(node(page, 'http')).toHaveAttribute('data-invalid', 'false');
+
+  // Third step, and one dependency drawn by hand: transform also needs `start`.
+  await page.getByLabel('Agent').selectOption('transform');
+  await page.getByRole('button', { name: 'Add step' }).click();
+  const form = page.getByRole('form', { name: 'Step transform' });
+  await form.locator('[name="jq"]').fill('{status: .steps.http.output.status, who: .inputs.who}');
+  await form.locator('[name="jq"]').press('Tab');
+  await form.getByLabel('start').check();
+  await expect(page.locator('svg.builder-dag path.edge')).toHaveCount(3);
+  await expect(save).toBeEnabled();
+
+  // The YAML tab shows the same workflow; an edit there (a typed input) comes back to the graph.
+  await page.getByRole('tab', { name: 'YAML' }).click();
+  const yaml = page.getByLabel('Workflow YAML');
+  const text = await yaml.inputValue();
+  expect(text).toContain(`id: e2e-built-${tag}`);
+  expect(text).toMatch(/- id: transform[\s\S]*needs:\n  - http\n  - start/);
+  await yaml.fill(text.replace('steps:', 'inputs:\n  who:\n    type: string\n    default: world\nsteps:'));
+  await expect(page.getByText('Valid — ready to save')).toBeVisible();
+  await page.getByRole('tab', { name: 'Visual' }).click();
+  await expect(page.locator('svg.builder-dag .node')).toHaveCount(3);
+  await page.screenshot({ path: info.outputPath('builder.png'), fullPage: true });
+
+  await save.click();
+  await expect(page.getByRole('status')).toContainText(`Saved e2e-built-${tag} v1`);
+  const runForm = page.getByRole('form', { name: 'Run inputs' });
+  await expect(runForm.getByLabel('who (string)')).toHaveValue('world');
+  await runForm.getByLabel('who (string)').fill('builder');
+  await runForm.getByRole('button', { name: 'Run' }).click();
+
+  await expect(page).toHaveURL(/\/runs\//);
+  await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'succeeded');
+  for (const step of ['start', 'http', 'transform']) {
+    await expect(page.locator(`svg.dag [data-step="${step}"]`)).toHaveAttribute('data-status', 'succeeded');
+  }
+  await page.locator('#step-transform > summary').click();
+  await expect(page.locator('#step-transform')).toContainText('"who": "builder"');
+  await expect(page.locator('#step-transform')).toContainText('"status": 200');
+});
+
+test('a broken YAML edit is reported with its place and nothing is saved', async ({ page, request }) => {
+  await openHydrated(page, '/workflows/new');
+  await page.getByRole('tab', { name: 'YAML' }).click();
+  await page.getByLabel('Workflow YAML').fill(`id: e2e-broken-${tag}\nsteps:\n- id: a\n  agent: simulate\n  needs: [ghost]\n`);
+  await expect(page.getByRole('alert')).toContainText('steps[0].needs[0]');
+  await expect(page.getByRole('button', { name: 'Save' })).toBeDisabled();
+  expect((await request.get(`/api/v1/workflows/e2e-broken-${tag}`)).status()).toBe(404);
+});
+
+test('a one-step workflow is created with the keyboard alone', async ({ page, request }) => {
+  await openHydrated(page, '/workflows/new');
+  await tabTo(page, page.getByLabel('Id', { exact: true }));
+  await page.keyboard.press('ControlOrMeta+a');
+  await page.keyboard.type(`e2e-keys-${tag}`);
+  await tabTo(page, node(page, 'start'));
+  await page.keyboard.press('Enter');
+  const latency = page.getByRole('form', { name: 'Step start' }).locator('[name="latency"]');
+  await tabTo(page, latency);
+  await page.keyboard.press('ControlOrMeta+a');
+  await page.keyboard.type('5ms');
+  await tabTo(page, page.getByRole('button', { name: 'Save' }));
+  await page.keyboard.press('Enter');
+  await expect(page.getByRole('status')).toContainText(`Saved e2e-keys-${tag} v1`);
+  const saved = await request.get(`/api/v1/workflows/e2e-keys-${tag}/export`);
+  expect(saved.status()).toBe(200);
+  expect(await saved.text()).toContain('latency: 5ms');
+});
