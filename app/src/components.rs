@@ -65,6 +65,26 @@ pub fn StatusBadge(status: &'static str) -> impl IntoView {
     }
 }
 
+/// A tiny bar chart (runs per day): one bar per value, scaled to the largest.
+#[component]
+pub fn Sparkline(values: Vec<i64>, label: String) -> impl IntoView {
+    let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let (w, h, gap) = (8.0, 24.0, 2.0);
+    let width = values.len() as f64 * (w + gap);
+    let bars = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            // Empty days keep a 1px stub, so the week's shape reads even when sparse.
+            let bh = if v == 0 { 1.0 } else { (v as f64 / max * h).max(2.0) };
+            view! { <rect x=i as f64 * (w + gap) y=h - bh width=w height=bh><title>{v.to_string()}</title></rect> }
+        })
+        .collect_view();
+    view! {
+        <svg class="sparkline" width=width height=h viewBox=format!("0 0 {width} {h}") role="img" aria-label=label>{bars}</svg>
+    }
+}
+
 /// `850 ms`, `1.25 s`, `3 m 05 s`, `2 h 10 m`: durations as people read them.
 pub fn format_duration(ms: i64) -> String {
     let ms = ms.max(0);

@@ -43,3 +43,32 @@ test('an unknown workflow is a 404 with a readable message', async ({ page }) =>
   expect(response?.status()).toBe(404);
   await expect(page.getByRole('alert')).toContainText('workflow "no-such-flow" not found');
 });
+
+test('the list starts a run, then shows its outcome and stats', async ({ page }) => {
+  await openHydrated(page, '/workflows');
+  await page.getByRole('button', { name: 'Run hello' }).click();
+  await expect(page).toHaveURL(/\/runs\//);
+  await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'succeeded');
+  await openHydrated(page, '/workflows');
+  const row = page.locator('tr[data-workflow="hello"]');
+  await expect(row.locator('.badge')).toHaveAttribute('data-status', 'succeeded');
+  await expect(row).toContainText('100 %');
+  await expect(row.getByRole('img', { name: /Runs per day/ })).toBeVisible();
+});
+
+test('the workflow page compares two versions and lists its runs', async ({ page, request }) => {
+  const id = `e2e-diff-${Math.random().toString(36).slice(2, 8)}`;
+  const doc = (latency: string) => `id: ${id}\nsteps:\n- id: a\n  agent: simulate\n  with:\n    latency: ${latency}\n`;
+  expect((await request.post('/api/v1/workflows', { headers: { 'content-type': 'application/yaml' }, data: doc('10ms') })).status()).toBe(201);
+  expect((await request.put(`/api/v1/workflows/${id}`, { headers: { 'content-type': 'application/yaml' }, data: doc('20ms') })).status()).toBe(200);
+  const run = await (await request.post(`/api/v1/workflows/${id}/runs`, { data: {} })).json();
+  await openHydrated(page, `/workflows/${id}`);
+  await expect(page.getByRole('table', { name: 'Recent runs' }).locator(`tr[data-run="${run.run.id}"]`)).toBeVisible();
+  const compare = page.getByRole('form', { name: 'Compare versions' });
+  await compare.getByLabel('From').selectOption('1');
+  await compare.getByLabel('To').selectOption('2');
+  await compare.getByRole('button', { name: 'Compare' }).click();
+  const diff = page.getByLabel('Diff');
+  await expect(diff).toContainText('-    latency: 10ms');
+  await expect(diff).toContainText('+    latency: 20ms');
+});

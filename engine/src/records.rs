@@ -17,6 +17,19 @@ pub struct WorkflowSummary {
     pub archived_at: Option<i64>,
 }
 
+/// How a workflow has been doing: what the list and the workflow page chart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WorkflowStats {
+    pub last_status: Option<RunStatus>,
+    /// Finished runs in the last 24 hours, and how many of them succeeded.
+    pub finished_24h: i64,
+    pub succeeded_24h: i64,
+    /// Nearest-rank 95th percentile of run time (start to finish) over the last 24 hours.
+    pub p95_ms_24h: Option<i64>,
+    /// Runs created on each of the last 7 UTC days, oldest first (today last).
+    pub runs_per_day: [i64; 7],
+}
+
 /// A version's identity and time, without its text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "runtime", derive(sqlx::FromRow))]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use engine::examples::EXAMPLES;
 use engine::model::Workflow;
 use engine::records::{RunStatus, StepStatus};
-use engine::store::{NewRun, Op, RunFilter, Store, StoreError};
+use engine::store::{id_floor, NewRun, Op, RunFilter, Store, StoreError};
 
 mod support {
     use super::*;
@@ -94,6 +94,7 @@ both!(
     unknown_versions_are_distinguished_from_unknown_workflows,
     state_changes_keep_every_character_of_text,
     a_refused_batch_changes_nothing_and_later_batches_apply,
+    workflow_stats_count_days_rates_and_p95,
 );
 
 fn wf(id: &str, latency: &str) -> (Workflow, String) {
@@ -330,4 +331,44 @@ async fn a_refused_batch_changes_nothing_and_later_batches_apply(store: Store) {
         store.apply(&[new_run(&fresh, serde_json::json!({ "i": i }), &["a"])]).await.expect("a later batch applies");
         assert_eq!(store.run_detail(&fresh).await.expect("read").inputs, serde_json::json!({ "i": i }));
     }
+}
+
+async fn workflow_stats_count_days_rates_and_p95(store: Store) {
+    let (w, t) = wf("one", "1ms");
+    store.create_workflow(&w, &t).await.expect("create");
+    let (w2, t2) = wf("idle", "1ms");
+    store.create_workflow(&w2, &t2).await.expect("create");
+    const DAY: i64 = 86_400_000;
+    let now = 20_000 * DAY + DAY / 2; // noon UTC
+    // A UUIDv7-shaped id created at `at`, as the engine makes them.
+    let id = |at: i64, n: usize| format!("{}{:012x}", &id_floor(at)[..24], n);
+    let mut ops = Vec::new();
+    let mut run = |run_id: String, at: i64, ms: Option<i64>, status: RunStatus| {
+        let mut create = new_run(&run_id, serde_json::json!({}), &[]);
+        if let Op::CreateRun(r) = &mut create {
+            r.created_at = at;
+            r.parent_run_id = None;
+        }
+        ops.push(create);
+        if let Some(ms) = ms {
+            ops.push(Op::StartRun { run_id: run_id.clone(), at });
+            ops.push(Op::FinishRun { run_id, status, error: None, at: at + ms });
+        }
+    };
+    // 20 finished runs today, 10..200 ms, the 5 longest failed.
+    for k in 1..=20 {
+        let status = if k > 15 { RunStatus::Failed } else { RunStatus::Succeeded };
+        run(id(now - (21 - k as i64) * 1_800_000, k), now - (21 - k as i64) * 1_800_000, Some(k as i64 * 10), status);
+    }
+    run(id(now - 3 * DAY, 100), now - 3 * DAY, Some(5), RunStatus::Succeeded);
+    run(id(now - 60_000, 101), now - 60_000, None, RunStatus::Queued);
+    store.apply(&ops).await.expect("apply");
+
+    let stats = store.workflow_stats(now).await.expect("stats");
+    let one = &stats["one"];
+    assert_eq!(one.last_status, Some(RunStatus::Queued), "the newest run, still queued");
+    assert_eq!((one.finished_24h, one.succeeded_24h), (20, 15));
+    assert_eq!(one.p95_ms_24h, Some(190), "the 19th of 20 sorted run times");
+    assert_eq!(one.runs_per_day, [0, 0, 0, 1, 0, 0, 21]);
+    assert!(!stats.contains_key("idle"), "a workflow without runs has no stats");
 }

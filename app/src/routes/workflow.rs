@@ -1,13 +1,13 @@
-//! `/workflows/:id`: one workflow — its latest definition, its version history, and a Run
-//! button (the full page with runs and charts comes with the UI issue).
+//! `/workflows/:id`: one workflow — its charts (run time of recent runs, runs per day), its
+//! recent runs, its latest definition, and its versions with a diff between any two.
 
-use engine::records::{VersionInfo, WorkflowSummary};
+use engine::records::{RunSummary, VersionInfo, WorkflowStats, WorkflowSummary};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 use serde::{Deserialize, Serialize};
 
-use crate::components::{format_ms, ErrorNote};
+use crate::components::{format_duration, format_ms, ErrorNote, Sparkline, StatusBadge};
 use crate::error::AppError;
 
 /// What the page shows about one workflow.
@@ -17,6 +17,22 @@ pub struct WorkflowPageData {
     pub versions: Vec<VersionInfo>,
     /// The latest version's text, exactly as saved.
     pub source: String,
+    /// Newest first.
+    pub runs: Vec<RunSummary>,
+    pub stats: WorkflowStats,
+}
+
+/// Runs shown on the page and charted.
+#[cfg(feature = "ssr")]
+const RECENT_RUNS: i64 = 30;
+
+/// A unified diff of two versions' texts.
+#[server(endpoint = "diff_versions")]
+pub async fn diff_versions(id: String, from: i64, to: i64) -> Result<String, AppError> {
+    let store = expect_context::<engine::store::Store>();
+    let old = store.version(&id, Some(from)).await?;
+    let new = store.version(&id, Some(to)).await?;
+    Ok(engine::model::diff_text(&old.source, &new.source, &format!("{id} v{from}"), &format!("{id} v{to}")))
 }
 
 #[server(endpoint = "get_workflow")]
@@ -25,10 +41,19 @@ pub async fn get_workflow(id: String) -> Result<WorkflowPageData, AppError> {
     let summary = store.workflow(&id).await?;
     let versions = store.list_versions(&id).await?;
     let source = store.version(&id, None).await?.source;
+    let filter = engine::store::RunFilter {
+        workflow_id: Some(id.clone()),
+        limit: RECENT_RUNS,
+        ..Default::default()
+    };
+    let runs = store.list_runs(&filter).await?;
+    let stats = store.workflow_stats(engine::store::now_ms()).await?.remove(&id).unwrap_or_default();
     Ok(WorkflowPageData {
         summary,
         versions,
         source,
+        runs,
+        stats,
     })
 }
 
@@ -63,7 +88,12 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
         summary,
         versions,
         source,
+        runs,
+        stats,
     } = data;
+    let charts = view! { <Charts runs=runs.clone() stats=stats/> }.into_any();
+    let recent = view! { <RecentRuns runs=runs workflow_id=summary.id.clone()/> }.into_any();
+    let diff = view! { <VersionDiff workflow_id=summary.id.clone() versions=versions.iter().map(|v| v.version).collect()/> }.into_any();
     let run = ServerAction::<super::workflows::TriggerRun>::new();
     let workflow_id = summary.id.clone();
     view! {
@@ -96,6 +126,8 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                     Some(Err(e)) => Some(view! { <ErrorNote error=e/> }.into_any()),
                 }}
             </p>
+            {charts}
+            {recent}
             <div class="columns">
                 <section aria-labelledby="definition">
                     <h2 id="definition">"Definition"</h2>
@@ -115,8 +147,135 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                             }).collect_view()}
                         </tbody>
                     </table>
+                    {diff}
                 </section>
             </div>
         </section>
+    }
+}
+
+/// Run time of the recent runs (one bar each, coloured by outcome, linking to the run) and
+/// runs per day.
+#[component]
+fn Charts(runs: Vec<RunSummary>, stats: WorkflowStats) -> impl IntoView {
+    let mut timed: Vec<(RunSummary, i64)> = runs
+        .into_iter()
+        .filter_map(|r| Some((r.clone(), r.finished_at? - r.started_at?)))
+        .collect();
+    timed.reverse(); // oldest on the left
+    let max = timed.iter().map(|(_, d)| *d).max().unwrap_or(1).max(1) as f64;
+    let (bw, gap, h) = (14.0, 4.0, 96.0);
+    let width = (timed.len() as f64 * (bw + gap)).max(bw);
+    let bars = timed
+        .iter()
+        .enumerate()
+        .map(|(i, (r, d))| {
+            let bh = (*d as f64 / max * h).max(2.0);
+            let tip = format!("{} · {} · {}", r.status.as_str(), format_duration(*d), format_ms(r.created_at));
+            let label = tip.clone();
+            view! {
+                <a href=format!("/runs/{}", r.id) aria-label=label>
+                    <rect x=i as f64 * (bw + gap) y=h - bh width=bw height=bh data-status=r.status.as_str()>
+                        <title>{tip}</title>
+                    </rect>
+                </a>
+            }
+        })
+        .collect_view();
+    let rate = (stats.finished_24h > 0)
+        .then(|| format!("{:.0} %", stats.succeeded_24h as f64 / stats.finished_24h as f64 * 100.0))
+        .unwrap_or_else(|| "–".into());
+    view! {
+        <section class="panel charts" aria-labelledby="charts-h">
+            <h2 id="charts-h">"Health"</h2>
+            <dl class="facts">
+                <div><dt>"Success, 24 h"</dt><dd>{rate}</dd></div>
+                <div><dt>"p95 run time, 24 h"</dt><dd>{stats.p95_ms_24h.map(format_duration).unwrap_or_else(|| "–".into())}</dd></div>
+                <div><dt>"Runs per day, 7 days"</dt><dd><Sparkline values=stats.runs_per_day.to_vec() label=format!("Runs per day: {:?}", stats.runs_per_day)/></dd></div>
+                <div><dt>"Slowest recent run"</dt><dd>{(!timed.is_empty()).then(|| format_duration(max as i64)).unwrap_or_else(|| "–".into())}</dd></div>
+            </dl>
+            {if timed.is_empty() {
+                view! { <p class="muted">"No finished runs yet."</p> }.into_any()
+            } else {
+                view! {
+                    <figure class="duration-chart">
+                        <svg width=width height=h viewBox=format!("0 0 {width} {h}") role="img"
+                             aria-label=format!("Run time of the last {} finished runs", timed.len())>{bars}</svg>
+                        <figcaption class="muted">{format!("Run time of the last {} finished runs, oldest left; click a bar to open its run", timed.len())}</figcaption>
+                    </figure>
+                }.into_any()
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn RecentRuns(runs: Vec<RunSummary>, workflow_id: String) -> impl IntoView {
+    let rows = runs
+        .into_iter()
+        .take(10)
+        .map(|r| {
+            let ran = r.started_at.zip(r.finished_at).map(|(s, f)| format_duration(f - s));
+            view! {
+                <tr data-run=r.id.clone()>
+                    <td><a href=format!("/runs/{}", r.id)><StatusBadge status=r.status.as_str()/></a></td>
+                    <td><time datetime=r.created_at.to_string()>{format_ms(r.created_at)}</time></td>
+                    <td>{r.trigger.clone()}</td>
+                    <td class="num">{ran.unwrap_or_else(|| "–".into())}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section aria-labelledby="runs-h" class="recent-runs">
+            <h2 id="runs-h">"Recent runs"</h2>
+            <table class="table">
+                <caption class="visually-hidden">"Recent runs"</caption>
+                <thead><tr><th scope="col">"Status"</th><th scope="col">"Created"</th><th scope="col">"Trigger"</th><th scope="col" class="num">"Run time"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+            <p><a href=format!("/runs?workflow={workflow_id}")>"All runs of this workflow →"</a></p>
+        </section>
+    }
+}
+
+/// Pick two versions, see what changed between them.
+#[component]
+fn VersionDiff(workflow_id: String, versions: Vec<i64>) -> impl IntoView {
+    let latest = versions.iter().copied().max().unwrap_or(1);
+    let from = RwSignal::new((latest - 1).max(1));
+    let to = RwSignal::new(latest);
+    let diff = Action::new(move |(id, a, b): &(String, i64, i64)| diff_versions(id.clone(), *a, *b));
+    let id = StoredValue::new(workflow_id);
+    let options = move |selected: RwSignal<i64>| {
+        versions
+            .iter()
+            .map(|&v| view! { <option value=v.to_string() selected=move || selected.get() == v>{format!("v{v}")}</option> })
+            .collect_view()
+    };
+    let from_options = options(from);
+    let to_options = options(to);
+    view! {
+        <form class="diff-form" aria-label="Compare versions" on:submit=move |ev| {
+            ev.prevent_default();
+            diff.dispatch((id.get_value(), from.get_untracked(), to.get_untracked()));
+        }>
+            <label>"From"<select on:change=move |ev| from.set(event_target_value(&ev).parse().unwrap_or(1))>{from_options}</select></label>
+            <label>"To"<select on:change=move |ev| to.set(event_target_value(&ev).parse().unwrap_or(1))>{to_options}</select></label>
+            <button class="button secondary" type="submit">"Compare"</button>
+        </form>
+        {move || diff.value().get().map(|r| match r {
+            Ok(text) if text.trim().is_empty() => view! { <p class="muted">"No differences."</p> }.into_any(),
+            Ok(text) => view! {
+                <pre class="code diff" aria-label="Diff">
+                    {text.lines().map(|l| {
+                        let class = if l.starts_with("+++") || l.starts_with("---") { "meta" }
+                            else if l.starts_with('+') { "add" } else if l.starts_with('-') { "del" } else if l.starts_with("@@") { "meta" } else { "" };
+                        view! { <span class=class>{l.to_string()}"\n"</span> }
+                    }).collect_view()}
+                </pre>
+            }.into_any(),
+            Err(e) => view! { <ErrorNote error=e/> }.into_any(),
+        })}
     }
 }

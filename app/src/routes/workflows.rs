@@ -1,17 +1,34 @@
 //! `/workflows`: every workflow with its tags and latest version, searchable by name or tag.
 
-use engine::records::WorkflowSummary;
+use engine::records::{WorkflowStats, WorkflowSummary};
+use serde::{Deserialize, Serialize};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::components::ErrorNote;
+use crate::components::{format_duration, ErrorNote, Sparkline, StatusBadge};
 use crate::error::AppError;
 
-/// The workflows that are not archived, by id.
+/// A workflow with how it has been doing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowRow {
+    pub summary: WorkflowSummary,
+    pub stats: WorkflowStats,
+}
+
+/// The workflows that are not archived, by id, with their run stats.
 #[server(endpoint = "list_workflows")]
-pub async fn list_workflows() -> Result<Vec<WorkflowSummary>, AppError> {
+pub async fn list_workflows() -> Result<Vec<WorkflowRow>, AppError> {
     let store = expect_context::<engine::store::Store>();
-    Ok(store.list_workflows(false).await?)
+    let mut stats = store.workflow_stats(engine::store::now_ms()).await?;
+    Ok(store
+        .list_workflows(false)
+        .await?
+        .into_iter()
+        .map(|summary| WorkflowRow {
+            stats: stats.remove(&summary.id).unwrap_or_default(),
+            summary,
+        })
+        .collect())
 }
 
 /// Starts a run ("manual" trigger) with inputs given as a JSON object text; missing inputs
@@ -101,13 +118,13 @@ pub fn WorkflowsPage() -> impl IntoView {
 }
 
 #[component]
-fn WorkflowTable(list: Vec<WorkflowSummary>, query: ReadSignal<String>) -> impl IntoView {
+fn WorkflowTable(list: Vec<WorkflowRow>, query: ReadSignal<String>) -> impl IntoView {
     let total = list.len();
     let list = StoredValue::new(list);
     let visible = move || {
         list.with_value(|l| {
             l.iter()
-                .filter(|w| matches(w, &query.get()))
+                .filter(|w| matches(&w.summary, &query.get()))
                 .cloned()
                 .collect::<Vec<_>>()
         })
@@ -119,24 +136,41 @@ fn WorkflowTable(list: Vec<WorkflowSummary>, query: ReadSignal<String>) -> impl 
                 <tr>
                     <th scope="col">"Name"</th>
                     <th scope="col">"Tags"</th>
-                    <th scope="col" class="num">"Version"</th>
+                    <th scope="col">"Last run"</th>
+                    <th scope="col" class="num">"Success 24 h"</th>
+                    <th scope="col" class="num">"p95 24 h"</th>
+                    <th scope="col">"Runs, 7 days"</th>
+                    <th scope="col"><span class="visually-hidden">"Actions"</span></th>
                 </tr>
             </thead>
             <tbody>
-                <For each=visible key=|w| (w.id.clone(), w.latest_version) let:w>
-                    <tr data-workflow=w.id.clone()>
-                        <td>
-                            <a class="wf-name" href=format!("/workflows/{}", w.id)>{w.name.clone()}</a>
-                            <div class="wf-id mono">{w.id.clone()}</div>
-                            {w.description.clone().map(|d| view! { <div class="muted wf-desc">{d}</div> })}
-                        </td>
-                        <td>
-                            <ul class="tags">
-                                {w.tags.iter().map(|t| view! { <li class="tag">{t.clone()}</li> }).collect_view()}
-                            </ul>
-                        </td>
-                        <td class="num mono">{format!("v{}", w.latest_version)}</td>
-                    </tr>
+                <For each=visible key=|w| (w.summary.id.clone(), w.summary.latest_version, w.stats.clone()) let:row>
+                    {
+                        let WorkflowRow { summary: w, stats } = row;
+                        let rate = (stats.finished_24h > 0).then(|| stats.succeeded_24h as f64 / stats.finished_24h as f64 * 100.0);
+                        view! {
+                            <tr data-workflow=w.id.clone()>
+                                <td>
+                                    <a class="wf-name" href=format!("/workflows/{}", w.id)>{w.name.clone()}</a>
+                                    <div class="wf-id mono">{format!("{} · v{}", w.id, w.latest_version)}</div>
+                                    {w.description.clone().map(|d| view! { <div class="muted wf-desc">{d}</div> })}
+                                </td>
+                                <td>
+                                    <ul class="tags">
+                                        {w.tags.iter().map(|t| view! { <li class="tag">{t.clone()}</li> }).collect_view()}
+                                    </ul>
+                                </td>
+                                <td>{match stats.last_status {
+                                    Some(s) => view! { <a href=format!("/runs?workflow={}", w.id)><StatusBadge status=s.as_str()/></a> }.into_any(),
+                                    None => view! { <span class="muted">"never run"</span> }.into_any(),
+                                }}</td>
+                                <td class="num">{rate.map(|r| format!("{r:.0} %")).unwrap_or_else(|| "–".into())}</td>
+                                <td class="num">{stats.p95_ms_24h.map(format_duration).unwrap_or_else(|| "–".into())}</td>
+                                <td><Sparkline values=stats.runs_per_day.to_vec() label=format!("Runs per day over 7 days: {:?}", stats.runs_per_day)/></td>
+                                <td><RunButton workflow_id=w.id.clone()/></td>
+                            </tr>
+                        }
+                    }
                 </For>
             </tbody>
         </table>
@@ -146,5 +180,29 @@ fn WorkflowTable(list: Vec<WorkflowSummary>, query: ReadSignal<String>) -> impl 
                 if shown == total { format!("{total} workflows") } else { format!("{shown} of {total} workflows") }
             }}
         </p>
+    }
+}
+
+/// Starts a run with the defaults and opens it.
+#[component]
+fn RunButton(workflow_id: String) -> impl IntoView {
+    let run = ServerAction::<TriggerRun>::new();
+    let navigate = leptos_router::hooks::use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(id)) = run.value().get() {
+            navigate(&format!("/runs/{id}"), Default::default());
+        }
+    });
+    let label = format!("Run {workflow_id}");
+    view! {
+        <ActionForm action=run>
+            <input type="hidden" name="workflow_id" value=workflow_id/>
+            <input type="hidden" name="inputs_json" value=""/>
+            <button class="button secondary small" type="submit" aria-label=label>"Run"</button>
+        </ActionForm>
+        {move || match run.value().get() {
+            Some(Err(e)) => Some(view! { <ErrorNote error=e/> }),
+            _ => None,
+        }}
     }
 }

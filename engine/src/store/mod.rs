@@ -10,6 +10,7 @@
 
 mod runs;
 mod script;
+mod stats;
 mod workflows;
 
 use std::path::Path;
@@ -26,6 +27,7 @@ use sqlx::sqlite::{
 use crate::model::Problem;
 
 pub use runs::{NewRun, Op, Resumable, RunFilter};
+pub use stats::id_floor;
 pub use workflows::VersionRecord;
 
 /// What can go wrong in the store; `server` maps each to an HTTP status.
