@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod bench_ui;
 pub mod config;
 pub mod error;
 pub mod health;

@@ -43,6 +43,9 @@ enum Command {
         /// Only these shapes (comma-separated).
         #[arg(long, value_delimiter = ',')]
         shapes: Vec<String>,
+        /// Measure server rendering of the UI pages instead (1,000 workflows, 100,000 runs).
+        #[arg(long)]
+        ui: bool,
     },
 }
 
@@ -110,6 +113,10 @@ async fn bench(command: Command) -> anyhow::Result<()> {
             let figures = flowscope::bench::run_shape(&shape, &database).await?;
             println!("{}", serde_json::to_string(&figures)?);
             Ok(())
+        }
+        Command::Bench { ui: true, .. } => {
+            let options = leptos::prelude::get_configuration(None)?.leptos_options;
+            flowscope::bench_ui::run(options).await
         }
         Command::Bench {
             postgres, shapes, ..

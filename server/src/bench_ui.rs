@@ -1,0 +1,146 @@
+//! `flowscope bench --ui`: server rendering time of the pages issue 4 sets targets for, on a
+//! SQLite database filled like a busy hub — 1,000 workflows, 100,000 runs over 30 days — and
+//! a run page with a 200-step DAG. Requests go over real HTTP to the real router; the time
+//! is until the last byte of the streamed page has arrived.
+
+use std::time::{Duration, Instant};
+
+use engine::executor::{Engine, EngineConfig, TriggerRequest};
+use engine::model::Workflow;
+use engine::records::RunStatus;
+use engine::store::{id_floor, NewRun, Op, Store};
+
+const WORKFLOWS: usize = 1_000;
+const RUNS: usize = 100_000;
+const DAY_MS: i64 = 86_400_000;
+/// Requests per page after the warm-up.
+const SAMPLES: usize = 40;
+
+fn doc(id: &str) -> String {
+    format!(
+        "id: {id}\nname: Workflow {id}\ntags: [bench]\nsteps:\n- id: a\n  agent: simulate\n- id: b\n  agent: simulate\n  needs: [a]\n"
+    )
+}
+
+/// A 200-step DAG: 20 layers of 10, each step needing one step of the layer before.
+fn wide_doc() -> String {
+    let mut s = String::from("id: dag-200\nname: 200-step DAG\nsteps:\n");
+    for layer in 0..20 {
+        for i in 0..10 {
+            s.push_str(&format!("- id: s{layer}_{i}\n  agent: simulate\n"));
+            if layer > 0 {
+                s.push_str(&format!("  needs: [s{}_{}]\n", layer - 1, (i + layer) % 10));
+            }
+        }
+    }
+    s
+}
+
+async fn fill(store: &Store, now: i64) -> anyhow::Result<()> {
+    for i in 0..WORKFLOWS {
+        let text = doc(&format!("wf-{i:04}"));
+        let w = Workflow::parse(&text).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+        store.create_workflow(&w, &text).await?;
+    }
+    let span = 30 * DAY_MS;
+    let mut ops = Vec::with_capacity(3_000);
+    for n in 0..RUNS {
+        // Oldest first, evenly over 30 days, round-robin over the workflows.
+        let at = now - span + (n as i64 * span / RUNS as i64);
+        let run_id = format!("{}{:012x}", &id_floor(at)[..24], n);
+        ops.push(Op::CreateRun(Box::new(NewRun {
+            id: run_id.clone(),
+            workflow_id: format!("wf-{:04}", n % WORKFLOWS),
+            workflow_version: 1,
+            trigger: "api".into(),
+            inputs: serde_json::json!({}),
+            parent_run_id: None,
+            traceparent: None,
+            created_at: at,
+            step_ids: vec!["a".into(), "b".into()],
+            reused: vec![],
+        })));
+        ops.push(Op::StartRun { run_id: run_id.clone(), at });
+        let status = if n % 10 == 0 { RunStatus::Failed } else { RunStatus::Succeeded };
+        ops.push(Op::FinishRun { run_id, status, error: None, at: at + 20 + (n % 50) as i64 });
+        if ops.len() >= 3_000 {
+            store.apply(&ops).await?;
+            ops.clear();
+        }
+    }
+    store.apply(&ops).await?;
+    Ok(())
+}
+
+async fn measure(client: &reqwest::Client, url: &str) -> anyhow::Result<(f64, f64, usize)> {
+    let mut times = Vec::with_capacity(SAMPLES);
+    let mut bytes = 0;
+    for i in 0..SAMPLES + 3 {
+        let start = Instant::now();
+        let r = client.get(url).send().await?;
+        anyhow::ensure!(r.status().is_success(), "{url} answered {}", r.status());
+        let body = r.bytes().await?;
+        let t = start.elapsed();
+        if i >= 3 {
+            times.push(t.as_secs_f64() * 1000.0);
+            bytes = body.len();
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let p = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
+    Ok((p(0.5), p(0.99), bytes))
+}
+
+pub async fn run(leptos_options: leptos::prelude::LeptosOptions) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("flowscope-bench-ui-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let store = Store::connect(&format!("sqlite://{}/ui.db", dir.display())).await?;
+    store.migrate().await?;
+    let now = engine::store::now_ms();
+    let filled = Instant::now();
+    fill(&store, now).await?;
+    eprintln!("filled {WORKFLOWS} workflows and {RUNS} runs in {:.1} s", filled.elapsed().as_secs_f64());
+
+    let engine = Engine::start(store.clone(), EngineConfig::default()).await?;
+    let wide = wide_doc();
+    let w = Workflow::parse(&wide).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    store.create_workflow(&w, &wide).await?;
+    let run = engine
+        .trigger(TriggerRequest { workflow_id: "dag-200".into(), trigger: "api".into(), ..Default::default() })
+        .await?;
+    engine.wait(&run.id).await?;
+
+    let router = crate::startup::router(store.clone(), engine.clone(), leptos_options);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+
+    let mut stats_ms = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        store.workflow_stats(engine::store::now_ms()).await?;
+        stats_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    stats_ms.sort_by(f64::total_cmp);
+    println!("## Server rendering (SQLite, {WORKFLOWS} workflows, {RUNS} runs)");
+    println!("workflow stats queries alone: p50 {:.2} ms", stats_ms[5]);
+    println!("| page | p50 ms | p99 ms | HTML KB |");
+    println!("|---|---|---|---|");
+    for (label, path) in [
+        ("/workflows (1,000 workflows, with stats)", "/workflows".to_string()),
+        ("/runs (newest 50 of 100,000)", "/runs".to_string()),
+        ("/runs?status=failed", "/runs?status=failed".to_string()),
+        ("/runs/:id (200-step DAG)", format!("/runs/{}", run.id)),
+    ] {
+        let (p50, p99, bytes) = measure(&client, &format!("{base}{path}")).await?;
+        println!("| {label} | {p50:.2} | {p99:.2} | {:.0} |", bytes as f64 / 1024.0);
+    }
+    store.close().await;
+    if std::env::var_os("FLOWSCOPE_BENCH_KEEP").is_some() {
+        eprintln!("kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
