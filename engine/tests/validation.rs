@@ -369,3 +369,22 @@ fn a_required_setting_left_blank_is_reported_at_its_path() {
     let p = problems("id: w\nsteps:\n- id: a\n  agent: http\n  with:\n    url: '  '\n");
     assert_problem(&p, "steps[0].with.url", "must not be empty");
 }
+
+#[test]
+fn the_browser_side_cron_check_catches_shape_errors_on_its_own() {
+    use engine::model::cron_shape;
+    for ok in ["0 2 * * *", "*/15 * * * *", "0 9-17 * * MON-FRI", "0 0 1 JAN,JUL *", "30 0 2 * * *", "@daily", "0 0 L * *"] {
+        assert_eq!(cron_shape(ok), Ok(()), "{ok}");
+    }
+    for (bad, why) in [
+        ("0 25 * * *", "hour: 25 is outside 0-23"),
+        ("* * *", "3 fields"),
+        ("0 2 * * FUNDAY", "day of week: \"FUNDAY\" is not a number"),
+        ("*/0 * * * *", "step \"0\""),
+        ("0 5-2 * * *", "runs backwards"),
+        ("@sometimes", "unknown alias"),
+    ] {
+        let e = cron_shape(bad).expect_err(bad);
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+}

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 pub use def::*;
 pub use parse::{parse_def, to_json, to_yaml, Format, MAX_DOCUMENT_BYTES};
+pub use validate::cron_shape;
 
 /// One thing wrong with a document: where (`steps[2].needs[0]`) and what, in plain English.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]

@@ -125,17 +125,94 @@ fn check_header(def: &WorkflowDef, problems: &mut Vec<Problem>) {
     }
 }
 
-/// Checks a 5-field (or 6-field, with seconds) cron expression.
+/// Checks a 5-field (or 6-field, with seconds) cron expression: field by field here, and then
+/// with croner, the parser the scheduler uses, where the `runtime` feature brings it. The
+/// browser bundle does without croner (it would pull in `regex` and `chrono`, most of the
+/// bundle's size), so the builder checks the shape and the server checks the rest on save.
 pub(super) fn check_cron(expr: &str) -> Result<(), String> {
+    let fail = |why: String| {
+        format!("\"{expr}\" is not a cron expression ({why}); e.g. \"0 2 * * *\" is 02:00 every day")
+    };
+    cron_shape(expr).map_err(fail)?;
+    #[cfg(feature = "runtime")]
     croner::Cron::new(expr)
         .with_seconds_optional()
         .parse()
-        .map(|_| ())
-        .map_err(|e| {
-            format!(
-                "\"{expr}\" is not a cron expression ({e}); e.g. \"0 2 * * *\" is 02:00 every day"
-            )
-        })
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}
+
+const MONTHS: &[&str] = &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const DAYS: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+/// Field count, and each field's numbers, names, ranges, steps and lists within bounds.
+pub fn cron_shape(expr: &str) -> Result<(), String> {
+    let expr = expr.trim();
+    if let Some(alias) = expr.strip_prefix('@') {
+        return match alias.to_ascii_lowercase().as_str() {
+            "yearly" | "annually" | "monthly" | "weekly" | "daily" | "hourly" => Ok(()),
+            _ => Err(format!("unknown alias @{alias}")),
+        };
+    }
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    // (name, min, max, names) per field; a sixth leading field is seconds.
+    let mut specs: Vec<(&str, u32, u32, &[&str])> = vec![
+        ("minute", 0, 59, &[]),
+        ("hour", 0, 23, &[]),
+        ("day of month", 1, 31, &[]),
+        ("month", 1, 12, MONTHS),
+        ("day of week", 0, 7, DAYS),
+    ];
+    match fields.len() {
+        5 => {}
+        6 => specs.insert(0, ("second", 0, 59, &[])),
+        n => return Err(format!("{n} fields; expected 5 (or 6 with seconds)")),
+    }
+    for (field, (name, min, max, names)) in fields.iter().zip(specs) {
+        let value = |v: &str| -> Result<u32, String> {
+            if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(v)) {
+                // Months count from 1, days of the week from 0.
+                return Ok(i as u32 + u32::from(min == 1));
+            }
+            let n: u32 = v.parse().map_err(|_| format!("{name}: \"{v}\" is not a number"))?;
+            if n < min || n > max {
+                return Err(format!("{name}: {n} is outside {min}-{max}"));
+            }
+            Ok(n)
+        };
+        for item in field.split(',') {
+            let (range, step) = match item.split_once('/') {
+                Some((r, s)) => (r, Some(s)),
+                None => (item, None),
+            };
+            if let Some(s) = step {
+                match s.parse::<u32>() {
+                    Ok(n) if n > 0 => {}
+                    _ => return Err(format!("{name}: step \"{s}\" is not a positive number")),
+                }
+            }
+            // Day-of-month and day-of-week extras (L, W, #, ?) are left to croner.
+            let extra = |c: char| matches!(c, 'L' | 'W' | '#' | '?');
+            if (name == "day of month" || name == "day of week") && range.chars().any(extra) {
+                continue;
+            }
+            if range == "*" {
+                continue;
+            }
+            match range.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (value(a)?, value(b)?);
+                    if a > b {
+                        return Err(format!("{name}: range {a}-{b} runs backwards"));
+                    }
+                }
+                None => {
+                    value(range)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_duration(path: &str, text: &str, problems: &mut Vec<Problem>) {
