@@ -104,6 +104,9 @@ test('a one-step workflow is created with the keyboard alone', async ({ page, re
   await tabTo(page, page.getByRole('button', { name: 'Save' }));
   await page.keyboard.press('Enter');
   await expect(page.getByRole('status')).toContainText(`Saved e2e-keys-${tag} v1`);
+  // Saving again from the same page makes version 2, not a conflict.
+  await page.getByRole('button', { name: 'Save' }).click();
+  await expect(page.getByRole('status')).toContainText(`Saved e2e-keys-${tag} v2`);
   const saved = await request.get(`/api/v1/workflows/e2e-keys-${tag}/export`);
   expect(saved.status()).toBe(200);
   expect(await saved.text()).toContain('latency: 5ms');

@@ -462,11 +462,15 @@ async fn the_list_server_function_answers_over_http() {
         .expect("call");
     assert_eq!(r.status(), StatusCode::OK);
     let list: Value = r.json().await.expect("json");
-    assert!(list
+    let hello = list
         .as_array()
         .expect("list")
         .iter()
-        .any(|w| w["id"] == json!("hello")));
+        .find(|w| w["summary"]["id"] == json!("hello"))
+        .expect("hello is listed");
+    // Never run yet: no last status, an empty week.
+    assert_eq!(hello["stats"]["last_status"], Value::Null);
+    assert_eq!(hello["stats"]["runs_per_day"], json!([0, 0, 0, 0, 0, 0, 0]));
 }
 
 #[tokio::test]

@@ -251,6 +251,12 @@ fn Builder(original: String, source: String) -> impl IntoView {
     let save = ServerAction::<SaveWorkflow>::new();
     let original = StoredValue::new(original);
     let saved = move || save.value().get().and_then(|r| r.ok());
+    // Once a new workflow is saved, later saves are new versions of it, not a second create.
+    Effect::new(move |_| {
+        if let Some(s) = saved() {
+            original.set_value(s.id);
+        }
+    });
     let heading = if is_new { "New workflow".to_string() } else { format!("Edit {}", original.get_value()) };
     view! {
         <section class="page builder">
