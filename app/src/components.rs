@@ -65,6 +65,69 @@ pub fn StatusBadge(status: &'static str) -> impl IntoView {
     }
 }
 
+/// A page whose data failed to load: the message, and a 404 status during server rendering
+/// when the thing asked for does not exist (the route must render async for the status to count).
+#[component]
+pub fn LoadError(error: AppError) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if matches!(error, AppError::NotFound(_)) {
+        if let Some(r) = use_context::<leptos_axum::ResponseOptions>() {
+            r.set_status(http::StatusCode::NOT_FOUND);
+        }
+    }
+    view! { <section class="page"><ErrorNote error/></section> }
+}
+
+/// Follows a Server-Sent Events stream while `url` gives one, and calls `refetch` after each
+/// change, coalesced to one call per `delay`. `open` counts as a change, so whatever happened
+/// between rendering and connecting is picked up. Browser only; nothing on the server.
+#[allow(unused_variables)]
+pub fn follow_events(
+    url: impl Fn() -> Option<String> + 'static,
+    delay: std::time::Duration,
+    refetch: impl Fn() + Clone + 'static,
+) {
+    #[cfg(feature = "hydrate")]
+    {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        use wasm_bindgen::closure::Closure;
+        use wasm_bindgen::JsCast;
+
+        // Local storage: an EventSource lives on the browser's one thread.
+        let source = StoredValue::new_local(None::<web_sys::EventSource>);
+        let close = move || source.update_value(|s| s.take().iter().for_each(|es| es.close()));
+        let scheduled = Rc::new(Cell::new(false));
+        Effect::new(move |_| {
+            close();
+            let Some(es) = url().and_then(|u| web_sys::EventSource::new(&u).ok()) else {
+                return;
+            };
+            let (scheduled, refetch) = (scheduled.clone(), refetch.clone());
+            let on_change = Closure::<dyn Fn()>::new(move || {
+                if scheduled.replace(true) {
+                    return;
+                }
+                let (scheduled, refetch) = (scheduled.clone(), refetch.clone());
+                set_timeout(
+                    move || {
+                        scheduled.set(false);
+                        refetch();
+                    },
+                    delay,
+                );
+            });
+            for name in ["open", "change", "resync"] {
+                let _ =
+                    es.add_event_listener_with_callback(name, on_change.as_ref().unchecked_ref());
+            }
+            on_change.forget();
+            source.set_value(Some(es));
+        });
+        on_cleanup(close);
+    }
+}
+
 /// A tiny bar chart (runs per day): one bar per value, scaled to the largest.
 #[component]
 pub fn Sparkline(values: Vec<i64>, label: String) -> impl IntoView {
@@ -95,7 +158,6 @@ pub fn format_duration(ms: i64) -> String {
         _ => format!("{} h {:02} m", ms / 3_600_000, ms % 3_600_000 / 60_000),
     }
 }
-
 
 /// `2026-11-29 21:15 UTC` from unix milliseconds, without a date library in the wasm bundle.
 pub fn format_ms(ms: i64) -> String {

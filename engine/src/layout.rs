@@ -230,7 +230,10 @@ mod tests {
     fn assert_no_overlap(l: &Layout) {
         for i in 0..l.nodes.len() {
             for j in i + 1..l.nodes.len() {
-                assert!(!overlaps(l.nodes[i], l.nodes[j]), "steps {i} and {j} overlap: {l:?}");
+                assert!(
+                    !overlaps(l.nodes[i], l.nodes[j]),
+                    "steps {i} and {j} overlap: {l:?}"
+                );
             }
         }
     }
@@ -248,7 +251,10 @@ mod tests {
                     for t in 0..=20 {
                         let t = t as f64 / 20.0;
                         let (x, y) = (x0 + (x1 - x0) * t, y0 + (y1 - y0) * t);
-                        let inside = x > nx + 0.5 && x < nx + NODE_W - 0.5 && y > ny + 0.5 && y < ny + NODE_H - 0.5;
+                        let inside = x > nx + 0.5
+                            && x < nx + NODE_W - 0.5
+                            && y > ny + 0.5
+                            && y < ny + NODE_H - 0.5;
                         assert!(!inside, "edge {}→{} crosses step {k}", e.from, e.to);
                     }
                 }
@@ -271,7 +277,11 @@ mod tests {
         assert_no_overlap(&l);
         assert_edges_avoid_nodes(&l);
         let direct = l.edges.iter().find(|e| e.from == 0 && e.to == 3).unwrap();
-        assert_eq!(direct.points.len(), 2 + 2 * 2, "two dummy slots, entered and left");
+        assert_eq!(
+            direct.points.len(),
+            2 + 2 * 2,
+            "two dummy slots, entered and left"
+        );
     }
 
     #[test]
@@ -285,7 +295,10 @@ mod tests {
         assert_edges_avoid_nodes(&l);
         for (to, needs) in deps.iter().enumerate() {
             for &from in needs {
-                assert!(l.nodes[from].0 < l.nodes[to].0, "{from} must be left of {to}");
+                assert!(
+                    l.nodes[from].0 < l.nodes[to].0,
+                    "{from} must be left of {to}"
+                );
             }
         }
         assert!(l.width > 0.0 && l.height >= 30.0 * NODE_H);

@@ -16,9 +16,9 @@
 pub mod agents;
 pub mod catalog;
 pub mod examples;
-pub mod layout;
 #[cfg(feature = "runtime")]
 pub mod executor;
+pub mod layout;
 pub mod model;
 pub mod records;
 #[cfg(feature = "runtime")]

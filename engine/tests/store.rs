@@ -279,26 +279,50 @@ async fn state_changes_keep_every_character_of_text(store: Store) {
     let inputs = serde_json::json!({ "text": NASTY, NASTY: [1, 2.5, null] });
     let ops = vec![
         new_run("r1", inputs.clone(), &["a", "b"]),
-        Op::StartRun { run_id: "r1".into(), at: 1_001 },
+        Op::StartRun {
+            run_id: "r1".into(),
+            at: 1_001,
+        },
         Op::AttemptStarted {
-            run_id: "r1".into(), step_id: "a".into(), attempt: 1, ready_at: 1_001, at: 1_002,
-            input: serde_json::json!({ "with": NASTY }), resumed: false,
+            run_id: "r1".into(),
+            step_id: "a".into(),
+            attempt: 1,
+            ready_at: 1_001,
+            at: 1_002,
+            input: serde_json::json!({ "with": NASTY }),
+            resumed: false,
         },
         Op::AttemptFinished {
-            run_id: "r1".into(), step_id: "a".into(), attempt: 1, status: StepStatus::Failed,
+            run_id: "r1".into(),
+            step_id: "a".into(),
+            attempt: 1,
+            status: StepStatus::Failed,
             output: Some(serde_json::json!({ "out": NASTY })),
             error: Some((NASTY.into(), NASTY.into())),
             logs: vec![NASTY.into(), String::new()],
             at: 1_003,
         },
-        Op::StepsEnded { run_id: "r1".into(), step_ids: vec!["b".into()], status: StepStatus::Skipped, at: 1_003 },
-        Op::FinishRun { run_id: "r1".into(), status: RunStatus::Failed, error: Some(NASTY.into()), at: 1_004 },
+        Op::StepsEnded {
+            run_id: "r1".into(),
+            step_ids: vec!["b".into()],
+            status: StepStatus::Skipped,
+            at: 1_003,
+        },
+        Op::FinishRun {
+            run_id: "r1".into(),
+            status: RunStatus::Failed,
+            error: Some(NASTY.into()),
+            at: 1_004,
+        },
     ];
     store.apply(&ops).await.expect("apply");
     let run = store.run_detail("r1").await.expect("read");
     // Plain text columns cannot hold NUL in PostgreSQL: both stores write U+FFFD instead.
     let stored = NASTY.replace('\0', "\u{FFFD}");
-    assert_eq!(run.inputs, inputs, "JSON escapes NUL, so inputs come back exactly");
+    assert_eq!(
+        run.inputs, inputs,
+        "JSON escapes NUL, so inputs come back exactly"
+    );
     assert_eq!(run.run.parent_run_id.as_deref(), Some(stored.as_str()));
     assert_eq!(run.run.error.as_deref(), Some(stored.as_str()));
     assert_eq!(run.run.status, RunStatus::Failed);
@@ -308,9 +332,26 @@ async fn state_changes_keep_every_character_of_text(store: Store) {
     assert_eq!(a.error_kind.as_deref(), Some(stored.as_str()));
     assert_eq!(a.error_message.as_deref(), Some(stored.as_str()));
     assert_eq!(a.logs, vec![NASTY.to_string(), String::new()]);
-    let steps: Vec<_> = run.steps.iter().map(|s| (s.step_id.as_str(), s.status)).collect();
-    assert_eq!(steps, vec![("a", StepStatus::Failed), ("b", StepStatus::Skipped)]);
-    assert_eq!(store.list_runs(&RunFilter { limit: 10, ..Default::default() }).await.expect("list").len(), 1);
+    let steps: Vec<_> = run
+        .steps
+        .iter()
+        .map(|s| (s.step_id.as_str(), s.status))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![("a", StepStatus::Failed), ("b", StepStatus::Skipped)]
+    );
+    assert_eq!(
+        store
+            .list_runs(&RunFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
 }
 
 async fn a_refused_batch_changes_nothing_and_later_batches_apply(store: Store) {
@@ -327,9 +368,18 @@ async fn a_refused_batch_changes_nothing_and_later_batches_apply(store: Store) {
             ])
             .await;
         assert!(refused.is_err(), "a duplicate run id must be refused");
-        assert!(matches!(store.run_detail(&format!("lost-{i}")).await, Err(StoreError::RunNotFound(_))));
-        store.apply(&[new_run(&fresh, serde_json::json!({ "i": i }), &["a"])]).await.expect("a later batch applies");
-        assert_eq!(store.run_detail(&fresh).await.expect("read").inputs, serde_json::json!({ "i": i }));
+        assert!(matches!(
+            store.run_detail(&format!("lost-{i}")).await,
+            Err(StoreError::RunNotFound(_))
+        ));
+        store
+            .apply(&[new_run(&fresh, serde_json::json!({ "i": i }), &["a"])])
+            .await
+            .expect("a later batch applies");
+        assert_eq!(
+            store.run_detail(&fresh).await.expect("read").inputs,
+            serde_json::json!({ "i": i })
+        );
     }
 }
 
@@ -340,7 +390,7 @@ async fn workflow_stats_count_days_rates_and_p95(store: Store) {
     store.create_workflow(&w2, &t2).await.expect("create");
     const DAY: i64 = 86_400_000;
     let now = 20_000 * DAY + DAY / 2; // noon UTC
-    // A UUIDv7-shaped id created at `at`, as the engine makes them.
+                                      // A UUIDv7-shaped id created at `at`, as the engine makes them.
     let id = |at: i64, n: usize| format!("{}{:012x}", &id_floor(at)[..24], n);
     let mut ops = Vec::new();
     let mut run = |run_id: String, at: i64, ms: Option<i64>, status: RunStatus| {
@@ -351,24 +401,53 @@ async fn workflow_stats_count_days_rates_and_p95(store: Store) {
         }
         ops.push(create);
         if let Some(ms) = ms {
-            ops.push(Op::StartRun { run_id: run_id.clone(), at });
-            ops.push(Op::FinishRun { run_id, status, error: None, at: at + ms });
+            ops.push(Op::StartRun {
+                run_id: run_id.clone(),
+                at,
+            });
+            ops.push(Op::FinishRun {
+                run_id,
+                status,
+                error: None,
+                at: at + ms,
+            });
         }
     };
     // 20 finished runs today, 10..200 ms, the 5 longest failed.
     for k in 1..=20 {
-        let status = if k > 15 { RunStatus::Failed } else { RunStatus::Succeeded };
-        run(id(now - (21 - k as i64) * 1_800_000, k), now - (21 - k as i64) * 1_800_000, Some(k as i64 * 10), status);
+        let status = if k > 15 {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        run(
+            id(now - (21 - k as i64) * 1_800_000, k),
+            now - (21 - k as i64) * 1_800_000,
+            Some(k as i64 * 10),
+            status,
+        );
     }
-    run(id(now - 3 * DAY, 100), now - 3 * DAY, Some(5), RunStatus::Succeeded);
+    run(
+        id(now - 3 * DAY, 100),
+        now - 3 * DAY,
+        Some(5),
+        RunStatus::Succeeded,
+    );
     run(id(now - 60_000, 101), now - 60_000, None, RunStatus::Queued);
     store.apply(&ops).await.expect("apply");
 
     let stats = store.workflow_stats(now).await.expect("stats");
     let one = &stats["one"];
-    assert_eq!(one.last_status, Some(RunStatus::Queued), "the newest run, still queued");
+    assert_eq!(
+        one.last_status,
+        Some(RunStatus::Queued),
+        "the newest run, still queued"
+    );
     assert_eq!((one.finished_24h, one.succeeded_24h), (20, 15));
     assert_eq!(one.p95_ms_24h, Some(190), "the 19th of 20 sorted run times");
     assert_eq!(one.runs_per_day, [0, 0, 0, 1, 0, 0, 21]);
-    assert!(!stats.contains_key("idle"), "a workflow without runs has no stats");
+    assert!(
+        !stats.contains_key("idle"),
+        "a workflow without runs has no stats"
+    );
 }

@@ -373,7 +373,15 @@ fn a_required_setting_left_blank_is_reported_at_its_path() {
 #[test]
 fn the_browser_side_cron_check_catches_shape_errors_on_its_own() {
     use engine::model::cron_shape;
-    for ok in ["0 2 * * *", "*/15 * * * *", "0 9-17 * * MON-FRI", "0 0 1 JAN,JUL *", "30 0 2 * * *", "@daily", "0 0 L * *"] {
+    for ok in [
+        "0 2 * * *",
+        "*/15 * * * *",
+        "0 9-17 * * MON-FRI",
+        "0 0 1 JAN,JUL *",
+        "30 0 2 * * *",
+        "@daily",
+        "0 0 L * *",
+    ] {
         assert_eq!(cron_shape(ok), Ok(()), "{ok}");
     }
     for (bad, why) in [

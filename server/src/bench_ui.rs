@@ -60,9 +60,21 @@ async fn fill(store: &Store, now: i64) -> anyhow::Result<()> {
             step_ids: vec!["a".into(), "b".into()],
             reused: vec![],
         })));
-        ops.push(Op::StartRun { run_id: run_id.clone(), at });
-        let status = if n % 10 == 0 { RunStatus::Failed } else { RunStatus::Succeeded };
-        ops.push(Op::FinishRun { run_id, status, error: None, at: at + 20 + (n % 50) as i64 });
+        ops.push(Op::StartRun {
+            run_id: run_id.clone(),
+            at,
+        });
+        let status = if n % 10 == 0 {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        ops.push(Op::FinishRun {
+            run_id,
+            status,
+            error: None,
+            at: at + 20 + (n % 50) as i64,
+        });
         if ops.len() >= 3_000 {
             store.apply(&ops).await?;
             ops.clear();
@@ -99,14 +111,21 @@ pub async fn run(leptos_options: leptos::prelude::LeptosOptions) -> anyhow::Resu
     let now = engine::store::now_ms();
     let filled = Instant::now();
     fill(&store, now).await?;
-    eprintln!("filled {WORKFLOWS} workflows and {RUNS} runs in {:.1} s", filled.elapsed().as_secs_f64());
+    eprintln!(
+        "filled {WORKFLOWS} workflows and {RUNS} runs in {:.1} s",
+        filled.elapsed().as_secs_f64()
+    );
 
     let engine = Engine::start(store.clone(), EngineConfig::default()).await?;
     let wide = wide_doc();
     let w = Workflow::parse(&wide).map_err(|p| anyhow::anyhow!("{p:?}"))?;
     store.create_workflow(&w, &wide).await?;
     let run = engine
-        .trigger(TriggerRequest { workflow_id: "dag-200".into(), trigger: "api".into(), ..Default::default() })
+        .trigger(TriggerRequest {
+            workflow_id: "dag-200".into(),
+            trigger: "api".into(),
+            ..Default::default()
+        })
         .await?;
     engine.wait(&run.id).await?;
 
@@ -114,7 +133,9 @@ pub async fn run(leptos_options: leptos::prelude::LeptosOptions) -> anyhow::Resu
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
 
     let mut stats_ms = Vec::new();
     for _ in 0..10 {
@@ -128,13 +149,19 @@ pub async fn run(leptos_options: leptos::prelude::LeptosOptions) -> anyhow::Resu
     println!("| page | p50 ms | p99 ms | HTML KB |");
     println!("|---|---|---|---|");
     for (label, path) in [
-        ("/workflows (1,000 workflows, with stats)", "/workflows".to_string()),
+        (
+            "/workflows (1,000 workflows, with stats)",
+            "/workflows".to_string(),
+        ),
         ("/runs (newest 50 of 100,000)", "/runs".to_string()),
         ("/runs?status=failed", "/runs?status=failed".to_string()),
         ("/runs/:id (200-step DAG)", format!("/runs/{}", run.id)),
     ] {
         let (p50, p99, bytes) = measure(&client, &format!("{base}{path}")).await?;
-        println!("| {label} | {p50:.2} | {p99:.2} | {:.0} |", bytes as f64 / 1024.0);
+        println!(
+            "| {label} | {p50:.2} | {p99:.2} | {:.0} |",
+            bytes as f64 / 1024.0
+        );
     }
     store.close().await;
     if std::env::var_os("FLOWSCOPE_BENCH_KEEP").is_some() {

@@ -807,8 +807,12 @@ async fn the_monitor_stream_carries_changes_of_the_workflow_it_follows_only() {
         .expect("events");
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
     // A run of another workflow first: none of its changes may reach this stream.
-    let (_, other) = app.post_json("/api/v1/workflows/fan-out/runs", json!({})).await;
-    let (_, hello) = app.post_json("/api/v1/workflows/hello/runs", json!({})).await;
+    let (_, other) = app
+        .post_json("/api/v1/workflows/fan-out/runs", json!({}))
+        .await;
+    let (_, hello) = app
+        .post_json("/api/v1/workflows/hello/runs", json!({}))
+        .await;
     let hello_id = hello["run"]["id"].as_str().expect("id").to_string();
     let mut text = String::new();
     let events = |text: &str| -> Vec<Value> {
@@ -818,11 +822,19 @@ async fn the_monitor_stream_carries_changes_of_the_workflow_it_follows_only() {
             .collect()
     };
     // Read until the hello run's final change; the stream itself never ends.
-    while !events(&text).iter().any(|e| e["run_id"] == hello_id.as_str() && e["type"] == "run" && e["status"] == "succeeded") {
+    while !events(&text).iter().any(|e| {
+        e["run_id"] == hello_id.as_str() && e["type"] == "run" && e["status"] == "succeeded"
+    }) {
         let chunk = stream.chunk().await.expect("chunk").expect("stream open");
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(text.contains("event: change"), "{text}");
-    assert!(!text.contains(other["run"]["id"].as_str().expect("id")), "{text}");
-    assert!(events(&text).iter().all(|e| e["workflow_id"] == "hello"), "{text}");
+    assert!(
+        !text.contains(other["run"]["id"].as_str().expect("id")),
+        "{text}"
+    );
+    assert!(
+        events(&text).iter().all(|e| e["workflow_id"] == "hello"),
+        "{text}"
+    );
 }

@@ -11,14 +11,16 @@
 
 use engine::catalog::{self, FieldSpec, FieldType};
 use engine::layout::{layout, NODE_H, NODE_W};
-use engine::model::{parse_def, to_yaml, InputType, Problem, RetryDef, StepDef, Workflow, WorkflowDef};
+use engine::model::{
+    parse_def, to_yaml, InputType, Problem, RetryDef, StepDef, Workflow, WorkflowDef,
+};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::components::ErrorNote;
+use crate::components::{ErrorNote, LoadError};
 use crate::error::AppError;
 
 /// A saved version.
@@ -32,7 +34,13 @@ pub struct Saved {
 #[server(endpoint = "save_workflow")]
 pub async fn save_workflow(original: String, source: String) -> Result<Saved, AppError> {
     let workflow = Workflow::parse(&source).map_err(|problems| {
-        AppError::Invalid(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        AppError::Invalid(
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     })?;
     if !original.is_empty() && workflow.id() != original {
         return Err(AppError::Invalid(format!(
@@ -45,7 +53,10 @@ pub async fn save_workflow(original: String, source: String) -> Result<Saved, Ap
     } else {
         store.save_version(&workflow, &source).await?
     };
-    Ok(Saved { id: info.workflow_id, version: info.version })
+    Ok(Saved {
+        id: info.workflow_id,
+        version: info.version,
+    })
 }
 
 /// The latest text of a workflow, for the editor.
@@ -78,7 +89,7 @@ pub fn EditWorkflowPage() -> impl IntoView {
                         <Title text=format!("Edit {}", id())/>
                         <Builder original=id() source=text/>
                     }.into_any(),
-                    Err(e) => view! { <section class="page"><ErrorNote error=e/></section> }.into_any(),
+                    Err(e) => view! { <LoadError error=e/> }.into_any(),
                 }
             })}
         </Suspense>
@@ -108,7 +119,10 @@ pub fn fresh_id(def: &WorkflowDef, agent: &str) -> String {
     if !taken(&base) {
         return base;
     }
-    (2..).map(|n| format!("{base}_{n}")).find(|id| !taken(id)).unwrap_or(base)
+    (2..)
+        .map(|n| format!("{base}_{n}"))
+        .find(|id| !taken(id))
+        .unwrap_or(base)
 }
 
 /// Adds a step running `agent`, needing `after` when given; returns its id.
@@ -116,7 +130,11 @@ pub fn add_step(def: &mut WorkflowDef, agent: &str, after: Option<&str>) -> Stri
     let id = fresh_id(def, agent);
     let mut with = Map::new();
     // Required fields start empty but present, so the form shows what to fill in.
-    for f in catalog::agent(agent).map_or(&[][..], |a| a.fields).iter().filter(|f| f.required) {
+    for f in catalog::agent(agent)
+        .map_or(&[][..], |a| a.fields)
+        .iter()
+        .filter(|f| f.required)
+    {
         with.insert(f.name.to_string(), Value::String(String::new()));
     }
     def.steps.push(StepDef {
@@ -187,9 +205,15 @@ pub fn field_value(ty: FieldType, text: &str) -> Option<Value> {
     }
     let parsed = match ty {
         FieldType::Integer => t.parse::<i64>().ok().map(Value::from),
-        FieldType::Number => t.parse::<f64>().ok().and_then(|n| serde_json::Number::from_f64(n)).map(Value::Number),
+        FieldType::Number => t
+            .parse::<f64>()
+            .ok()
+            .and_then(|n| serde_json::Number::from_f64(n))
+            .map(Value::Number),
         FieldType::Boolean => t.parse::<bool>().ok().map(Value::Bool),
-        FieldType::StringMap | FieldType::StringList | FieldType::Json => serde_json::from_str(t).ok(),
+        FieldType::StringMap | FieldType::StringList | FieldType::Json => {
+            serde_json::from_str(t).ok()
+        }
         _ => None,
     };
     Some(parsed.unwrap_or_else(|| Value::String(text.to_string())))
@@ -257,7 +281,11 @@ fn Builder(original: String, source: String) -> impl IntoView {
             original.set_value(s.id);
         }
     });
-    let heading = if is_new { "New workflow".to_string() } else { format!("Edit {}", original.get_value()) };
+    let heading = if is_new {
+        "New workflow".to_string()
+    } else {
+        format!("Edit {}", original.get_value())
+    };
     view! {
         <section class="page builder">
             <header class="page-header">
@@ -373,7 +401,9 @@ fn Visual() -> impl IntoView {
 #[component]
 fn WorkflowFields() -> impl IntoView {
     let doc = expect_context::<Doc>();
-    let value = move |f: fn(&WorkflowDef) -> String| move || doc.def.with(|d| d.as_ref().map(f).unwrap_or_default());
+    let value = move |f: fn(&WorkflowDef) -> String| {
+        move || doc.def.with(|d| d.as_ref().map(f).unwrap_or_default())
+    };
     view! {
         <div class="form-row">
             <label>"Id"<input type="text" prop:value=value(|d| d.id.clone())
@@ -394,11 +424,18 @@ fn Graph() -> impl IntoView {
         let Some(def) = doc.def.get() else {
             return view! { <p class="muted">"The YAML does not parse yet."</p> }.into_any();
         };
-        let bad: Vec<usize> = doc.problems.with(|ps| ps.iter().filter_map(|p| problem_step(&p.path)).collect());
+        let bad: Vec<usize> = doc
+            .problems
+            .with(|ps| ps.iter().filter_map(|p| problem_step(&p.path)).collect());
         let deps: Vec<Vec<usize>> = def
             .steps
             .iter()
-            .map(|s| s.needs.iter().filter_map(|n| def.steps.iter().position(|d| &d.id == n)).collect())
+            .map(|s| {
+                s.needs
+                    .iter()
+                    .filter_map(|n| def.steps.iter().position(|d| &d.id == n))
+                    .collect()
+            })
             .collect();
         let l = layout(&deps);
         let selected = doc.selected.get();
@@ -428,7 +465,11 @@ fn Graph() -> impl IntoView {
                 </g>
             }
         }).collect_view();
-        let edges = l.edges.iter().map(|e| view! { <path d=e.svg_path() class="edge" marker-end="url(#b-arrow)"/> }).collect_view();
+        let edges = l
+            .edges
+            .iter()
+            .map(|e| view! { <path d=e.svg_path() class="edge" marker-end="url(#b-arrow)"/> })
+            .collect_view();
         view! {
             <div class="dag-scroll">
                 <svg class="dag builder-dag" width=l.width height=l.height viewBox=format!("0 0 {} {}", l.width, l.height)
@@ -454,7 +495,12 @@ fn StepForm(id: String) -> impl IntoView {
     move || {
         let def = doc.def.get()?;
         let step = def.steps.iter().find(|s| s.id == id.get_value())?.clone();
-        let others: Vec<String> = def.steps.iter().filter(|s| s.id != step.id).map(|s| s.id.clone()).collect();
+        let others: Vec<String> = def
+            .steps
+            .iter()
+            .filter(|s| s.id != step.id)
+            .map(|s| s.id.clone())
+            .collect();
         let spec = catalog::agent(&step.agent);
         let sid = StoredValue::new(step.id.clone());
         let fields = spec.map(|a| a.fields).unwrap_or(&[]).iter().map(|f| {
@@ -588,11 +634,23 @@ fn WithField(step: String, spec: FieldSpec, value: Option<Value>) -> impl IntoVi
 #[component]
 fn RunForm(workflow_id: String) -> impl IntoView {
     let doc = expect_context::<Doc>();
-    let inputs = doc.def.get_untracked().map(|d| d.inputs).unwrap_or_default();
+    let inputs = doc
+        .def
+        .get_untracked()
+        .map(|d| d.inputs)
+        .unwrap_or_default();
     let values = RwSignal::new(
         inputs
             .iter()
-            .map(|(k, i)| (k.clone(), i.default.as_ref().map(|v| field_text(FieldType::Json, Some(v))).unwrap_or_default()))
+            .map(|(k, i)| {
+                (
+                    k.clone(),
+                    i.default
+                        .as_ref()
+                        .map(|v| field_text(FieldType::Json, Some(v)))
+                        .unwrap_or_default(),
+                )
+            })
             .collect::<Vec<_>>(),
     );
     let types: Vec<(String, InputType)> = inputs.iter().map(|(k, i)| (k.clone(), i.ty)).collect();
@@ -617,7 +675,10 @@ fn RunForm(workflow_id: String) -> impl IntoView {
             };
             object.insert(name, v);
         }
-        run.dispatch(super::workflows::TriggerRun { workflow_id: wf.get_value(), inputs_json: Value::Object(object).to_string() });
+        run.dispatch(super::workflows::TriggerRun {
+            workflow_id: wf.get_value(),
+            inputs_json: Value::Object(object).to_string(),
+        });
     };
     view! {
         <form class="panel run-form" on:submit=start aria-label="Run inputs">
@@ -655,9 +716,21 @@ mod tests {
         assert_eq!(http, "http");
         // Added with its required field empty: the validator names it.
         let (_, problems) = check(&to_yaml(&d));
-        assert!(problems.iter().any(|p| p.path == "steps[1].with.url"), "{problems:?}");
-        assert_eq!(problems.iter().filter_map(|p| problem_step(&p.path)).collect::<Vec<_>>(), vec![1]);
-        d.steps[1].with.insert("url".into(), field_value(FieldType::String, "http://x/y").unwrap());
+        assert!(
+            problems.iter().any(|p| p.path == "steps[1].with.url"),
+            "{problems:?}"
+        );
+        assert_eq!(
+            problems
+                .iter()
+                .filter_map(|p| problem_step(&p.path))
+                .collect::<Vec<_>>(),
+            vec![1]
+        );
+        d.steps[1].with.insert(
+            "url".into(),
+            field_value(FieldType::String, "http://x/y").unwrap(),
+        );
         let yaml = to_yaml(&d);
         let (back, problems) = check(&yaml);
         assert!(problems.is_empty(), "{problems:?}");
@@ -683,11 +756,24 @@ mod tests {
     #[test]
     fn field_text_and_values_follow_the_field_type() {
         assert_eq!(field_value(FieldType::Integer, "42"), Some(Value::from(42)));
-        assert_eq!(field_value(FieldType::Integer, "4x"), Some(Value::from("4x")), "kept for the validator");
-        assert_eq!(field_value(FieldType::Number, "{{ inputs.n }}"), Some(Value::from("{{ inputs.n }}")));
-        assert_eq!(field_value(FieldType::Json, r#"{"a": 1}"#), Some(serde_json::json!({"a": 1})));
+        assert_eq!(
+            field_value(FieldType::Integer, "4x"),
+            Some(Value::from("4x")),
+            "kept for the validator"
+        );
+        assert_eq!(
+            field_value(FieldType::Number, "{{ inputs.n }}"),
+            Some(Value::from("{{ inputs.n }}"))
+        );
+        assert_eq!(
+            field_value(FieldType::Json, r#"{"a": 1}"#),
+            Some(serde_json::json!({"a": 1}))
+        );
         assert_eq!(field_value(FieldType::String, "  "), None);
-        assert_eq!(field_text(FieldType::Json, Some(&serde_json::json!([1]))), "[\n  1\n]");
+        assert_eq!(
+            field_text(FieldType::Json, Some(&serde_json::json!([1]))),
+            "[\n  1\n]"
+        );
         assert_eq!(problem_step("steps[12].needs[0]"), Some(12));
         assert_eq!(problem_step("inputs.x"), None);
     }

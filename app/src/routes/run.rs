@@ -10,7 +10,9 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::components::{format_duration, format_ms, ErrorNote, StatusBadge};
+use crate::components::{
+    follow_events, format_duration, format_ms, ErrorNote, LoadError, StatusBadge,
+};
 use crate::error::AppError;
 
 /// One step as the workflow version of the run declares it.
@@ -80,7 +82,11 @@ pub async fn retry_run(id: String, mode: String, step: Option<String>) -> Result
         (other, _) => return Err(AppError::Invalid(format!("unknown retry mode \"{other}\""))),
     };
     let engine = expect_context::<engine::executor::Engine>();
-    engine.retry(&id, mode).await.map(|r| r.id).map_err(engine_error)
+    engine
+        .retry(&id, mode)
+        .await
+        .map(|r| r.id)
+        .map_err(engine_error)
 }
 
 #[cfg(feature = "ssr")]
@@ -108,15 +114,7 @@ pub fn RunPage() -> impl IntoView {
         <Transition fallback=|| view! { <p class="muted">"Loading run…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Err(e) => {
-                        #[cfg(feature = "ssr")]
-                        if matches!(e, AppError::NotFound(_)) {
-                            if let Some(r) = use_context::<leptos_axum::ResponseOptions>() {
-                                r.set_status(http::StatusCode::NOT_FOUND);
-                            }
-                        }
-                        view! { <section class="page"><ErrorNote error=e/></section> }.into_any()
-                    }
+                    Err(e) => view! { <LoadError error=e/> }.into_any(),
                     Ok(d) => view! { <RunView data=d/> }.into_any(),
                 }
             })}
@@ -125,70 +123,39 @@ pub fn RunPage() -> impl IntoView {
 }
 
 /// Follows the run's event stream and reloads the page data on each change (at most every
-/// 100 ms), until the run has finished. Browser only.
-#[allow(unused_variables)]
-fn live_updates(id: impl Fn() -> String + Send + Sync + 'static, data: Resource<Result<RunPageData, AppError>>) {
-    #[cfg(feature = "hydrate")]
-    {
-        use std::cell::Cell;
-        use std::rc::Rc;
-        use wasm_bindgen::closure::Closure;
-        use wasm_bindgen::JsCast;
-
-        // Set only when it flips: the stream is reopened when the run changes or finishes,
-        // not on every reload.
-        let finished = RwSignal::new(false);
-        Effect::new(move |_| {
-            let done = data.with(|d| {
-                d.as_ref()
-                    .and_then(|r| r.as_ref().ok())
-                    .is_some_and(|d| d.detail.run.status.is_finished())
-            });
-            if finished.get_untracked() != done {
-                finished.set(done);
-            }
+/// 100 ms), until the run has finished.
+fn live_updates(
+    id: impl Fn() -> String + Send + Sync + 'static,
+    data: Resource<Result<RunPageData, AppError>>,
+) {
+    // Set only when it flips: the stream is reopened when the run changes or finishes, not on
+    // every reload. Effects run only in the browser.
+    let finished = RwSignal::new(false);
+    Effect::new(move |_| {
+        let done = data.with(|d| {
+            d.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .is_some_and(|d| d.detail.run.status.is_finished())
         });
-        // Local storage: an EventSource lives on the browser's one thread.
-        let source = StoredValue::new_local(None::<web_sys::EventSource>);
-        let close = move || source.update_value(|s| s.take().iter().for_each(|es| es.close()));
-        let scheduled = Rc::new(Cell::new(false));
-        Effect::new(move |_| {
-            let run_id = id();
-            close();
-            if finished.get() {
-                return;
-            }
-            let Ok(es) = web_sys::EventSource::new(&format!("/api/v1/runs/{run_id}/events")) else {
-                return;
-            };
-            let scheduled = scheduled.clone();
-            let on_change = Closure::<dyn Fn()>::new(move || {
-                if scheduled.replace(true) {
-                    return;
-                }
-                let scheduled = scheduled.clone();
-                set_timeout(
-                    move || {
-                        scheduled.set(false);
-                        data.refetch();
-                    },
-                    std::time::Duration::from_millis(100),
-                );
-            });
-            // `open` too: whatever changed between rendering and connecting is picked up.
-            for name in ["open", "change", "resync"] {
-                let _ = es.add_event_listener_with_callback(name, on_change.as_ref().unchecked_ref());
-            }
-            on_change.forget();
-            source.set_value(Some(es));
-        });
-        on_cleanup(close);
-    }
+        if finished.get_untracked() != done {
+            finished.set(done);
+        }
+    });
+    follow_events(
+        move || (!finished.get()).then(|| format!("/api/v1/runs/{}/events", id())),
+        std::time::Duration::from_millis(100),
+        move || data.refetch(),
+    );
 }
 
 #[component]
 fn RunView(data: RunPageData) -> impl IntoView {
-    let RunPageData { detail, workflow_name, steps, now } = data;
+    let RunPageData {
+        detail,
+        workflow_name,
+        steps,
+        now,
+    } = data;
     let run = detail.run.clone();
     let finished = run.status.is_finished();
     let end = run.finished_at.unwrap_or(now.max(run.created_at));
@@ -269,7 +236,13 @@ fn failed_steps(steps: &[StepRecord]) -> bool {
 }
 
 fn short_id(id: &str) -> String {
-    id.chars().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect()
+    id.chars()
+        .rev()
+        .take(12)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect()
 }
 
 /// Tokens and cost, where agents report them (the `llm` agent's `usage` and `cost_usd`).
@@ -282,9 +255,12 @@ struct Usage {
 
 impl Usage {
     fn of_output(output: Option<&Value>) -> Usage {
-        let Some(o) = output else { return Usage::default() };
+        let Some(o) = output else {
+            return Usage::default();
+        };
         let u = &o["usage"];
-        let tokens = u["input_tokens"].as_u64().unwrap_or(0) + u["output_tokens"].as_u64().unwrap_or(0);
+        let tokens =
+            u["input_tokens"].as_u64().unwrap_or(0) + u["output_tokens"].as_u64().unwrap_or(0);
         let cost = o["cost_usd"].as_f64().unwrap_or(0.0);
         Usage {
             tokens,
@@ -345,7 +321,9 @@ impl RunUi {
                     Pending::Cancel => cancel_run(id).await.map(|_| None),
                     Pending::RetryWhole => retry_run(id, "whole".into(), None).await.map(Some),
                     Pending::RetryFailed => retry_run(id, "failed".into(), None).await.map(Some),
-                    Pending::RetryFrom(step) => retry_run(id, "step".into(), Some(step)).await.map(Some),
+                    Pending::RetryFrom(step) => {
+                        retry_run(id, "step".into(), Some(step)).await.map(Some)
+                    }
                 }
             }
         });
@@ -374,7 +352,10 @@ fn RunActions(run_id: String, status: RunStatus, failed_steps: bool) -> impl Int
     let ui = expect_context::<RunUi>();
     let run_id = StoredValue::new(run_id);
     let finished = status.is_finished();
-    let retryable = matches!(status, RunStatus::Failed | RunStatus::Cancelled | RunStatus::TimedOut);
+    let retryable = matches!(
+        status,
+        RunStatus::Failed | RunStatus::Cancelled | RunStatus::TimedOut
+    );
     let ask = move |p: Pending| {
         move |_| {
             ui.error.set(None);
@@ -497,7 +478,11 @@ fn Timeline(detail: RunDetail, steps: Vec<StepInfo>, end: i64) -> impl IntoView 
     let mut rows = Vec::new();
     for s in &steps {
         let record = detail.steps.iter().find(|r| r.step_id == s.id);
-        let attempts: Vec<&AttemptRecord> = detail.attempts.iter().filter(|a| a.step_id == s.id).collect();
+        let attempts: Vec<&AttemptRecord> = detail
+            .attempts
+            .iter()
+            .filter(|a| a.step_id == s.id)
+            .collect();
         if attempts.is_empty() {
             let status = record.map_or(StepStatus::Pending, |r| r.status);
             rows.push(view! {
@@ -517,7 +502,11 @@ fn Timeline(detail: RunDetail, steps: Vec<StepInfo>, end: i64) -> impl IntoView 
             let ran = stop - a.started_at;
             let hover = format!(
                 "{} attempt {}: {} ({}), waited {}",
-                s.id, a.attempt, format_duration(ran), a.status.as_str(), format_duration(waited)
+                s.id,
+                a.attempt,
+                format_duration(ran),
+                a.status.as_str(),
+                format_duration(waited)
             );
             rows.push(view! {
                 <div class="gantt-row" data-step=s.id.clone() data-attempt=a.attempt title=hover.clone()>
@@ -556,17 +545,28 @@ fn StepPanel(
     retryable: bool,
 ) -> impl IntoView {
     let status = record.as_ref().map_or(StepStatus::Pending, |r| r.status);
-    let duration = record.as_ref().and_then(|r| Some(r.finished_at? - r.started_at?));
-    let wait = record.as_ref().and_then(|r| Some(r.started_at? - r.ready_at?));
+    let duration = record
+        .as_ref()
+        .and_then(|r| Some(r.finished_at? - r.started_at?));
+    let wait = record
+        .as_ref()
+        .and_then(|r| Some(r.started_at? - r.ready_at?));
     let usage = attempts.iter().fold(Usage::default(), |acc, a| {
         let u = Usage::of_output(a.output.as_ref());
-        Usage { tokens: acc.tokens + u.tokens, cost: acc.cost + u.cost, reported: acc.reported || u.reported }
+        Usage {
+            tokens: acc.tokens + u.tokens,
+            cost: acc.cost + u.cost,
+            reported: acc.reported || u.reported,
+        }
     });
     let ui = expect_context::<RunUi>();
-    let open = ui.open.with_untracked(|o| o.get(&info.id).copied()).unwrap_or(matches!(
-        status,
-        StepStatus::Failed | StepStatus::Running | StepStatus::Retrying
-    ));
+    let open = ui
+        .open
+        .with_untracked(|o| o.get(&info.id).copied())
+        .unwrap_or(matches!(
+            status,
+            StepStatus::Failed | StepStatus::Running | StepStatus::Retrying
+        ));
     let toggled_id = info.id.clone();
     let on_toggle = move |ev: leptos::ev::Event| {
         let open = event_target::<leptos::web_sys::Element>(&ev).has_attribute("open");
@@ -575,7 +575,8 @@ fn StepPanel(
         });
     };
     let step_id = info.id.clone();
-    let retry = retryable.then(|| view! { <RetryFromStep run_id=run_id step_id=step_id/> }.into_any());
+    let retry =
+        retryable.then(|| view! { <RetryFromStep run_id=run_id step_id=step_id/> }.into_any());
     view! {
         <details class="step" id=format!("step-{}", info.id) data-status=status.as_str() open=open on:toggle=on_toggle>
             <summary>

@@ -9,7 +9,7 @@ use leptos_router::components::Form;
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
-use crate::components::{format_duration, format_ms, ErrorNote, StatusBadge};
+use crate::components::{follow_events, format_duration, format_ms, ErrorNote, StatusBadge};
 use crate::error::AppError;
 
 /// Runs per page.
@@ -52,7 +52,10 @@ pub async fn list_runs(query: RunQuery) -> Result<RunsPageData, AppError> {
     let store = expect_context::<engine::store::Store>();
     let status = match query.status.as_str() {
         "" => None,
-        s => Some(RunStatus::parse(s).ok_or_else(|| AppError::Invalid(format!("unknown status \"{s}\"")))?),
+        s => Some(
+            RunStatus::parse(s)
+                .ok_or_else(|| AppError::Invalid(format!("unknown status \"{s}\"")))?,
+        ),
     };
     let now = now_ms();
     let since = match query.range.as_str() {
@@ -85,7 +88,12 @@ pub async fn list_runs(query: RunQuery) -> Result<RunsPageData, AppError> {
         .into_iter()
         .map(|w| (w.id, w.name))
         .collect();
-    Ok(RunsPageData { runs, workflows, more, now })
+    Ok(RunsPageData {
+        runs,
+        workflows,
+        more,
+        now,
+    })
 }
 
 #[component]
@@ -130,58 +138,30 @@ pub fn RunsPage() -> impl IntoView {
 }
 
 /// Reloads the first page when any run changes (at most every 250 ms), unless paused or
-/// looking at an older page. Browser only.
-#[allow(unused_variables)]
-fn follow_changes(query: Memo<RunQuery>, data: Resource<Result<RunsPageData, AppError>>, paused: RwSignal<bool>) {
-    #[cfg(feature = "hydrate")]
-    {
-        use std::cell::Cell;
-        use std::rc::Rc;
-        use wasm_bindgen::closure::Closure;
-        use wasm_bindgen::JsCast;
-
-        let source = StoredValue::new_local(None::<web_sys::EventSource>);
-        let close = move || source.update_value(|s| s.take().iter().for_each(|es| es.close()));
-        let scheduled = Rc::new(Cell::new(false));
-        Effect::new(move |_| {
+/// looking at an older page.
+fn follow_changes(
+    query: Memo<RunQuery>,
+    data: Resource<Result<RunsPageData, AppError>>,
+    paused: RwSignal<bool>,
+) {
+    follow_events(
+        move || {
             let q = query.get();
-            close();
-            if paused.get() || !q.before.is_empty() {
-                return;
+            (!paused.get() && q.before.is_empty())
+                .then(|| format!("/api/v1/events?workflow={}", encode(&q.workflow)))
+        },
+        std::time::Duration::from_millis(250),
+        // Paused since the reload was scheduled: keep the page as it is.
+        move || {
+            if !paused.get_untracked() {
+                data.refetch();
             }
-            let url = format!("/api/v1/events?workflow={}", js_sys_encode(&q.workflow));
-            let Ok(es) = web_sys::EventSource::new(&url) else { return };
-            let scheduled = scheduled.clone();
-            let on_change = Closure::<dyn Fn()>::new(move || {
-                if scheduled.replace(true) {
-                    return;
-                }
-                let scheduled = scheduled.clone();
-                set_timeout(
-                    move || {
-                        scheduled.set(false);
-                        // Paused since this was scheduled: keep the page as it is.
-                        if !paused.get_untracked() {
-                            data.refetch();
-                        }
-                    },
-                    std::time::Duration::from_millis(250),
-                );
-            });
-            // `open` too: whatever changed between rendering and connecting is picked up.
-            for name in ["open", "change", "resync"] {
-                let _ = es.add_event_listener_with_callback(name, on_change.as_ref().unchecked_ref());
-            }
-            on_change.forget();
-            source.set_value(Some(es));
-        });
-        on_cleanup(close);
-    }
+        },
+    );
 }
 
 /// Percent-encodes a query value (workflow ids are plain, but be exact).
-#[cfg(feature = "hydrate")]
-fn js_sys_encode(s: &str) -> String {
+fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
@@ -198,7 +178,13 @@ fn Filters(query: RunQuery, workflows: Vec<(String, String)>) -> impl IntoView {
     };
     let statuses: Vec<_> = RunStatus::ALL
         .iter()
-        .map(|s| option(s.as_str().into(), s.as_str().replace('_', " "), query.status == s.as_str()))
+        .map(|s| {
+            option(
+                s.as_str().into(),
+                s.as_str().replace('_', " "),
+                query.status == s.as_str(),
+            )
+        })
         .collect();
     let wfs: Vec<_> = workflows
         .into_iter()
@@ -229,7 +215,12 @@ fn Filters(query: RunQuery, workflows: Vec<(String, String)>) -> impl IntoView {
 
 #[component]
 fn RunTable(data: RunsPageData, query: RunQuery) -> impl IntoView {
-    let RunsPageData { runs, workflows, more, now } = data;
+    let RunsPageData {
+        runs,
+        workflows,
+        more,
+        now,
+    } = data;
     if runs.is_empty() {
         return view! {
             <div class="empty-state"><p>"No runs match these filters."</p></div>
@@ -245,18 +236,27 @@ fn RunTable(data: RunsPageData, query: RunQuery) -> impl IntoView {
     let older = more.then(|| {
         let last = runs.last().map(|r| r.id.clone()).unwrap_or_default();
         let mut q = vec![("before", last)];
-        for (k, v) in [("workflow", &query.workflow), ("status", &query.status), ("trigger", &query.trigger), ("range", &query.range)] {
+        for (k, v) in [
+            ("workflow", &query.workflow),
+            ("status", &query.status),
+            ("trigger", &query.trigger),
+            ("range", &query.range),
+        ] {
             if !v.is_empty() {
                 q.push((k, v.clone()));
             }
         }
         let href = format!(
             "/runs?{}",
-            q.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+            q.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&")
         );
         view! { <a class="button secondary" href=href>"Older runs →"</a> }
     });
-    let newest = (!query.before.is_empty()).then(|| view! { <a class="button secondary" href="/runs">"← Newest"</a> });
+    let newest = (!query.before.is_empty())
+        .then(|| view! { <a class="button secondary" href="/runs">"← Newest"</a> });
     let rows = runs
         .into_iter()
         .map(|r| {

@@ -7,7 +7,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 use serde::{Deserialize, Serialize};
 
-use crate::components::{format_duration, format_ms, ErrorNote, Sparkline, StatusBadge};
+use crate::components::{format_duration, format_ms, ErrorNote, LoadError, Sparkline, StatusBadge};
 use crate::error::AppError;
 
 /// What the page shows about one workflow.
@@ -32,7 +32,12 @@ pub async fn diff_versions(id: String, from: i64, to: i64) -> Result<String, App
     let store = expect_context::<engine::store::Store>();
     let old = store.version(&id, Some(from)).await?;
     let new = store.version(&id, Some(to)).await?;
-    Ok(engine::model::diff_text(&old.source, &new.source, &format!("{id} v{from}"), &format!("{id} v{to}")))
+    Ok(engine::model::diff_text(
+        &old.source,
+        &new.source,
+        &format!("{id} v{from}"),
+        &format!("{id} v{to}"),
+    ))
 }
 
 #[server(endpoint = "get_workflow")]
@@ -47,7 +52,11 @@ pub async fn get_workflow(id: String) -> Result<WorkflowPageData, AppError> {
         ..Default::default()
     };
     let runs = store.list_runs(&filter).await?;
-    let stats = store.workflow_stats(engine::store::now_ms()).await?.remove(&id).unwrap_or_default();
+    let stats = store
+        .workflow_stats(engine::store::now_ms())
+        .await?
+        .remove(&id)
+        .unwrap_or_default();
     Ok(WorkflowPageData {
         summary,
         versions,
@@ -66,15 +75,7 @@ pub fn WorkflowPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="muted">"Loading workflow…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Err(e) => {
-                        #[cfg(feature = "ssr")]
-                        if matches!(e, AppError::NotFound(_)) {
-                            if let Some(r) = use_context::<leptos_axum::ResponseOptions>() {
-                                r.set_status(http::StatusCode::NOT_FOUND);
-                            }
-                        }
-                        view! { <section class="page"><ErrorNote error=e/></section> }.into_any()
-                    }
+                    Err(e) => view! { <LoadError error=e/> }.into_any(),
                     Ok(d) => view! { <WorkflowView data=d/> }.into_any(),
                 }
             })}
@@ -183,7 +184,12 @@ fn Charts(runs: Vec<RunSummary>, stats: WorkflowStats) -> impl IntoView {
         })
         .collect_view();
     let rate = (stats.finished_24h > 0)
-        .then(|| format!("{:.0} %", stats.succeeded_24h as f64 / stats.finished_24h as f64 * 100.0))
+        .then(|| {
+            format!(
+                "{:.0} %",
+                stats.succeeded_24h as f64 / stats.finished_24h as f64 * 100.0
+            )
+        })
         .unwrap_or_else(|| "–".into());
     view! {
         <section class="panel charts" aria-labelledby="charts-h">
@@ -245,7 +251,8 @@ fn VersionDiff(workflow_id: String, versions: Vec<i64>) -> impl IntoView {
     let latest = versions.iter().copied().max().unwrap_or(1);
     let from = RwSignal::new((latest - 1).max(1));
     let to = RwSignal::new(latest);
-    let diff = Action::new(move |(id, a, b): &(String, i64, i64)| diff_versions(id.clone(), *a, *b));
+    let diff =
+        Action::new(move |(id, a, b): &(String, i64, i64)| diff_versions(id.clone(), *a, *b));
     let id = StoredValue::new(workflow_id);
     let options = move |selected: RwSignal<i64>| {
         versions

@@ -1,9 +1,9 @@
 //! `/workflows`: every workflow with its tags and latest version, searchable by name or tag.
 
 use engine::records::{WorkflowStats, WorkflowSummary};
-use serde::{Deserialize, Serialize};
 use leptos::prelude::*;
 use leptos_meta::Title;
+use serde::{Deserialize, Serialize};
 
 use crate::components::{format_duration, ErrorNote, Sparkline, StatusBadge};
 use crate::error::AppError;

@@ -131,7 +131,9 @@ fn check_header(def: &WorkflowDef, problems: &mut Vec<Problem>) {
 /// bundle's size), so the builder checks the shape and the server checks the rest on save.
 pub(super) fn check_cron(expr: &str) -> Result<(), String> {
     let fail = |why: String| {
-        format!("\"{expr}\" is not a cron expression ({why}); e.g. \"0 2 * * *\" is 02:00 every day")
+        format!(
+            "\"{expr}\" is not a cron expression ({why}); e.g. \"0 2 * * *\" is 02:00 every day"
+        )
     };
     cron_shape(expr).map_err(fail)?;
     #[cfg(feature = "runtime")]
@@ -142,7 +144,9 @@ pub(super) fn check_cron(expr: &str) -> Result<(), String> {
     Ok(())
 }
 
-const MONTHS: &[&str] = &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const MONTHS: &[&str] = &[
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
 const DAYS: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 /// Field count, and each field's numbers, names, ranges, steps and lists within bounds.
@@ -174,7 +178,9 @@ pub fn cron_shape(expr: &str) -> Result<(), String> {
                 // Months count from 1, days of the week from 0.
                 return Ok(i as u32 + u32::from(min == 1));
             }
-            let n: u32 = v.parse().map_err(|_| format!("{name}: \"{v}\" is not a number"))?;
+            let n: u32 = v
+                .parse()
+                .map_err(|_| format!("{name}: \"{v}\" is not a number"))?;
             if n < min || n > max {
                 return Err(format!("{name}: {n} is outside {min}-{max}"));
             }
@@ -451,10 +457,18 @@ fn check_with(path: &str, step: &StepDef, spec: &catalog::AgentSpec, problems: &
     }
     for field in spec.fields.iter().filter(|f| f.required) {
         // Present but blank is as good as missing (the builder adds required keys empty).
-        if step.with.get(field.name).and_then(|v| v.as_str()).is_some_and(|s| s.trim().is_empty()) {
+        if step
+            .with
+            .get(field.name)
+            .and_then(|v| v.as_str())
+            .is_some_and(|s| s.trim().is_empty())
+        {
             problems.push(Problem::new(
                 format!("{path}.with.{}", field.name),
-                format!("must not be empty: the {} agent needs it ({})", spec.kind, field.help),
+                format!(
+                    "must not be empty: the {} agent needs it ({})",
+                    spec.kind, field.help
+                ),
             ));
         }
         if !step.with.contains_key(field.name) {

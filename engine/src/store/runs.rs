@@ -352,10 +352,24 @@ fn write_op(sql: &mut String, op: &Op) {
             }
             sql.push_str("INSERT INTO run_steps (run_id, step_id, status, output) VALUES ");
             for (i, step) in run.step_ids.iter().enumerate() {
-                let reused = run.reused.iter().find(|(id, _)| id == step).map(|(_, out)| out.to_string());
-                let status = if reused.is_some() { "succeeded" } else { "pending" };
+                let reused = run
+                    .reused
+                    .iter()
+                    .find(|(id, _)| id == step)
+                    .map(|(_, out)| out.to_string());
+                let status = if reused.is_some() {
+                    "succeeded"
+                } else {
+                    "pending"
+                };
                 let sep = if i == 0 { "" } else { ", " };
-                let _ = write!(sql, "{sep}({}, {}, '{status}', {})", Text(&run.id), Text(step), OptText(reused.as_deref()));
+                let _ = write!(
+                    sql,
+                    "{sep}({}, {}, '{status}', {})",
+                    Text(&run.id),
+                    Text(step),
+                    OptText(reused.as_deref())
+                );
             }
             sql.push_str(";\n");
         }
@@ -366,7 +380,15 @@ fn write_op(sql: &mut String, op: &Op) {
                 Text(run_id)
             );
         }
-        Op::AttemptStarted { run_id, step_id, attempt, ready_at, at, input, resumed } => {
+        Op::AttemptStarted {
+            run_id,
+            step_id,
+            attempt,
+            ready_at,
+            at,
+            input,
+            resumed,
+        } => {
             let (run, step) = (Text(run_id), Text(step_id));
             if *resumed {
                 let _ = writeln!(
@@ -391,13 +413,26 @@ fn write_op(sql: &mut String, op: &Op) {
                 Text(&input.to_string())
             );
         }
-        Op::AttemptFinished { run_id, step_id, attempt, status, output, error, logs, at } => {
+        Op::AttemptFinished {
+            run_id,
+            step_id,
+            attempt,
+            status,
+            output,
+            error,
+            logs,
+            at,
+        } => {
             let (run, step) = (Text(run_id), Text(step_id));
             let output = output.as_ref().map(|o| o.to_string());
             let output = OptText(output.as_deref());
             let kind = OptText(error.as_ref().map(|(k, _)| k.as_str()));
             let message = OptText(error.as_ref().map(|(_, m)| m.as_str()));
-            let attempt_status = if *status == StepStatus::Retrying { "failed" } else { status.as_str() };
+            let attempt_status = if *status == StepStatus::Retrying {
+                "failed"
+            } else {
+                status.as_str()
+            };
             let logs = serde_json::to_string(logs).unwrap_or_else(|_| "[]".into());
             let _ = writeln!(
                 sql,
@@ -414,7 +449,12 @@ fn write_op(sql: &mut String, op: &Op) {
                 status.as_str()
             );
         }
-        Op::StepsEnded { run_id, step_ids, status, at } => {
+        Op::StepsEnded {
+            run_id,
+            step_ids,
+            status,
+            at,
+        } => {
             if step_ids.is_empty() {
                 return;
             }
@@ -429,7 +469,12 @@ fn write_op(sql: &mut String, op: &Op) {
             }
             sql.push_str(");\n");
         }
-        Op::FinishRun { run_id, status, error, at } => {
+        Op::FinishRun {
+            run_id,
+            status,
+            error,
+            at,
+        } => {
             let _ = writeln!(
                 sql,
                 "UPDATE runs SET status = '{}', error = {}, finished_at = {at}, started_at = COALESCE(started_at, {at}) \

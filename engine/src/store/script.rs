@@ -25,7 +25,11 @@ impl Display for Text<'_> {
         let mut rest = self.0;
         while let Some(i) = rest.find(['\'', '\0']) {
             f.write_str(&rest[..i])?;
-            f.write_str(if rest.as_bytes()[i] == b'\'' { "''" } else { "\u{FFFD}" })?;
+            f.write_str(if rest.as_bytes()[i] == b'\'' {
+                "''"
+            } else {
+                "\u{FFFD}"
+            })?;
             rest = &rest[i + 1..];
         }
         f.write_str(rest)?;

@@ -13,12 +13,19 @@ const DAY_MS: i64 = 86_400_000;
 /// The smallest UUIDv7 text created at or after `ms`: a lower bound for `id >=`.
 pub fn id_floor(ms: i64) -> String {
     let ms = ms.max(0) as u64 & 0xFFFF_FFFF_FFFF;
-    format!("{:08x}-{:04x}-0000-0000-000000000000", ms >> 16, ms & 0xFFFF)
+    format!(
+        "{:08x}-{:04x}-0000-0000-000000000000",
+        ms >> 16,
+        ms & 0xFFFF
+    )
 }
 
 impl Store {
     /// Stats of every workflow that has runs, keyed by workflow id, as of `now` (unix ms).
-    pub async fn workflow_stats(&self, now: i64) -> Result<HashMap<String, WorkflowStats>, StoreError> {
+    pub async fn workflow_stats(
+        &self,
+        now: i64,
+    ) -> Result<HashMap<String, WorkflowStats>, StoreError> {
         let day0 = now.div_euclid(DAY_MS) - 6;
         let week = id_floor(day0 * DAY_MS);
         let since_24h = now - DAY_MS;
