@@ -761,3 +761,59 @@ async fn on_postgres_a_run_survives_its_connections_being_killed() {
         "{d:?}"
     );
 }
+
+/// A run resumed after a restart keeps its deadline: here it started 10 s before the process
+/// stopped and has a 5 s limit, so on recovery it times out instead of running its step.
+#[tokio::test]
+async fn a_resumed_run_keeps_the_deadline_it_started_with() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("d.db").display()))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let yaml = "id: limited\ntimeout: 5s\nsteps:\n- {id: only, agent: simulate}\n";
+    store
+        .create_workflow(&Workflow::parse(yaml).expect("valid"), yaml)
+        .await
+        .expect("create");
+    let started = engine::store::now_ms() - 10_000;
+    let run = engine::store::NewRun {
+        id: "01900000-0000-7000-8000-000000000001".into(),
+        workflow_id: "limited".into(),
+        workflow_version: 1,
+        trigger: "api".into(),
+        inputs: json!({}),
+        parent_run_id: None,
+        traceparent: None,
+        created_at: started,
+        step_ids: vec!["only".into()],
+        reused: vec![],
+    };
+    use engine::store::Op;
+    store
+        .apply(&[
+            Op::CreateRun(Box::new(run)),
+            Op::StartRun {
+                run_id: "01900000-0000-7000-8000-000000000001".into(),
+                at: started,
+            },
+        ])
+        .await
+        .expect("a run left running by a stopped process");
+    let engine = Engine::start(store, EngineConfig::default())
+        .await
+        .expect("engine");
+    assert_eq!(
+        engine
+            .wait("01900000-0000-7000-8000-000000000001")
+            .await
+            .expect("wait"),
+        RunStatus::TimedOut
+    );
+    let d = engine
+        .store()
+        .run_detail("01900000-0000-7000-8000-000000000001")
+        .await
+        .expect("detail");
+    assert_eq!(step_of(&d, "only").attempts, 0, "its step never started");
+}

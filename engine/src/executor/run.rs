@@ -47,6 +47,8 @@ pub(super) struct RunDriver {
     trigger: String,
     inputs: Value,
     started: bool,
+    /// When the run first started (unix ms), if it has: its time limit counts from there.
+    started_at: Option<i64>,
     status: Vec<StepStatus>,
     attempts: Vec<i64>,
     outputs: Map<String, Value>,
@@ -106,6 +108,7 @@ impl RunDriver {
             workflow_id: state.run.workflow_id.clone(),
             trigger: state.run.trigger.clone(),
             started: state.run.status != RunStatus::Queued,
+            started_at: state.run.started_at,
             inputs: state.inputs,
             ready_at: vec![0; steps.len()],
             engine,
@@ -146,10 +149,17 @@ impl RunDriver {
             .filter(|&i| self.is_ready(i))
             .collect();
         ready.iter().for_each(|&i| self.ready_at[i] = now);
+        // A resumed run keeps its original deadline: the time before the restart counts.
+        let elapsed = Duration::from_millis(self.started_at.map_or(0, |s| (now - s).max(0)) as u64);
         let deadline = self
             .workflow
             .timeout()
-            .map(|t| tokio::time::Instant::now() + t);
+            .map(|t| tokio::time::Instant::now() + t.saturating_sub(elapsed));
+        if self.workflow.timeout().is_some_and(|t| elapsed >= t) {
+            return self
+                .end_all(RunStatus::TimedOut, "the run exceeded its timeout")
+                .await;
+        }
         let mut in_flight: FuturesUnordered<BoxFuture<'static, Completion>> =
             FuturesUnordered::new();
 
