@@ -128,6 +128,36 @@ pub fn follow_events(
     }
 }
 
+/// The frame of a DAG drawing: the SVG sized to the layout, its edges with arrowheads, and
+/// the step boxes the page draws (`children`, positioned from the same layout).
+#[component]
+pub fn DagFrame(
+    layout: engine::layout::Layout,
+    class: &'static str,
+    label: String,
+    children: Children,
+) -> impl IntoView {
+    let edges = layout
+        .edges
+        .iter()
+        .map(|e| view! { <path d=e.svg_path() class="edge" marker-end="url(#dag-arrow)"/> })
+        .collect_view();
+    view! {
+        <div class="dag-scroll">
+            <svg class=class width=layout.width height=layout.height viewBox=format!("0 0 {} {}", layout.width, layout.height)
+                 role="group" aria-label=label>
+                <defs>
+                    <marker id="dag-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+                        <path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead"/>
+                    </marker>
+                </defs>
+                <g>{edges}</g>
+                <g>{children()}</g>
+            </svg>
+        </div>
+    }
+}
+
 /// A tiny bar chart (runs per day): one bar per value, scaled to the largest.
 #[component]
 pub fn Sparkline(values: Vec<i64>, label: String) -> impl IntoView {

@@ -20,7 +20,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::components::{ErrorNote, LoadError};
+use crate::components::{DagFrame, ErrorNote, LoadError};
 use crate::error::AppError;
 
 /// A saved version.
@@ -465,25 +465,10 @@ fn Graph() -> impl IntoView {
                 </g>
             }
         }).collect_view();
-        let edges = l
-            .edges
-            .iter()
-            .map(|e| view! { <path d=e.svg_path() class="edge" marker-end="url(#b-arrow)"/> })
-            .collect_view();
         view! {
-            <div class="dag-scroll">
-                <svg class="dag builder-dag" width=l.width height=l.height viewBox=format!("0 0 {} {}", l.width, l.height)
-                     aria-label=format!("Graph of {} steps", def.steps.len())>
-                    <defs>
-                        <marker id="b-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
-                            <path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead"/>
-                        </marker>
-                    </defs>
-                    <g>{edges}</g>
-                    <g>{nodes}</g>
-                </svg>
-            </div>
-        }.into_any()
+            <DagFrame layout=l class="dag builder-dag" label=format!("Graph of {} steps", def.steps.len())>{nodes}</DagFrame>
+        }
+        .into_any()
     }
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::components::{
-    follow_events, format_duration, format_ms, ErrorNote, LoadError, StatusBadge,
+    follow_events, format_duration, format_ms, DagFrame, ErrorNote, LoadError, StatusBadge,
 };
 use crate::error::AppError;
 
@@ -161,7 +161,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
     let end = run.finished_at.unwrap_or(now.max(run.created_at));
     let queue_wait = run.started_at.map(|s| s - run.created_at);
     let run_time = run.started_at.map(|s| end - s);
-    let usage = Usage::of_run(&detail);
+    let usage = Usage::of_attempts(&detail.attempts);
     let title = format!("Run of {workflow_name}");
     // Built in pieces, each type-erased: one nested view type this deep overflows rustc.
     let header = view! {
@@ -269,8 +269,9 @@ impl Usage {
         }
     }
 
-    fn of_run(detail: &RunDetail) -> Usage {
-        detail.attempts.iter().fold(Usage::default(), |acc, a| {
+    /// Summed over attempts (of a step, or of the whole run).
+    fn of_attempts<'a>(attempts: impl IntoIterator<Item = &'a AttemptRecord>) -> Usage {
+        attempts.into_iter().fold(Usage::default(), |acc, a| {
             let u = Usage::of_output(a.output.as_ref());
             Usage {
                 tokens: acc.tokens + u.tokens,
@@ -426,25 +427,7 @@ fn Dag(steps: Vec<StepInfo>, records: Vec<StepRecord>) -> impl IntoView {
             }
         })
         .collect_view();
-    let edges = l
-        .edges
-        .iter()
-        .map(|e| view! { <path d=e.svg_path() class="edge" marker-end="url(#arrow)"/> })
-        .collect_view();
-    view! {
-        <div class="dag-scroll">
-            <svg class="dag" width=l.width height=l.height viewBox=format!("0 0 {} {}", l.width, l.height)
-                 role="img" aria-label=format!("Graph of {} steps", steps.len())>
-                <defs>
-                    <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
-                        <path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead"/>
-                    </marker>
-                </defs>
-                <g>{edges}</g>
-                <g>{nodes}</g>
-            </svg>
-        </div>
-    }
+    view! { <DagFrame layout=l class="dag" label=format!("Graph of {} steps", steps.len())>{nodes}</DagFrame> }
 }
 
 /// A glyph per state, so state reads without colour.
@@ -551,14 +534,7 @@ fn StepPanel(
     let wait = record
         .as_ref()
         .and_then(|r| Some(r.started_at? - r.ready_at?));
-    let usage = attempts.iter().fold(Usage::default(), |acc, a| {
-        let u = Usage::of_output(a.output.as_ref());
-        Usage {
-            tokens: acc.tokens + u.tokens,
-            cost: acc.cost + u.cost,
-            reported: acc.reported || u.reported,
-        }
-    });
+    let usage = Usage::of_attempts(&attempts);
     let ui = expect_context::<RunUi>();
     let open = ui
         .open
