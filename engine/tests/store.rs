@@ -436,7 +436,7 @@ async fn workflow_stats_count_days_rates_and_p95(store: Store) {
     run(id(now - 60_000, 101), now - 60_000, None, RunStatus::Queued);
     store.apply(&ops).await.expect("apply");
 
-    let stats = store.workflow_stats(now).await.expect("stats");
+    let stats = store.workflow_stats(now, None).await.expect("stats");
     let one = &stats["one"];
     assert_eq!(
         one.last_status,
@@ -450,4 +450,8 @@ async fn workflow_stats_count_days_rates_and_p95(store: Store) {
         !stats.contains_key("idle"),
         "a workflow without runs has no stats"
     );
+    // Asked for one workflow: the same figures, and nothing else.
+    let only = store.workflow_stats(now, Some("one")).await.expect("stats");
+    assert_eq!(only.len(), 1);
+    assert_eq!(&only["one"], one);
 }

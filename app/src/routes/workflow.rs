@@ -53,7 +53,7 @@ pub async fn get_workflow(id: String) -> Result<WorkflowPageData, AppError> {
     };
     let runs = store.list_runs(&filter).await?;
     let stats = store
-        .workflow_stats(engine::store::now_ms())
+        .workflow_stats(engine::store::now_ms(), Some(&id))
         .await?
         .remove(&id)
         .unwrap_or_default();

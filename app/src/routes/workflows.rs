@@ -19,7 +19,7 @@ pub struct WorkflowRow {
 #[server(endpoint = "list_workflows")]
 pub async fn list_workflows() -> Result<Vec<WorkflowRow>, AppError> {
     let store = expect_context::<engine::store::Store>();
-    let mut stats = store.workflow_stats(engine::store::now_ms()).await?;
+    let mut stats = store.workflow_stats(engine::store::now_ms(), None).await?;
     Ok(store
         .list_workflows(false)
         .await?

@@ -21,35 +21,46 @@ pub fn id_floor(ms: i64) -> String {
 }
 
 impl Store {
-    /// Stats of every workflow that has runs, keyed by workflow id, as of `now` (unix ms).
+    /// Stats of every workflow that has runs (or only of `only`), keyed by workflow id, as of
+    /// `now` (unix ms).
     pub async fn workflow_stats(
         &self,
         now: i64,
+        only: Option<&str>,
     ) -> Result<HashMap<String, WorkflowStats>, StoreError> {
         let day0 = now.div_euclid(DAY_MS) - 6;
         let week = id_floor(day0 * DAY_MS);
         let since_24h = now - DAY_MS;
         let mut out: HashMap<String, WorkflowStats> = HashMap::new();
         on_pool!(self, pool => {
-            let last: Vec<(String, Option<String>)> = sqlx::query_as(
+            // `$1 IS NULL` would leave PostgreSQL guessing the parameter's type: two texts instead.
+            let mut last = sqlx::query_as::<_, (String, Option<String>)>(if only.is_some() {
                 "SELECT w.id, (SELECT r.status FROM runs r WHERE r.workflow_id = w.id ORDER BY r.id DESC LIMIT 1)
-                 FROM workflows w",
-            )
-            .fetch_all(pool)
-            .await?;
-            for (id, status) in last {
+                 FROM workflows w WHERE w.id = $1"
+            } else {
+                "SELECT w.id, (SELECT r.status FROM runs r WHERE r.workflow_id = w.id ORDER BY r.id DESC LIMIT 1)
+                 FROM workflows w"
+            });
+            if let Some(w) = only {
+                last = last.bind(w);
+            }
+            for (id, status) in last.fetch_all(pool).await? {
                 if let Some(s) = status {
                     out.entry(id).or_default().last_status = RunStatus::parse(&s);
                 }
             }
             // One pass over the week's runs, a range of the primary key (ids sort by time);
             // grouping in SQL tempted SQLite into scanning every run through another index.
-            let rows: Vec<(String, i64, String, Option<i64>, Option<i64>)> = sqlx::query_as(
-                "SELECT workflow_id, created_at, status, started_at, finished_at FROM runs WHERE id >= $1",
-            )
-            .bind(week)
-            .fetch_all(pool)
-            .await?;
+            let mut rows = sqlx::query_as::<_, (String, i64, String, Option<i64>, Option<i64>)>(if only.is_some() {
+                "SELECT workflow_id, created_at, status, started_at, finished_at FROM runs WHERE id >= $1 AND workflow_id = $2"
+            } else {
+                "SELECT workflow_id, created_at, status, started_at, finished_at FROM runs WHERE id >= $1"
+            })
+            .bind(week);
+            if let Some(w) = only {
+                rows = rows.bind(w);
+            }
+            let rows = rows.fetch_all(pool).await?;
             let mut durations: HashMap<String, Vec<i64>> = HashMap::new();
             for (id, created, status, started, finished) in rows {
                 let s = out.entry(id.clone()).or_default();
