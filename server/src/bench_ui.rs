@@ -6,6 +6,8 @@
 use std::time::{Duration, Instant};
 
 use engine::executor::{Engine, EngineConfig, TriggerRequest};
+
+use crate::bench::{ms, pct};
 use engine::model::Workflow;
 use engine::records::RunStatus;
 use engine::store::{id_floor, NewRun, Op, Store};
@@ -94,13 +96,12 @@ async fn measure(client: &reqwest::Client, url: &str) -> anyhow::Result<(f64, f6
         let body = r.bytes().await?;
         let t = start.elapsed();
         if i >= 3 {
-            times.push(t.as_secs_f64() * 1000.0);
+            times.push(ms(t));
             bytes = body.len();
         }
     }
     times.sort_by(f64::total_cmp);
-    let p = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
-    Ok((p(0.5), p(0.99), bytes))
+    Ok((pct(&times, 0.5), pct(&times, 0.99), bytes))
 }
 
 pub async fn run(leptos_options: leptos::prelude::LeptosOptions) -> anyhow::Result<()> {
@@ -140,12 +141,15 @@ pub async fn run(leptos_options: leptos::prelude::LeptosOptions) -> anyhow::Resu
     let mut stats_ms = Vec::new();
     for _ in 0..10 {
         let t = Instant::now();
-        store.workflow_stats(engine::store::now_ms()).await?;
-        stats_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        store.workflow_stats(engine::store::now_ms(), None).await?;
+        stats_ms.push(ms(t.elapsed()));
     }
     stats_ms.sort_by(f64::total_cmp);
     println!("## Server rendering (SQLite, {WORKFLOWS} workflows, {RUNS} runs)");
-    println!("workflow stats queries alone: p50 {:.2} ms", stats_ms[5]);
+    println!(
+        "workflow stats queries alone: p50 {:.2} ms",
+        pct(&stats_ms, 0.5)
+    );
     println!("| page | p50 ms | p99 ms | HTML KB |");
     println!("|---|---|---|---|");
     for (label, path) in [
