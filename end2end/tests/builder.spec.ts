@@ -1,14 +1,10 @@
 import { test, expect, type Page, type Locator } from '@playwright/test';
+import { openHydrated } from './support';
 
 // The builder, used the way a person does: by clicking, by typing YAML, and by keyboard alone.
 
 let tag = '';
 test.beforeEach(() => { tag = Math.random().toString(36).slice(2, 8); });
-
-async function openHydrated(page: Page, path: string) {
-  await page.goto(path);
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
-}
 
 const node = (page: Page, step: string) => page.locator(`svg.builder-dag [data-step="${step}"]`);
 

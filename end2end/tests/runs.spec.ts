@@ -1,17 +1,8 @@
 import { test, expect, type Page, type APIRequestContext } from '@playwright/test';
+import { createWorkflow, openHydrated } from './support';
 
 // The run page and the monitor, driven through a real server and Chromium. Workflows are
 // created through the REST API; each test uses its own ids, so tests do not see each other.
-
-async function openHydrated(page: Page, path: string) {
-  await page.goto(path);
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
-}
-
-async function createWorkflow(request: APIRequestContext, yaml: string) {
-  const r = await request.post('/api/v1/workflows', { headers: { 'content-type': 'application/yaml' }, data: yaml });
-  expect(r.status(), await r.text()).toBe(201);
-}
 
 async function trigger(request: APIRequestContext, workflow: string): Promise<string> {
   const r = await request.post(`/api/v1/workflows/${workflow}/runs`, { data: {} });

@@ -1,10 +1,5 @@
 import { test, expect } from '@playwright/test';
-
-// Hydration sets data-hydrated on <body> from an Effect, which only runs in the browser.
-async function openHydrated(page, path: string) {
-  await page.goto(path);
-  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
-}
+import { createWorkflow, openHydrated } from './support';
 
 test('the workflow list shows the seeded workflows and filters after hydration', async ({ page }, info) => {
   await openHydrated(page, '/workflows');
@@ -59,7 +54,7 @@ test('the list starts a run, then shows its outcome and stats', async ({ page })
 test('the workflow page compares two versions and lists its runs', async ({ page, request }) => {
   const id = `e2e-diff-${Math.random().toString(36).slice(2, 8)}`;
   const doc = (latency: string) => `id: ${id}\nsteps:\n- id: a\n  agent: simulate\n  with:\n    latency: ${latency}\n`;
-  expect((await request.post('/api/v1/workflows', { headers: { 'content-type': 'application/yaml' }, data: doc('10ms') })).status()).toBe(201);
+  await createWorkflow(request, doc('10ms'));
   expect((await request.put(`/api/v1/workflows/${id}`, { headers: { 'content-type': 'application/yaml' }, data: doc('20ms') })).status()).toBe(200);
   const run = await (await request.post(`/api/v1/workflows/${id}/runs`, { data: {} })).json();
   await openHydrated(page, `/workflows/${id}`);
