@@ -35,6 +35,9 @@ export default defineConfig({
       FLOWSCOPE_DATABASE_URL: `sqlite://${dataDir}/e2e.db`,
       LEPTOS_SITE_ROOT: 'target/site',
       RUST_LOG: 'warn',
+      // Trace links go to this Grafana (never contacted: the tests read the links only).
+      FLOWSCOPE_GRAFANA_URL: 'http://grafana.test:3000',
+      FLOWSCOPE_GRAFANA_TEMPO_UID: 'tempo-e2e',
     },
   },
 });

@@ -3,7 +3,7 @@
 # checks first and skips what is already there, so a warm machine pays a few seconds.
 #
 #   scripts/setup.sh            build tools: wasm target, cargo-leptos, wasm-bindgen, wasm-opt
-#   scripts/setup.sh --test     also Chromium, PostgreSQL running, the browser-test packages
+#   scripts/setup.sh --test     also Chromium, Prometheus, PostgreSQL running, the browser-test packages
 #
 # Nothing downloads a prebuilt binary: tools come from crates.io, npm and Debian's packages.
 set -euo pipefail
@@ -51,6 +51,12 @@ if $want_test; then
     say "installing Debian's chromium for browser tests"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+  if ! command -v prometheus >/dev/null; then
+    say "installing Debian's prometheus (the metrics test scrapes Flowscope with it)"
+    apt-get update -qq
+    # The package's service is not started here: the test runs its own Prometheus.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
   fi
   if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     say "starting PostgreSQL"

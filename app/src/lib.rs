@@ -4,10 +4,12 @@
 //! - `routes/`: one file per page, each with the server functions it calls.
 //! - [`error`]: the typed error server functions send to the browser.
 //! - `components`: pieces shared by pages (navigation, badges).
+//! - `charts`: plotters charts rendered on the server, every mark a link.
 //!
 //! Server-only code sits behind the `ssr` feature; the browser bundle (`hydrate`) never
 //! compiles the database or tokio.
 
+pub mod charts;
 pub mod components;
 pub mod error;
 pub mod routes;

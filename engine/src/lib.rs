@@ -5,6 +5,8 @@
 //! - [`examples`]: the example workflows seeded into an empty database.
 //! - [`layout`]: the layered drawing of a workflow's DAG (run page, builder).
 //! - [`records`]: plain rows the store returns and the UI shows.
+//! - [`links`]: trace links to Grafana Explore (or the run's own timeline).
+//! - `telemetry` (feature `runtime`): the metric registry and span helpers (SPEC §6).
 //! - `store` (feature `runtime`): persistence on SQLite or PostgreSQL with sqlx.
 //! - `executor` (feature `runtime`): the durable engine that runs workflows.
 //! - `agents` (feature `runtime`): the built-in agents, one file each.
@@ -19,7 +21,10 @@ pub mod examples;
 #[cfg(feature = "runtime")]
 pub mod executor;
 pub mod layout;
+pub mod links;
 pub mod model;
 pub mod records;
 #[cfg(feature = "runtime")]
 pub mod store;
+#[cfg(feature = "runtime")]
+pub mod telemetry;

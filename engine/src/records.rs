@@ -143,6 +143,12 @@ pub struct RunSummary {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The run's trace and its root `workflow.execute` span (hex), once it started with
+    /// telemetry on.
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    #[serde(default)]
+    pub span_id: Option<String>,
 }
 
 /// One step of a run, with its latest outcome.
@@ -174,6 +180,9 @@ pub struct AttemptRecord {
     pub logs: Vec<String>,
     pub started_at: i64,
     pub finished_at: Option<i64>,
+    /// This attempt's `agent.execute` span (hex), when telemetry was on.
+    #[serde(default)]
+    pub span_id: Option<String>,
 }
 
 /// A whole run: summary, inputs, steps and every attempt.

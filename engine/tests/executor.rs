@@ -796,6 +796,7 @@ async fn a_resumed_run_keeps_the_deadline_it_started_with() {
             Op::StartRun {
                 run_id: "01900000-0000-7000-8000-000000000001".into(),
                 at: started,
+                trace: None,
             },
         ])
         .await

@@ -282,6 +282,7 @@ async fn state_changes_keep_every_character_of_text(store: Store) {
         Op::StartRun {
             run_id: "r1".into(),
             at: 1_001,
+            trace: Some((NASTY.into(), "00f067aa0ba902b7".into())),
         },
         Op::AttemptStarted {
             run_id: "r1".into(),
@@ -291,6 +292,8 @@ async fn state_changes_keep_every_character_of_text(store: Store) {
             at: 1_002,
             input: serde_json::json!({ "with": NASTY }),
             resumed: false,
+            span_id: Some(NASTY.into()),
+            agent: NASTY.into(),
         },
         Op::AttemptFinished {
             run_id: "r1".into(),
@@ -326,7 +329,10 @@ async fn state_changes_keep_every_character_of_text(store: Store) {
     assert_eq!(run.run.parent_run_id.as_deref(), Some(stored.as_str()));
     assert_eq!(run.run.error.as_deref(), Some(stored.as_str()));
     assert_eq!(run.run.status, RunStatus::Failed);
+    assert_eq!(run.run.trace_id.as_deref(), Some(stored.as_str()));
+    assert_eq!(run.run.span_id.as_deref(), Some("00f067aa0ba902b7"));
     let a = &run.attempts[0];
+    assert_eq!(a.span_id.as_deref(), Some(stored.as_str()));
     assert_eq!(a.input, Some(serde_json::json!({ "with": NASTY })));
     assert_eq!(a.output, Some(serde_json::json!({ "out": NASTY })));
     assert_eq!(a.error_kind.as_deref(), Some(stored.as_str()));
@@ -404,6 +410,7 @@ async fn workflow_stats_count_days_rates_and_p95(store: Store) {
             ops.push(Op::StartRun {
                 run_id: run_id.clone(),
                 at,
+                trace: None,
             });
             ops.push(Op::FinishRun {
                 run_id,

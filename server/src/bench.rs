@@ -305,6 +305,84 @@ pub async fn run_all(postgres_admin_url: &str, shapes: &[String]) -> anyhow::Res
     Ok(())
 }
 
+/// The telemetry modes `bench --telemetry` compares, with the environment each child gets.
+const TELEMETRY_MODES: &[(&str, &[(&str, &str)])] = &[
+    ("off (OTEL_SDK_DISABLED)", &[("OTEL_SDK_DISABLED", "true")]),
+    ("span ids, no export (default)", &[]),
+    (
+        "full export, OTLP http/protobuf",
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
+    ),
+    (
+        "full export, OTLP gRPC",
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+    ),
+];
+
+/// `bench --telemetry`: the cost of tracing and metrics with export on against telemetry off,
+/// on SQLite, with a local OTLP receiver (HTTP and gRPC) that accepts and counts what arrives.
+pub async fn run_telemetry(shapes: &[String]) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let dir = tempfile_dir()?;
+    let sink = crate::otlp_sink::start()?;
+    println!(
+        "| shape | telemetry | runs | run p50 ms | per-step p50 ms | runs/s | throughput vs off |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (i, shape) in shapes.iter().enumerate() {
+        let mut base: Option<f64> = None;
+        for (j, (mode, env)) in TELEMETRY_MODES.iter().enumerate() {
+            let url = format!("sqlite://{}/tel-{i}-{j}.db", dir.display());
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.args(["bench", "--shape", shape, "--database", &url]);
+            for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")) {
+                cmd.env_remove(k);
+            }
+            for (k, v) in env.iter() {
+                cmd.env(k, v);
+            }
+            if mode.starts_with("full export") {
+                let addr = if mode.ends_with("gRPC") {
+                    sink.grpc
+                } else {
+                    sink.http
+                };
+                cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"));
+            }
+            let out = cmd.output()?;
+            if !out.status.success() {
+                anyhow::bail!(
+                    "shape {shape} ({mode}) failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let f: Figures = serde_json::from_slice(&out.stdout).context("child output")?;
+            // Throughput: measured for the concurrent shape, else runs one after another.
+            let rps = f.runs_per_s.unwrap_or(1000.0 / f.p50_ms);
+            let vs = match base {
+                None => {
+                    base = Some(rps);
+                    "–".to_string()
+                }
+                Some(b) => format!("{:+.1} %", (rps - b) / b * 100.0),
+            };
+            println!(
+                "| {} | {mode} | {} | {:.2} | {} | {rps:.0} | {vs} |",
+                f.shape,
+                f.runs,
+                f.p50_ms,
+                f.per_step_p50_ms
+                    .map(|v| format!("{v:.3}"))
+                    .unwrap_or_else(|| "–".into()),
+            );
+        }
+    }
+    let (spans, logs) = sink.counts();
+    println!("\nThe receiver got {spans} spans and {logs} log records.");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("flowscope-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

@@ -65,6 +65,7 @@ async fn fill(store: &Store, now: i64) -> anyhow::Result<()> {
         ops.push(Op::StartRun {
             run_id: run_id.clone(),
             at,
+            trace: None,
         });
         let status = if n % 10 == 0 {
             RunStatus::Failed
@@ -130,7 +131,12 @@ pub async fn run(leptos_options: leptos::prelude::LeptosOptions) -> anyhow::Resu
         .await?;
     engine.wait(&run.id).await?;
 
-    let router = crate::startup::router(store.clone(), engine.clone(), leptos_options);
+    let router = crate::startup::router(
+        store.clone(),
+        engine.clone(),
+        Default::default(),
+        leptos_options,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, router).await });

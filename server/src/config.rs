@@ -73,6 +73,14 @@ struct FileConfig {
 }
 
 impl Config {
+    /// Where trace links point: Grafana Explore when `grafana_url` is set.
+    pub fn trace_links(&self) -> engine::links::TraceLinks {
+        engine::links::TraceLinks {
+            grafana_url: self.grafana_url.clone(),
+            tempo_uid: self.grafana_tempo_uid.clone(),
+        }
+    }
+
     /// Reads the process environment and the config file.
     pub fn load() -> Result<Config, ConfigError> {
         let mut config = Config::from_sources(|k| std::env::var(k).ok())?;

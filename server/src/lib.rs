@@ -5,6 +5,7 @@
 //! - `api`: the REST API (`/api/v1`), one router per area.
 //! - [`health`]: liveness and readiness.
 //! - [`error`]: the API's error type and JSON shape.
+//! - [`telemetry`]: logs, spans and OTLP export; [`observe`]: HTTP server spans and `/metrics`.
 
 pub mod api;
 pub mod bench;
@@ -12,4 +13,7 @@ pub mod bench_ui;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod observe;
+pub mod otlp_sink;
 pub mod startup;
+pub mod telemetry;

@@ -46,12 +46,28 @@ enum Command {
         /// Measure server rendering of the UI pages instead (1,000 workflows, 100,000 runs).
         #[arg(long)]
         ui: bool,
+        /// Measure telemetry's cost instead: off, span ids only, full OTLP export (SQLite).
+        #[arg(long)]
+        telemetry: bool,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let telemetry = match flowscope::telemetry::Telemetry::init() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = main_with(cli);
+    // Flushes spans and logs still buffered: the last run's trace is not lost on shutdown.
+    telemetry.shutdown();
+    code
+}
+
+fn main_with(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Validate { files } => validate(&files),
         command => {
@@ -114,6 +130,22 @@ async fn bench(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&figures)?);
             Ok(())
         }
+        Command::Bench {
+            telemetry: true,
+            shapes,
+            ..
+        } => {
+            let shapes = if shapes.is_empty() {
+                vec![
+                    "chain40-zero".into(),
+                    "three-step-c1".into(),
+                    "three-step-c200".into(),
+                ]
+            } else {
+                shapes
+            };
+            flowscope::bench::run_telemetry(&shapes).await
+        }
         Command::Bench { ui: true, .. } => {
             let options = leptos::prelude::get_configuration(None)?.leptos_options;
             flowscope::bench_ui::run(options).await
@@ -166,14 +198,4 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
 }

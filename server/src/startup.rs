@@ -8,6 +8,7 @@ use std::future::IntoFuture;
 use anyhow::Context;
 use axum::Router;
 use engine::executor::{Engine, EngineConfig};
+use engine::links::TraceLinks;
 use engine::store::Store;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -42,7 +43,12 @@ impl Application {
         let engine = Engine::start(store.clone(), engine_config)
             .await
             .context("cannot start the engine")?;
-        let router = router(store.clone(), engine.clone(), leptos_options);
+        let router = router(
+            store.clone(),
+            engine.clone(),
+            config.trace_links(),
+            leptos_options,
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (FLOWSCOPE_LISTEN)", config.listen))?;
@@ -126,13 +132,19 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 /// The whole HTTP surface: pages (SSR + server functions), REST API, health, static files.
-pub fn router(store: Store, engine: Engine, leptos_options: LeptosOptions) -> Router {
+pub fn router(
+    store: Store,
+    engine: Engine,
+    links: TraceLinks,
+    leptos_options: LeptosOptions,
+) -> Router {
     let routes = generate_route_list(app::App);
     let context = {
         let (store, engine) = (store.clone(), engine.clone());
         move || {
             provide_context(store.clone());
             provide_context(engine.clone());
+            provide_context(links.clone());
         }
     };
     let pages = Router::new()
@@ -150,12 +162,13 @@ pub fn router(store: Store, engine: Engine, leptos_options: LeptosOptions) -> Ro
             "/api/v1",
             crate::api::router(crate::api::ApiState {
                 store: store.clone(),
-                engine,
+                engine: engine.clone(),
             }),
         )
         .merge(crate::health::router(store))
+        .merge(crate::observe::router(engine))
         .merge(pages)
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(crate::observe::http_span))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

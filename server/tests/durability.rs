@@ -23,12 +23,13 @@ fn start(db_url: &str) -> Server {
         .env("FLOWSCOPE_SEED_EXAMPLES", "false")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start flowscope");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
+    // The log goes to stderr.
+    let log = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(log).lines();
     let base = loop {
         let line = lines
             .next()

@@ -33,6 +33,8 @@ pub struct RunPageData {
     pub steps: Vec<StepInfo>,
     /// The server's clock when read: the end of bars still running.
     pub now: i64,
+    /// Where "Trace" links point (Grafana Explore, or this page's timeline).
+    pub links: engine::links::TraceLinks,
 }
 
 #[server(endpoint = "get_run")]
@@ -61,6 +63,7 @@ pub async fn get_run(id: String) -> Result<RunPageData, AppError> {
         detail,
         steps,
         now: engine::store::now_ms(),
+        links: use_context::<engine::links::TraceLinks>().unwrap_or_default(),
     })
 }
 
@@ -155,6 +158,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
         workflow_name,
         steps,
         now,
+        links,
     } = data;
     let run = detail.run.clone();
     let finished = run.status.is_finished();
@@ -163,6 +167,20 @@ fn RunView(data: RunPageData) -> impl IntoView {
     let run_time = run.started_at.map(|s| end - s);
     let usage = Usage::of_attempts(&detail.attempts);
     let title = format!("Run of {workflow_name}");
+    let trace_href = |span_id: Option<&str>| {
+        links.link(
+            &run.id,
+            run.trace_id.as_deref(),
+            span_id,
+            run.created_at,
+            run.finished_at,
+        )
+    };
+    let trace_label = if links.to_grafana() && run.trace_id.is_some() {
+        "Open in Grafana"
+    } else {
+        "Timeline"
+    };
     // Built in pieces, each type-erased: one nested view type this deep overflows rustc.
     let header = view! {
         <header class="page-header">
@@ -187,7 +205,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
             <div><dt>{if finished { "Run time" } else { "Running for" }}</dt><dd>{run_time.map(format_duration).unwrap_or_else(|| "–".into())}</dd></div>
             {run.parent_run_id.clone().map(|p| view! { <div><dt>"Retry of"</dt><dd><a class="mono" href=format!("/runs/{p}")>{short_id(&p)}</a></dd></div> })}
             {usage.view()}
-            <div><dt>"Trace"</dt><dd><a href="#timeline" data-trace-link="run">"Timeline"</a></dd></div>
+            <div><dt>"Trace"</dt><dd><a href=trace_href(None) data-trace-link="run">{trace_label}</a></dd></div>
         </dl>
     }
     .into_any();
@@ -211,7 +229,9 @@ fn RunView(data: RunPageData) -> impl IntoView {
         .map(|s| {
             let record = detail.steps.iter().find(|r| r.step_id == s.id).cloned();
             let attempts: Vec<AttemptRecord> = detail.attempts.iter().filter(|a| a.step_id == s.id).cloned().collect();
-            view! { <StepPanel info=s.clone() record=record attempts=attempts run_id=run.id.clone() retryable=retryable/> }.into_any()
+            // The latest attempt's span is the one selected in the trace.
+            let href = trace_href(attempts.last().and_then(|a| a.span_id.as_deref()));
+            view! { <StepPanel info=s.clone() record=record attempts=attempts run_id=run.id.clone() retryable=retryable trace_href=href/> }.into_any()
         })
         .collect::<Vec<_>>();
     view! {
@@ -526,6 +546,7 @@ fn StepPanel(
     attempts: Vec<AttemptRecord>,
     run_id: String,
     retryable: bool,
+    trace_href: String,
 ) -> impl IntoView {
     let status = record.as_ref().map_or(StepStatus::Pending, |r| r.status);
     let duration = record
@@ -565,7 +586,7 @@ fn StepPanel(
                     {wait.filter(|w| *w > 0).map(|w| format!(" · waited {}", format_duration(w)))}
                     {usage.reported.then(|| format!(" · {} tokens · ${:.4}", usage.tokens, usage.cost))}
                 </span>
-                <a class="trace-link" href="#timeline" data-trace-link="step">"Trace"</a>
+                <a class="trace-link" href=trace_href data-trace-link="step">"Trace"</a>
             </summary>
             <div class="step-body">
                 {record.as_ref().and_then(|r| r.error_message.clone().map(|m| view! {

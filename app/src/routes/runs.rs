@@ -26,6 +26,48 @@ pub struct RunQuery {
     pub range: String,
     /// The last run id of the previous page.
     pub before: String,
+    /// Created in `[from, to)` (unix ms), and run time in `[min_ms, max_ms)`: where a chart's
+    /// bar leads.
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub min_ms: String,
+    #[serde(default)]
+    pub max_ms: String,
+}
+
+impl RunQuery {
+    /// The filters as `key=value` pairs (without the page cursor), for links that keep them.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        [
+            ("workflow", &self.workflow),
+            ("status", &self.status),
+            ("trigger", &self.trigger),
+            ("range", &self.range),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("min_ms", &self.min_ms),
+            ("max_ms", &self.max_ms),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k, v.clone()))
+        .collect()
+    }
+}
+
+/// Reads an optional number from the query; the error names the parameter.
+#[cfg(feature = "ssr")]
+fn number(name: &str, value: &str) -> Result<Option<i64>, AppError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| AppError::Invalid(format!("{name}: \"{value}\" is not a whole number")))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,14 +110,21 @@ pub async fn list_runs(query: RunQuery) -> Result<RunsPageData, AppError> {
                 .2,
         ),
     };
+    let from = number("from", &query.from)?;
+    let since = match (since, from) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
     let non_empty = |s: String| (!s.is_empty()).then_some(s);
     let filter = RunFilter {
         workflow_id: non_empty(query.workflow),
         status,
         trigger: non_empty(query.trigger),
         since,
-        until: None,
+        until: number("to", &query.to)?,
         before: non_empty(query.before),
+        min_duration_ms: number("min_ms", &query.min_ms)?,
+        max_duration_ms: number("max_ms", &query.max_ms)?,
         // One extra tells whether there is an older page.
         limit: PAGE + 1,
     };
@@ -96,6 +145,13 @@ pub async fn list_runs(query: RunQuery) -> Result<RunsPageData, AppError> {
     })
 }
 
+/// The charts of the monitor: of the filtered workflow, or of all, over the last 7 days.
+#[server(endpoint = "runs_charts")]
+pub async fn runs_charts(workflow: String) -> Result<Vec<crate::charts::Chart>, AppError> {
+    let workflow = (!workflow.is_empty()).then_some(workflow);
+    super::workflow::charts_of(workflow.as_deref(), engine::store::now_ms()).await
+}
+
 #[component]
 pub fn RunsPage() -> impl IntoView {
     let params = use_query_map();
@@ -108,10 +164,16 @@ pub fn RunsPage() -> impl IntoView {
                 trigger: get("trigger"),
                 range: get("range"),
                 before: get("before"),
+                from: get("from"),
+                to: get("to"),
+                min_ms: get("min_ms"),
+                max_ms: get("max_ms"),
             }
         })
     });
     let data = Resource::new(move || query.get(), list_runs);
+    // Not live: charts redraw when the workflow filter changes or the page is reloaded.
+    let charts = Resource::new(move || query.with(|q| q.workflow.clone()), runs_charts);
     let paused = RwSignal::new(false);
     follow_changes(query, data, paused);
     view! {
@@ -133,6 +195,17 @@ pub fn RunsPage() -> impl IntoView {
                     }
                 })}
             </Transition>
+            <details class="panel charts" open>
+                <summary><h2>"Charts, last 7 days"</h2></summary>
+                <Transition fallback=|| view! { <p class="muted">"Drawing charts…"</p> }>
+                    {move || Suspend::new(async move {
+                        match charts.await {
+                            Err(e) => view! { <ErrorNote error=e/> }.into_any(),
+                            Ok(c) => view! { <super::workflow::ChartGrid charts=c/> }.into_any(),
+                        }
+                    })}
+                </Transition>
+            </details>
         </section>
     }
 }
@@ -201,15 +274,52 @@ fn Filters(query: RunQuery, workflows: Vec<(String, String)>) -> impl IntoView {
         .iter()
         .map(|(k, label, _)| option(k.to_string(), label.to_string(), query.range == *k))
         .collect();
+    // A chart's bar narrows to a time window or a duration bucket: kept, and said in words.
+    let narrowed: Vec<(&'static str, String)> = query
+        .pairs()
+        .into_iter()
+        .filter(|(k, _)| matches!(*k, "from" | "to" | "min_ms" | "max_ms"))
+        .collect();
+    let ms = |v: &str| v.parse::<i64>().ok();
+    let mut said = Vec::new();
+    if let (Some(f), Some(t)) = (ms(&query.from), ms(&query.to)) {
+        said.push(format!("created {} – {}", format_ms(f), format_ms(t)));
+    }
+    match (ms(&query.min_ms), ms(&query.max_ms)) {
+        (Some(lo), Some(hi)) => said.push(format!(
+            "run time {} – {}",
+            format_duration(lo),
+            format_duration(hi)
+        )),
+        (Some(lo), None) => said.push(format!("run time at least {}", format_duration(lo))),
+        (None, Some(hi)) => said.push(format!("run time under {}", format_duration(hi))),
+        _ => {}
+    }
+    let chip = (!said.is_empty()).then(|| {
+        let keep: Vec<String> = query
+            .pairs()
+            .into_iter()
+            .filter(|(k, _)| !matches!(*k, "from" | "to" | "min_ms" | "max_ms"))
+            .map(|(k, v)| format!("{k}={}", encode(&v)))
+            .collect();
+        (
+            format!("Only runs {}.", said.join(", ")),
+            format!("/runs?{}", keep.join("&")),
+        )
+    });
     view! {
         <Form method="GET" action="/runs" attr:class="filters" attr:aria-label="Filter runs">
             <label>"Workflow"<select name="workflow"><option value="">"Any"</option>{wfs}</select></label>
             <label>"Status"<select name="status"><option value="">"Any"</option>{statuses}</select></label>
             <label>"Trigger"<select name="trigger"><option value="">"Any"</option>{triggers}</select></label>
             <label>"Time"<select name="range"><option value="">"All time"</option>{ranges}</select></label>
+            {narrowed.iter().map(|(k, v)| view! { <input type="hidden" name=*k value=v.clone()/> }).collect_view()}
             <button class="button" type="submit">"Apply"</button>
             <a class="button secondary" href="/runs">"Clear"</a>
         </Form>
+        {chip.map(|(text, href)| view! {
+            <p class="filter-chip" role="status">{text}" "<a href=href>"Show all times and durations"</a></p>
+        })}
     }
 }
 
@@ -236,16 +346,7 @@ fn RunTable(data: RunsPageData, query: RunQuery) -> impl IntoView {
     let older = more.then(|| {
         let last = runs.last().map(|r| r.id.clone()).unwrap_or_default();
         let mut q = vec![("before", last)];
-        for (k, v) in [
-            ("workflow", &query.workflow),
-            ("status", &query.status),
-            ("trigger", &query.trigger),
-            ("range", &query.range),
-        ] {
-            if !v.is_empty() {
-                q.push((k, v.clone()));
-            }
-        }
+        q.extend(query.pairs());
         let href = format!(
             "/runs?{}",
             q.iter()

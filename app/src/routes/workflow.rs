@@ -20,6 +20,35 @@ pub struct WorkflowPageData {
     /// Newest first.
     pub runs: Vec<RunSummary>,
     pub stats: WorkflowStats,
+    /// Drawn on the server from the last week's runs (at most [`CHART_RUNS`]).
+    pub charts: Vec<crate::charts::Chart>,
+}
+
+/// Runs the charts plot at most: the newest of the last 7 days.
+#[cfg(feature = "ssr")]
+pub const CHART_RUNS: i64 = 500;
+
+/// The charts of one workflow, or of every workflow.
+#[cfg(feature = "ssr")]
+pub async fn charts_of(
+    workflow: Option<&str>,
+    now: i64,
+) -> Result<Vec<crate::charts::Chart>, AppError> {
+    let store = expect_context::<engine::store::Store>();
+    let links = use_context::<engine::links::TraceLinks>().unwrap_or_default();
+    let data = store
+        .chart_data(workflow, now - 7 * 86_400_000, CHART_RUNS)
+        .await?;
+    Ok([
+        crate::charts::duration_over_time(&data.runs, &links),
+        crate::charts::duration_histogram(&data.runs, workflow, &links),
+        crate::charts::success_per_hour(&data.runs, workflow, now),
+        crate::charts::agent_durations(&data.attempts, &data.runs, &links),
+        crate::charts::cost_per_day(&data.attempts, now),
+    ]
+    .into_iter()
+    .flatten()
+    .collect())
 }
 
 /// Runs shown on the page and charted.
@@ -52,17 +81,20 @@ pub async fn get_workflow(id: String) -> Result<WorkflowPageData, AppError> {
         ..Default::default()
     };
     let runs = store.list_runs(&filter).await?;
+    let now = engine::store::now_ms();
     let stats = store
-        .workflow_stats(engine::store::now_ms(), Some(&id))
+        .workflow_stats(now, Some(&id))
         .await?
         .remove(&id)
         .unwrap_or_default();
+    let charts = charts_of(Some(&id), now).await?;
     Ok(WorkflowPageData {
         summary,
         versions,
         source,
         runs,
         stats,
+        charts,
     })
 }
 
@@ -91,8 +123,9 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
         source,
         runs,
         stats,
+        charts,
     } = data;
-    let charts = view! { <Charts runs=runs.clone() stats=stats/> }.into_any();
+    let charts = view! { <Charts stats=stats charts=charts/> }.into_any();
     let recent = view! { <RecentRuns runs=runs workflow_id=summary.id.clone()/> }.into_any();
     let diff = view! { <VersionDiff workflow_id=summary.id.clone() versions=versions.iter().map(|v| v.version).collect()/> }.into_any();
     let run = ServerAction::<super::workflows::TriggerRun>::new();
@@ -155,34 +188,9 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
     }
 }
 
-/// Run time of the recent runs (one bar each, coloured by outcome, linking to the run) and
-/// runs per day.
+/// Health figures and the charts; every point or bar in them is a link.
 #[component]
-fn Charts(runs: Vec<RunSummary>, stats: WorkflowStats) -> impl IntoView {
-    let mut timed: Vec<(RunSummary, i64)> = runs
-        .into_iter()
-        .filter_map(|r| Some((r.clone(), r.finished_at? - r.started_at?)))
-        .collect();
-    timed.reverse(); // oldest on the left
-    let max = timed.iter().map(|(_, d)| *d).max().unwrap_or(1).max(1) as f64;
-    let (bw, gap, h) = (14.0, 4.0, 96.0);
-    let width = (timed.len() as f64 * (bw + gap)).max(bw);
-    let bars = timed
-        .iter()
-        .enumerate()
-        .map(|(i, (r, d))| {
-            let bh = (*d as f64 / max * h).max(2.0);
-            let tip = format!("{} · {} · {}", r.status.as_str(), format_duration(*d), format_ms(r.created_at));
-            let label = tip.clone();
-            view! {
-                <a href=format!("/runs/{}", r.id) aria-label=label>
-                    <rect x=i as f64 * (bw + gap) y=h - bh width=bw height=bh data-status=r.status.as_str()>
-                        <title>{tip}</title>
-                    </rect>
-                </a>
-            }
-        })
-        .collect_view();
+fn Charts(stats: WorkflowStats, charts: Vec<crate::charts::Chart>) -> impl IntoView {
     let rate = (stats.finished_24h > 0)
         .then(|| {
             format!(
@@ -198,21 +206,24 @@ fn Charts(runs: Vec<RunSummary>, stats: WorkflowStats) -> impl IntoView {
                 <div><dt>"Success, 24 h"</dt><dd>{rate}</dd></div>
                 <div><dt>"p95 run time, 24 h"</dt><dd>{stats.p95_ms_24h.map(format_duration).unwrap_or_else(|| "–".into())}</dd></div>
                 <div><dt>"Runs per day, 7 days"</dt><dd><Sparkline values=stats.runs_per_day.to_vec() label=format!("Runs per day: {:?}", stats.runs_per_day)/></dd></div>
-                <div><dt>"Slowest recent run"</dt><dd>{(!timed.is_empty()).then(|| format_duration(max as i64)).unwrap_or_else(|| "–".into())}</dd></div>
             </dl>
-            {if timed.is_empty() {
-                view! { <p class="muted">"No finished runs yet."</p> }.into_any()
-            } else {
-                view! {
-                    <figure class="duration-chart">
-                        <svg width=width height=h viewBox=format!("0 0 {width} {h}") role="img"
-                             aria-label=format!("Run time of the last {} finished runs", timed.len())>{bars}</svg>
-                        <figcaption class="muted">{format!("Run time of the last {} finished runs, oldest left; click a bar to open its run", timed.len())}</figcaption>
-                    </figure>
-                }.into_any()
-            }}
+            <ChartGrid charts=charts/>
         </section>
     }
+}
+
+/// The charts side by side, or a sentence when there is nothing to draw yet.
+#[component]
+pub fn ChartGrid(charts: Vec<crate::charts::Chart>) -> impl IntoView {
+    if charts.is_empty() {
+        return view! { <p class="muted">"No finished runs in the last 7 days."</p> }.into_any();
+    }
+    view! {
+        <div class="chart-grid">
+            {charts.into_iter().map(|c| view! { <crate::charts::ChartFigure chart=c/> }).collect_view()}
+        </div>
+    }
+    .into_any()
 }
 
 #[component]

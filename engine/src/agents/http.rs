@@ -29,8 +29,7 @@ impl Agent for Http {
                 request = request.body(body.to_string());
             }
             ctx.log(format!("{method} {url}"));
-            let response = request
-                .send()
+            let response = super::send_traced(request, method.as_str(), url)
                 .await
                 .map_err(|e| AgentError::request(&e, format!("{method} {url}: {e}")))?;
             let status = response.status().as_u16();

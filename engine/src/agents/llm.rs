@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
+use tracing::Instrument;
 
 use super::{number_field, string_field, Agent, AgentContext, AgentError, AgentFuture};
 
@@ -21,6 +22,54 @@ pub struct Llm {
 
 impl Agent for Llm {
     fn run<'a>(&'a self, ctx: &'a AgentContext, with: &'a Map<String, Value>) -> AgentFuture<'a> {
+        let model = with
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        // The GenAI semantic conventions' client span: `chat {model}`.
+        let span = tracing::info_span!(
+            "gen_ai.chat",
+            otel.name = format!("chat {model}"),
+            otel.kind = "client",
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = model,
+            gen_ai.response.model = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            agent.cost.usd = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let outcome = span.clone();
+        let work = self.chat(ctx, with).instrument(span);
+        Box::pin(async move {
+            let result = work.await;
+            match &result {
+                Ok(out) => {
+                    outcome.record(
+                        "gen_ai.response.model",
+                        out["model"].as_str().unwrap_or_default(),
+                    );
+                    outcome.record(
+                        "gen_ai.usage.input_tokens",
+                        out["usage"]["input_tokens"].as_i64().unwrap_or(0),
+                    );
+                    outcome.record(
+                        "gen_ai.usage.output_tokens",
+                        out["usage"]["output_tokens"].as_i64().unwrap_or(0),
+                    );
+                    if let Some(cost) = out["cost_usd"].as_f64() {
+                        outcome.record("agent.cost.usd", cost);
+                    }
+                }
+                Err(e) => crate::telemetry::record_outcome(&outcome, Some((e.kind, &e.message))),
+            }
+            result
+        })
+    }
+}
+
+impl Llm {
+    fn chat<'a>(&'a self, ctx: &'a AgentContext, with: &'a Map<String, Value>) -> AgentFuture<'a> {
         Box::pin(async move {
             let base = string_field(with, "base_url")?.trim_end_matches('/');
             let model = string_field(with, "model")?;
@@ -61,6 +110,9 @@ impl Agent for Llm {
                 "chat {model}: {} messages",
                 body["messages"].as_array().map_or(0, Vec::len)
             ));
+            if let Some(tp) = crate::telemetry::traceparent(&tracing::Span::current()) {
+                request = request.header("traceparent", tp);
+            }
             let response = request
                 .send()
                 .await

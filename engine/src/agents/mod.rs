@@ -100,6 +100,68 @@ impl AgentContext {
     }
 }
 
+/// Sends `request` under an HTTP client span (`{method}`, SPEC §6) and passes the span on to
+/// the server as `traceparent`, so the callee's spans join the run's trace.
+pub(crate) async fn send_traced(
+    request: reqwest::RequestBuilder,
+    method: &str,
+    url: &str,
+) -> Result<reqwest::Response, reqwest::Error> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "http.client",
+        otel.name = method,
+        otel.kind = "client",
+        http.request.method = method,
+        url.full = %url_without_secrets(url),
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    let request = match crate::telemetry::traceparent(&span) {
+        Some(tp) => request.header("traceparent", tp),
+        None => request,
+    };
+    let result = request.send().instrument(span.clone()).await;
+    match &result {
+        Ok(response) => {
+            let status = response.status();
+            span.record("http.response.status_code", i64::from(status.as_u16()));
+            if status.is_client_error() || status.is_server_error() {
+                let code = status.as_u16().to_string();
+                crate::telemetry::record_outcome(&span, Some((&code, "error status")));
+            }
+        }
+        Err(e) => {
+            let kind = if e.is_connect() {
+                "http_connect"
+            } else {
+                "http_request"
+            };
+            crate::telemetry::record_outcome(&span, Some((kind, &e.to_string())));
+        }
+    }
+    result
+}
+
+/// `url.full` without credentials or query values, which may hold rendered secrets.
+fn url_without_secrets(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            if u.query().is_some() {
+                let keys: Vec<String> = u
+                    .query_pairs()
+                    .map(|(k, _)| format!("{k}=REDACTED"))
+                    .collect();
+                u.set_query(Some(&keys.join("&")));
+            }
+            u.to_string()
+        }
+        Err(_) => String::new(),
+    }
+}
+
 pub type AgentFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, AgentError>> + Send + 'a>>;
 
 /// One kind of step.

@@ -26,6 +26,7 @@ use crate::agents::{Agent, AgentSettings, Registry};
 use crate::model::{Problem, Workflow};
 use crate::records::{Event, EventKind, RunStatus, RunSummary, StepRecord, StepStatus};
 use crate::store::{NewRun, Op, Resumable, Store, StoreError};
+use crate::telemetry::Metrics;
 
 /// What can go wrong asking the engine for something.
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +130,7 @@ struct Inner {
     workflows: Mutex<HashMap<(String, i64), Arc<Workflow>>>,
     sched: Mutex<Scheduler>,
     watchers: Mutex<HashMap<String, Vec<oneshot::Sender<RunStatus>>>>,
+    metrics: Arc<Metrics>,
 }
 
 /// The engine; cheap to clone.
@@ -170,6 +172,7 @@ impl Engine {
                 workflows: Mutex::default(),
                 sched: Mutex::default(),
                 watchers: Mutex::default(),
+                metrics: Arc::new(Metrics::new()),
             }),
         };
         engine.recover(config.recover_limit).await?;
@@ -261,7 +264,12 @@ impl Engine {
 
     /// Commits and queues in a task of its own: a caller that goes away (an HTTP client
     /// disconnecting) must not leave a committed run that nobody queued.
-    async fn enqueue_new(&self, spec: NewRunSpec) -> Result<RunSummary, EngineError> {
+    async fn enqueue_new(&self, mut spec: NewRunSpec) -> Result<RunSummary, EngineError> {
+        // The request that triggered this run (an HTTP server span honouring any incoming
+        // `traceparent`) is what the run's root span links to.
+        if let Some(current) = crate::telemetry::traceparent(&tracing::Span::current()) {
+            spec.traceparent = Some(current);
+        }
         let engine = self.clone();
         tokio::spawn(async move { engine.enqueue_new_now(spec).await })
             .await
@@ -282,6 +290,7 @@ impl Engine {
         let id = uuid::Uuid::now_v7().to_string();
         let step_ids: Vec<String> = workflow.steps().iter().map(|s| s.id.clone()).collect();
         let inputs = Value::Object(inputs);
+        let new_traceparent = traceparent.clone();
         let new = NewRun {
             id: id.clone(),
             workflow_id: workflow.id().to_string(),
@@ -289,7 +298,7 @@ impl Engine {
             trigger: trigger.clone(),
             inputs: inputs.clone(),
             parent_run_id: parent_run_id.clone(),
-            traceparent,
+            traceparent: traceparent.clone(),
             created_at: now,
             step_ids: step_ids.clone(),
             reused: reused.clone(),
@@ -310,6 +319,8 @@ impl Engine {
             created_at: now,
             started_at: None,
             finished_at: None,
+            trace_id: None,
+            span_id: None,
         };
         self.publish(Event {
             run_id: id,
@@ -348,6 +359,7 @@ impl Engine {
             inputs,
             cancel_requested: false,
             steps,
+            traceparent: new_traceparent,
         };
         lock(&self.inner.sched)
             .queue
@@ -492,6 +504,11 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The metric registry `/metrics` serves.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// The workflow of a run's pinned version, from cache or the store.

@@ -7,13 +7,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::template::{redact, redact_text, render};
 use super::Engine;
@@ -21,6 +24,7 @@ use crate::agents::{AgentContext, AgentError};
 use crate::model::{parse_duration, Workflow};
 use crate::records::{Event, EventKind, RunStatus, StepStatus};
 use crate::store::{Op, Resumable};
+use crate::telemetry::{self, exemplar};
 
 /// Stored outputs larger than this are replaced by a marker with a preview.
 const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
@@ -61,6 +65,16 @@ pub(super) struct RunDriver {
     resumed: Vec<bool>,
     ops: Vec<Op>,
     events: Vec<Event>,
+    /// The run's `workflow.execute` span and its trace id (hex), when telemetry gave one.
+    span: tracing::Span,
+    trace_id: Option<String>,
+    /// `(trace_id, span_id)` to record when the run starts (a first start only).
+    root_ids: Option<(String, String)>,
+    created_at: i64,
+    /// Open `agent.execute` spans by step index, with when the attempt started.
+    attempt_spans: HashMap<usize, (tracing::Span, Instant)>,
+    /// The first failed step's error kind: the run's `error.type`.
+    first_error: Option<&'static str>,
 }
 
 impl RunDriver {
@@ -102,7 +116,51 @@ impl RunDriver {
             }
         }
         let resumed = status.iter().map(|s| *s == StepStatus::Running).collect();
+        let span = tracing::info_span!(
+            parent: None,
+            "workflow.execute",
+            otel.name = "workflow.execute",
+            workflow.id = %state.run.workflow_id,
+            workflow.name = %workflow.name(),
+            workflow.version = state.run.workflow_version,
+            workflow.run.id = %state.run.id,
+            workflow.trigger = %state.run.trigger,
+            workflow.run.status = Empty,
+            error.type = Empty,
+        );
+        let stored = match (&state.run.trace_id, &state.run.span_id) {
+            (Some(t), Some(s)) => telemetry::stored_context(t, s),
+            _ => None,
+        };
+        let root_ids = match stored {
+            // A resumed run continues its trace: this life's span is a child of the first root.
+            Some(root) => {
+                telemetry::set_remote_parent(&span, root);
+                None
+            }
+            None => {
+                if let Some(trigger) = state
+                    .traceparent
+                    .as_deref()
+                    .and_then(telemetry::parse_traceparent)
+                {
+                    span.add_link(trigger);
+                }
+                telemetry::span_ids(&span)
+            }
+        };
+        let trace_id = state
+            .run
+            .trace_id
+            .clone()
+            .or_else(|| root_ids.as_ref().map(|(t, _)| t.clone()));
         RunDriver {
+            span,
+            trace_id,
+            root_ids,
+            created_at: state.run.created_at,
+            attempt_spans: HashMap::new(),
+            first_error: None,
             resumed,
             run_id: state.run.id.clone(),
             workflow_id: state.run.workflow_id.clone(),
@@ -124,8 +182,22 @@ impl RunDriver {
         }
     }
 
-    /// Runs to the end and returns the run's final state.
-    pub(super) async fn drive(mut self, cancel: CancellationToken) -> RunStatus {
+    /// Runs to the end, under the run's `workflow.execute` span, and returns its final state.
+    pub(super) async fn drive(self, cancel: CancellationToken) -> RunStatus {
+        let span = self.span.clone();
+        let metrics = self.engine.metrics().clone();
+        let active = metrics
+            .active
+            .get_or_create_owned(&telemetry::WorkflowLabel {
+                workflow: self.workflow_id.clone(),
+            });
+        active.inc();
+        let status = self.drive_inner(cancel).instrument(span).await;
+        active.dec();
+        status
+    }
+
+    async fn drive_inner(mut self, cancel: CancellationToken) -> RunStatus {
         let now = now_ms();
         if cancel.is_cancelled() {
             return self
@@ -133,9 +205,13 @@ impl RunDriver {
                 .await;
         }
         if !self.started {
+            let wait = (now - self.created_at).max(0) as f64 / 1000.0;
+            let (ex, at) = exemplar(self.trace_id.as_deref());
+            self.engine.metrics().queue_wait.observe(wait, ex, at);
             self.ops.push(Op::StartRun {
                 run_id: self.run_id.clone(),
                 at: now,
+                trace: self.root_ids.take(),
             });
             self.event(
                 EventKind::Run {
@@ -201,6 +277,81 @@ impl RunDriver {
         self.finish(final_status, error).await
     }
 
+    /// Ends an attempt's span and counts it: status, duration (with the trace as exemplar),
+    /// error type, and an `llm` step's tokens and cost.
+    fn end_attempt_span(&mut self, idx: usize, result: &Result<Value, AgentError>) {
+        let Some((span, started)) = self.attempt_spans.remove(&idx) else {
+            return;
+        };
+        let agent = self.workflow.steps()[idx].agent.clone();
+        let metrics = self.engine.metrics();
+        let status = if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        span.record("agent.run.status", status);
+        metrics
+            .agent_runs
+            .get_or_create(&telemetry::AgentStatusLabels {
+                agent: agent.clone(),
+                workflow: self.workflow_id.clone(),
+                status: status.to_string(),
+            })
+            .inc();
+        let (ex, ts) = exemplar(self.trace_id.as_deref());
+        metrics
+            .agent_duration
+            .get_or_create(&telemetry::AgentLabels {
+                agent: agent.clone(),
+                workflow: self.workflow_id.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64(), ex, ts);
+        match result {
+            Err(e) => {
+                telemetry::record_outcome(&span, Some((e.kind, &e.message)));
+                metrics
+                    .agent_errors
+                    .get_or_create(&telemetry::AgentErrorLabels {
+                        agent,
+                        workflow: self.workflow_id.clone(),
+                        error_type: e.kind.to_string(),
+                    })
+                    .inc();
+            }
+            Ok(output) => {
+                // The `llm` agent's output: `{model, usage: {input_tokens, output_tokens}, cost_usd}`.
+                if let Some(model) = output.get("model").and_then(Value::as_str) {
+                    let tokens = |d: &str| output["usage"][d].as_u64().unwrap_or(0);
+                    let labels = |direction: &str| telemetry::TokenLabels {
+                        agent: agent.clone(),
+                        workflow: self.workflow_id.clone(),
+                        model: model.to_string(),
+                        direction: direction.to_string(),
+                    };
+                    metrics
+                        .agent_tokens
+                        .get_or_create(&labels("input"))
+                        .inc_by(tokens("input_tokens"));
+                    metrics
+                        .agent_tokens
+                        .get_or_create(&labels("output"))
+                        .inc_by(tokens("output_tokens"));
+                    if let Some(cost) = output["cost_usd"].as_f64() {
+                        metrics
+                            .agent_cost
+                            .get_or_create(&telemetry::ModelLabels {
+                                agent: agent.clone(),
+                                workflow: self.workflow_id.clone(),
+                                model: model.to_string(),
+                            })
+                            .inc_by(cost);
+                    }
+                }
+            }
+        }
+    }
+
     fn failed_steps(&self) -> impl Iterator<Item = &str> {
         self.status
             .iter()
@@ -234,6 +385,18 @@ impl RunDriver {
             let rendered = self.render_with(idx);
             let mut input = Value::Object(rendered.clone().unwrap_or_default());
             redact(&mut input, self.engine.secret_values());
+            let span = tracing::info_span!(
+                parent: &self.span,
+                "agent.execute",
+                otel.name = "agent.execute",
+                agent.kind = %step.agent,
+                agent.step.id = %step.id,
+                agent.attempt = attempt,
+                agent.run.status = Empty,
+                error.type = Empty,
+            );
+            let span_id = telemetry::span_ids(&span).map(|(_, s)| s);
+            self.attempt_spans.insert(idx, (span, Instant::now()));
             self.ops.push(Op::AttemptStarted {
                 run_id: self.run_id.clone(),
                 step_id: step.id.clone(),
@@ -242,6 +405,8 @@ impl RunDriver {
                 at: now,
                 input,
                 resumed: std::mem::take(&mut self.resumed[idx]),
+                span_id,
+                agent: step.agent.clone(),
             });
             self.event(
                 EventKind::Step {
@@ -314,6 +479,11 @@ impl RunDriver {
         );
         let slots = self.engine.step_slots();
         let kind = step.agent.clone();
+        let span = self
+            .attempt_spans
+            .get(&idx)
+            .map(|(s, _)| s.clone())
+            .unwrap_or_else(tracing::Span::none);
         async move {
             let _permit = slots.acquire_owned().await;
             let result = match agent {
@@ -345,6 +515,7 @@ impl RunDriver {
                 ended_at: now_ms(),
             }
         }
+        .instrument(span)
         .boxed()
     }
 
@@ -369,6 +540,7 @@ impl RunDriver {
             } => (idx, attempt, result, logs, ended_at),
         };
         self.in_flight.remove(&idx);
+        self.end_attempt_span(idx, &result);
         let secrets = self.engine.secret_values();
         let logs: Vec<String> = logs.iter().map(|l| redact_text(l, secrets)).collect();
         let step_id = self.workflow.steps()[idx].id.clone();
@@ -414,6 +586,9 @@ impl RunDriver {
                 } else {
                     StepStatus::Failed
                 };
+                if status == StepStatus::Failed {
+                    self.first_error.get_or_insert(e.kind);
+                }
                 self.status[idx] = status;
                 self.ops.push(Op::AttemptFinished {
                     run_id: self.run_id.clone(),
@@ -497,6 +672,12 @@ impl RunDriver {
 
     /// Closes an open attempt as cancelled (run cancelled or timed out).
     fn close_attempt(&mut self, idx: usize, attempt: i64, kind: &str, reason: &str, at: i64) {
+        if let Some((span, _)) = self.attempt_spans.remove(&idx) {
+            span.record("agent.run.status", StepStatus::Cancelled.as_str());
+            if kind == "timeout" {
+                telemetry::record_outcome(&span, Some((kind, reason)));
+            }
+        }
         let step_id = self.workflow.steps()[idx].id.clone();
         self.status[idx] = StepStatus::Cancelled;
         self.ops.push(Op::AttemptFinished {
@@ -547,6 +728,33 @@ impl RunDriver {
 
     async fn finish(mut self, status: RunStatus, error: Option<String>) -> RunStatus {
         let at = now_ms();
+        self.span.record("workflow.run.status", status.as_str());
+        let error_type = match status {
+            RunStatus::Failed => Some(self.first_error.unwrap_or("step_failed")),
+            RunStatus::TimedOut => Some("timeout"),
+            _ => None,
+        };
+        if let Some(kind) = error_type {
+            telemetry::record_outcome(&self.span, Some((kind, error.as_deref().unwrap_or(kind))));
+        }
+        let metrics = self.engine.metrics();
+        metrics
+            .runs
+            .get_or_create(&telemetry::RunLabels {
+                workflow: self.workflow_id.clone(),
+                status: status.as_str().to_string(),
+                trigger: self.trigger.clone(),
+            })
+            .inc();
+        let seconds = (at - self.started_at.unwrap_or(at)).max(0) as f64 / 1000.0;
+        let (ex, ts) = exemplar(self.trace_id.as_deref());
+        metrics
+            .run_duration
+            .get_or_create(&telemetry::WorkflowStatusLabels {
+                workflow: self.workflow_id.clone(),
+                status: status.as_str().to_string(),
+            })
+            .observe(seconds, ex, ts);
         self.ops.push(Op::FinishRun {
             run_id: self.run_id.clone(),
             status,
@@ -575,7 +783,13 @@ impl RunDriver {
     /// Commits pending state changes, then publishes their events.
     async fn commit(&mut self) -> Result<(), String> {
         let ops = std::mem::take(&mut self.ops);
-        self.engine.journal().commit(ops).await?;
+        let span = crate::store::db_span(
+            self.engine.store().backend(),
+            "COMMIT",
+            "run state",
+            &crate::store::summarize_ops(&ops),
+        );
+        self.engine.journal().commit(ops).instrument(span).await?;
         for event in self.events.drain(..) {
             self.engine.publish(event);
         }

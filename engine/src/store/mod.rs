@@ -8,6 +8,7 @@
 //! - `workflows`: workflows, their immutable versions, archive/restore, example seeding.
 //! - `runs`: runs, steps and attempts; batched state changes ([`Op`]) and reads.
 
+mod charts;
 mod runs;
 mod script;
 mod stats;
@@ -26,7 +27,8 @@ use sqlx::sqlite::{
 
 use crate::model::Problem;
 
-pub use runs::{NewRun, Op, Resumable, RunFilter};
+pub use charts::{AttemptPoint, ChartData};
+pub use runs::{summarize_ops, NewRun, Op, Resumable, RunFilter};
 pub use stats::id_floor;
 pub use workflows::VersionRecord;
 
@@ -90,6 +92,35 @@ impl StoreError {
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+impl Backend {
+    /// `db.system.name` of the OpenTelemetry semantic conventions.
+    pub fn system_name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgresql",
+        }
+    }
+}
+
+/// A client span for one database operation, named `{operation} {collection}` as the
+/// semantic conventions ask; `db.query.text` is a summary without values.
+pub fn db_span(
+    backend: Backend,
+    operation: &'static str,
+    collection: &'static str,
+    summary: &str,
+) -> tracing::Span {
+    tracing::info_span!(
+        "db.query",
+        otel.name = format!("{operation} {collection}"),
+        otel.kind = "client",
+        db.collection.name = collection,
+        db.system.name = backend.system_name(),
+        db.operation.name = operation,
+        db.query.text = summary,
+    )
 }
 
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 //! transaction by the executor's journal (group commit); reads serve the API and recovery.
 
 use serde_json::Value;
+use tracing::Instrument;
 
 use std::fmt::Write;
 
@@ -34,6 +35,8 @@ pub enum Op {
     StartRun {
         run_id: String,
         at: i64,
+        /// `(trace_id, span_id)` of the run's root span.
+        trace: Option<(String, String)>,
     },
     AttemptStarted {
         run_id: String,
@@ -44,6 +47,9 @@ pub enum Op {
         input: Value,
         /// A resumed step: earlier attempts left `running` by a stopped process are closed.
         resumed: bool,
+        /// The attempt's `agent.execute` span.
+        span_id: Option<String>,
+        agent: String,
     },
     AttemptFinished {
         run_id: String,
@@ -83,6 +89,9 @@ pub struct RunFilter {
     pub until: Option<i64>,
     /// Only runs older than this id (the cursor of the previous page).
     pub before: Option<String>,
+    /// Run time (start to finish, ms) at least / below: a chart's histogram bucket.
+    pub min_duration_ms: Option<i64>,
+    pub max_duration_ms: Option<i64>,
     pub limit: i64,
 }
 
@@ -93,6 +102,8 @@ pub struct Resumable {
     pub inputs: Value,
     pub cancel_requested: bool,
     pub steps: Vec<StepRecord>,
+    /// Of the request that triggered the run: its root span links there.
+    pub traceparent: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -107,6 +118,8 @@ struct RunRow {
     created_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    trace_id: Option<String>,
+    span_id: Option<String>,
     /// Selected only where the whole run is read (the list leaves it out).
     #[sqlx(default)]
     inputs: Option<String>,
@@ -126,6 +139,8 @@ impl RunRow {
             created_at: self.created_at,
             started_at: self.started_at,
             finished_at: self.finished_at,
+            trace_id: self.trace_id,
+            span_id: self.span_id,
         })
     }
 }
@@ -155,6 +170,7 @@ struct AttemptRow {
     logs: String,
     started_at: i64,
     finished_at: Option<i64>,
+    span_id: Option<String>,
 }
 
 fn corrupt(id: &str, what: &str, value: &str) -> StoreError {
@@ -213,12 +229,19 @@ impl Store {
     /// Runs, newest first, filtered; pass the last id of a page as `before` for the next.
     pub async fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
         let limit = f.limit.clamp(1, 500);
-        let rows: Vec<RunRow> = on_pool!(self, pool => {
+        let span = super::db_span(
+            self.backend(),
+            "SELECT",
+            "runs",
+            "SELECT … FROM runs WHERE <filters> ORDER BY id DESC LIMIT ?",
+        );
+        let rows: Vec<RunRow> = async { Ok::<_, StoreError>(on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT id, workflow_id, workflow_version, status, trigger, parent_run_id, error, created_at, started_at, finished_at
+                "SELECT id, workflow_id, workflow_version, status, trigger, parent_run_id, error, created_at, started_at, finished_at, trace_id, span_id
                  FROM runs
                  WHERE ($1 IS NULL OR workflow_id = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR trigger = $3)
                    AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5) AND ($6 IS NULL OR id < $6)
+                   AND ($8 IS NULL OR finished_at - started_at >= $8) AND ($9 IS NULL OR finished_at - started_at < $9)
                  ORDER BY id DESC LIMIT $7",
             )
             .bind(f.workflow_id.clone())
@@ -228,26 +251,39 @@ impl Store {
             .bind(f.until)
             .bind(f.before.clone())
             .bind(limit)
+            .bind(f.min_duration_ms)
+            .bind(f.max_duration_ms)
             .fetch_all(pool)
             .await?
-        });
+        })) }
+        .instrument(span)
+        .await?;
         rows.into_iter().map(RunRow::into_summary).collect()
     }
 
     /// One run with its steps and attempts.
     pub async fn run_detail(&self, id: &str) -> Result<RunDetail, StoreError> {
-        let (run, steps, attempts): (Option<RunRow>, Vec<StepRow>, Vec<AttemptRow>) = on_pool!(self, pool => {
+        let span = super::db_span(
+            self.backend(),
+            "SELECT",
+            "runs",
+            "SELECT … FROM runs, run_steps, step_attempts WHERE run_id = ?",
+        );
+        type Rows = (Option<RunRow>, Vec<StepRow>, Vec<AttemptRow>);
+        let (run, steps, attempts): Rows = async { Ok::<_, StoreError>(on_pool!(self, pool => {
             let run: Option<RunRow> = sqlx::query_as(const_sql::RUN_BY_ID).bind(id.to_string()).fetch_optional(pool).await?;
             let steps: Vec<StepRow> = sqlx::query_as(const_sql::STEPS_OF_RUN).bind(id.to_string()).fetch_all(pool).await?;
             let attempts: Vec<AttemptRow> = sqlx::query_as(
-                "SELECT step_id, attempt, status, input, output, error_kind, error_message, logs, started_at, finished_at
+                "SELECT step_id, attempt, status, input, output, error_kind, error_message, logs, started_at, finished_at, span_id
                  FROM step_attempts WHERE run_id = $1 ORDER BY started_at, step_id, attempt",
             )
             .bind(id.to_string())
             .fetch_all(pool)
             .await?;
             (run, steps, attempts)
-        });
+        })) }
+        .instrument(span)
+        .await?;
         let mut run = run.ok_or_else(|| StoreError::RunNotFound(id.to_string()))?;
         let inputs = run
             .inputs
@@ -274,6 +310,7 @@ impl Store {
                     logs: serde_json::from_str(&a.logs).unwrap_or_default(),
                     started_at: a.started_at,
                     finished_at: a.finished_at,
+                    span_id: a.span_id,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -287,22 +324,23 @@ impl Store {
 
     /// Unfinished runs (queued or running), oldest first: what a starting executor picks up.
     pub async fn unfinished_runs(&self, limit: i64) -> Result<Vec<Resumable>, StoreError> {
-        let rows: Vec<(String, Option<i64>)> = on_pool!(self, pool => {
+        let rows: Vec<(String, Option<i64>, Option<String>)> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT id, cancel_requested FROM runs WHERE status IN ('queued', 'running') ORDER BY id LIMIT $1",
+                "SELECT id, cancel_requested, traceparent FROM runs WHERE status IN ('queued', 'running') ORDER BY id LIMIT $1",
             )
             .bind(limit)
             .fetch_all(pool)
             .await?
         });
         let mut out = Vec::with_capacity(rows.len());
-        for (id, cancel) in rows {
+        for (id, cancel, traceparent) in rows {
             let detail = self.run_detail(&id).await?;
             out.push(Resumable {
                 run: detail.run,
                 inputs: detail.inputs,
                 cancel_requested: cancel.is_some(),
                 steps: detail.steps,
+                traceparent,
             });
         }
         Ok(out)
@@ -325,8 +363,28 @@ impl Store {
 }
 
 mod const_sql {
-    pub const RUN_BY_ID: &str = "SELECT id, workflow_id, workflow_version, status, trigger, parent_run_id, error, created_at, started_at, finished_at, inputs FROM runs WHERE id = $1";
+    pub const RUN_BY_ID: &str = "SELECT id, workflow_id, workflow_version, status, trigger, parent_run_id, error, created_at, started_at, finished_at, trace_id, span_id, inputs FROM runs WHERE id = $1";
     pub const STEPS_OF_RUN: &str = "SELECT step_id, status, attempts, output, error_kind, error_message, ready_at, started_at, finished_at FROM run_steps WHERE run_id = $1";
+}
+
+/// What a batch writes, without values: `db.query.text` of the commit span.
+pub fn summarize_ops(ops: &[Op]) -> String {
+    let mut parts: Vec<&'static str> = Vec::new();
+    for op in ops {
+        let writes: &[&'static str] = match op {
+            Op::CreateRun(_) => &["INSERT INTO runs", "INSERT INTO run_steps"],
+            Op::StartRun { .. } | Op::FinishRun { .. } => &["UPDATE runs"],
+            Op::AttemptStarted { .. } => &["UPDATE run_steps", "INSERT INTO step_attempts"],
+            Op::AttemptFinished { .. } => &["UPDATE step_attempts", "UPDATE run_steps"],
+            Op::StepsEnded { .. } => &["UPDATE run_steps"],
+        };
+        for w in writes {
+            if !parts.contains(w) {
+                parts.push(w);
+            }
+        }
+    }
+    parts.join("; ")
 }
 
 /// Appends the statements of one state change to a batch script.
@@ -373,10 +431,13 @@ fn write_op(sql: &mut String, op: &Op) {
             }
             sql.push_str(";\n");
         }
-        Op::StartRun { run_id, at } => {
+        Op::StartRun { run_id, at, trace } => {
             let _ = writeln!(
                 sql,
-                "UPDATE runs SET status = 'running', started_at = {at} WHERE id = {} AND status = 'queued';",
+                "UPDATE runs SET status = 'running', started_at = {at}, trace_id = {}, span_id = {} \
+                 WHERE id = {} AND status = 'queued';",
+                OptText(trace.as_ref().map(|t| t.0.as_str())),
+                OptText(trace.as_ref().map(|t| t.1.as_str())),
                 Text(run_id)
             );
         }
@@ -388,6 +449,8 @@ fn write_op(sql: &mut String, op: &Op) {
             at,
             input,
             resumed,
+            span_id,
+            agent,
         } => {
             let (run, step) = (Text(run_id), Text(step_id));
             if *resumed {
@@ -407,10 +470,13 @@ fn write_op(sql: &mut String, op: &Op) {
             // A resumed attempt may re-insert a number the killed process had started.
             let _ = writeln!(
                 sql,
-                "INSERT INTO step_attempts (run_id, step_id, attempt, status, input, started_at) \
-                 VALUES ({run}, {step}, {attempt}, 'running', {}, {at}) \
-                 ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET status = 'running', input = excluded.input, started_at = excluded.started_at;",
-                Text(&input.to_string())
+                "INSERT INTO step_attempts (run_id, step_id, attempt, status, input, started_at, span_id, agent) \
+                 VALUES ({run}, {step}, {attempt}, 'running', {}, {at}, {}, {}) \
+                 ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET status = 'running', input = excluded.input, \
+                 started_at = excluded.started_at, span_id = excluded.span_id;",
+                Text(&input.to_string()),
+                OptText(span_id.as_deref()),
+                Text(agent)
             );
         }
         Op::AttemptFinished {

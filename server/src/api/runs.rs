@@ -88,6 +88,9 @@ struct ListQuery {
     until: Option<i64>,
     cursor: Option<String>,
     limit: Option<i64>,
+    /// Run time in milliseconds: at least / below.
+    min_ms: Option<i64>,
+    max_ms: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -117,6 +120,8 @@ async fn list(
         since: q.since,
         until: q.until,
         before: q.cursor,
+        min_duration_ms: q.min_ms,
+        max_duration_ms: q.max_ms,
         limit,
     };
     let runs = store.list_runs(&filter).await?;

@@ -1,0 +1,372 @@
+//! The engine's side of SPEC §6: the metric registry (served at `/metrics`) and the span
+//! helpers the executor and agents share.
+//!
+//! Spans are `tracing` spans; the server installs `tracing-opentelemetry`, which gives them
+//! OpenTelemetry ids and exports them. Without that layer (engine tests, `bench`) the spans
+//! cost next to nothing and carry no ids, so nothing trace-related is stored.
+//!
+//! Metrics use `prometheus-client` rather than the OpenTelemetry SDK because only it attaches
+//! exemplars (the trace id of a recent observation) to histograms.
+
+use std::time::SystemTime;
+
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The exemplar attached to histogram observations.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceLabel {
+    pub trace_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub workflow: String,
+    pub status: String,
+    pub trigger: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkflowStatusLabels {
+    pub workflow: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkflowLabel {
+    pub workflow: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentStatusLabels {
+    pub agent: String,
+    pub workflow: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentLabels {
+    pub agent: String,
+    pub workflow: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentErrorLabels {
+    pub agent: String,
+    pub workflow: String,
+    pub error_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub agent: String,
+    pub workflow: String,
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub agent: String,
+    pub workflow: String,
+    pub model: String,
+    pub direction: String,
+}
+
+type Histogram = HistogramWithExemplars<TraceLabel>;
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Whole runs: from a few milliseconds to hours.
+const RUN_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    1800.0, 3600.0,
+];
+/// Queue wait: normally sub-millisecond, minutes when a concurrency limit holds runs back.
+const QUEUE_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0,
+];
+/// One step attempt: sub-millisecond transforms to multi-minute model calls.
+const AGENT_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+];
+
+fn run_histogram() -> Histogram {
+    Histogram::new(RUN_BUCKETS.iter().copied())
+}
+fn agent_histogram() -> Histogram {
+    Histogram::new(AGENT_BUCKETS.iter().copied())
+}
+
+/// Every metric of SPEC §6, with the names dashboards and alerts rely on.
+pub struct Metrics {
+    registry: Registry,
+    pub runs: Family<RunLabels, Counter>,
+    pub run_duration: HistogramFamily<WorkflowStatusLabels>,
+    pub active: Family<WorkflowLabel, Gauge>,
+    pub queue_wait: Histogram,
+    pub agent_runs: Family<AgentStatusLabels, Counter>,
+    pub agent_duration: HistogramFamily<AgentLabels>,
+    pub agent_errors: Family<AgentErrorLabels, Counter>,
+    pub agent_cost: Family<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    pub agent_tokens: Family<TokenLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let runs = Family::<RunLabels, Counter>::default();
+        // prometheus-client appends `_total` to counters and the unit to the name.
+        registry.register("workflow_runs", "Runs that ended", runs.clone());
+        let run_duration: HistogramFamily<WorkflowStatusLabels> =
+            Family::new_with_constructor(run_histogram);
+        registry.register_with_unit(
+            "workflow_duration",
+            "Run duration, from start to end",
+            Unit::Seconds,
+            run_duration.clone(),
+        );
+        let active = Family::<WorkflowLabel, Gauge>::default();
+        registry.register("workflows_active", "Runs executing now", active.clone());
+        let queue_wait = Histogram::new(QUEUE_BUCKETS.iter().copied());
+        registry.register_with_unit(
+            "workflow_queue_wait",
+            "Time from trigger to start",
+            Unit::Seconds,
+            queue_wait.clone(),
+        );
+        let agent_runs = Family::<AgentStatusLabels, Counter>::default();
+        registry.register("agent_runs", "Step attempts that ended", agent_runs.clone());
+        let agent_duration: HistogramFamily<AgentLabels> =
+            Family::new_with_constructor(agent_histogram);
+        registry.register_with_unit(
+            "agent_duration",
+            "Step attempt duration",
+            Unit::Seconds,
+            agent_duration.clone(),
+        );
+        let agent_errors = Family::<AgentErrorLabels, Counter>::default();
+        registry.register(
+            "agent_errors",
+            "Step attempts that failed, by error type",
+            agent_errors.clone(),
+        );
+        let agent_cost =
+            Family::<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "agent_cost_usd",
+            "Model spend in US dollars",
+            agent_cost.clone(),
+        );
+        let agent_tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "agent_tokens",
+            "Model tokens, by direction",
+            agent_tokens.clone(),
+        );
+        Metrics {
+            registry,
+            runs,
+            run_duration,
+            active,
+            queue_wait,
+            agent_runs,
+            agent_duration,
+            agent_errors,
+            agent_cost,
+            agent_tokens,
+        }
+    }
+
+    /// The OpenMetrics text exposition, `# EOF` included.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// An exemplar for a histogram observation: the trace it belongs to, observed now.
+pub fn exemplar(trace_id: Option<&str>) -> (Option<TraceLabel>, Option<SystemTime>) {
+    match trace_id {
+        Some(t) => (
+            Some(TraceLabel {
+                trace_id: t.to_string(),
+            }),
+            Some(SystemTime::now()),
+        ),
+        None => (None, None),
+    }
+}
+
+/// The span's OpenTelemetry context, when a tracing-opentelemetry layer gave it one.
+pub fn span_context(span: &tracing::Span) -> Option<SpanContext> {
+    if span.is_disabled() {
+        return None;
+    }
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then_some(sc)
+}
+
+/// `(trace_id, span_id)` in lowercase hex, as stored and as Grafana expects them.
+pub fn span_ids(span: &tracing::Span) -> Option<(String, String)> {
+    span_context(span).map(|sc| (sc.trace_id().to_string(), sc.span_id().to_string()))
+}
+
+/// The W3C `traceparent` header value that makes a callee's spans children of `span`.
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    span_context(span).map(|sc| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    })
+}
+
+/// Parses a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`) into a remote span context.
+pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
+    let mut parts = value.trim().split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if version.len() != 2
+        || version == "ff"
+        || trace.len() != 32
+        || span.len() != 16
+        || flags.len() != 2
+    {
+        return None;
+    }
+    // Version 00 has exactly four fields; later versions may append more.
+    if version == "00" && parts.next().is_some() {
+        return None;
+    }
+    let sc = SpanContext::new(
+        TraceId::from_hex(trace).ok()?,
+        SpanId::from_hex(span).ok()?,
+        TraceFlags::new(u8::from_str_radix(flags, 16).ok()?),
+        true,
+        TraceState::default(),
+    );
+    sc.is_valid().then_some(sc)
+}
+
+/// A remote, sampled span context from stored hex ids (a resumed run's original root span).
+pub fn stored_context(trace_id: &str, span_id: &str) -> Option<SpanContext> {
+    let sc = SpanContext::new(
+        TraceId::from_hex(trace_id).ok()?,
+        SpanId::from_hex(span_id).ok()?,
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    sc.is_valid().then_some(sc)
+}
+
+/// Makes `span` a child of `parent` (a span in another process or an earlier life of this one).
+pub fn set_remote_parent(span: &tracing::Span, parent: SpanContext) {
+    let cx = opentelemetry::Context::new().with_remote_span_context(parent);
+    // Fails only when no OpenTelemetry layer is installed: then there is nothing to parent.
+    let _ = span.set_parent(cx);
+}
+
+/// Records a span's outcome: `error.type` and an Error status when `error` is set.
+pub fn record_outcome(span: &tracing::Span, error: Option<(&str, &str)>) {
+    if let Some((kind, message)) = error {
+        span.record("error.type", kind);
+        span.set_status(opentelemetry::trace::Status::error(message.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_parses_the_w3c_format_only() {
+        let sc = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .expect("valid");
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(sc.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(sc.is_sampled() && sc.is_remote());
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-zzf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert!(parse_traceparent(bad).is_none(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn metrics_use_the_contract_names() {
+        let m = Metrics::new();
+        m.runs
+            .get_or_create(&RunLabels {
+                workflow: "w".into(),
+                status: "succeeded".into(),
+                trigger: "api".into(),
+            })
+            .inc();
+        let (ex, at) = exemplar(Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        m.run_duration
+            .get_or_create(&WorkflowStatusLabels {
+                workflow: "w".into(),
+                status: "succeeded".into(),
+            })
+            .observe(0.2, ex, at);
+        m.active
+            .get_or_create(&WorkflowLabel {
+                workflow: "w".into(),
+            })
+            .inc();
+        m.agent_cost
+            .get_or_create(&ModelLabels {
+                agent: "llm".into(),
+                workflow: "w".into(),
+                model: "m".into(),
+            })
+            .inc_by(0.25);
+        let text = m.encode();
+        for name in [
+            "# TYPE workflow_runs counter",
+            "workflow_runs_total{workflow=\"w\",status=\"succeeded\",trigger=\"api\"} 1",
+            "# TYPE workflow_duration_seconds histogram",
+            "workflow_duration_seconds_bucket{le=\"0.25\",workflow=\"w\",status=\"succeeded\"} 1 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"} 0.2",
+            "workflows_active{workflow=\"w\"} 1",
+            "# TYPE workflow_queue_wait_seconds histogram",
+            "agent_cost_usd_total{agent=\"llm\",workflow=\"w\",model=\"m\"} 0.25",
+            "# EOF",
+        ] {
+            assert!(text.contains(name), "missing {name:?} in\n{text}");
+        }
+    }
+}

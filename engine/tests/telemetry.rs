@@ -1,0 +1,301 @@
+//! SPEC §6 spans, checked in-process with the SDK's in-memory exporter: the span tree of a
+//! 3-step run with a retry and a failure, its link to the triggering request, the HTTP client
+//! span passing `traceparent` on, the ids stored with the run, and the metrics it counted.
+//! (Its own test binary: it installs a global subscriber.)
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use engine::executor::{Engine, EngineConfig, TriggerRequest};
+use engine::model::Workflow;
+use engine::records::RunStatus;
+use engine::store::Store;
+use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
+use opentelemetry::Value;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tracing::Instrument;
+use tracing_subscriber::layer::SubscriberExt;
+
+fn attr(span: &SpanData, key: &str) -> Option<Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.clone())
+}
+
+fn attr_str(span: &SpanData, key: &str) -> String {
+    attr(span, key)
+        .map(|v| v.as_str().into_owned())
+        .unwrap_or_default()
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
+
+    // /flaky fails once then answers; /down always fails. Both record the traceparent sent.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (counter, seen_flaky, seen_down) = (calls.clone(), seen.clone(), seen.clone());
+    let addr = serve(
+        Router::new()
+            .route(
+                "/flaky",
+                get(move |headers: HeaderMap| {
+                    let n = counter.fetch_add(1, Ordering::SeqCst);
+                    record_traceparent(&seen_flaky, &headers);
+                    async move {
+                        if n == 0 {
+                            (StatusCode::SERVICE_UNAVAILABLE, "busy")
+                        } else {
+                            (StatusCode::OK, "ready")
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/down",
+                post(move |headers: HeaderMap| {
+                    record_traceparent(&seen_down, &headers);
+                    async { (StatusCode::BAD_GATEWAY, "down") }
+                }),
+            ),
+    )
+    .await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let yaml = format!(
+        "id: traced\nname: Traced flow\nsteps:\n\
+         - {{id: fetch, agent: http, with: {{url: 'http://{addr}/flaky'}}, retry: {{max_attempts: 2, backoff: 10ms}}}}\n\
+         - {{id: shape, agent: transform, needs: [fetch], with: {{jq: '.steps.fetch.output.status'}}}}\n\
+         - {{id: post, agent: http, needs: [shape], with: {{url: 'http://{addr}/down', method: POST}}}}\n"
+    );
+    let workflow = Workflow::parse(&yaml).expect("valid");
+    store
+        .create_workflow(&workflow, &yaml)
+        .await
+        .expect("create");
+    let engine = Engine::start(store.clone(), EngineConfig::default())
+        .await
+        .expect("engine");
+
+    // The trigger happens inside a request's span, as the API's handlers do.
+    let request = tracing::info_span!(
+        "http.server",
+        otel.name = "POST /api/v1/workflows/{id}/runs",
+        otel.kind = "server"
+    );
+    let run = engine
+        .trigger(TriggerRequest {
+            workflow_id: "traced".into(),
+            trigger: "api".into(),
+            ..Default::default()
+        })
+        .instrument(request.clone())
+        .await
+        .expect("trigger");
+    drop(request);
+    assert_eq!(engine.wait(&run.id).await.expect("wait"), RunStatus::Failed);
+    let detail = store.run_detail(&run.id).await.expect("detail");
+    let spans = exporter.get_finished_spans().expect("spans");
+
+    let request = spans
+        .iter()
+        .find(|s| s.name == "POST /api/v1/workflows/{id}/runs")
+        .expect("the request span");
+    let roots: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.name == "workflow.execute")
+        .collect();
+    assert_eq!(roots.len(), 1, "one root per run");
+    let root = roots[0];
+    let trace_id = root.span_context.trace_id();
+    assert_ne!(
+        trace_id,
+        request.span_context.trace_id(),
+        "a run is its own trace"
+    );
+    assert_eq!(root.parent_span_id, opentelemetry::trace::SpanId::INVALID);
+    let linked: Vec<_> = root
+        .links
+        .links
+        .iter()
+        .map(|l| (l.span_context.trace_id(), l.span_context.span_id()))
+        .collect();
+    assert_eq!(
+        linked,
+        vec![(
+            request.span_context.trace_id(),
+            request.span_context.span_id()
+        )],
+        "the root links to the triggering request"
+    );
+    assert_eq!(attr_str(root, "workflow.id"), "traced");
+    assert_eq!(attr_str(root, "workflow.name"), "Traced flow");
+    assert_eq!(attr(root, "workflow.version"), Some(Value::I64(1)));
+    assert_eq!(attr_str(root, "workflow.run.id"), run.id);
+    assert_eq!(attr_str(root, "workflow.trigger"), "api");
+    assert_eq!(attr_str(root, "workflow.run.status"), "failed");
+    assert_eq!(attr_str(root, "error.type"), "http_status");
+    assert!(
+        matches!(root.status, Status::Error { .. }),
+        "{:?}",
+        root.status
+    );
+
+    // Stored ids match the exported spans.
+    assert_eq!(
+        detail.run.trace_id.as_deref(),
+        Some(trace_id.to_string().as_str())
+    );
+    assert_eq!(
+        detail.run.span_id.as_deref(),
+        Some(root.span_context.span_id().to_string().as_str())
+    );
+
+    let mut attempts: Vec<&SpanData> = spans.iter().filter(|s| s.name == "agent.execute").collect();
+    attempts.sort_by_key(|s| s.start_time);
+    let summary: Vec<(String, i64, String, String)> = attempts
+        .iter()
+        .map(|s| {
+            (
+                attr_str(s, "agent.step.id"),
+                match attr(s, "agent.attempt") {
+                    Some(Value::I64(n)) => n,
+                    other => panic!("agent.attempt: {other:?}"),
+                },
+                attr_str(s, "agent.run.status"),
+                attr_str(s, "error.type"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("fetch".into(), 1, "failed".into(), "http_status".into()),
+            ("fetch".into(), 2, "succeeded".into(), String::new()),
+            ("shape".into(), 1, "succeeded".into(), String::new()),
+            ("post".into(), 1, "failed".into(), "http_status".into()),
+        ]
+    );
+    for a in &attempts {
+        assert_eq!(a.span_context.trace_id(), trace_id);
+        assert_eq!(
+            a.parent_span_id,
+            root.span_context.span_id(),
+            "attempts are children of the run"
+        );
+        let failed = attr_str(a, "agent.run.status") == "failed";
+        assert_eq!(
+            matches!(a.status, Status::Error { .. }),
+            failed,
+            "{:?}",
+            a.status
+        );
+        let kind = attr_str(a, "agent.kind");
+        assert!(kind == "http" || kind == "transform", "{kind}");
+        let stored = detail
+            .attempts
+            .iter()
+            .find(|r| {
+                r.step_id == attr_str(a, "agent.step.id")
+                    && Some(Value::I64(r.attempt)) == attr(a, "agent.attempt")
+            })
+            .expect("a stored attempt per span");
+        assert_eq!(
+            stored.span_id.as_deref(),
+            Some(a.span_context.span_id().to_string().as_str())
+        );
+    }
+
+    // HTTP client spans under the http attempts, each sent on as the callee's traceparent.
+    let clients: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.span_kind == SpanKind::Client && attr(s, "http.request.method").is_some())
+        .collect();
+    assert_eq!(clients.len(), 3, "two fetch attempts and one post");
+    let sent = seen.lock().expect("lock").clone();
+    for c in &clients {
+        assert_eq!(c.span_context.trace_id(), trace_id);
+        let parent = attempts
+            .iter()
+            .find(|a| a.span_context.span_id() == c.parent_span_id)
+            .expect("a client span's parent is an attempt");
+        assert_eq!(attr_str(parent, "agent.kind"), "http");
+        assert!(attr_str(c, "url.full").starts_with(&format!("http://{addr}/")));
+        let expected = format!("00-{}-{}-01", trace_id, c.span_context.span_id());
+        assert!(sent.contains(&expected), "{expected} not in {sent:?}");
+    }
+    let post = clients
+        .iter()
+        .find(|c| attr_str(c, "http.request.method") == "POST")
+        .expect("the POST");
+    assert_eq!(post.name, "POST");
+    assert_eq!(
+        attr(post, "http.response.status_code"),
+        Some(Value::I64(502))
+    );
+    assert_eq!(attr_str(post, "error.type"), "502");
+
+    // Storage shows up in the trace: commits are client spans under the run.
+    let commits: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| attr_str(s, "db.operation.name") == "COMMIT")
+        .collect();
+    assert!(!commits.is_empty());
+    for c in &commits {
+        assert_eq!(c.span_context.trace_id(), trace_id);
+        assert_eq!(c.span_kind, SpanKind::Client);
+        assert_eq!(attr_str(c, "db.system.name"), "sqlite");
+        let text = attr_str(c, "db.query.text");
+        assert!(
+            text.contains("run_steps") && !text.contains(&run.id),
+            "{text}"
+        );
+    }
+
+    // The same run, counted: metric names and labels of SPEC §6, the trace as exemplar.
+    let metrics = engine.metrics().encode();
+    for line in [
+        "workflow_runs_total{workflow=\"traced\",status=\"failed\",trigger=\"api\"} 1",
+        "agent_runs_total{agent=\"http\",workflow=\"traced\",status=\"failed\"} 2",
+        "agent_runs_total{agent=\"http\",workflow=\"traced\",status=\"succeeded\"} 1",
+        "agent_errors_total{agent=\"http\",workflow=\"traced\",error_type=\"http_status\"} 2",
+        "workflows_active{workflow=\"traced\"} 0",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+    assert!(
+        metrics.contains(&format!("# {{trace_id=\"{trace_id}\"}}")),
+        "no exemplar with the run's trace id in\n{metrics}"
+    );
+}
+
+fn record_traceparent(seen: &Mutex<Vec<String>>, headers: &HeaderMap) {
+    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        seen.lock().expect("lock").push(tp.to_string());
+    }
+}

@@ -1,0 +1,224 @@
+//! Telemetry over the wire: a real OTLP receiver (gRPC on tonic, HTTP/protobuf on axum, both on
+//! the `opentelemetry-proto` types) gets the spans and logs of a run triggered through the API,
+//! with Flowscope's resource attributes; the run's root links to the request, and the request
+//! span continues the caller's `traceparent`.
+
+use std::collections::HashMap;
+
+use flowscope::config::Config;
+use flowscope::otlp_sink;
+use flowscope::startup::Application;
+use flowscope::telemetry::{OtlpSettings, Protocol, Telemetry};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use serde_json::Value;
+
+fn value(attrs: &[KeyValue], key: &str) -> Option<AnyValue> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.clone())
+        .and_then(|v| v.value)
+}
+
+fn string(attrs: &[KeyValue], key: &str) -> String {
+    match value(attrs, key) {
+        Some(AnyValue::StringValue(s)) => s,
+        _ => String::new(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Serves Flowscope with telemetry exported by `protocol`, runs `hello` through the API under a
+/// caller's trace, flushes, and checks what the receiver got.
+fn exports_a_run(protocol: Protocol) {
+    let sink = otlp_sink::start_keeping().expect("OTLP receiver");
+    let addr = match protocol {
+        Protocol::Grpc => sink.grpc,
+        Protocol::HttpProtobuf => sink.http,
+    };
+    let telemetry = Telemetry::build(&OtlpSettings {
+        disabled: false,
+        endpoint: Some(format!("http://{addr}")),
+        protocol,
+    })
+    .expect("telemetry");
+    let subscriber = telemetry.subscriber("info");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One thread runs the server, the engine and this test: the thread's default subscriber
+    // sees every span.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let caller_trace = "0af7651916cd43dd8448eb211c80319c";
+    let run: Value = tracing::subscriber::with_default(subscriber, || {
+        runtime.block_on(async {
+            let config = Config {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                database_url: format!("sqlite://{}", dir.path().join("o.db").display()),
+                ..Config::default()
+            };
+            let options = leptos::prelude::LeptosOptions::builder()
+                .output_name("flowscope")
+                .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site"))
+                .build();
+            let app = Application::build(&config, options).await.expect("app");
+            let base = format!("http://{}", app.local_addr());
+            tokio::spawn(app.run_until(std::future::pending()));
+            let client = reqwest::Client::new();
+            let created: Value = client
+                .post(format!("{base}/api/v1/workflows/hello/runs"))
+                .header(
+                    "traceparent",
+                    format!("00-{caller_trace}-b7ad6b7169203331-01"),
+                )
+                .json(&serde_json::json!({ "inputs": { "who": "OTLP" } }))
+                .send()
+                .await
+                .expect("trigger")
+                .json()
+                .await
+                .expect("json");
+            let id = created["run"]["id"].as_str().expect("run id").to_string();
+            loop {
+                let run: Value = client
+                    .get(format!("{base}/api/v1/runs/{id}"))
+                    .send()
+                    .await
+                    .expect("get")
+                    .json()
+                    .await
+                    .expect("json");
+                if run["finished_at"].is_i64() {
+                    tracing::info_span!("test.observer").in_scope(|| {
+                        tracing::info!(run.id = %id, "test saw the run finish");
+                    });
+                    break run;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+    });
+    // Shutdown flushes both providers: everything must have arrived when it returns.
+    telemetry.shutdown();
+
+    let received = sink.received();
+    assert!(
+        !received.traces.is_empty(),
+        "no spans arrived over {protocol:?}"
+    );
+    let mut spans = Vec::new();
+    for request in &received.traces {
+        for rs in &request.resource_spans {
+            let resource = rs.resource.as_ref().expect("a resource");
+            assert_eq!(string(&resource.attributes, "service.name"), "flowscope");
+            assert!(!string(&resource.attributes, "service.version").is_empty());
+            assert_eq!(
+                string(&resource.attributes, "telemetry.sdk.language"),
+                "rust"
+            );
+            for ss in &rs.scope_spans {
+                spans.extend(ss.spans.iter().cloned());
+            }
+        }
+    }
+    let by_name: HashMap<&str, Vec<_>> = spans.iter().fold(HashMap::new(), |mut m, s| {
+        m.entry(s.name.as_str()).or_default().push(s);
+        m
+    });
+    let trace_id = run["trace_id"].as_str().expect("stored trace id");
+    let root = by_name["workflow.execute"]
+        .iter()
+        .find(|s| hex(&s.trace_id) == trace_id)
+        .expect("the run's root span");
+    assert_eq!(
+        hex(&root.span_id),
+        run["span_id"].as_str().expect("stored span id")
+    );
+    assert_eq!(
+        string(&root.attributes, "workflow.run.id"),
+        run["id"].as_str().unwrap_or("?")
+    );
+    let attempts: Vec<_> = by_name["agent.execute"]
+        .iter()
+        .filter(|s| hex(&s.trace_id) == trace_id)
+        .collect();
+    let steps = run["steps"].as_array().map_or(0, Vec::len);
+    assert!(steps > 1);
+    assert_eq!(attempts.len(), steps, "each of hello's steps ran once");
+    for a in &attempts {
+        assert_eq!(a.parent_span_id, root.span_id);
+    }
+    // The request span continues the caller's trace, and the run links to it.
+    let request = by_name["POST /api/v1/workflows/{id}/runs"]
+        .first()
+        .copied()
+        .expect("the request's server span");
+    assert_eq!(hex(&request.trace_id), caller_trace);
+    assert_eq!(hex(&request.parent_span_id), "b7ad6b7169203331");
+    assert_eq!(
+        string(&request.attributes, "http.route"),
+        "/api/v1/workflows/{id}/runs"
+    );
+    assert!(matches!(
+        value(&request.attributes, "http.response.status_code"),
+        Some(AnyValue::IntValue(202 | 201 | 200))
+    ));
+    assert_eq!(root.links.len(), 1);
+    assert_eq!(root.links[0].trace_id, request.trace_id);
+    // The link is to the request span or a span inside it (the handler's).
+    let mut linked = root.links[0].span_id.clone();
+    while linked != request.span_id {
+        let span = spans
+            .iter()
+            .find(|s| s.span_id == linked)
+            .expect("the linked span is exported with the request's trace");
+        assert_eq!(span.trace_id, request.trace_id);
+        linked = span.parent_span_id.clone();
+        assert!(
+            !linked.is_empty(),
+            "the linked span is not inside the request"
+        );
+    }
+    // Database work is in the trace: the run's commits and the API's reads.
+    assert!(spans.iter().any(
+        |s| hex(&s.trace_id) == trace_id && string(&s.attributes, "db.system.name") == "sqlite"
+    ));
+
+    // Logs arrive with the resource and the trace context of the span they were written in.
+    let mut records = Vec::new();
+    for request in &received.log_requests {
+        for rl in &request.resource_logs {
+            let resource = rl.resource.as_ref().expect("a resource");
+            assert_eq!(string(&resource.attributes, "service.name"), "flowscope");
+            for sl in &rl.scope_logs {
+                records.extend(sl.log_records.iter().cloned());
+            }
+        }
+    }
+    let seen = records
+        .iter()
+        .find(|r| {
+            matches!(&r.body, Some(b) if matches!(&b.value, Some(AnyValue::StringValue(s)) if s == "test saw the run finish"))
+        })
+        .expect("the test's log line arrived");
+    assert_eq!(
+        seen.trace_id.len(),
+        16,
+        "a log written in a span carries its trace id"
+    );
+}
+
+#[test]
+fn spans_and_logs_arrive_over_grpc() {
+    exports_a_run(Protocol::Grpc);
+}
+
+#[test]
+fn spans_and_logs_arrive_over_http_protobuf() {
+    exports_a_run(Protocol::HttpProtobuf);
+}

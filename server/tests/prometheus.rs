@@ -1,0 +1,170 @@
+//! `/metrics` scraped by a real Prometheus (Debian's `prometheus`, exemplar storage on): the
+//! run counter arrives, and a duration exemplar carries the trace id stored with the run.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use flowscope::config::Config;
+use flowscope::startup::Application;
+use flowscope::telemetry::{OtlpSettings, Protocol, Telemetry};
+use serde_json::Value;
+
+/// Kills Prometheus when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
+    client.get(url).send().await.ok()?.json().await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_runs_and_an_exemplar_with_the_runs_trace_id() {
+    // Span ids without export: what a default install does.
+    let telemetry = Telemetry::build(&OtlpSettings {
+        disabled: false,
+        endpoint: None,
+        protocol: Protocol::HttpProtobuf,
+    })
+    .expect("telemetry");
+    tracing::subscriber::set_global_default(telemetry.subscriber("warn"))
+        .expect("one subscriber per test binary");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database_url: format!("sqlite://{}", dir.path().join("p.db").display()),
+        ..Config::default()
+    };
+    let options = leptos::prelude::LeptosOptions::builder()
+        .output_name("flowscope")
+        .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site"))
+        .build();
+    let app = Application::build(&config, options).await.expect("app");
+    let target = app.local_addr();
+    tokio::spawn(app.run_until(std::future::pending()));
+    let base = format!("http://{target}");
+    let client = reqwest::Client::new();
+
+    // One finished run, with its trace id stored.
+    let created: Value = client
+        .post(format!("{base}/api/v1/workflows/hello/runs"))
+        .json(&serde_json::json!({ "inputs": { "who": "Prometheus" } }))
+        .send()
+        .await
+        .expect("trigger")
+        .json()
+        .await
+        .expect("json");
+    let id = created["run"]["id"].as_str().expect("id").to_string();
+    let run = loop {
+        let run = get_json(&client, &format!("{base}/api/v1/runs/{id}"))
+            .await
+            .expect("run");
+        if run["finished_at"].is_i64() {
+            break run;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let trace_id = run["trace_id"]
+        .as_str()
+        .expect("a stored trace id")
+        .to_string();
+    assert_eq!(trace_id.len(), 32);
+
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: flowscope\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .expect("config");
+    let prometheus = Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--enable-feature=exemplar-storage")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("Debian's prometheus on PATH (scripts/setup.sh --test installs it)");
+    let _prometheus = Killed(prometheus);
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+
+    // Scrapes land every second; give up (with the last answers) after a generous number.
+    let mut last = (Value::Null, Value::Null);
+    let mut found = None;
+    for _ in 0..400 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Some(runs) = get_json(
+            &client,
+            &format!("{api}/query?query=workflow_runs_total%7Bworkflow%3D%22hello%22%7D"),
+        )
+        .await
+        else {
+            continue;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let Some(exemplars) = get_json(
+            &client,
+            &format!(
+                "{api}/query_exemplars?query=workflow_duration_seconds_bucket&start={}&end={}",
+                now - 600,
+                now + 60
+            ),
+        )
+        .await
+        else {
+            continue;
+        };
+        let has_runs = runs["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty());
+        let has_exemplars = exemplars["data"].as_array().is_some_and(|r| !r.is_empty());
+        if has_runs && has_exemplars {
+            found = Some((runs, exemplars));
+            break;
+        }
+        last = (runs, exemplars);
+    }
+    let (runs, exemplars) = found.unwrap_or_else(|| panic!("Prometheus never had both: {last:?}"));
+    let series = &runs["data"]["result"][0];
+    assert_eq!(series["metric"]["__name__"], "workflow_runs_total");
+    assert_eq!(series["metric"]["status"], "succeeded");
+    assert_eq!(series["metric"]["trigger"], "api");
+    assert_eq!(series["value"][1], "1");
+    let ids: Vec<&str> = exemplars["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["exemplars"].as_array().into_iter().flatten())
+        .filter_map(|e| e["labels"]["trace_id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&trace_id.as_str()),
+        "{trace_id} not among exemplars {ids:?}"
+    );
+}
