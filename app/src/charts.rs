@@ -44,6 +44,7 @@ mod render {
     use engine::store::AttemptPoint;
     use plotters::coord::Shift;
     use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
 
     use super::Chart;
     use crate::components::format_duration;
@@ -137,11 +138,31 @@ mod render {
         SVGBackend::with_string(svg, (W, H)).into_drawing_area()
     }
 
+    /// Labels under categorical bars, centred on pixel positions from the chart's mapping.
+    fn category_labels(
+        root: &DrawingArea<SVGBackend<'_>, Shift>,
+        labels: Vec<((i32, i32), String)>,
+    ) -> Option<()> {
+        let style = text_style().pos(Pos::new(HPos::Center, VPos::Top));
+        for ((x, y), text) in labels {
+            root.draw(&Text::new(text, (x, y + 6), style.clone()))
+                .ok()?;
+        }
+        Some(())
+    }
+
+    /// Axis tick count for a count axis up to `max`: whole numbers only.
+    fn count_labels(max: usize) -> usize {
+        (max + 1).min(5)
+    }
+
     fn time_label(ms: i64, span: i64) -> String {
         let secs = ms.div_euclid(1000);
         let day = secs.div_euclid(86_400);
         let (h, m) = (secs.rem_euclid(86_400) / 3600, secs.rem_euclid(3600) / 60);
-        if span <= 2 * DAY_MS {
+        if span <= 10 * 60_000 {
+            format!("{h:02}:{m:02}:{:02}", secs.rem_euclid(60))
+        } else if span <= 2 * DAY_MS {
             format!("{h:02}:{m:02}")
         } else {
             let (_, mo, d) = civil(day);
@@ -200,10 +221,12 @@ mod render {
                 Some((r, start, (ms.max(0) as f64 / 1000.0).max(0.001)))
             })
             .collect();
-        let x0 = points.iter().map(|p| p.1).min()?;
-        let x1 = points.iter().map(|p| p.1).max()?.max(x0 + 60_000);
-        let pad = (x1 - x0) / 40;
-        let (x0, x1) = (x0 - pad, x1 + pad);
+        let first = points.iter().map(|p| p.1).min()?;
+        let last = points.iter().map(|p| p.1).max()?;
+        // At least a minute wide, the points centred in it; a little room at both ends.
+        let slack = (60_000 - (last - first)).max(0) / 2;
+        let pad = (last - first + 2 * slack) / 40;
+        let (x0, x1) = (first - slack - pad, last + slack + pad);
         let ymax = points.iter().map(|p| p.2).fold(0.001, f64::max);
         let ymin = points.iter().map(|p| p.2).fold(ymax, f64::min);
         let (ylo, yhi) = (ymin / 2.0, ymax * 2.0);
@@ -302,7 +325,8 @@ mod render {
         let first = counts.iter().position(|c| *c > 0)?;
         let last = counts.iter().rposition(|c| *c > 0)?;
         let n = (last - first + 1) as i32;
-        let ymax = *counts.iter().max()? as f64 * 1.15;
+        let top = *counts.iter().max()?;
+        let ymax = top as f64 * 1.15;
         let label_of = |b: usize| match EDGES_MS.get(b + 1) {
             Some(hi) => format!("<{}", format_duration(*hi)),
             None => format!("≥{}", format_duration(EDGES_MS[b])),
@@ -320,16 +344,8 @@ mod render {
             chart
                 .configure_mesh()
                 .disable_x_mesh()
-                .x_labels(n as usize + 1)
-                .x_label_formatter(&|x| {
-                    let i = x.floor() as usize + first;
-                    if (x - x.floor() - 0.5).abs() < 0.26 && i <= last {
-                        label_of(i)
-                    } else {
-                        String::new()
-                    }
-                })
-                .y_labels(4)
+                .x_labels(0)
+                .y_labels(count_labels(top))
                 .y_label_formatter(&|y| format!("{y:.0}"))
                 .label_style(text_style())
                 .axis_style(INK.mix(0.5))
@@ -345,6 +361,17 @@ mod render {
                 )
             });
             chart.draw_series(bars).ok()?;
+            category_labels(
+                &root,
+                (first..=last)
+                    .map(|b| {
+                        (
+                            chart.backend_coord(&((b - first) as f64 + 0.5, 0.0)),
+                            label_of(b),
+                        )
+                    })
+                    .collect(),
+            )?;
             for b in first..=last {
                 if counts[b] == 0 {
                     continue;
@@ -546,15 +573,7 @@ mod render {
             chart
                 .configure_mesh()
                 .disable_x_mesh()
-                .x_labels(stats.len() * 2 + 1)
-                .x_label_formatter(&|x| {
-                    let i = x.floor() as usize;
-                    if (x - x.floor() - 0.5).abs() < 0.26 {
-                        stats.get(i).map(|s| s.0.to_string()).unwrap_or_default()
-                    } else {
-                        String::new()
-                    }
-                })
+                .x_labels(0)
                 .y_labels(5)
                 .y_label_formatter(&|y| seconds_label(*y))
                 .label_style(text_style())
@@ -582,6 +601,14 @@ mod render {
                     )
                 }))
                 .ok()?;
+            category_labels(
+                &root,
+                stats
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (chart.backend_coord(&(i as f64 + 0.5, 0.0)), s.0.to_string()))
+                    .collect(),
+            )?;
             for (i, (agent, p50, p95, slowest, count)) in stats.iter().enumerate() {
                 let (x0, y0) = chart.backend_coord(&(i as f64 + 0.2, *p95));
                 let (x1, y1) = chart.backend_coord(&(i as f64 + 0.8, 0.0));
@@ -660,14 +687,7 @@ mod render {
             chart
                 .configure_mesh()
                 .disable_x_mesh()
-                .x_labels(15)
-                .x_label_formatter(&|x| {
-                    if (x - x.floor() - 0.5).abs() < 0.26 {
-                        time_label((day0 + x.floor() as i64) * DAY_MS, 7 * DAY_MS)
-                    } else {
-                        String::new()
-                    }
-                })
+                .x_labels(0)
                 .y_labels(5)
                 .y_label_formatter(&|y| format!("${y:.2}"))
                 .label_style(text_style())
@@ -676,6 +696,15 @@ mod render {
                 .light_line_style(INK.mix(0.0))
                 .draw()
                 .ok()?;
+            category_labels(
+                &root,
+                (0..7)
+                    .map(|d| {
+                        let at = chart.backend_coord(&(d as f64 + 0.5, 0.0));
+                        (at, time_label((day0 + d as i64) * DAY_MS, 7 * DAY_MS))
+                    })
+                    .collect(),
+            )?;
             let mut base = [0.0f64; 7];
             for (i, (workflow, days)) in cost.iter().enumerate() {
                 let color = PALETTE[i % PALETTE.len()];

@@ -78,6 +78,17 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
                     record_traceparent(&seen_down, &headers);
                     async { (StatusCode::BAD_GATEWAY, "down") }
                 }),
+            )
+            // An OpenAI-compatible model API.
+            .route(
+                "/v1/chat/completions",
+                post(move |axum::Json(body): axum::Json<serde_json::Value>| async move {
+                    axum::Json(serde_json::json!({
+                        "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
+                        "choices": [{ "index": 0, "message": { "role": "assistant", "content": "ok" }, "finish_reason": "stop" }],
+                        "usage": { "prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500 }
+                    }))
+                }),
             ),
     )
     .await;
@@ -98,9 +109,27 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
         .create_workflow(&workflow, &yaml)
         .await
         .expect("create");
-    let engine = Engine::start(store.clone(), EngineConfig::default())
+    let chat_yaml = format!(
+        "id: chatty\nsteps:\n- {{id: ask, agent: llm, with: {{base_url: 'http://{addr}/v1', model: tiny-model, prompt: hi}}}}\n"
+    );
+    let chat = Workflow::parse(&chat_yaml).expect("valid");
+    store
+        .create_workflow(&chat, &chat_yaml)
         .await
-        .expect("engine");
+        .expect("create");
+    let engine = Engine::start(
+        store.clone(),
+        EngineConfig {
+            agents: engine::agents::AgentSettings {
+                llm_prices: engine::agents::llm::parse_prices("tiny-model=0.5/2.0")
+                    .expect("prices"),
+                ..Default::default()
+            },
+            ..EngineConfig::default()
+        },
+    )
+    .await
+    .expect("engine");
 
     // The trigger happens inside a request's span, as the API's handlers do.
     let request = tracing::info_span!(
@@ -292,6 +321,53 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
         metrics.contains(&format!("# {{trace_id=\"{trace_id}\"}}")),
         "no exemplar with the run's trace id in\n{metrics}"
     );
+
+    // A model call: a `chat {model}` client span with the GenAI token attributes and cost,
+    // under its attempt, and the tokens and spend counted.
+    let chat_run = engine
+        .trigger(TriggerRequest {
+            workflow_id: "chatty".into(),
+            trigger: "manual".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("trigger");
+    assert_eq!(
+        engine.wait(&chat_run.id).await.expect("wait"),
+        RunStatus::Succeeded
+    );
+    let spans = exporter.get_finished_spans().expect("spans");
+    let chat = spans
+        .iter()
+        .find(|s| s.name == "chat tiny-model")
+        .expect("a chat span");
+    assert_eq!(chat.span_kind, SpanKind::Client);
+    assert_eq!(attr_str(chat, "gen_ai.request.model"), "tiny-model");
+    assert_eq!(
+        attr(chat, "gen_ai.usage.input_tokens"),
+        Some(Value::I64(1200))
+    );
+    assert_eq!(
+        attr(chat, "gen_ai.usage.output_tokens"),
+        Some(Value::I64(300))
+    );
+    // 1,200 × $0.5/M + 300 × $2/M
+    assert_eq!(attr(chat, "agent.cost.usd"), Some(Value::F64(0.0012)));
+    let attempt = spans
+        .iter()
+        .find(|s| s.span_context.span_id() == chat.parent_span_id)
+        .expect("the chat span's parent");
+    assert_eq!(attempt.name, "agent.execute");
+    assert_eq!(attr_str(attempt, "agent.kind"), "llm");
+    let metrics = engine.metrics().encode();
+    for line in [
+        "agent_tokens_total{agent=\"llm\",workflow=\"chatty\",model=\"tiny-model\",direction=\"input\"} 1200",
+        "agent_tokens_total{agent=\"llm\",workflow=\"chatty\",model=\"tiny-model\",direction=\"output\"} 300",
+        "agent_cost_usd_total{agent=\"llm\",workflow=\"chatty\",model=\"tiny-model\"} 0.0012",
+        "workflow_runs_total{workflow=\"chatty\",status=\"succeeded\",trigger=\"manual\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
 }
 
 fn record_traceparent(seen: &Mutex<Vec<String>>, headers: &HeaderMap) {

@@ -319,6 +319,9 @@ const TELEMETRY_MODES: &[(&str, &[(&str, &str)])] = &[
     ),
 ];
 
+/// Rounds per mode in `bench --telemetry`.
+const ROUNDS: usize = 5;
+
 /// `bench --telemetry`: the cost of tracing and metrics with export on against telemetry off,
 /// on SQLite, with a local OTLP receiver (HTTP and gRPC) that accepts and counts what arrives.
 pub async fn run_telemetry(shapes: &[String]) -> anyhow::Result<()> {
@@ -330,55 +333,71 @@ pub async fn run_telemetry(shapes: &[String]) -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|");
     for (i, shape) in shapes.iter().enumerate() {
-        let mut base: Option<f64> = None;
-        for (j, (mode, env)) in TELEMETRY_MODES.iter().enumerate() {
-            let url = format!("sqlite://{}/tel-{i}-{j}.db", dir.display());
-            let mut cmd = std::process::Command::new(&exe);
-            cmd.args(["bench", "--shape", shape, "--database", &url]);
-            for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")) {
-                cmd.env_remove(k);
+        // Modes alternate within each round, so drift in the machine hits them alike; the
+        // median of the rounds is reported.
+        let mut figures: Vec<Vec<Figures>> = TELEMETRY_MODES.iter().map(|_| Vec::new()).collect();
+        for round in 0..ROUNDS {
+            for (j, (mode, env)) in TELEMETRY_MODES.iter().enumerate() {
+                let url = format!("sqlite://{}/tel-{i}-{j}-{round}.db", dir.display());
+                let mut cmd = std::process::Command::new(&exe);
+                cmd.args(["bench", "--shape", shape, "--database", &url]);
+                for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")) {
+                    cmd.env_remove(k);
+                }
+                for (k, v) in env.iter() {
+                    cmd.env(k, v);
+                }
+                if mode.starts_with("full export") {
+                    let addr = if mode.ends_with("gRPC") {
+                        sink.grpc
+                    } else {
+                        sink.http
+                    };
+                    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"));
+                }
+                let out = cmd.output()?;
+                if !out.status.success() {
+                    anyhow::bail!(
+                        "shape {shape} ({mode}) failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                figures[j].push(serde_json::from_slice(&out.stdout).context("child output")?);
             }
-            for (k, v) in env.iter() {
-                cmd.env(k, v);
-            }
-            if mode.starts_with("full export") {
-                let addr = if mode.ends_with("gRPC") {
-                    sink.grpc
-                } else {
-                    sink.http
-                };
-                cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"));
-            }
-            let out = cmd.output()?;
-            if !out.status.success() {
-                anyhow::bail!(
-                    "shape {shape} ({mode}) failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            let f: Figures = serde_json::from_slice(&out.stdout).context("child output")?;
-            // Throughput: measured for the concurrent shape, else runs one after another.
-            let rps = f.runs_per_s.unwrap_or(1000.0 / f.p50_ms);
+        }
+        // Throughput: measured for the concurrent shape, else runs one after another.
+        let rps = |f: &Figures| f.runs_per_s.unwrap_or(1000.0 / f.p50_ms);
+        let mut base = None;
+        for (j, (mode, _)) in TELEMETRY_MODES.iter().enumerate() {
+            let runs = &mut figures[j];
+            runs.sort_by(|a, b| rps(a).total_cmp(&rps(b)));
+            let f = &runs[runs.len() / 2];
+            let r = rps(f);
             let vs = match base {
                 None => {
-                    base = Some(rps);
+                    base = Some(r);
                     "–".to_string()
                 }
-                Some(b) => format!("{:+.1} %", (rps - b) / b * 100.0),
+                Some(b) => format!("{:+.1} %", (r - b) / b * 100.0),
             };
+            let all: Vec<String> = runs.iter().map(|f| format!("{:.0}", rps(f))).collect();
             println!(
-                "| {} | {mode} | {} | {:.2} | {} | {rps:.0} | {vs} |",
+                "| {} | {mode} | {} | {:.2} | {} | {r:.0} ({}) | {vs} |",
                 f.shape,
                 f.runs,
                 f.p50_ms,
                 f.per_step_p50_ms
                     .map(|v| format!("{v:.3}"))
                     .unwrap_or_else(|| "–".into()),
+                all.join(", "),
             );
         }
     }
-    let (spans, logs) = sink.counts();
-    println!("\nThe receiver got {spans} spans and {logs} log records.");
+    let (spans, logs, bytes) = sink.counts();
+    println!(
+        "\nThe receiver got {spans} spans over gRPC, {:.1} MB of spans over HTTP, {logs} log records.",
+        bytes as f64 / 1e6
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

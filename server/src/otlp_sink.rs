@@ -30,6 +30,8 @@ use prost::Message;
 pub struct Received {
     keep: bool,
     pub spans: usize,
+    /// OTLP/HTTP trace bytes received without decoding (counting mode).
+    pub bytes: usize,
     pub logs: usize,
     pub traces: Vec<ExportTraceServiceRequest>,
     pub log_requests: Vec<ExportLogsServiceRequest>,
@@ -77,10 +79,11 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Spans and log records received so far.
-    pub fn counts(&self) -> (usize, usize) {
+    /// Spans (decoded: gRPC only when counting), log records, and OTLP/HTTP trace bytes
+    /// received so far.
+    pub fn counts(&self) -> (usize, usize, usize) {
         let r = lock(&self.received);
-        (r.spans, r.logs)
+        (r.spans, r.logs, r.bytes)
     }
 
     /// Everything received (kept requests only with [`start_keeping`]).
@@ -118,6 +121,12 @@ async fn http_traces(
     State(r): State<Shared>,
     body: Bytes,
 ) -> Result<Vec<u8>, (axum::http::StatusCode, String)> {
+    // Counting only (the benchmark): skip decoding, so the receiver's own CPU use stays out
+    // of what is measured on the same machine.
+    if !lock(&r).keep {
+        lock(&r).bytes += body.len();
+        return Ok(Vec::new());
+    }
     let request = ExportTraceServiceRequest::decode(body).map_err(|e| {
         (
             axum::http::StatusCode::BAD_REQUEST,

@@ -105,6 +105,10 @@ impl Telemetry {
         let spans = self.tracer.as_ref().map(|provider| {
             tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer("flowscope"))
+                // Per-span extras that cost time on every poll or span: busy/idle timing
+                // (two clock reads per poll), source locations, thread and target names.
+                .with_tracked_inactivity(false)
+                .with_location(false)
                 .with_threads(false)
                 .with_target(false)
                 .with_filter(tracing_subscriber::filter::LevelFilter::INFO)

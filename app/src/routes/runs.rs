@@ -187,14 +187,6 @@ pub fn RunsPage() -> impl IntoView {
                     {move || if paused.get() { " Live updates paused" } else { " Live" }}
                 </label>
             </header>
-            <Transition fallback=|| view! { <p class="muted">"Loading runs…"</p> }>
-                {move || Suspend::new(async move {
-                    match data.await {
-                        Err(e) => view! { <ErrorNote error=e/> }.into_any(),
-                        Ok(d) => view! { <Filters query=query.get_untracked() workflows=d.workflows.clone()/> <RunTable data=d query=query.get_untracked()/> }.into_any(),
-                    }
-                })}
-            </Transition>
             <details class="panel charts" open>
                 <summary><h2>"Charts, last 7 days"</h2></summary>
                 <Transition fallback=|| view! { <p class="muted">"Drawing charts…"</p> }>
@@ -206,6 +198,14 @@ pub fn RunsPage() -> impl IntoView {
                     })}
                 </Transition>
             </details>
+            <Transition fallback=|| view! { <p class="muted">"Loading runs…"</p> }>
+                {move || Suspend::new(async move {
+                    match data.await {
+                        Err(e) => view! { <ErrorNote error=e/> }.into_any(),
+                        Ok(d) => view! { <Filters query=query.get_untracked() workflows=d.workflows.clone()/> <RunTable data=d query=query.get_untracked()/> }.into_any(),
+                    }
+                })}
+            </Transition>
         </section>
     }
 }

@@ -68,6 +68,10 @@ pub(super) struct RunDriver {
     /// The run's `workflow.execute` span and its trace id (hex), when telemetry gave one.
     span: tracing::Span,
     trace_id: Option<String>,
+    /// Whether the trace is sampled (recorded and exported). When it is not, the run keeps
+    /// its root for the trace id (exemplars, logs) and creates no child spans: nobody would
+    /// ever see them.
+    sampled: bool,
     /// `(trace_id, span_id)` to record when the run starts (a first start only).
     root_ids: Option<(String, String)>,
     created_at: i64,
@@ -154,9 +158,11 @@ impl RunDriver {
             .trace_id
             .clone()
             .or_else(|| root_ids.as_ref().map(|(t, _)| t.clone()));
+        let sampled = telemetry::span_context(&span).is_some_and(|sc| sc.is_sampled());
         RunDriver {
             span,
             trace_id,
+            sampled,
             root_ids,
             created_at: state.run.created_at,
             attempt_spans: HashMap::new(),
@@ -385,16 +391,20 @@ impl RunDriver {
             let rendered = self.render_with(idx);
             let mut input = Value::Object(rendered.clone().unwrap_or_default());
             redact(&mut input, self.engine.secret_values());
-            let span = tracing::info_span!(
-                parent: &self.span,
-                "agent.execute",
-                otel.name = "agent.execute",
-                agent.kind = %step.agent,
-                agent.step.id = %step.id,
-                agent.attempt = attempt,
-                agent.run.status = Empty,
-                error.type = Empty,
-            );
+            let span = if !self.sampled {
+                tracing::Span::none()
+            } else {
+                tracing::info_span!(
+                    parent: &self.span,
+                    "agent.execute",
+                    otel.name = "agent.execute",
+                    agent.kind = %step.agent,
+                    agent.step.id = %step.id,
+                    agent.attempt = attempt,
+                    agent.run.status = Empty,
+                    error.type = Empty,
+                )
+            };
             let span_id = telemetry::span_ids(&span).map(|(_, s)| s);
             self.attempt_spans.insert(idx, (span, Instant::now()));
             self.ops.push(Op::AttemptStarted {
@@ -783,12 +793,16 @@ impl RunDriver {
     /// Commits pending state changes, then publishes their events.
     async fn commit(&mut self) -> Result<(), String> {
         let ops = std::mem::take(&mut self.ops);
-        let span = crate::store::db_span(
-            self.engine.store().backend(),
-            "COMMIT",
-            "run state",
-            &crate::store::summarize_ops(&ops),
-        );
+        let span = if self.sampled {
+            crate::store::db_span(
+                self.engine.store().backend(),
+                "COMMIT",
+                "run state",
+                &crate::store::summarize_ops(&ops),
+            )
+        } else {
+            tracing::Span::none()
+        };
         self.engine.journal().commit(ops).instrument(span).await?;
         for event in self.events.drain(..) {
             self.engine.publish(event);

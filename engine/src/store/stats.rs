@@ -23,6 +23,7 @@ pub fn id_floor(ms: i64) -> String {
 impl Store {
     /// Stats of every workflow that has runs (or only of `only`), keyed by workflow id, as of
     /// `now` (unix ms).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "runs", db.query.text = "SELECT … FROM runs WHERE id >= ? (the last 7 days)"))]
     pub async fn workflow_stats(
         &self,
         now: i64,

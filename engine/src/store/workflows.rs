@@ -90,6 +90,7 @@ fn tags_json(workflow: &Workflow) -> String {
 
 impl Store {
     /// Every workflow, by id; archived ones only when asked.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT workflows", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "workflows", db.query.text = "SELECT … FROM workflows WHERE archived = ?"))]
     pub async fn list_workflows(
         &self,
         include_archived: bool,
@@ -107,6 +108,7 @@ impl Store {
     }
 
     /// One workflow's summary, archived or not.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT workflows", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "workflows", db.query.text = "SELECT … FROM workflows WHERE id = ?"))]
     pub async fn workflow(&self, id: &str) -> Result<WorkflowSummary, StoreError> {
         let row: Option<SummaryRow> = on_pool!(self, pool => {
             sqlx::query_as(summary_sql!(" WHERE id = $1"))
@@ -119,6 +121,7 @@ impl Store {
     }
 
     /// Creates a workflow with version 1; `AlreadyExists` if the id is taken (even archived).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "INSERT workflows", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "INSERT", db.collection.name = "workflows", db.query.text = "INSERT INTO workflows …; INSERT INTO workflow_versions …"))]
     pub async fn create_workflow(
         &self,
         workflow: &Workflow,
@@ -158,6 +161,7 @@ impl Store {
     }
 
     /// Saves a new version of an existing workflow and makes it the latest.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "INSERT workflow_versions", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "INSERT", db.collection.name = "workflow_versions", db.query.text = "UPDATE workflows … RETURNING latest_version; INSERT INTO workflow_versions …"))]
     pub async fn save_version(
         &self,
         workflow: &Workflow,
@@ -200,6 +204,7 @@ impl Store {
     }
 
     /// Every version of a workflow, newest first.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT workflow_versions", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "workflow_versions", db.query.text = "SELECT … FROM workflow_versions WHERE workflow_id = ?"))]
     pub async fn list_versions(&self, id: &str) -> Result<Vec<VersionInfo>, StoreError> {
         let rows: Vec<VersionInfo> = on_pool!(self, pool => {
             sqlx::query_as(
@@ -217,6 +222,7 @@ impl Store {
     }
 
     /// One version, or the latest when `version` is `None`.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT workflow_versions", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "workflow_versions", db.query.text = "SELECT … FROM workflow_versions WHERE workflow_id = ? AND version = ?"))]
     pub async fn version(
         &self,
         id: &str,
