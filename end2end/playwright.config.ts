@@ -6,6 +6,7 @@ import * as path from 'path';
 import * as fs from 'fs';
 
 const port = Number(process.env.E2E_PORT ?? 3917);
+const otlpPort = port + 1;
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowscope-e2e-'));
 // The server binary as `cargo leptos build` left it (honours a custom CARGO_TARGET_DIR).
 const targetDir = process.env.CARGO_TARGET_DIR ?? 'target';
@@ -24,7 +25,11 @@ export default defineConfig({
         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     },
   },
-  webServer: {
+  webServer: [{
+    command: `node otlp-sink.mjs ${otlpPort}`,
+    url: `http://127.0.0.1:${otlpPort}/`,
+    reuseExistingServer: false,
+  }, {
     command: `${targetDir}/debug/flowscope serve`,
     cwd: '..',
     url: `http://127.0.0.1:${port}/readyz`,
@@ -38,6 +43,9 @@ export default defineConfig({
       // Trace links go to this Grafana (never contacted: the tests read the links only).
       FLOWSCOPE_GRAFANA_URL: 'http://grafana.test:3000',
       FLOWSCOPE_GRAFANA_TEMPO_UID: 'tempo-e2e',
+      // Spans are exported (to otlp-sink.mjs), so every run and attempt has its span ids.
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${otlpPort}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
     },
-  },
+  }],
 });

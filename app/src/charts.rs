@@ -50,6 +50,8 @@ mod render {
     use crate::components::format_duration;
 
     const W: u32 = 600;
+    /// Points on the duration scatter, newest first.
+    const MAX_POINTS: usize = 200;
     const H: u32 = 230;
     const HOUR_MS: i64 = 3_600_000;
     const DAY_MS: i64 = 86_400_000;
@@ -216,6 +218,8 @@ mod render {
     pub fn duration_over_time(runs: &[RunSummary], links: &TraceLinks) -> Option<Chart> {
         let points: Vec<(&RunSummary, i64, f64)> = runs
             .iter()
+            // The newest runs only: every point is a link, and the page carries each twice.
+            .take(MAX_POINTS)
             .filter_map(|r| {
                 let (start, ms) = run_time(r)?;
                 Some((r, start, (ms.max(0) as f64 / 1000.0).max(0.001)))
@@ -283,7 +287,7 @@ mod render {
             title: "Run duration over time".into(),
             svg: finish(svg, &label, &marks),
             summary: format!(
-                "{} finished runs from {} to {}; {} did not succeed. Click a point to open its trace.",
+                "The newest {} finished runs, from {} to {}; {} did not succeed. Click a point to open its trace.",
                 points.len(),
                 seconds_label(ymin),
                 seconds_label(ymax),

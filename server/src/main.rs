@@ -113,6 +113,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // cargo-leptos or by whoever starts the built binary.
     let mut leptos_options = leptos::prelude::get_configuration(None)?.leptos_options;
     leptos_options.site_addr = config.listen;
+    let exporting = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty()));
+    if config.grafana_url.is_some() && !exporting {
+        tracing::warn!("FLOWSCOPE_GRAFANA_URL is set but OTEL_EXPORTER_OTLP_ENDPOINT is not: traces are not exported, so trace links will find nothing in Grafana");
+    }
     let app = Application::build(&config, leptos_options).await?;
     tracing::info!(address = %app.local_addr(), database = %flowscope::config::redact_url(&config.database_url), "Flowscope listening on http://{}", app.local_addr());
     app.run_until(shutdown_signal()).await
