@@ -132,6 +132,34 @@ mod render {
         svg
     }
 
+    /// A chart on `root` with the house margins, `y_area` pixels for the value labels.
+    macro_rules! chart_on {
+        ($root:expr, $y_area:expr, $x:expr, $y:expr) => {
+            ChartBuilder::on($root)
+                .margin(10)
+                .x_label_area_size(26)
+                .y_label_area_size($y_area)
+                .build_cartesian_2d($x, $y)
+                .ok()?
+        };
+    }
+
+    /// Draws the mesh in theme colours (labels and axis in `currentColor`, faint major lines
+    /// only), with the chart's own label settings as a method chain after the chart.
+    macro_rules! draw_mesh {
+        ($chart:expr, $($settings:tt)*) => {
+            $chart
+                .configure_mesh()
+                .label_style(text_style())
+                .axis_style(INK.mix(0.5))
+                .bold_line_style(INK.mix(0.12))
+                .light_line_style(INK.mix(0.0))
+                $($settings)*
+                .draw()
+                .ok()?
+        };
+    }
+
     fn text_style() -> TextStyle<'static> {
         ("sans-serif", 12).into_font().color(&INK)
     }
@@ -238,24 +266,14 @@ mod render {
         let mut marks = Vec::new();
         {
             let root = area(&mut svg);
-            let mut chart = ChartBuilder::on(&root)
-                .margin(10)
-                .x_label_area_size(26)
-                .y_label_area_size(58)
-                .build_cartesian_2d(x0..x1, (ylo..yhi).log_scale())
-                .ok()?;
-            chart
-                .configure_mesh()
+            let mut chart = chart_on!(&root, 58, x0..x1, (ylo..yhi).log_scale());
+            draw_mesh!(
+                chart,
                 .x_labels(6)
                 .y_labels(5)
                 .x_label_formatter(&|x| time_label(*x, x1 - x0))
                 .y_label_formatter(&|y| seconds_label(*y))
-                .label_style(text_style())
-                .axis_style(INK.mix(0.5))
-                .bold_line_style(INK.mix(0.12))
-                .light_line_style(INK.mix(0.0))
-                .draw()
-                .ok()?;
+            );
             chart
                 .draw_series(points.iter().map(|(r, x, y)| {
                     Circle::new((*x, *y), 4, status_color(r.status).mix(0.85).filled())
@@ -339,24 +357,14 @@ mod render {
         let mut marks = Vec::new();
         {
             let root = area(&mut svg);
-            let mut chart = ChartBuilder::on(&root)
-                .margin(10)
-                .x_label_area_size(26)
-                .y_label_area_size(44)
-                .build_cartesian_2d(0f64..n as f64, 0f64..ymax)
-                .ok()?;
-            chart
-                .configure_mesh()
+            let mut chart = chart_on!(&root, 44, 0f64..n as f64, 0f64..ymax);
+            draw_mesh!(
+                chart,
                 .disable_x_mesh()
                 .x_labels(0)
                 .y_labels(count_labels(top))
                 .y_label_formatter(&|y| format!("{y:.0}"))
-                .label_style(text_style())
-                .axis_style(INK.mix(0.5))
-                .bold_line_style(INK.mix(0.12))
-                .light_line_style(INK.mix(0.0))
-                .draw()
-                .ok()?;
+            );
             let bars = (first..=last).map(|b| {
                 let x = (b - first) as f64;
                 Rectangle::new(
@@ -451,27 +459,15 @@ mod render {
         let mut marks = Vec::new();
         {
             let root = area(&mut svg);
-            let mut chart = ChartBuilder::on(&root)
-                .margin(10)
-                .x_label_area_size(26)
-                .y_label_area_size(44)
-                .build_cartesian_2d(0f64..24f64, 0f64..100f64)
-                .ok()?;
-            chart
-                .configure_mesh()
+            let mut chart = chart_on!(&root, 44, 0f64..24f64, 0f64..100f64);
+            draw_mesh!(
+                chart,
                 .disable_x_mesh()
                 .x_labels(7)
-                .x_label_formatter(&|x| {
-                    time_label(start + (*x * HOUR_MS as f64) as i64, HOUR_MS * 24)
-                })
+                .x_label_formatter(&|x| { time_label(start + (*x * HOUR_MS as f64) as i64, HOUR_MS * 24) })
                 .y_labels(5)
                 .y_label_formatter(&|y| format!("{y:.0} %"))
-                .label_style(text_style())
-                .axis_style(INK.mix(0.5))
-                .bold_line_style(INK.mix(0.12))
-                .light_line_style(INK.mix(0.0))
-                .draw()
-                .ok()?;
+            );
             let rate = |h: &(usize, usize)| h.1 as f64 / h.0 as f64 * 100.0;
             chart
                 .draw_series(
@@ -568,24 +564,14 @@ mod render {
         let mut marks = Vec::new();
         {
             let root = area(&mut svg);
-            let mut chart = ChartBuilder::on(&root)
-                .margin(10)
-                .x_label_area_size(26)
-                .y_label_area_size(58)
-                .build_cartesian_2d(0f64..n, 0f64..ymax)
-                .ok()?;
-            chart
-                .configure_mesh()
+            let mut chart = chart_on!(&root, 58, 0f64..n, 0f64..ymax);
+            draw_mesh!(
+                chart,
                 .disable_x_mesh()
                 .x_labels(0)
                 .y_labels(5)
                 .y_label_formatter(&|y| seconds_label(*y))
-                .label_style(text_style())
-                .axis_style(INK.mix(0.5))
-                .bold_line_style(INK.mix(0.12))
-                .light_line_style(INK.mix(0.0))
-                .draw()
-                .ok()?;
+            );
             chart
                 .draw_series(stats.iter().enumerate().map(|(i, s)| {
                     Rectangle::new(
@@ -682,24 +668,14 @@ mod render {
         let mut marks = Vec::new();
         {
             let root = area(&mut svg);
-            let mut chart = ChartBuilder::on(&root)
-                .margin(10)
-                .x_label_area_size(26)
-                .y_label_area_size(58)
-                .build_cartesian_2d(0f64..7f64, 0f64..ymax)
-                .ok()?;
-            chart
-                .configure_mesh()
+            let mut chart = chart_on!(&root, 58, 0f64..7f64, 0f64..ymax);
+            draw_mesh!(
+                chart,
                 .disable_x_mesh()
                 .x_labels(0)
                 .y_labels(5)
                 .y_label_formatter(&|y| format!("${y:.2}"))
-                .label_style(text_style())
-                .axis_style(INK.mix(0.5))
-                .bold_line_style(INK.mix(0.12))
-                .light_line_style(INK.mix(0.0))
-                .draw()
-                .ok()?;
+            );
             category_labels(
                 &root,
                 (0..7)

@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 
-use flowscope::config::Config;
 use flowscope::otlp_sink;
-use flowscope::startup::Application;
 use flowscope::telemetry::{OtlpSettings, Protocol, Telemetry};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use serde_json::Value;
+
+mod common;
 
 fn value(attrs: &[KeyValue], key: &str) -> Option<AnyValue> {
     attrs
@@ -57,50 +57,14 @@ fn exports_a_run(protocol: Protocol) {
     let caller_trace = "0af7651916cd43dd8448eb211c80319c";
     let run: Value = tracing::subscriber::with_default(subscriber, || {
         runtime.block_on(async {
-            let config = Config {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                database_url: format!("sqlite://{}", dir.path().join("o.db").display()),
-                ..Config::default()
-            };
-            let options = leptos::prelude::LeptosOptions::builder()
-                .output_name("flowscope")
-                .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site"))
-                .build();
-            let app = Application::build(&config, options).await.expect("app");
-            let base = format!("http://{}", app.local_addr());
-            tokio::spawn(app.run_until(std::future::pending()));
+            let base = common::serve(dir.path()).await;
             let client = reqwest::Client::new();
-            let created: Value = client
-                .post(format!("{base}/api/v1/workflows/hello/runs"))
-                .header(
-                    "traceparent",
-                    format!("00-{caller_trace}-b7ad6b7169203331-01"),
-                )
-                .json(&serde_json::json!({ "inputs": { "who": "OTLP" } }))
-                .send()
-                .await
-                .expect("trigger")
-                .json()
-                .await
-                .expect("json");
-            let id = created["run"]["id"].as_str().expect("run id").to_string();
-            loop {
-                let run: Value = client
-                    .get(format!("{base}/api/v1/runs/{id}"))
-                    .send()
-                    .await
-                    .expect("get")
-                    .json()
-                    .await
-                    .expect("json");
-                if run["finished_at"].is_i64() {
-                    tracing::info_span!("test.observer").in_scope(|| {
-                        tracing::info!(run.id = %id, "test saw the run finish");
-                    });
-                    break run;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
+            let tp = format!("00-{caller_trace}-b7ad6b7169203331-01");
+            let run = common::run_hello(&client, &base, Some(&tp)).await;
+            tracing::info_span!("test.observer").in_scope(|| {
+                tracing::info!(run.id = %run["id"], "test saw the run finish");
+            });
+            run
         })
     });
     // Shutdown flushes both providers: everything must have arrived when it returns.

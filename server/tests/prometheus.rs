@@ -5,10 +5,10 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use flowscope::config::Config;
-use flowscope::startup::Application;
 use flowscope::telemetry::{OtlpSettings, Protocol, Telemetry};
 use serde_json::Value;
+
+mod common;
 
 /// Kills Prometheus when the test ends, however it ends.
 struct Killed(Child);
@@ -44,41 +44,12 @@ async fn prometheus_scrapes_runs_and_an_exemplar_with_the_runs_trace_id() {
         .expect("one subscriber per test binary");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url: format!("sqlite://{}", dir.path().join("p.db").display()),
-        ..Config::default()
-    };
-    let options = leptos::prelude::LeptosOptions::builder()
-        .output_name("flowscope")
-        .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site"))
-        .build();
-    let app = Application::build(&config, options).await.expect("app");
-    let target = app.local_addr();
-    tokio::spawn(app.run_until(std::future::pending()));
-    let base = format!("http://{target}");
+    let base = common::serve(dir.path()).await;
+    let target = base.trim_start_matches("http://").to_string();
     let client = reqwest::Client::new();
 
     // One finished run, with its trace id stored.
-    let created: Value = client
-        .post(format!("{base}/api/v1/workflows/hello/runs"))
-        .json(&serde_json::json!({ "inputs": { "who": "Prometheus" } }))
-        .send()
-        .await
-        .expect("trigger")
-        .json()
-        .await
-        .expect("json");
-    let id = created["run"]["id"].as_str().expect("id").to_string();
-    let run = loop {
-        let run = get_json(&client, &format!("{base}/api/v1/runs/{id}"))
-            .await
-            .expect("run");
-        if run["finished_at"].is_i64() {
-            break run;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let run = common::run_hello(&client, &base, None).await;
     let trace_id = run["trace_id"]
         .as_str()
         .expect("a stored trace id")

@@ -1,0 +1,57 @@
+//! Shared by the telemetry tests: a Flowscope on a fresh SQLite database, and one run of the
+//! seeded `hello` workflow through the API.
+
+use std::path::Path;
+
+use flowscope::config::Config;
+use flowscope::startup::Application;
+use serde_json::Value;
+
+/// Serves Flowscope (port 0, SQLite in `dir`) on the current runtime; returns its base URL.
+pub async fn serve(dir: &Path) -> String {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database_url: format!("sqlite://{}", dir.join("flowscope.db").display()),
+        ..Config::default()
+    };
+    let options = leptos::prelude::LeptosOptions::builder()
+        .output_name("flowscope")
+        .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site"))
+        .build();
+    let app = Application::build(&config, options).await.expect("app");
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    base
+}
+
+/// Triggers `hello` (with `traceparent`, if given) and returns the run once it has finished.
+pub async fn run_hello(client: &reqwest::Client, base: &str, traceparent: Option<&str>) -> Value {
+    let mut request = client
+        .post(format!("{base}/api/v1/workflows/hello/runs"))
+        .json(&serde_json::json!({ "inputs": { "who": "telemetry" } }));
+    if let Some(tp) = traceparent {
+        request = request.header("traceparent", tp);
+    }
+    let created: Value = request
+        .send()
+        .await
+        .expect("trigger")
+        .json()
+        .await
+        .expect("json");
+    let id = created["run"]["id"].as_str().expect("run id").to_string();
+    loop {
+        let run: Value = client
+            .get(format!("{base}/api/v1/runs/{id}"))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if run["finished_at"].is_i64() {
+            return run;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
