@@ -10,7 +10,10 @@
 
 use std::time::SystemTime;
 
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer,
+};
+use opentelemetry::KeyValue;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
@@ -288,6 +291,46 @@ pub fn set_remote_parent(span: &tracing::Span, parent: SpanContext) {
     let cx = opentelemetry::Context::new().with_remote_span_context(parent);
     // Fails only when no OpenTelemetry layer is installed: then there is nothing to parent.
     let _ = span.set_parent(cx);
+}
+
+/// Starts a child of `parent` with the OpenTelemetry API (the global tracer provider) and
+/// returns the context holding it.
+///
+/// The executor's per-attempt and per-commit spans are made this way rather than as `tracing`
+/// spans: they need no subscriber registry, and are not entered on every poll. Spans under them
+/// (the `http` and `llm` agents') still come from `tracing`: an attempt's future runs with this
+/// context attached, which tracing-opentelemetry takes as the parent.
+pub fn start_span(
+    parent: &opentelemetry::Context,
+    name: &'static str,
+    kind: SpanKind,
+    start: Option<SystemTime>,
+    attributes: Vec<KeyValue>,
+) -> opentelemetry::Context {
+    let tracer = opentelemetry::global::tracer("flowscope");
+    let mut builder = tracer
+        .span_builder(name)
+        .with_kind(kind)
+        .with_attributes(attributes);
+    if let Some(at) = start {
+        builder = builder.with_start_time(at);
+    }
+    parent.with_span(tracer.build_with_context(builder, parent))
+}
+
+/// Ends the span `cx` holds, with `error.type` and an Error status when `error` is set.
+pub fn end_span(
+    cx: &opentelemetry::Context,
+    attributes: Vec<KeyValue>,
+    error: Option<(&str, &str)>,
+) {
+    let span = cx.span();
+    span.set_attributes(attributes);
+    if let Some((kind, message)) = error {
+        span.set_attribute(KeyValue::new("error.type", kind.to_string()));
+        span.set_status(opentelemetry::trace::Status::error(message.to_string()));
+    }
+    span.end();
 }
 
 /// Records a span's outcome: `error.type` and an Error status when `error` is set.

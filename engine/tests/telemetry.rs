@@ -51,6 +51,8 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
     tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
+    // Attempt and commit spans come from the global tracer provider.
+    opentelemetry::global::set_tracer_provider(provider.clone());
 
     // /flaky fails once then answers; /down always fails. Both record the traceparent sent.
     let calls = Arc::new(AtomicUsize::new(0));

@@ -137,7 +137,8 @@ impl Telemetry {
             .with(logs)
     }
 
-    /// The providers for `settings`, not installed anywhere (tests install their own).
+    /// The providers for `settings`; the tracer provider becomes the global one (the engine's
+    /// attempt and commit spans use it), the subscriber is left to the caller.
     pub fn build(settings: &OtlpSettings) -> anyhow::Result<Telemetry> {
         if settings.disabled {
             return Ok(Telemetry {
@@ -153,6 +154,7 @@ impl Telemetry {
                 .with_resource(resource)
                 .with_sampler(Sampler::AlwaysOff)
                 .build();
+            opentelemetry::global::set_tracer_provider(tracer.clone());
             return Ok(Telemetry {
                 tracer: Some(tracer),
                 logger: None,
@@ -176,6 +178,8 @@ impl Telemetry {
                 handle: handle.clone(),
             })
             .build();
+        // The engine makes its attempt and commit spans with the global tracer.
+        opentelemetry::global::set_tracer_provider(tracer.clone());
         let logger = SdkLoggerProvider::builder()
             .with_resource(resource)
             .with_batch_exporter(OnRuntime {

@@ -177,12 +177,10 @@ fn exports_a_run(protocol: Protocol) {
     );
 }
 
+/// One test, the two protocols in turn: each installs its provider as the global one, which
+/// the engine's attempt spans use.
 #[test]
-fn spans_and_logs_arrive_over_grpc() {
+fn spans_and_logs_arrive_over_grpc_and_http_protobuf() {
     exports_a_run(Protocol::Grpc);
-}
-
-#[test]
-fn spans_and_logs_arrive_over_http_protobuf() {
     exports_a_run(Protocol::HttpProtobuf);
 }

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::{SpanKind, TraceContextExt as _};
+use opentelemetry::KeyValue;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
@@ -75,8 +78,11 @@ pub(super) struct RunDriver {
     /// `(trace_id, span_id)` to record when the run starts (a first start only).
     root_ids: Option<(String, String)>,
     created_at: i64,
-    /// Open `agent.execute` spans by step index, with when the attempt started.
-    attempt_spans: HashMap<usize, (tracing::Span, Instant)>,
+    /// The root span's OpenTelemetry context: the parent of attempt and commit spans.
+    otel_cx: opentelemetry::Context,
+    /// Open attempts by step index: when each started, and its `agent.execute` span (a
+    /// context holding it) when the trace is sampled.
+    attempt_spans: HashMap<usize, (Option<opentelemetry::Context>, Instant)>,
     /// The first failed step's error kind: the run's `error.type`.
     first_error: Option<&'static str>,
 }
@@ -159,7 +165,13 @@ impl RunDriver {
             .clone()
             .or_else(|| root_ids.as_ref().map(|(t, _)| t.clone()));
         let sampled = telemetry::span_context(&span).is_some_and(|sc| sc.is_sampled());
+        let otel_cx = if sampled {
+            span.context()
+        } else {
+            opentelemetry::Context::new()
+        };
         RunDriver {
+            otel_cx,
             span,
             trace_id,
             sampled,
@@ -296,7 +308,13 @@ impl RunDriver {
         } else {
             "failed"
         };
-        span.record("agent.run.status", status);
+        if let Some(cx) = &span {
+            telemetry::end_span(
+                cx,
+                vec![KeyValue::new("agent.run.status", status)],
+                result.as_ref().err().map(|e| (e.kind, e.message.as_str())),
+            );
+        }
         metrics
             .agent_runs
             .get_or_create(&telemetry::AgentStatusLabels {
@@ -315,7 +333,6 @@ impl RunDriver {
             .observe(started.elapsed().as_secs_f64(), ex, ts);
         match result {
             Err(e) => {
-                telemetry::record_outcome(&span, Some((e.kind, &e.message)));
                 metrics
                     .agent_errors
                     .get_or_create(&telemetry::AgentErrorLabels {
@@ -391,21 +408,22 @@ impl RunDriver {
             let rendered = self.render_with(idx);
             let mut input = Value::Object(rendered.clone().unwrap_or_default());
             redact(&mut input, self.engine.secret_values());
-            let span = if !self.sampled {
-                tracing::Span::none()
-            } else {
-                tracing::info_span!(
-                    parent: &self.span,
+            let span = self.sampled.then(|| {
+                telemetry::start_span(
+                    &self.otel_cx,
                     "agent.execute",
-                    otel.name = "agent.execute",
-                    agent.kind = %step.agent,
-                    agent.step.id = %step.id,
-                    agent.attempt = attempt,
-                    agent.run.status = Empty,
-                    error.type = Empty,
+                    SpanKind::Internal,
+                    None,
+                    vec![
+                        KeyValue::new("agent.kind", step.agent.clone()),
+                        KeyValue::new("agent.step.id", step.id.clone()),
+                        KeyValue::new("agent.attempt", attempt),
+                    ],
                 )
-            };
-            let span_id = telemetry::span_ids(&span).map(|(_, s)| s);
+            });
+            let span_id = span
+                .as_ref()
+                .map(|cx| cx.span().span_context().span_id().to_string());
             self.attempt_spans.insert(idx, (span, Instant::now()));
             self.ops.push(Op::AttemptStarted {
                 run_id: self.run_id.clone(),
@@ -489,12 +507,8 @@ impl RunDriver {
         );
         let slots = self.engine.step_slots();
         let kind = step.agent.clone();
-        let span = self
-            .attempt_spans
-            .get(&idx)
-            .map(|(s, _)| s.clone())
-            .unwrap_or_else(tracing::Span::none);
-        async move {
+        let span = self.attempt_spans.get(&idx).and_then(|(s, _)| s.clone());
+        let work = async move {
             let _permit = slots.acquire_owned().await;
             let result = match agent {
                 None => Err(AgentError::new(
@@ -524,9 +538,13 @@ impl RunDriver {
                 logs: ctx.take_logs(),
                 ended_at: now_ms(),
             }
+        };
+        // The attempt's span is the current context while it runs: the agents' own spans
+        // (HTTP, chat) become its children.
+        match span {
+            Some(cx) => work.with_context(cx).boxed(),
+            None => work.boxed(),
         }
-        .instrument(span)
-        .boxed()
     }
 
     fn handle(
@@ -682,11 +700,15 @@ impl RunDriver {
 
     /// Closes an open attempt as cancelled (run cancelled or timed out).
     fn close_attempt(&mut self, idx: usize, attempt: i64, kind: &str, reason: &str, at: i64) {
-        if let Some((span, _)) = self.attempt_spans.remove(&idx) {
-            span.record("agent.run.status", StepStatus::Cancelled.as_str());
-            if kind == "timeout" {
-                telemetry::record_outcome(&span, Some((kind, reason)));
-            }
+        if let Some((Some(cx), _)) = self.attempt_spans.remove(&idx) {
+            telemetry::end_span(
+                &cx,
+                vec![KeyValue::new(
+                    "agent.run.status",
+                    StepStatus::Cancelled.as_str(),
+                )],
+                (kind == "timeout").then_some((kind, reason)),
+            );
         }
         let step_id = self.workflow.steps()[idx].id.clone();
         self.status[idx] = StepStatus::Cancelled;
@@ -793,17 +815,28 @@ impl RunDriver {
     /// Commits pending state changes, then publishes their events.
     async fn commit(&mut self) -> Result<(), String> {
         let ops = std::mem::take(&mut self.ops);
-        let span = if self.sampled {
-            crate::store::db_span(
-                self.engine.store().backend(),
-                "COMMIT",
-                "run state",
-                &crate::store::summarize_ops(&ops),
+        // A client span per commit, so the trace shows the time spent waiting for storage.
+        let span = self.sampled.then(|| {
+            let backend = self.engine.store().backend();
+            telemetry::start_span(
+                &self.otel_cx,
+                "COMMIT run state",
+                SpanKind::Client,
+                None,
+                vec![
+                    KeyValue::new("db.system.name", backend.system_name()),
+                    KeyValue::new("db.operation.name", "COMMIT"),
+                    KeyValue::new("db.collection.name", "run state"),
+                    KeyValue::new("db.query.text", crate::store::summarize_ops(&ops)),
+                ],
             )
-        } else {
-            tracing::Span::none()
-        };
-        self.engine.journal().commit(ops).instrument(span).await?;
+        });
+        let committed = self.engine.journal().commit(ops).await;
+        if let Some(cx) = &span {
+            let error = committed.as_ref().err().map(|e| ("db_error", e.as_str()));
+            telemetry::end_span(cx, Vec::new(), error);
+        }
+        committed?;
         for event in self.events.drain(..) {
             self.engine.publish(event);
         }
