@@ -52,8 +52,8 @@ if $want_test; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   fi
-  if ! command -v prometheus >/dev/null; then
-    say "installing Debian's prometheus (the metrics test scrapes Flowscope with it)"
+  if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+    say "installing Debian's prometheus and promtool (metrics test, rule tests)"
     apt-get update -qq
     # The package's service is not started here: the test runs its own Prometheus.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null

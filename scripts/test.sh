@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 export PATH="$HOME/.cargo/bin:$PWD/.tools/node_modules/.bin:$PATH"
 
+echo "== Prometheus rules: config and rule syntax, then every alert's unit tests"
+promtool check config observability/prometheus/prometheus.yml
+promtool test rules observability/prometheus/tests/*.yml
+
 echo "== Rust tests (engine, app, server; store tests on SQLite and PostgreSQL)"
 cargo test --workspace --no-fail-fast
 
