@@ -135,6 +135,7 @@ pub async fn run(leptos_options: leptos::prelude::LeptosOptions) -> anyhow::Resu
         store.clone(),
         engine.clone(),
         Default::default(),
+        Default::default(),
         leptos_options,
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -27,6 +27,10 @@ pub struct Config {
     pub shell_enabled: bool,
     /// `llm` prices, `model=IN/OUT,…` in USD per million tokens.
     pub llm_prices: std::collections::HashMap<String, engine::agents::llm::Price>,
+    /// Bearer token Alertmanager must send to `/api/v1/alerts/alertmanager`; none: refused.
+    pub alert_token: Option<String>,
+    /// The workflow an alert notification starts.
+    pub alert_workflow: String,
 }
 
 impl Default for Config {
@@ -40,6 +44,8 @@ impl Default for Config {
             secrets: Default::default(),
             shell_enabled: false,
             llm_prices: Default::default(),
+            alert_token: None,
+            alert_workflow: "notify-on-alert".into(),
         }
     }
 }
@@ -70,6 +76,8 @@ struct FileConfig {
     grafana_tempo_uid: Option<String>,
     shell_enabled: Option<bool>,
     llm_prices: Option<String>,
+    alert_token: Option<String>,
+    alert_workflow: Option<String>,
 }
 
 impl Config {
@@ -170,6 +178,25 @@ impl Config {
             config.llm_prices =
                 engine::agents::llm::parse_prices(&v).map_err(|e| err(setting, e))?;
         }
+        if let Some((setting, v)) = env("FLOWSCOPE_ALERT_TOKEN")
+            .map(|v| ("FLOWSCOPE_ALERT_TOKEN", v))
+            .or(file.alert_token.map(|v| ("alert_token", v)))
+        {
+            // A guessable token would let anyone start notifications.
+            if v.trim().len() < 16 {
+                return Err(err(setting, "use at least 16 characters"));
+            }
+            config.alert_token = Some(v.trim().to_string());
+        }
+        if let Some((setting, v)) = env("FLOWSCOPE_ALERT_WORKFLOW")
+            .map(|v| ("FLOWSCOPE_ALERT_WORKFLOW", v))
+            .or(file.alert_workflow.map(|v| ("alert_workflow", v)))
+        {
+            if v.trim().is_empty() {
+                return Err(err(setting, "must name a workflow"));
+            }
+            config.alert_workflow = v.trim().to_string();
+        }
         Ok(config)
     }
 }
@@ -233,6 +260,17 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://data/flowscope.db");
         assert!(c.seed_examples);
         assert_eq!(c.grafana_tempo_uid, "tempo");
+    }
+
+    #[test]
+    fn alert_intake_needs_a_long_token_and_a_workflow_name() {
+        let c = from(&[("FLOWSCOPE_ALERT_TOKEN", " 0123456789abcdef ")]).expect("ok");
+        assert_eq!(c.alert_token.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(c.alert_workflow, "notify-on-alert");
+        let short = from(&[("FLOWSCOPE_ALERT_TOKEN", "secret")]).expect_err("short");
+        assert_eq!(short.setting, "FLOWSCOPE_ALERT_TOKEN");
+        let blank = from(&[("FLOWSCOPE_ALERT_WORKFLOW", " ")]).expect_err("blank");
+        assert_eq!(blank.setting, "FLOWSCOPE_ALERT_WORKFLOW");
     }
 
     #[test]

@@ -21,6 +21,15 @@ pub enum ApiError {
     /// 400: the request itself is malformed (not UTF-8, bad query parameter).
     #[error("{0}")]
     BadRequest(String),
+    /// 401: missing or wrong credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the endpoint is switched off, or the caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 422: understood, but cannot be done as configured.
+    #[error("{0}")]
+    Unprocessable(String),
     /// 404: no such workflow or version.
     #[error("{0}")]
     NotFound(String),
@@ -47,6 +56,9 @@ impl ApiError {
             ApiError::InvalidWorkflow(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_workflow"),
             ApiError::InvalidInputs(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_inputs"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),

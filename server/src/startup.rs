@@ -43,10 +43,15 @@ impl Application {
         let engine = Engine::start(store.clone(), engine_config)
             .await
             .context("cannot start the engine")?;
+        let alerts = crate::api::alerts::AlertIntake::new(
+            config.alert_token.clone(),
+            config.alert_workflow.clone(),
+        );
         let router = router(
             store.clone(),
             engine.clone(),
             config.trace_links(),
+            alerts,
             leptos_options,
         );
         let listener = TcpListener::bind(config.listen)
@@ -136,6 +141,7 @@ pub fn router(
     store: Store,
     engine: Engine,
     links: TraceLinks,
+    alerts: crate::api::alerts::AlertIntake,
     leptos_options: LeptosOptions,
 ) -> Router {
     let routes = generate_route_list(app::App);
@@ -163,6 +169,7 @@ pub fn router(
             crate::api::router(crate::api::ApiState {
                 store: store.clone(),
                 engine: engine.clone(),
+                alerts,
             }),
         )
         .merge(crate::health::router(store))

@@ -2,7 +2,9 @@
 //!
 //! - `workflows`: workflows, versions, archive/restore, export, diff, validate.
 //! - `runs`: trigger, list, inspect, cancel, retry, live events.
+//! - `alerts`: Alertmanager's webhook, which starts the notification workflow.
 
+pub mod alerts;
 mod document;
 mod runs;
 mod workflows;
@@ -19,6 +21,7 @@ use crate::error::ApiError;
 pub struct ApiState {
     pub store: Store,
     pub engine: Engine,
+    pub alerts: alerts::AlertIntake,
 }
 
 /// Every `/api/v1` route; unknown paths under it answer a JSON 404.
@@ -26,6 +29,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(workflows::router())
         .merge(runs::router())
+        .merge(alerts::router())
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
         .with_state(state)
 }

@@ -1,0 +1,212 @@
+//! `POST /api/v1/alerts/alertmanager`: Alertmanager's webhook. An authenticated notification
+//! starts the configured notification workflow (by default the seeded `notify-on-alert`,
+//! whose `notify` step posts to a Slack-compatible webhook).
+//!
+//! Alertmanager sends a group again on every `repeat_interval` and whenever an alert joins it.
+//! Each alert is announced once per state: an alert already announced as firing (or as
+//! resolved) in its group is not announced again. What was announced is remembered in memory,
+//! per process.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use engine::executor::{Engine, EngineError, TriggerRequest};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::ApiState;
+use crate::error::ApiError;
+
+/// Where alerts go, from the config.
+#[derive(Clone, Debug, Default)]
+pub struct AlertIntake {
+    /// The bearer token Alertmanager sends; none: the endpoint refuses everything.
+    pub token: Option<String>,
+    /// The workflow each notification starts.
+    pub workflow: String,
+    /// `(group key, fingerprint, status)` already announced.
+    announced: Arc<Mutex<HashSet<(String, String, String)>>>,
+}
+
+impl AlertIntake {
+    pub fn new(token: Option<String>, workflow: String) -> AlertIntake {
+        AlertIntake {
+            token,
+            workflow,
+            announced: Arc::default(),
+        }
+    }
+}
+
+/// Remembered announcements before the oldest are forgotten (a bound, not a policy).
+const MAX_REMEMBERED: usize = 100_000;
+
+/// The parts of Alertmanager's webhook payload (version 4) that are used.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Notification {
+    version: String,
+    group_key: String,
+    status: String,
+    #[serde(default)]
+    common_annotations: HashMap<String, String>,
+    #[serde(default, rename = "externalURL")]
+    external_url: String,
+    alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Alert {
+    status: String,
+    #[serde(default)]
+    labels: HashMap<String, String>,
+    #[serde(default)]
+    annotations: HashMap<String, String>,
+    #[serde(default)]
+    fingerprint: String,
+}
+
+pub fn router() -> Router<ApiState> {
+    Router::new().route("/alerts/alertmanager", post(alertmanager))
+}
+
+async fn alertmanager(
+    State(intake): State<AlertIntake>,
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let refused = |e: ApiError| {
+        // Logged once here; Alertmanager retries, and the log says why it keeps failing.
+        tracing::warn!(error = %e, "alert notification refused");
+        e
+    };
+    let Some(expected) = intake.token.as_deref() else {
+        return Err(refused(ApiError::Forbidden(
+            "alert intake is off: set FLOWSCOPE_ALERT_TOKEN and send it as a bearer token".into(),
+        )));
+    };
+    let sent = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !sent.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.as_bytes())) {
+        return Err(refused(ApiError::Unauthorized(
+            "missing or wrong bearer token (FLOWSCOPE_ALERT_TOKEN)".into(),
+        )));
+    }
+    let deserializer = &mut serde_json::Deserializer::from_slice(&body);
+    let n: Notification = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        refused(ApiError::BadRequest(format!(
+            "not an Alertmanager webhook payload: at {}: {}",
+            e.path(),
+            e.inner()
+        )))
+    })?;
+    if n.version != "4" {
+        return Err(refused(ApiError::BadRequest(format!(
+            "Alertmanager webhook payload version \"{}\" is not supported (4 is)",
+            n.version
+        ))));
+    }
+    let fresh: Vec<&Alert> = {
+        let mut announced = intake.announced.lock().unwrap_or_else(|e| e.into_inner());
+        if announced.len() > MAX_REMEMBERED {
+            announced.clear();
+        }
+        n.alerts
+            .iter()
+            .filter(|a| {
+                announced.insert((n.group_key.clone(), a.fingerprint.clone(), a.status.clone()))
+            })
+            .collect()
+    };
+    if fresh.is_empty() {
+        return Ok((
+            StatusCode::OK,
+            Json(
+                json!({ "run": null, "announced": 0, "reason": "every alert in it was announced already" }),
+            ),
+        ));
+    }
+    let status = if fresh.iter().any(|a| a.status == "firing") {
+        "firing"
+    } else {
+        "resolved"
+    };
+    let mut inputs = Map::new();
+    inputs.insert("status".into(), Value::String(status.into()));
+    inputs.insert("summary".into(), Value::String(summary(&n, &fresh)));
+    let run = engine
+        .trigger(TriggerRequest {
+            workflow_id: intake.workflow.clone(),
+            inputs,
+            trigger: "alert".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| {
+            // Forget the announcement: Alertmanager will retry, and this time it may go out.
+            let mut announced = intake
+                .announced
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for a in &fresh {
+                announced.remove(&(n.group_key.clone(), a.fingerprint.clone(), a.status.clone()));
+            }
+            refused(match e {
+                EngineError::Store(engine::store::StoreError::NotFound(_))
+                | EngineError::Store(engine::store::StoreError::VersionNotFound { .. }) => {
+                    ApiError::Unprocessable(format!(
+                        "the notification workflow \"{}\" does not exist (FLOWSCOPE_ALERT_WORKFLOW)",
+                        intake.workflow
+                    ))
+                }
+                other => other.into(),
+            })
+        })?;
+    tracing::info!(workflow.run.id = %run.id, alerts = fresh.len(), status = n.status, "alert notification started a run");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "run": run, "announced": fresh.len() })),
+    ))
+}
+
+/// One line for the message: the alerts' summaries (or names), how many, and where from.
+fn summary(n: &Notification, alerts: &[&Alert]) -> String {
+    let mut names: Vec<String> = alerts
+        .iter()
+        .map(|a| {
+            let name = a.labels.get("alertname").map_or("alert", String::as_str);
+            match a
+                .annotations
+                .get("summary")
+                .or_else(|| n.common_annotations.get("summary"))
+            {
+                Some(s) => format!("{name}: {s}"),
+                None => name.to_string(),
+            }
+        })
+        .collect();
+    names.dedup();
+    let mut text = names.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+    if names.len() > 3 {
+        text.push_str(&format!(" (and {} more)", names.len() - 3));
+    }
+    if !n.external_url.is_empty() {
+        text.push_str(&format!(" — {}", n.external_url));
+    }
+    text
+}
+
+/// Compares secrets without leaking their length of common prefix through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
