@@ -293,21 +293,20 @@ pub fn set_remote_parent(span: &tracing::Span, parent: SpanContext) {
     let _ = span.set_parent(cx);
 }
 
-/// Starts a child of `parent` with the OpenTelemetry API (the global tracer provider) and
-/// returns the context holding it.
+/// Starts a child of `parent` with the OpenTelemetry API and returns the context holding it.
 ///
 /// The executor's per-attempt and per-commit spans are made this way rather than as `tracing`
 /// spans: they need no subscriber registry, and are not entered on every poll. Spans under them
 /// (the `http` and `llm` agents') still come from `tracing`: an attempt's future runs with this
 /// context attached, which tracing-opentelemetry takes as the parent.
 pub fn start_span(
+    tracer: &opentelemetry::global::BoxedTracer,
     parent: &opentelemetry::Context,
     name: &'static str,
     kind: SpanKind,
     start: Option<SystemTime>,
     attributes: Vec<KeyValue>,
 ) -> opentelemetry::Context {
-    let tracer = opentelemetry::global::tracer("flowscope");
     let mut builder = tracer
         .span_builder(name)
         .with_kind(kind)

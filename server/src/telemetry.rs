@@ -194,14 +194,6 @@ impl Telemetry {
         })
     }
 
-    pub fn tracer_provider(&self) -> Option<&SdkTracerProvider> {
-        self.tracer.as_ref()
-    }
-
-    pub fn logger_provider(&self) -> Option<&SdkLoggerProvider> {
-        self.logger.as_ref()
-    }
-
     /// Exports what is buffered and stops the providers. Blocking: call it outside async code
     /// or from `spawn_blocking`.
     pub fn shutdown(mut self) {

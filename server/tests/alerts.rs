@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use axum::routing::post;
 use axum::{Json, Router};
 use flowscope::config::Config;
-use flowscope::startup::Application;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+mod common;
 
 const TOKEN: &str = "alert-token-0123456789";
 
@@ -45,21 +46,16 @@ async fn stack(token: Option<&str>, workflow: &str) -> Stack {
     tokio::spawn(async move { axum::serve(listener, receiver).await });
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url: format!("sqlite://{}", dir.path().join("alerts.db").display()),
-        alert_token: token.map(str::to_string),
-        alert_workflow: workflow.to_string(),
-        secrets: [("SLACK_WEBHOOK".to_string(), slack_url)].into(),
-        ..Config::default()
-    };
-    let options = leptos::prelude::LeptosOptions::builder()
-        .output_name("flowscope")
-        .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site"))
-        .build();
-    let app = Application::build(&config, options).await.expect("app");
-    let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until(std::future::pending()));
+    let base = common::serve_with(
+        dir.path(),
+        Config {
+            alert_token: token.map(str::to_string),
+            alert_workflow: workflow.to_string(),
+            secrets: [("SLACK_WEBHOOK".to_string(), slack_url)].into(),
+            ..Config::default()
+        },
+    )
+    .await;
     Stack {
         base,
         client: reqwest::Client::new(),
@@ -122,21 +118,8 @@ impl Stack {
 
     /// Waits for the run to finish; returns its status.
     async fn finished(&self, id: &str) -> String {
-        loop {
-            let run: Value = self
-                .client
-                .get(format!("{}/api/v1/runs/{id}", self.base))
-                .send()
-                .await
-                .expect("get")
-                .json()
-                .await
-                .expect("json");
-            if run["finished_at"].is_i64() {
-                return run["status"].as_str().unwrap_or_default().to_string();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let run = common::wait_finished(&self.client, &self.base, id).await;
+        run["status"].as_str().unwrap_or_default().to_string()
     }
 }
 

@@ -131,6 +131,8 @@ struct Inner {
     sched: Mutex<Scheduler>,
     watchers: Mutex<HashMap<String, Vec<oneshot::Sender<RunStatus>>>>,
     metrics: Arc<Metrics>,
+    /// The global provider's tracer, looked up once: attempt and commit spans use it.
+    tracer: opentelemetry::global::BoxedTracer,
 }
 
 /// The engine; cheap to clone.
@@ -173,6 +175,7 @@ impl Engine {
                 sched: Mutex::default(),
                 watchers: Mutex::default(),
                 metrics: Arc::new(Metrics::new()),
+                tracer: opentelemetry::global::tracer("flowscope"),
             }),
         };
         engine.recover(config.recover_limit).await?;
@@ -504,6 +507,10 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub(crate) fn tracer(&self) -> &opentelemetry::global::BoxedTracer {
+        &self.inner.tracer
     }
 
     /// The metric registry `/metrics` serves.

@@ -410,6 +410,7 @@ impl RunDriver {
             redact(&mut input, self.engine.secret_values());
             let span = self.sampled.then(|| {
                 telemetry::start_span(
+                    self.engine.tracer(),
                     &self.otel_cx,
                     "agent.execute",
                     SpanKind::Internal,
@@ -819,6 +820,7 @@ impl RunDriver {
         let span = self.sampled.then(|| {
             let backend = self.engine.store().backend();
             telemetry::start_span(
+                self.engine.tracer(),
                 &self.otel_cx,
                 "COMMIT run state",
                 SpanKind::Client,

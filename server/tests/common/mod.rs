@@ -1,5 +1,8 @@
-//! Shared by the telemetry tests: a Flowscope on a fresh SQLite database, and one run of the
-//! seeded `hello` workflow through the API.
+//! Shared by the telemetry and alert tests: a Flowscope on a fresh SQLite database, one run of
+//! the seeded `hello` workflow through the API, waiting for a run to finish.
+
+// Each test binary uses part of this module.
+#![allow(dead_code)]
 
 use std::path::Path;
 
@@ -9,10 +12,15 @@ use serde_json::Value;
 
 /// Serves Flowscope (port 0, SQLite in `dir`) on the current runtime; returns its base URL.
 pub async fn serve(dir: &Path) -> String {
+    serve_with(dir, Config::default()).await
+}
+
+/// [`serve`] with other settings; its address and database are set here.
+pub async fn serve_with(dir: &Path, config: Config) -> String {
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         database_url: format!("sqlite://{}", dir.join("flowscope.db").display()),
-        ..Config::default()
+        ..config
     };
     let options = leptos::prelude::LeptosOptions::builder()
         .output_name("flowscope")
@@ -40,6 +48,11 @@ pub async fn run_hello(client: &reqwest::Client, base: &str, traceparent: Option
         .await
         .expect("json");
     let id = created["run"]["id"].as_str().expect("run id").to_string();
+    wait_finished(client, base, &id).await
+}
+
+/// Polls the run until it has finished; returns it.
+pub async fn wait_finished(client: &reqwest::Client, base: &str, id: &str) -> Value {
     loop {
         let run: Value = client
             .get(format!("{base}/api/v1/runs/{id}"))
