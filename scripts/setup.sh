@@ -52,11 +52,13 @@ if $want_test; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   fi
-  if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
-    say "installing Debian's prometheus and promtool (metrics test, rule tests)"
+  if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
+    || ! command -v prometheus-alertmanager >/dev/null || ! command -v amtool >/dev/null; then
+    say "installing Debian's prometheus, promtool, alertmanager and amtool (metrics and alert tests)"
     apt-get update -qq
-    # The package's service is not started here: the test runs its own Prometheus.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    # The packages' services are not started here: the tests run their own.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      prometheus prometheus-alertmanager >/dev/null
   fi
   if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     say "starting PostgreSQL"

@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 export PATH="$HOME/.cargo/bin:$PWD/.tools/node_modules/.bin:$PATH"
 
-echo "== Prometheus rules: config and rule syntax, then every alert's unit tests"
+echo "== Prometheus and Alertmanager: config and rule syntax, every alert's unit tests"
 promtool check config observability/prometheus/prometheus.yml
 promtool test rules observability/prometheus/tests/*.yml
+amtool check-config observability/alertmanager/alertmanager.yml
 
 echo "== Rust tests (engine, app, server; store tests on SQLite and PostgreSQL)"
 cargo test --workspace --no-fail-fast

@@ -198,6 +198,28 @@ impl Metrics {
         }
     }
 
+    /// The registry, for a server that serves it beside metrics of its own.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Creates a run's outcome series at zero when it starts. Prometheus' `rate()` cannot see
+    /// the first increment of a series it has never scraped, so without this a workflow's first
+    /// failure would be invisible to the SLO alerts.
+    pub fn expect_run(&self, workflow: &str, trigger: &str) {
+        for status in ["succeeded", "failed", "timed_out", "cancelled"] {
+            let labels = RunLabels {
+                workflow: workflow.to_string(),
+                status: status.to_string(),
+                trigger: trigger.to_string(),
+            };
+            // A read lock on the hot path once the series exist.
+            if self.runs.get(&labels).is_none() {
+                drop(self.runs.get_or_create(&labels));
+            }
+        }
+    }
+
     /// The OpenMetrics text exposition, `# EOF` included.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);

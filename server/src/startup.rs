@@ -2,6 +2,7 @@
 //! `main` and the tests share it; a test binds port 0 and reads the port back.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use std::future::IntoFuture;
 
@@ -145,6 +146,7 @@ pub fn router(
     leptos_options: LeptosOptions,
 ) -> Router {
     let routes = generate_route_list(app::App);
+    let server_metrics = Arc::new(crate::observe::ServerMetrics::new(store.clone()));
     let context = {
         let (store, engine) = (store.clone(), engine.clone());
         move || {
@@ -172,10 +174,13 @@ pub fn router(
                 alerts,
             }),
         )
-        .merge(crate::health::router(store))
-        .merge(crate::observe::router(engine))
+        .merge(crate::health::router(store.clone()))
+        .merge(crate::observe::router(engine, server_metrics.clone()))
         .merge(pages)
-        .layer(axum::middleware::from_fn(crate::observe::http_span))
+        .layer(axum::middleware::from_fn_with_state(
+            server_metrics,
+            crate::observe::http_span,
+        ))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

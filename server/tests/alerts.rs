@@ -2,10 +2,6 @@
 //! notification workflow posting to a Slack-compatible receiver, de-duplication within a group
 //! and resolved messages.
 
-use std::sync::{Arc, Mutex};
-
-use axum::routing::post;
-use axum::{Json, Router};
 use flowscope::config::Config;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -17,41 +13,21 @@ const TOKEN: &str = "alert-token-0123456789";
 struct Stack {
     base: String,
     client: reqwest::Client,
-    /// Texts the Slack-compatible receiver got.
-    slack: Arc<Mutex<Vec<String>>>,
+    slack: common::Slack,
     _dir: tempfile::TempDir,
 }
 
 /// Flowscope with alert intake on (unless `token` is None), and a Slack-compatible receiver
 /// that the seeded `notify-on-alert` workflow posts to.
 async fn stack(token: Option<&str>, workflow: &str) -> Stack {
-    let slack: Arc<Mutex<Vec<String>>> = Arc::default();
-    let seen = slack.clone();
-    let receiver = Router::new().route(
-        "/hooks/alerts",
-        post(move |Json(body): Json<Value>| {
-            seen.lock()
-                .expect("lock")
-                .push(body["text"].as_str().unwrap_or_default().to_string());
-            async { "ok" }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let slack_url = format!(
-        "http://{}/hooks/alerts",
-        listener.local_addr().expect("addr")
-    );
-    tokio::spawn(async move { axum::serve(listener, receiver).await });
-
+    let slack = common::Slack::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let base = common::serve_with(
         dir.path(),
         Config {
             alert_token: token.map(str::to_string),
             alert_workflow: workflow.to_string(),
-            secrets: [("SLACK_WEBHOOK".to_string(), slack_url)].into(),
+            secrets: [("SLACK_WEBHOOK".to_string(), slack.url.clone())].into(),
             ..Config::default()
         },
     )
@@ -135,7 +111,7 @@ async fn a_firing_alert_is_announced_once_and_its_resolution_once() {
     assert_eq!(body["run"]["trigger"], "alert");
     assert_eq!(s.finished(&id).await, "succeeded");
     assert_eq!(
-        s.slack.lock().expect("lock").clone(),
+        s.slack.texts(),
         vec!["[firing] FlowscopeRunSuccessBudgetBurnFast: the error budget burns 14.4x too fast — http://alertmanager:9093".to_string()]
     );
 
@@ -152,10 +128,57 @@ async fn a_firing_alert_is_announced_once_and_its_resolution_once() {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let id = body["run"]["id"].as_str().expect("a run").to_string();
     assert_eq!(s.finished(&id).await, "succeeded");
-    let texts = s.slack.lock().expect("lock").clone();
+    let texts = s.slack.texts();
     assert_eq!(texts.len(), 2);
     assert!(
         texts[1].starts_with("[resolved] FlowscopeRunSuccessBudgetBurnFast"),
+        "{texts:?}"
+    );
+}
+
+/// Grafana's webhook contact point (provisioned in observability/grafana) sends Alertmanager's
+/// fields plus its own (`orgId`, `title`, `state`, `message`, per-alert `values`, URLs).
+#[tokio::test]
+async fn a_grafana_managed_alert_is_announced_too() {
+    let s = stack(Some(TOKEN), "notify-on-alert").await;
+    let grafana = json!({
+        "receiver": "flowscope",
+        "status": "firing",
+        "orgId": 1,
+        "alerts": [{
+            "status": "firing",
+            "labels": { "alertname": "Runs failing", "grafana_folder": "Flowscope", "workflow": "billing" },
+            "annotations": { "summary": "billing fails 40% of its runs" },
+            "startsAt": "2026-11-30T09:51:03.157076+02:00",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://localhost:3001/alerting/grafana/abc/view",
+            "fingerprint": "c6eadffa33fcdf37",
+            "silenceURL": "http://localhost:3001/alerting/silence/new",
+            "dashboardURL": "http://localhost:3001/d/flowscope-workflows",
+            "panelURL": "http://localhost:3001/d/flowscope-workflows?viewPanel=2",
+            "values": { "B": 0.4, "C": 1 },
+            "valueString": "[ var='B' labels={workflow=billing} value=0.4 ]"
+        }],
+        "groupLabels": { "alertname": "Runs failing" },
+        "commonLabels": { "alertname": "Runs failing", "workflow": "billing" },
+        "commonAnnotations": { "summary": "billing fails 40% of its runs" },
+        "externalURL": "http://localhost:3001/",
+        "version": "1",
+        "groupKey": "{}/{}:{alertname=\"Runs failing\"}",
+        "truncatedAlerts": 0,
+        "title": "[FIRING:1] Runs failing (billing)",
+        "state": "alerting",
+        "message": "**Firing**\n\nValue: B=0.4"
+    });
+    let (status, body) = s.send(Some(TOKEN), &grafana.to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["announced"], 1);
+    let id = body["run"]["id"].as_str().expect("a run").to_string();
+    assert_eq!(s.finished(&id).await, "succeeded");
+    let texts = s.slack.texts();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(
+        texts[0].starts_with("[firing] Runs failing: billing fails 40% of its runs"),
         "{texts:?}"
     );
 }
@@ -198,7 +221,7 @@ async fn bad_tokens_and_payloads_are_refused_and_start_nothing() {
     let (status, _) = s.send(Some(TOKEN), &old.to_string()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(s.alert_runs().await.is_empty(), "nothing was started");
-    assert!(s.slack.lock().expect("lock").is_empty());
+    assert!(s.slack.texts().is_empty());
 
     // Still accepted afterwards: a refusal remembers nothing.
     let (status, _) = s.send(Some(TOKEN), &firing).await;

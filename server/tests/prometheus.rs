@@ -122,11 +122,32 @@ async fn prometheus_scrapes_runs_and_an_exemplar_with_the_runs_trace_id() {
         last = (runs, exemplars);
     }
     let (runs, exemplars) = found.unwrap_or_else(|| panic!("Prometheus never had both: {last:?}"));
-    let series = &runs["data"]["result"][0];
-    assert_eq!(series["metric"]["__name__"], "workflow_runs_total");
-    assert_eq!(series["metric"]["status"], "succeeded");
-    assert_eq!(series["metric"]["trigger"], "api");
-    assert_eq!(series["value"][1], "1");
+    // The run's outcome series exist from its start, at zero but for the one it ended with:
+    // `rate()` then sees a workflow's very first failure.
+    let mut outcomes: Vec<(String, String, String)> = runs["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let label = |k: &str| s["metric"][k].as_str().unwrap_or_default().to_string();
+            (
+                label("status"),
+                label("trigger"),
+                s["value"][1].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    outcomes.sort();
+    let expected: Vec<(String, String, String)> = [
+        ("cancelled", "0"),
+        ("failed", "0"),
+        ("succeeded", "1"),
+        ("timed_out", "0"),
+    ]
+    .iter()
+    .map(|(s, v)| (s.to_string(), "api".to_string(), v.to_string()))
+    .collect();
+    assert_eq!(outcomes, expected);
     let ids: Vec<&str> = exemplars["data"]
         .as_array()
         .into_iter()
@@ -138,4 +159,41 @@ async fn prometheus_scrapes_runs_and_an_exemplar_with_the_runs_trace_id() {
         ids.contains(&trace_id.as_str()),
         "{trace_id} not among exemplars {ids:?}"
     );
+
+    // The server's own series parse too: requests by route, the process, the database pool.
+    let value = |answer: &Value| -> Option<f64> {
+        answer["data"]["result"][0]["value"][1]
+            .as_str()?
+            .parse()
+            .ok()
+    };
+    let query = |q: &str| {
+        let client = client.clone();
+        let url = format!("{api}/query");
+        let q = q.to_string();
+        async move {
+            client
+                .get(url)
+                .query(&[("query", q)])
+                .send()
+                .await
+                .expect("query")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let posts = query(
+        r#"sum(http_server_request_duration_seconds_count{http_route="/api/v1/workflows/{id}/runs",http_request_method="POST",http_response_status_code="202"})"#,
+    )
+    .await;
+    assert!(value(&posts).is_some_and(|n| n >= 1.0), "{posts}");
+    let memory = query("process_resident_memory_bytes").await;
+    assert!(value(&memory).is_some_and(|b| b > 1e6), "{memory}");
+    let cpu = query("process_cpu_seconds_total").await;
+    assert!(value(&cpu).is_some_and(|s| s > 0.0), "{cpu}");
+    let pool = query("db_client_connection_max").await;
+    assert_eq!(value(&pool), Some(8.0), "{pool}");
+    let used = query(r#"db_client_connection_count{db_client_connection_state="idle"}"#).await;
+    assert!(value(&used).is_some_and(|n| n >= 0.0), "{used}");
 }

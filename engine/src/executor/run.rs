@@ -223,6 +223,9 @@ impl RunDriver {
                 .await;
         }
         if !self.started {
+            self.engine
+                .metrics()
+                .expect_run(&self.workflow_id, &self.trigger);
             let wait = (now - self.created_at).max(0) as f64 / 1000.0;
             let (ex, at) = exemplar(self.trace_id.as_deref());
             self.engine.metrics().queue_wait.observe(wait, ex, at);

@@ -199,6 +199,15 @@ impl Store {
         }
     }
 
+    /// The pool's connections now: `(used, idle, max)`, for the `db_client_connection_*` gauges.
+    pub fn pool_usage(&self) -> (u32, u32, u32) {
+        on_pool!(self, pool => {
+            let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+            let size = pool.size();
+            (size.saturating_sub(idle), idle, pool.options().get_max_connections())
+        })
+    }
+
     /// Ready to serve: migrations applied and the database answering now.
     pub async fn ready(&self) -> Result<(), StoreError> {
         if !self.migrated.load(Ordering::Acquire) {

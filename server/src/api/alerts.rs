@@ -47,7 +47,8 @@ impl AlertIntake {
 /// Remembered announcements before the oldest are forgotten (a bound, not a policy).
 const MAX_REMEMBERED: usize = 100_000;
 
-/// The parts of Alertmanager's webhook payload (version 4) that are used.
+/// The parts of Alertmanager's webhook payload (version 4) that are used. Grafana's webhook
+/// contact point sends the same fields (and more) as version 1.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Notification {
@@ -110,9 +111,9 @@ async fn alertmanager(
             e.inner()
         )))
     })?;
-    if n.version != "4" {
+    if !matches!(n.version.as_str(), "4" | "1") {
         return Err(refused(ApiError::BadRequest(format!(
-            "Alertmanager webhook payload version \"{}\" is not supported (4 is)",
+            "webhook payload version \"{}\" is not supported (Alertmanager's 4 and Grafana's 1 are)",
             n.version
         ))));
     }

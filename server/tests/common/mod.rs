@@ -1,10 +1,16 @@
 //! Shared by the telemetry and alert tests: a Flowscope on a fresh SQLite database, one run of
-//! the seeded `hello` workflow through the API, waiting for a run to finish.
+//! the seeded `hello` workflow through the API, waiting for a run to finish, a Slack-compatible
+//! receiver.
 
 // Each test binary uses part of this module.
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::routing::post;
+use axum::{Json, Router};
 
 use flowscope::config::Config;
 use flowscope::startup::Application;
@@ -66,5 +72,43 @@ pub async fn wait_finished(client: &reqwest::Client, base: &str, id: &str) -> Va
             return run;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A Slack-compatible incoming webhook on loopback: what the `notify` agent posts to.
+pub struct Slack {
+    /// Where to post: `http://127.0.0.1:PORT/hooks/alerts`.
+    pub url: String,
+    /// Each message's `text`, with when it arrived.
+    pub messages: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Slack {
+    pub async fn start() -> Slack {
+        let messages: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+        let seen = messages.clone();
+        let receiver = Router::new().route(
+            "/hooks/alerts",
+            post(move |Json(body): Json<Value>| {
+                let text = body["text"].as_str().unwrap_or_default().to_string();
+                seen.lock().expect("lock").push((Instant::now(), text));
+                async { "ok" }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!(
+            "http://{}/hooks/alerts",
+            listener.local_addr().expect("addr")
+        );
+        tokio::spawn(async move { axum::serve(listener, receiver).await });
+        Slack { url, messages }
+    }
+
+    /// The texts received so far.
+    pub fn texts(&self) -> Vec<String> {
+        let messages = self.messages.lock().expect("lock");
+        messages.iter().map(|(_, t)| t.clone()).collect()
     }
 }

@@ -1,0 +1,392 @@
+//! The observability stack as shipped in `observability/`: Docker cannot run here, so its files
+//! are read and held to what the stack needs: every image pinned, a health check or a stated
+//! reason, named volumes for every store, receivers bound to 0.0.0.0, traces to Tempo and logs
+//! to Loki, datasources with the uids the dashboards and Flowscope's trace links use, and four
+//! dashboards that parse. (`alert_pipeline.rs` runs the dashboards' queries on a real
+//! Prometheus; the test command runs promtool and amtool on the Prometheus and Alertmanager
+//! files.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use flowscope::config::Config;
+use serde_json::Value;
+use serde_norway::Value as Yaml;
+
+fn stack_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../observability")
+        .join(path)
+}
+
+fn read_yaml(path: &str) -> Yaml {
+    let file = stack_file(path);
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", file.display()))
+}
+
+fn str_of<'a>(v: &'a Yaml, what: &str) -> &'a str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("{what}: expected a string, found {v:?}"))
+}
+
+/// Services whose images hold a single static binary: no shell, no HTTP client, no probe
+/// subcommand, so Docker cannot check them from inside (Prometheus scrapes them instead).
+const NO_PROBE_POSSIBLE: &[&str] = &["otel-collector", "tempo"];
+
+#[test]
+fn compose_pins_images_checks_health_and_keeps_state_in_named_volumes() {
+    let compose = read_yaml("docker-compose.yml");
+    let services = compose["services"]
+        .as_mapping()
+        .expect("services in docker-compose.yml");
+    let names: BTreeSet<&str> = services.keys().filter_map(|k| k.as_str()).collect();
+    for needed in [
+        "flowscope",
+        "otel-collector",
+        "tempo",
+        "prometheus",
+        "loki",
+        "grafana",
+        "alertmanager",
+    ] {
+        assert!(names.contains(needed), "service {needed} in {names:?}");
+    }
+    let declared: BTreeSet<&str> = compose["volumes"]
+        .as_mapping()
+        .expect("top-level volumes")
+        .keys()
+        .filter_map(|k| k.as_str())
+        .collect();
+    for (name, service) in services {
+        let name = name.as_str().expect("service name");
+        let image = str_of(&service["image"], &format!("{name}.image"));
+        let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+        if service.get("build").is_none() {
+            assert!(
+                tag.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_digit() || c == 'v')
+                    && tag.contains('.'),
+                "{name}: image {image} is not pinned to a version"
+            );
+        }
+        if NO_PROBE_POSSIBLE.contains(&name) {
+            assert!(
+                service.get("healthcheck").is_none(),
+                "{name}: now probed, update the list"
+            );
+        } else {
+            let test = &service["healthcheck"]["test"];
+            assert!(
+                test.as_sequence().is_some_and(|t| t.len() >= 2),
+                "{name}: a healthcheck test command"
+            );
+        }
+        let mut named = 0;
+        for mount in service["volumes"].as_sequence().into_iter().flatten() {
+            let mount = str_of(mount, &format!("{name}.volumes"));
+            let source = mount.split(':').next().unwrap_or_default();
+            if source.starts_with("./") {
+                let file = stack_file(source.trim_start_matches("./"));
+                assert!(
+                    file.exists(),
+                    "{name} mounts {source}, which is not shipped"
+                );
+            } else {
+                assert!(
+                    declared.contains(source),
+                    "{name}: volume {source} is not a declared named volume"
+                );
+                named += 1;
+            }
+        }
+        // Everything but the collector keeps state.
+        if name != "otel-collector" {
+            assert_eq!(named, 1, "{name}: its store on a named volume");
+        }
+        for (other, condition) in service["depends_on"].as_mapping().into_iter().flatten() {
+            let other = other.as_str().unwrap_or_default();
+            let condition = str_of(&condition["condition"], &format!("{name} → {other}"));
+            if NO_PROBE_POSSIBLE.contains(&other) {
+                assert_eq!(condition, "service_started", "{name} waits on {other}");
+            } else {
+                assert_eq!(condition, "service_healthy", "{name} waits on {other}");
+            }
+        }
+    }
+    // Alertmanager's token file is the secret made from Flowscope's token.
+    let alertmanager = read_yaml("alertmanager/alertmanager.yml");
+    let file = str_of(
+        &alertmanager["receivers"][0]["webhook_configs"][0]["http_config"]["authorization"]
+            ["credentials_file"],
+        "credentials_file",
+    );
+    let secret = file.trim_start_matches("/run/secrets/");
+    assert!(
+        compose["secrets"][secret]["environment"].as_str() == Some("FLOWSCOPE_ALERT_TOKEN"),
+        "the {secret} secret holds FLOWSCOPE_ALERT_TOKEN"
+    );
+}
+
+#[test]
+fn receivers_listen_on_every_interface_and_signals_reach_their_stores() {
+    let collector = read_yaml("otel-collector.yml");
+    let otlp = &collector["receivers"]["otlp"]["protocols"];
+    for (protocol, port) in [("grpc", 4317), ("http", 4318)] {
+        assert_eq!(
+            otlp[protocol]["endpoint"].as_str(),
+            Some(format!("0.0.0.0:{port}").as_str()),
+            "collector OTLP {protocol}"
+        );
+    }
+    let pipelines = &collector["service"]["pipelines"];
+    let exporter_endpoint = |pipeline: &str| -> Vec<String> {
+        pipelines[pipeline]["exporters"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let e = str_of(e, pipeline);
+                str_of(&collector["exporters"][e]["endpoint"], e).to_string()
+            })
+            .collect()
+    };
+    assert_eq!(exporter_endpoint("traces"), vec!["tempo:4317"]);
+    assert_eq!(exporter_endpoint("logs"), vec!["http://loki:3100/otlp"]);
+
+    let tempo = read_yaml("tempo.yml");
+    for protocol in ["grpc", "http"] {
+        let endpoint = str_of(
+            &tempo["distributor"]["receivers"]["otlp"]["protocols"][protocol]["endpoint"],
+            "tempo receiver",
+        );
+        assert!(
+            endpoint.starts_with("0.0.0.0:"),
+            "tempo {protocol}: {endpoint}"
+        );
+    }
+    assert_eq!(
+        tempo["server"]["http_listen_address"].as_str(),
+        Some("0.0.0.0")
+    );
+    let generator = &tempo["metrics_generator"];
+    let remote = &generator["storage"]["remote_write"][0];
+    assert_eq!(
+        remote["url"].as_str(),
+        Some("http://prometheus:9090/api/v1/write")
+    );
+    assert_eq!(remote["send_exemplars"].as_bool(), Some(true));
+    let processors = format!("{:?}", tempo["overrides"]);
+    for p in ["service-graphs", "span-metrics"] {
+        assert!(processors.contains(p), "tempo generates {p}: {processors}");
+    }
+
+    let loki = read_yaml("loki.yml");
+    assert_eq!(
+        loki["server"]["http_listen_address"].as_str(),
+        Some("0.0.0.0")
+    );
+    assert_eq!(
+        loki["limits_config"]["allow_structured_metadata"].as_bool(),
+        Some(true),
+        "OTLP logs keep trace_id as structured metadata"
+    );
+}
+
+#[test]
+fn datasources_have_the_uids_that_dashboards_and_trace_links_use() {
+    let provisioned = read_yaml("grafana/provisioning/datasources/datasources.yml");
+    let by_uid: BTreeMap<String, Yaml> = provisioned["datasources"]
+        .as_sequence()
+        .expect("datasources")
+        .iter()
+        .map(|d| (str_of(&d["uid"], "uid").to_string(), d.clone()))
+        .collect();
+    // Flowscope's trace links name the Tempo datasource by this uid unless configured.
+    let tempo_uid = Config::default().grafana_tempo_uid;
+    assert!(
+        by_uid.contains_key(&tempo_uid),
+        "a Tempo datasource with uid {tempo_uid}"
+    );
+    let prometheus = &by_uid["prometheus"]["jsonData"]["exemplarTraceIdDestinations"][0];
+    // Flowscope's exemplars carry the trace id under this label.
+    assert_eq!(prometheus["name"].as_str(), Some("trace_id"));
+    assert_eq!(
+        prometheus["datasourceUid"].as_str(),
+        Some(tempo_uid.as_str())
+    );
+    let tempo = &by_uid[&tempo_uid]["jsonData"];
+    assert_eq!(
+        tempo["tracesToLogsV2"]["datasourceUid"].as_str(),
+        Some("loki")
+    );
+    assert_eq!(
+        tempo["tracesToMetrics"]["datasourceUid"].as_str(),
+        Some("prometheus")
+    );
+    assert_eq!(
+        tempo["serviceMap"]["datasourceUid"].as_str(),
+        Some("prometheus")
+    );
+    let derived = &by_uid["loki"]["jsonData"]["derivedFields"][0];
+    assert_eq!(derived["datasourceUid"].as_str(), Some(tempo_uid.as_str()));
+
+    // The provider reads the folder the compose file mounts the dashboards into.
+    let provider = read_yaml("grafana/provisioning/dashboards/dashboards.yml");
+    let path = str_of(
+        &provider["providers"][0]["options"]["path"],
+        "provider path",
+    );
+    let compose = read_yaml("docker-compose.yml");
+    let mounts = format!("{:?}", compose["services"]["grafana"]["volumes"]);
+    assert!(
+        mounts.contains(&format!("./grafana/dashboards:{path}")),
+        "grafana mounts the dashboards at {path}: {mounts}"
+    );
+
+    // Grafana-managed alerts reach Flowscope's intake with the token.
+    let contact = read_yaml("grafana/provisioning/alerting/contact-points.yml");
+    let settings = &contact["contactPoints"][0]["receivers"][0]["settings"];
+    assert!(str_of(&settings["url"], "contact url").ends_with("/api/v1/alerts/alertmanager"));
+    assert_eq!(settings["authorization_scheme"].as_str(), Some("Bearer"));
+    assert_eq!(
+        settings["authorization_credentials"].as_str(),
+        Some("${FLOWSCOPE_ALERT_TOKEN}")
+    );
+
+    for (file, dashboard) in dashboards() {
+        let mut uids = BTreeSet::new();
+        collect_datasource_uids(&dashboard, &mut uids);
+        for uid in uids {
+            assert!(
+                by_uid.contains_key(&uid) || uid.starts_with("-- "),
+                "{file}: datasource uid {uid} is not provisioned"
+            );
+        }
+    }
+}
+
+#[test]
+fn four_dashboards_parse_with_unique_panels_variables_and_links_to_flowscope() {
+    let all = dashboards();
+    let titles: BTreeSet<String> = all
+        .iter()
+        .map(|(_, d)| d["title"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for needed in [
+        "Workflow overview",
+        "Agent performance",
+        "System health",
+        "Cost tracking",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.contains(needed)),
+            "a dashboard titled {needed}: {titles:?}"
+        );
+    }
+    let uids: BTreeSet<&str> = all.iter().filter_map(|(_, d)| d["uid"].as_str()).collect();
+    assert_eq!(
+        uids.len(),
+        all.len(),
+        "dashboard uids are fixed and distinct"
+    );
+    for (file, dashboard) in &all {
+        let mut ids = BTreeSet::new();
+        let mut panels = Vec::new();
+        collect_panels(dashboard, &mut panels);
+        assert!(panels.len() >= 6, "{file}: {} panels", panels.len());
+        for panel in &panels {
+            let id = panel["id"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("{file}: a panel without id"));
+            assert!(ids.insert(id), "{file}: panel id {id} twice");
+            assert!(
+                panel["title"].as_str().is_some_and(|t| !t.is_empty()),
+                "{file}: panel {id} has a title"
+            );
+        }
+        let variables: BTreeSet<&str> = dashboard["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        assert!(variables.contains("flowscope_url"), "{file}: {variables:?}");
+        assert!(
+            dashboard.to_string().contains("${flowscope_url}/runs"),
+            "{file} links to Flowscope's runs"
+        );
+    }
+    let by_title = |t: &str| {
+        all.iter()
+            .find(|(_, d)| d["title"].as_str().is_some_and(|x| x.contains(t)))
+            .map(|(_, d)| d)
+            .expect("dashboard")
+    };
+    let overview = by_title("Workflow overview");
+    assert!(
+        overview.to_string().contains("\"exemplar\":true"),
+        "the overview's duration panels show exemplars"
+    );
+    for (title, variable) in [
+        ("Workflow overview", "workflow"),
+        ("Agent performance", "agent"),
+        ("Cost tracking", "budget"),
+    ] {
+        let names: Vec<&str> = by_title(title)["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&variable),
+            "{title} has ${variable}: {names:?}"
+        );
+    }
+}
+
+fn dashboards() -> Vec<(String, Value)> {
+    let folder = stack_file("grafana/dashboards");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", folder.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).expect("read");
+            let name = file.display().to_string();
+            let value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
+            (name, value)
+        })
+        .collect()
+}
+
+fn collect_panels<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+    for panel in v["panels"].as_array().into_iter().flatten() {
+        out.push(panel);
+        collect_panels(panel, out);
+    }
+}
+
+/// Every `datasource: {uid}` in the JSON, except template references (`${…}`).
+fn collect_datasource_uids(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(uid) = map.get("datasource").and_then(|d| d["uid"].as_str()) {
+                if !uid.starts_with('$') {
+                    out.insert(uid.to_string());
+                }
+            }
+            map.values().for_each(|x| collect_datasource_uids(x, out));
+        }
+        Value::Array(items) => items.iter().for_each(|x| collect_datasource_uids(x, out)),
+        _ => {}
+    }
+}
