@@ -9,11 +9,39 @@ test('the workflow list shows the seeded workflows and filters after hydration',
   await expect(table.getByRole('link', { name: 'Always fails' })).toBeVisible();
   await page.screenshot({ path: info.outputPath('workflows.png'), fullPage: true });
 
-  // Typing filters on the client: only works once the wasm bundle has hydrated the page.
+  // Typing filters as you type (the server filters; the search goes into the URL).
   await page.getByRole('searchbox', { name: 'Search workflows' }).fill('fail');
   await expect(table.getByRole('link', { name: 'Always fails' })).toBeVisible();
   await expect(table.getByRole('link', { name: 'Hello, Flowscope' })).toHaveCount(0);
   await expect(page.getByText(/1 of \d+ workflows/)).toBeVisible();
+  await expect(page).toHaveURL(/\/workflows\?q=fail$/);
+
+  // The filtered list is a link: it renders on the server, search box filled in.
+  await page.reload();
+  await expect(page.getByRole('searchbox', { name: 'Search workflows' })).toHaveValue('fail');
+  await expect(table.getByRole('link', { name: 'Hello, Flowscope' })).toHaveCount(0);
+  await expect(page.getByText(/1 of \d+ workflows/)).toBeVisible();
+});
+
+test('a long list comes in pages of fifty, searched before it is paged', async ({ page, request }) => {
+  const tag = `paged${Date.now()}`;
+  for (let i = 0; i < 53; i++) {
+    const n = String(i).padStart(2, '0');
+    await createWorkflow(request, `id: ${tag}-${n}\nname: Paged ${n}\ntags: [${tag}]\nsteps:\n- id: wait\n  agent: delay\n  with:\n    duration: 1ms\n`);
+  }
+  await openHydrated(page, `/workflows?q=${tag}`);
+  const table = page.getByRole('table', { name: 'Workflows' });
+  await expect(table.locator('tbody tr')).toHaveCount(50);
+  await expect(page.getByText(/53 of \d+ workflows · page 1 of 2/)).toBeVisible();
+  await expect(page.getByRole('link', { name: '← Previous' })).toHaveCount(0);
+
+  await page.getByRole('link', { name: 'Next →' }).click();
+  await expect(page).toHaveURL(new RegExp(`/workflows\\?q=${tag}&page=2$`));
+  await expect(table.locator('tbody tr')).toHaveCount(3);
+  await expect(table.getByRole('link', { name: 'Paged 52' })).toBeVisible();
+  await expect(page.getByText(/page 2 of 2/)).toBeVisible();
+  await page.getByRole('link', { name: '← Previous' }).click();
+  await expect(table.getByRole('link', { name: 'Paged 00' })).toBeVisible();
 });
 
 test('the root redirects to the workflow list', async ({ page }) => {

@@ -461,4 +461,16 @@ async fn workflow_stats_count_days_rates_and_p95(store: Store) {
     let only = store.workflow_stats(now, Some("one")).await.expect("stats");
     assert_eq!(only.len(), 1);
     assert_eq!(&only["one"], one);
+    // A page of the list: the named workflows only (one `IN (…)` per query), unknown ids ignored.
+    let page = store
+        .workflow_stats_of(now, &["idle", "one", "missing"])
+        .await
+        .expect("stats");
+    assert_eq!(page.len(), 1);
+    assert_eq!(&page["one"], one);
+    assert!(store
+        .workflow_stats_of(now, &[])
+        .await
+        .expect("stats")
+        .is_empty());
 }

@@ -457,14 +457,22 @@ async fn the_list_server_function_answers_over_http() {
         .client
         .post(app.url("/api/list_workflows"))
         .header("content-type", "application/x-www-form-urlencoded")
+        .body("query=hello&page=1")
         .send()
         .await
         .expect("call");
     assert_eq!(r.status(), StatusCode::OK);
     let list: Value = r.json().await.expect("json");
-    let hello = list
+    // The search ran on the server: only what matches, of all the seeded workflows.
+    assert_eq!(list["matching"], 1, "{list}");
+    assert!(list["total"].as_u64().is_some_and(|t| t > 1), "{list}");
+    assert_eq!(
+        (list["page"].clone(), list["pages"].clone()),
+        (json!(1), json!(1))
+    );
+    let hello = list["rows"]
         .as_array()
-        .expect("list")
+        .expect("rows")
         .iter()
         .find(|w| w["summary"]["id"] == json!("hello"))
         .expect("hello is listed");

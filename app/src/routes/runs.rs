@@ -354,7 +354,7 @@ fn RunTable(data: RunsPageData, query: RunQuery) -> impl IntoView {
                 .collect::<Vec<_>>()
                 .join("&")
         );
-        view! { <a class="button secondary" href=href>"Older runs →"</a> }
+        view! { <a class="button secondary" rel="next" href=href>"Older runs →"</a> }
     });
     let newest = (!query.before.is_empty())
         .then(|| view! { <a class="button secondary" href="/runs">"← Newest"</a> });

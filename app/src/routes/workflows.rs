@@ -1,12 +1,20 @@
-//! `/workflows`: every workflow with its tags and latest version, searchable by name or tag.
+//! `/workflows`: the workflows with their tags, latest version and run stats, searchable by
+//! name, id or tag, 50 to a page. The search and page live in the URL (`?q=&page=`), so a
+//! filtered list is a link and works before hydration; the server filters, then reads the stats
+//! of the page's workflows only.
 
 use engine::records::{WorkflowStats, WorkflowSummary};
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::hooks::{use_navigate, use_query_map};
+use leptos_router::NavigateOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::components::{format_duration, ErrorNote, Sparkline, StatusBadge};
 use crate::error::AppError;
+
+/// Workflows on one page of the list.
+pub const PER_PAGE: usize = 50;
 
 /// A workflow with how it has been doing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,20 +23,78 @@ pub struct WorkflowRow {
     pub stats: WorkflowStats,
 }
 
-/// The workflows that are not archived, by id, with their run stats.
+/// One page of the list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowList {
+    pub rows: Vec<WorkflowRow>,
+    /// Workflows that match the search, and all that are not archived.
+    pub matching: usize,
+    pub total: usize,
+    /// The page shown (1-based, within range) and how many there are.
+    pub page: usize,
+    pub pages: usize,
+}
+
+/// The workflows matching `query` on `page` (1-based; out of range shows the nearest page),
+/// with how many match, the page shown and the number of pages.
+pub fn select_page(
+    list: Vec<WorkflowSummary>,
+    query: &str,
+    page: usize,
+) -> (Vec<WorkflowSummary>, usize, usize, usize) {
+    let matching: Vec<WorkflowSummary> = list.into_iter().filter(|w| matches(w, query)).collect();
+    let pages = matching.len().div_ceil(PER_PAGE).max(1);
+    let page = page.clamp(1, pages);
+    let count = matching.len();
+    let shown = matching
+        .into_iter()
+        .skip((page - 1) * PER_PAGE)
+        .take(PER_PAGE)
+        .collect();
+    (shown, count, page, pages)
+}
+
+/// One page of the workflows that are not archived and match `query`, with their run stats.
 #[server(endpoint = "list_workflows")]
-pub async fn list_workflows() -> Result<Vec<WorkflowRow>, AppError> {
+pub async fn list_workflows(query: String, page: usize) -> Result<WorkflowList, AppError> {
     let store = expect_context::<engine::store::Store>();
-    let mut stats = store.workflow_stats(engine::store::now_ms(), None).await?;
-    Ok(store
-        .list_workflows(false)
-        .await?
+    let all = store.list_workflows(false).await?;
+    let total = all.len();
+    let (shown, matching, page, pages) = select_page(all, &query, page);
+    let ids: Vec<&str> = shown.iter().map(|w| w.id.as_str()).collect();
+    let mut stats = store
+        .workflow_stats_of(engine::store::now_ms(), &ids)
+        .await?;
+    let rows = shown
         .into_iter()
         .map(|summary| WorkflowRow {
             stats: stats.remove(&summary.id).unwrap_or_default(),
             summary,
         })
-        .collect())
+        .collect();
+    Ok(WorkflowList {
+        rows,
+        matching,
+        total,
+        page,
+        pages,
+    })
+}
+
+/// The list's URL for a search and page.
+fn list_href(query: &str, page: usize) -> String {
+    let mut params = Vec::new();
+    if !query.is_empty() {
+        params.push(format!("q={}", engine::links::encode_component(query)));
+    }
+    if page > 1 {
+        params.push(format!("page={page}"));
+    }
+    if params.is_empty() {
+        "/workflows".into()
+    } else {
+        format!("/workflows?{}", params.join("&"))
+    }
 }
 
 /// Starts a run ("manual" trigger) with inputs given as a JSON object text; missing inputs
@@ -80,55 +146,137 @@ pub fn matches(workflow: &WorkflowSummary, query: &str) -> bool {
 
 #[component]
 pub fn WorkflowsPage() -> impl IntoView {
-    let workflows = Resource::new(|| (), |_| list_workflows());
-    let (query, set_query) = signal(String::new());
+    let params = use_query_map();
+    let search = Memo::new(move |_| {
+        params.with(|p| {
+            (
+                p.get("q").unwrap_or_default(),
+                p.get("page")
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(1),
+            )
+        })
+    });
+    let workflows = Resource::new(move || search.get(), |(q, page)| list_workflows(q, page));
+    let navigate = use_navigate();
+    // Each keystroke replaces the URL (no history entry per letter) and refetches the page.
+    let on_input = move |ev| {
+        let q = event_target_value(&ev);
+        navigate(
+            &list_href(q.trim(), 1),
+            NavigateOptions {
+                replace: true,
+                scroll: false,
+                ..Default::default()
+            },
+        );
+    };
     view! {
         <Title text="Workflows"/>
         <section class="page">
             <header class="page-header">
                 <h1>"Workflows"</h1>
-                <label class="search">
-                    <span class="visually-hidden">"Search workflows"</span>
-                    <input
-                        type="search"
-                        placeholder="Search by name or tag"
-                        aria-label="Search workflows"
-                        prop:value=query
-                        on:input=move |ev| set_query.set(event_target_value(&ev))
-                    />
-                </label>
+                // Without JavaScript, Enter submits the search as a plain GET.
+                <form class="search" role="search" method="get" action="/workflows"
+                      on:submit=|ev| ev.prevent_default()>
+                    <label>
+                        <span class="visually-hidden">"Search workflows"</span>
+                        <input
+                            type="search"
+                            name="q"
+                            placeholder="Search by name or tag"
+                            aria-label="Search workflows"
+                            prop:value=move || search.with(|s| s.0.clone())
+                            on:input=on_input
+                        />
+                    </label>
+                </form>
                 <a class="button" href="/workflows/new">"New workflow"</a>
             </header>
-            <Suspense fallback=|| view! { <p class="muted">"Loading workflows…"</p> }>
+            <Transition fallback=|| view! { <p class="muted">"Loading workflows…"</p> }>
                 {move || Suspend::new(async move {
                     match workflows.await {
                         Err(e) => view! { <ErrorNote error=e/> }.into_any(),
-                        Ok(list) if list.is_empty() => view! {
+                        Ok(list) if list.total == 0 => view! {
                             <div class="empty-state">
                                 <h2>"No workflows yet"</h2>
                                 <p>"Create one with the API or the CLI; examples are seeded into an empty database."</p>
                             </div>
                         }.into_any(),
-                        Ok(list) => view! { <WorkflowTable list query/> }.into_any(),
+                        Ok(list) => {
+                            let query = search.with_untracked(|s| s.0.clone());
+                            view! { <WorkflowTable list query/> }.into_any()
+                        }
                     }
                 })}
-            </Suspense>
+            </Transition>
         </section>
     }
 }
 
 #[component]
-fn WorkflowTable(list: Vec<WorkflowRow>, query: ReadSignal<String>) -> impl IntoView {
-    let total = list.len();
-    let list = StoredValue::new(list);
-    let visible = move || {
-        list.with_value(|l| {
-            l.iter()
-                .filter(|w| matches(&w.summary, &query.get()))
-                .cloned()
-                .collect::<Vec<_>>()
-        })
+fn WorkflowTable(list: WorkflowList, query: String) -> impl IntoView {
+    let WorkflowList {
+        rows,
+        matching,
+        total,
+        page,
+        pages,
+    } = list;
+    let count = {
+        let shown = if matching == total {
+            format!("{total} workflows")
+        } else {
+            format!("{matching} of {total} workflows")
+        };
+        if pages > 1 {
+            format!("{shown} · page {page} of {pages}")
+        } else {
+            shown
+        }
     };
+    let previous = (page > 1).then(|| {
+        view! { <a class="button secondary" rel="prev" href=list_href(&query, page - 1)>"← Previous"</a> }
+    });
+    let next = (page < pages).then(|| {
+        view! { <a class="button secondary" rel="next" href=list_href(&query, page + 1)>"Next →"</a> }
+    });
+    if rows.is_empty() {
+        return view! {
+            <div class="empty-state"><p>{format!("No workflows match “{query}”.")}</p></div>
+            <p class="muted count" aria-live="polite">{count}</p>
+        }
+        .into_any();
+    }
+    let rows = rows
+        .into_iter()
+        .map(|WorkflowRow { summary: w, stats }| {
+            let rate = (stats.finished_24h > 0)
+                .then(|| stats.succeeded_24h as f64 / stats.finished_24h as f64 * 100.0);
+            view! {
+                <tr data-workflow=w.id.clone()>
+                    <td>
+                        <a class="wf-name" href=format!("/workflows/{}", w.id)>{w.name.clone()}</a>
+                        <div class="wf-id mono">{format!("{} · v{}", w.id, w.latest_version)}</div>
+                        {w.description.clone().map(|d| view! { <div class="muted wf-desc">{d}</div> })}
+                    </td>
+                    <td>
+                        <ul class="tags">
+                            {w.tags.iter().map(|t| view! { <li class="tag">{t.clone()}</li> }).collect_view()}
+                        </ul>
+                    </td>
+                    <td>{match stats.last_status {
+                        Some(s) => view! { <a href=format!("/runs?workflow={}", w.id)><StatusBadge status=s.as_str()/></a> }.into_any(),
+                        None => view! { <span class="muted">"never run"</span> }.into_any(),
+                    }}</td>
+                    <td class="num">{rate.map(|r| format!("{r:.0} %")).unwrap_or_else(|| "–".into())}</td>
+                    <td class="num">{stats.p95_ms_24h.map(format_duration).unwrap_or_else(|| "–".into())}</td>
+                    <td><Sparkline values=stats.runs_per_day.to_vec() label=format!("Runs per day over 7 days: {:?}", stats.runs_per_day)/></td>
+                    <td><RunButton workflow_id=w.id.clone()/></td>
+                </tr>
+            }
+        })
+        .collect_view();
     view! {
         <table class="table workflows">
             <caption class="visually-hidden">"Workflows"</caption>
@@ -143,44 +291,12 @@ fn WorkflowTable(list: Vec<WorkflowRow>, query: ReadSignal<String>) -> impl Into
                     <th scope="col"><span class="visually-hidden">"Actions"</span></th>
                 </tr>
             </thead>
-            <tbody>
-                <For each=visible key=|w| (w.summary.id.clone(), w.summary.latest_version, w.stats.clone()) let:row>
-                    {
-                        let WorkflowRow { summary: w, stats } = row;
-                        let rate = (stats.finished_24h > 0).then(|| stats.succeeded_24h as f64 / stats.finished_24h as f64 * 100.0);
-                        view! {
-                            <tr data-workflow=w.id.clone()>
-                                <td>
-                                    <a class="wf-name" href=format!("/workflows/{}", w.id)>{w.name.clone()}</a>
-                                    <div class="wf-id mono">{format!("{} · v{}", w.id, w.latest_version)}</div>
-                                    {w.description.clone().map(|d| view! { <div class="muted wf-desc">{d}</div> })}
-                                </td>
-                                <td>
-                                    <ul class="tags">
-                                        {w.tags.iter().map(|t| view! { <li class="tag">{t.clone()}</li> }).collect_view()}
-                                    </ul>
-                                </td>
-                                <td>{match stats.last_status {
-                                    Some(s) => view! { <a href=format!("/runs?workflow={}", w.id)><StatusBadge status=s.as_str()/></a> }.into_any(),
-                                    None => view! { <span class="muted">"never run"</span> }.into_any(),
-                                }}</td>
-                                <td class="num">{rate.map(|r| format!("{r:.0} %")).unwrap_or_else(|| "–".into())}</td>
-                                <td class="num">{stats.p95_ms_24h.map(format_duration).unwrap_or_else(|| "–".into())}</td>
-                                <td><Sparkline values=stats.runs_per_day.to_vec() label=format!("Runs per day over 7 days: {:?}", stats.runs_per_day)/></td>
-                                <td><RunButton workflow_id=w.id.clone()/></td>
-                            </tr>
-                        }
-                    }
-                </For>
-            </tbody>
+            <tbody>{rows}</tbody>
         </table>
-        <p class="muted count" aria-live="polite">
-            {move || {
-                let shown = visible().len();
-                if shown == total { format!("{total} workflows") } else { format!("{shown} of {total} workflows") }
-            }}
-        </p>
+        <p class="muted count" aria-live="polite">{count}</p>
+        {(pages > 1).then(|| view! { <nav class="pager" aria-label="Pages">{previous}{next}</nav> })}
     }
+    .into_any()
 }
 
 /// Starts a run with the defaults and opens it.
@@ -204,5 +320,61 @@ fn RunButton(workflow_id: String) -> impl IntoView {
             Some(Err(e)) => Some(view! { <ErrorNote error=e/> }),
             _ => None,
         }}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workflow(i: usize, tag: &str) -> WorkflowSummary {
+        WorkflowSummary {
+            id: format!("wf-{i:04}"),
+            name: format!("Workflow {i}"),
+            description: None,
+            tags: vec![tag.to_string()],
+            latest_version: 1,
+            created_at: 0,
+            updated_at: 0,
+            archived_at: None,
+        }
+    }
+
+    fn ids(list: &[WorkflowSummary]) -> Vec<String> {
+        list.iter().map(|w| w.id.clone()).collect()
+    }
+
+    #[test]
+    fn pages_hold_fifty_and_out_of_range_pages_show_the_nearest() {
+        let all: Vec<WorkflowSummary> = (0..120).map(|i| workflow(i, "t")).collect();
+        let (first, matching, page, pages) = select_page(all.clone(), "", 1);
+        assert_eq!((first.len(), matching, page, pages), (PER_PAGE, 120, 1, 3));
+        assert_eq!(first[0].id, "wf-0000");
+        let (last, _, page, _) = select_page(all.clone(), "", 3);
+        assert_eq!((last.len(), page), (20, 3));
+        assert_eq!(last[19].id, "wf-0119");
+        let (beyond, _, page, _) = select_page(all.clone(), "", 99);
+        assert_eq!((ids(&beyond), page), (ids(&last), 3));
+        let (zero, _, page, _) = select_page(all, "", 0);
+        assert_eq!((ids(&zero), page), (ids(&first), 1));
+    }
+
+    #[test]
+    fn the_search_filters_before_paging() {
+        let all: Vec<WorkflowSummary> = (0..120)
+            .map(|i| workflow(i, if i % 3 == 0 { "billing" } else { "ops" }))
+            .collect();
+        let (shown, matching, page, pages) = select_page(all.clone(), " Billing ", 1);
+        assert_eq!((matching, page, pages), (40, 1, 1));
+        assert!(shown.iter().all(|w| w.tags == ["billing"]));
+        let (none, matching, page, pages) = select_page(all, "nothing", 2);
+        assert_eq!((none.len(), matching, page, pages), (0, 0, 1, 1));
+    }
+
+    #[test]
+    fn list_links_carry_the_search_and_page() {
+        assert_eq!(list_href("", 1), "/workflows");
+        assert_eq!(list_href("", 2), "/workflows?page=2");
+        assert_eq!(list_href("a b&c", 3), "/workflows?q=a%20b%26c&page=3");
     }
 }

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use sqlx::AssertSqlSafe;
+
 use super::{on_pool, Store, StoreError};
 use crate::records::{RunStatus, WorkflowStats};
 
@@ -23,27 +25,55 @@ pub fn id_floor(ms: i64) -> String {
 impl Store {
     /// Stats of every workflow that has runs (or only of `only`), keyed by workflow id, as of
     /// `now` (unix ms).
-    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "runs", db.query.text = "SELECT … FROM runs WHERE id >= ? (the last 7 days)"))]
     pub async fn workflow_stats(
         &self,
         now: i64,
         only: Option<&str>,
+    ) -> Result<HashMap<String, WorkflowStats>, StoreError> {
+        match only {
+            Some(id) => self.workflow_stats_of(now, &[id]).await,
+            None => self.stats_where(now, None).await,
+        }
+    }
+
+    /// Stats of the workflows named, as of `now`: what one page of the list shows. An index
+    /// range per workflow (`runs_by_workflow`), so the cost follows the page, not the table.
+    pub async fn workflow_stats_of(
+        &self,
+        now: i64,
+        ids: &[&str],
+    ) -> Result<HashMap<String, WorkflowStats>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.stats_where(now, Some(ids)).await
+    }
+
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "runs", db.query.text = "SELECT … FROM runs WHERE id >= ? (the last 7 days)"))]
+    async fn stats_where(
+        &self,
+        now: i64,
+        only: Option<&[&str]>,
     ) -> Result<HashMap<String, WorkflowStats>, StoreError> {
         let day0 = now.div_euclid(DAY_MS) - 6;
         let week = id_floor(day0 * DAY_MS);
         let since_24h = now - DAY_MS;
         let mut out: HashMap<String, WorkflowStats> = HashMap::new();
         on_pool!(self, pool => {
-            // `$1 IS NULL` would leave PostgreSQL guessing the parameter's type: two texts instead.
-            let mut last = sqlx::query_as::<_, (String, Option<String>)>(if only.is_some() {
+            // `IN (…)`: one numbered placeholder per id, from `$first`.
+            let placeholders = |first: usize| {
+                only.map(|ids| {
+                    (first..first + ids.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+                })
+            };
+            let last_sql = format!(
                 "SELECT w.id, (SELECT r.status FROM runs r WHERE r.workflow_id = w.id ORDER BY r.id DESC LIMIT 1)
-                 FROM workflows w WHERE w.id = $1"
-            } else {
-                "SELECT w.id, (SELECT r.status FROM runs r WHERE r.workflow_id = w.id ORDER BY r.id DESC LIMIT 1)
-                 FROM workflows w"
-            });
-            if let Some(w) = only {
-                last = last.bind(w);
+                 FROM workflows w{}",
+                placeholders(1).map(|l| format!(" WHERE w.id IN ({l})")).unwrap_or_default()
+            );
+            let mut last = sqlx::query_as::<_, (String, Option<String>)>(AssertSqlSafe(last_sql));
+            for id in only.into_iter().flatten() {
+                last = last.bind(*id);
             }
             for (id, status) in last.fetch_all(pool).await? {
                 if let Some(s) = status {
@@ -52,14 +82,14 @@ impl Store {
             }
             // One pass over the week's runs, a range of the primary key (ids sort by time);
             // grouping in SQL tempted SQLite into scanning every run through another index.
-            let mut rows = sqlx::query_as::<_, (String, i64, String, Option<i64>, Option<i64>)>(if only.is_some() {
-                "SELECT workflow_id, created_at, status, started_at, finished_at FROM runs WHERE id >= $1 AND workflow_id = $2"
-            } else {
-                "SELECT workflow_id, created_at, status, started_at, finished_at FROM runs WHERE id >= $1"
-            })
-            .bind(week);
-            if let Some(w) = only {
-                rows = rows.bind(w);
+            let week_sql = format!(
+                "SELECT workflow_id, created_at, status, started_at, finished_at FROM runs WHERE id >= $1{}",
+                placeholders(2).map(|l| format!(" AND workflow_id IN ({l})")).unwrap_or_default()
+            );
+            let mut rows = sqlx::query_as::<_, (String, i64, String, Option<i64>, Option<i64>)>(AssertSqlSafe(week_sql))
+                .bind(week);
+            for id in only.into_iter().flatten() {
+                rows = rows.bind(*id);
             }
             let rows = rows.fetch_all(pool).await?;
             let mut durations: HashMap<String, Vec<i64>> = HashMap::new();
