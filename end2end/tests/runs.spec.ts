@@ -147,3 +147,10 @@ test('an unknown run is a 404 with a readable message', async ({ page }) => {
   expect(response?.status()).toBe(404);
   await expect(page.getByRole('alert')).toContainText('run "no-such-run" not found');
 });
+
+test('a Grafana link with every workflow selected (workflow=.*) lists every workflow', async ({ page, request }) => {
+  const id = await trigger(request, 'hello');
+  await page.goto('/runs?workflow=.*');
+  await expect(page.locator(`tr[data-run="${id}"]`)).toBeVisible();
+  await expect(page.getByText('No runs match these filters.')).toHaveCount(0);
+});

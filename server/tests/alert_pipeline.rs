@@ -15,11 +15,11 @@
 //! serves or a recording rule defines.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{free_port, read_yaml, stack_file, Killed};
 use flowscope::config::Config;
 use serde_json::{json, Value};
 use serde_norway::Value as Yaml;
@@ -28,35 +28,6 @@ mod common;
 
 const TOKEN: &str = "pipeline-token-0123456789";
 const ALERT: &str = "FlowscopeRunSuccessBudgetBurnFast";
-
-/// Kills the child when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn stack_file(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../observability")
-        .join(path)
-}
-
-fn read_yaml(path: &Path) -> Yaml {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
-}
 
 fn yaml(value: Value) -> Yaml {
     serde_json::from_value(value).expect("JSON is YAML")
@@ -81,7 +52,7 @@ impl Intervals {
 
 /// The shipped `prometheus.yml`, pointed at this test's Flowscope, Alertmanager and rule files.
 fn prometheus_config(flowscope: &str, alertmanager: &str, intervals: &Intervals) -> Yaml {
-    let mut config = read_yaml(&stack_file("prometheus/prometheus.yml"));
+    let mut config = read_yaml("prometheus/prometheus.yml");
     if !intervals.production {
         config["global"]["scrape_interval"] = yaml(json!("1s"));
         config["global"]["evaluation_interval"] = yaml(json!("1s"));
@@ -111,7 +82,7 @@ fn prometheus_config(flowscope: &str, alertmanager: &str, intervals: &Intervals)
 
 /// The shipped `alertmanager.yml`, posting to this test's Flowscope with the token in a file.
 fn alertmanager_config(flowscope: &str, token_file: &Path, intervals: &Intervals) -> Yaml {
-    let mut config = read_yaml(&stack_file("alertmanager/alertmanager.yml"));
+    let mut config = read_yaml("alertmanager/alertmanager.yml");
     let receivers = config["receivers"]
         .as_sequence_mut()
         .expect("receivers in alertmanager.yml");
@@ -384,41 +355,15 @@ async fn pipeline(intervals: Intervals) {
 
 /// Every target expression of every dashboard, with the dashboard and panel it belongs to.
 fn dashboard_queries() -> Vec<(String, String)> {
-    let folder = stack_file("grafana/dashboards");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", folder.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 4, "four dashboards in {}", folder.display());
+    let dashboards = common::dashboards();
+    assert!(dashboards.len() >= 4, "four dashboards");
     let mut queries = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("read dashboard");
-        let dashboard: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", file.display()));
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
-        let mut panels: Vec<&Value> = Vec::new();
-        let mut stack: Vec<&Value> = dashboard["panels"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .collect();
-        while let Some(p) = stack.pop() {
-            stack.extend(p["panels"].as_array().into_iter().flatten());
-            panels.push(p);
-        }
-        for panel in panels {
+    for (file, dashboard) in &dashboards {
+        for panel in common::panels(dashboard) {
             for target in panel["targets"].as_array().into_iter().flatten() {
                 if let Some(expr) = target["expr"].as_str() {
-                    queries.push((
-                        format!(
-                            "{} / {}",
-                            name.as_deref().unwrap_or("?"),
-                            panel["title"].as_str().unwrap_or("?")
-                        ),
-                        expr.to_string(),
-                    ));
+                    let title = panel["title"].as_str().unwrap_or("?");
+                    queries.push((format!("{file} / {title}"), expr.to_string()));
                 }
             }
         }
@@ -496,7 +441,7 @@ async fn known_names(client: &reqwest::Client, base: &str) -> BTreeSet<String> {
         .chain(CONTRACT.iter().map(|n| n.to_string()))
         .collect();
     for file in ["prometheus/rules/slo.yml", "prometheus/rules/alerts.yml"] {
-        let rules = read_yaml(&stack_file(file));
+        let rules = read_yaml(file);
         for group in rules["groups"].as_sequence().into_iter().flatten() {
             for rule in group["rules"].as_sequence().into_iter().flatten() {
                 if let Some(record) = rule["record"].as_str() {

@@ -1,8 +1,7 @@
 //! `/metrics` scraped by a real Prometheus (Debian's `prometheus`, exemplar storage on): the
 //! run counter arrives, and a duration exemplar carries the trace id stored with the run.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use flowscope::telemetry::{OtlpSettings, Protocol, Telemetry};
@@ -10,22 +9,7 @@ use serde_json::Value;
 
 mod common;
 
-/// Kills Prometheus when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use common::{free_port, Killed};
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
     client.get(url).send().await.ok()?.json().await.ok()

@@ -7,24 +7,13 @@
 //! files.)
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
+use common::{dashboards, panels, read_yaml, stack_file};
 use flowscope::config::Config;
 use serde_json::Value;
 use serde_norway::Value as Yaml;
 
-fn stack_file(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../observability")
-        .join(path)
-}
-
-fn read_yaml(path: &str) -> Yaml {
-    let file = stack_file(path);
-    let text = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", file.display()))
-}
+mod common;
 
 fn str_of<'a>(v: &'a Yaml, what: &str) -> &'a str {
     v.as_str()
@@ -294,8 +283,7 @@ fn four_dashboards_parse_with_unique_panels_variables_and_links_to_flowscope() {
     );
     for (file, dashboard) in &all {
         let mut ids = BTreeSet::new();
-        let mut panels = Vec::new();
-        collect_panels(dashboard, &mut panels);
+        let panels = panels(dashboard);
         assert!(panels.len() >= 6, "{file}: {} panels", panels.len());
         for panel in &panels {
             let id = panel["id"]
@@ -345,33 +333,6 @@ fn four_dashboards_parse_with_unique_panels_variables_and_links_to_flowscope() {
             names.contains(&variable),
             "{title} has ${variable}: {names:?}"
         );
-    }
-}
-
-fn dashboards() -> Vec<(String, Value)> {
-    let folder = stack_file("grafana/dashboards");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", folder.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|file| {
-            let text = std::fs::read_to_string(&file).expect("read");
-            let name = file.display().to_string();
-            let value =
-                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
-            (name, value)
-        })
-        .collect()
-}
-
-fn collect_panels<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
-    for panel in v["panels"].as_array().into_iter().flatten() {
-        out.push(panel);
-        collect_panels(panel, out);
     }
 }
 

@@ -159,7 +159,11 @@ pub fn RunsPage() -> impl IntoView {
         params.with(|p| {
             let get = |k: &str| p.get(k).unwrap_or_default();
             RunQuery {
-                workflow: get("workflow"),
+                // Grafana's dashboards link here with their `workflow` variable, which is `.*`
+                // when "All" is selected: that means no filter, not a workflow of that name.
+                workflow: Some(get("workflow"))
+                    .filter(|w| w != ".*")
+                    .unwrap_or_default(),
                 status: get("status"),
                 trigger: get("trigger"),
                 range: get("range"),

@@ -1,11 +1,14 @@
-//! Shared by the telemetry and alert tests: a Flowscope on a fresh SQLite database, one run of
-//! the seeded `hello` workflow through the API, waiting for a run to finish, a Slack-compatible
-//! receiver.
+//! Shared by the telemetry, alert and stack tests: a Flowscope on a fresh SQLite database, one
+//! run of the seeded `hello` workflow through the API, waiting for a run to finish, a
+//! Slack-compatible receiver, child processes that die with the test, and the files of
+//! `observability/`.
 
 // Each test binary uses part of this module.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -111,4 +114,75 @@ impl Slack {
         let messages = self.messages.lock().expect("lock");
         messages.iter().map(|(_, t)| t.clone()).collect()
     }
+}
+
+/// Kills a child process (Prometheus, Alertmanager) when the test ends, however it ends.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A file of the observability stack, by its path under `observability/`.
+pub fn stack_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../observability")
+        .join(path)
+}
+
+/// A YAML file of the stack, parsed; a file that does not parse fails the test, naming it.
+pub fn read_yaml(path: &str) -> serde_norway::Value {
+    let file = stack_file(path);
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", file.display()))
+}
+
+/// The Grafana dashboards (`grafana/dashboards/*.json`), parsed, with their file names.
+pub fn dashboards() -> Vec<(String, Value)> {
+    let folder = stack_file("grafana/dashboards");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", folder.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).expect("read");
+            let name = file
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{} is not JSON: {e}", file.display()));
+            (name, value)
+        })
+        .collect()
+}
+
+/// Every panel of a dashboard, those inside rows included.
+pub fn panels(dashboard: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    let mut stack: Vec<&Value> = dashboard["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    while let Some(panel) = stack.pop() {
+        stack.extend(panel["panels"].as_array().into_iter().flatten());
+        out.push(panel);
+    }
+    out
 }
