@@ -33,7 +33,7 @@ fn yaml(value: Value) -> Yaml {
     serde_json::from_value(value).expect("JSON is YAML")
 }
 
-/// Seconds to wait for, in the test's or the production configuration.
+/// The shipped intervals (`production`), or the test's one-second ones.
 struct Intervals {
     production: bool,
 }
@@ -63,20 +63,15 @@ fn prometheus_config(flowscope: &str, alertmanager: &str, intervals: &Intervals)
         "alertmanagers": [{ "static_configs": [{ "targets": [alertmanager] }] }]
     }));
     // Only Flowscope's job: the rest of the stack is not running here.
-    let scrape = config["scrape_configs"]
+    let mut scrape = config["scrape_configs"]
         .as_sequence()
         .expect("scrape_configs")
         .iter()
         .find(|job| job["job_name"].as_str() == Some("flowscope"))
         .cloned()
         .expect("a flowscope job in prometheus.yml");
-    let mut scrape = scrape;
     scrape["static_configs"] = yaml(json!([{ "targets": [flowscope] }]));
-    config["scrape_configs"] = yaml(json!([]));
-    config["scrape_configs"]
-        .as_sequence_mut()
-        .expect("sequence")
-        .push(scrape);
+    config["scrape_configs"] = Yaml::Sequence(vec![scrape]);
     config
 }
 
