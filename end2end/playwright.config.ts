@@ -40,6 +40,8 @@ export default defineConfig({
       FLOWSCOPE_DATABASE_URL: `sqlite://${dataDir}/e2e.db`,
       LEPTOS_SITE_ROOT: 'target/site',
       RUST_LOG: 'warn',
+      // No cron runs beside the ones a test starts (http-status has a schedule).
+      FLOWSCOPE_SCHEDULER: 'false',
       // Trace links go to this Grafana (never contacted: the tests read the links only).
       FLOWSCOPE_GRAFANA_URL: 'http://grafana.test:3000',
       FLOWSCOPE_GRAFANA_TEMPO_UID: 'tempo-e2e',

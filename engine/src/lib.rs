@@ -10,6 +10,7 @@
 //! - `store` (feature `runtime`): persistence on SQLite or PostgreSQL with sqlx.
 //! - `executor` (feature `runtime`): the durable engine that runs workflows.
 //! - `agents` (feature `runtime`): the built-in agents, one file each.
+//! - `schedule` (feature `runtime`): cron triggers, fired once across processes.
 //!
 //! Without the `runtime` feature this crate compiles to wasm, so the builder in the browser
 //! validates with exactly the rules the server applies.
@@ -24,6 +25,8 @@ pub mod layout;
 pub mod links;
 pub mod model;
 pub mod records;
+#[cfg(feature = "runtime")]
+pub mod schedule;
 #[cfg(feature = "runtime")]
 pub mod store;
 #[cfg(feature = "runtime")]

@@ -269,6 +269,33 @@ fn bad_cron_expressions_are_rejected() {
 }
 
 #[test]
+fn time_zones_and_webhook_secret_names_are_checked() {
+    let p = problems(&VALID.replace(
+        "cron: \"0 2 * * *\"",
+        "cron: { schedule: \"0 2 * * *\", timezone: Mars/Olympus }",
+    ));
+    assert_problem(
+        &p,
+        "triggers[1].cron.timezone",
+        "not a time zone of the IANA database",
+    );
+    let p = problems(&VALID.replace(
+        "cron: \"0 2 * * *\"",
+        "cron: { schedule: \"0 2 * * *\", timezone: \"Europe/Paris; rm\" }",
+    ));
+    assert_problem(&p, "triggers[1].cron.timezone", "is not a time zone name");
+    let p = problems(&VALID.replace("- webhook: {}", "- webhook: { secret: \"not a name\" }"));
+    assert_problem(&p, "triggers[2].webhook.secret", "is not a secret name");
+    let p = problems(&VALID.replace("- webhook: {}", "- webhook: { secrett: X }"));
+    assert!(
+        !p.is_empty(),
+        "an unknown key in the webhook trigger is a problem"
+    );
+    Workflow::parse(&VALID.replace("- webhook: {}", "- webhook: { secret: GITHUB_HOOK }"))
+        .expect("a named secret");
+}
+
+#[test]
 fn retry_attempts_concurrency_and_webhook_count_are_bounded() {
     let p = problems(
         &VALID

@@ -31,6 +31,9 @@ pub struct Config {
     pub alert_token: Option<String>,
     /// The workflow an alert notification starts.
     pub alert_workflow: String,
+    /// Fire cron triggers from this process (every process on a database may; each
+    /// occurrence fires once).
+    pub scheduler: bool,
 }
 
 impl Default for Config {
@@ -46,6 +49,7 @@ impl Default for Config {
             llm_prices: Default::default(),
             alert_token: None,
             alert_workflow: "notify-on-alert".into(),
+            scheduler: true,
         }
     }
 }
@@ -78,6 +82,7 @@ struct FileConfig {
     llm_prices: Option<String>,
     alert_token: Option<String>,
     alert_workflow: Option<String>,
+    scheduler: Option<bool>,
 }
 
 impl Config {
@@ -170,6 +175,16 @@ impl Config {
             })?;
         } else if let Some(b) = file.shell_enabled {
             config.shell_enabled = b;
+        }
+        if let Some(v) = env("FLOWSCOPE_SCHEDULER") {
+            config.scheduler = parse_bool(&v).ok_or_else(|| {
+                err(
+                    "FLOWSCOPE_SCHEDULER",
+                    format!("\"{v}\" is not true or false"),
+                )
+            })?;
+        } else if let Some(b) = file.scheduler {
+            config.scheduler = b;
         }
         if let Some((setting, v)) = env("FLOWSCOPE_LLM_PRICES")
             .map(|v| ("FLOWSCOPE_LLM_PRICES", v))

@@ -81,6 +81,7 @@ impl From<EngineError> for ApiError {
             EngineError::UnknownStep(_) => ApiError::BadRequest(e.to_string()),
             EngineError::Store(s) => s.into(),
             EngineError::Journal(m) => ApiError::Internal(anyhow::anyhow!(m)),
+            EngineError::AlreadyFired => ApiError::Conflict(e.to_string()),
         }
     }
 }

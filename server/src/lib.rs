@@ -13,6 +13,7 @@ pub mod bench_ui;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod hooks;
 pub mod observe;
 pub mod otlp_sink;
 pub mod startup;

@@ -23,6 +23,8 @@ pub struct Application {
     router: Router,
     store: Store,
     engine: Engine,
+    /// Stops the cron scheduler (when this process runs one) at shutdown.
+    scheduler: tokio_util::sync::CancellationToken,
 }
 
 impl Application {
@@ -44,6 +46,11 @@ impl Application {
         let engine = Engine::start(store.clone(), engine_config)
             .await
             .context("cannot start the engine")?;
+        let scheduler = tokio_util::sync::CancellationToken::new();
+        if config.scheduler {
+            let run = engine::schedule::Scheduler::new(engine.clone()).run(scheduler.clone());
+            tokio::spawn(run);
+        }
         let alerts = crate::api::alerts::AlertIntake::new(
             config.alert_token.clone(),
             config.alert_workflow.clone(),
@@ -63,6 +70,7 @@ impl Application {
             router,
             store,
             engine,
+            scheduler,
         })
     }
 
@@ -102,6 +110,7 @@ impl Application {
             served = server.into_future() => served.context("HTTP server failed")?,
             _ = grace => tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "connections still open after the grace period; stopping"),
         }
+        self.scheduler.cancel();
         self.store.close().await;
         Ok(())
     }
@@ -174,6 +183,7 @@ pub fn router(
                 alerts,
             }),
         )
+        .merge(crate::hooks::router(engine.clone()))
         .merge(crate::health::router(store.clone()))
         .merge(crate::observe::router(engine, server_metrics.clone()))
         .merge(pages)

@@ -190,7 +190,7 @@ async fn pipeline(intervals: Intervals) {
         Config {
             alert_token: Some(TOKEN.into()),
             secrets: [("SLACK_WEBHOOK".to_string(), slack.url.clone())].into(),
-            ..Config::default()
+            ..common::quiet()
         },
     )
     .await;

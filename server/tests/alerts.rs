@@ -28,7 +28,7 @@ async fn stack(token: Option<&str>, workflow: &str) -> Stack {
             alert_token: token.map(str::to_string),
             alert_workflow: workflow.to_string(),
             secrets: [("SLACK_WEBHOOK".to_string(), slack.url.clone())].into(),
-            ..Config::default()
+            ..common::quiet()
         },
     )
     .await;

@@ -25,6 +25,8 @@ impl TestApp {
         let config = Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
             database_url,
+            // No cron runs besides the ones a test starts.
+            scheduler: false,
             ..Config::default()
         };
         let options = leptos::prelude::LeptosOptions::builder()

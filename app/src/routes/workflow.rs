@@ -22,6 +22,71 @@ pub struct WorkflowPageData {
     pub stats: WorkflowStats,
     /// Drawn on the server from the last week's runs (at most [`CHART_RUNS`]).
     pub charts: Vec<crate::charts::Chart>,
+    /// What may start a run of the latest version, as a person reads it.
+    pub triggers: Vec<TriggerView>,
+}
+
+/// One trigger of the latest version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerView {
+    /// manual, cron or webhook.
+    pub kind: String,
+    /// The schedule and zone, or the hook's method and path.
+    pub detail: String,
+    /// Next fire times of a schedule, in its zone.
+    pub next: Vec<String>,
+    pub note: Option<String>,
+}
+
+/// Next fire times listed per schedule.
+#[cfg(feature = "ssr")]
+const NEXT_FIRES: usize = 3;
+
+#[cfg(feature = "ssr")]
+fn trigger_views(workflow: &engine::model::Workflow, now: i64) -> Vec<TriggerView> {
+    use engine::model::TriggerDef;
+    use engine::schedule::{format_in_zone, Schedule};
+    workflow
+        .def()
+        .triggers
+        .iter()
+        .map(|t| match t {
+            TriggerDef::Manual(_) => TriggerView {
+                kind: "manual".into(),
+                detail: "Run button, API".into(),
+                next: Vec::new(),
+                note: None,
+            },
+            TriggerDef::Cron(c) => {
+                let (next, note) = match Schedule::new(c) {
+                    Ok(s) => (
+                        s.upcoming(now, NEXT_FIRES)
+                            .into_iter()
+                            .map(|t| format_in_zone(t, c.timezone()))
+                            .collect(),
+                        c.catch_up()
+                            .then(|| "catches up on missed runs after downtime".to_string()),
+                    ),
+                    Err(e) => (Vec::new(), Some(format!("not scheduled: {e}"))),
+                };
+                TriggerView {
+                    kind: "cron".into(),
+                    detail: format!("{} ({})", c.schedule(), c.timezone()),
+                    next,
+                    note,
+                }
+            }
+            TriggerDef::Webhook(h) => TriggerView {
+                kind: "webhook".into(),
+                detail: format!("POST /hooks/{}", workflow.id()),
+                next: Vec::new(),
+                note: Some(match &h.secret {
+                    Some(name) => format!("bearer token or HMAC signature with secret {name}"),
+                    None => "names no secret, so it refuses every call".into(),
+                }),
+            },
+        })
+        .collect()
 }
 
 /// Runs the charts plot at most: the newest of the last 7 days.
@@ -74,7 +139,7 @@ pub async fn get_workflow(id: String) -> Result<WorkflowPageData, AppError> {
     let store = expect_context::<engine::store::Store>();
     let summary = store.workflow(&id).await?;
     let versions = store.list_versions(&id).await?;
-    let source = store.version(&id, None).await?.source;
+    let latest = store.version(&id, None).await?;
     let filter = engine::store::RunFilter {
         workflow_id: Some(id.clone()),
         limit: RECENT_RUNS,
@@ -91,7 +156,8 @@ pub async fn get_workflow(id: String) -> Result<WorkflowPageData, AppError> {
     Ok(WorkflowPageData {
         summary,
         versions,
-        source,
+        triggers: trigger_views(&latest.workflow, now),
+        source: latest.source,
         runs,
         stats,
         charts,
@@ -124,6 +190,7 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
         runs,
         stats,
         charts,
+        triggers,
     } = data;
     let charts = view! { <Charts stats=stats charts=charts/> }.into_any();
     let recent = view! { <RecentRuns runs=runs workflow_id=summary.id.clone()/> }.into_any();
@@ -160,6 +227,7 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                     Some(Err(e)) => Some(view! { <ErrorNote error=e/> }.into_any()),
                 }}
             </p>
+            <Triggers triggers=triggers/>
             {charts}
             {recent}
             <div class="columns">
@@ -186,6 +254,32 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
             </div>
         </section>
     }
+}
+
+/// What starts this workflow: schedules with their next fire times, the webhook's address.
+#[component]
+fn Triggers(triggers: Vec<TriggerView>) -> impl IntoView {
+    (!triggers.is_empty()).then(|| {
+        view! {
+            <section class="triggers" aria-labelledby="triggers">
+                <h2 id="triggers">"Triggers"</h2>
+                <ul class="trigger-list">
+                    {triggers.into_iter().map(|t| view! {
+                        <li class="trigger">
+                            <span class="badge">{t.kind.clone()}</span>
+                            <span class="mono">{t.detail}</span>
+                            {(!t.next.is_empty()).then(|| view! {
+                                <span class="next-fires">"next: "
+                                    {t.next.iter().map(|n| view! { <time>{n.clone()}</time> }).collect_view()}
+                                </span>
+                            })}
+                            {t.note.map(|n| view! { <span class="muted">{n}</span> })}
+                        </li>
+                    }).collect_view()}
+                </ul>
+            </section>
+        }
+    })
 }
 
 /// Health figures and the charts; every point or bar in them is a link.

@@ -43,6 +43,9 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("cannot record the change: {0}")]
     Journal(String),
+    /// Another process already started the run of this cron occurrence.
+    #[error("this occurrence of the schedule has already fired")]
+    AlreadyFired,
 }
 
 /// Tuning of one engine.
@@ -102,6 +105,16 @@ struct NewRunSpec {
     traceparent: Option<String>,
     /// Outputs carried over from the run being retried.
     reused: Vec<(String, Value)>,
+    /// A cron occurrence this run fires: committed with the run, once across processes.
+    fire: Option<Fire>,
+}
+
+/// A cron occurrence to fire: see [`Engine::trigger_scheduled`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fire {
+    pub trigger_index: i64,
+    pub fire_at: i64,
+    pub next_fire_at: i64,
 }
 
 struct Queued {
@@ -221,8 +234,38 @@ impl Engine {
             parent_run_id: None,
             traceparent: req.traceparent,
             reused: Vec::new(),
+            fire: None,
         })
         .await
+    }
+
+    /// Starts the run of one cron occurrence of a workflow version, with the inputs' defaults.
+    /// The run and the occurrence commit together: when another process fired the occurrence
+    /// first, nothing is created and the answer is [`EngineError::AlreadyFired`].
+    pub async fn trigger_scheduled(
+        &self,
+        workflow_id: &str,
+        version: i64,
+        fire: Fire,
+    ) -> Result<RunSummary, EngineError> {
+        let workflow = self.workflow(workflow_id, version).await?;
+        let inputs = resolve_inputs(&workflow, Map::new())?;
+        self.enqueue_new(NewRunSpec {
+            workflow,
+            version,
+            inputs,
+            trigger: "cron".into(),
+            parent_run_id: None,
+            traceparent: None,
+            reused: Vec::new(),
+            fire: Some(fire),
+        })
+        .await
+    }
+
+    /// The value of a configured secret (`FLOWSCOPE_SECRET_<NAME>`).
+    pub fn secret(&self, name: &str) -> Option<&str> {
+        self.inner.secrets.get(name).map(String::as_str)
     }
 
     /// Starts a new run from a finished one (same inputs and version), linked to it.
@@ -261,6 +304,7 @@ impl Engine {
             parent_run_id: Some(run_id.to_string()),
             traceparent: None,
             reused,
+            fire: None,
         })
         .await
     }
@@ -288,6 +332,7 @@ impl Engine {
             parent_run_id,
             traceparent,
             reused,
+            fire,
         } = spec;
         let now = run::now_ms();
         let id = uuid::Uuid::now_v7().to_string();
@@ -306,11 +351,33 @@ impl Engine {
             step_ids: step_ids.clone(),
             reused: reused.clone(),
         };
-        self.inner
-            .journal
-            .commit(vec![Op::CreateRun(Box::new(new))])
-            .await
-            .map_err(EngineError::Journal)?;
+        match fire {
+            // Its own transaction, not a journal batch: a key clash must fail this run only.
+            Some(fire) => {
+                let claim = Op::FireSchedule {
+                    workflow_id: workflow.id().to_string(),
+                    trigger_index: fire.trigger_index,
+                    fire_at: fire.fire_at,
+                    run_id: id.clone(),
+                    next_fire_at: fire.next_fire_at,
+                };
+                match self
+                    .inner
+                    .store
+                    .apply(&[claim, Op::CreateRun(Box::new(new))])
+                    .await
+                {
+                    Err(e) if e.is_unique_violation() => return Err(EngineError::AlreadyFired),
+                    other => other?,
+                }
+            }
+            None => self
+                .inner
+                .journal
+                .commit(vec![Op::CreateRun(Box::new(new))])
+                .await
+                .map_err(EngineError::Journal)?,
+        }
         let summary = RunSummary {
             id: id.clone(),
             workflow_id: workflow.id().to_string(),

@@ -95,7 +95,17 @@ impl InputType {
 pub enum TriggerDef {
     Manual(Empty),
     Cron(CronDef),
-    Webhook(Empty),
+    Webhook(WebhookDef),
+}
+
+/// `POST /hooks/{workflow_id}`. Callers prove they know the named secret, as a bearer token or
+/// as the HMAC-SHA256 key of an `X-Hub-Signature-256` body signature.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookDef {
+    /// Name of a secret (`FLOWSCOPE_SECRET_<NAME>`); without one the hook refuses every call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// `{}` in the file: a trigger without settings.
@@ -129,6 +139,20 @@ impl CronDef {
             CronDef::Expr(s) => s,
             CronDef::Full(f) => &f.schedule,
         }
+    }
+
+    /// The IANA zone the schedule reads in; UTC when absent.
+    pub fn timezone(&self) -> &str {
+        match self {
+            CronDef::Full(CronFull {
+                timezone: Some(tz), ..
+            }) => tz,
+            _ => "UTC",
+        }
+    }
+
+    pub fn catch_up(&self) -> bool {
+        matches!(self, CronDef::Full(f) if f.catch_up)
     }
 }
 

@@ -93,8 +93,24 @@ fn check_header(def: &WorkflowDef, problems: &mut Vec<Problem>) {
                 if let Err(e) = check_cron(cron.schedule()) {
                     problems.push(Problem::new(path, e));
                 }
+                if let super::CronDef::Full(super::CronFull {
+                    timezone: Some(tz), ..
+                }) = cron
+                {
+                    if let Err(e) = check_timezone(tz) {
+                        problems.push(Problem::new(format!("triggers[{i}].cron.timezone"), e));
+                    }
+                }
             }
-            TriggerDef::Webhook(_) => {
+            TriggerDef::Webhook(hook) => {
+                if let Some(name) = &hook.secret {
+                    if !is_identifier(name) {
+                        problems.push(Problem::new(
+                            format!("triggers[{i}].webhook.secret"),
+                            format!("\"{name}\" is not a secret name (letters, digits and _, as in FLOWSCOPE_SECRET_<NAME>)"),
+                        ));
+                    }
+                }
                 webhooks += 1;
                 if webhooks == 2 {
                     problems.push(Problem::new(
@@ -141,6 +157,28 @@ pub(super) fn check_cron(expr: &str) -> Result<(), String> {
         .with_seconds_optional()
         .parse()
         .map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}
+
+/// An IANA zone name, checked against the zone database where the `runtime` feature brings
+/// it (the browser bundle does without the database; the server checks on save).
+fn check_timezone(tz: &str) -> Result<(), String> {
+    let shape_ok = !tz.is_empty()
+        && tz.len() <= 64
+        && tz
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/_-+".contains(&b));
+    if !shape_ok {
+        return Err(format!(
+            "\"{tz}\" is not a time zone name; e.g. \"Europe/Berlin\" or \"UTC\""
+        ));
+    }
+    #[cfg(feature = "runtime")]
+    if tz.parse::<chrono_tz::Tz>().is_err() {
+        return Err(format!(
+            "\"{tz}\" is not a time zone of the IANA database; e.g. \"Europe/Berlin\" or \"UTC\""
+        ));
+    }
     Ok(())
 }
 

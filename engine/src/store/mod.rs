@@ -10,6 +10,7 @@
 
 mod charts;
 mod runs;
+mod schedules;
 mod script;
 mod stats;
 mod workflows;
@@ -29,6 +30,7 @@ use crate::model::Problem;
 
 pub use charts::{AttemptPoint, ChartData};
 pub use runs::{summarize_ops, NewRun, Op, Resumable, RunFilter};
+pub use schedules::ScheduleRow;
 pub use stats::id_floor;
 pub use workflows::VersionRecord;
 

@@ -75,6 +75,16 @@ pub enum Op {
         error: Option<String>,
         at: i64,
     },
+    /// A cron occurrence fired by `run_id`, committed with that run's creation. Its key makes
+    /// a second firing of the same occurrence (another process) fail the whole transaction.
+    FireSchedule {
+        workflow_id: String,
+        trigger_index: i64,
+        fire_at: i64,
+        run_id: String,
+        /// The schedule's next occurrence after this firing.
+        next_fire_at: i64,
+    },
 }
 
 /// Filters of the run list; all optional, combined with AND.
@@ -377,6 +387,7 @@ pub fn summarize_ops(ops: &[Op]) -> String {
             Op::AttemptStarted { .. } => &["UPDATE run_steps", "INSERT INTO step_attempts"],
             Op::AttemptFinished { .. } => &["UPDATE step_attempts", "UPDATE run_steps"],
             Op::StepsEnded { .. } => &["UPDATE run_steps"],
+            Op::FireSchedule { .. } => &["INSERT INTO schedule_fires", "UPDATE schedules"],
         };
         for w in writes {
             if !parts.contains(w) {
@@ -391,6 +402,22 @@ pub fn summarize_ops(ops: &[Op]) -> String {
 fn write_op(sql: &mut String, op: &Op) {
     // `write!` to a String cannot fail.
     match op {
+        Op::FireSchedule {
+            workflow_id,
+            trigger_index,
+            fire_at,
+            run_id,
+            next_fire_at,
+        } => {
+            let _ = writeln!(
+                sql,
+                "INSERT INTO schedule_fires (workflow_id, trigger_index, fire_at, run_id) VALUES ({}, {trigger_index}, {fire_at}, {});\n\
+                 UPDATE schedules SET next_fire_at = {next_fire_at} WHERE workflow_id = {} AND trigger_index = {trigger_index};",
+                Text(workflow_id),
+                Text(run_id),
+                Text(workflow_id),
+            );
+        }
         Op::CreateRun(run) => {
             let _ = writeln!(
                 sql,

@@ -20,8 +20,17 @@ use flowscope::startup::Application;
 use serde_json::Value;
 
 /// Serves Flowscope (port 0, SQLite in `dir`) on the current runtime; returns its base URL.
+/// Cron triggers stay off (an example's schedule would add runs a test does not expect).
 pub async fn serve(dir: &Path) -> String {
-    serve_with(dir, Config::default()).await
+    serve_with(dir, quiet()).await
+}
+
+/// The default settings without the cron scheduler.
+pub fn quiet() -> Config {
+    Config {
+        scheduler: false,
+        ..Config::default()
+    }
 }
 
 /// [`serve`] with other settings; its address and database are set here.

@@ -1,0 +1,132 @@
+//! Cron schedules and webhook deliveries: the small tables that let several processes on one
+//! database fire each occurrence once and refuse a replayed webhook.
+
+use super::{on_pool, Store, StoreError};
+
+/// A schedule as stored: its next occurrence, shared by every process.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ScheduleRow {
+    pub workflow_id: String,
+    pub trigger_index: i64,
+    /// Schedule and zone, as the definition had them when `next_fire_at` was computed.
+    pub spec: String,
+    pub next_fire_at: i64,
+}
+
+impl Store {
+    /// `(id, latest_version)` of every workflow that is not archived.
+    pub async fn active_workflow_versions(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as("SELECT id, latest_version FROM workflows WHERE archived_at IS NULL")
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    pub async fn schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT workflow_id, trigger_index, spec, next_fire_at FROM schedules ORDER BY workflow_id, trigger_index",
+            )
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Stores a new or edited schedule; an unchanged one (same spec) is left as it is, so a
+    /// process that starts late does not move another's next occurrence.
+    pub async fn put_schedule(&self, row: &ScheduleRow) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO schedules (workflow_id, trigger_index, spec, next_fire_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (workflow_id, trigger_index) DO UPDATE
+                 SET spec = excluded.spec, next_fire_at = excluded.next_fire_at
+                 WHERE schedules.spec <> excluded.spec",
+            )
+            .bind(row.workflow_id.clone())
+            .bind(row.trigger_index)
+            .bind(row.spec.clone())
+            .bind(row.next_fire_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Moves a schedule on without firing (its run could not start).
+    pub async fn set_next_fire(
+        &self,
+        workflow_id: &str,
+        trigger_index: i64,
+        next_fire_at: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE schedules SET next_fire_at = $1 WHERE workflow_id = $2 AND trigger_index = $3")
+                .bind(next_fire_at)
+                .bind(workflow_id.to_string())
+                .bind(trigger_index)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    pub async fn delete_schedule(
+        &self,
+        workflow_id: &str,
+        trigger_index: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM schedules WHERE workflow_id = $1 AND trigger_index = $2")
+                .bind(workflow_id.to_string())
+                .bind(trigger_index)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Forgets fired occurrences and webhook signatures older than `before` (unix ms).
+    pub async fn prune_trigger_records(&self, before: i64) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM schedule_fires WHERE fire_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?;
+            sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Records a webhook signature; `false` when it was seen before (a replay).
+    pub async fn record_delivery(
+        &self,
+        signature: &str,
+        workflow_id: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let inserted = on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (signature, workflow_id, received_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (signature) DO NOTHING",
+            )
+            .bind(signature.to_string())
+            .bind(workflow_id.to_string())
+            .bind(at)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(inserted == 1)
+    }
+}
+
+impl StoreError {
+    /// A key was already taken: for [`super::Op::FireSchedule`], another process fired it.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}

@@ -1,0 +1,243 @@
+//! `POST /hooks/{workflow_id}`: a workflow's webhook trigger. The JSON body becomes the run's
+//! inputs; the answer is 202 with the queued run, as from the API.
+//!
+//! The caller proves it knows the trigger's secret (`webhook: { secret: NAME }`, the value of
+//! `FLOWSCOPE_SECRET_<NAME>`) in one of two ways, both compared in constant time:
+//!
+//! - `Authorization: Bearer <secret>`.
+//! - `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`, as GitHub signs. With an
+//!   `X-Flowscope-Timestamp: <unix seconds>` header the signed text is `<timestamp>.<body>`
+//!   and a timestamp more than [`MAX_SKEW_S`] from the server's clock is refused as stale.
+//!   Either way a signature is accepted once: the same signature again is a replay (409).
+//!
+//! An incoming `traceparent` is honoured: the run's root span links to the caller's span.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use engine::executor::{Engine, TriggerRequest};
+use engine::model::TriggerDef;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{json, Map, Value};
+use tracing::instrument;
+
+use crate::error::ApiError;
+
+/// How far a signed timestamp may be from the server's clock, in seconds.
+pub const MAX_SKEW_S: i64 = 300;
+
+pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+pub const TIMESTAMP_HEADER: &str = "x-flowscope-timestamp";
+
+pub fn router(engine: Engine) -> Router {
+    Router::new()
+        .route("/hooks/{id}", post(hook))
+        .with_state(engine)
+}
+
+#[instrument(skip_all, fields(workflow.id = %id, workflow.run.id))]
+async fn hook(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let store = engine.store();
+    if store.workflow(&id).await?.archived_at.is_some() {
+        return Err(ApiError::NotFound(format!(
+            "workflow \"{id}\" is archived; restore it to use its webhook"
+        )));
+    }
+    let record = store.version(&id, None).await?;
+    let hook = record
+        .workflow
+        .def()
+        .triggers
+        .iter()
+        .find_map(|t| match t {
+            TriggerDef::Webhook(w) => Some(w.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| ApiError::NotFound(format!("workflow \"{id}\" has no webhook trigger")))?;
+    let Some(name) = hook.secret else {
+        return Err(ApiError::Forbidden(format!(
+            "the webhook of \"{id}\" names no secret, so it accepts no call: add `secret: NAME` to its trigger"
+        )));
+    };
+    let Some(secret) = engine.secret(&name) else {
+        tracing::warn!(workflow.id = %id, secret = %name, "a webhook's secret is not configured");
+        return Err(ApiError::Forbidden(format!(
+            "the webhook's secret {name} is not configured on this server (FLOWSCOPE_SECRET_{name})"
+        )));
+    };
+
+    let now_ms = engine::store::now_ms();
+    if let Some(signature) = verify(&headers, &body, secret.as_bytes(), now_ms / 1000)? {
+        if !store.record_delivery(&signature, &id, now_ms).await? {
+            return Err(ApiError::Conflict(
+                "this signature was already used: a replayed delivery is not run again".into(),
+            ));
+        }
+    }
+
+    let inputs = match body.iter().all(u8::is_ascii_whitespace) {
+        true => Map::new(),
+        false => match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => {
+                return Err(ApiError::BadRequest(
+                    "the body must be a JSON object: it becomes the run's inputs".into(),
+                ))
+            }
+            Err(e) => {
+                return Err(ApiError::BadRequest(format!(
+                    "the body is not JSON ({e}); it must be a JSON object of the run's inputs"
+                )))
+            }
+        },
+    };
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let run = engine
+        .trigger(TriggerRequest {
+            workflow_id: id,
+            version: None,
+            inputs,
+            trigger: "webhook".into(),
+            traceparent,
+        })
+        .await?;
+    tracing::Span::current().record("workflow.run.id", run.id.as_str());
+    Ok((StatusCode::ACCEPTED, Json(json!({ "run": run }))))
+}
+
+/// Checks the caller's proof. `Some(signature)` for a valid signature (to be used once),
+/// `None` for a valid bearer token.
+fn verify(
+    headers: &HeaderMap,
+    body: &[u8],
+    secret: &[u8],
+    now_s: i64,
+) -> Result<Option<String>, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(auth) = header("authorization") {
+        let token = auth.strip_prefix("Bearer ").ok_or_else(|| {
+            ApiError::Unauthorized("Authorization must be `Bearer <secret>`".into())
+        })?;
+        return match crate::api::alerts::constant_time_eq(token.trim().as_bytes(), secret) {
+            true => Ok(None),
+            false => Err(ApiError::Unauthorized("wrong bearer token".into())),
+        };
+    }
+    let Some(sent) = header(SIGNATURE_HEADER) else {
+        return Err(ApiError::Unauthorized(
+            "send the secret as `Authorization: Bearer <secret>`, or sign the body with it (X-Hub-Signature-256: sha256=<hex HMAC-SHA256>)".into(),
+        ));
+    };
+    let tag = sent
+        .strip_prefix("sha256=")
+        .and_then(|h| hex::decode(h.trim()).ok())
+        .ok_or_else(|| {
+            ApiError::Unauthorized("X-Hub-Signature-256 must be `sha256=<hex digest>`".into())
+        })?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("HMAC key: {e}")))?;
+    if let Some(ts) = header(TIMESTAMP_HEADER) {
+        let at: i64 = ts.trim().parse().map_err(|_| {
+            ApiError::Unauthorized(format!(
+                "{TIMESTAMP_HEADER} must be unix seconds, not \"{ts}\""
+            ))
+        })?;
+        if (now_s - at).abs() > MAX_SKEW_S {
+            return Err(ApiError::Unauthorized(format!(
+                "stale signature: its timestamp is {}s from the server's clock (at most {MAX_SKEW_S}s)",
+                now_s - at
+            )));
+        }
+        mac.update(ts.trim().as_bytes());
+        mac.update(b".");
+    }
+    mac.update(body);
+    mac.verify_slice(&tag)
+        .map_err(|_| ApiError::Unauthorized("the signature does not match the body".into()))?;
+    Ok(Some(hex::encode(tag)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sign(secret: &[u8], text: &[u8]) -> String {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("key");
+        mac.update(text);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().expect("header value"));
+        }
+        h
+    }
+
+    #[test]
+    fn github_style_signatures_verify_and_tampering_does_not() {
+        let body = br#"{"ref":"main"}"#;
+        // GitHub's documented example: secret "It's a Secret to Everybody", body "Hello, World!".
+        let known = headers(&[(
+            SIGNATURE_HEADER,
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17".into(),
+        )]);
+        assert!(
+            verify(&known, b"Hello, World!", b"It's a Secret to Everybody", 0)
+                .expect("GitHub's example verifies")
+                .is_some()
+        );
+        let good = headers(&[(SIGNATURE_HEADER, sign(b"s3cret", body))]);
+        assert!(verify(&good, body, b"s3cret", 0).is_ok());
+        assert!(verify(&good, br#"{"ref":"evil"}"#, b"s3cret", 0).is_err());
+        assert!(verify(&good, body, b"other", 0).is_err());
+        let garbage = headers(&[(SIGNATURE_HEADER, "sha256=zz".into())]);
+        assert!(verify(&garbage, body, b"s3cret", 0).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_signed_and_stale_ones_refused() {
+        let body = b"{}";
+        let now = 1_800_000_000;
+        let signed = |ts: i64| {
+            headers(&[
+                (
+                    SIGNATURE_HEADER,
+                    sign(b"k", format!("{ts}.{{}}").as_bytes()),
+                ),
+                (TIMESTAMP_HEADER, ts.to_string()),
+            ])
+        };
+        assert!(verify(&signed(now - 10), body, b"k", now).is_ok());
+        let stale = verify(&signed(now - MAX_SKEW_S - 1), body, b"k", now);
+        assert!(matches!(stale, Err(ApiError::Unauthorized(m)) if m.contains("stale")));
+        // The timestamp is part of what is signed: moving it breaks the signature.
+        let mut moved = signed(now - 400);
+        moved.insert(
+            TIMESTAMP_HEADER,
+            (now - 5).to_string().parse().expect("value"),
+        );
+        assert!(verify(&moved, body, b"k", now).is_err());
+    }
+
+    #[test]
+    fn bearer_tokens_compare_whole() {
+        let h = |t: &str| headers(&[("authorization", format!("Bearer {t}"))]);
+        assert!(matches!(verify(&h("tok"), b"", b"tok", 0), Ok(None)));
+        assert!(verify(&h("to"), b"", b"tok", 0).is_err());
+        assert!(verify(&h("tokk"), b"", b"tok", 0).is_err());
+        assert!(verify(&HeaderMap::new(), b"", b"tok", 0).is_err());
+    }
+}

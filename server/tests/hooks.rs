@@ -1,0 +1,242 @@
+//! Triggers over HTTP: webhooks with bearer tokens and signatures (valid, wrong, tampered,
+//! replayed, stale), and the cron scheduler of a running server on the wall clock.
+
+mod common;
+
+use flowscope::config::Config;
+use hmac::{Hmac, KeyInit, Mac};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+const SECRET: &str = "hook-s3cret";
+
+const HOOKED: &str = "id: hooked
+name: Hooked
+inputs:
+  who: { type: string }
+triggers:
+  - webhook: { secret: HOOK }
+steps:
+  - id: greet
+    agent: transform
+    with: { jq: '\"hello \" + .inputs.who' }
+";
+
+fn sign(text: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(text);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn create(client: &Client, base: &str, yaml: &str) {
+    let r = client
+        .post(format!("{base}/api/v1/workflows"))
+        .header("content-type", "application/yaml")
+        .body(yaml.to_string())
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+}
+
+async fn runs_of(client: &Client, base: &str, workflow: &str, trigger: &str) -> Vec<Value> {
+    let page: Value = client
+        .get(format!(
+            "{base}/api/v1/runs?workflow={workflow}&trigger={trigger}&limit=500"
+        ))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    page["runs"].as_array().cloned().unwrap_or_default()
+}
+
+/// Posts `body` to the hook with extra headers; returns the status and the JSON answer.
+async fn post(
+    client: &Client,
+    base: &str,
+    workflow: &str,
+    body: &str,
+    headers: &[(&str, String)],
+) -> (StatusCode, Value) {
+    let mut r = client
+        .post(format!("{base}/hooks/{workflow}"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (k, v) in headers {
+        r = r.header(*k, v);
+    }
+    let r = r.send().await.expect("post");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn webhooks_start_runs_only_for_callers_who_prove_the_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = common::serve_with(
+        dir.path(),
+        Config {
+            secrets: [("HOOK".to_string(), SECRET.to_string())].into(),
+            ..common::quiet()
+        },
+    )
+    .await;
+    let client = Client::new();
+    create(&client, &base, HOOKED).await;
+    let body = r#"{"who": "webhook"}"#;
+
+    // No proof, a wrong token, a wrong scheme: refused.
+    assert_eq!(
+        post(&client, &base, "hooked", body, &[]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let wrong = [("authorization", "Bearer nope".to_string())];
+    assert_eq!(
+        post(&client, &base, "hooked", body, &wrong).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let basic = [("authorization", format!("Basic {SECRET}"))];
+    assert_eq!(
+        post(&client, &base, "hooked", body, &basic).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The bearer token: the body becomes the inputs, and the run records its trigger.
+    let bearer = [("authorization", format!("Bearer {SECRET}"))];
+    let (status, created) = post(&client, &base, "hooked", body, &bearer).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    assert_eq!(created["run"]["trigger"], "webhook");
+    let id = created["run"]["id"].as_str().expect("run id");
+    let run = common::wait_finished(&client, &base, id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["inputs"], json!({ "who": "webhook" }));
+    assert_eq!(run["steps"][0]["output"], "hello webhook");
+
+    // A GitHub-style signature of the body: accepted once, then a replay.
+    let signed = [("x-hub-signature-256", sign(body.as_bytes()))];
+    let (status, created) = post(&client, &base, "hooked", body, &signed).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let (status, answer) = post(&client, &base, "hooked", body, &signed).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("already used"));
+    // The same signature on another body: the body was changed on the way.
+    let tampered = r#"{"who": "mallory"}"#;
+    let (status, answer) = post(&client, &base, "hooked", tampered, &signed).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+
+    // Timestamped signatures: fresh ones pass, stale ones are refused even when well signed.
+    let now = engine::store::now_ms() / 1000;
+    let stamped = |ts: i64, body: &str| {
+        [
+            ("x-flowscope-timestamp", ts.to_string()),
+            (
+                "x-hub-signature-256",
+                sign(format!("{ts}.{body}").as_bytes()),
+            ),
+        ]
+    };
+    let fresh = r#"{"who": "fresh"}"#;
+    let (status, answer) = post(&client, &base, "hooked", fresh, &stamped(now, fresh)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let late = r#"{"who": "late"}"#;
+    let (status, answer) = post(&client, &base, "hooked", late, &stamped(now - 3600, late)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("stale"));
+
+    // Bodies that are not the inputs: clear errors, no run.
+    let (status, answer) = post(&client, &base, "hooked", "[1, 2]", &bearer).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, answer) = post(&client, &base, "hooked", "{not json", &bearer).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, answer) = post(&client, &base, "hooked", r#"{"who": 5}"#, &bearer).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+
+    // Only the three accepted calls started runs.
+    assert_eq!(runs_of(&client, &base, "hooked", "webhook").await.len(), 3);
+
+    // Workflows without a usable webhook.
+    assert_eq!(
+        post(&client, &base, "nope", "{}", &bearer).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        post(&client, &base, "hello", "{}", &bearer).await.0,
+        StatusCode::NOT_FOUND
+    );
+    create(
+        &client,
+        &base,
+        &HOOKED
+            .replace("id: hooked", "id: open-hook")
+            .replace("{ secret: HOOK }", "{}"),
+    )
+    .await;
+    let (status, answer) = post(&client, &base, "open-hook", "{}", &bearer).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("names no secret"));
+    assert!(runs_of(&client, &base, "open-hook", "webhook")
+        .await
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_running_server_fires_its_schedules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = common::serve_with(
+        dir.path(),
+        Config {
+            scheduler: true,
+            seed_examples: false,
+            ..Config::default()
+        },
+    )
+    .await;
+    let client = Client::new();
+    // Every second (the six-field form), so the test sees fires within moments.
+    create(
+        &client,
+        &base,
+        "id: ticking\nname: Ticking\ntriggers:\n  - cron: '* * * * * *'\nsteps:\n  - id: one\n    agent: transform\n    with: { jq: '1' }\n",
+    )
+    .await;
+    let mut runs = Vec::new();
+    for _ in 0..600 {
+        runs = runs_of(&client, &base, "ticking", "cron").await;
+        if runs.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(runs.len() >= 2, "the schedule fired {} times", runs.len());
+    let finished = common::wait_finished(&client, &base, runs[0]["id"].as_str().expect("id")).await;
+    assert_eq!(finished["status"], "succeeded");
+
+    // The workflow page lists the schedule with its next fire times.
+    let page = client
+        .get(format!("{base}/workflows/ticking"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("* * * * * * (UTC)"), "the schedule is shown");
+    assert!(page.contains("next: "), "next fire times are shown");
+}
