@@ -10,6 +10,7 @@
 pub mod api;
 pub mod bench;
 pub mod bench_ui;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod health;

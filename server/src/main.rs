@@ -1,4 +1,5 @@
-//! `flowscope`: `serve` (default), `validate FILE…`, `migrate`.
+//! `flowscope`: `serve` (default), `validate FILE…`, `migrate`, `bench`, and the commands that
+//! talk to a server over the API (`apply`, `run`, `runs`, `export`; see `cli.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +14,8 @@ use flowscope::startup::{open_store, shutdown_signal, Application};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    remote: flowscope::cli::Remote,
 }
 
 #[derive(Subcommand)]
@@ -26,6 +29,38 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Create or update workflows from files on a server (a new version only when changed).
+    Apply {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Trigger a run; with --wait, follow it and exit 0 only if it succeeded.
+    Run {
+        workflow: String,
+        /// An input as name=value (JSON values are read as JSON: n=5, on=true).
+        #[arg(long = "input", short = 'i')]
+        inputs: Vec<String>,
+        /// Run this version instead of the latest.
+        #[arg(long)]
+        version: Option<i64>,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List the newest runs.
+    Runs {
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Print a workflow's saved text (the latest version unless --version).
+    Export {
+        workflow: String,
+        #[arg(long)]
+        version: Option<i64>,
+    },
     /// Measure the engine on SQLite and PostgreSQL and print a table (see BENCHMARKS.md).
     Bench {
         /// Run one shape in this process against --database and print JSON (used internally).
@@ -70,6 +105,10 @@ fn main() -> ExitCode {
 fn main_with(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Validate { files } => validate(&files),
+        command @ (Command::Apply { .. }
+        | Command::Run { .. }
+        | Command::Runs { .. }
+        | Command::Export { .. }) => client(command, &cli.remote),
         command => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
@@ -86,6 +125,46 @@ fn main_with(cli: Cli) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// The API commands: exit codes as `cli.rs` describes.
+fn client(command: Command, remote: &flowscope::cli::Remote) -> ExitCode {
+    use flowscope::cli;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let done = runtime.block_on(async {
+        match command {
+            Command::Apply { files } => cli::apply(remote, &files).await,
+            Command::Run {
+                workflow,
+                inputs,
+                version,
+                wait,
+            } => {
+                let inputs = cli::parse_inputs(&inputs)?;
+                cli::run(remote, &workflow, inputs, version, wait).await
+            }
+            Command::Runs {
+                workflow,
+                status,
+                limit,
+            } => cli::runs(remote, workflow.as_deref(), status.as_deref(), limit).await,
+            Command::Export { workflow, version } => cli::export(remote, &workflow, version).await,
+            _ => Ok(()),
+        }
+    });
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => f.exit(),
     }
 }
 

@@ -192,6 +192,8 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
         charts,
         triggers,
     } = data;
+    // Erased views keep the page's type shallow enough for the compiler's depth limit.
+    let triggers = view! { <Triggers triggers=triggers/> }.into_any();
     let charts = view! { <Charts stats=stats charts=charts/> }.into_any();
     let recent = view! { <RecentRuns runs=runs workflow_id=summary.id.clone()/> }.into_any();
     let diff = view! { <VersionDiff workflow_id=summary.id.clone() versions=versions.iter().map(|v| v.version).collect()/> }.into_any();
@@ -227,7 +229,7 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                     Some(Err(e)) => Some(view! { <ErrorNote error=e/> }.into_any()),
                 }}
             </p>
-            <Triggers triggers=triggers/>
+            {triggers}
             {charts}
             {recent}
             <div class="columns">

@@ -1,0 +1,106 @@
+//! The `flowscope` binary's API commands against a real server: apply, run (with its exit
+//! codes), runs and export.
+
+mod common;
+
+use std::process::Output;
+
+/// Runs `flowscope ARGS…` against the server at `base`.
+async fn flowscope(base: &str, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        .args(args)
+        .env("FLOWSCOPE_SERVER", base)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
+fn out(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test]
+async fn apply_run_runs_and_export_work_with_exit_codes_a_script_can_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = common::serve(dir.path()).await;
+    let file = dir.path().join("greet.yaml");
+    let v1 = "id: greet\nname: Greet\ninputs:\n  who: { type: string }\n  times: { type: integer, default: 1 }\nsteps:\n  - id: say\n    agent: transform\n    with: { jq: '\"hi \" + .inputs.who' }\n";
+    std::fs::write(&file, v1).expect("write");
+    let path = file.to_str().expect("utf-8 path");
+
+    // apply: created, then unchanged, then a new version when the file changes.
+    let o = flowscope(&base, &["apply", path]).await;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("greet created as version 1"),
+        "{}",
+        out(&o)
+    );
+    let o = flowscope(&base, &["apply", path]).await;
+    assert!(out(&o).contains("greet unchanged"), "{}", out(&o));
+    let v2 = v1.replace("name: Greet", "name: Greeter");
+    std::fs::write(&file, &v2).expect("write");
+    let o = flowscope(&base, &["apply", path]).await;
+    assert!(out(&o).contains("greet saved as version 2"), "{}", out(&o));
+
+    // An invalid file: every problem with its path, exit 1, nothing saved.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        v2.replace("needs: []", "")
+            .replace("agent: transform", "agent: nope"),
+    )
+    .expect("write");
+    let o = flowscope(&base, &["apply", bad.to_str().expect("path")]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("steps[0].agent"), "{}", out(&o));
+
+    // export prints the latest text byte for byte, or an older version.
+    let o = flowscope(&base, &["export", "greet"]).await;
+    assert_eq!(String::from_utf8_lossy(&o.stdout), v2);
+    let o = flowscope(&base, &["export", "greet", "--version", "1"]).await;
+    assert_eq!(String::from_utf8_lossy(&o.stdout), v1);
+
+    // run --wait: 0 when the run succeeds, with typed inputs from name=value.
+    let o = flowscope(
+        &base,
+        &[
+            "run", "greet", "--input", "who=cli", "-i", "times=3", "--wait",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("succeeded"), "{}", out(&o));
+    // 1 when it fails; the failed step and its error are printed.
+    let o = flowscope(&base, &["run", "always-fails", "--wait"]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("failed"), "{}", out(&o));
+    // Inputs that do not fit are refused (1) with the problem; a malformed pair is a usage
+    // error (2), and so is an unreachable server.
+    let o = flowscope(&base, &["run", "greet", "--input", "times=many"]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("times"), "{}", out(&o));
+    let o = flowscope(&base, &["run", "greet", "--input", "who"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    let o = flowscope("http://127.0.0.1:9", &["runs"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(out(&o).contains("cannot reach Flowscope"), "{}", out(&o));
+
+    // runs lists what ran, filtered by workflow.
+    let o = flowscope(&base, &["runs", "--workflow", "greet"]).await;
+    assert!(o.status.success(), "{}", out(&o));
+    let listed = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(
+        listed.lines().filter(|l| l.contains(" greet ")).count(),
+        1,
+        "{listed}"
+    );
+    assert!(listed.contains("succeeded"), "{listed}");
+    assert!(!listed.contains("always-fails"), "{listed}");
+}
