@@ -2,10 +2,18 @@ import { expect, type Page, type APIRequestContext } from '@playwright/test';
 
 // Helpers shared by the browser tests.
 
-/** Opens `path` and waits until the wasm bundle has hydrated it (an Effect marks <body>). */
+/** Opens `path` and waits until the wasm bundle has hydrated it (an Effect marks <body>).
+ *  The page's Content-Security-Policy must not have blocked anything on the way. */
 export async function openHydrated(page: Page, path: string) {
+  const blocked: string[] = [];
+  const seen = (m: { text(): string }) => {
+    if (/Content Security Policy/i.test(m.text())) blocked.push(m.text());
+  };
+  page.on('console', seen);
   await page.goto(path);
   await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  page.off('console', seen);
+  expect(blocked, 'CSP violations').toEqual([]);
 }
 
 /** Creates a workflow from YAML through the REST API. */

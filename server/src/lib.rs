@@ -13,6 +13,7 @@ pub mod bench_ui;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod guard;
 pub mod health;
 pub mod hooks;
 pub mod observe;

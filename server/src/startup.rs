@@ -187,6 +187,7 @@ pub fn router(
         .merge(crate::health::router(store.clone()))
         .merge(crate::observe::router(engine, server_metrics.clone()))
         .merge(pages)
+        .layer(axum::middleware::from_fn(crate::guard::guard))
         .layer(axum::middleware::from_fn_with_state(
             server_metrics,
             crate::observe::http_span,

@@ -238,5 +238,121 @@ async fn a_running_server_fires_its_schedules() {
         .await
         .expect("html");
     assert!(page.contains("* * * * * * (UTC)"), "the schedule is shown");
-    assert!(page.contains("next: "), "next fire times are shown");
+    let next = page.matches("<time>").count();
+    assert!(
+        next >= 3 && page.contains(" UTC</time>"),
+        "next fire times are shown"
+    );
+}
+
+#[tokio::test]
+async fn pages_carry_a_nonce_policy_and_cross_origin_writes_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = common::serve_with(
+        dir.path(),
+        Config {
+            secrets: [("HOOK".to_string(), SECRET.to_string())].into(),
+            ..common::quiet()
+        },
+    )
+    .await;
+    let client = Client::new();
+    create(&client, &base, HOOKED).await;
+
+    // A page: its policy names a nonce, and every inline script carries that nonce.
+    let page = client
+        .get(format!("{base}/workflows"))
+        .send()
+        .await
+        .expect("page");
+    let headers = page.headers().clone();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    let csp = headers["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("'wasm-unsafe-eval'"),
+        "{csp}"
+    );
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("a nonce in the policy")
+        .to_string();
+    let html = page.text().await.expect("html");
+    let scripts = html.matches("<script").count();
+    assert!(scripts > 0);
+    assert_eq!(
+        html.matches(&format!("nonce=\"{nonce}\"")).count(),
+        scripts,
+        "{html}"
+    );
+    // A new response, a new nonce.
+    let again = client
+        .get(format!("{base}/workflows"))
+        .send()
+        .await
+        .expect("page");
+    assert_ne!(
+        again.headers()["content-security-policy"],
+        headers["content-security-policy"]
+    );
+
+    // Writes from another origin (a page elsewhere posting to this hub) are refused.
+    let trigger = format!("{base}/api/v1/workflows/hello/runs");
+    let from = |origin: &str| {
+        client
+            .post(&trigger)
+            .header("origin", origin)
+            .json(&json!({ "inputs": { "who": "x" } }))
+    };
+    let refused = from("http://evil.example").send().await.expect("post");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let sneaky = client
+        .post(&trigger)
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(sneaky.status(), StatusCode::FORBIDDEN);
+    let form = client
+        .post(format!("{base}/api/trigger_run"))
+        .header("origin", "http://evil.example")
+        .form(&[("workflow_id", "hello"), ("inputs_json", "")])
+        .send()
+        .await
+        .expect("server function");
+    assert_eq!(form.status(), StatusCode::FORBIDDEN);
+    assert!(
+        runs_of(&client, &base, "hello", "").await.is_empty(),
+        "nothing ran"
+    );
+
+    // The same origin, and clients that are not browsers, may write.
+    let own = from(&base).send().await.expect("post");
+    assert_eq!(own.status(), StatusCode::ACCEPTED);
+    let plain = client
+        .post(&trigger)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(plain.status(), StatusCode::ACCEPTED);
+    // Webhooks answer to their secret, wherever the call comes from.
+    let (status, _) = post(
+        &client,
+        &base,
+        "hooked",
+        r#"{"who": "x"}"#,
+        &[
+            ("authorization", format!("Bearer {SECRET}")),
+            ("origin", "https://github.com".into()),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
 }

@@ -271,7 +271,7 @@ fn Triggers(triggers: Vec<TriggerView>) -> impl IntoView {
                             <span class="badge">{t.kind.clone()}</span>
                             <span class="mono">{t.detail}</span>
                             {(!t.next.is_empty()).then(|| view! {
-                                <span class="next-fires">"next: "
+                                <span class="next-fires"><span class="muted">"next"</span>
                                     {t.next.iter().map(|n| view! { <time>{n.clone()}</time> }).collect_view()}
                                 </span>
                             })}
