@@ -66,6 +66,8 @@ RUN apt-get update \
 WORKDIR /app
 COPY --from=builder /out/flowscope /app/flowscope
 COPY --from=builder /out/site /app/site
+# A container must listen beyond its loopback, which Flowscope refuses without sign-in unless
+# FLOWSCOPE_ALLOW_UNAUTHENTICATED=true is set at `docker run` (the compose file sets it).
 ENV LEPTOS_SITE_ROOT=/app/site \
     LEPTOS_OUTPUT_NAME=flowscope \
     FLOWSCOPE_LISTEN=0.0.0.0:3000 \

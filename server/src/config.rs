@@ -34,6 +34,9 @@ pub struct Config {
     /// Fire cron triggers from this process (every process on a database may; each
     /// occurrence fires once).
     pub scheduler: bool,
+    /// Serve on an address other than loopback although there is no sign-in (behind an
+    /// authenticating proxy, or in the compose stack's private network).
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for Config {
@@ -50,6 +53,7 @@ impl Default for Config {
             alert_token: None,
             alert_workflow: "notify-on-alert".into(),
             scheduler: true,
+            allow_unauthenticated: false,
         }
     }
 }
@@ -83,6 +87,7 @@ struct FileConfig {
     alert_token: Option<String>,
     alert_workflow: Option<String>,
     scheduler: Option<bool>,
+    allow_unauthenticated: Option<bool>,
 }
 
 impl Config {
@@ -175,6 +180,28 @@ impl Config {
             })?;
         } else if let Some(b) = file.shell_enabled {
             config.shell_enabled = b;
+        }
+        if let Some(v) = env("FLOWSCOPE_ALLOW_UNAUTHENTICATED") {
+            config.allow_unauthenticated = parse_bool(&v).ok_or_else(|| {
+                err(
+                    "FLOWSCOPE_ALLOW_UNAUTHENTICATED",
+                    format!("\"{v}\" is not true or false"),
+                )
+            })?;
+        } else if let Some(b) = file.allow_unauthenticated {
+            config.allow_unauthenticated = b;
+        }
+        // Sign-in does not exist yet: only loopback is private enough to serve without it.
+        if !config.listen.ip().is_loopback() && !config.allow_unauthenticated {
+            return Err(err(
+                "FLOWSCOPE_LISTEN",
+                format!(
+                    "{} would serve the hub to the network, and Flowscope has no sign-in yet; \
+                     bind 127.0.0.1, or set FLOWSCOPE_ALLOW_UNAUTHENTICATED=true behind an \
+                     authenticating proxy or on a private network",
+                    config.listen
+                ),
+            ));
         }
         if let Some(v) = env("FLOWSCOPE_SCHEDULER") {
             config.scheduler = parse_bool(&v).ok_or_else(|| {
@@ -286,6 +313,20 @@ mod tests {
         assert_eq!(short.setting, "FLOWSCOPE_ALERT_TOKEN");
         let blank = from(&[("FLOWSCOPE_ALERT_WORKFLOW", " ")]).expect_err("blank");
         assert_eq!(blank.setting, "FLOWSCOPE_ALERT_WORKFLOW");
+    }
+
+    #[test]
+    fn serving_beyond_loopback_without_sign_in_needs_saying_so() {
+        let e = from(&[("FLOWSCOPE_LISTEN", "0.0.0.0:3000")]).expect_err("refused");
+        assert_eq!(e.setting, "FLOWSCOPE_LISTEN");
+        assert!(e.message.contains("no sign-in"), "{e}");
+        let c = from(&[
+            ("FLOWSCOPE_LISTEN", "0.0.0.0:3000"),
+            ("FLOWSCOPE_ALLOW_UNAUTHENTICATED", "true"),
+        ])
+        .expect("allowed when said");
+        assert!(c.allow_unauthenticated);
+        assert!(from(&[("FLOWSCOPE_LISTEN", "[::1]:3000")]).is_ok());
     }
 
     #[test]

@@ -120,6 +120,24 @@ fn compose_pins_images_checks_health_and_keeps_state_in_named_volumes() {
 }
 
 #[test]
+fn the_compose_settings_start_flowscope() {
+    let compose = read_yaml("docker-compose.yml");
+    let env: std::collections::HashMap<String, String> = compose["services"]["flowscope"]
+        ["environment"]
+        .as_mapping()
+        .expect("flowscope's environment as a mapping")
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+        .collect();
+    let config = Config::from_sources(|k| env.get(k).cloned())
+        .unwrap_or_else(|e| panic!("the compose file's settings do not start Flowscope: {e}"));
+    assert!(
+        !config.listen.ip().is_loopback(),
+        "reachable by the other services"
+    );
+}
+
+#[test]
 fn receivers_listen_on_every_interface_and_signals_reach_their_stores() {
     let collector = read_yaml("otel-collector.yml");
     let otlp = &collector["receivers"]["otlp"]["protocols"];
