@@ -25,6 +25,8 @@ pub struct Application {
     engine: Engine,
     /// Stops the cron scheduler (when this process runs one) at shutdown.
     scheduler: tokio_util::sync::CancellationToken,
+    /// Held while this process serves an SQLite file (see [`open_store`]).
+    _lock: Option<std::fs::File>,
 }
 
 impl Application {
@@ -33,7 +35,7 @@ impl Application {
         config: &Config,
         leptos_options: LeptosOptions,
     ) -> anyhow::Result<Application> {
-        let store = open_store(config).await?;
+        let (store, lock) = open_store(config).await?;
         let engine_config = EngineConfig {
             secrets: config.secrets.clone(),
             agents: engine::agents::AgentSettings {
@@ -71,6 +73,7 @@ impl Application {
             store,
             engine,
             scheduler,
+            _lock: lock,
         })
     }
 
@@ -120,8 +123,17 @@ impl Application {
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Connects to the configured database, applies migrations and seeds the examples.
-pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+///
+/// An SQLite file is one process's: two engines on it would each resume and run the other's
+/// runs. So the process takes an exclusive lock on `<file>.lock`, held as long as the
+/// returned file is, and a second process is refused with a message. The lock goes with the
+/// process, however it ends. PostgreSQL is shared by design and takes no lock.
+pub async fn open_store(config: &Config) -> anyhow::Result<(Store, Option<std::fs::File>)> {
     let shown = redact_url(&config.database_url);
+    let lock = match engine::store::sqlite_file(&config.database_url) {
+        Some(file) => Some(lock_sqlite(&file)?),
+        None => None,
+    };
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| {
@@ -143,7 +155,36 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
             );
         }
     }
-    Ok(store)
+    Ok((store, lock))
+}
+
+/// Takes the exclusive lock of an SQLite file's `<file>.lock`, creating its folder first.
+fn lock_sqlite(file: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create folder {}", dir.display()))?;
+    }
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another Flowscope process is using {} (it holds {}); SQLite serves one process. \
+             Stop the other one, or use PostgreSQL (FLOWSCOPE_DATABASE_URL=postgres://…) to run several",
+            file.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 /// The whole HTTP surface: pages (SSR + server functions), REST API, health, static files.

@@ -210,3 +210,39 @@ async fn sigterm_shuts_down_cleanly_and_the_next_start_resumes_the_run() {
     child.kill().expect("kill");
     assert_eq!(final_status, "succeeded");
 }
+
+/// One SQLite file, one process: a second is refused with a message that says why and what to
+/// do, and once the first is killed the file can be served again.
+#[test]
+fn a_second_process_on_the_same_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("one.db").display());
+    let mut first = start(&url);
+    let second = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        .env("FLOWSCOPE_DATABASE_URL", &url)
+        .env("FLOWSCOPE_LISTEN", "127.0.0.1:0")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run a second flowscope");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("another Flowscope process is using"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("PostgreSQL"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // `migrate` is refused too while the file is served.
+    let migrate = Command::new(env!("CARGO_BIN_EXE_flowscope"))
+        .arg("migrate")
+        .env("FLOWSCOPE_DATABASE_URL", &url)
+        .output()
+        .expect("run migrate");
+    assert!(!migrate.status.success());
+
+    first.child.kill().expect("kill");
+    first.child.wait().expect("reap");
+    let mut again = start(&url);
+    again.child.kill().expect("kill");
+    let _ = again.child.wait();
+}

@@ -275,6 +275,18 @@ impl Store {
     }
 }
 
+/// The file of a `sqlite:` URL (none for other URLs and in-memory databases).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let path = SqliteConnectOptions::from_str(url)
+        .ok()?
+        .get_filename()
+        .to_path_buf();
+    (path != Path::new(":memory:") && !path.as_os_str().is_empty()).then_some(path)
+}
+
 async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
     let bad = |reason: String| StoreError::BadUrl {
         url: url.to_string(),
