@@ -483,6 +483,98 @@ async fn an_http_step_parses_json_bodies_and_fails_on_an_unreachable_host() {
     );
 }
 
+/// Cloud metadata stays out of reach: a link-local address written in a URL (in any form), a
+/// redirect there, and a notify or llm endpoint there are refused; ordinary redirects work.
+#[tokio::test]
+async fn agents_never_reach_link_local_addresses_and_http_keeps_to_allowed_hosts() {
+    use axum::response::Redirect;
+    let addr = serve(
+        Router::new()
+            .route("/ok", get(|| async { Json(json!({ "ok": true })) }))
+            .route("/hop", get(|| async { Redirect::temporary("/ok") }))
+            .route(
+                "/meta",
+                get(|| async { Redirect::temporary("http://169.254.169.254/latest/meta-data/") }),
+            ),
+    )
+    .await;
+    let h = harness().await;
+    h.add(&format!(
+        "id: egress
+steps:
+         - {{id: direct, agent: http, with: {{url: 'http://169.254.169.254/latest/meta-data/'}}}}
+         - {{id: decimal, agent: http, with: {{url: 'http://2852039166/'}}}}
+         - {{id: ipv6, agent: http, with: {{url: 'http://[fe80::1]/'}}}}
+         - {{id: redirected, agent: http, with: {{url: 'http://{addr}/meta'}}}}
+         - {{id: hop, agent: http, with: {{url: 'http://{addr}/hop'}}}}
+         - {{id: hook, agent: notify, with: {{webhook_url: 'http://169.254.169.254/hook', text: hi}}}}
+"
+    ))
+    .await;
+    let d = h.run("egress", json!({})).await;
+    for id in ["direct", "decimal", "ipv6", "hook"] {
+        let step = step_of(&d, id);
+        assert_eq!(
+            step.error_kind.as_deref(),
+            Some("http_refused"),
+            "{id}: {step:?}"
+        );
+        assert!(
+            step.error_message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("link-local"),
+            "{id}: {step:?}"
+        );
+    }
+    let redirected = step_of(&d, "redirected");
+    assert_eq!(redirected.status, StepStatus::Failed);
+    assert!(
+        redirected
+            .error_message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("redirect refused"),
+        "{redirected:?}"
+    );
+    assert_eq!(
+        step_of(&d, "hop")
+            .output
+            .as_ref()
+            .map(|o| o["body"].clone()),
+        Some(json!({ "ok": true }))
+    );
+
+    // With an allow-list, only those hosts.
+    let listed = harness_with(EngineConfig {
+        agents: engine::agents::AgentSettings {
+            http_allowed_hosts: Some(vec!["localhost".into()]),
+            ..Default::default()
+        },
+        ..EngineConfig::default()
+    })
+    .await;
+    let port = addr.port();
+    listed
+        .add(&format!(
+            "id: listed
+steps:
+             - {{id: named, agent: http, with: {{url: 'http://localhost:{port}/ok'}}}}
+             - {{id: other, agent: http, with: {{url: 'http://127.0.0.1:{port}/ok'}}}}
+"
+        ))
+        .await;
+    let d = listed.run("listed", json!({})).await;
+    assert_eq!(step_of(&d, "named").status, StepStatus::Succeeded, "{d:?}");
+    let other = step_of(&d, "other");
+    assert_eq!(other.error_kind.as_deref(), Some("http_refused"));
+    assert!(other
+        .error_message
+        .as_deref()
+        .unwrap_or_default()
+        .contains("not among the allowed hosts"));
+}
+
 /// A process that dies mid-run: its runtime is dropped with the run half done (as a kill
 /// would leave it), and a new engine on the same database finishes the run without running
 /// the finished step again.

@@ -37,6 +37,9 @@ pub struct Config {
     /// Serve on an address other than loopback although there is no sign-in (behind an
     /// authenticating proxy, or in the compose stack's private network).
     pub allow_unauthenticated: bool,
+    /// Hosts the `http` agent may call (`*.example.com` for subdomains); none: any host that
+    /// is not link-local.
+    pub http_allowed_hosts: Option<Vec<String>>,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Default for Config {
             alert_workflow: "notify-on-alert".into(),
             scheduler: true,
             allow_unauthenticated: false,
+            http_allowed_hosts: None,
         }
     }
 }
@@ -88,6 +92,7 @@ struct FileConfig {
     alert_workflow: Option<String>,
     scheduler: Option<bool>,
     allow_unauthenticated: Option<bool>,
+    http_allowed_hosts: Option<String>,
 }
 
 impl Config {
@@ -202,6 +207,29 @@ impl Config {
                     config.listen
                 ),
             ));
+        }
+        if let Some((setting, v)) = env("FLOWSCOPE_HTTP_ALLOWED_HOSTS")
+            .map(|v| ("FLOWSCOPE_HTTP_ALLOWED_HOSTS", v))
+            .or(file.http_allowed_hosts.map(|v| ("http_allowed_hosts", v)))
+        {
+            let hosts: Vec<String> = v
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect();
+            if let Some(bad) = hosts.iter().find(|h| {
+                let name = h.strip_prefix("*.").unwrap_or(h);
+                name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            }) {
+                return Err(err(
+                    setting,
+                    format!("\"{bad}\" is not a host name (e.g. api.example.com or *.example.com)"),
+                ));
+            }
+            config.http_allowed_hosts = Some(hosts);
         }
         if let Some(v) = env("FLOWSCOPE_SCHEDULER") {
             config.scheduler = parse_bool(&v).ok_or_else(|| {
@@ -327,6 +355,24 @@ mod tests {
         .expect("allowed when said");
         assert!(c.allow_unauthenticated);
         assert!(from(&[("FLOWSCOPE_LISTEN", "[::1]:3000")]).is_ok());
+    }
+
+    #[test]
+    fn allowed_hosts_are_a_comma_separated_list_of_names() {
+        let c = from(&[(
+            "FLOWSCOPE_HTTP_ALLOWED_HOSTS",
+            "API.example.com, *.internal,",
+        )])
+        .expect("ok");
+        assert_eq!(
+            c.http_allowed_hosts,
+            Some(vec![
+                "api.example.com".to_string(),
+                "*.internal".to_string()
+            ])
+        );
+        let e = from(&[("FLOWSCOPE_HTTP_ALLOWED_HOSTS", "https://x/")]).expect_err("bad");
+        assert_eq!(e.setting, "FLOWSCOPE_HTTP_ALLOWED_HOSTS");
     }
 
     #[test]

@@ -41,6 +41,7 @@ impl Application {
             agents: engine::agents::AgentSettings {
                 llm_prices: config.llm_prices.clone(),
                 shell_enabled: config.shell_enabled,
+                http_allowed_hosts: config.http_allowed_hosts.clone(),
                 ..Default::default()
             },
             ..EngineConfig::default()

@@ -7,7 +7,10 @@ use super::{string_field, Agent, AgentContext, AgentError, AgentFuture};
 /// Response bodies beyond this are cut (the stored output would be truncated anyway).
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-pub struct Http;
+pub struct Http {
+    /// See [`super::egress`].
+    pub allowed_hosts: Option<Vec<String>>,
+}
 
 impl Agent for Http {
     fn run<'a>(&'a self, ctx: &'a AgentContext, with: &'a Map<String, Value>) -> AgentFuture<'a> {
@@ -17,7 +20,11 @@ impl Agent for Http {
             let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| {
                 AgentError::config(format!("method: \"{method}\" is not an HTTP method"))
             })?;
-            let mut request = ctx.http.request(method.clone(), url);
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|e| AgentError::config(format!("url: \"{url}\" is not a URL ({e})")))?;
+            super::egress::check_url(&parsed, self.allowed_hosts.as_deref())
+                .map_err(|why| AgentError::new("http_refused", why))?;
+            let mut request = ctx.http.request(method.clone(), parsed);
             if let Some(headers) = with.get("headers").and_then(Value::as_object) {
                 for (name, value) in headers {
                     request = request.header(name.as_str(), value.as_str().unwrap_or_default());
@@ -31,7 +38,9 @@ impl Agent for Http {
             ctx.log(format!("{method} {url}"));
             let response = super::send_traced(request, method.as_str(), url)
                 .await
-                .map_err(|e| AgentError::request(&e, format!("{method} {url}: {e}")))?;
+                .map_err(|e| {
+                    AgentError::request(&e, format!("{method} {url}: {}", super::describe(&e)))
+                })?;
             let status = response.status().as_u16();
             let headers: Map<String, Value> = response
                 .headers()

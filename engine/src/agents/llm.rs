@@ -72,6 +72,7 @@ impl Llm {
     fn chat<'a>(&'a self, ctx: &'a AgentContext, with: &'a Map<String, Value>) -> AgentFuture<'a> {
         Box::pin(async move {
             let base = string_field(with, "base_url")?.trim_end_matches('/');
+            super::egress::refuse_metadata(base)?;
             let model = string_field(with, "model")?;
             let mut messages = match (
                 with.get("messages"),

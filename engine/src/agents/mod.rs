@@ -6,6 +6,7 @@
 //! (with `kill_on_drop`) kills child processes. Agents only do their work.
 
 mod delay;
+pub mod egress;
 mod http;
 pub mod jq;
 pub mod llm;
@@ -52,6 +53,22 @@ impl AgentError {
     pub fn config(message: impl Into<String>) -> Self {
         AgentError::new("invalid_config", message)
     }
+}
+
+/// An error with its causes, `outer: inner: innermost`: reqwest's own text ("error sending
+/// request") alone does not say what went wrong.
+pub(crate) fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// What an agent may use besides its config.
@@ -183,6 +200,9 @@ pub struct AgentSettings {
     pub shell_enabled: bool,
     /// The server's environment variables a `shell` child inherits.
     pub shell_inherit_env: Vec<String>,
+    /// Hosts the `http` agent may call (`*.example.com` for subdomains); none: any host that
+    /// is not link-local (see [`egress`]).
+    pub http_allowed_hosts: Option<Vec<String>>,
 }
 
 impl Default for AgentSettings {
@@ -191,6 +211,7 @@ impl Default for AgentSettings {
             llm_prices: HashMap::new(),
             shell_enabled: false,
             shell_inherit_env: vec!["PATH".into(), "HOME".into(), "LANG".into()],
+            http_allowed_hosts: None,
         }
     }
 }
@@ -208,7 +229,12 @@ impl Registry {
         agents.insert("simulate", Arc::new(simulate::Simulate));
         agents.insert("transform", Arc::new(transform::Transform::default()));
         agents.insert("delay", Arc::new(delay::Delay));
-        agents.insert("http", Arc::new(http::Http));
+        agents.insert(
+            "http",
+            Arc::new(http::Http {
+                allowed_hosts: settings.http_allowed_hosts.clone(),
+            }),
+        );
         agents.insert("notify", Arc::new(notify::Notify));
         agents.insert(
             "llm",

@@ -10,6 +10,7 @@ impl Agent for Notify {
     fn run<'a>(&'a self, ctx: &'a AgentContext, with: &'a Map<String, Value>) -> AgentFuture<'a> {
         Box::pin(async move {
             let url = string_field(with, "webhook_url")?;
+            super::egress::refuse_metadata(url)?;
             let text = string_field(with, "text")?;
             let mut payload = json!({ "text": text });
             if let Some(blocks) = with.get("blocks") {

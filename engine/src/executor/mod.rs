@@ -162,8 +162,13 @@ impl Engine {
     /// Starts the engine on `store` and resumes every unfinished run.
     pub async fn start(store: Store, config: EngineConfig) -> Result<Engine, EngineError> {
         let (events, _) = broadcast::channel(8192);
+        // Never towards link-local (cloud metadata) addresses: see agents/egress.rs.
         let http = reqwest::Client::builder()
             .user_agent(concat!("flowscope/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(crate::agents::egress::GuardedResolver))
+            .redirect(crate::agents::egress::redirect_policy(
+                config.agents.http_allowed_hosts.clone(),
+            ))
             .build()
             .map_err(|e| EngineError::Journal(format!("cannot build the HTTP client: {e}")))?;
         let mut secret_values: Vec<String> = config
