@@ -1,4 +1,4 @@
-// Browser tests against a real Flowscope (debug build from `cargo leptos build`) on a fresh
+// Browser tests against a real Flowscope (debug build from `cargo leptos build --split`) on a fresh
 // SQLite database, driven through Debian's Chromium: no browser is downloaded.
 import { defineConfig } from '@playwright/test';
 import * as os from 'os';
@@ -8,8 +8,10 @@ import * as fs from 'fs';
 const port = Number(process.env.E2E_PORT ?? 3917);
 const otlpPort = port + 1;
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowscope-e2e-'));
-// The server binary as `cargo leptos build` left it (honours a custom CARGO_TARGET_DIR).
+// The server binary as `cargo leptos build --split` left it (honours a custom CARGO_TARGET_DIR).
+// E2E_PROFILE=release runs the suite against `cargo leptos build --release --split`.
 const targetDir = process.env.CARGO_TARGET_DIR ?? 'target';
+const profile = process.env.E2E_PROFILE ?? 'debug';
 
 export default defineConfig({
   testDir: './tests',
@@ -30,7 +32,7 @@ export default defineConfig({
     url: `http://127.0.0.1:${otlpPort}/`,
     reuseExistingServer: false,
   }, {
-    command: `${targetDir}/debug/flowscope serve`,
+    command: `${targetDir}/${profile}/flowscope serve`,
     cwd: '..',
     url: `http://127.0.0.1:${port}/readyz`,
     reuseExistingServer: false,

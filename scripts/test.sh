@@ -15,8 +15,9 @@ echo "== Rust tests (engine, app, server; store tests on SQLite and PostgreSQL)"
 cargo test --workspace --no-fail-fast
 
 # After the tests: the browser tests need the server binary exactly as cargo-leptos builds it.
-echo "== build (debug): server + wasm bundle + CSS"
-cargo leptos build
+echo "== build (debug): server + wasm bundle (split: the builder is a lazily loaded chunk) + CSS"
+# --split is not optional once routes are lazy: unsplit, the bundle's JS imports a placeholder.
+cargo leptos build --split
 
 echo "== browser tests (Chromium)"
 (cd end2end && npx playwright test)

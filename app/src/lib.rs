@@ -17,7 +17,7 @@ pub mod routes;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Redirect, Route, Router, Routes};
-use leptos_router::{path, SsrMode};
+use leptos_router::{lazy_route, path, Lazy, LazyRoute, SsrMode};
 
 /// The policy of every page: scripts only from this server and the inline ones carrying the
 /// response's nonce (hydration and streaming), the wasm bundle compiled, styles from this
@@ -80,8 +80,8 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=routes::not_found::NotFound>
                     <Route path=path!("/") view=|| view! { <Redirect path="/workflows"/> }/>
                     <Route path=path!("/workflows") view=routes::workflows::WorkflowsPage/>
-                    <Route path=path!("/workflows/new") view=routes::builder::NewWorkflowPage/>
-                    <Route path=path!("/workflows/:id/edit") view=routes::builder::EditWorkflowPage/>
+                    <Route path=path!("/workflows/new") view={Lazy::<NewBuilder>::new()}/>
+                    <Route path=path!("/workflows/:id/edit") view={Lazy::<EditBuilder>::new()}/>
                     // Async: the status (404 for an unknown id) is known before headers go out.
                     <Route path=path!("/workflows/:id") view=routes::workflow::WorkflowPage ssr=SsrMode::Async/>
                     <Route path=path!("/runs") view=routes::runs::RunsPage/>
@@ -92,10 +92,45 @@ pub fn App() -> impl IntoView {
     }
 }
 
+// The builder (forms, YAML, the template checker, validation) is the largest part of the
+// bundle and the least visited: in a release build split with `--split` it is a chunk of its
+// own, fetched when a builder page is opened.
+
+/// `/workflows/new`, lazily loaded.
+#[derive(Clone)]
+pub struct NewBuilder;
+
+#[lazy_route]
+impl LazyRoute for NewBuilder {
+    fn data() -> Self {
+        NewBuilder
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <routes::builder::NewWorkflowPage/> }.into_any()
+    }
+}
+
+/// `/workflows/:id/edit`, lazily loaded.
+#[derive(Clone)]
+pub struct EditBuilder;
+
+#[lazy_route]
+impl LazyRoute for EditBuilder {
+    fn data() -> Self {
+        EditBuilder
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <routes::builder::EditWorkflowPage/> }.into_any()
+    }
+}
+
 /// The browser entry point, called by the hydration script.
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    // Hydrates asynchronously: a lazily loaded route's chunk arrives before its part hydrates.
+    leptos::mount::hydrate_lazy(App);
 }

@@ -107,3 +107,16 @@ test('a one-step workflow is created with the keyboard alone', async ({ page, re
   expect(saved.status()).toBe(200);
   expect(await saved.text()).toContain('latency: 5ms');
 });
+
+test('the builder opens from the list without a page load and checks as you type', async ({ page }) => {
+  // In a --split release build this fetches the builder's own chunk on the way.
+  await openHydrated(page, '/workflows');
+  await page.evaluate(() => { (window as unknown as { marker: number }).marker = 1; });
+  await page.getByRole('link', { name: 'New workflow' }).click();
+  await expect(page).toHaveURL(/\/workflows\/new$/);
+  await page.getByRole('tab', { name: 'YAML' }).click();
+  await page.getByLabel('Workflow YAML').fill(`id: e2e-nav-${tag}\nsteps:\n- id: a\n  agent: nope\n`);
+  await expect(page.getByRole('alert')).toContainText('steps[0].agent');
+  // Still the same document: the router navigated, the browser did not reload.
+  expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(1);
+});
