@@ -10,7 +10,7 @@ export PATH="$HOME/.cargo/bin:$PWD/.tools/node_modules/.bin:$PATH"
 # Release only, and for server and bundle alike, so the two render the same markup; debug
 # builds stay unerased to match the server `cargo test` builds (see Cargo.toml).
 # --split: the builder's code is a chunk of its own, fetched when a builder page opens, so
-# every other page loads 482 KB of wasm (gzipped) instead of 761 KB.
+# every other page loads 482 KB of wasm (gzipped) instead of 763 KB.
 RUSTFLAGS="${RUSTFLAGS:-} --cfg erase_components" cargo leptos build --release --split
 echo "Starting Flowscope on http://${FLOWSCOPE_LISTEN:-127.0.0.1:3000}"
 LEPTOS_SITE_ROOT=target/site exec target/release/flowscope serve
