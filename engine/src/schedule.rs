@@ -24,7 +24,8 @@ use crate::store::ScheduleRow;
 /// The most missed occurrences one schedule fires after downtime (with `catch_up`).
 pub const MAX_CATCH_UP: usize = 100;
 
-/// How often workflows are re-read for new, edited or removed schedules.
+/// How often workflows are re-read for schedules saved by other processes (this process's
+/// saves wake the scheduler at once).
 pub const RESYNC: Duration = Duration::from_secs(15);
 
 /// How long fired occurrences and webhook signatures are remembered.
@@ -244,8 +245,8 @@ impl Scheduler {
         Ok(tick)
     }
 
-    /// Ticks on the wall clock until `stop` is cancelled: at each stored occurrence, and at
-    /// least every [`RESYNC`] to see saved workflows.
+    /// Ticks on the wall clock until `stop` is cancelled: at each stored occurrence, when this
+    /// process saves a workflow, and at least every [`RESYNC`] (for other processes' saves).
     pub async fn run(mut self, stop: tokio_util::sync::CancellationToken) {
         loop {
             let now = crate::store::now_ms();
@@ -260,9 +261,12 @@ impl Scheduler {
                     RESYNC
                 }
             };
+            let store = self.engine.store().clone();
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}
+                // A workflow saved here: its schedule (and next fire times) count from now.
+                _ = store.workflows_changed() => {}
             }
         }
     }

@@ -230,6 +230,35 @@ async fn edits_take_effect_without_firing_and_removed_schedules_stop() {
     assert_eq!(cron_runs(&store, "edited").await, 0);
 }
 
+#[tokio::test]
+async fn saving_archiving_and_restoring_wake_the_scheduler() {
+    use futures::FutureExt;
+    let (store, _dir) = sqlite().await;
+    assert!(
+        store.workflows_changed().now_or_never().is_none(),
+        "nothing changed yet"
+    );
+    add(&store, &workflow("woken", "cron: '0 2 * * *'")).await;
+    assert!(
+        store.workflows_changed().now_or_never().is_some(),
+        "a new workflow"
+    );
+    assert!(
+        store.workflows_changed().now_or_never().is_none(),
+        "one wake per change"
+    );
+    add(&store, &workflow("woken", "cron: '0 3 * * *'")).await;
+    assert!(
+        store.workflows_changed().now_or_never().is_some(),
+        "a new version"
+    );
+    store.set_archived("woken", true).await.expect("archive");
+    assert!(
+        store.workflows_changed().now_or_never().is_some(),
+        "archived"
+    );
+}
+
 #[test]
 fn schedules_read_in_their_time_zone_across_daylight_saving() {
     let def = CronDef::Full(CronFull {

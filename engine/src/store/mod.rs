@@ -137,6 +137,9 @@ pub struct Store {
     db: Db,
     /// Set once this process has applied (or found applied) every migration: `/readyz` reads it.
     migrated: Arc<AtomicBool>,
+    /// Woken when this process saves, archives or restores a workflow: the scheduler rereads
+    /// schedules at once instead of at its next resync.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
@@ -181,10 +184,21 @@ impl Store {
         Ok(Store {
             db,
             migrated: Arc::new(AtomicBool::new(false)),
+            changed: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
     /// Applies pending migrations (append-only files under `engine/migrations/<backend>/`).
+    /// Completes after the next workflow change this process makes (or one already made
+    /// since the last wait).
+    pub async fn workflows_changed(&self) {
+        self.changed.notified().await
+    }
+
+    fn mark_changed(&self) {
+        self.changed.notify_one();
+    }
+
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.db {
             Db::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,

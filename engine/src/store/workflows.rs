@@ -153,6 +153,7 @@ impl Store {
                 .await?;
             tx.commit().await?;
         });
+        self.mark_changed();
         Ok(VersionInfo {
             workflow_id: id,
             version: 1,
@@ -196,6 +197,7 @@ impl Store {
             tx.commit().await?;
             version
         });
+        self.mark_changed();
         Ok(VersionInfo {
             workflow_id: id,
             version,
@@ -278,6 +280,7 @@ impl Store {
         if updated == 0 {
             return Err(StoreError::NotFound(id.to_string()));
         }
+        self.mark_changed();
         self.workflow(id).await
     }
 
