@@ -99,10 +99,7 @@ async fn hook(
             }
         },
     };
-    let traceparent = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let traceparent = crate::api::traceparent(&headers);
     let run = engine
         .trigger(TriggerRequest {
             workflow_id: id,

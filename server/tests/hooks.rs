@@ -78,8 +78,8 @@ async fn post(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-#[tokio::test]
-async fn webhooks_start_runs_only_for_callers_who_prove_the_secret() {
+/// A server whose `HOOK` secret is [`SECRET`], with the `hooked` workflow created.
+async fn serve_hooked() -> (tempfile::TempDir, String, Client) {
     let dir = tempfile::tempdir().expect("tempdir");
     let base = common::serve_with(
         dir.path(),
@@ -91,6 +91,12 @@ async fn webhooks_start_runs_only_for_callers_who_prove_the_secret() {
     .await;
     let client = Client::new();
     create(&client, &base, HOOKED).await;
+    (dir, base, client)
+}
+
+#[tokio::test]
+async fn webhooks_start_runs_only_for_callers_who_prove_the_secret() {
+    let (_dir, base, client) = serve_hooked().await;
     let body = r#"{"who": "webhook"}"#;
 
     // No proof, a wrong token, a wrong scheme: refused.
@@ -247,17 +253,7 @@ async fn a_running_server_fires_its_schedules() {
 
 #[tokio::test]
 async fn pages_carry_a_nonce_policy_and_cross_origin_writes_are_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = common::serve_with(
-        dir.path(),
-        Config {
-            secrets: [("HOOK".to_string(), SECRET.to_string())].into(),
-            ..common::quiet()
-        },
-    )
-    .await;
-    let client = Client::new();
-    create(&client, &base, HOOKED).await;
+    let (_dir, base, client) = serve_hooked().await;
 
     // A page: its policy names a nonce, and every inline script carries that nonce.
     let page = client

@@ -24,6 +24,15 @@ pub struct ApiState {
     pub alerts: alerts::AlertIntake,
 }
 
+/// The caller's `traceparent` header, for a run it triggers (the engine prefers the current
+/// request span, which continues it, when telemetry is on).
+pub(crate) fn traceparent(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 /// Every `/api/v1` route; unknown paths under it answer a JSON 404.
 pub fn router(state: ApiState) -> Router {
     Router::new()

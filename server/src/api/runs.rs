@@ -62,10 +62,7 @@ async fn trigger(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let body: TriggerBody = json_body(&headers, &body)?;
-    let traceparent = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let traceparent = crate::api::traceparent(&headers);
     let run = engine
         .trigger(TriggerRequest {
             workflow_id: id,
