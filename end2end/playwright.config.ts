@@ -7,6 +7,9 @@ import * as fs from 'fs';
 
 const port = Number(process.env.E2E_PORT ?? 3917);
 const otlpPort = port + 1;
+// A second Flowscope with sign-in on (its admin created from the environment).
+const authPort = port + 2;
+export const authBase = `http://127.0.0.1:${authPort}`;
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowscope-e2e-'));
 // The server binary as `cargo leptos build --split` left it (honours a custom CARGO_TARGET_DIR).
 // E2E_PROFILE=release runs the suite against `cargo leptos build --release --split`.
@@ -50,6 +53,22 @@ export default defineConfig({
       // Spans are exported (to otlp-sink.mjs), so every run and attempt has its span ids.
       OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${otlpPort}`,
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+    },
+  }, {
+    command: `${targetDir}/${profile}/flowscope serve`,
+    cwd: '..',
+    url: `http://127.0.0.1:${authPort}/readyz`,
+    reuseExistingServer: false,
+    stdout: 'pipe',
+    env: {
+      FLOWSCOPE_LISTEN: `127.0.0.1:${authPort}`,
+      FLOWSCOPE_DATABASE_URL: `sqlite://${dataDir}/auth/e2e.db`,
+      LEPTOS_SITE_ROOT: 'target/site',
+      RUST_LOG: 'warn',
+      FLOWSCOPE_SCHEDULER: 'false',
+      FLOWSCOPE_AUTH: 'true',
+      FLOWSCOPE_ADMIN_USER: 'admin',
+      FLOWSCOPE_ADMIN_PASSWORD: 'e2e-admin-password',
     },
   }],
 });

@@ -767,6 +767,7 @@ mod render {
                 workflow_version: 1,
                 status,
                 trigger: "api".into(),
+                actor: None,
                 parent_run_id: None,
                 error: None,
                 created_at: start,

@@ -28,11 +28,8 @@ pub fn TopNav() -> impl IntoView {
                 <a href="/workflows" aria-current=current("/workflows")>"Workflows"</a>
                 <a href="/runs" aria-current=current("/runs")>"Runs"</a>
             </nav>
-            // Said on every page until sign-in exists (the server refuses a public address
-            // unless FLOWSCOPE_ALLOW_UNAUTHENTICATED says so).
-            <span class="open-access" title="Sign-in is not built yet: anyone who can reach this address can use the hub">
-                "No sign-in"
-            </span>
+            // The user and sign-out, or "No sign-in" on every page when sign-in is off.
+            <crate::auth::UserMenu/>
         </header>
     }
 }

@@ -40,7 +40,7 @@ impl From<engine::store::StoreError> for AppError {
             E::NotFound(_) | E::VersionNotFound { .. } | E::RunNotFound(_) => {
                 AppError::NotFound(e.to_string())
             }
-            E::AlreadyExists(_) => AppError::Invalid(e.to_string()),
+            E::AlreadyExists(_) | E::Refused(_) => AppError::Invalid(e.to_string()),
             other => {
                 // Logged once here, where it is turned into a generic answer.
                 leptos::logging::error!("server function failed: {other}");

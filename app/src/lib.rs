@@ -9,6 +9,7 @@
 //! Server-only code sits behind the `ssr` feature; the browser bundle (`hydrate`) never
 //! compiles the database or tokio.
 
+pub mod auth;
 pub mod charts;
 pub mod components;
 pub mod error;
@@ -65,6 +66,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    provide_context(auth::Me(Resource::new(|| (), |_| auth::whoami())));
     // Effects run only in the browser, after hydration: tests wait for this marker.
     Effect::new(move |_| {
         if let Some(body) = document().body() {
@@ -86,6 +88,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/workflows/:id") view=routes::workflow::WorkflowPage ssr=SsrMode::Async/>
                     <Route path=path!("/runs") view=routes::runs::RunsPage/>
                     <Route path=path!("/runs/:id") view=routes::run::RunPage ssr=SsrMode::Async/>
+                    <Route path=path!("/login") view=auth::LoginPage/>
+                    <Route path=path!("/setup") view=auth::SetupPage/>
+                    <Route path=path!("/settings") view=auth::SettingsPage/>
                 </Routes>
             </main>
         </Router>

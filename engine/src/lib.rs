@@ -1,5 +1,6 @@
 //! Flowscope's domain, free of HTTP and UI.
 //!
+//! - [`access`]: roles and principals (who may do what).
 //! - [`model`]: the workflow file format, parsing and validation ([`model::Workflow`]).
 //! - [`catalog`]: the built-in agents and the schema of their config.
 //! - [`examples`]: the example workflows seeded into an empty database.
@@ -10,11 +11,14 @@
 //! - `store` (feature `runtime`): persistence on SQLite or PostgreSQL with sqlx.
 //! - `executor` (feature `runtime`): the durable engine that runs workflows.
 //! - `agents` (feature `runtime`): the built-in agents, one file each.
+//! - `vault` (feature `runtime`): secrets sealed at rest, password and token hashing.
+//! - `webhook` (feature `webhook`, part of `runtime`): a webhook call's proof and payload.
 //! - `schedule` (feature `runtime`): cron triggers, fired once across processes.
 //!
 //! Without the `runtime` feature this crate compiles to wasm, so the builder in the browser
 //! validates with exactly the rules the server applies.
 
+pub mod access;
 #[cfg(feature = "runtime")]
 pub mod agents;
 pub mod catalog;
@@ -31,3 +35,7 @@ pub mod schedule;
 pub mod store;
 #[cfg(feature = "runtime")]
 pub mod telemetry;
+#[cfg(feature = "runtime")]
+pub mod vault;
+#[cfg(feature = "webhook")]
+pub mod webhook;

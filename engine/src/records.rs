@@ -137,6 +137,9 @@ pub struct RunSummary {
     pub status: RunStatus,
     /// What started it: manual, api, cron, webhook, retry, alert.
     pub trigger: String,
+    /// Who started it, when a person or API token did (`alice`, `token:ci`).
+    #[serde(default)]
+    pub actor: Option<String>,
     /// The run this one retries, if any.
     pub parent_run_id: Option<String>,
     pub error: Option<String>,
@@ -149,6 +152,16 @@ pub struct RunSummary {
     pub trace_id: Option<String>,
     #[serde(default)]
     pub span_id: Option<String>,
+}
+
+impl RunSummary {
+    /// What started it, for people: `manual · alice`, `api · token:ci`, `cron`.
+    pub fn started_by(&self) -> String {
+        match &self.actor {
+            Some(who) => format!("{} · {who}", self.trigger),
+            None => self.trigger.clone(),
+        }
+    }
 }
 
 /// One step of a run, with its latest outcome.

@@ -874,6 +874,7 @@ async fn a_resumed_run_keeps_the_deadline_it_started_with() {
         workflow_id: "limited".into(),
         workflow_version: 1,
         trigger: "api".into(),
+        actor: None,
         inputs: json!({}),
         parent_run_id: None,
         traceparent: None,

@@ -264,6 +264,7 @@ fn new_run(id: &str, inputs: serde_json::Value, steps: &[&str]) -> Op {
         workflow_id: "one".into(),
         workflow_version: 1,
         trigger: "api".into(),
+        actor: None,
         inputs,
         parent_run_id: Some(NASTY.into()),
         traceparent: None,

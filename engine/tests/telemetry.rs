@@ -33,6 +33,8 @@ fn attr_str(span: &SpanData, key: &str) -> String {
         .unwrap_or_default()
 }
 
+const SECRET: &str = "tok-5ecret-77aa";
+
 async fn serve(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -119,9 +121,20 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
         .create_workflow(&chat, &chat_yaml)
         .await
         .expect("create");
+    // A workflow that puts a secret where spans could carry it: a URL path, an error.
+    let leaky_yaml = format!(
+        "id: leaky\nsteps:\n\
+         - {{id: refused, agent: http, with: {{url: 'http://127.0.0.1:1/{{{{ secrets.TOKEN }}}}/x'}}}}\n"
+    );
+    let leaky = Workflow::parse(&leaky_yaml).expect("valid");
+    store
+        .create_workflow(&leaky, &leaky_yaml)
+        .await
+        .expect("create");
     let engine = Engine::start(
         store.clone(),
         EngineConfig {
+            secrets: [("TOKEN".to_string(), SECRET.to_string())].into(),
             agents: engine::agents::AgentSettings {
                 llm_prices: engine::agents::llm::parse_prices("tiny-model=0.5/2.0")
                     .expect("prices"),
@@ -369,6 +382,40 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
         "workflow_runs_total{workflow=\"chatty\",status=\"succeeded\",trigger=\"manual\"} 1",
     ] {
         assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+
+    // A secret in a URL and in an error message reaches no exported span.
+    let leaky_run = engine
+        .trigger(TriggerRequest {
+            workflow_id: "leaky".into(),
+            trigger: "manual".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("trigger");
+    assert_eq!(
+        engine.wait(&leaky_run.id).await.expect("wait"),
+        RunStatus::Failed
+    );
+    let spans = exporter.get_finished_spans().expect("spans");
+    let client = spans
+        .iter()
+        .find(|s| {
+            s.span_kind == SpanKind::Client && attr_str(s, "url.full").contains("127.0.0.1:1")
+        })
+        .expect("the refused request's span");
+    assert!(
+        attr_str(client, "url.full").contains("***"),
+        "{:?}",
+        client.attributes
+    );
+    for span in &spans {
+        let text = format!("{:?} {:?} {:?}", span.attributes, span.status, span.events);
+        assert!(
+            !text.contains(SECRET),
+            "span {} carries the secret: {text}",
+            span.name
+        );
     }
 }
 

@@ -55,6 +55,7 @@ async fn fill(store: &Store, now: i64) -> anyhow::Result<()> {
             workflow_id: format!("wf-{:04}", n % WORKFLOWS),
             workflow_version: 1,
             trigger: "api".into(),
+            actor: None,
             inputs: serde_json::json!({}),
             parent_run_id: None,
             traceparent: None,
@@ -136,11 +137,18 @@ pub async fn run(leptos_options: leptos::prelude::LeptosOptions) -> anyhow::Resu
         engine.clone(),
         Default::default(),
         Default::default(),
+        crate::auth::Auth::new(store.clone(), false),
         leptos_options,
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()?;

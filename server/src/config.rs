@@ -37,6 +37,16 @@ pub struct Config {
     /// Serve on an address other than loopback although there is no sign-in (behind an
     /// authenticating proxy, or in the compose stack's private network).
     pub allow_unauthenticated: bool,
+    /// Sign-in required: users, sessions, roles and API tokens (off: everyone is admin, which
+    /// only loopback allows).
+    pub auth: bool,
+    /// The first admin, created at start when there is no user yet (else the `/setup` page
+    /// asks for one).
+    pub admin_user: Option<(String, String)>,
+    /// The key stored secrets are sealed with: 64 hex digits, or a key file (created on the
+    /// first stored secret; by default `secret.key` beside the SQLite file, or
+    /// `data/secret.key`).
+    pub secret_key: engine::vault::KeySource,
     /// Hosts the `http` agent may call (`*.example.com` for subdomains); none: any host that
     /// is not link-local.
     pub http_allowed_hosts: Option<Vec<String>>,
@@ -57,6 +67,9 @@ impl Default for Config {
             alert_workflow: "notify-on-alert".into(),
             scheduler: true,
             allow_unauthenticated: false,
+            auth: false,
+            admin_user: None,
+            secret_key: engine::vault::KeySource::File(PathBuf::from("data/secret.key")),
             http_allowed_hosts: None,
         }
     }
@@ -93,6 +106,8 @@ struct FileConfig {
     scheduler: Option<bool>,
     allow_unauthenticated: Option<bool>,
     http_allowed_hosts: Option<String>,
+    auth: Option<bool>,
+    secret_key_file: Option<String>,
 }
 
 impl Config {
@@ -196,18 +211,72 @@ impl Config {
         } else if let Some(b) = file.allow_unauthenticated {
             config.allow_unauthenticated = b;
         }
-        // Sign-in does not exist yet: only loopback is private enough to serve without it.
-        if !config.listen.ip().is_loopback() && !config.allow_unauthenticated {
+        if let Some(v) = env("FLOWSCOPE_AUTH") {
+            config.auth = parse_bool(&v)
+                .ok_or_else(|| err("FLOWSCOPE_AUTH", format!("\"{v}\" is not true or false")))?;
+        } else if let Some(b) = file.auth {
+            config.auth = b;
+        }
+        // Without sign-in, only loopback is private enough to serve on.
+        if !config.listen.ip().is_loopback() && !config.auth && !config.allow_unauthenticated {
             return Err(err(
                 "FLOWSCOPE_LISTEN",
                 format!(
-                    "{} would serve the hub to the network, and Flowscope has no sign-in yet; \
-                     bind 127.0.0.1, or set FLOWSCOPE_ALLOW_UNAUTHENTICATED=true behind an \
-                     authenticating proxy or on a private network",
+                    "{} would serve the hub to the network without sign-in; set \
+                     FLOWSCOPE_AUTH=true, or bind 127.0.0.1, or set \
+                     FLOWSCOPE_ALLOW_UNAUTHENTICATED=true behind an authenticating proxy",
                     config.listen
                 ),
             ));
         }
+        match (env("FLOWSCOPE_ADMIN_USER"), env("FLOWSCOPE_ADMIN_PASSWORD")) {
+            (Some(user), Some(password)) => {
+                engine::access::check_name("user", &user)
+                    .map_err(|m| err("FLOWSCOPE_ADMIN_USER", m))?;
+                if password.chars().count() < crate::auth::MIN_PASSWORD {
+                    return Err(err(
+                        "FLOWSCOPE_ADMIN_PASSWORD",
+                        format!("must be at least {} characters", crate::auth::MIN_PASSWORD),
+                    ));
+                }
+                config.admin_user = Some((user, password));
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(err(
+                    "FLOWSCOPE_ADMIN_PASSWORD",
+                    "must be set with FLOWSCOPE_ADMIN_USER",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "FLOWSCOPE_ADMIN_USER",
+                    "must be set with FLOWSCOPE_ADMIN_PASSWORD",
+                ))
+            }
+        }
+        config.secret_key = match (
+            env("FLOWSCOPE_SECRET_KEY"),
+            env("FLOWSCOPE_SECRET_KEY_FILE").or(file.secret_key_file),
+        ) {
+            (Some(key), _) => {
+                let ok =
+                    key.trim().len() == 64 && key.trim().bytes().all(|b| b.is_ascii_hexdigit());
+                if !ok {
+                    return Err(err(
+                        "FLOWSCOPE_SECRET_KEY",
+                        "must be 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`",
+                    ));
+                }
+                engine::vault::KeySource::Hex(key.trim().to_string())
+            }
+            (None, Some(file)) => engine::vault::KeySource::File(PathBuf::from(file)),
+            (None, None) => engine::vault::KeySource::File(
+                engine::store::sqlite_file(&config.database_url)
+                    .and_then(|db| db.parent().map(|d| d.join("secret.key")))
+                    .unwrap_or_else(|| PathBuf::from("data/secret.key")),
+            ),
+        };
         if let Some((setting, v)) = env("FLOWSCOPE_HTTP_ALLOWED_HOSTS")
             .map(|v| ("FLOWSCOPE_HTTP_ALLOWED_HOSTS", v))
             .or(file.http_allowed_hosts.map(|v| ("http_allowed_hosts", v)))
@@ -347,7 +416,16 @@ mod tests {
     fn serving_beyond_loopback_without_sign_in_needs_saying_so() {
         let e = from(&[("FLOWSCOPE_LISTEN", "0.0.0.0:3000")]).expect_err("refused");
         assert_eq!(e.setting, "FLOWSCOPE_LISTEN");
-        assert!(e.message.contains("no sign-in"), "{e}");
+        assert!(
+            e.message.contains("without sign-in") && e.message.contains("FLOWSCOPE_AUTH=true"),
+            "{e}"
+        );
+        let c = from(&[
+            ("FLOWSCOPE_LISTEN", "0.0.0.0:3000"),
+            ("FLOWSCOPE_AUTH", "true"),
+        ])
+        .expect("allowed with sign-in");
+        assert!(c.auth);
         let c = from(&[
             ("FLOWSCOPE_LISTEN", "0.0.0.0:3000"),
             ("FLOWSCOPE_ALLOW_UNAUTHENTICATED", "true"),
@@ -355,6 +433,35 @@ mod tests {
         .expect("allowed when said");
         assert!(c.allow_unauthenticated);
         assert!(from(&[("FLOWSCOPE_LISTEN", "[::1]:3000")]).is_ok());
+    }
+
+    #[test]
+    fn admin_and_secret_key_settings_are_checked() {
+        let c = from(&[
+            ("FLOWSCOPE_ADMIN_USER", "root"),
+            ("FLOWSCOPE_ADMIN_PASSWORD", "long-enough"),
+        ])
+        .expect("ok");
+        assert_eq!(c.admin_user, Some(("root".into(), "long-enough".into())));
+        let e = from(&[
+            ("FLOWSCOPE_ADMIN_USER", "root"),
+            ("FLOWSCOPE_ADMIN_PASSWORD", "short"),
+        ])
+        .expect_err("short");
+        assert_eq!(e.setting, "FLOWSCOPE_ADMIN_PASSWORD");
+        let e = from(&[("FLOWSCOPE_ADMIN_USER", "root")]).expect_err("alone");
+        assert_eq!(e.setting, "FLOWSCOPE_ADMIN_PASSWORD");
+        let e = from(&[("FLOWSCOPE_SECRET_KEY", "abc")]).expect_err("short key");
+        assert_eq!(e.setting, "FLOWSCOPE_SECRET_KEY");
+        let key = "0f".repeat(32);
+        let c = from(&[("FLOWSCOPE_SECRET_KEY", key.as_str())]).expect("key");
+        assert_eq!(c.secret_key, engine::vault::KeySource::Hex(key));
+        // The key file sits beside the SQLite file by default.
+        let c = from(&[("FLOWSCOPE_DATABASE_URL", "sqlite:///var/lib/fs/hub.db")]).expect("ok");
+        assert_eq!(
+            c.secret_key,
+            engine::vault::KeySource::File("/var/lib/fs/secret.key".into())
+        );
     }
 
     #[test]

@@ -82,6 +82,7 @@ impl From<EngineError> for ApiError {
             EngineError::Store(s) => s.into(),
             EngineError::Journal(m) => ApiError::Internal(anyhow::anyhow!(m)),
             EngineError::AlreadyFired => ApiError::Conflict(e.to_string()),
+            EngineError::Secrets(m) => ApiError::Unprocessable(m),
         }
     }
 }
@@ -92,7 +93,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_)
             | StoreError::VersionNotFound { .. }
             | StoreError::RunNotFound(_) => ApiError::NotFound(e.to_string()),
-            StoreError::AlreadyExists(_) => ApiError::Conflict(e.to_string()),
+            StoreError::AlreadyExists(_) | StoreError::Refused(_) => {
+                ApiError::Conflict(e.to_string())
+            }
             e if e.is_unavailable() => ApiError::Unavailable(e),
             other => ApiError::Internal(other.into()),
         }

@@ -20,17 +20,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use engine::executor::{Engine, TriggerRequest};
 use engine::model::TriggerDef;
-use hmac::{Hmac, KeyInit, Mac};
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use tracing::instrument;
 
 use crate::error::ApiError;
 
-/// How far a signed timestamp may be from the server's clock, in seconds.
-pub const MAX_SKEW_S: i64 = 300;
-
-pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
-pub const TIMESTAMP_HEADER: &str = "x-flowscope-timestamp";
+use engine::webhook;
+pub use engine::webhook::{MAX_SKEW_S, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 pub fn router(engine: Engine) -> Router {
     Router::new()
@@ -70,7 +66,7 @@ async fn hook(
     let Some(secret) = engine.secret(&name) else {
         tracing::warn!(workflow.id = %id, secret = %name, "a webhook's secret is not configured");
         return Err(ApiError::Forbidden(format!(
-            "the webhook's secret {name} is not configured on this server (FLOWSCOPE_SECRET_{name})"
+            "the webhook's secret {name} is not set on this server (Settings → Secrets, or FLOWSCOPE_SECRET_{name})"
         )));
     };
 
@@ -83,22 +79,7 @@ async fn hook(
         }
     }
 
-    let inputs = match body.iter().all(u8::is_ascii_whitespace) {
-        true => Map::new(),
-        false => match serde_json::from_slice::<Value>(&body) {
-            Ok(Value::Object(m)) => m,
-            Ok(_) => {
-                return Err(ApiError::BadRequest(
-                    "the body must be a JSON object: it becomes the run's inputs".into(),
-                ))
-            }
-            Err(e) => {
-                return Err(ApiError::BadRequest(format!(
-                    "the body is not JSON ({e}); it must be a JSON object of the run's inputs"
-                )))
-            }
-        },
-    };
+    let inputs = webhook::inputs(&body).map_err(ApiError::BadRequest)?;
     let traceparent = crate::api::traceparent(&headers);
     let run = engine
         .trigger(TriggerRequest {
@@ -107,14 +88,15 @@ async fn hook(
             inputs,
             trigger: "webhook".into(),
             traceparent,
+            actor: None,
         })
         .await?;
     tracing::Span::current().record("workflow.run.id", run.id.as_str());
     Ok((StatusCode::ACCEPTED, Json(json!({ "run": run }))))
 }
 
-/// Checks the caller's proof. `Some(signature)` for a valid signature (to be used once),
-/// `None` for a valid bearer token.
+/// Checks the caller's proof (see `engine::webhook::verify`). `Some(signature)` for a valid
+/// signature (to be used once), `None` for a valid bearer token.
 fn verify(
     headers: &HeaderMap,
     body: &[u8],
@@ -122,52 +104,24 @@ fn verify(
     now_s: i64,
 ) -> Result<Option<String>, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(auth) = header("authorization") {
-        let token = auth.strip_prefix("Bearer ").ok_or_else(|| {
-            ApiError::Unauthorized("Authorization must be `Bearer <secret>`".into())
-        })?;
-        return match crate::api::alerts::constant_time_eq(token.trim().as_bytes(), secret) {
-            true => Ok(None),
-            false => Err(ApiError::Unauthorized("wrong bearer token".into())),
-        };
+    match webhook::verify(
+        header("authorization"),
+        header(SIGNATURE_HEADER),
+        header(TIMESTAMP_HEADER),
+        body,
+        secret,
+        now_s,
+    ) {
+        Ok(webhook::Proof::Bearer) => Ok(None),
+        Ok(webhook::Proof::Signature(s)) => Ok(Some(s)),
+        Err(why) => Err(ApiError::Unauthorized(why)),
     }
-    let Some(sent) = header(SIGNATURE_HEADER) else {
-        return Err(ApiError::Unauthorized(
-            "send the secret as `Authorization: Bearer <secret>`, or sign the body with it (X-Hub-Signature-256: sha256=<hex HMAC-SHA256>)".into(),
-        ));
-    };
-    let tag = sent
-        .strip_prefix("sha256=")
-        .and_then(|h| hex::decode(h.trim()).ok())
-        .ok_or_else(|| {
-            ApiError::Unauthorized("X-Hub-Signature-256 must be `sha256=<hex digest>`".into())
-        })?;
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret)
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("HMAC key: {e}")))?;
-    if let Some(ts) = header(TIMESTAMP_HEADER) {
-        let at: i64 = ts.trim().parse().map_err(|_| {
-            ApiError::Unauthorized(format!(
-                "{TIMESTAMP_HEADER} must be unix seconds, not \"{ts}\""
-            ))
-        })?;
-        if (now_s - at).abs() > MAX_SKEW_S {
-            return Err(ApiError::Unauthorized(format!(
-                "stale signature: its timestamp is {}s from the server's clock (at most {MAX_SKEW_S}s)",
-                now_s - at
-            )));
-        }
-        mac.update(ts.trim().as_bytes());
-        mac.update(b".");
-    }
-    mac.update(body);
-    mac.verify_slice(&tag)
-        .map_err(|_| ApiError::Unauthorized("the signature does not match the body".into()))?;
-    Ok(Some(hex::encode(tag)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hmac::{Hmac, KeyInit, Mac};
 
     fn sign(secret: &[u8], text: &[u8]) -> String {
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("key");

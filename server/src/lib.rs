@@ -3,11 +3,13 @@
 //! - [`config`]: settings from the environment and `flowscope.toml`.
 //! - [`startup`]: connect, migrate, seed, build the router, bind, serve until shutdown.
 //! - `api`: the REST API (`/api/v1`), one router per area.
+//! - [`auth`]: sign-in, sessions, API tokens, and the role each route needs.
 //! - [`health`]: liveness and readiness.
 //! - [`error`]: the API's error type and JSON shape.
 //! - [`telemetry`]: logs, spans and OTLP export; [`observe`]: HTTP server spans and `/metrics`.
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod bench_ui;
 pub mod cli;

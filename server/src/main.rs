@@ -61,6 +61,12 @@ enum Command {
         #[arg(long)]
         version: Option<i64>,
     },
+    /// Create, list or revoke API tokens, on the database directly (a first token for CI;
+    /// Settings → API tokens does the same in the UI).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Measure the engine on SQLite and PostgreSQL and print a table (see BENCHMARKS.md).
     Bench {
         /// Run one shape in this process against --database and print JSON (used internally).
@@ -85,6 +91,21 @@ enum Command {
         #[arg(long)]
         telemetry: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print it (it is shown this once).
+    Create {
+        name: String,
+        /// viewer, operator, editor or admin.
+        #[arg(long, default_value = "operator")]
+        role: String,
+    },
+    /// List tokens: id, name, role, last use, state.
+    List,
+    /// Revoke a token by id, at once.
+    Revoke { id: i64 },
 }
 
 fn main() -> ExitCode {
@@ -183,8 +204,74 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
+        Command::Token { action } => token(&config, action).await,
         _ => serve(config).await,
     }
+}
+
+/// Token commands work beside a running server: they take no SQLite process lock (they run
+/// no engine), and SQLite serialises their one write with the server's.
+async fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use engine::access::{check_name, Role};
+    let shown = flowscope::config::redact_url(&config.database_url);
+    let store = engine::store::Store::connect(&config.database_url)
+        .await
+        .with_context(|| format!("cannot connect to the database at {shown}"))?;
+    store.migrate().await?;
+    let now = engine::store::now_ms();
+    match action {
+        TokenAction::Create { name, role } => {
+            check_name("token", &name).map_err(anyhow::Error::msg)?;
+            let role = Role::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!("role \"{role}\" is not one of viewer, operator, editor, admin")
+            })?;
+            let token = engine::vault::new_token();
+            let id = store
+                .create_token(
+                    &name,
+                    &engine::vault::token_hash(&token),
+                    role,
+                    Some("cli"),
+                    now,
+                )
+                .await?;
+            eprintln!("token {id} \"{name}\" ({role}) created; it is not shown again:");
+            println!("{token}");
+        }
+        TokenAction::List => {
+            println!(
+                "{:>5}  {:<24} {:<9} {:<22} STATE",
+                "ID", "NAME", "ROLE", "LAST USED"
+            );
+            for t in store.tokens().await? {
+                let used = t
+                    .last_used_at
+                    .map(app::components::format_ms)
+                    .unwrap_or_else(|| "never".into());
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:>5}  {:<24} {:<9} {:<22} {state}",
+                    t.id,
+                    t.name,
+                    t.role.as_str(),
+                    used
+                );
+            }
+        }
+        TokenAction::Revoke { id } => {
+            if !store.revoke_token(id, now).await? {
+                anyhow::bail!("no active token with id {id}");
+            }
+            println!("token {id} revoked");
+        }
+    }
+    store.close().await;
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

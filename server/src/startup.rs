@@ -38,6 +38,7 @@ impl Application {
         let (store, lock) = open_store(config).await?;
         let engine_config = EngineConfig {
             secrets: config.secrets.clone(),
+            secret_key: Some(config.secret_key.clone()),
             agents: engine::agents::AgentSettings {
                 llm_prices: config.llm_prices.clone(),
                 shell_enabled: config.shell_enabled,
@@ -49,7 +50,29 @@ impl Application {
         let engine = Engine::start(store.clone(), engine_config)
             .await
             .context("cannot start the engine")?;
+        if config.auth {
+            if let Some((name, password)) = &config.admin_user {
+                crate::auth::ensure_admin(&store, name, password)
+                    .await
+                    .context("cannot create the admin from FLOWSCOPE_ADMIN_USER")?;
+            }
+        }
         let scheduler = tokio_util::sync::CancellationToken::new();
+        // Another process may change stored secrets: reread them now and then.
+        if store.backend() == engine::store::Backend::Postgres {
+            let (engine, stop) = (engine.clone(), scheduler.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => {}
+                    }
+                    if let Err(e) = engine.reload_secrets().await {
+                        tracing::warn!(error = %e, "cannot reread the stored secrets");
+                    }
+                }
+            });
+        }
         if config.scheduler {
             let run = engine::schedule::Scheduler::new(engine.clone()).run(scheduler.clone());
             tokio::spawn(run);
@@ -58,11 +81,13 @@ impl Application {
             config.alert_token.clone(),
             config.alert_workflow.clone(),
         );
+        let auth = crate::auth::Auth::new(store.clone(), config.auth);
         let router = router(
             store.clone(),
             engine.clone(),
             config.trace_links(),
             alerts,
+            auth,
             leptos_options,
         );
         let listener = TcpListener::bind(config.listen)
@@ -105,7 +130,11 @@ impl Application {
             shutdown.await;
             let _ = fired.send(true);
         };
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
+        // The client's address feeds the sign-in rate limit.
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(self.listener, service).with_graceful_shutdown(signal);
         let grace = async move {
             let _ = watch.wait_for(|f| *f).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -194,16 +223,19 @@ pub fn router(
     engine: Engine,
     links: TraceLinks,
     alerts: crate::api::alerts::AlertIntake,
+    auth: crate::auth::Auth,
     leptos_options: LeptosOptions,
 ) -> Router {
     let routes = generate_route_list(app::App);
     let server_metrics = Arc::new(crate::observe::ServerMetrics::new(store.clone()));
+    let auth_on = auth.enabled();
     let context = {
         let (store, engine) = (store.clone(), engine.clone());
         move || {
             provide_context(store.clone());
             provide_context(engine.clone());
             provide_context(links.clone());
+            provide_context(app::auth::SignIn(auth_on));
         }
     };
     let pages = Router::new()
@@ -226,9 +258,14 @@ pub fn router(
             }),
         )
         .merge(crate::hooks::router(engine.clone()))
+        .merge(crate::auth::router(auth.clone()))
         .merge(crate::health::router(store.clone()))
         .merge(crate::observe::router(engine, server_metrics.clone()))
         .merge(pages)
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn(crate::guard::guard))
         .layer(axum::middleware::from_fn_with_state(
             server_metrics,

@@ -104,3 +104,73 @@ async fn apply_run_runs_and_export_work_with_exit_codes_a_script_can_use() {
     assert!(listed.contains("succeeded"), "{listed}");
     assert!(!listed.contains("always-fails"), "{listed}");
 }
+
+/// `flowscope token` on the database (beside a running server), and the API commands
+/// authenticating with what it printed.
+#[tokio::test]
+async fn token_commands_make_a_token_the_server_and_the_cli_accept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("flowscope.db").display());
+    let base = common::serve_with(
+        dir.path(),
+        flowscope::config::Config {
+            auth: true,
+            ..common::quiet()
+        },
+    )
+    .await;
+    let local = |args: &'static [&'static str]| {
+        let db = db.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_flowscope"))
+                .args(args)
+                .env("FLOWSCOPE_DATABASE_URL", db)
+                .env("RUST_LOG", "warn")
+                .output()
+                .await
+                .expect("the binary runs")
+        }
+    };
+    let o = local(&["token", "create", "ci", "--role", "viewer"]).await;
+    assert!(o.status.success(), "{}", out(&o));
+    let token = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(token.starts_with("fs_"), "{}", out(&o));
+
+    let o = local(&["token", "create", "x", "--role", "root"]).await;
+    assert!(!o.status.success());
+    assert!(out(&o).contains("not one of viewer"), "{}", out(&o));
+
+    // Without the token the server refuses; with it, a viewer lists runs but may not run.
+    let o = flowscope(&base, &["runs"]).await;
+    assert_eq!(o.status.code(), Some(1), "refused: {}", out(&o));
+    assert!(out(&o).contains("401"), "{}", out(&o));
+    let with_token = |args: &'static [&'static str]| {
+        let (base, token) = (base.clone(), token.clone());
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_flowscope"))
+                .args(args)
+                .env("FLOWSCOPE_SERVER", base)
+                .env("FLOWSCOPE_TOKEN", token)
+                .env("RUST_LOG", "warn")
+                .output()
+                .await
+                .expect("the binary runs")
+        }
+    };
+    let o = with_token(&["runs"]).await;
+    assert!(o.status.success(), "{}", out(&o));
+    let o = with_token(&["run", "hello"]).await;
+    assert!(!o.status.success());
+    assert!(out(&o).contains("needs operator"), "{}", out(&o));
+
+    let o = local(&["token", "list"]).await;
+    assert!(
+        out(&o).contains("ci") && out(&o).contains("active"),
+        "{}",
+        out(&o)
+    );
+    let o = local(&["token", "revoke", "1"]).await;
+    assert!(o.status.success(), "{}", out(&o));
+    let o = with_token(&["runs"]).await;
+    assert_eq!(o.status.code(), Some(1), "a revoked token: {}", out(&o));
+}

@@ -86,7 +86,7 @@ pub async fn retry_run(id: String, mode: String, step: Option<String>) -> Result
     };
     let engine = expect_context::<engine::executor::Engine>();
     engine
-        .retry(&id, mode)
+        .retry_as(&id, mode, crate::auth::current().and_then(|p| p.actor()))
         .await
         .map(|r| r.id)
         .map_err(engine_error)
@@ -199,7 +199,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
     let facts = view! {
         <dl class="facts">
             <div><dt>"Workflow"</dt><dd><a href=format!("/workflows/{}", run.workflow_id)>{run.workflow_id.clone()}</a>{format!(" · v{}", run.workflow_version)}</dd></div>
-            <div><dt>"Trigger"</dt><dd>{run.trigger.clone()}</dd></div>
+            <div><dt>"Trigger"</dt><dd>{run.started_by()}</dd></div>
             <div><dt>"Created"</dt><dd><time datetime=run.created_at.to_string()>{format_ms(run.created_at)}</time></dd></div>
             <div><dt>"Queue wait"</dt><dd>{queue_wait.map(format_duration).unwrap_or_else(|| "waiting…".into())}</dd></div>
             <div><dt>{if finished { "Run time" } else { "Running for" }}</dt><dd>{run_time.map(format_duration).unwrap_or_else(|| "–".into())}</dd></div>

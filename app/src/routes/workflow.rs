@@ -333,7 +333,7 @@ fn RecentRuns(runs: Vec<RunSummary>, workflow_id: String) -> impl IntoView {
                 <tr data-run=r.id.clone()>
                     <td><a href=format!("/runs/{}", r.id)><StatusBadge status=r.status.as_str()/></a></td>
                     <td><time datetime=r.created_at.to_string()>{format_ms(r.created_at)}</time></td>
-                    <td>{r.trigger.clone()}</td>
+                    <td>{r.started_by()}</td>
                     <td class="num">{ran.unwrap_or_else(|| "–".into())}</td>
                 </tr>
             }

@@ -113,6 +113,7 @@ pub async fn trigger_run(workflow_id: String, inputs_json: String) -> Result<Str
         workflow_id,
         inputs,
         trigger: "manual".into(),
+        actor: crate::auth::current().and_then(|p| p.actor()),
         ..Default::default()
     };
     match engine.trigger(request).await {

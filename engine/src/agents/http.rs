@@ -36,7 +36,7 @@ impl Agent for Http {
                 request = request.body(body.to_string());
             }
             ctx.log(format!("{method} {url}"));
-            let response = super::send_traced(request, method.as_str(), url)
+            let response = super::send_traced(ctx, request, method.as_str(), url)
                 .await
                 .map_err(|e| {
                     AgentError::request(&e, format!("{method} {url}: {}", super::describe(&e)))

@@ -81,6 +81,8 @@ pub struct AgentContext {
     pub data: Arc<Value>,
     pub http: reqwest::Client,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Secret values, kept out of what agents put in spans (URLs, error messages).
+    secrets: Arc<crate::executor::SecretSet>,
 }
 
 impl AgentContext {
@@ -98,7 +100,18 @@ impl AgentContext {
             data,
             http,
             logs: Arc::default(),
+            secrets: Arc::default(),
         }
+    }
+
+    pub(crate) fn with_secrets(mut self, secrets: Arc<crate::executor::SecretSet>) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    /// `text` with every secret value replaced by `***`.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        crate::executor::template::redact_text(text, &self.secrets.values)
     }
 
     /// Appends a line to this attempt's log (shown in the run page).
@@ -120,6 +133,7 @@ impl AgentContext {
 /// Sends `request` under an HTTP client span (`{method}`, SPEC §6) and passes the span on to
 /// the server as `traceparent`, so the callee's spans join the run's trace.
 pub(crate) async fn send_traced(
+    ctx: &AgentContext,
     request: reqwest::RequestBuilder,
     method: &str,
     url: &str,
@@ -130,7 +144,7 @@ pub(crate) async fn send_traced(
         otel.name = method,
         otel.kind = "client",
         http.request.method = method,
-        url.full = %url_without_secrets(url),
+        url.full = %ctx.redact(&url_without_secrets(url)),
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
     );
@@ -154,7 +168,7 @@ pub(crate) async fn send_traced(
             } else {
                 "http_request"
             };
-            crate::telemetry::record_outcome(&span, Some((kind, &e.to_string())));
+            crate::telemetry::record_outcome(&span, Some((kind, &ctx.redact(&e.to_string()))));
         }
     }
     result

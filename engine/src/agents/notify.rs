@@ -16,7 +16,7 @@ impl Agent for Notify {
             if let Some(blocks) = with.get("blocks") {
                 payload["blocks"] = blocks.clone();
             }
-            let response = super::send_traced(ctx.http.post(url).json(&payload), "POST", url)
+            let response = super::send_traced(ctx, ctx.http.post(url).json(&payload), "POST", url)
                 .await
                 .map_err(|e| {
                     AgentError::request(&e, format!("posting to the webhook failed: {e}"))

@@ -11,7 +11,7 @@
 
 mod journal;
 mod run;
-mod template;
+pub(crate) mod template;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -43,6 +43,9 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("cannot record the change: {0}")]
     Journal(String),
+    /// A secret could not be stored or opened.
+    #[error("{0}")]
+    Secrets(String),
     /// Another process already started the run of this cron occurrence.
     #[error("this occurrence of the schedule has already fired")]
     AlreadyFired,
@@ -55,6 +58,8 @@ pub struct EngineConfig {
     pub max_parallel_steps: usize,
     /// `{{ secrets.NAME }}` values; redacted from everything stored.
     pub secrets: HashMap<String, String>,
+    /// The key stored secrets are sealed with; none: secrets cannot be stored.
+    pub secret_key: Option<crate::vault::KeySource>,
     /// Runs picked up from the database on start.
     pub recover_limit: i64,
     /// Prices for `llm`, and whether `shell` is enabled.
@@ -66,9 +71,27 @@ impl Default for EngineConfig {
         EngineConfig {
             max_parallel_steps: 1024,
             secrets: HashMap::new(),
+            secret_key: None,
             recover_limit: 100_000,
             agents: AgentSettings::default(),
         }
+    }
+}
+
+/// The secrets in use: by name for templates, and values longest first for redaction (so a
+/// secret containing another is redacted whole). Replaced whole when secrets change.
+#[derive(Debug, Default)]
+pub(crate) struct SecretSet {
+    pub(crate) map: HashMap<String, String>,
+    pub(crate) values: Vec<String>,
+}
+
+impl SecretSet {
+    fn new(map: HashMap<String, String>) -> SecretSet {
+        let mut values: Vec<String> = map.values().filter(|v| !v.is_empty()).cloned().collect();
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        SecretSet { map, values }
     }
 }
 
@@ -93,6 +116,8 @@ pub struct TriggerRequest {
     /// manual, api, cron, webhook, retry, alert.
     pub trigger: String,
     pub traceparent: Option<String>,
+    /// Who started it, when a person or API token did (`alice`, `token:ci`).
+    pub actor: Option<String>,
 }
 
 /// Everything a new run is made from.
@@ -101,6 +126,7 @@ struct NewRunSpec {
     version: i64,
     inputs: Map<String, Value>,
     trigger: String,
+    actor: Option<String>,
     parent_run_id: Option<String>,
     traceparent: Option<String>,
     /// Outputs carried over from the run being retried.
@@ -138,8 +164,10 @@ struct Inner {
     http: reqwest::Client,
     events: broadcast::Sender<Event>,
     step_slots: Arc<Semaphore>,
-    secrets: HashMap<String, String>,
-    secret_values: Vec<String>,
+    /// Configured secrets; stored ones are merged in by [`Engine::reload_secrets`].
+    config_secrets: HashMap<String, String>,
+    secrets: std::sync::RwLock<Arc<SecretSet>>,
+    vault: Option<crate::vault::Vault>,
     workflows: Mutex<HashMap<(String, i64), Arc<Workflow>>>,
     sched: Mutex<Scheduler>,
     watchers: Mutex<HashMap<String, Vec<oneshot::Sender<RunStatus>>>>,
@@ -171,14 +199,6 @@ impl Engine {
             ))
             .build()
             .map_err(|e| EngineError::Journal(format!("cannot build the HTTP client: {e}")))?;
-        let mut secret_values: Vec<String> = config
-            .secrets
-            .values()
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .collect();
-        // Longest first, so a secret containing another is redacted whole.
-        secret_values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         let engine = Engine {
             inner: Arc::new(Inner {
                 journal: Journal::start(store.clone()),
@@ -187,8 +207,9 @@ impl Engine {
                 http,
                 events,
                 step_slots: Arc::new(Semaphore::new(config.max_parallel_steps.max(1))),
-                secrets: config.secrets,
-                secret_values,
+                secrets: std::sync::RwLock::new(Arc::new(SecretSet::new(config.secrets.clone()))),
+                config_secrets: config.secrets,
+                vault: config.secret_key.map(crate::vault::Vault::new),
                 workflows: Mutex::default(),
                 sched: Mutex::default(),
                 watchers: Mutex::default(),
@@ -196,6 +217,9 @@ impl Engine {
                 tracer: opentelemetry::global::tracer("flowscope"),
             }),
         };
+        if let Err(e) = engine.reload_secrets().await {
+            tracing::error!(error = %e, "stored secrets are unavailable until this is fixed");
+        }
         engine.recover(config.recover_limit).await?;
         Ok(engine)
     }
@@ -236,6 +260,7 @@ impl Engine {
             version: record.info.version,
             inputs,
             trigger: req.trigger,
+            actor: req.actor,
             parent_run_id: None,
             traceparent: req.traceparent,
             reused: Vec::new(),
@@ -260,6 +285,7 @@ impl Engine {
             version,
             inputs,
             trigger: "cron".into(),
+            actor: None,
             parent_run_id: None,
             traceparent: None,
             reused: Vec::new(),
@@ -268,13 +294,129 @@ impl Engine {
         .await
     }
 
-    /// The value of a configured secret (`FLOWSCOPE_SECRET_<NAME>`).
-    pub fn secret(&self, name: &str) -> Option<&str> {
-        self.inner.secrets.get(name).map(String::as_str)
+    /// The value of a secret, configured (`FLOWSCOPE_SECRET_<NAME>`) or stored.
+    pub fn secret(&self, name: &str) -> Option<String> {
+        self.secret_set().map.get(name).cloned()
+    }
+
+    /// Rereads the stored secrets and merges them under the configured ones (configuration
+    /// wins). A secret that does not open is left out and reported; the others stay usable.
+    pub async fn reload_secrets(&self) -> Result<(), EngineError> {
+        let sealed = self.inner.store.sealed_secrets().await?;
+        let mut map = self.inner.config_secrets.clone();
+        let mut problems = Vec::new();
+        if !sealed.is_empty() {
+            match &self.inner.vault {
+                None => problems.push(format!(
+                    "{} stored secrets, but no secret key is configured",
+                    sealed.len()
+                )),
+                Some(vault) => {
+                    for s in &sealed {
+                        if map.contains_key(&s.name) {
+                            continue;
+                        }
+                        match vault.open(&s.name, &s.nonce, &s.ciphertext) {
+                            Ok(value) => {
+                                map.insert(s.name.clone(), value);
+                            }
+                            Err(e) => problems.push(e.to_string()),
+                        }
+                    }
+                }
+            }
+        }
+        *self
+            .inner
+            .secrets
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(SecretSet::new(map));
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Secrets(problems.join("; ")))
+        }
+    }
+
+    /// Seals and stores a secret, then uses it from the next step on.
+    pub async fn put_secret(
+        &self,
+        name: &str,
+        value: &str,
+        by: Option<&str>,
+    ) -> Result<(), EngineError> {
+        if self.inner.config_secrets.contains_key(name) {
+            return Err(EngineError::Secrets(format!(
+                "secret \"{name}\" is set by the server's configuration (FLOWSCOPE_SECRET_{name}); change it there"
+            )));
+        }
+        let vault = self.inner.vault.as_ref().ok_or_else(|| {
+            EngineError::Secrets("no secret key is configured: secrets cannot be stored".into())
+        })?;
+        let (nonce, sealed) = vault
+            .seal(name, value)
+            .map_err(|e| EngineError::Secrets(e.to_string()))?;
+        self.inner
+            .store
+            .put_secret(name, &nonce, &sealed, crate::store::now_ms(), by)
+            .await?;
+        self.reload_secrets().await
+    }
+
+    /// Deletes a stored secret; `false` when there was none.
+    pub async fn delete_secret(&self, name: &str) -> Result<bool, EngineError> {
+        let deleted = self.inner.store.delete_secret(name).await?;
+        let _ = self.reload_secrets().await;
+        Ok(deleted)
+    }
+
+    /// Every secret's name and history, never a value.
+    pub async fn secret_infos(&self) -> Result<Vec<crate::access::SecretInfo>, EngineError> {
+        let mut infos: Vec<crate::access::SecretInfo> = self
+            .inner
+            .config_secrets
+            .keys()
+            .map(|name| crate::access::SecretInfo {
+                name: name.clone(),
+                updated_at: 0,
+                updated_by: None,
+                from_config: true,
+            })
+            .collect();
+        for s in self.inner.store.sealed_secrets().await? {
+            if !self.inner.config_secrets.contains_key(&s.name) {
+                infos.push(crate::access::SecretInfo {
+                    name: s.name,
+                    updated_at: s.updated_at,
+                    updated_by: s.updated_by,
+                    from_config: false,
+                });
+            }
+        }
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(infos)
+    }
+
+    fn secret_set(&self) -> Arc<SecretSet> {
+        self.inner
+            .secrets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Starts a new run from a finished one (same inputs and version), linked to it.
     pub async fn retry(&self, run_id: &str, mode: RetryMode) -> Result<RunSummary, EngineError> {
+        self.retry_as(run_id, mode, None).await
+    }
+
+    /// [`Engine::retry`], recording who asked.
+    pub async fn retry_as(
+        &self,
+        run_id: &str,
+        mode: RetryMode,
+        actor: Option<String>,
+    ) -> Result<RunSummary, EngineError> {
         let old = self.inner.store.run_detail(run_id).await?;
         if !matches!(
             old.run.status,
@@ -306,6 +448,7 @@ impl Engine {
             version: old.run.workflow_version,
             inputs,
             trigger: "retry".into(),
+            actor,
             parent_run_id: Some(run_id.to_string()),
             traceparent: None,
             reused,
@@ -334,6 +477,7 @@ impl Engine {
             version,
             inputs,
             trigger,
+            actor,
             parent_run_id,
             traceparent,
             reused,
@@ -349,6 +493,7 @@ impl Engine {
             workflow_id: workflow.id().to_string(),
             workflow_version: version,
             trigger: trigger.clone(),
+            actor: actor.clone(),
             inputs: inputs.clone(),
             parent_run_id: parent_run_id.clone(),
             traceparent: traceparent.clone(),
@@ -389,6 +534,7 @@ impl Engine {
             workflow_version: version,
             status: RunStatus::Queued,
             trigger,
+            actor,
             parent_run_id,
             error: None,
             created_at: now,
@@ -627,11 +773,8 @@ impl Engine {
     fn step_slots(&self) -> Arc<Semaphore> {
         self.inner.step_slots.clone()
     }
-    fn secrets(&self) -> &HashMap<String, String> {
-        &self.inner.secrets
-    }
-    fn secret_values(&self) -> &[String] {
-        &self.inner.secret_values
+    fn secrets(&self) -> Arc<SecretSet> {
+        self.secret_set()
     }
 }
 

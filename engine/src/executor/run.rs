@@ -312,10 +312,19 @@ impl RunDriver {
             "failed"
         };
         if let Some(cx) = &span {
+            // Span attributes leave the process: no secret in the message.
+            let message = result
+                .as_ref()
+                .err()
+                .map(|e| redact_text(&e.message, &self.engine.secrets().values));
             telemetry::end_span(
                 cx,
                 vec![KeyValue::new("agent.run.status", status)],
-                result.as_ref().err().map(|e| (e.kind, e.message.as_str())),
+                result
+                    .as_ref()
+                    .err()
+                    .map(|e| e.kind)
+                    .zip(message.as_deref()),
             );
         }
         metrics
@@ -410,7 +419,7 @@ impl RunDriver {
             self.status[idx] = StepStatus::Running;
             let rendered = self.render_with(idx);
             let mut input = Value::Object(rendered.clone().unwrap_or_default());
-            redact(&mut input, self.engine.secret_values());
+            redact(&mut input, &self.engine.secrets().values);
             let span = self.sampled.then(|| {
                 telemetry::start_span(
                     self.engine.tracer(),
@@ -483,7 +492,7 @@ impl RunDriver {
             inputs => minijinja::Value::from_serialize(&self.inputs),
             steps => minijinja::Value::from_serialize(&self.outputs),
             run => minijinja::context! { id => self.run_id.clone(), workflow => self.workflow_id.clone(), trigger => self.trigger.clone() },
-            secrets => minijinja::Value::from_serialize(self.engine.secrets()),
+            secrets => minijinja::Value::from_serialize(&self.engine.secrets().map),
         };
         render(with, &ctx)
     }
@@ -508,7 +517,8 @@ impl RunDriver {
             attempt,
             data,
             self.engine.http(),
-        );
+        )
+        .with_secrets(self.engine.secrets());
         let slots = self.engine.step_slots();
         let kind = step.agent.clone();
         let span = self.attempt_spans.get(&idx).and_then(|(s, _)| s.clone());
@@ -573,7 +583,8 @@ impl RunDriver {
         };
         self.in_flight.remove(&idx);
         self.end_attempt_span(idx, &result);
-        let secrets = self.engine.secret_values();
+        let secret_set = self.engine.secrets();
+        let secrets = &secret_set.values;
         let logs: Vec<String> = logs.iter().map(|l| redact_text(l, secrets)).collect();
         let step_id = self.workflow.steps()[idx].id.clone();
         match result {

@@ -8,6 +8,7 @@
 //! - `workflows`: workflows, their immutable versions, archive/restore, example seeding.
 //! - `runs`: runs, steps and attempts; batched state changes ([`Op`]) and reads.
 
+mod access;
 mod charts;
 mod runs;
 mod schedules;
@@ -28,6 +29,7 @@ use sqlx::sqlite::{
 
 use crate::model::Problem;
 
+pub use access::{SealedSecret, UserRow};
 pub use charts::{AttemptPoint, ChartData};
 pub use runs::{summarize_ops, NewRun, Op, Resumable, RunFilter};
 pub use schedules::ScheduleRow;
@@ -55,6 +57,9 @@ pub enum StoreError {
         version: i64,
         problems: Vec<Problem>,
     },
+    /// A change refused for a reason the caller can act on (a taken name, the last admin).
+    #[error("{0}")]
+    Refused(String),
     #[error("invalid database URL \"{url}\": {reason}")]
     BadUrl { url: String, reason: String },
     #[error("database error: {0}")]

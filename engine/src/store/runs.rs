@@ -19,6 +19,8 @@ pub struct NewRun {
     pub workflow_id: String,
     pub workflow_version: i64,
     pub trigger: String,
+    /// Who started it (`alice`, `token:ci`), when a person or token did.
+    pub actor: Option<String>,
     pub inputs: Value,
     pub parent_run_id: Option<String>,
     pub traceparent: Option<String>,
@@ -123,6 +125,7 @@ struct RunRow {
     workflow_version: i64,
     status: String,
     trigger: String,
+    actor: Option<String>,
     parent_run_id: Option<String>,
     error: Option<String>,
     created_at: i64,
@@ -144,6 +147,7 @@ impl RunRow {
             workflow_id: self.workflow_id,
             workflow_version: self.workflow_version,
             trigger: self.trigger,
+            actor: self.actor,
             parent_run_id: self.parent_run_id,
             error: self.error,
             created_at: self.created_at,
@@ -247,7 +251,7 @@ impl Store {
         );
         let rows: Vec<RunRow> = async { Ok::<_, StoreError>(on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT id, workflow_id, workflow_version, status, trigger, parent_run_id, error, created_at, started_at, finished_at, trace_id, span_id
+                "SELECT id, workflow_id, workflow_version, status, trigger, actor, parent_run_id, error, created_at, started_at, finished_at, trace_id, span_id
                  FROM runs
                  WHERE ($1 IS NULL OR workflow_id = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR trigger = $3)
                    AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5) AND ($6 IS NULL OR id < $6)
@@ -373,7 +377,7 @@ impl Store {
 }
 
 mod const_sql {
-    pub const RUN_BY_ID: &str = "SELECT id, workflow_id, workflow_version, status, trigger, parent_run_id, error, created_at, started_at, finished_at, trace_id, span_id, inputs FROM runs WHERE id = $1";
+    pub const RUN_BY_ID: &str = "SELECT id, workflow_id, workflow_version, status, trigger, actor, parent_run_id, error, created_at, started_at, finished_at, trace_id, span_id, inputs FROM runs WHERE id = $1";
     pub const STEPS_OF_RUN: &str = "SELECT step_id, status, attempts, output, error_kind, error_message, ready_at, started_at, finished_at FROM run_steps WHERE run_id = $1";
 }
 
@@ -421,12 +425,13 @@ fn write_op(sql: &mut String, op: &Op) {
         Op::CreateRun(run) => {
             let _ = writeln!(
                 sql,
-                "INSERT INTO runs (id, workflow_id, workflow_version, status, trigger, inputs, parent_run_id, traceparent, created_at) \
-                 VALUES ({}, {}, {}, 'queued', {}, {}, {}, {}, {});",
+                "INSERT INTO runs (id, workflow_id, workflow_version, status, trigger, actor, inputs, parent_run_id, traceparent, created_at) \
+                 VALUES ({}, {}, {}, 'queued', {}, {}, {}, {}, {}, {});",
                 Text(&run.id),
                 Text(&run.workflow_id),
                 run.workflow_version,
                 Text(&run.trigger),
+                OptText(run.actor.as_deref()),
                 Text(&run.inputs.to_string()),
                 OptText(run.parent_run_id.as_deref()),
                 OptText(run.traceparent.as_deref()),

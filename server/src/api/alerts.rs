@@ -98,7 +98,7 @@ async fn alertmanager(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if !sent.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.as_bytes())) {
+    if !sent.is_some_and(|t| engine::webhook::constant_time_eq(t.as_bytes(), expected.as_bytes())) {
         return Err(refused(ApiError::Unauthorized(
             "missing or wrong bearer token (FLOWSCOPE_ALERT_TOKEN)".into(),
         )));
@@ -205,9 +205,4 @@ fn summary(n: &Notification, alerts: &[&Alert]) -> String {
         text.push_str(&format!(" — {}", n.external_url));
     }
     text
-}
-
-/// Compares secrets without leaking their length of common prefix through timing.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

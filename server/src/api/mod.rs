@@ -2,8 +2,10 @@
 //!
 //! - `workflows`: workflows, versions, archive/restore, export, diff, validate.
 //! - `runs`: trigger, list, inspect, cancel, retry, live events.
+//! - `access`: users, API tokens, secrets, and who the caller is.
 //! - `alerts`: Alertmanager's webhook, which starts the notification workflow.
 
+mod access;
 pub mod alerts;
 mod document;
 mod runs;
@@ -39,6 +41,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(workflows::router())
         .merge(runs::router())
         .merge(alerts::router())
+        .merge(access::router())
         .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) })
         .with_state(state)
 }

@@ -18,7 +18,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use engine::access::Principal;
 use engine::executor::{Engine, RetryMode, TriggerRequest};
 use engine::records::{EventKind, RunDetail, RunStatus, RunSummary};
 use engine::store::{RunFilter, Store};
@@ -58,6 +59,7 @@ struct RunCreated {
 async fn trigger(
     State(engine): State<Engine>,
     Path(id): Path<String>,
+    caller: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -70,6 +72,7 @@ async fn trigger(
             inputs: body.inputs,
             trigger: "api".into(),
             traceparent,
+            actor: caller.and_then(|c| c.actor()),
         })
         .await?;
     tracing::Span::current().record("workflow.run.id", run.id.as_str());
@@ -159,6 +162,7 @@ struct RetryBody {
 async fn retry(
     State(engine): State<Engine>,
     Path(id): Path<String>,
+    caller: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -168,7 +172,9 @@ async fn retry(
         Some(f) if f == "failed" => RetryMode::FromFailed,
         Some(step) => RetryMode::FromStep(step),
     };
-    let run = engine.retry(&id, mode).await?;
+    let run = engine
+        .retry_as(&id, mode, caller.and_then(|c| c.actor()))
+        .await?;
     Ok((StatusCode::CREATED, Json(RunCreated { run })))
 }
 
@@ -256,7 +262,7 @@ async fn all_events(
 use futures::StreamExt as _;
 
 /// An optional JSON body: empty means the defaults; anything else must be JSON that fits.
-fn json_body<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn json_body<T: serde::de::DeserializeOwned + Default>(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<T, ApiError> {

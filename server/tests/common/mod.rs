@@ -38,6 +38,7 @@ pub async fn serve_with(dir: &Path, config: Config) -> String {
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         database_url: format!("sqlite://{}", dir.join("flowscope.db").display()),
+        secret_key: engine::vault::KeySource::File(dir.join("secret.key")),
         ..config
     };
     let options = leptos::prelude::LeptosOptions::builder()

@@ -1,0 +1,95 @@
+//! A webhook call's proof and payload, as pure functions: the server's `POST /hooks/{id}`
+//! and the fuzz targets (`fuzz/`) run exactly this code.
+//!
+//! The caller proves it knows the trigger's secret in one of two ways, both compared in
+//! constant time: `Authorization: Bearer <secret>`, or `X-Hub-Signature-256: sha256=<hex
+//! HMAC-SHA256 of the body>` as GitHub signs. With an `X-Flowscope-Timestamp: <unix seconds>`
+//! header the signed text is `<timestamp>.<body>`, and a timestamp more than [`MAX_SKEW_S`]
+//! from the server's clock is stale.
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Map, Value};
+
+/// How far a signed timestamp may be from the server's clock, in seconds.
+pub const MAX_SKEW_S: i64 = 300;
+
+pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+pub const TIMESTAMP_HEADER: &str = "x-flowscope-timestamp";
+
+/// What the caller proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// The secret itself, as a bearer token.
+    Bearer,
+    /// A valid signature (hex): to be accepted once, so a replay is refused.
+    Signature(String),
+}
+
+/// Why a call is refused: the message for the caller (401).
+pub type Refusal = String;
+
+/// Checks the caller's proof from its `Authorization`, signature and timestamp headers.
+pub fn verify(
+    authorization: Option<&str>,
+    signature: Option<&str>,
+    timestamp: Option<&str>,
+    body: &[u8],
+    secret: &[u8],
+    now_s: i64,
+) -> Result<Proof, Refusal> {
+    if let Some(auth) = authorization {
+        let token = auth
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| "Authorization must be `Bearer <secret>`".to_string())?;
+        return match constant_time_eq(token.trim().as_bytes(), secret) {
+            true => Ok(Proof::Bearer),
+            false => Err("wrong bearer token".into()),
+        };
+    }
+    let Some(sent) = signature else {
+        return Err("send the secret as `Authorization: Bearer <secret>`, or sign the body with it (X-Hub-Signature-256: sha256=<hex HMAC-SHA256>)".into());
+    };
+    let tag = sent
+        .strip_prefix("sha256=")
+        .and_then(|h| hex::decode(h.trim()).ok())
+        .ok_or_else(|| "X-Hub-Signature-256 must be `sha256=<hex digest>`".to_string())?;
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret).map_err(|e| format!("HMAC key: {e}"))?;
+    if let Some(ts) = timestamp {
+        let at: i64 = ts
+            .trim()
+            .parse()
+            .map_err(|_| format!("{TIMESTAMP_HEADER} must be unix seconds, not \"{ts}\""))?;
+        if (now_s - at).abs() > MAX_SKEW_S {
+            return Err(format!(
+                "stale signature: its timestamp is {}s from the server's clock (at most {MAX_SKEW_S}s)",
+                now_s - at
+            ));
+        }
+        mac.update(ts.trim().as_bytes());
+        mac.update(b".");
+    }
+    mac.update(body);
+    mac.verify_slice(&tag)
+        .map_err(|_| "the signature does not match the body".to_string())?;
+    Ok(Proof::Signature(hex::encode(tag)))
+}
+
+/// The run's inputs from the body: empty, or a JSON object.
+pub fn inputs(body: &[u8]) -> Result<Map<String, Value>, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err("the body must be a JSON object: it becomes the run's inputs".into()),
+        Err(e) => Err(format!(
+            "the body is not JSON ({e}); it must be a JSON object of the run's inputs"
+        )),
+    }
+}
+
+/// Equality whose time depends on the lengths only, not on where the bytes differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,607 @@
+//! Sign-in, sessions, API tokens, and the role every route needs.
+//!
+//! One middleware ([`authenticate`]) is the gate for pages, server functions and the REST
+//! API alike: it finds who is calling (a session cookie or an `Authorization: Bearer fs_…`
+//! token), looks up the role the route needs in [`need`], and refuses the rest — 401 (or a
+//! redirect to `/login` for a page) without credentials, 403 with too small a role. Handlers
+//! read the caller from the request's extensions (`Extension<Principal>`) to record who did
+//! what. With sign-in off (`FLOWSCOPE_AUTH=false`, the loopback default) every caller is an
+//! admin named `local`, and pages say "No sign-in".
+//!
+//! Passwords are argon2id PHC strings; session cookies and API tokens are 256 random bits
+//! of which only the SHA-256 is stored. Failed sign-ins are limited per name and per client
+//! address, in this process ([`LoginLimiter`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Form, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::post;
+use axum::Router;
+use engine::access::{Principal, Role, Via};
+use engine::store::{now_ms, Store};
+use engine::vault::verify_password;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+
+/// Shortest password accepted (NIST SP 800-63B's minimum).
+pub const MIN_PASSWORD: usize = 8;
+pub const SESSION_COOKIE: &str = "flowscope_session";
+/// A session lasts this long from sign-in.
+const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// An API token's last-used time is written at most this often (not on every request).
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// The sign-in state shared by the middleware and the `/auth` handlers.
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<AuthInner>,
+}
+
+struct AuthInner {
+    enabled: bool,
+    store: Store,
+    limiter: LoginLimiter,
+}
+
+impl Auth {
+    pub fn new(store: Store, enabled: bool) -> Auth {
+        Auth {
+            inner: Arc::new(AuthInner {
+                enabled,
+                store,
+                limiter: LoginLimiter::default(),
+            }),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.inner.enabled
+    }
+
+    /// Who the request's credentials name; `None` without (valid) credentials.
+    async fn principal(&self, headers: &HeaderMap) -> Result<Option<Principal>, ApiError> {
+        if !self.inner.enabled {
+            return Ok(Some(Principal {
+                name: "local".into(),
+                role: Role::Admin,
+                via: Via::Open,
+            }));
+        }
+        let store = &self.inner.store;
+        if let Some(token) = bearer(headers) {
+            let Some((id, name, role, last_used)) = store.token_by_hash(&sha256_hex(token)).await?
+            else {
+                return Err(ApiError::Unauthorized(
+                    "the API token is not valid (wrong, or revoked)".into(),
+                ));
+            };
+            let now = now_ms();
+            if last_used.is_none_or(|t| now - t > TOUCH_EVERY_MS) {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = store.touch_token(id, now).await {
+                        tracing::warn!(error = %e, "cannot record the token's last use");
+                    }
+                });
+            }
+            return Ok(Some(Principal {
+                name,
+                role,
+                via: Via::Token,
+            }));
+        }
+        if let Some(cookie) = cookie(headers, SESSION_COOKIE) {
+            if let Some((name, role)) = store.session_user(&sha256_hex(cookie), now_ms()).await? {
+                return Ok(Some(Principal {
+                    name,
+                    role,
+                    via: Via::Session,
+                }));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Anyone: sign-in itself, static files, health, `/metrics`, and the endpoints that check
+    /// a secret of their own (webhooks, Alertmanager).
+    Public,
+    Role(Role),
+}
+
+/// Server functions that only read: a viewer may call them. Any other server function needs
+/// its role listed in [`need`], or admin: a new one is closed until it is placed here.
+const READ_SERVER_FNS: &[&str] = &[
+    "list_runs",
+    "runs_charts",
+    "workflow_source",
+    "diff_versions",
+    "get_workflow",
+    "list_workflows",
+    "get_run",
+    "whoami",
+];
+
+/// The role a request needs, from its method and path. Closed by default: a write this
+/// table does not name needs admin.
+pub fn need(method: &Method, path: &str) -> Need {
+    let read = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let public = matches!(
+        path,
+        "/login" | "/setup" | "/healthz" | "/readyz" | "/metrics" | "/favicon.svg"
+    ) || path.starts_with("/auth/")
+        || path.starts_with("/pkg/")
+        || path.starts_with("/hooks/")
+        || path == "/api/v1/alerts/alertmanager";
+    if public {
+        return Need::Public;
+    }
+    if let Some(rest) = path.strip_prefix("/api/v1/") {
+        let parts: Vec<&str> = rest.split('/').collect();
+        return Need::Role(match (read, parts.as_slice()) {
+            (_, ["users" | "tokens" | "secrets", ..]) => Role::Admin,
+            (true, _) => Role::Viewer,
+            (false, ["validate"]) => Role::Viewer,
+            (false, ["workflows", _, "runs"] | ["runs", _, "cancel" | "retry"]) => Role::Operator,
+            (false, ["workflows"] | ["workflows", _] | ["workflows", _, "archive" | "restore"]) => {
+                Role::Editor
+            }
+            _ => Role::Admin,
+        });
+    }
+    if let Some(name) = path.strip_prefix("/api/") {
+        return Need::Role(match name {
+            n if READ_SERVER_FNS.contains(&n) => Role::Viewer,
+            "trigger_run" | "cancel_run" | "retry_run" => Role::Operator,
+            "save_workflow" => Role::Editor,
+            _ => Role::Admin,
+        });
+    }
+    if !read {
+        return Need::Role(Role::Admin);
+    }
+    Need::Role(match path {
+        "/settings" => Role::Admin,
+        "/workflows/new" => Role::Editor,
+        p if p.starts_with("/workflows/") && p.ends_with("/edit") => Role::Editor,
+        _ => Role::Viewer,
+    })
+}
+
+/// Is this a page a browser navigates to (answered with a redirect, not JSON)?
+fn is_page(method: &Method, path: &str) -> bool {
+    *method == Method::GET && !path.starts_with("/api/")
+}
+
+/// The gate: resolves the caller, checks the route's role, passes the caller on.
+pub async fn authenticate(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let needed = match need(&method, &path) {
+        Need::Public => return next.run(request).await,
+        Need::Role(r) => r,
+    };
+    let principal = match auth.principal(request.headers()).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let Some(principal) = principal else {
+        if is_page(&method, &path) {
+            let first_run = matches!(auth.inner.store.count_users().await, Ok(0));
+            let target = if first_run {
+                "/setup".to_string()
+            } else {
+                let next = request
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                format!("/login?next={}", encode(next))
+            };
+            return Redirect::to(&target).into_response();
+        }
+        return ApiError::Unauthorized(
+            "sign in first, or send an API token (Authorization: Bearer fs_…)".into(),
+        )
+        .into_response();
+    };
+    if !principal.role.allows(needed) {
+        tracing::info!(user = %principal.name, role = %principal.role, needed = %needed, %path, "refused: role too small");
+        return ApiError::Forbidden(format!(
+            "{} \"{}\" has the {} role; this needs {}",
+            match principal.via {
+                Via::Token => "API token",
+                _ => "user",
+            },
+            principal.name,
+            principal.role,
+            needed
+        ))
+        .into_response();
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+/// `POST /auth/login`, `/auth/logout`, `/auth/setup`: plain forms, so sign-in works before
+/// (and without) the page's WebAssembly.
+pub fn router(auth: Auth) -> Router {
+    Router::new()
+        .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
+        .route("/auth/setup", post(setup))
+        .with_state(auth)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    name: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+async fn login(
+    State(auth): State<Auth>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let back = |error: &str| {
+        Redirect::to(&format!(
+            "/login?error={}&next={}",
+            encode(error),
+            encode(&form.next)
+        ))
+        .into_response()
+    };
+    let name = form.name.trim().to_string();
+    let keys = [
+        format!("user:{}", name.to_lowercase()),
+        format!(
+            "ip:{}",
+            peer.map(|p| p.0 .0.ip().to_string()).unwrap_or_default()
+        ),
+    ];
+    if let Some(wait) = auth.inner.limiter.blocked(&keys) {
+        tracing::warn!(user = %name, "sign-in refused: too many failed attempts");
+        let minutes = wait.as_secs().div_ceil(60);
+        return back(&format!(
+            "Too many failed sign-ins. Try again in {minutes} minute{}.",
+            if minutes == 1 { "" } else { "s" }
+        ));
+    }
+    let user = match auth.inner.store.user_by_name(&name).await {
+        Ok(u) => u,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    // A name that does not exist costs the same hash as one that does: no user enumeration.
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let password = form.password.clone();
+    let ok = tokio::task::spawn_blocking(move || {
+        verify_password(&password, hash.as_deref().unwrap_or(&DUMMY_HASH))
+    })
+    .await
+    .unwrap_or(false);
+    let user = match user {
+        Some(u) if ok => u,
+        _ => {
+            auth.inner.limiter.failed(&keys);
+            tracing::info!(user = %name, "sign-in failed");
+            return back("That name and password do not match.");
+        }
+    };
+    auth.inner.limiter.succeeded(&keys[0]);
+    match start_session(&auth.inner.store, user.id, &headers).await {
+        Ok(cookie) => {
+            tracing::info!(user = %user.name, "signed in");
+            let mut response = Redirect::to(safe_next(&form.next)).into_response();
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn logout(State(auth): State<Auth>, headers: HeaderMap) -> Response {
+    if let Some(c) = cookie(&headers, SESSION_COOKIE) {
+        if let Err(e) = auth.inner.store.delete_session(&sha256_hex(c)).await {
+            return ApiError::from(e).into_response();
+        }
+    }
+    let mut response = Redirect::to("/login").into_response();
+    let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    if let Ok(v) = HeaderValue::from_str(&clear) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct SetupForm {
+    name: String,
+    password: String,
+    confirm: String,
+}
+
+/// The first-run form: creates the first admin while there is no user, and signs them in.
+async fn setup(
+    State(auth): State<Auth>,
+    headers: HeaderMap,
+    Form(form): Form<SetupForm>,
+) -> Response {
+    let back =
+        |error: &str| Redirect::to(&format!("/setup?error={}", encode(error))).into_response();
+    if !auth.enabled() {
+        return back(
+            "Sign-in is off on this server (FLOWSCOPE_AUTH=false): there is nothing to set up.",
+        );
+    }
+    let name = form.name.trim().to_string();
+    if let Err(m) = engine::access::check_name("user", &name) {
+        return back(&m);
+    }
+    if let Err(m) = check_password(&form.password) {
+        return back(&m);
+    }
+    if form.password != form.confirm {
+        return back("The two passwords differ.");
+    }
+    let hash = match hash_blocking(form.password).await {
+        Ok(h) => h,
+        Err(e) => return e.into_response(),
+    };
+    let store = &auth.inner.store;
+    match store.create_first_admin(&name, &hash, now_ms()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Redirect::to("/login?error=This+hub+is+already+set+up%3A+sign+in.")
+                .into_response()
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    }
+    tracing::info!(user = %name, "first admin created");
+    let user = match store.user_by_name(&name).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return back("The new user could not be read back."),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    match start_session(store, user.id, &headers).await {
+        Ok(cookie) => {
+            let mut response = Redirect::to("/workflows").into_response();
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Creates the configured first admin when there is no user yet.
+pub async fn ensure_admin(store: &Store, name: &str, password: &str) -> anyhow::Result<()> {
+    if store.count_users().await? > 0 {
+        return Ok(());
+    }
+    let hash = hash_blocking(password.to_string())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if store.create_first_admin(name, &hash, now_ms()).await? {
+        tracing::info!(user = %name, "created the admin from FLOWSCOPE_ADMIN_USER");
+    }
+    Ok(())
+}
+
+/// Stores a new session for `user_id`; returns its `Set-Cookie` header.
+async fn start_session(
+    store: &Store,
+    user_id: i64,
+    headers: &HeaderMap,
+) -> Result<HeaderValue, ApiError> {
+    let token = random_hex(32);
+    let now = now_ms();
+    let expires = now + SESSION_TTL.as_millis() as i64;
+    store
+        .create_session(&sha256_hex(&token), user_id, now, expires)
+        .await?;
+    // `Secure` when the browser reached us over TLS (ended at a proxy in front).
+    let tls = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        SESSION_TTL.as_secs(),
+        if tls { "; Secure" } else { "" }
+    );
+    HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// A `next` that stays on this site: a path, never `//host` or a full URL.
+fn safe_next(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
+        next
+    } else {
+        "/workflows"
+    }
+}
+
+pub fn check_password(password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD {
+        Err(format!(
+            "The password must be at least {MIN_PASSWORD} characters."
+        ))
+    } else if password.len() > 1024 {
+        Err("The password must be at most 1024 bytes.".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Hashes a password off the async threads (argon2 is slow on purpose).
+pub async fn hash_blocking(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || engine::vault::hash_password(&password))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))
+}
+
+/// The hash verified for a name that does not exist: of a random password nobody knows,
+/// made with the same parameters as real ones so both take as long.
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| engine::vault::hash_password(&random_hex(16)).unwrap_or_default());
+
+pub use engine::vault::{new_token, random_hex, token_hash as sha256_hex};
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Percent-encodes a query value.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Failed sign-ins per key (a name, a client address) in a sliding window: past the limit,
+/// that key is refused until its oldest failure leaves the window.
+#[derive(Default)]
+pub struct LoginLimiter {
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+/// Failures allowed per name in [`WINDOW`]; an address may fail four times as often (a
+/// shared NAT, an office).
+const PER_NAME: usize = 5;
+const WINDOW: Duration = Duration::from_secs(15 * 60);
+
+impl LoginLimiter {
+    fn limit(key: &str) -> usize {
+        if key.starts_with("ip:") {
+            PER_NAME * 4
+        } else {
+            PER_NAME
+        }
+    }
+
+    /// How long until the first blocked key may try again; `None` when none is blocked.
+    fn blocked(&self, keys: &[String]) -> Option<Duration> {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        keys.iter()
+            .filter_map(|k| {
+                let q = map.get_mut(k)?;
+                while q.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
+                    q.pop_front();
+                }
+                (q.len() >= Self::limit(k))
+                    .then(|| {
+                        q.front()
+                            .map(|t| WINDOW.saturating_sub(now.duration_since(*t)))
+                    })
+                    .flatten()
+            })
+            .max()
+    }
+
+    fn failed(&self, keys: &[String]) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: a flood of made-up names cannot grow the map without end.
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        for k in keys {
+            map.entry(k.clone()).or_default().push_back(Instant::now());
+        }
+    }
+
+    fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_closed_unless_named() {
+        let post = Method::POST;
+        assert_eq!(
+            need(&post, "/api/v1/something_new"),
+            Need::Role(Role::Admin)
+        );
+        assert_eq!(need(&post, "/api/new_server_fn"), Need::Role(Role::Admin));
+        assert_eq!(need(&Method::DELETE, "/workflows"), Need::Role(Role::Admin));
+        assert_eq!(need(&post, "/api/list_runs"), Need::Role(Role::Viewer));
+        assert_eq!(need(&Method::GET, "/runs/x"), Need::Role(Role::Viewer));
+        assert_eq!(need(&post, "/hooks/x"), Need::Public);
+    }
+
+    #[test]
+    fn next_stays_on_site() {
+        assert_eq!(safe_next("/runs?x=1"), "/runs?x=1");
+        assert_eq!(safe_next("//evil.example"), "/workflows");
+        assert_eq!(safe_next("https://evil.example"), "/workflows");
+        assert_eq!(safe_next(""), "/workflows");
+    }
+
+    #[test]
+    fn dummy_hash_parses_and_matches_nothing() {
+        assert!(DUMMY_HASH.starts_with("$argon2id$"));
+        assert!(!verify_password("", &DUMMY_HASH));
+        let real = engine::vault::hash_password("correct horse").unwrap();
+        assert!(verify_password("correct horse", &real));
+        assert!(!verify_password("correct horsf", &real));
+        assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn limiter_blocks_after_the_limit() {
+        let l = LoginLimiter::default();
+        let keys = ["user:a".to_string(), "ip:1".to_string()];
+        for _ in 0..PER_NAME {
+            assert!(l.blocked(&keys).is_none());
+            l.failed(&keys);
+        }
+        assert!(l.blocked(&keys).is_some());
+        // Another name from the same address is not blocked yet.
+        assert!(l
+            .blocked(&["user:b".to_string(), "ip:1".to_string()])
+            .is_none());
+    }
+}
