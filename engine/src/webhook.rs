@@ -60,10 +60,12 @@ pub fn verify(
             .trim()
             .parse()
             .map_err(|_| format!("{TIMESTAMP_HEADER} must be unix seconds, not \"{ts}\""))?;
-        if (now_s - at).abs() > MAX_SKEW_S {
+        // Saturating: a timestamp near i64::MIN must be stale, not an overflow (a panic in a
+        // debug build, and a wrapped "fresh" skew in a release one).
+        let skew = now_s.saturating_sub(at);
+        if skew.saturating_abs() > MAX_SKEW_S {
             return Err(format!(
-                "stale signature: its timestamp is {}s from the server's clock (at most {MAX_SKEW_S}s)",
-                now_s - at
+                "stale signature: its timestamp is {skew}s from the server's clock (at most {MAX_SKEW_S}s)"
             ));
         }
         mac.update(ts.trim().as_bytes());
@@ -92,4 +94,39 @@ pub fn inputs(body: &[u8]) -> Result<Map<String, Value>, String> {
 /// Equality whose time depends on the lengths only, not on where the bytes differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_an_overflow() {
+        for ts in [
+            i64::MIN.to_string(),
+            i64::MAX.to_string(),
+            "-9223372036854775807".into(),
+        ] {
+            let refused = verify(
+                None,
+                Some("sha256=00"),
+                Some(&ts),
+                b"{}",
+                b"k",
+                1_800_000_000,
+            );
+            assert!(
+                matches!(&refused, Err(m) if m.contains("stale")),
+                "{ts}: {refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn inputs_are_an_object_or_nothing() {
+        assert!(inputs(b"  ").expect("empty").is_empty());
+        assert_eq!(inputs(br#"{"a":1}"#).expect("object")["a"], 1);
+        assert!(inputs(b"[1]").is_err());
+        assert!(inputs(b"{").is_err());
+    }
 }

@@ -11,7 +11,10 @@ const NOW: i64 = 1_800_000_000;
 fuzz_target!(|data: &[u8]| {
     // Fields split on NUL: authorization, signature, timestamp, then the body.
     let mut parts = data.splitn(4, |b| *b == 0);
-    let field = |p: Option<&[u8]>| p.and_then(|b| std::str::from_utf8(b).ok()).filter(|s| !s.is_empty());
+    fn field(p: Option<&[u8]>) -> Option<&str> {
+        p.and_then(|b| std::str::from_utf8(b).ok())
+            .filter(|s| !s.is_empty())
+    }
     let authorization = field(parts.next());
     let signature = field(parts.next());
     let timestamp = field(parts.next());
