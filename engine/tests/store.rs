@@ -95,7 +95,131 @@ both!(
     state_changes_keep_every_character_of_text,
     a_refused_batch_changes_nothing_and_later_batches_apply,
     workflow_stats_count_days_rates_and_p95,
+    users_sessions_tokens_and_secrets_keep_their_rules,
 );
+
+async fn users_sessions_tokens_and_secrets_keep_their_rules(store: Store) {
+    use engine::access::Role;
+    // The first admin once, then never again.
+    assert!(store
+        .create_first_admin("root", "h1", 1)
+        .await
+        .expect("first"));
+    assert!(!store
+        .create_first_admin("eve", "h2", 2)
+        .await
+        .expect("second"));
+    assert_eq!(store.count_users().await.expect("count"), 1);
+    let root = store
+        .user_by_name("root")
+        .await
+        .expect("read")
+        .expect("root");
+    assert_eq!(
+        (root.role.as_str(), root.password_hash.as_str()),
+        ("admin", "h1")
+    );
+    let ann = store
+        .create_user("ann", "h3", Role::Viewer, 3)
+        .await
+        .expect("ann");
+    assert!(matches!(
+        store.create_user("ann", "h4", Role::Admin, 4).await,
+        Err(StoreError::Refused(m)) if m.contains("already exists")
+    ));
+
+    // The last admin stays; with a second one, the first may go.
+    assert!(matches!(
+        store.set_user_role(root.id, Role::Viewer).await,
+        Err(StoreError::Refused(_))
+    ));
+    assert!(matches!(
+        store.delete_user(root.id).await,
+        Err(StoreError::Refused(_))
+    ));
+    assert!(
+        matches!(store.set_user_role(9_999, Role::Viewer).await, Err(StoreError::Refused(m)) if m.contains("no user"))
+    );
+    store
+        .set_user_role(ann, Role::Admin)
+        .await
+        .expect("promote");
+    store
+        .set_user_role(root.id, Role::Editor)
+        .await
+        .expect("demote");
+
+    // Sessions end at expiry, at deletion, and with a new password.
+    store
+        .create_session("s1", ann, 10, 1_000)
+        .await
+        .expect("session");
+    assert_eq!(
+        store.session_user("s1", 500).await.expect("read"),
+        Some(("ann".to_string(), Role::Admin))
+    );
+    assert_eq!(
+        store.session_user("s1", 1_000).await.expect("read"),
+        None,
+        "expired"
+    );
+    store
+        .create_session("s2", ann, 10, i64::MAX)
+        .await
+        .expect("session");
+    store.set_user_password(ann, "h5").await.expect("password");
+    assert_eq!(
+        store.session_user("s2", 500).await.expect("read"),
+        None,
+        "signed out everywhere"
+    );
+    store
+        .create_session("s3", root.id, 10, i64::MAX)
+        .await
+        .expect("session");
+    store.delete_session("s3").await.expect("delete");
+    assert_eq!(store.session_user("s3", 500).await.expect("read"), None);
+
+    // Tokens: found by hash until revoked, last use recorded.
+    let t = store
+        .create_token("ci", "hash-ci", Role::Operator, Some("root"), 20)
+        .await
+        .expect("token");
+    assert_eq!(
+        store.token_by_hash("hash-ci").await.expect("read"),
+        Some((t, "ci".to_string(), Role::Operator, None))
+    );
+    store.touch_token(t, 30).await.expect("touch");
+    assert_eq!(
+        store.tokens().await.expect("list")[0].last_used_at,
+        Some(30)
+    );
+    assert!(store.revoke_token(t, 40).await.expect("revoke"));
+    assert!(!store.revoke_token(t, 50).await.expect("again"));
+    assert_eq!(store.token_by_hash("hash-ci").await.expect("read"), None);
+
+    // Secrets: replaced in place, deleted once.
+    store
+        .put_secret("K", "n1", "c1", 60, Some("root"))
+        .await
+        .expect("put");
+    store
+        .put_secret("K", "n2", "c2", 70, None)
+        .await
+        .expect("replace");
+    let sealed = store.sealed_secrets().await.expect("list");
+    assert_eq!(sealed.len(), 1);
+    assert_eq!(
+        (
+            sealed[0].nonce.as_str(),
+            sealed[0].ciphertext.as_str(),
+            sealed[0].updated_at
+        ),
+        ("n2", "c2", 70)
+    );
+    assert!(store.delete_secret("K").await.expect("delete"));
+    assert!(!store.delete_secret("K").await.expect("again"));
+}
 
 fn wf(id: &str, latency: &str) -> (Workflow, String) {
     let text = format!("id: {id}\nname: Test {id}\ntags:\n- t1\nsteps:\n- id: a\n  agent: simulate\n  with:\n    latency: {latency}\n");
