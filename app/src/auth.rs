@@ -238,6 +238,19 @@ pub async fn delete_secret(name: String) -> Result<(), AppError> {
     Ok(())
 }
 
+/// An input's value, emptied each time `action` succeeds: a saved secret or password does not
+/// linger in the page.
+fn cleared<I, O>(action: ServerAction<I>) -> impl Fn() -> String + Send + Sync + 'static
+where
+    I: leptos::server_fn::ServerFn<Output = O, Error = AppError> + Clone + Send + Sync + 'static,
+    O: Clone + Send + Sync + 'static,
+{
+    move || {
+        let _ = action.version().get();
+        String::new()
+    }
+}
+
 fn role_options(selected: Role) -> impl IntoView {
     Role::ALL
         .into_iter()
@@ -348,8 +361,8 @@ fn Users(
             {action_error(set_role.value())}
             {action_error(delete.value())}
             <ActionForm action=add attr:class="form-row">
-                <label>"Name" <input type="text" name="name" required/></label>
-                <label>"Password" <input type="password" name="password" minlength="8" autocomplete="new-password" required/></label>
+                <label>"Name" <input type="text" name="name" required prop:value=cleared(add)/></label>
+                <label>"Password" <input type="password" name="password" minlength="8" autocomplete="new-password" required prop:value=cleared(add)/></label>
                 <label>"Role" <select name="role">{role_options(Role::Viewer)}</select></label>
                 <button class="button" type="submit">"Add user"</button>
             </ActionForm>
@@ -403,7 +416,7 @@ fn Tokens(
             </table>
             {action_error(revoke.value())}
             <ActionForm action=create attr:class="form-row">
-                <label>"Name" <input type="text" name="name" placeholder="ci" required/></label>
+                <label>"Name" <input type="text" name="name" placeholder="ci" required prop:value=cleared(create)/></label>
                 <label>"Role" <select name="role">{role_options(Role::Operator)}</select></label>
                 <button class="button" type="submit">"Create token"</button>
             </ActionForm>
@@ -459,8 +472,8 @@ fn Secrets(
             </table>
             {action_error(delete.value())}
             <ActionForm action=put attr:class="form-row">
-                <label>"Name" <input type="text" name="name" placeholder="SLACK_WEBHOOK_URL" required/></label>
-                <label>"Value" <input type="password" name="value" autocomplete="off" required/></label>
+                <label>"Name" <input type="text" name="name" placeholder="SLACK_WEBHOOK_URL" required prop:value=cleared(put)/></label>
+                <label>"Value" <input type="password" name="value" autocomplete="off" required prop:value=cleared(put)/></label>
                 <button class="button" type="submit">"Save secret"</button>
             </ActionForm>
             {action_error(put.value())}

@@ -46,6 +46,8 @@ test('sign in, manage users, tokens and secrets, sign out', async ({ page }, inf
   await secrets.getByRole('button', { name: 'Save secret' }).click();
   await expect(secrets.getByRole('cell', { name: 'E2E_SECRET' })).toBeVisible();
   await expect(page.getByText('never-shown-value')).toHaveCount(0);
+  // The form is emptied once saved: the value does not linger in the page.
+  await expect(secrets.getByLabel('Value')).toHaveValue('');
   await page.screenshot({ path: info.outputPath('settings.png'), fullPage: true });
 
   // Signing out ends the session; the viewer then signs in and may not open the settings.
