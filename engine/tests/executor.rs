@@ -881,6 +881,7 @@ async fn a_resumed_run_keeps_the_deadline_it_started_with() {
         created_at: started,
         step_ids: vec!["only".into()],
         reused: vec![],
+        concurrency: None,
     };
     use engine::store::Op;
     store

@@ -395,6 +395,7 @@ fn new_run(id: &str, inputs: serde_json::Value, steps: &[&str]) -> Op {
         created_at: 1_000,
         step_ids: steps.iter().map(|s| s.to_string()).collect(),
         reused: vec![],
+        concurrency: None,
     }))
 }
 
@@ -441,6 +442,7 @@ async fn state_changes_keep_every_character_of_text(store: Store) {
             status: RunStatus::Failed,
             error: Some(NASTY.into()),
             at: 1_004,
+            frees_slot: false,
         },
     ];
     store.apply(&ops).await.expect("apply");
@@ -542,6 +544,7 @@ async fn workflow_stats_count_days_rates_and_p95(store: Store) {
                 status,
                 error: None,
                 at: at + ms,
+                frees_slot: false,
             });
         }
     };

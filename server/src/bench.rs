@@ -407,3 +407,201 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+/// One row of `bench --workers`.
+struct WorkerFigures {
+    workers: usize,
+    runs_per_s: f64,
+    run_p50_ms: f64,
+    run_p99_ms: f64,
+    per_step_p50_ms: f64,
+    commits_per_s: f64,
+    dead_rows: i64,
+    autovacuums: i64,
+    max_locks: i64,
+}
+
+/// `bench --workers 1,2,4`: 3-step runs (200 in flight) and 40-step chains executed by N
+/// `flowscope worker` processes on one PostgreSQL database, triggered by this process (which
+/// runs none itself). Run times come from the database (started → finished), so the way the
+/// result reaches this process does not count.
+pub async fn run_workers(postgres_admin_url: &str, counts: &[usize]) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    println!(
+        "single-client durable commit (one-row INSERT), median: {:.2} ms",
+        pg_commit_ms(postgres_admin_url).await?
+    );
+    println!("| workers | 3-step runs/s (200 in flight) | run p50 ms | run p99 ms | chain-40 per-step p50 ms | commits/s | dead rows after | autovacuums | most locks held |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &n in counts {
+        let db = format!("flowscope_bench_workers_{}_{n}", std::process::id());
+        let store = Store::create_postgres_database(postgres_admin_url, &db).await?;
+        store.migrate().await?;
+        let url = format!(
+            "{}/{db}",
+            postgres_admin_url
+                .rsplit_once('/')
+                .map(|(b, _)| b)
+                .unwrap_or(postgres_admin_url)
+        );
+        let result = workers_round(&exe, &store, &url, n).await;
+        store.close().await;
+        Store::drop_postgres_database(postgres_admin_url, &db).await?;
+        let f = result?;
+        println!(
+            "| {} | {:.0} | {:.1} | {:.1} | {:.3} | {:.0} | {} | {} | {} |",
+            f.workers,
+            f.runs_per_s,
+            f.run_p50_ms,
+            f.run_p99_ms,
+            f.per_step_p50_ms,
+            f.commits_per_s,
+            f.dead_rows,
+            f.autovacuums,
+            f.max_locks
+        );
+    }
+    Ok(())
+}
+
+async fn workers_round(
+    exe: &std::path::Path,
+    store: &Store,
+    url: &str,
+    n: usize,
+) -> anyhow::Result<WorkerFigures> {
+    for yaml in [chain("chain40z", 40, "0ms"), chain("three", 3, "0ms")] {
+        let w = Workflow::parse(&yaml).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+        store.create_workflow(&w, &yaml).await?;
+    }
+    let mut children = Vec::new();
+    for i in 0..n {
+        children.push(Killed(
+            std::process::Command::new(exe)
+                .arg("worker")
+                .env("FLOWSCOPE_DATABASE_URL", url)
+                .env("FLOWSCOPE_SCHEDULER", "false")
+                .env("FLOWSCOPE_WORKER_NAME", format!("bench-{i}"))
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .context("start a worker")?,
+        ));
+    }
+    // This process triggers and waits; the workers run everything.
+    let engine = Engine::start(
+        store.clone(),
+        EngineConfig {
+            worker: engine::executor::WorkerConfig {
+                kind: "bench",
+                max_runs: 0,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await?;
+    while (store.workers().await?.len()) < n + 1 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let trigger = {
+        let engine = engine.clone();
+        move |wf: &'static str| {
+        let engine = engine.clone();
+        async move {
+            let run = engine
+                .trigger(TriggerRequest {
+                    workflow_id: wf.into(),
+                    trigger: "bench".into(),
+                    ..Default::default()
+                })
+                .await?;
+            let status = engine.wait(&run.id).await?;
+            anyhow::ensure!(status == RunStatus::Succeeded, "bench run ended {status}");
+            Ok::<_, anyhow::Error>(run.id)
+        }
+    }
+    };
+    // Warm-up: every worker connected and caching.
+    for _ in 0..n * 4 {
+        trigger("three").await?;
+    }
+    let before = db_counters(store).await?;
+    let total = 3000;
+    let started = Instant::now();
+    let locks = {
+        let store = store.clone();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let watch = stop.clone();
+        let sampler = tokio::spawn(async move {
+            let mut most = 0i64;
+            while !watch.is_cancelled() {
+                most = most.max(store.lock_count().await.unwrap_or(0));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            most
+        });
+        (stop, sampler)
+    };
+    let clients: Vec<_> = (0..200)
+        .map(|_| {
+            let trigger = trigger.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for _ in 0..total / 200 {
+                    ids.push(trigger("three").await?);
+                }
+                Ok::<_, anyhow::Error>(ids)
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for c in clients {
+        ids.extend(c.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    locks.0.cancel();
+    let max_locks = locks.1.await.unwrap_or(0);
+    let after = db_counters(store).await?;
+    let mut run_ms = store.run_times_ms(&ids).await?;
+    run_ms.sort_by(f64::total_cmp);
+    let mut chains = Vec::new();
+    for _ in 0..5 {
+        chains.push(trigger("chain40z").await?);
+    }
+    let mut per_step: Vec<f64> = store
+        .run_times_ms(&chains)
+        .await?
+        .into_iter()
+        .map(|t| t / 40.0)
+        .collect();
+    per_step.sort_by(f64::total_cmp);
+    let stats = store.table_stats().await?;
+    engine.shutdown(Duration::from_secs(1)).await;
+    drop(children);
+    Ok(WorkerFigures {
+        workers: n,
+        runs_per_s: ids.len() as f64 / elapsed,
+        run_p50_ms: pct(&run_ms, 0.5),
+        run_p99_ms: pct(&run_ms, 0.99),
+        per_step_p50_ms: pct(&per_step, 0.5),
+        commits_per_s: (after - before) as f64 / elapsed,
+        dead_rows: stats.0,
+        autovacuums: stats.1,
+        max_locks,
+    })
+}
+
+/// A child process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn db_counters(store: &Store) -> anyhow::Result<i64> {
+    Ok(store.commits().await?)
+}

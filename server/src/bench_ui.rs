@@ -62,6 +62,7 @@ async fn fill(store: &Store, now: i64) -> anyhow::Result<()> {
             created_at: at,
             step_ids: vec!["a".into(), "b".into()],
             reused: vec![],
+            concurrency: None,
         })));
         ops.push(Op::StartRun {
             run_id: run_id.clone(),
@@ -78,6 +79,7 @@ async fn fill(store: &Store, now: i64) -> anyhow::Result<()> {
             status,
             error: None,
             at: at + 20 + (n % 50) as i64,
+            frees_slot: false,
         });
         if ops.len() >= 3_000 {
             store.apply(&ops).await?;

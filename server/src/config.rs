@@ -50,6 +50,13 @@ pub struct Config {
     /// Hosts the `http` agent may call (`*.example.com` for subdomains); none: any host that
     /// is not link-local.
     pub http_allowed_hosts: Option<Vec<String>>,
+    /// On PostgreSQL: how long a silent process keeps its runs before others take them over.
+    pub worker_lease: std::time::Duration,
+    /// On PostgreSQL: this process's name in the workers list (default `host:pid`).
+    pub worker_name: Option<String>,
+    /// Runs this process holds at once (it claims no more beyond); 0 on PostgreSQL: this
+    /// server runs none, workers beside it run them all.
+    pub worker_max_runs: usize,
 }
 
 impl Default for Config {
@@ -71,6 +78,9 @@ impl Default for Config {
             admin_user: None,
             secret_key: engine::vault::KeySource::File(PathBuf::from("data/secret.key")),
             http_allowed_hosts: None,
+            worker_lease: std::time::Duration::from_secs(15),
+            worker_name: None,
+            worker_max_runs: 1000,
         }
     }
 }
@@ -108,6 +118,9 @@ struct FileConfig {
     http_allowed_hosts: Option<String>,
     auth: Option<bool>,
     secret_key_file: Option<String>,
+    worker_lease: Option<String>,
+    worker_name: Option<String>,
+    worker_max_runs: Option<usize>,
 }
 
 impl Config {
@@ -117,6 +130,20 @@ impl Config {
             grafana_url: self.grafana_url.clone(),
             tempo_uid: self.grafana_tempo_uid.clone(),
         }
+    }
+
+    /// The engine's part among several processes on one PostgreSQL database.
+    pub fn worker(&self, kind: &'static str) -> engine::executor::WorkerConfig {
+        let mut w = engine::executor::WorkerConfig {
+            kind,
+            lease: self.worker_lease,
+            max_runs: self.worker_max_runs,
+            ..Default::default()
+        };
+        if let Some(name) = &self.worker_name {
+            w.name = name.clone();
+        }
+        w
     }
 
     /// Reads the process environment and the config file.
@@ -327,6 +354,40 @@ impl Config {
             }
             config.alert_token = Some(v.trim().to_string());
         }
+        if let Some((setting, v)) = env("FLOWSCOPE_WORKER_LEASE")
+            .map(|v| ("FLOWSCOPE_WORKER_LEASE", v))
+            .or(file.worker_lease.map(|v| ("worker_lease", v)))
+        {
+            let lease = engine::model::parse_duration(&v).map_err(|e| err(setting, e))?;
+            // Heartbeats go every quarter lease: much shorter would be a query storm.
+            if lease < std::time::Duration::from_millis(500) {
+                return Err(err(setting, "must be at least 500ms"));
+            }
+            config.worker_lease = lease;
+        }
+        if let Some(v) = env("FLOWSCOPE_WORKER_NAME").or(file.worker_name) {
+            if v.trim().is_empty() {
+                return Err(err("FLOWSCOPE_WORKER_NAME", "must not be empty"));
+            }
+            config.worker_name = Some(v.trim().to_string());
+        }
+        if let Some((setting, v)) = env("FLOWSCOPE_WORKER_MAX_RUNS")
+            .map(|v| ("FLOWSCOPE_WORKER_MAX_RUNS", v))
+            .or(file.worker_max_runs.map(|n| ("worker_max_runs", n.to_string())))
+        {
+            let n: usize = v
+                .trim()
+                .parse()
+                .map_err(|_| err(setting, format!("\"{v}\" is not a number")))?;
+            // 0: a server for the UI and API only, beside workers that run everything.
+            if n == 0 && engine::store::sqlite_file(&config.database_url).is_some() {
+                return Err(err(
+                    setting,
+                    "0 (run no workflows) needs PostgreSQL and a `flowscope worker` beside this server; on SQLite this process is the only one that can run them",
+                ));
+            }
+            config.worker_max_runs = n;
+        }
         if let Some((setting, v)) = env("FLOWSCOPE_ALERT_WORKFLOW")
             .map(|v| ("FLOWSCOPE_ALERT_WORKFLOW", v))
             .or(file.alert_workflow.map(|v| ("alert_workflow", v)))
@@ -399,6 +460,31 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://data/flowscope.db");
         assert!(c.seed_examples);
         assert_eq!(c.grafana_tempo_uid, "tempo");
+    }
+
+    #[test]
+    fn worker_settings_are_checked() {
+        let c = from(&[
+            ("FLOWSCOPE_WORKER_LEASE", "3s"),
+            ("FLOWSCOPE_WORKER_NAME", "w1"),
+            ("FLOWSCOPE_WORKER_MAX_RUNS", "50"),
+        ])
+        .expect("ok");
+        let w = c.worker("worker");
+        assert_eq!(w.lease, std::time::Duration::from_secs(3));
+        assert_eq!((w.name.as_str(), w.max_runs, w.kind), ("w1", 50, "worker"));
+        let short = from(&[("FLOWSCOPE_WORKER_LEASE", "10ms")]).expect_err("short");
+        assert_eq!(short.setting, "FLOWSCOPE_WORKER_LEASE");
+        let bad = from(&[("FLOWSCOPE_WORKER_LEASE", "soon")]).expect_err("bad");
+        assert_eq!(bad.setting, "FLOWSCOPE_WORKER_LEASE");
+        let zero = from(&[("FLOWSCOPE_WORKER_MAX_RUNS", "0")]).expect_err("zero on SQLite");
+        assert_eq!(zero.setting, "FLOWSCOPE_WORKER_MAX_RUNS");
+        let api_only = from(&[
+            ("FLOWSCOPE_WORKER_MAX_RUNS", "0"),
+            ("FLOWSCOPE_DATABASE_URL", "postgres://db/flowscope"),
+        ])
+        .expect("0 on PostgreSQL");
+        assert_eq!(api_only.worker_max_runs, 0);
     }
 
     #[test]

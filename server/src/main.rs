@@ -1,4 +1,4 @@
-//! `flowscope`: `serve` (default), `validate FILE…`, `migrate`, `bench`, and the commands that
+//! `flowscope`: `serve` (default), `worker`, `validate FILE…`, `migrate`, `bench`, and the commands that
 //! talk to a server over the API (`apply`, `run`, `runs`, `export`; see `cli.rs`).
 
 use std::path::PathBuf;
@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Serve the UI, the API and the engine (the default).
     Serve,
+    /// Run workflows only (no UI or API), beside `serve` on one PostgreSQL database: more
+    /// throughput, and runs that survive a process or machine going away.
+    Worker,
     /// Check workflow files and print every problem with its path; exit 1 if any.
     Validate {
         #[arg(required = true)]
@@ -90,6 +93,9 @@ enum Command {
         /// Measure telemetry's cost instead: off, span ids only, full OTLP export (SQLite).
         #[arg(long)]
         telemetry: bool,
+        /// Measure N `flowscope worker` processes on one PostgreSQL instead (e.g. 1,2,4).
+        #[arg(long, value_delimiter = ',')]
+        workers: Vec<usize>,
     },
 }
 
@@ -205,6 +211,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token { action } => token(&config, action).await,
+        Command::Worker => flowscope::startup::run_worker(&config, shutdown_signal()).await,
         _ => serve(config).await,
     }
 }
@@ -321,6 +328,9 @@ async fn bench(command: Command) -> anyhow::Result<()> {
             };
             flowscope::bench::run_telemetry(&shapes).await
         }
+        Command::Bench {
+            postgres, workers, ..
+        } if !workers.is_empty() => flowscope::bench::run_workers(&postgres, &workers).await,
         Command::Bench { ui: true, .. } => {
             let options = leptos::prelude::get_configuration(None)?.leptos_options;
             flowscope::bench_ui::run(options).await

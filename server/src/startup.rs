@@ -36,18 +36,7 @@ impl Application {
         leptos_options: LeptosOptions,
     ) -> anyhow::Result<Application> {
         let (store, lock) = open_store(config).await?;
-        let engine_config = EngineConfig {
-            secrets: config.secrets.clone(),
-            secret_key: Some(config.secret_key.clone()),
-            agents: engine::agents::AgentSettings {
-                llm_prices: config.llm_prices.clone(),
-                shell_enabled: config.shell_enabled,
-                http_allowed_hosts: config.http_allowed_hosts.clone(),
-                ..Default::default()
-            },
-            ..EngineConfig::default()
-        };
-        let engine = Engine::start(store.clone(), engine_config)
+        let engine = Engine::start(store.clone(), engine_config(config, "serve"))
             .await
             .context("cannot start the engine")?;
         if config.auth {
@@ -57,26 +46,7 @@ impl Application {
                     .context("cannot create the admin from FLOWSCOPE_ADMIN_USER")?;
             }
         }
-        let scheduler = tokio_util::sync::CancellationToken::new();
-        // Another process may change stored secrets: reread them now and then.
-        if store.backend() == engine::store::Backend::Postgres {
-            let (engine, stop) = (engine.clone(), scheduler.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => {}
-                    }
-                    if let Err(e) = engine.reload_secrets().await {
-                        tracing::warn!(error = %e, "cannot reread the stored secrets");
-                    }
-                }
-            });
-        }
-        if config.scheduler {
-            let run = engine::schedule::Scheduler::new(engine.clone()).run(scheduler.clone());
-            tokio::spawn(run);
-        }
+        let scheduler = background(config, &engine);
         let alerts = crate::api::alerts::AlertIntake::new(
             config.alert_token.clone(),
             config.alert_workflow.clone(),
@@ -135,6 +105,12 @@ impl Application {
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(self.listener, service).with_graceful_shutdown(signal);
+        // Among several processes, runs in flight finish their steps or go to the others.
+        let (engine, mut engine_watch) = (self.engine.clone(), watch.clone());
+        let engine_done = tokio::spawn(async move {
+            let _ = engine_watch.wait_for(|f| *f).await;
+            engine.shutdown(SHUTDOWN_GRACE).await;
+        });
         let grace = async move {
             let _ = watch.wait_for(|f| *f).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -143,10 +119,91 @@ impl Application {
             served = server.into_future() => served.context("HTTP server failed")?,
             _ = grace => tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "connections still open after the grace period; stopping"),
         }
+        if self.engine.worker_id().is_some() {
+            let _ = engine_done.await;
+        }
         self.scheduler.cancel();
         self.store.close().await;
         Ok(())
     }
+}
+
+/// The engine's settings from the configuration; `kind` is `serve` or `worker`.
+pub fn engine_config(config: &Config, kind: &'static str) -> EngineConfig {
+    EngineConfig {
+        secrets: config.secrets.clone(),
+        secret_key: Some(config.secret_key.clone()),
+        agents: engine::agents::AgentSettings {
+            llm_prices: config.llm_prices.clone(),
+            shell_enabled: config.shell_enabled,
+            http_allowed_hosts: config.http_allowed_hosts.clone(),
+            ..Default::default()
+        },
+        worker: config.worker(kind),
+        ..EngineConfig::default()
+    }
+}
+
+/// The cron scheduler and, on PostgreSQL, a periodic reread of stored secrets (another process
+/// may change them). Both stop when the returned token is cancelled.
+fn background(config: &Config, engine: &Engine) -> tokio_util::sync::CancellationToken {
+    let stop = tokio_util::sync::CancellationToken::new();
+    if engine.store().backend() == engine::store::Backend::Postgres {
+        let (engine, stop) = (engine.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => {}
+                }
+                if let Err(e) = engine.reload_secrets().await {
+                    tracing::warn!(error = %e, "cannot reread the stored secrets");
+                }
+            }
+        });
+    }
+    if config.scheduler {
+        let run = engine::schedule::Scheduler::new(engine.clone()).run(stop.clone());
+        tokio::spawn(run);
+    }
+    stop
+}
+
+/// `flowscope worker`: the engine and the cron scheduler without UI or API, beside servers
+/// and other workers on one PostgreSQL database. Runs until `shutdown`, then stops claiming,
+/// lets in-flight steps finish (at most [`SHUTDOWN_GRACE`]) and releases the rest.
+pub async fn run_worker(
+    config: &Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    if engine::store::sqlite_file(&config.database_url).is_some()
+        || config.database_url.starts_with("sqlite:")
+    {
+        anyhow::bail!(
+            "`flowscope worker` works beside `flowscope serve` on one PostgreSQL database \
+             (FLOWSCOPE_DATABASE_URL=postgres://…); an SQLite file serves one process, whose \
+             `flowscope serve` already runs every workflow"
+        );
+    }
+    let (store, _) = open_store(&Config {
+        seed_examples: false,
+        ..config.clone()
+    })
+    .await?;
+    let engine = Engine::start(store.clone(), engine_config(config, "worker"))
+        .await
+        .context("cannot start the engine")?;
+    let stop = background(config, &engine);
+    tracing::info!(
+        worker.id = engine.worker_id().unwrap_or_default(),
+        database = %redact_url(&config.database_url),
+        "Flowscope worker ready"
+    );
+    shutdown.await;
+    engine.shutdown(SHUTDOWN_GRACE).await;
+    stop.cancel();
+    store.close().await;
+    Ok(())
 }
 
 /// How long shutdown waits for open requests and event streams.

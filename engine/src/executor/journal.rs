@@ -6,6 +6,7 @@
 //! A database that is unreachable is retried with backoff (nothing is dropped); a batch that
 //! the database refuses is split so only the bad submission fails.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -27,10 +28,11 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Starts the writer task on `store`.
-    pub fn start(store: Store) -> Journal {
+    /// Starts the writer task on `store`. With a `fence` (the worker id of a process among
+    /// several), every batch checks the runs it changes are still that worker's.
+    pub fn start(store: Store, fence: Option<Fence>) -> Journal {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(store, rx));
+        tokio::spawn(writer(store, rx, fence));
         Journal { tx }
     }
 
@@ -48,7 +50,10 @@ impl Journal {
     }
 }
 
-async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>) {
+/// The current worker id, which changes when the worker joins again after losing its lease.
+pub type Fence = Arc<RwLock<Arc<str>>>;
+
+async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>, fence: Option<Fence>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let mut count = batch[0].ops.len();
@@ -68,17 +73,27 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>) {
             waiters.push((ops.len()..ops.len() + s.ops.len(), s.done));
             ops.extend(s.ops);
         }
-        match apply_with_retry(&store, &ops).await {
+        let fence = fence
+            .as_ref()
+            .map(|f| f.read().unwrap_or_else(|e| e.into_inner()).clone());
+        let fence = fence.as_deref();
+        match apply_with_retry(&store, &ops, fence).await {
             Ok(()) => waiters.into_iter().for_each(|(_, done)| {
                 let _ = done.send(Ok(()));
             }),
             // Refused (not unreachable): apply each submission alone so one bad one cannot sink the rest.
             Err(_) if waiters.len() > 1 => {
                 for (range, done) in waiters {
-                    let result = apply_with_retry(&store, &ops[range])
+                    let result = apply_with_retry(&store, &ops[range], fence)
                         .await
                         .map_err(|e| e.to_string());
                     let _ = done.send(result);
+                }
+            }
+            Err(e) if e.is_fenced() => {
+                tracing::warn!("a state change of a run this worker no longer holds was refused");
+                for (_, done) in waiters {
+                    let _ = done.send(Err(e.to_string()));
                 }
             }
             Err(e) => {
@@ -91,10 +106,14 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>) {
     }
 }
 
-async fn apply_with_retry(store: &Store, ops: &[Op]) -> Result<(), StoreError> {
+async fn apply_with_retry(
+    store: &Store,
+    ops: &[Op],
+    fence: Option<&str>,
+) -> Result<(), StoreError> {
     let mut delay = Duration::from_millis(50);
     loop {
-        match store.apply(ops).await {
+        match store.apply_fenced(ops, fence).await {
             Err(e) if e.is_unavailable() => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database unavailable; retrying");
                 tokio::time::sleep(delay).await;

@@ -9,6 +9,7 @@
 //! [`Engine::start`] picks up every queued or running run; finished steps keep their outputs,
 //! a step that was running gets a new attempt.
 
+mod cluster;
 mod journal;
 mod run;
 pub(crate) mod template;
@@ -20,6 +21,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{broadcast, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+pub use cluster::WorkerConfig;
 pub use journal::Journal;
 
 use crate::agents::{Agent, AgentSettings, Registry};
@@ -64,6 +66,8 @@ pub struct EngineConfig {
     pub recover_limit: i64,
     /// Prices for `llm`, and whether `shell` is enabled.
     pub agents: AgentSettings,
+    /// How this process works beside others on PostgreSQL (unused on SQLite).
+    pub worker: WorkerConfig,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +78,7 @@ impl Default for EngineConfig {
             secret_key: None,
             recover_limit: 100_000,
             agents: AgentSettings::default(),
+            worker: WorkerConfig::default(),
         }
     }
 }
@@ -174,6 +179,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// The global provider's tracer, looked up once: attempt and commit spans use it.
     tracer: opentelemetry::global::BoxedTracer,
+    /// On PostgreSQL: claims, leases and events shared with other processes.
+    cluster: Option<cluster::Cluster>,
 }
 
 /// The engine; cheap to clone.
@@ -199,9 +206,30 @@ impl Engine {
             ))
             .build()
             .map_err(|e| EngineError::Journal(format!("cannot build the HTTP client: {e}")))?;
+        // PostgreSQL may be shared by several processes: runs are claimed, not just taken.
+        let (cluster, outbox) = if store.backend() == crate::store::Backend::Postgres {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let me: Arc<str> = uuid::Uuid::now_v7().to_string().into();
+            let cluster = cluster::Cluster {
+                config: config.worker.clone(),
+                me: Arc::new(std::sync::RwLock::new(me)),
+                wake: tokio::sync::Notify::new(),
+                full: std::sync::atomic::AtomicBool::new(false),
+                stop: CancellationToken::new(),
+                drain: CancellationToken::new(),
+                abandon: Mutex::new(CancellationToken::new()),
+                halt: CancellationToken::new(),
+                outbox: tx,
+            };
+            (Some(cluster), Some(rx))
+        } else {
+            (None, None)
+        };
+        let fence = cluster.as_ref().map(|c| c.me.clone());
         let engine = Engine {
             inner: Arc::new(Inner {
-                journal: Journal::start(store.clone()),
+                journal: Journal::start(store.clone(), fence),
+                cluster,
                 store,
                 agents: Registry::builtin(&config.agents),
                 http,
@@ -220,7 +248,11 @@ impl Engine {
         if let Err(e) = engine.reload_secrets().await {
             tracing::error!(error = %e, "stored secrets are unavailable until this is fixed");
         }
-        engine.recover(config.recover_limit).await?;
+        match outbox {
+            // Unfinished runs are claimed like new ones, once their worker's lease expired.
+            Some(outbox) => engine.join_cluster(outbox).await?,
+            None => engine.recover(config.recover_limit).await?,
+        }
         Ok(engine)
     }
 
@@ -230,19 +262,36 @@ impl Engine {
             tracing::info!(runs = unfinished.len(), "resuming unfinished runs");
         }
         for state in unfinished {
-            let workflow = self
-                .workflow(&state.run.workflow_id, state.run.workflow_version)
-                .await?;
-            let cancel = state.cancel_requested;
+            self.adopt_one(state).await?;
+        }
+        self.dispatch();
+        Ok(())
+    }
+
+    /// Queues runs this process has claimed (cluster mode) and starts what it can.
+    async fn adopt(&self, states: Vec<Resumable>) {
+        for state in states {
             let id = state.run.id.clone();
-            lock(&self.inner.sched)
-                .queue
-                .push_back(Queued { workflow, state });
-            if cancel {
-                self.cancel_local(&id);
+            if let Err(e) = self.adopt_one(state).await {
+                // Its claim lapses with this worker's lease; it cannot run anywhere until fixed.
+                tracing::error!(run.id = %id, error = %e, "cannot resume a claimed run");
             }
         }
         self.dispatch();
+    }
+
+    async fn adopt_one(&self, state: Resumable) -> Result<(), EngineError> {
+        let workflow = self
+            .workflow(&state.run.workflow_id, state.run.workflow_version)
+            .await?;
+        let cancel = state.cancel_requested;
+        let id = state.run.id.clone();
+        lock(&self.inner.sched)
+            .queue
+            .push_back(Queued { workflow, state });
+        if cancel {
+            self.cancel_local(&id);
+        }
         Ok(())
     }
 
@@ -500,6 +549,7 @@ impl Engine {
             created_at: now,
             step_ids: step_ids.clone(),
             reused: reused.clone(),
+            concurrency: workflow.def().concurrency.map(i64::from),
         };
         match fire {
             // Its own transaction, not a journal batch: a key clash must fail this run only.
@@ -575,6 +625,11 @@ impl Engine {
                 }
             })
             .collect();
+        // Several processes: whoever has room claims it (this one is woken first).
+        if let Some(c) = self.cluster() {
+            c.wake.notify_one();
+            return Ok(summary);
+        }
         let state = Resumable {
             run: summary.clone(),
             inputs,
@@ -600,6 +655,27 @@ impl Engine {
                 .await?
             {
                 status if status.is_finished() => Err(EngineError::AlreadyFinished { id, status }),
+                // Unclaimed (a full concurrency limit may keep it so): it ends here and now.
+                RunStatus::Queued if engine.cluster().is_some() => {
+                    let at = run::now_ms();
+                    if let Some(workflow_id) = engine.inner.store.cancel_unclaimed(&id, at).await? {
+                        engine.publish(Event {
+                            run_id: id.clone(),
+                            workflow_id,
+                            at,
+                            kind: EventKind::Run { status: RunStatus::Cancelled },
+                        });
+                        engine.notify_watchers(&id, RunStatus::Cancelled);
+                    } else {
+                        engine.cancel_if_local(&id);
+                    }
+                    Ok(())
+                }
+                // Another process's run is stopped there (the store notified it).
+                _ if engine.cluster().is_some() => {
+                    engine.cancel_if_local(&id);
+                    Ok(())
+                }
                 _ => {
                     engine.cancel_local(&id);
                     Ok(())
@@ -668,12 +744,19 @@ impl Engine {
 
     fn spawn_driver(&self, q: Queued, token: CancellationToken) {
         let engine = self.clone();
+        let (abandon, drain) = match self.cluster() {
+            Some(c) => (lock(&c.abandon).clone(), c.drain.clone()),
+            None => (CancellationToken::new(), CancellationToken::new()),
+        };
         tokio::spawn(async move {
             let run_id = q.state.run.id.clone();
             let workflow_id = q.workflow.id().to_string();
-            let status = run::RunDriver::new(engine.clone(), q.workflow, q.state)
-                .drive(token)
-                .await;
+            let drive = run::RunDriver::new(engine.clone(), q.workflow, q.state, drain).drive(token);
+            // Abandoned: the claim is someone else's; drop the agents, record nothing.
+            let status = tokio::select! {
+                status = drive => status,
+                _ = abandon.cancelled() => RunStatus::Running,
+            };
             engine.finished(&run_id, &workflow_id, status);
         });
     }
@@ -687,13 +770,22 @@ impl Engine {
             }
         }
         if status.is_finished() {
-            if let Some(waiters) = lock(&self.inner.watchers).remove(run_id) {
-                for w in waiters {
-                    let _ = w.send(status);
-                }
+            self.notify_watchers(run_id, status);
+        }
+        if let Some(c) = self.cluster() {
+            if c.full.load(std::sync::atomic::Ordering::Acquire) {
+                c.wake.notify_one();
             }
         }
         self.dispatch();
+    }
+
+    fn notify_watchers(&self, run_id: &str, status: RunStatus) {
+        if let Some(waiters) = lock(&self.inner.watchers).remove(run_id) {
+            for w in waiters {
+                let _ = w.send(status);
+            }
+        }
     }
 
     /// Waits until a run finishes and returns its final state.
@@ -714,8 +806,25 @@ impl Engine {
             lock(&self.inner.watchers).remove(run_id);
             return Ok(status);
         }
-        rx.await
-            .map_err(|_| EngineError::Journal("the engine stopped".into()))
+        if self.cluster().is_none() {
+            return rx
+                .await
+                .map_err(|_| EngineError::Journal("the engine stopped".into()));
+        }
+        // Another process may run it: its events say when it ends, and the store, should
+        // an event be lost, within a second.
+        let mut rx = rx;
+        loop {
+            tokio::select! {
+                done = &mut rx => return done.map_err(|_| EngineError::Journal("the engine stopped".into())),
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+            let status = self.inner.store.run_detail(run_id).await?.run.status;
+            if status.is_finished() {
+                lock(&self.inner.watchers).remove(run_id);
+                return Ok(status);
+            }
+        }
     }
 
     /// Live events of every run (subscribe, then filter by run id).
@@ -757,7 +866,20 @@ impl Engine {
     }
 
     fn publish(&self, event: Event) {
+        if let Some(c) = self.cluster() {
+            let _ = c.outbox.send(event.clone());
+        }
         // No subscriber is fine: events are a convenience, the store is the truth.
+        let _ = self.inner.events.send(event);
+    }
+
+    /// An event of another process's run: for this process's live pages and waiters.
+    fn publish_remote(&self, event: Event) {
+        if let EventKind::Run { status } = &event.kind {
+            if status.is_finished() {
+                self.notify_watchers(&event.run_id, *status);
+            }
+        }
         let _ = self.inner.events.send(event);
     }
 

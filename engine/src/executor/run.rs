@@ -85,10 +85,17 @@ pub(super) struct RunDriver {
     attempt_spans: HashMap<usize, (Option<opentelemetry::Context>, Instant)>,
     /// The first failed step's error kind: the run's `error.type`.
     first_error: Option<&'static str>,
+    /// Set when this process shuts down: start no more steps, leave the run for others.
+    drain: CancellationToken,
 }
 
 impl RunDriver {
-    pub(super) fn new(engine: Engine, workflow: Arc<Workflow>, state: Resumable) -> RunDriver {
+    pub(super) fn new(
+        engine: Engine,
+        workflow: Arc<Workflow>,
+        state: Resumable,
+        drain: CancellationToken,
+    ) -> RunDriver {
         let steps = workflow.steps();
         let index: HashMap<&str, usize> = steps
             .iter()
@@ -179,6 +186,7 @@ impl RunDriver {
             created_at: state.run.created_at,
             attempt_spans: HashMap::new(),
             first_error: None,
+            drain,
             resumed,
             run_id: state.run.id.clone(),
             workflow_id: state.run.workflow_id.clone(),
@@ -259,11 +267,24 @@ impl RunDriver {
         }
         let mut in_flight: FuturesUnordered<BoxFuture<'static, Completion>> =
             FuturesUnordered::new();
+        let drain = self.drain.clone();
 
         loop {
-            let spawned = self.start_ready(&mut ready, &mut in_flight);
+            let draining = drain.is_cancelled();
+            let spawned = if draining {
+                0
+            } else {
+                self.start_ready(&mut ready, &mut in_flight)
+            };
             if in_flight.is_empty() && ready.is_empty() {
                 break;
+            }
+            // Shutting down with nothing in flight: record what finished, leave the rest.
+            if in_flight.is_empty() {
+                if let Err(e) = self.commit().await {
+                    tracing::warn!(run.id = %self.run_id, error = %e, "cannot record run progress at shutdown");
+                }
+                return RunStatus::Running;
             }
             // The last completion's commit is folded into the final one.
             if spawned > 0 || !self.ops.is_empty() {
@@ -276,6 +297,7 @@ impl RunDriver {
                 biased;
                 _ = cancel.cancelled() => return self.end_all(RunStatus::Cancelled, "the run was cancelled").await,
                 _ = sleep_until(deadline) => return self.end_all(RunStatus::TimedOut, "the run exceeded its timeout").await,
+                _ = drain.cancelled(), if !draining => continue,
                 next = in_flight.next() => next,
             };
             let Some(first) = next else { continue };
@@ -807,6 +829,7 @@ impl RunDriver {
             status,
             error,
             at,
+            frees_slot: self.workflow.def().concurrency.is_some(),
         });
         self.event(EventKind::Run { status }, at);
         match self.commit().await {

@@ -7,9 +7,11 @@
 //!
 //! - `workflows`: workflows, their immutable versions, archive/restore, example seeding.
 //! - `runs`: runs, steps and attempts; batched state changes ([`Op`]) and reads.
+//! - `cluster`: claims, leases and wake-ups of several processes on PostgreSQL.
 
 mod access;
 mod charts;
+pub mod cluster;
 mod runs;
 mod schedules;
 mod script;
@@ -31,6 +33,7 @@ use crate::model::Problem;
 
 pub use access::{SealedSecret, UserRow};
 pub use charts::{AttemptPoint, ChartData};
+pub use cluster::WorkerRow;
 pub use runs::{summarize_ops, NewRun, Op, Resumable, RunFilter};
 pub use schedules::ScheduleRow;
 pub use stats::id_floor;
@@ -69,6 +72,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A worker's write refused because the runs it changes are no longer its own (its lease
+    /// expired and another worker took them over): see `store::cluster`.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.code().as_deref() == Some("FS001"))
+    }
+
     /// The database could not be reached (as opposed to refusing a query): worth a retry.
     pub fn is_unavailable(&self) -> bool {
         match self {

@@ -28,6 +28,8 @@ pub struct NewRun {
     pub step_ids: Vec<String>,
     /// Steps whose outputs are carried over (retry from a failed step): stored as succeeded.
     pub reused: Vec<(String, Value)>,
+    /// The workflow's `concurrency` limit: claims keep to it across processes.
+    pub concurrency: Option<i64>,
 }
 
 /// One state change, persisted before the executor acts on it.
@@ -76,6 +78,8 @@ pub enum Op {
         status: RunStatus,
         error: Option<String>,
         at: i64,
+        /// The run held a concurrency slot: other processes are woken to claim a waiting run.
+        frees_slot: bool,
     },
     /// A cron occurrence fired by `run_id`, committed with that run's creation. Its key makes
     /// a second firing of the same occurrence (another process) fail the whole transaction.
@@ -119,8 +123,8 @@ pub struct Resumable {
 }
 
 #[derive(sqlx::FromRow)]
-struct RunRow {
-    id: String,
+pub(super) struct RunRow {
+    pub(super) id: String,
     workflow_id: String,
     workflow_version: i64,
     status: String,
@@ -135,11 +139,11 @@ struct RunRow {
     span_id: Option<String>,
     /// Selected only where the whole run is read (the list leaves it out).
     #[sqlx(default)]
-    inputs: Option<String>,
+    pub(super) inputs: Option<String>,
 }
 
 impl RunRow {
-    fn into_summary(self) -> Result<RunSummary, StoreError> {
+    pub(super) fn into_summary(self) -> Result<RunSummary, StoreError> {
         Ok(RunSummary {
             status: RunStatus::parse(&self.status)
                 .ok_or_else(|| corrupt(&self.id, "status", &self.status))?,
@@ -216,6 +220,13 @@ impl Store {
     /// The batch is one SQL script with its values inline (see [`super::script`]): one round
     /// trip however many statements it holds.
     pub async fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+        self.apply_fenced(ops, None).await
+    }
+
+    /// [`Store::apply`] by worker `fence` on PostgreSQL: the runs the batch changes must still
+    /// be claimed by it, or nothing is written (error `FS001`, see [`StoreError::is_fenced`]).
+    /// A batch that creates runs or frees a concurrency slot wakes the other processes.
+    pub async fn apply_fenced(&self, ops: &[Op], fence: Option<&str>) -> Result<(), StoreError> {
         let mut sql = String::with_capacity(64 + 320 * ops.len());
         match &self.db {
             Db::Sqlite(pool) => {
@@ -233,7 +244,18 @@ impl Store {
             }
             // Several statements in one simple query are one implicit transaction.
             Db::Postgres(pool) => {
+                if let Some(me) = fence {
+                    write_fence(&mut sql, me, ops);
+                }
                 ops.iter().for_each(|op| write_op(&mut sql, op));
+                if ops.iter().any(|op| {
+                    matches!(
+                        op,
+                        Op::CreateRun(_) | Op::FinishRun { frees_slot: true, .. }
+                    )
+                }) {
+                    let _ = writeln!(sql, "NOTIFY {};", super::cluster::RUNS_CHANNEL);
+                }
                 sqlx::raw_sql(AssertSqlSafe(sql)).execute(pool).await?;
             }
         }
@@ -372,8 +394,68 @@ impl Store {
             .await?
         });
         let status = status.ok_or_else(|| StoreError::RunNotFound(id.to_string()))?;
-        RunStatus::parse(&status).ok_or_else(|| corrupt(id, "status", &status))
+        let status = RunStatus::parse(&status).ok_or_else(|| corrupt(id, "status", &status))?;
+        // The process that runs it may be another one.
+        if self.backend() == super::Backend::Postgres && !status.is_finished() {
+            self.notify(super::cluster::CANCEL_CHANNEL, id).await?;
+        }
+        Ok(status)
     }
+}
+
+/// The steps of several runs, by run id (PostgreSQL: claims load a batch at once).
+pub(super) async fn step_rows_of(
+    pool: &sqlx::PgPool,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, Vec<StepRecord>>, StoreError> {
+    let rows: Vec<(String, StepRow)> = sqlx::query_as::<_, RunStepRow>(
+        "SELECT run_id, step_id, status, attempts, output, error_kind, error_message, ready_at, started_at, finished_at \
+         FROM run_steps WHERE run_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|r| (r.run_id, r.step))
+    .collect();
+    let mut out: std::collections::HashMap<String, Vec<StepRecord>> = Default::default();
+    for (run_id, step) in rows {
+        let record = step_record(&run_id, step)?;
+        out.entry(run_id).or_default().push(record);
+    }
+    Ok(out)
+}
+
+#[derive(sqlx::FromRow)]
+struct RunStepRow {
+    run_id: String,
+    #[sqlx(flatten)]
+    step: StepRow,
+}
+
+/// The fence of a worker's batch: every existing run it changes must still be the worker's.
+fn write_fence(sql: &mut String, me: &str, ops: &[Op]) {
+    let mut ids: Vec<&str> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::StartRun { run_id, .. }
+            | Op::AttemptStarted { run_id, .. }
+            | Op::AttemptFinished { run_id, .. }
+            | Op::StepsEnded { run_id, .. }
+            | Op::FinishRun { run_id, .. } => Some(run_id.as_str()),
+            Op::CreateRun(_) | Op::FireSchedule { .. } => None,
+        })
+        .collect();
+    if ids.is_empty() {
+        return;
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let _ = write!(sql, "SELECT flowscope_fence({}, ARRAY[", Text(me));
+    for (i, id) in ids.iter().enumerate() {
+        let _ = write!(sql, "{}{}", if i == 0 { "" } else { ", " }, Text(id));
+    }
+    sql.push_str("]::TEXT[]);\n");
 }
 
 mod const_sql {
@@ -425,8 +507,8 @@ fn write_op(sql: &mut String, op: &Op) {
         Op::CreateRun(run) => {
             let _ = writeln!(
                 sql,
-                "INSERT INTO runs (id, workflow_id, workflow_version, status, trigger, actor, inputs, parent_run_id, traceparent, created_at) \
-                 VALUES ({}, {}, {}, 'queued', {}, {}, {}, {}, {}, {});",
+                "INSERT INTO runs (id, workflow_id, workflow_version, status, trigger, actor, inputs, parent_run_id, traceparent, created_at, concurrency) \
+                 VALUES ({}, {}, {}, 'queued', {}, {}, {}, {}, {}, {}, {});",
                 Text(&run.id),
                 Text(&run.workflow_id),
                 run.workflow_version,
@@ -436,6 +518,7 @@ fn write_op(sql: &mut String, op: &Op) {
                 OptText(run.parent_run_id.as_deref()),
                 OptText(run.traceparent.as_deref()),
                 run.created_at,
+                OptInt(run.concurrency),
             );
             if run.step_ids.is_empty() {
                 return;
@@ -572,6 +655,7 @@ fn write_op(sql: &mut String, op: &Op) {
             status,
             error,
             at,
+            ..
         } => {
             let _ = writeln!(
                 sql,

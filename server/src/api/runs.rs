@@ -40,6 +40,17 @@ pub fn router() -> Router<ApiState> {
         .route("/runs/{id}/retry", post(retry))
         .route("/runs/{id}/events", get(events))
         .route("/events", get(all_events))
+        .route("/workers", get(workers))
+}
+
+/// The processes that run workflows on this database, with their heartbeats and the runs
+/// each holds (PostgreSQL; on SQLite this one process does everything, and the list is empty).
+async fn workers(State(store): State<Store>) -> Result<Json<serde_json::Value>, ApiError> {
+    let workers = match store.backend() {
+        engine::store::Backend::Postgres => store.workers().await?,
+        engine::store::Backend::Sqlite => Vec::new(),
+    };
+    Ok(Json(serde_json::json!({ "workers": workers })))
 }
 
 #[derive(Deserialize, Default)]

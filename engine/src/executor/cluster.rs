@@ -1,0 +1,368 @@
+//! Being one of several processes on one PostgreSQL database (`store::cluster` has the SQL).
+//!
+//! - **Claiming.** New runs are committed unclaimed; a claim loop takes batches of them
+//!   (`FOR UPDATE SKIP LOCKED`) while this process has room, woken by `NOTIFY` and, as a
+//!   fallback, every [`WorkerConfig::poll`]. The run is the unit of claim: its steps run
+//!   where it runs, so a step still costs one commit and no claim of its own.
+//! - **Leases.** A heartbeat renews this worker's lease every quarter of it; the same tick
+//!   takes over runs of workers whose lease expired and picks up cancels it missed. A worker
+//!   that finds its own lease expired gives up its runs (others may hold them now) and joins
+//!   again under a new id; the fence on every commit refuses whatever it still tries to write.
+//! - **Events** of this process's runs are sent to the others' live pages, batched.
+//! - **Shutdown** stops claiming, lets in-flight steps finish within a grace period, and
+//!   releases the rest for the others at once.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{lock, Engine};
+use crate::records::Event;
+use crate::store::cluster::{CANCEL_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL};
+
+/// How this process takes part.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Shown in the workers list: `host:pid` unless set.
+    pub name: String,
+    /// `serve` (UI, API and worker) or `worker`.
+    pub kind: &'static str,
+    /// A worker silent this long is dead and its runs are taken over.
+    pub lease: Duration,
+    /// Runs this process holds at once; beyond it, it stops claiming.
+    pub max_runs: usize,
+    /// How often to look for work when no notification arrives.
+    pub poll: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            name: default_name(),
+            kind: "serve",
+            lease: Duration::from_secs(15),
+            max_runs: 1000,
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Runs claimed per query.
+const CLAIM_BATCH: usize = 64;
+/// Largest `NOTIFY` payload sent (PostgreSQL's limit is 8000 bytes).
+const MAX_PAYLOAD: usize = 7000;
+
+/// This process's part in the cluster.
+pub(super) struct Cluster {
+    pub(super) config: WorkerConfig,
+    /// The worker id claims and the commit fence use; replaced when the lease was lost.
+    pub(super) me: Arc<std::sync::RwLock<Arc<str>>>,
+    /// Wakes the claim loop.
+    pub(super) wake: tokio::sync::Notify,
+    /// Set while the claim loop found no room: a finishing run wakes it.
+    pub(super) full: std::sync::atomic::AtomicBool,
+    /// Stops claiming (shutdown).
+    pub(super) stop: CancellationToken,
+    /// Tells drivers to start no more steps (shutdown).
+    pub(super) drain: CancellationToken,
+    /// Drops every local driver without recording anything: the runs are someone else's now.
+    pub(super) abandon: std::sync::Mutex<CancellationToken>,
+    /// Ends the heartbeat and listener once the runs are released.
+    pub(super) halt: CancellationToken,
+    /// Local events on their way to the other processes.
+    pub(super) outbox: mpsc::UnboundedSender<Event>,
+}
+
+/// The id in events sent to others, so a process skips its own.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Envelope {
+    from: String,
+    events: Vec<Event>,
+}
+
+impl Engine {
+    pub(super) fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// The current worker id (cluster mode).
+    pub fn worker_id(&self) -> Option<String> {
+        self.cluster().map(|c| c.me().to_string())
+    }
+
+    /// Registers this worker and starts its loops.
+    pub(super) async fn join_cluster(
+        &self,
+        outbox: mpsc::UnboundedReceiver<Event>,
+    ) -> Result<(), super::EngineError> {
+        let Some(c) = self.cluster() else {
+            return Ok(());
+        };
+        let me = c.me();
+        self.store()
+            .register_worker(&me, &c.config.name, c.config.kind)
+            .await?;
+        tracing::info!(worker.id = %me, worker.name = %c.config.name, lease_s = c.config.lease.as_secs_f64(), "joined the workers on this database");
+        let listener = self.store().listen().await?;
+        tokio::spawn(self.clone().claim_loop());
+        tokio::spawn(self.clone().heartbeat_loop());
+        tokio::spawn(self.clone().listen_loop(listener));
+        tokio::spawn(self.clone().forward_loop(outbox));
+        Ok(())
+    }
+
+    fn local_runs(&self) -> usize {
+        let sched = lock(&self.inner.sched);
+        sched.running.len() + sched.queue.len()
+    }
+
+    async fn claim_loop(self) {
+        let Some(c) = self.cluster() else { return };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if c.stop.is_cancelled() {
+                return;
+            }
+            let room = c.config.max_runs.saturating_sub(self.local_runs());
+            c.full.store(room == 0, Ordering::Release);
+            let mut more = false;
+            if room > 0 {
+                let me = c.me();
+                let batch = room.min(CLAIM_BATCH) as i64;
+                let claimed = match self.store().claim_new(&me, batch).await {
+                    Ok(mut runs) => {
+                        more = runs.len() as i64 == batch;
+                        let left = batch - runs.len() as i64;
+                        if left > 0 {
+                            match self.store().claim_limited(&me, left).await {
+                                Ok(mut limited) => runs.append(&mut limited),
+                                Err(e) => tracing::warn!(error = %e, "cannot claim runs"),
+                            }
+                        }
+                        Ok(runs)
+                    }
+                    Err(e) => Err(e),
+                };
+                match claimed {
+                    Ok(runs) => {
+                        backoff = Duration::from_millis(100);
+                        self.adopt(runs).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot claim runs");
+                        tokio::select! {
+                            _ = c.stop.cancelled() => return,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            if more {
+                continue;
+            }
+            tokio::select! {
+                _ = c.stop.cancelled() => return,
+                _ = c.wake.notified() => {}
+                _ = tokio::time::sleep(c.config.poll) => {}
+            }
+        }
+    }
+
+    async fn heartbeat_loop(self) {
+        let Some(c) = self.cluster() else { return };
+        let lease_ms = c.config.lease.as_millis() as i64;
+        let every = (c.config.lease / 4).max(Duration::from_millis(50));
+        let mut ticks: u64 = 0;
+        loop {
+            let me = c.me();
+            match self.store().heartbeat(&me, lease_ms).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::error!(worker.id = %me, "this worker's lease expired: giving up its runs and joining again");
+                    self.abandon_local();
+                    let new: Arc<str> = uuid::Uuid::now_v7().to_string().into();
+                    *c.me.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
+                    // Its runs are claimable either way: a missing owner is a dead one.
+                    if let Err(e) = self.store().forget_worker(&me).await {
+                        tracing::debug!(error = %e, "cannot remove the old worker row");
+                    }
+                    if let Err(e) = self
+                        .store()
+                        .register_worker(&new, &c.config.name, c.config.kind)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "cannot join again; retrying");
+                    }
+                    c.wake.notify_one();
+                    continue;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot renew this worker's lease"),
+            }
+            if !c.stop.is_cancelled() {
+                match self.store().cancels_for(&me).await {
+                    Ok(ids) => ids.iter().for_each(|id| self.cancel_if_local(id)),
+                    Err(e) => tracing::debug!(error = %e, "cannot read requested cancels"),
+                }
+                let room = c.config.max_runs.saturating_sub(self.local_runs());
+                if room > 0 {
+                    match self.store().claim_orphans(&me, lease_ms, room as i64).await {
+                        Ok(runs) => self.adopt(runs).await,
+                        Err(e) => tracing::debug!(error = %e, "cannot take over runs"),
+                    }
+                }
+                if ticks % 240 == 0 {
+                    let _ = self.store().forget_workers(24 * 3600 * 1000).await;
+                }
+            }
+            ticks += 1;
+            tokio::select! {
+                _ = c.halt.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    async fn listen_loop(self, mut listener: sqlx::postgres::PgListener) {
+        let Some(c) = self.cluster() else { return };
+        loop {
+            let next = tokio::select! {
+                _ = c.halt.cancelled() => return,
+                n = listener.recv() => n,
+            };
+            match next {
+                Ok(n) => match n.channel() {
+                    RUNS_CHANNEL => c.wake.notify_one(),
+                    CANCEL_CHANNEL => self.cancel_if_local(n.payload()),
+                    EVENTS_CHANNEL => match serde_json::from_str::<Envelope>(n.payload()) {
+                        Ok(env) if env.from != *c.me() => {
+                            env.events.into_iter().for_each(|e| self.publish_remote(e))
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(error = %e, "unreadable event notification"),
+                    },
+                    _ => {}
+                },
+                // It reconnects on the next call; missed wake-ups are covered by polling.
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the notification connection; reconnecting");
+                    tokio::select! {
+                        _ = c.halt.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends local events to the other processes, at most one notification per 50 ms window
+    /// (split to fit the payload limit).
+    async fn forward_loop(self, mut outbox: mpsc::UnboundedReceiver<Event>) {
+        let Some(c) = self.cluster() else { return };
+        while let Some(first) = tokio::select! {
+            _ = c.halt.cancelled() => None,
+            e = outbox.recv() => e,
+        } {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut events = vec![first];
+            while let Ok(e) = outbox.try_recv() {
+                events.push(e);
+            }
+            let from = c.me().to_string();
+            for payload in envelopes(&from, events) {
+                if let Err(e) = self.store().notify(EVENTS_CHANNEL, &payload).await {
+                    tracing::debug!(error = %e, "cannot send live events to other processes");
+                }
+            }
+        }
+    }
+
+    /// Drops every local run without recording anything (their claims are not ours anymore).
+    pub(super) fn abandon_local(&self) {
+        let Some(c) = self.cluster() else { return };
+        let old = std::mem::take(&mut *lock(&c.abandon));
+        old.cancel();
+        let mut sched = lock(&self.inner.sched);
+        sched.queue.clear();
+        sched.pending_cancels.clear();
+    }
+
+    /// Stops the run if this process has it; a cancel for another process's run is theirs.
+    pub(super) fn cancel_if_local(&self, run_id: &str) {
+        let local = {
+            let sched = lock(&self.inner.sched);
+            sched.running.contains_key(run_id)
+                || sched.queue.iter().any(|q| q.state.run.id == run_id)
+        };
+        if local {
+            self.cancel_local(run_id);
+        }
+    }
+
+    /// Stops claiming, lets in-flight steps finish for at most `grace`, then gives the rest
+    /// of this worker's runs back for others to resume at once. Nothing to do on SQLite.
+    pub async fn shutdown(&self, grace: Duration) {
+        let Some(c) = self.cluster() else { return };
+        c.stop.cancel();
+        c.drain.cancel();
+        let deadline = tokio::time::Instant::now() + grace;
+        while lock(&self.inner.sched).running.len() > 0 && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = lock(&self.inner.sched).running.len();
+        self.abandon_local();
+        let me = c.me();
+        match self.store().release_worker(&me).await {
+            Ok(n) => tracing::info!(runs = n, unfinished_steps_runs = left, "released this worker's runs for the others"),
+            Err(e) => tracing::warn!(error = %e, "cannot release this worker's runs; others take them when its lease expires"),
+        }
+        c.halt.cancel();
+    }
+}
+
+impl Cluster {
+    pub(super) fn me(&self) -> Arc<str> {
+        self.me.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Events in JSON envelopes that each fit one notification.
+fn envelopes(from: &str, events: Vec<Event>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chunk: Vec<Event> = Vec::new();
+    let mut size = 0;
+    for e in events {
+        let n = serde_json::to_string(&e).map(|s| s.len()).unwrap_or(0) + 1;
+        if !chunk.is_empty() && size + n > MAX_PAYLOAD {
+            out.extend(envelope(from, std::mem::take(&mut chunk)));
+            size = 0;
+        }
+        size += n;
+        chunk.push(e);
+    }
+    if !chunk.is_empty() {
+        out.extend(envelope(from, chunk));
+    }
+    out
+}
+
+fn envelope(from: &str, events: Vec<Event>) -> Option<String> {
+    serde_json::to_string(&Envelope {
+        from: from.to_string(),
+        events,
+    })
+    .ok()
+    .filter(|p| p.len() < 8000)
+}

@@ -1,0 +1,639 @@
+//! Several processes on one PostgreSQL database, as real processes on loopback: a server and
+//! `flowscope worker`s share the runs, keep each step's outcome to one record, survive a
+//! worker killed with SIGKILL at random moments, refuse the writes of a worker that comes back
+//! after its lease expired, and carry cancels and live events from one process to another.
+//! The database itself is checked with SQL after each load.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use engine::store::{NewRun, Op, Store};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+/// A `flowscope serve` or `flowscope worker` child, killed with the test.
+struct Proc {
+    child: Child,
+    /// The server's base URL (servers only).
+    base: Option<String>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+    fn logged(&self, text: &str) -> bool {
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|l| l.contains(text))
+    }
+}
+
+/// Starts `flowscope <kind>` on `db` and waits until it says it is ready.
+fn spawn(kind: &str, db: &str, env: &[(&str, &str)]) -> Proc {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flowscope"));
+    command
+        .arg(kind)
+        .env("FLOWSCOPE_DATABASE_URL", db)
+        .env("FLOWSCOPE_LISTEN", "127.0.0.1:0")
+        .env("FLOWSCOPE_SEED_EXAMPLES", "false")
+        .env("FLOWSCOPE_SCHEDULER", "false")
+        .env("FLOWSCOPE_WORKER_LEASE", "1s")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("start flowscope");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let base = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("flowscope {kind} exited before it was ready"))
+            .expect("read log");
+        if let Some(pos) = line.find("listening on http://") {
+            let addr = line[pos + "listening on http://".len()..]
+                .split_whitespace()
+                .next()
+                .expect("addr");
+            break Some(format!("http://{addr}"));
+        }
+        if line.contains("Flowscope worker ready") {
+            break None;
+        }
+    };
+    let keep = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            keep.lock().expect("log").push(line);
+        }
+    });
+    Proc { child, base, log }
+}
+
+/// A fresh database `name`; its URL.
+async fn database(name: &str) -> String {
+    let admin = Store::test_postgres_admin_url();
+    let store = Store::create_postgres_database(&admin, name)
+        .await
+        .expect("create database");
+    store.migrate().await.expect("migrate");
+    store.close().await;
+    let base = admin.rsplit_once('/').map(|(b, _)| b).expect("url");
+    format!("{base}/{name}")
+}
+
+async fn create(client: &reqwest::Client, base: &str, yaml: &str) {
+    let r = client
+        .post(format!("{base}/api/v1/workflows"))
+        .body(yaml.to_string())
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+}
+
+async fn trigger(client: &reqwest::Client, base: &str, workflow: &str) -> String {
+    let r: Value = client
+        .post(format!("{base}/api/v1/workflows/{workflow}/runs"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("trigger")
+        .json()
+        .await
+        .expect("json");
+    r["run"]["id"].as_str().expect("run id").to_string()
+}
+
+/// Waits until no run is queued or running (a hang guard of five minutes, not a limit).
+async fn all_finished(pool: &PgPool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(300) {
+        let open: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')")
+                .fetch_one(pool)
+                .await
+                .expect("count");
+        if open == 0 {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("runs still unfinished after five minutes");
+}
+
+/// Every step of every succeeded run has exactly one succeeded attempt, the attempts before
+/// it were interrupted by a stopped process, and none came after it.
+async fn each_outcome_recorded_once(pool: &PgPool) {
+    let bad: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT s.run_id, s.step_id, \
+           count(a.*) FILTER (WHERE a.status = 'succeeded'), \
+           count(a.*) FILTER (WHERE a.status <> 'succeeded' AND a.error_kind IS DISTINCT FROM 'interrupted'), \
+           COALESCE(max(a.attempt) - max(a.attempt) FILTER (WHERE a.status = 'succeeded'), -1) \
+         FROM run_steps s JOIN runs r ON r.id = s.run_id \
+         LEFT JOIN step_attempts a ON a.run_id = s.run_id AND a.step_id = s.step_id \
+         WHERE r.status = 'succeeded' GROUP BY s.run_id, s.step_id \
+         HAVING count(a.*) FILTER (WHERE a.status = 'succeeded') <> 1 \
+            OR count(a.*) FILTER (WHERE a.status <> 'succeeded' AND a.error_kind IS DISTINCT FROM 'interrupted') > 0 \
+            OR max(a.attempt) <> max(a.attempt) FILTER (WHERE a.status = 'succeeded')",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("check attempts");
+    assert!(
+        bad.is_empty(),
+        "steps without exactly one recorded outcome (run, step, successes, other failures, attempts after success): {bad:?}"
+    );
+}
+
+const CHAIN: &str = "id: chain\nsteps:\n- {id: a, agent: simulate, with: {latency: 5ms, output: 1}}\n- {id: b, agent: simulate, needs: [a], with: {latency: 5ms}}\n- {id: c, agent: transform, needs: [b], with: {jq: '.steps.a.output + 1'}}\n";
+const FAN: &str = "id: fan\nsteps:\n- {id: start, agent: simulate}\n- {id: b1, agent: simulate, needs: [start], with: {latency: 3ms}}\n- {id: b2, agent: simulate, needs: [start], with: {latency: 3ms}}\n- {id: b3, agent: simulate, needs: [start], with: {latency: 3ms}}\n- {id: b4, agent: simulate, needs: [start], with: {latency: 3ms}}\n- {id: join, agent: simulate, needs: [b1, b2, b3, b4]}\n";
+const LIMITED: &str = "id: limited\nconcurrency: 2\nsteps:\n- {id: only, agent: simulate, with: {latency: 20ms}}\n";
+const FLAKY: &str = "id: flaky\nsteps:\n- {id: fails, agent: simulate, with: {failure_rate: 1}, retry: {max_attempts: 2, backoff: 1ms}}\n";
+
+#[tokio::test]
+async fn a_server_and_three_workers_run_1000_runs_each_step_recorded_once() {
+    let db = database("fs_cluster_load").await;
+    let server = spawn("serve", &db, &[]);
+    let workers: Vec<Proc> = (0..3).map(|_| spawn("worker", &db, &[])).collect();
+    let base = server.base.clone().expect("base");
+    let client = reqwest::Client::new();
+    for yaml in [CHAIN, FAN, LIMITED, FLAKY] {
+        create(&client, &base, yaml).await;
+    }
+    let mix: Vec<&str> = (0..1000)
+        .map(|i| match i % 10 {
+            0..=3 => "chain",
+            4..=6 => "fan",
+            7 => "limited",
+            _ => "flaky",
+        })
+        .collect();
+    let ids: Vec<String> = futures::stream::iter(mix.iter())
+        .map(|w| trigger(&client, &base, w))
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert_eq!(ids.len(), 1000);
+
+    let pool = PgPool::connect(&db).await.expect("connect");
+    all_finished(&pool).await;
+    let by_status: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT workflow_id, status, count(*) FROM runs GROUP BY workflow_id, status ORDER BY 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("statuses");
+    assert_eq!(
+        by_status,
+        vec![
+            ("chain".into(), "succeeded".into(), 400),
+            ("fan".into(), "succeeded".into(), 300),
+            ("flaky".into(), "failed".into(), 200),
+            ("limited".into(), "succeeded".into(), 100),
+        ]
+    );
+    // Nothing was lost or done twice: exactly the attempts the shapes make.
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM step_attempts")
+        .fetch_one(&pool)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts, 400 * 3 + 300 * 6 + 100 + 200 * 2);
+    each_outcome_recorded_once(&pool).await;
+    let c: Value = serde_json::from_str(
+        &sqlx::query_scalar::<_, String>(
+            "SELECT output FROM run_steps WHERE step_id = 'c' LIMIT 1",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("output"),
+    )
+    .expect("json");
+    assert_eq!(c, json!(2), "templates and outputs cross steps as in one process");
+
+    // The work was shared.
+    let owners: Vec<(String, i64)> =
+        sqlx::query_as("SELECT owner, count(*) FROM runs GROUP BY owner ORDER BY 2 DESC")
+            .fetch_all(&pool)
+            .await
+            .expect("owners");
+    eprintln!("runs per worker: {owners:?}");
+    assert!(owners.iter().all(|(o, _)| !o.is_empty()));
+    assert!(owners.len() >= 2, "more than one process ran runs: {owners:?}");
+
+    // `concurrency: 2` held across the processes: never three runs of `limited` at once.
+    let spans: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT started_at, finished_at FROM runs WHERE workflow_id = 'limited' ORDER BY started_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("spans");
+    let most = spans
+        .iter()
+        .map(|(s, _)| spans.iter().filter(|(s2, f2)| s2 <= s && s < f2).count())
+        .max()
+        .unwrap_or(0);
+    assert!(most <= 2, "at most 2 runs of `limited` at once, saw {most}");
+    drop(workers);
+}
+
+#[tokio::test]
+async fn killing_workers_at_random_moments_loses_no_run_and_repeats_no_outcome() {
+    let db = database("fs_cluster_kill").await;
+    let server = spawn("serve", &db, &[]);
+    let base = server.base.clone().expect("base");
+    let client = reqwest::Client::new();
+    let sturdy = "id: sturdy\nsteps:\n- {id: a, agent: simulate, with: {latency: 30ms, output: 1}}\n- {id: b, agent: simulate, needs: [a], with: {latency: 30ms}}\n- {id: c, agent: simulate, needs: [a], with: {latency: 50ms}}\n- {id: d, agent: transform, needs: [b, c], with: {jq: '.steps.a.output + 1'}}\n";
+    create(&client, &base, sturdy).await;
+    let mut workers: Vec<Proc> = (0..3).map(|_| spawn("worker", &db, &[])).collect();
+
+    let trigger_all = {
+        let (client, base) = (client.clone(), base.clone());
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..300 {
+                ids.push(trigger(&client, &base, "sturdy").await);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            ids
+        })
+    };
+    // A different worker at a different moment each time (a fixed seed: reproducible).
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(150 + next(500))).await;
+        let victim = next(workers.len() as u64) as usize;
+        let mut gone = workers.remove(victim);
+        gone.child.kill().expect("SIGKILL");
+        let _ = gone.child.wait();
+        workers.push(spawn("worker", &db, &[]));
+    }
+    let killed_at = Instant::now();
+    let ids = trigger_all.await.expect("triggers");
+    assert_eq!(ids.len(), 300);
+
+    let pool = PgPool::connect(&db).await.expect("connect");
+    all_finished(&pool).await;
+    eprintln!(
+        "all runs finished {:.1}s after the last kill (lease 1s)",
+        killed_at.elapsed().as_secs_f64()
+    );
+    let statuses: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM runs GROUP BY status")
+            .fetch_all(&pool)
+            .await
+            .expect("statuses");
+    assert_eq!(statuses, vec![("succeeded".to_string(), 300)]);
+    each_outcome_recorded_once(&pool).await;
+    let outputs: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT output FROM run_steps WHERE step_id = 'd'")
+            .fetch_all(&pool)
+            .await
+            .expect("outputs");
+    assert_eq!(outputs, vec!["2".to_string()]);
+    let interrupted: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM step_attempts WHERE error_kind = 'interrupted'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("interrupted");
+    eprintln!("attempts interrupted by the kills and run again: {interrupted}");
+}
+
+const SLOW: &str = "id: slow\nsteps:\n- {id: wait, agent: delay, with: {duration: 3s}}\n- {id: after, agent: simulate, needs: [wait], with: {output: done}}\n";
+
+/// The run's owner and whether its first step has started.
+async fn owner_once_started(pool: &PgPool, run: &str) -> String {
+    for _ in 0..200 {
+        let row: Option<(Option<String>, String)> =
+            sqlx::query_as("SELECT r.owner, s.status FROM runs r JOIN run_steps s ON s.run_id = r.id AND s.step_id = 'wait' WHERE r.id = $1")
+                .bind(run)
+                .fetch_optional(pool)
+                .await
+                .expect("owner");
+        if let Some((Some(owner), status)) = row {
+            if status == "running" {
+                return owner;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("run {run} never started");
+}
+
+#[tokio::test]
+async fn a_worker_back_after_its_lease_expired_writes_nothing_and_joins_again() {
+    let db = database("fs_cluster_stale").await;
+    // This server runs nothing itself: the worker does.
+    let server = spawn("serve", &db, &[("FLOWSCOPE_WORKER_MAX_RUNS", "0")]);
+    let base = server.base.clone().expect("base");
+    let client = reqwest::Client::new();
+    create(&client, &base, SLOW).await;
+    let first = spawn("worker", &db, &[]);
+    let run = trigger(&client, &base, "slow").await;
+    let pool = PgPool::connect(&db).await.expect("connect");
+    let owner = owner_once_started(&pool, &run).await;
+
+    // Frozen mid-step (a long GC pause, a VM migration): its lease runs out.
+    let stop = Command::new("kill").args(["-STOP", &first.pid()]).status().expect("kill");
+    assert!(stop.success());
+    let second = spawn("worker", &db, &[]);
+    all_finished(&pool).await;
+    let new_owner: String = sqlx::query_scalar("SELECT owner FROM runs WHERE id = $1")
+        .bind(&run)
+        .fetch_one(&pool)
+        .await
+        .expect("owner");
+    assert_ne!(new_owner, owner, "another worker finished the run");
+
+    // Thawed: its delay is over and it would record the step's success.
+    let cont = Command::new("kill").args(["-CONT", &first.pid()]).status().expect("kill");
+    assert!(cont.success());
+    let mut rejoined = false;
+    for _ in 0..100 {
+        if first.logged("lease expired") {
+            rejoined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rejoined, "the thawed worker noticed its lease had expired");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let attempts: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT attempt, status, error_kind FROM step_attempts WHERE run_id = $1 AND step_id = 'wait' ORDER BY attempt",
+    )
+    .bind(&run)
+    .fetch_all(&pool)
+    .await
+    .expect("attempts");
+    assert_eq!(
+        attempts,
+        vec![
+            (1, "failed".into(), Some("interrupted".into())),
+            (2, "succeeded".into(), None)
+        ],
+        "the stale worker's late success was not recorded"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+        .bind(&run)
+        .fetch_one(&pool)
+        .await
+        .expect("status");
+    assert_eq!(status, "succeeded");
+    // It is alive and working again, under a new id.
+    let workers: Vec<(String, String)> = sqlx::query_as("SELECT id, kind FROM workers")
+        .fetch_all(&pool)
+        .await
+        .expect("workers");
+    assert!(!workers.iter().any(|(id, _)| *id == owner), "the old id is gone: {workers:?}");
+    assert_eq!(workers.iter().filter(|(_, k)| k == "worker").count(), 2);
+    let again = trigger(&client, &base, "slow").await;
+    all_finished(&pool).await;
+    let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+        .bind(&again)
+        .fetch_one(&pool)
+        .await
+        .expect("status");
+    assert_eq!(status, "succeeded");
+    drop(second);
+}
+
+#[tokio::test]
+async fn a_run_on_a_worker_is_watched_live_and_cancelled_from_the_server() {
+    let db = database("fs_cluster_remote").await;
+    let server = spawn("serve", &db, &[("FLOWSCOPE_WORKER_MAX_RUNS", "0")]);
+    let base = server.base.clone().expect("base");
+    let client = reqwest::Client::new();
+    create(
+        &client,
+        &base,
+        "id: endless\nconcurrency: 1\nsteps:\n- {id: first, agent: simulate, with: {latency: 50ms}}\n- {id: wait, agent: delay, needs: [first], with: {duration: 10m}}\n",
+    )
+    .await;
+    let _worker = spawn("worker", &db, &[]);
+    let run = trigger(&client, &base, "endless").await;
+    // A second run waits for the first (concurrency 1), unclaimed.
+    let queued = trigger(&client, &base, "endless").await;
+
+    // The server runs nothing, so every event on its stream came from the worker.
+    let mut stream = client
+        .get(format!("{base}/api/v1/runs/{run}/events"))
+        .send()
+        .await
+        .expect("events");
+    // Read `change` events (after the snapshot) until the delay step runs.
+    let mut buffer = String::new();
+    let mut changes: Vec<Value> = Vec::new();
+    let running = |changes: &[Value]| {
+        changes
+            .iter()
+            .any(|c| c["step_id"] == "wait" && c["status"] == "running")
+    };
+    while !running(&changes) {
+        let chunk = tokio::time::timeout(Duration::from_secs(30), stream.chunk())
+            .await
+            .expect("an event within 30 s")
+            .expect("stream open")
+            .expect("bytes");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            if block.contains("event: change") {
+                let data = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect::<String>();
+                changes.push(serde_json::from_str(&data).expect("event json"));
+            }
+        }
+    }
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["step_id"] == "first" && c["status"] == "succeeded"),
+        "{changes:?}"
+    );
+
+    let pool = PgPool::connect(&db).await.expect("connect");
+    let (owner, server_kind): (String, i64) = sqlx::query_as(
+        "SELECT r.owner, (SELECT count(*) FROM workers w WHERE w.id = r.owner AND w.kind = 'worker') FROM runs r WHERE r.id = $1",
+    )
+    .bind(&run)
+    .fetch_one(&pool)
+    .await
+    .expect("owner");
+    assert_eq!(server_kind, 1, "the worker {owner} runs it");
+
+    // Cancelled on the server, stopped on the worker; the queued one ends without a slot.
+    for id in [&queued, &run] {
+        let r = client
+            .post(format!("{base}/api/v1/runs/{id}/cancel"))
+            .send()
+            .await
+            .expect("cancel");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    all_finished(&pool).await;
+    let statuses: HashMap<String, String> =
+        sqlx::query_as("SELECT id, status FROM runs")
+            .fetch_all(&pool)
+            .await
+            .expect("statuses")
+            .into_iter()
+            .collect();
+    assert_eq!(statuses[&run], "cancelled");
+    assert_eq!(statuses[&queued], "cancelled");
+    let wait: (String, Option<String>) = sqlx::query_as(
+        "SELECT status, error_kind FROM step_attempts WHERE run_id = $1 AND step_id = 'wait'",
+    )
+    .bind(&run)
+    .fetch_one(&pool)
+    .await
+    .expect("attempt");
+    assert_eq!(wait.0, "cancelled", "the worker closed the delay's attempt");
+}
+
+/// The claim and fence protocol on the store directly, with a short lease.
+#[tokio::test]
+async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
+    let admin = Store::test_postgres_admin_url();
+    let store = Store::create_postgres_database(&admin, "fs_cluster_claims")
+        .await
+        .expect("db");
+    store.migrate().await.expect("migrate");
+    let yaml = "id: w\nsteps:\n- {id: s, agent: simulate}\n";
+    store
+        .create_workflow(&engine::model::Workflow::parse(yaml).expect("valid"), yaml)
+        .await
+        .expect("create");
+    let ops: Vec<Op> = (0..400)
+        .map(|i| {
+            Op::CreateRun(Box::new(NewRun {
+                id: format!("run-{i:04}"),
+                workflow_id: "w".into(),
+                workflow_version: 1,
+                trigger: "api".into(),
+                actor: None,
+                inputs: json!({}),
+                parent_run_id: None,
+                traceparent: None,
+                created_at: 1,
+                step_ids: vec!["s".into()],
+                reused: vec![],
+                concurrency: None,
+            }))
+        })
+        .collect();
+    store.apply(&ops).await.expect("runs");
+
+    // Four claimers at once, in small batches: every run exactly once.
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let me = format!("w{w}");
+            store.register_worker(&me, &me, "worker").await.expect("register");
+            let mut got = Vec::new();
+            loop {
+                let batch = store.claim_new(&me, 7).await.expect("claim");
+                if batch.is_empty() {
+                    return got;
+                }
+                assert!(batch.iter().all(|r| r.steps.len() == 1));
+                got.extend(batch.into_iter().map(|r| r.run.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("claimer"));
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((n, all.len()), (400, 400), "each run claimed once");
+
+    // w0's lease (200 ms here) runs out; w1, still beating, takes its runs over.
+    let lease = 200;
+    let base = admin.rsplit_once('/').expect("url").0;
+    let pool = PgPool::connect(&format!("{base}/fs_cluster_claims"))
+        .await
+        .expect("pool");
+    let w0_run: String = sqlx::query_scalar("SELECT id FROM runs WHERE owner = 'w0' LIMIT 1")
+        .fetch_one(&pool)
+        .await
+        .expect("a run of w0");
+    pool.close().await;
+    let start = |run: &str| Op::StartRun {
+        run_id: run.to_string(),
+        at: 2,
+        trace: None,
+    };
+    store
+        .apply_fenced(&[start(&w0_run)], Some("w0"))
+        .await
+        .expect("its own run");
+    let refused = store.apply_fenced(&[start(&w0_run)], Some("w1")).await;
+    assert!(refused.as_ref().is_err_and(|e| e.is_fenced()), "{refused:?}");
+    let fresh = store.claim_orphans("w1", 60_000, 1000).await.expect("none");
+    assert!(fresh.is_empty(), "no lease of a minute has expired yet");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.heartbeat("w1", 60_000).await.expect("beat"), "w1 is alive");
+    let taken = store.claim_orphans("w1", lease, 1000).await.expect("orphans");
+    assert!(taken.iter().any(|r| r.run.id == w0_run));
+    assert!(!store.heartbeat("w0", lease).await.expect("beat"), "w0 learns it lost its lease");
+    let stale = store
+        .apply_fenced(
+            &[Op::FinishRun {
+                run_id: w0_run.clone(),
+                status: engine::records::RunStatus::Succeeded,
+                error: None,
+                at: 3,
+                frees_slot: false,
+            }],
+            Some("w0"),
+        )
+        .await;
+    assert!(stale.as_ref().is_err_and(|e| e.is_fenced()), "{stale:?}");
+    let detail = store.run_detail(&w0_run).await.expect("run");
+    assert_eq!(detail.run.status, engine::records::RunStatus::Running);
+    store
+        .apply_fenced(
+            &[Op::FinishRun {
+                run_id: w0_run.clone(),
+                status: engine::records::RunStatus::Succeeded,
+                error: None,
+                at: 3,
+                frees_slot: false,
+            }],
+            Some("w1"),
+        )
+        .await
+        .expect("the new owner writes");
+    store.close().await;
+    let _ = Store::drop_postgres_database(&admin, "fs_cluster_claims").await;
+}
