@@ -158,6 +158,7 @@ impl Engine {
                         backoff = Duration::from_millis(100);
                         self.adopt(runs).await;
                     }
+                    Err(e) if e.is_closed() => return,
                     Err(e) => {
                         tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot claim runs");
                         tokio::select! {
@@ -208,6 +209,7 @@ impl Engine {
                     c.wake.notify_one();
                     continue;
                 }
+                Err(e) if e.is_closed() => return,
                 Err(e) => tracing::warn!(error = %e, "cannot renew this worker's lease"),
             }
             if !c.stop.is_cancelled() {
@@ -254,6 +256,8 @@ impl Engine {
                     },
                     _ => {}
                 },
+                // The store was closed (shutdown, end of a test): let go of the connection.
+                Err(sqlx::Error::PoolClosed) => return,
                 // It reconnects on the next call; missed wake-ups are covered by polling.
                 Err(e) => {
                     tracing::warn!(error = %e, "lost the notification connection; reconnecting");

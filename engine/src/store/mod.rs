@@ -78,6 +78,11 @@ impl StoreError {
         matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.code().as_deref() == Some("FS001"))
     }
 
+    /// This process closed the store (shutting down): nothing more will get through.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::PoolClosed))
+    }
+
     /// The database could not be reached (as opposed to refusing a query): worth a retry.
     pub fn is_unavailable(&self) -> bool {
         match self {
