@@ -411,6 +411,7 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 /// One row of `bench --workers`.
 struct WorkerFigures {
     workers: usize,
+    held: bool,
     runs_per_s: f64,
     run_p50_ms: f64,
     run_p99_ms: f64,
@@ -433,8 +434,14 @@ pub async fn run_workers(postgres_admin_url: &str, counts: &[usize]) -> anyhow::
     );
     println!("| workers | 3-step runs/s (200 in flight) | run p50 ms | run p99 ms | chain-40 per-step p50 ms | commits/s | dead rows after | autovacuums | most locks held |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    for &n in counts {
-        let db = format!("flowscope_bench_workers_{}_{n}", std::process::id());
+    // Every count, then the largest again with a transaction held open throughout: the
+    // vacuum-blocking failure mode of queue tables.
+    let mut rounds: Vec<(usize, bool)> = counts.iter().map(|&n| (n, false)).collect();
+    if let Some(&most) = counts.iter().max() {
+        rounds.push((most, true));
+    }
+    for (n, held) in rounds {
+        let db = format!("flowscope_bench_workers_{}_{n}_{held}", std::process::id());
         let store = Store::create_postgres_database(postgres_admin_url, &db).await?;
         store.migrate().await?;
         let url = format!(
@@ -444,13 +451,14 @@ pub async fn run_workers(postgres_admin_url: &str, counts: &[usize]) -> anyhow::
                 .map(|(b, _)| b)
                 .unwrap_or(postgres_admin_url)
         );
-        let result = workers_round(&exe, &store, &url, n).await;
+        let result = workers_round(&exe, &store, &url, n, held).await;
         store.close().await;
         Store::drop_postgres_database(postgres_admin_url, &db).await?;
         let f = result?;
         println!(
-            "| {} | {:.0} | {:.1} | {:.1} | {:.3} | {:.0} | {} | {} | {} |",
+            "| {}{} | {:.0} | {:.1} | {:.1} | {:.3} | {:.0} | {} | {} | {} |",
             f.workers,
+            if f.held { " + a transaction held open" } else { "" },
             f.runs_per_s,
             f.run_p50_ms,
             f.run_p99_ms,
@@ -469,6 +477,7 @@ async fn workers_round(
     store: &Store,
     url: &str,
     n: usize,
+    held: bool,
 ) -> anyhow::Result<WorkerFigures> {
     for yaml in [chain("chain40z", 40, "0ms"), chain("three", 3, "0ms")] {
         let w = Workflow::parse(&yaml).map_err(|p| anyhow::anyhow!("{p:?}"))?;
@@ -526,6 +535,12 @@ async fn workers_round(
     for _ in 0..n * 4 {
         trigger("three").await?;
     }
+    // A snapshot held from before the load to after it: no dead row can be vacuumed meanwhile.
+    let snapshot = if held {
+        Some(store.hold_snapshot().await?)
+    } else {
+        None
+    };
     let before = db_counters(store).await?;
     let total = 3000;
     let started = Instant::now();
@@ -563,6 +578,7 @@ async fn workers_round(
     locks.0.cancel();
     let max_locks = locks.1.await.unwrap_or(0);
     let after = db_counters(store).await?;
+    drop(snapshot);
     let mut run_ms = store.run_times_ms(&ids).await?;
     run_ms.sort_by(f64::total_cmp);
     let mut chains = Vec::new();
@@ -581,6 +597,7 @@ async fn workers_round(
     drop(children);
     Ok(WorkerFigures {
         workers: n,
+        held,
         runs_per_s: ids.len() as f64 / elapsed,
         run_p50_ms: pct(&run_ms, 0.5),
         run_p99_ms: pct(&run_ms, 0.99),
@@ -604,4 +621,107 @@ impl Drop for Killed {
 
 async fn db_counters(store: &Store) -> anyhow::Result<i64> {
     Ok(store.commits().await?)
+}
+
+/// `bench --load URL --rate R --seconds S`: triggers runs of `workflow` on a running server
+/// at a fixed rate (open loop: a slow answer does not slow the sending), then checks every
+/// accepted run finished. Prints the trigger latency and the runs lost (none, or it says so).
+pub async fn run_load(
+    base: &str,
+    workflow: &str,
+    rate: f64,
+    seconds: u64,
+    token: Option<&str>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(rate > 0.0, "--rate must be positive");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let url = format!("{}/api/v1/workflows/{workflow}/runs", base.trim_end_matches('/'));
+    let total = (rate * seconds as f64) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = tokio::time::Instant::now();
+    let mut sends = Vec::with_capacity(total);
+    for i in 0..total {
+        tokio::time::sleep_until(started + interval * i as u32).await;
+        let (client, url) = (client.clone(), url.clone());
+        let token = token.map(str::to_string);
+        sends.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let mut request = client.post(&url).json(&serde_json::json!({}));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let answer = request.send().await;
+            let ms = ms(t.elapsed());
+            let id = match answer {
+                Ok(r) if r.status().is_success() => r
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["run"]["id"].as_str().map(str::to_string)),
+                _ => None,
+            };
+            (ms, id)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut ids = Vec::with_capacity(total);
+    let mut refused = 0;
+    for s in sends {
+        let (ms, id) = s.await?;
+        latencies.push(ms);
+        match id {
+            Some(id) => ids.push(id),
+            None => refused += 1,
+        }
+    }
+    let sent_for = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    // Every accepted run must finish; a bounded wait, then the stragglers are counted lost.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut open = ids.clone();
+    while !open.is_empty() && Instant::now() < deadline {
+        let checks = futures::future::join_all(open.chunks(64).map(|chunk| {
+            let client = client.clone();
+            let base = base.trim_end_matches('/').to_string();
+            let token = token.map(str::to_string);
+            let chunk = chunk.to_vec();
+            async move {
+                let mut still = Vec::new();
+                for id in chunk {
+                    let mut request = client.get(format!("{base}/api/v1/runs/{id}"));
+                    if let Some(token) = &token {
+                        request = request.bearer_auth(token);
+                    }
+                    let status = match request.send().await {
+                        Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| {
+                            v["status"].as_str().map(str::to_string)
+                        }),
+                        Err(_) => None,
+                    };
+                    if !matches!(status.as_deref(), Some("succeeded" | "failed" | "cancelled" | "timed_out")) {
+                        still.push(id);
+                    }
+                }
+                still
+            }
+        }))
+        .await;
+        open = checks.into_iter().flatten().collect();
+        if !open.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    println!("| target rate/s | sent | achieved rate/s | trigger p50 ms | p99 ms | max ms | refused | accepted, never finished |");
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {rate:.0} | {total} | {:.0} | {:.2} | {:.2} | {:.2} | {refused} | {} |",
+        total as f64 / sent_for,
+        pct(&latencies, 0.5),
+        pct(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(f64::NAN),
+        open.len()
+    );
+    Ok(())
 }

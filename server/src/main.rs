@@ -96,6 +96,16 @@ enum Command {
         /// Measure N `flowscope worker` processes on one PostgreSQL instead (e.g. 1,2,4).
         #[arg(long, value_delimiter = ',')]
         workers: Vec<usize>,
+        /// Load a running server over HTTP instead: trigger --load-workflow at --rate per
+        /// second for --seconds, then check every accepted run finished.
+        #[arg(long)]
+        load: Option<String>,
+        #[arg(long, default_value = "three")]
+        load_workflow: String,
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
     },
 }
 
@@ -327,6 +337,16 @@ async fn bench(command: Command) -> anyhow::Result<()> {
                 shapes
             };
             flowscope::bench::run_telemetry(&shapes).await
+        }
+        Command::Bench {
+            load: Some(base),
+            load_workflow,
+            rate,
+            seconds,
+            ..
+        } => {
+            let token = std::env::var("FLOWSCOPE_TOKEN").ok();
+            flowscope::bench::run_load(&base, &load_workflow, rate, seconds, token.as_deref()).await
         }
         Command::Bench {
             postgres, workers, ..

@@ -351,6 +351,19 @@ impl Store {
         .await?)
     }
 
+    /// Opens a transaction with a snapshot of `runs` and keeps it until dropped (it rolls
+    /// back): what a forgotten `BEGIN` in a console does to a queue table.
+    pub async fn hold_snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        let mut tx = self.pg()?.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT count(*) FROM runs")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
     /// Start-to-finish times of runs, in ms, as the database has them.
     pub async fn run_times_ms(&self, ids: &[String]) -> Result<Vec<f64>, StoreError> {
         let times: Vec<i64> = sqlx::query_scalar(

@@ -6,6 +6,8 @@
 // Each test binary uses part of this module.
 #![allow(dead_code)]
 
+pub mod procs;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Child;
