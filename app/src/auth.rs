@@ -62,6 +62,23 @@ pub fn UserMenu() -> impl IntoView {
     }
 }
 
+/// Shows its children only to a caller whose role allows `role`: a viewer sees no Run or Edit
+/// button that the server would refuse. Rendered on the server once the caller is known, so
+/// hydration finds the same markup.
+#[component]
+pub fn IfRole(role: Role, children: ChildrenFn) -> impl IntoView {
+    let me = expect_context::<Me>();
+    let children = StoredValue::new(children);
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                let allowed = matches!(me.0.await, Ok(Some(p)) if p.role.allows(role));
+                allowed.then(|| children.with_value(|c| c()))
+            })}
+        </Suspense>
+    }
+}
+
 /// `/login`: a plain form posted to `/auth/login`, so it works before the WebAssembly loads.
 #[component]
 pub fn LoginPage() -> impl IntoView {

@@ -18,6 +18,10 @@ test('sign in, manage users, tokens and secrets, sign out', async ({ page }, inf
   await expect(page).toHaveURL(`${base}/runs`);
   await expect(page.locator('.user-menu')).toContainText('admin');
   await expect(page.getByText('No sign-in')).toHaveCount(0);
+  // An admin sees every action.
+  await openHydrated(page, `${base}/workflows`);
+  await expect(page.getByRole('link', { name: 'New workflow' })).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Run hello' })).toBeVisible();
 
   await openHydrated(page, `${base}/settings`);
   await expect(page.getByRole('heading', { name: 'Settings' })).toBeVisible();
@@ -60,4 +64,13 @@ test('sign in, manage users, tokens and secrets, sign out', async ({ page }, inf
   await expect(page.getByRole('link', { name: 'Settings' })).toHaveCount(0);
   const refused = await page.request.get(`${base}/settings`);
   expect(refused.status()).toBe(403);
+  // A viewer reads the same pages without the actions the server would refuse them.
+  await openHydrated(page, `${base}/workflows`);
+  await expect(page.getByRole('heading', { name: 'Workflows' })).toBeVisible();
+  await expect(page.getByRole('link', { name: 'New workflow' })).toHaveCount(0);
+  await expect(page.getByRole('button', { name: 'Run hello' })).toHaveCount(0);
+  await openHydrated(page, `${base}/workflows/hello`);
+  await expect(page.locator('#main').getByRole('link', { name: 'Runs', exact: true })).toBeVisible();
+  await expect(page.getByRole('link', { name: 'Edit' })).toHaveCount(0);
+  await expect(page.getByRole('button', { name: 'Run with defaults' })).toHaveCount(0);
 });

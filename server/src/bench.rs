@@ -458,7 +458,11 @@ pub async fn run_workers(postgres_admin_url: &str, counts: &[usize]) -> anyhow::
         println!(
             "| {}{} | {:.0} | {:.1} | {:.1} | {:.3} | {:.0} | {} | {} | {} |",
             f.workers,
-            if f.held { " + a transaction held open" } else { "" },
+            if f.held {
+                " + a transaction held open"
+            } else {
+                ""
+            },
             f.runs_per_s,
             f.run_p50_ms,
             f.run_p99_ms,
@@ -516,20 +520,20 @@ async fn workers_round(
     let trigger = {
         let engine = engine.clone();
         move |wf: &'static str| {
-        let engine = engine.clone();
-        async move {
-            let run = engine
-                .trigger(TriggerRequest {
-                    workflow_id: wf.into(),
-                    trigger: "bench".into(),
-                    ..Default::default()
-                })
-                .await?;
-            let status = engine.wait(&run.id).await?;
-            anyhow::ensure!(status == RunStatus::Succeeded, "bench run ended {status}");
-            Ok::<_, anyhow::Error>(run.id)
+            let engine = engine.clone();
+            async move {
+                let run = engine
+                    .trigger(TriggerRequest {
+                        workflow_id: wf.into(),
+                        trigger: "bench".into(),
+                        ..Default::default()
+                    })
+                    .await?;
+                let status = engine.wait(&run.id).await?;
+                anyhow::ensure!(status == RunStatus::Succeeded, "bench run ended {status}");
+                Ok::<_, anyhow::Error>(run.id)
+            }
         }
-    }
     };
     // Warm-up: every worker connected and caching.
     for _ in 0..n * 4 {
@@ -637,7 +641,10 @@ pub async fn run_load(
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    let url = format!("{}/api/v1/workflows/{workflow}/runs", base.trim_end_matches('/'));
+    let url = format!(
+        "{}/api/v1/workflows/{workflow}/runs",
+        base.trim_end_matches('/')
+    );
     let total = (rate * seconds as f64) as usize;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let started = tokio::time::Instant::now();
@@ -695,12 +702,17 @@ pub async fn run_load(
                         request = request.bearer_auth(token);
                     }
                     let status = match request.send().await {
-                        Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| {
-                            v["status"].as_str().map(str::to_string)
-                        }),
+                        Ok(r) => r
+                            .json::<serde_json::Value>()
+                            .await
+                            .ok()
+                            .and_then(|v| v["status"].as_str().map(str::to_string)),
                         Err(_) => None,
                     };
-                    if !matches!(status.as_deref(), Some("succeeded" | "failed" | "cancelled" | "timed_out")) {
+                    if !matches!(
+                        status.as_deref(),
+                        Some("succeeded" | "failed" | "cancelled" | "timed_out")
+                    ) {
                         still.push(id);
                     }
                 }

@@ -373,7 +373,9 @@ impl Config {
         }
         if let Some((setting, v)) = env("FLOWSCOPE_WORKER_MAX_RUNS")
             .map(|v| ("FLOWSCOPE_WORKER_MAX_RUNS", v))
-            .or(file.worker_max_runs.map(|n| ("worker_max_runs", n.to_string())))
+            .or(file
+                .worker_max_runs
+                .map(|n| ("worker_max_runs", n.to_string())))
         {
             let n: usize = v
                 .trim()

@@ -43,7 +43,8 @@ async fn each_outcome_recorded_once(pool: &PgPool) {
 
 const CHAIN: &str = "id: chain\nsteps:\n- {id: a, agent: simulate, with: {latency: 5ms, output: 1}}\n- {id: b, agent: simulate, needs: [a], with: {latency: 5ms}}\n- {id: c, agent: transform, needs: [b], with: {jq: '.steps.a.output + 1'}}\n";
 const FAN: &str = "id: fan\nsteps:\n- {id: start, agent: simulate}\n- {id: b1, agent: simulate, needs: [start], with: {latency: 3ms}}\n- {id: b2, agent: simulate, needs: [start], with: {latency: 3ms}}\n- {id: b3, agent: simulate, needs: [start], with: {latency: 3ms}}\n- {id: b4, agent: simulate, needs: [start], with: {latency: 3ms}}\n- {id: join, agent: simulate, needs: [b1, b2, b3, b4]}\n";
-const LIMITED: &str = "id: limited\nconcurrency: 2\nsteps:\n- {id: only, agent: simulate, with: {latency: 20ms}}\n";
+const LIMITED: &str =
+    "id: limited\nconcurrency: 2\nsteps:\n- {id: only, agent: simulate, with: {latency: 20ms}}\n";
 const FLAKY: &str = "id: flaky\nsteps:\n- {id: fails, agent: simulate, with: {failure_rate: 1}, retry: {max_attempts: 2, backoff: 1ms}}\n";
 
 #[tokio::test]
@@ -104,7 +105,11 @@ async fn a_server_and_three_workers_run_1000_runs_each_step_recorded_once() {
         .expect("output"),
     )
     .expect("json");
-    assert_eq!(c, json!(2), "templates and outputs cross steps as in one process");
+    assert_eq!(
+        c,
+        json!(2),
+        "templates and outputs cross steps as in one process"
+    );
 
     // The work was shared.
     let owners: Vec<(String, i64)> =
@@ -114,7 +119,10 @@ async fn a_server_and_three_workers_run_1000_runs_each_step_recorded_once() {
             .expect("owners");
     eprintln!("runs per worker: {owners:?}");
     assert!(owners.iter().all(|(o, _)| !o.is_empty()));
-    assert!(owners.len() >= 2, "more than one process ran runs: {owners:?}");
+    assert!(
+        owners.len() >= 2,
+        "more than one process ran runs: {owners:?}"
+    );
 
     // `concurrency: 2` held across the processes: never three runs of `limited` at once.
     let spans: Vec<(i64, i64)> = sqlx::query_as(
@@ -192,12 +200,11 @@ async fn killing_workers_at_random_moments_loses_no_run_and_repeats_no_outcome()
             .await
             .expect("outputs");
     assert_eq!(outputs, vec!["2".to_string()]);
-    let interrupted: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM step_attempts WHERE error_kind = 'interrupted'",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("interrupted");
+    let interrupted: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM step_attempts WHERE error_kind = 'interrupted'")
+            .fetch_one(&pool)
+            .await
+            .expect("interrupted");
     eprintln!("attempts interrupted by the kills and run again: {interrupted}");
 }
 
@@ -236,7 +243,10 @@ async fn a_worker_back_after_its_lease_expired_writes_nothing_and_joins_again() 
     let owner = owner_once_started(&pool, &run).await;
 
     // Frozen mid-step (a long GC pause, a VM migration): its lease runs out.
-    let stop = Command::new("kill").args(["-STOP", &first.pid()]).status().expect("kill");
+    let stop = Command::new("kill")
+        .args(["-STOP", &first.pid()])
+        .status()
+        .expect("kill");
     assert!(stop.success());
     let second = spawn("worker", &db, &[]);
     all_finished(&pool).await;
@@ -248,7 +258,10 @@ async fn a_worker_back_after_its_lease_expired_writes_nothing_and_joins_again() 
     assert_ne!(new_owner, owner, "another worker finished the run");
 
     // Thawed: its delay is over and it would record the step's success.
-    let cont = Command::new("kill").args(["-CONT", &first.pid()]).status().expect("kill");
+    let cont = Command::new("kill")
+        .args(["-CONT", &first.pid()])
+        .status()
+        .expect("kill");
     assert!(cont.success());
     let mut rejoined = false;
     for _ in 0..100 {
@@ -286,7 +299,10 @@ async fn a_worker_back_after_its_lease_expired_writes_nothing_and_joins_again() 
         .fetch_all(&pool)
         .await
         .expect("workers");
-    assert!(!workers.iter().any(|(id, _)| *id == owner), "the old id is gone: {workers:?}");
+    assert!(
+        !workers.iter().any(|(id, _)| *id == owner),
+        "the old id is gone: {workers:?}"
+    );
     assert_eq!(workers.iter().filter(|(_, k)| k == "worker").count(), 2);
     let again = trigger(&client, &base, "slow").await;
     all_finished(&pool).await;
@@ -375,13 +391,12 @@ async fn a_run_on_a_worker_is_watched_live_and_cancelled_from_the_server() {
         assert!(r.status().is_success(), "{}", r.status());
     }
     all_finished(&pool).await;
-    let statuses: HashMap<String, String> =
-        sqlx::query_as("SELECT id, status FROM runs")
-            .fetch_all(&pool)
-            .await
-            .expect("statuses")
-            .into_iter()
-            .collect();
+    let statuses: HashMap<String, String> = sqlx::query_as("SELECT id, status FROM runs")
+        .fetch_all(&pool)
+        .await
+        .expect("statuses")
+        .into_iter()
+        .collect();
     assert_eq!(statuses[&run], "cancelled");
     assert_eq!(statuses[&queued], "cancelled");
     let wait: (String, Option<String>) = sqlx::query_as(
@@ -433,7 +448,10 @@ async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let me = format!("w{w}");
-            store.register_worker(&me, &me, "worker").await.expect("register");
+            store
+                .register_worker(&me, &me, "worker")
+                .await
+                .expect("register");
             let mut got = Vec::new();
             loop {
                 let batch = store.claim_new(&me, 7).await.expect("claim");
@@ -475,14 +493,26 @@ async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
         .await
         .expect("its own run");
     let refused = store.apply_fenced(&[start(&w0_run)], Some("w1")).await;
-    assert!(refused.as_ref().is_err_and(|e| e.is_fenced()), "{refused:?}");
+    assert!(
+        refused.as_ref().is_err_and(|e| e.is_fenced()),
+        "{refused:?}"
+    );
     let fresh = store.claim_orphans("w1", 60_000, 1000).await.expect("none");
     assert!(fresh.is_empty(), "no lease of a minute has expired yet");
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(store.heartbeat("w1", 60_000).await.expect("beat"), "w1 is alive");
-    let taken = store.claim_orphans("w1", lease, 1000).await.expect("orphans");
+    assert!(
+        store.heartbeat("w1", 60_000).await.expect("beat"),
+        "w1 is alive"
+    );
+    let taken = store
+        .claim_orphans("w1", lease, 1000)
+        .await
+        .expect("orphans");
     assert!(taken.iter().any(|r| r.run.id == w0_run));
-    assert!(!store.heartbeat("w0", lease).await.expect("beat"), "w0 learns it lost its lease");
+    assert!(
+        !store.heartbeat("w0", lease).await.expect("beat"),
+        "w0 learns it lost its lease"
+    );
     let stale = store
         .apply_fenced(
             &[Op::FinishRun {

@@ -47,10 +47,18 @@ async fn runs_complete_after_postgresql_restarts_mid_run_and_no_process_crashes(
     .expect("pg_ctlcluster");
     assert!(restarted.success(), "PostgreSQL restarted");
 
-    let pool = PgPool::connect(&db).await.expect("connect after the restart");
+    let pool = PgPool::connect(&db)
+        .await
+        .expect("connect after the restart");
     all_finished(&pool).await;
-    assert!(server.child.try_wait().expect("status").is_none(), "the server is still running");
-    assert!(worker.child.try_wait().expect("status").is_none(), "the worker is still running");
+    assert!(
+        server.child.try_wait().expect("status").is_none(),
+        "the server is still running"
+    );
+    assert!(
+        worker.child.try_wait().expect("status").is_none(),
+        "the worker is still running"
+    );
     let statuses: Vec<(String, i64)> =
         sqlx::query_as("SELECT status, count(*) FROM runs GROUP BY status")
             .fetch_all(&pool)

@@ -10,10 +10,12 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auth::IfRole;
 use crate::components::{
     follow_events, format_duration, format_ms, DagFrame, ErrorNote, LoadError, StatusBadge,
 };
 use crate::error::AppError;
+use engine::access::Role;
 
 /// One step as the workflow version of the run declares it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -386,11 +388,13 @@ fn RunActions(run_id: String, status: RunStatus, failed_steps: bool) -> impl Int
     let whole_run = move || !matches!(ui.confirm.get(), None | Some(Pending::RetryFrom(_)));
     view! {
         <div class="actions">
-            <Show when=move || !whole_run()>
-                {(!finished).then(|| view! { <button class="button danger" on:click=ask(Pending::Cancel)>"Cancel run"</button> })}
-                {retryable.then(|| view! { <button class="button secondary" on:click=ask(Pending::RetryWhole)>"Retry"</button> })}
-                {(retryable && failed_steps).then(|| view! { <button class="button" on:click=ask(Pending::RetryFailed)>"Retry from failed step"</button> })}
-            </Show>
+            <IfRole role=Role::Operator>
+                <Show when=move || !whole_run()>
+                    {(!finished).then(|| view! { <button class="button danger" on:click=ask(Pending::Cancel)>"Cancel run"</button> })}
+                    {retryable.then(|| view! { <button class="button secondary" on:click=ask(Pending::RetryWhole)>"Retry"</button> })}
+                    {(retryable && failed_steps).then(|| view! { <button class="button" on:click=ask(Pending::RetryFailed)>"Retry from failed step"</button> })}
+                </Show>
+            </IfRole>
             {move || ui.confirm.get().filter(|_| whole_run()).map(|p| {
                 let question = match p {
                     Pending::Cancel => "Cancel this run? Steps in flight are stopped.",
@@ -653,13 +657,20 @@ fn RetryFromStep(run_id: String, step_id: String) -> impl IntoView {
         }
     };
     let show_error = asking.clone();
+    // Copied into the role check's children, which may render more than once.
+    let (run_id, mine) = (StoredValue::new(run_id), StoredValue::new(mine));
     view! {
         <div class="actions">
-            <Show when=asking.clone() fallback=move || view! {
-                <button class="button secondary" on:click=ask.clone()>"Retry from this step"</button>
-            }>
-                <Confirm question="Run this step and everything after it again?" run_id=run_id.clone() pending=mine.clone()/>
-            </Show>
+            <IfRole role=Role::Operator>
+                <Show when=asking.clone() fallback={
+                    let ask = ask.clone();
+                    move || view! {
+                        <button class="button secondary" on:click=ask.clone()>"Retry from this step"</button>
+                    }
+                }>
+                    <Confirm question="Run this step and everything after it again?" run_id=run_id.get_value() pending=mine.get_value()/>
+                </Show>
+            </IfRole>
             {move || ui.error.get().filter(|_| show_error()).map(|e| view! { <ErrorNote error=e/> })}
         </div>
     }

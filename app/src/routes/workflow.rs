@@ -7,8 +7,10 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::IfRole;
 use crate::components::{format_duration, format_ms, ErrorNote, LoadError, Sparkline, StatusBadge};
 use crate::error::AppError;
+use engine::access::Role;
 
 /// What the page shows about one workflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,7 +200,7 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
     let recent = view! { <RecentRuns runs=runs workflow_id=summary.id.clone()/> }.into_any();
     let diff = view! { <VersionDiff workflow_id=summary.id.clone() versions=versions.iter().map(|v| v.version).collect()/> }.into_any();
     let run = ServerAction::<super::workflows::TriggerRun>::new();
-    let workflow_id = summary.id.clone();
+    let workflow_id = StoredValue::new(summary.id.clone());
     view! {
         <Title text=summary.name.clone()/>
         <section class="page">
@@ -208,13 +210,17 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                     <div class="wf-id mono">{format!("{} · v{}", summary.id, summary.latest_version)}</div>
                 </div>
                 <div class="actions">
-                    <a class="button secondary" href=format!("/workflows/{workflow_id}/edit")>"Edit"</a>
-                    <a class="button secondary" href=format!("/runs?workflow={workflow_id}")>"Runs"</a>
-                    <ActionForm action=run>
-                        <input type="hidden" name="workflow_id" value=workflow_id.clone()/>
-                        <input type="hidden" name="inputs_json" value=""/>
-                        <button class="button" type="submit">"Run with defaults"</button>
-                    </ActionForm>
+                    <IfRole role=Role::Editor>
+                        <a class="button secondary" href=format!("/workflows/{}/edit", workflow_id.get_value())>"Edit"</a>
+                    </IfRole>
+                    <a class="button secondary" href=format!("/runs?workflow={}", workflow_id.get_value())>"Runs"</a>
+                    <IfRole role=Role::Operator>
+                        <ActionForm action=run>
+                            <input type="hidden" name="workflow_id" value=workflow_id.get_value()/>
+                            <input type="hidden" name="inputs_json" value=""/>
+                            <button class="button" type="submit">"Run with defaults"</button>
+                        </ActionForm>
+                    </IfRole>
                 </div>
             </header>
             {summary.description.clone().map(|d| view! { <p class="muted">{d}</p> })}

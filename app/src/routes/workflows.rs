@@ -10,8 +10,10 @@ use leptos_router::hooks::{use_navigate, use_query_map};
 use leptos_router::NavigateOptions;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::IfRole;
 use crate::components::{format_duration, ErrorNote, Sparkline, StatusBadge};
 use crate::error::AppError;
+use engine::access::Role;
 
 /// Workflows on one page of the list.
 pub const PER_PAGE: usize = 50;
@@ -192,7 +194,9 @@ pub fn WorkflowsPage() -> impl IntoView {
                         />
                     </label>
                 </form>
-                <a class="button" href="/workflows/new">"New workflow"</a>
+                <IfRole role=Role::Editor>
+                    <a class="button" href="/workflows/new">"New workflow"</a>
+                </IfRole>
             </header>
             <Transition fallback=|| view! { <p class="muted">"Loading workflows…"</p> }>
                 {move || Suspend::new(async move {
@@ -311,12 +315,16 @@ fn RunButton(workflow_id: String) -> impl IntoView {
         }
     });
     let label = format!("Run {workflow_id}");
+    // Copied into the role check's children, which may render more than once.
+    let (workflow_id, label) = (StoredValue::new(workflow_id), StoredValue::new(label));
     view! {
-        <ActionForm action=run>
-            <input type="hidden" name="workflow_id" value=workflow_id/>
-            <input type="hidden" name="inputs_json" value=""/>
-            <button class="button secondary small" type="submit" aria-label=label>"Run"</button>
-        </ActionForm>
+        <IfRole role=Role::Operator>
+            <ActionForm action=run>
+                <input type="hidden" name="workflow_id" value=workflow_id.get_value()/>
+                <input type="hidden" name="inputs_json" value=""/>
+                <button class="button secondary small" type="submit" aria-label=label.get_value()>"Run"</button>
+            </ActionForm>
+        </IfRole>
         {move || match run.value().get() {
             Some(Err(e)) => Some(view! { <ErrorNote error=e/> }),
             _ => None,

@@ -321,16 +321,21 @@ impl Engine {
         c.stop.cancel();
         c.drain.cancel();
         let deadline = tokio::time::Instant::now() + grace;
-        while lock(&self.inner.sched).running.len() > 0 && tokio::time::Instant::now() < deadline
-        {
+        while lock(&self.inner.sched).running.len() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = lock(&self.inner.sched).running.len();
         self.abandon_local();
         let me = c.me();
         match self.store().release_worker(&me).await {
-            Ok(n) => tracing::info!(runs = n, unfinished_steps_runs = left, "released this worker's runs for the others"),
-            Err(e) => tracing::warn!(error = %e, "cannot release this worker's runs; others take them when its lease expires"),
+            Ok(n) => tracing::info!(
+                runs = n,
+                unfinished_steps_runs = left,
+                "released this worker's runs for the others"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot release this worker's runs; others take them when its lease expires")
+            }
         }
         c.halt.cancel();
     }

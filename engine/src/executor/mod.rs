@@ -663,7 +663,9 @@ impl Engine {
                             run_id: id.clone(),
                             workflow_id,
                             at,
-                            kind: EventKind::Run { status: RunStatus::Cancelled },
+                            kind: EventKind::Run {
+                                status: RunStatus::Cancelled,
+                            },
                         });
                         engine.notify_watchers(&id, RunStatus::Cancelled);
                     } else {
@@ -751,7 +753,8 @@ impl Engine {
         tokio::spawn(async move {
             let run_id = q.state.run.id.clone();
             let workflow_id = q.workflow.id().to_string();
-            let drive = run::RunDriver::new(engine.clone(), q.workflow, q.state, drain).drive(token);
+            let drive =
+                run::RunDriver::new(engine.clone(), q.workflow, q.state, drain).drive(token);
             // Abandoned: the claim is someone else's; drop the agents, record nothing.
             let status = tokio::select! {
                 status = drive => status,

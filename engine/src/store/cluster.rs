@@ -60,7 +60,12 @@ impl Store {
     }
 
     /// Records a new worker with a fresh heartbeat.
-    pub async fn register_worker(&self, id: &str, name: &str, kind: &str) -> Result<(), StoreError> {
+    pub async fn register_worker(
+        &self,
+        id: &str,
+        name: &str,
+        kind: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO workers (id, name, kind, started_at, heartbeat_at) VALUES ($1, $2, $3, {DB_NOW_MS}, {DB_NOW_MS})"
         )))
@@ -121,7 +126,10 @@ impl Store {
         .fetch_all(pool)
         .await?;
         if !rows.is_empty() {
-            tracing::info!(runs = rows.len(), "took over runs of a worker whose lease expired");
+            tracing::info!(
+                runs = rows.len(),
+                "took over runs of a worker whose lease expired"
+            );
         }
         self.resumables(pool, rows).await
     }
@@ -353,7 +361,9 @@ impl Store {
 
     /// Opens a transaction with a snapshot of `runs` and keeps it until dropped (it rolls
     /// back): what a forgotten `BEGIN` in a console does to a queue table.
-    pub async fn hold_snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    pub async fn hold_snapshot(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         let mut tx = self.pg()?.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .execute(&mut *tx)

@@ -251,7 +251,11 @@ impl Store {
                 if ops.iter().any(|op| {
                     matches!(
                         op,
-                        Op::CreateRun(_) | Op::FinishRun { frees_slot: true, .. }
+                        Op::CreateRun(_)
+                            | Op::FinishRun {
+                                frees_slot: true,
+                                ..
+                            }
                     )
                 }) {
                     let _ = writeln!(sql, "NOTIFY {};", super::cluster::RUNS_CHANNEL);

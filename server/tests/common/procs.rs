@@ -134,4 +134,3 @@ pub async fn all_finished(pool: &PgPool) -> Duration {
     }
     panic!("runs still unfinished after five minutes");
 }
-
