@@ -224,7 +224,7 @@ impl Engine {
                         Err(e) => tracing::debug!(error = %e, "cannot take over runs"),
                     }
                 }
-                if ticks % 240 == 0 {
+                if ticks.is_multiple_of(240) {
                     let _ = self.store().forget_workers(24 * 3600 * 1000).await;
                 }
             }
@@ -321,7 +321,8 @@ impl Engine {
         c.stop.cancel();
         c.drain.cancel();
         let deadline = tokio::time::Instant::now() + grace;
-        while lock(&self.inner.sched).running.len() > 0 && tokio::time::Instant::now() < deadline {
+        while !lock(&self.inner.sched).running.is_empty() && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = lock(&self.inner.sched).running.len();

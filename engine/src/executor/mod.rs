@@ -601,6 +601,11 @@ impl Engine {
                 status: RunStatus::Queued,
             },
         });
+        // Several processes: whoever has room claims it (this one is woken first).
+        if let Some(c) = self.cluster() {
+            c.wake.notify_one();
+            return Ok(summary);
+        }
         let steps = step_ids
             .into_iter()
             .map(|step_id| {
@@ -625,11 +630,6 @@ impl Engine {
                 }
             })
             .collect();
-        // Several processes: whoever has room claims it (this one is woken first).
-        if let Some(c) = self.cluster() {
-            c.wake.notify_one();
-            return Ok(summary);
-        }
         let state = Resumable {
             run: summary.clone(),
             inputs,
