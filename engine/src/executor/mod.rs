@@ -747,18 +747,21 @@ impl Engine {
     fn spawn_driver(&self, q: Queued, token: CancellationToken) {
         let engine = self.clone();
         let (abandon, drain) = match self.cluster() {
-            Some(c) => (lock(&c.abandon).clone(), c.drain.clone()),
-            None => (CancellationToken::new(), CancellationToken::new()),
+            Some(c) => (Some(lock(&c.abandon).clone()), Some(c.drain.clone())),
+            None => (None, None),
         };
         tokio::spawn(async move {
             let run_id = q.state.run.id.clone();
             let workflow_id = q.workflow.id().to_string();
             let drive =
                 run::RunDriver::new(engine.clone(), q.workflow, q.state, drain).drive(token);
-            // Abandoned: the claim is someone else's; drop the agents, record nothing.
-            let status = tokio::select! {
-                status = drive => status,
-                _ = abandon.cancelled() => RunStatus::Running,
+            let status = match abandon {
+                // Abandoned: the claim is someone else's; drop the agents, record nothing.
+                Some(abandon) => tokio::select! {
+                    status = drive => status,
+                    _ = abandon.cancelled() => RunStatus::Running,
+                },
+                None => drive.await,
             };
             engine.finished(&run_id, &workflow_id, status);
         });

@@ -85,8 +85,9 @@ pub(super) struct RunDriver {
     attempt_spans: HashMap<usize, (Option<opentelemetry::Context>, Instant)>,
     /// The first failed step's error kind: the run's `error.type`.
     first_error: Option<&'static str>,
-    /// Set when this process shuts down: start no more steps, leave the run for others.
-    drain: CancellationToken,
+    /// Cancelled when this process shuts down: start no more steps, leave the run to others.
+    /// None on SQLite: nothing to hand over, and nothing to poll on the hot path.
+    drain: Option<CancellationToken>,
 }
 
 impl RunDriver {
@@ -94,7 +95,7 @@ impl RunDriver {
         engine: Engine,
         workflow: Arc<Workflow>,
         state: Resumable,
-        drain: CancellationToken,
+        drain: Option<CancellationToken>,
     ) -> RunDriver {
         let steps = workflow.steps();
         let index: HashMap<&str, usize> = steps
@@ -267,10 +268,11 @@ impl RunDriver {
         }
         let mut in_flight: FuturesUnordered<BoxFuture<'static, Completion>> =
             FuturesUnordered::new();
-        let drain = self.drain.clone();
+        let drain = self.drain.clone().unwrap_or_default();
+        let can_drain = self.drain.is_some();
 
         loop {
-            let draining = drain.is_cancelled();
+            let draining = can_drain && drain.is_cancelled();
             let spawned = if draining {
                 0
             } else {
@@ -297,7 +299,7 @@ impl RunDriver {
                 biased;
                 _ = cancel.cancelled() => return self.end_all(RunStatus::Cancelled, "the run was cancelled").await,
                 _ = sleep_until(deadline) => return self.end_all(RunStatus::TimedOut, "the run exceeded its timeout").await,
-                _ = drain.cancelled(), if !draining => continue,
+                _ = drain.cancelled(), if can_drain && !draining => continue,
                 next = in_flight.next() => next,
             };
             let Some(first) = next else { continue };
