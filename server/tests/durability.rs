@@ -2,11 +2,14 @@
 //! moments while runs execute, restarted on the same database each time, and in the end every
 //! run completes with each step's outcome recorded exactly once and no finished step re-run.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use common::procs::trigger;
+use serde_json::Value;
 
 const WORKFLOW: &str = "id: sturdy\nsteps:\n- {id: a, agent: simulate, with: {latency: 40ms, output: 1}}\n- {id: b, agent: simulate, needs: [a], with: {latency: 40ms}}\n- {id: c, agent: simulate, needs: [a], with: {latency: 60ms}}\n- {id: d, agent: transform, needs: [b, c], with: {jq: '.steps.a.output + 1'}}\n- {id: e, agent: simulate, needs: [d], with: {latency: 40ms, output: '{{ steps.d.output }}'}}\n";
 
@@ -46,20 +49,6 @@ fn start(db_url: &str) -> Server {
     // Keep draining the log so the child never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     Server { child, base }
-}
-
-/// Triggers a run with default inputs and returns its id.
-async fn trigger(client: &reqwest::Client, base: &str, workflow: &str) -> String {
-    let r: Value = client
-        .post(format!("{base}/api/v1/workflows/{workflow}/runs"))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("trigger")
-        .json()
-        .await
-        .expect("json");
-    r["run"]["id"].as_str().expect("id").to_string()
 }
 
 /// Polls a run until it has finished; `None` if it has not within a minute (a hang guard).
