@@ -294,12 +294,9 @@ async fn two_processes_on_postgres_fire_each_occurrence_once() {
     let (store, name) = postgres().await;
     add(&store, &workflow("shared", "cron: '* * * * *'")).await;
     // Two engines with their own connection pools: two processes as far as the database sees.
-    let other = Store::connect(&format!(
-        "{}/{name}",
-        Store::test_postgres_admin_url()
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .expect("url")
+    let other = Store::connect(&Store::postgres_database_url(
+        &Store::test_postgres_admin_url(),
+        &name,
     ))
     .await
     .expect("second pool");

@@ -265,10 +265,7 @@ pub async fn run_all(postgres_admin_url: &str, shapes: &[String]) -> anyhow::Res
                         .await?
                         .close()
                         .await;
-                    format!(
-                        "{}/{db}",
-                        admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin)
-                    )
+                    Store::postgres_database_url(admin, &db)
                 }
             };
             let out = std::process::Command::new(&exe)
@@ -444,13 +441,7 @@ pub async fn run_workers(postgres_admin_url: &str, counts: &[usize]) -> anyhow::
         let db = format!("flowscope_bench_workers_{}_{n}_{held}", std::process::id());
         let store = Store::create_postgres_database(postgres_admin_url, &db).await?;
         store.migrate().await?;
-        let url = format!(
-            "{}/{db}",
-            postgres_admin_url
-                .rsplit_once('/')
-                .map(|(b, _)| b)
-                .unwrap_or(postgres_admin_url)
-        );
+        let url = Store::postgres_database_url(postgres_admin_url, &db);
         let result = workers_round(&exe, &store, &url, n, held).await;
         store.close().await;
         Store::drop_postgres_database(postgres_admin_url, &db).await?;
@@ -545,7 +536,7 @@ async fn workers_round(
     } else {
         None
     };
-    let before = db_counters(store).await?;
+    let before = store.commits().await?;
     let total = 3000;
     let started = Instant::now();
     let locks = {
@@ -581,7 +572,7 @@ async fn workers_round(
     let elapsed = started.elapsed().as_secs_f64();
     locks.0.cancel();
     let max_locks = locks.1.await.unwrap_or(0);
-    let after = db_counters(store).await?;
+    let after = store.commits().await?;
     drop(snapshot);
     let mut run_ms = store.run_times_ms(&ids).await?;
     run_ms.sort_by(f64::total_cmp);
@@ -613,18 +604,15 @@ async fn workers_round(
     })
 }
 
-/// A child process killed when dropped.
-struct Killed(std::process::Child);
+/// A child process killed (and reaped) when dropped, however the caller ends: the bench's
+/// workers, and the tests' Prometheus and Alertmanager.
+pub struct Killed(pub std::process::Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-async fn db_counters(store: &Store) -> anyhow::Result<i64> {
-    Ok(store.commits().await?)
 }
 
 /// `bench --load URL --rate R --seconds S`: triggers runs of `workflow` on a running server

@@ -176,9 +176,7 @@ pub async fn run_worker(
     config: &Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    if engine::store::sqlite_file(&config.database_url).is_some()
-        || config.database_url.starts_with("sqlite:")
-    {
+    if config.database_url.starts_with("sqlite:") {
         anyhow::bail!(
             "`flowscope worker` works beside `flowscope serve` on one PostgreSQL database \
              (FLOWSCOPE_DATABASE_URL=postgres://…); an SQLite file serves one process, whose \

@@ -492,11 +492,11 @@ async fn the_server_runs_on_postgres_too() {
         .expect("PostgreSQL on 127.0.0.1:5432")
         .close()
         .await;
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_string())
-        .expect("url");
-    let app = TestApp::spawn_on(format!("{base}/{name}"), tempfile::tempdir().expect("dir")).await;
+    let app = TestApp::spawn_on(
+        engine::store::Store::postgres_database_url(&admin, &name),
+        tempfile::tempdir().expect("dir"),
+    )
+    .await;
     assert!(app.ids().await.contains(&"hello".into()));
     assert_eq!(
         app.post_doc("/api/v1/workflows", &doc("pg", "1ms")).await.0,

@@ -474,8 +474,7 @@ async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
 
     // w0's lease (200 ms here) runs out; w1, still beating, takes its runs over.
     let lease = 200;
-    let base = admin.rsplit_once('/').expect("url").0;
-    let pool = PgPool::connect(&format!("{base}/fs_cluster_claims"))
+    let pool = PgPool::connect(&Store::postgres_database_url(&admin, "fs_cluster_claims"))
         .await
         .expect("pool");
     let w0_run: String = sqlx::query_scalar("SELECT id FROM runs WHERE owner = 'w0' LIMIT 1")

@@ -279,11 +279,16 @@ impl Store {
             .execute_raw(&format!("CREATE DATABASE {name}"))
             .await?;
         admin.close().await;
+        Store::connect(&Store::postgres_database_url(admin_url, name)).await
+    }
+
+    /// The URL of database `name` on the PostgreSQL server of `admin_url`.
+    pub fn postgres_database_url(admin_url: &str, name: &str) -> String {
         let base = admin_url
             .rsplit_once('/')
             .map(|(b, _)| b)
             .unwrap_or(admin_url);
-        Store::connect(&format!("{base}/{name}")).await
+        format!("{base}/{name}")
     }
 
     /// Drops database `name` (a plain identifier) on the server of `admin_url`, if it exists.

@@ -1,6 +1,6 @@
 //! Shared by the telemetry, alert and stack tests: a Flowscope on a fresh SQLite database, one
 //! run of the seeded `hello` workflow through the API, waiting for a run to finish, a
-//! Slack-compatible receiver, child processes that die with the test, and the files of
+//! Slack-compatible receiver, and the files of
 //! `observability/`.
 
 // Each test binary uses part of this module.
@@ -10,7 +10,6 @@ pub mod procs;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -125,16 +124,6 @@ impl Slack {
     pub fn texts(&self) -> Vec<String> {
         let messages = self.messages.lock().expect("lock");
         messages.iter().map(|(_, t)| t.clone()).collect()
-    }
-}
-
-/// Kills a child process (Prometheus, Alertmanager) when the test ends, however it ends.
-pub struct Killed(pub Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -91,8 +91,7 @@ pub async fn database(name: &str) -> String {
         .expect("create database");
     store.migrate().await.expect("migrate");
     store.close().await;
-    let base = admin.rsplit_once('/').map(|(b, _)| b).expect("url");
-    format!("{base}/{name}")
+    Store::postgres_database_url(&admin, name)
 }
 
 pub async fn create(client: &reqwest::Client, base: &str, yaml: &str) {
