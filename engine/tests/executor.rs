@@ -816,6 +816,52 @@ async fn on_postgres_runs_succeed_fail_retry_cancel_and_list_like_on_sqlite() {
     assert!(page[0].id > page[1].id, "newest first");
 }
 
+/// A lone process on PostgreSQL creates runs already claimed by itself (no wake-up, no claim
+/// query); once another worker joins, new runs go through claims, so every worker gets some.
+#[tokio::test]
+async fn on_postgres_a_lone_process_claims_its_new_runs_and_shares_them_once_another_joins() {
+    use engine::store::cluster::RUNS_CHANNEL;
+    let h = pg_harness().await;
+    let store = h.engine.store().clone();
+    let mut listener = store.listen().await.expect("listen");
+    // Did a run's creation send a wake-up? Notifications arrive in commit order, so one sent
+    // for the creation comes before this marker.
+    async fn woken(store: &Store, listener: &mut sqlx::postgres::PgListener) -> bool {
+        store.notify(RUNS_CHANNEL, "marker").await.expect("notify");
+        loop {
+            let n = listener.recv().await.expect("notification");
+            if n.channel() == RUNS_CHANNEL {
+                return n.payload() != "marker";
+            }
+        }
+    }
+    let alone = h.run("hello", json!({ "who": "alone" })).await;
+    assert_eq!(alone.run.status, RunStatus::Succeeded);
+    assert!(
+        !woken(&store, &mut listener).await,
+        "a lone process claims its runs as it creates them"
+    );
+
+    store
+        .register_worker("another", "another:1", "worker")
+        .await
+        .expect("join");
+    // The engine hears of the new worker by notification: a few runs later at most.
+    let mut shared = false;
+    for i in 0..100 {
+        let d = h.run("hello", json!({ "who": format!("run {i}") })).await;
+        assert_eq!(d.run.status, RunStatus::Succeeded, "claimed and run: {d:?}");
+        if woken(&store, &mut listener).await {
+            shared = true;
+            break;
+        }
+    }
+    assert!(
+        shared,
+        "new runs were never left for the other worker to claim"
+    );
+}
+
 /// PostgreSQL drops the engine's connections several times mid-run (as on a restart or a
 /// failover): the journal backs off, reconnects and the run completes with every step once.
 #[tokio::test]
@@ -882,6 +928,7 @@ async fn a_resumed_run_keeps_the_deadline_it_started_with() {
         step_ids: vec!["only".into()],
         reused: vec![],
         concurrency: None,
+        owner: None,
     };
     use engine::store::Op;
     store

@@ -396,6 +396,7 @@ fn new_run(id: &str, inputs: serde_json::Value, steps: &[&str]) -> Op {
         step_ids: steps.iter().map(|s| s.to_string()).collect(),
         reused: vec![],
         concurrency: None,
+        owner: None,
     }))
 }
 

@@ -32,6 +32,9 @@ pub struct Figures {
     pub per_step_p99_ms: Option<f64>,
     pub runs_per_s: Option<f64>,
     pub peak_rss_mb: f64,
+    /// CPU time (user + system, every thread of this process) per measured run.
+    #[serde(default)]
+    pub cpu_ms_per_run: f64,
 }
 
 fn chain(id: &str, steps: usize, latency: &str) -> String {
@@ -79,6 +82,7 @@ pub async fn run_shape(shape: &str, database_url: &str) -> anyhow::Result<Figure
         }
     }
     let engine = Engine::start(store, EngineConfig::default()).await?;
+    let cpu_start: f64;
     let mut figures = match shape {
         "chain40-zero" | "chain40-10ms" => {
             let (wf, step_ms, n) = if shape == "chain40-zero" {
@@ -87,6 +91,7 @@ pub async fn run_shape(shape: &str, database_url: &str) -> anyhow::Result<Figure
                 ("chain40t", 10.0, 5)
             };
             one(engine.clone(), wf).await?; // warm-up: caches, prepared statements
+            cpu_start = cpu_ms();
             let mut times = Vec::new();
             for _ in 0..n {
                 times.push(one(engine.clone(), wf).await?);
@@ -100,6 +105,7 @@ pub async fn run_shape(shape: &str, database_url: &str) -> anyhow::Result<Figure
         }
         "three-step-c1" => {
             one(engine.clone(), "three").await?;
+            cpu_start = cpu_ms();
             let mut times = Vec::new();
             for _ in 0..300 {
                 times.push(one(engine.clone(), "three").await?);
@@ -108,6 +114,7 @@ pub async fn run_shape(shape: &str, database_url: &str) -> anyhow::Result<Figure
         }
         "three-step-c200" => {
             one(engine.clone(), "three").await?;
+            cpu_start = cpu_ms();
             let total_runs = 6000;
             let started = Instant::now();
             let clients: Vec<_> = (0..200)
@@ -133,6 +140,7 @@ pub async fn run_shape(shape: &str, database_url: &str) -> anyhow::Result<Figure
         }
         "fanout-1000" => {
             one(engine.clone(), "fanout").await?;
+            cpu_start = cpu_ms();
             let mut times = Vec::new();
             for _ in 0..5 {
                 times.push(one(engine.clone(), "fanout").await?);
@@ -141,6 +149,7 @@ pub async fn run_shape(shape: &str, database_url: &str) -> anyhow::Result<Figure
         }
         other => anyhow::bail!("unknown shape {other}; shapes: {}", SHAPES.join(", ")),
     };
+    figures.cpu_ms_per_run = (cpu_ms() - cpu_start) / figures.runs.max(1) as f64;
     figures.peak_rss_mb = peak_rss_mb();
     engine.store().close().await;
     Ok(figures)
@@ -188,7 +197,23 @@ fn summary(shape: &str, times: &mut [Duration]) -> Figures {
         per_step_p99_ms: None,
         runs_per_s: None,
         peak_rss_mb: 0.0,
+        cpu_ms_per_run: 0.0,
     }
+}
+
+/// CPU time this process's threads have used so far, in ms: the sum of their
+/// `/proc/self/task/*/schedstat` (nanoseconds; `/proc/self/stat` counts in 10 ms ticks). Every
+/// thread of the bench lives through the measurement, so none is missed.
+fn cpu_ms() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e6
 }
 
 /// VmHWM of this process (Linux), in MB.
@@ -326,9 +351,9 @@ pub async fn run_telemetry(shapes: &[String]) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let sink = crate::otlp_sink::start()?;
     println!(
-        "| shape | telemetry | runs | run p50 ms | per-step p50 ms | runs/s | throughput vs off |"
+        "| shape | telemetry | runs | run p50 ms | per-step p50 ms | runs/s, median (rounds) | throughput vs off | CPU ms per run, median | CPU vs off |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (i, shape) in shapes.iter().enumerate() {
         // Modes alternate within each round, so drift in the machine hits them alike; the
         // median of the rounds is reported.
@@ -364,22 +389,29 @@ pub async fn run_telemetry(shapes: &[String]) -> anyhow::Result<()> {
         }
         // Throughput: measured for the concurrent shape, else runs one after another.
         let rps = |f: &Figures| f.runs_per_s.unwrap_or(1000.0 / f.p50_ms);
-        let mut base = None;
+        let mut base: Option<(f64, f64)> = None;
         for (j, (mode, _)) in TELEMETRY_MODES.iter().enumerate() {
             let runs = &mut figures[j];
+            // CPU time is far steadier than throughput on a shared VM: both are reported.
+            let mut cpu: Vec<f64> = runs.iter().map(|f| f.cpu_ms_per_run).collect();
+            cpu.sort_by(f64::total_cmp);
+            let c = cpu[cpu.len() / 2];
             runs.sort_by(|a, b| rps(a).total_cmp(&rps(b)));
             let f = &runs[runs.len() / 2];
             let r = rps(f);
-            let vs = match base {
+            let (vs, cpu_vs) = match base {
                 None => {
-                    base = Some(r);
-                    "–".to_string()
+                    base = Some((r, c));
+                    ("–".to_string(), "–".to_string())
                 }
-                Some(b) => format!("{:+.1} %", (r - b) / b * 100.0),
+                Some((b, bc)) => (
+                    format!("{:+.1} %", (r - b) / b * 100.0),
+                    format!("{:+.1} %", (c - bc) / bc * 100.0),
+                ),
             };
             let all: Vec<String> = runs.iter().map(|f| format!("{:.0}", rps(f))).collect();
             println!(
-                "| {} | {mode} | {} | {:.2} | {} | {r:.0} ({}) | {vs} |",
+                "| {} | {mode} | {} | {:.2} | {} | {r:.0} ({}) | {vs} | {c:.3} | {cpu_vs} |",
                 f.shape,
                 f.runs,
                 f.p50_ms,
@@ -486,6 +518,7 @@ async fn workers_round(
                 .env("FLOWSCOPE_DATABASE_URL", url)
                 .env("FLOWSCOPE_SCHEDULER", "false")
                 .env("FLOWSCOPE_WORKER_NAME", format!("bench-{i}"))
+                .env("FLOWSCOPE_WORKER_LISTEN", "127.0.0.1:0")
                 .env("RUST_LOG", "warn")
                 .stdout(std::process::Stdio::null())
                 .spawn()

@@ -63,6 +63,7 @@ async fn fill(store: &Store, now: i64) -> anyhow::Result<()> {
             step_ids: vec!["a".into(), "b".into()],
             reused: vec![],
             concurrency: None,
+            owner: None,
         })));
         ops.push(Op::StartRun {
             run_id: run_id.clone(),

@@ -57,6 +57,8 @@ pub struct Config {
     /// Runs this process holds at once (it claims no more beyond); 0 on PostgreSQL: this
     /// server runs none, workers beside it run them all.
     pub worker_max_runs: usize,
+    /// Where `flowscope worker` serves `/metrics`, `/healthz` and `/readyz`.
+    pub worker_listen: SocketAddr,
 }
 
 impl Default for Config {
@@ -81,6 +83,9 @@ impl Default for Config {
             worker_lease: std::time::Duration::from_secs(15),
             worker_name: None,
             worker_max_runs: 1000,
+            // OpenTelemetry's port for a Prometheus endpoint; several workers on one host
+            // need one each.
+            worker_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
         }
     }
 }
@@ -121,6 +126,7 @@ struct FileConfig {
     worker_lease: Option<String>,
     worker_name: Option<String>,
     worker_max_runs: Option<usize>,
+    worker_listen: Option<String>,
 }
 
 impl Config {
@@ -390,6 +396,17 @@ impl Config {
             }
             config.worker_max_runs = n;
         }
+        if let Some((setting, v)) = env("FLOWSCOPE_WORKER_LISTEN")
+            .map(|v| ("FLOWSCOPE_WORKER_LISTEN", v))
+            .or(file.worker_listen.map(|v| ("worker_listen", v)))
+        {
+            config.worker_listen = v.trim().parse().map_err(|_| {
+                err(
+                    setting,
+                    format!("\"{v}\" is not an address like 127.0.0.1:9464"),
+                )
+            })?;
+        }
         if let Some((setting, v)) = env("FLOWSCOPE_ALERT_WORKFLOW")
             .map(|v| ("FLOWSCOPE_ALERT_WORKFLOW", v))
             .or(file.alert_workflow.map(|v| ("alert_workflow", v)))
@@ -487,6 +504,11 @@ mod tests {
         ])
         .expect("0 on PostgreSQL");
         assert_eq!(api_only.worker_max_runs, 0);
+        assert_eq!(c.worker_listen.to_string(), "127.0.0.1:9464");
+        let listen = from(&[("FLOWSCOPE_WORKER_LISTEN", "0.0.0.0:9101")]).expect("ok");
+        assert_eq!(listen.worker_listen.to_string(), "0.0.0.0:9101");
+        let bad = from(&[("FLOWSCOPE_WORKER_LISTEN", "port 9101")]).expect_err("bad");
+        assert_eq!(bad.setting, "FLOWSCOPE_WORKER_LISTEN");
     }
 
     #[test]

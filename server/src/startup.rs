@@ -188,18 +188,42 @@ pub async fn run_worker(
         ..config.clone()
     })
     .await?;
+    // Bound before the engine starts, so a port in use stops a worker that has claimed nothing.
+    let listener = TcpListener::bind(config.worker_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (FLOWSCOPE_WORKER_LISTEN: every worker on one host needs its own address, or 127.0.0.1:0 for any free port)",
+                config.worker_listen
+            )
+        })?;
+    let metrics_at = listener.local_addr()?;
     let engine = Engine::start(store.clone(), engine_config(config, "worker"))
         .await
         .context("cannot start the engine")?;
     let stop = background(config, &engine);
+    // Its runs' metrics are its own: Prometheus scrapes every worker as it scrapes the server.
+    let server_metrics = Arc::new(crate::observe::ServerMetrics::new(store.clone()));
+    let app = crate::observe::router(engine.clone(), server_metrics)
+        .merge(crate::health::router(store.clone()));
+    let serving = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+        }
+    });
     tracing::info!(
         worker.id = engine.worker_id().unwrap_or_default(),
         database = %redact_url(&config.database_url),
+        metrics = %format!("http://{metrics_at}/metrics"),
         "Flowscope worker ready"
     );
     shutdown.await;
     engine.shutdown(SHUTDOWN_GRACE).await;
     stop.cancel();
+    let _ = serving.await;
     store.close().await;
     Ok(())
 }

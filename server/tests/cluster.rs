@@ -327,7 +327,7 @@ async fn a_run_on_a_worker_is_watched_live_and_cancelled_from_the_server() {
         "id: endless\nconcurrency: 1\nsteps:\n- {id: first, agent: simulate, with: {latency: 50ms}}\n- {id: wait, agent: delay, needs: [first], with: {duration: 10m}}\n",
     )
     .await;
-    let _worker = spawn("worker", &db, &[]);
+    let worker = spawn("worker", &db, &[]);
     let run = trigger(&client, &base, "endless").await;
     // A second run waits for the first (concurrency 1), unclaimed.
     let queued = trigger(&client, &base, "endless").await;
@@ -407,6 +407,28 @@ async fn a_run_on_a_worker_is_watched_live_and_cancelled_from_the_server() {
     .await
     .expect("attempt");
     assert_eq!(wait.0, "cancelled", "the worker closed the delay's attempt");
+
+    // The worker's own /metrics counts the run it ran (the server ran none).
+    let metrics = format!("{}/metrics", worker.base.clone().expect("metrics address"));
+    let counted =
+        "workflow_runs_total{workflow=\"endless\",status=\"cancelled\",trigger=\"api\"} 1";
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = client
+            .get(&metrics)
+            .send()
+            .await
+            .expect("scrape the worker")
+            .text()
+            .await
+            .expect("text");
+        if text.contains(counted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(text.contains(counted), "{text}");
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics text");
 }
 
 /// The claim and fence protocol on the store directly, with a short lease.
@@ -437,6 +459,7 @@ async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
                 step_ids: vec!["s".into()],
                 reused: vec![],
                 concurrency: None,
+                owner: None,
             }))
         })
         .collect();
@@ -499,17 +522,19 @@ async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
     let fresh = store.claim_orphans("w1", 60_000, 1000).await.expect("none");
     assert!(fresh.is_empty(), "no lease of a minute has expired yet");
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(
+    assert_eq!(
         store.heartbeat("w1", 60_000).await.expect("beat"),
-        "w1 is alive"
+        Some(4),
+        "w1 is alive, and so are the other three within a minute"
     );
     let taken = store
         .claim_orphans("w1", lease, 1000)
         .await
         .expect("orphans");
     assert!(taken.iter().any(|r| r.run.id == w0_run));
-    assert!(
-        !store.heartbeat("w0", lease).await.expect("beat"),
+    assert_eq!(
+        store.heartbeat("w0", lease).await.expect("beat"),
+        None,
         "w0 learns it lost its lease"
     );
     let stale = store

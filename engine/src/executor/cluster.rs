@@ -3,7 +3,9 @@
 //! - **Claiming.** New runs are committed unclaimed; a claim loop takes batches of them
 //!   (`FOR UPDATE SKIP LOCKED`) while this process has room, woken by `NOTIFY` and, as a
 //!   fallback, every [`WorkerConfig::poll`]. The run is the unit of claim: its steps run
-//!   where it runs, so a step still costs one commit and no claim of its own.
+//!   where it runs, so a step still costs one commit and no claim of its own. A process
+//!   that is the only live worker creates runs already claimed by itself (no wake-up, no
+//!   claim query); a worker that joins announces itself, and claims take over at once.
 //! - **Leases.** A heartbeat renews this worker's lease every quarter of it; the same tick
 //!   takes over runs of workers whose lease expired and picks up cancels it missed. A worker
 //!   that finds its own lease expired gives up its runs (others may hold them now) and joins
@@ -21,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{lock, Engine};
 use crate::records::Event;
-use crate::store::cluster::{CANCEL_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL};
+use crate::store::cluster::{CANCEL_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL, WORKERS_CHANNEL};
 
 /// How this process takes part.
 #[derive(Debug, Clone)]
@@ -71,6 +73,8 @@ pub(super) struct Cluster {
     pub(super) wake: tokio::sync::Notify,
     /// Set while the claim loop found no room: a finishing run wakes it.
     pub(super) full: std::sync::atomic::AtomicBool,
+    /// Set while this is the only live worker: it runs the runs it creates itself.
+    pub(super) alone: std::sync::atomic::AtomicBool,
     /// Stops claiming (shutdown).
     pub(super) stop: CancellationToken,
     /// Tells drivers to start no more steps (shutdown).
@@ -109,16 +113,32 @@ impl Engine {
             return Ok(());
         };
         let me = c.me();
+        // Listening first: a worker joining from here on is heard of.
+        let listener = self.store().listen().await?;
         self.store()
             .register_worker(&me, &c.config.name, c.config.kind)
             .await?;
+        let lease_ms = c.config.lease.as_millis() as i64;
+        if let Some(alive) = self.store().heartbeat(&me, lease_ms).await? {
+            c.alone.store(alive <= 1, Ordering::Release);
+        }
         tracing::info!(worker.id = %me, worker.name = %c.config.name, lease_s = c.config.lease.as_secs_f64(), "joined the workers on this database");
-        let listener = self.store().listen().await?;
         tokio::spawn(self.clone().claim_loop());
         tokio::spawn(self.clone().heartbeat_loop());
         tokio::spawn(self.clone().listen_loop(listener));
         tokio::spawn(self.clone().forward_loop(outbox));
         Ok(())
+    }
+
+    /// The worker id to create a run under, claimed in the same transaction: only while this
+    /// process is the only live worker and has room, so a lone server pays no claim round trip
+    /// while several processes share new runs through claims. Runs of a workflow with a
+    /// `concurrency` limit are always claimed, where the limit is counted across processes.
+    pub(super) fn claim_on_create(&self, limited: bool) -> Option<Arc<str>> {
+        let c = self.cluster()?;
+        let room = c.config.max_runs > self.local_runs();
+        (room && !limited && c.alone.load(Ordering::Acquire) && !c.stop.is_cancelled())
+            .then(|| c.me())
     }
 
     fn local_runs(&self) -> usize {
@@ -189,8 +209,9 @@ impl Engine {
         loop {
             let me = c.me();
             match self.store().heartbeat(&me, lease_ms).await {
-                Ok(true) => {}
-                Ok(false) => {
+                Ok(Some(alive)) => c.alone.store(alive <= 1, Ordering::Release),
+                Ok(None) => {
+                    c.alone.store(false, Ordering::Release);
                     tracing::error!(worker.id = %me, "this worker's lease expired: giving up its runs and joining again");
                     self.abandon_local();
                     let new: Arc<str> = uuid::Uuid::now_v7().to_string().into();
@@ -247,6 +268,9 @@ impl Engine {
                 Ok(n) => match n.channel() {
                     RUNS_CHANNEL => c.wake.notify_one(),
                     CANCEL_CHANNEL => self.cancel_if_local(n.payload()),
+                    WORKERS_CHANNEL if n.payload() != &*c.me() => {
+                        c.alone.store(false, Ordering::Release)
+                    }
                     EVENTS_CHANNEL => match serde_json::from_str::<Envelope>(n.payload()) {
                         Ok(env) if env.from != *c.me() => {
                             env.events.into_iter().for_each(|e| self.publish_remote(e))

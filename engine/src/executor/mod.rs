@@ -215,6 +215,7 @@ impl Engine {
                 me: Arc::new(std::sync::RwLock::new(me)),
                 wake: tokio::sync::Notify::new(),
                 full: std::sync::atomic::AtomicBool::new(false),
+                alone: std::sync::atomic::AtomicBool::new(false),
                 stop: CancellationToken::new(),
                 drain: CancellationToken::new(),
                 abandon: Mutex::new(CancellationToken::new()),
@@ -537,6 +538,7 @@ impl Engine {
         let step_ids: Vec<String> = workflow.steps().iter().map(|s| s.id.clone()).collect();
         let inputs = Value::Object(inputs);
         let new_traceparent = traceparent.clone();
+        let owner = self.claim_on_create(workflow.def().concurrency.is_some());
         let new = NewRun {
             id: id.clone(),
             workflow_id: workflow.id().to_string(),
@@ -550,6 +552,7 @@ impl Engine {
             step_ids: step_ids.clone(),
             reused: reused.clone(),
             concurrency: workflow.def().concurrency.map(i64::from),
+            owner: owner.as_deref().map(str::to_string),
         };
         match fire {
             // Its own transaction, not a journal batch: a key clash must fail this run only.
@@ -601,10 +604,18 @@ impl Engine {
                 status: RunStatus::Queued,
             },
         });
-        // Several processes: whoever has room claims it (this one is woken first).
         if let Some(c) = self.cluster() {
-            c.wake.notify_one();
-            return Ok(summary);
+            match owner {
+                // Claimed as created; unless this worker lost its lease meanwhile, and with
+                // it the run (another worker takes it over as an orphan).
+                Some(me) if me == c.me() => {}
+                Some(_) => return Ok(summary),
+                // Several processes: whoever has room claims it (this one is woken first).
+                None => {
+                    c.wake.notify_one();
+                    return Ok(summary);
+                }
+            }
         }
         let steps = step_ids
             .into_iter()

@@ -23,6 +23,8 @@ pub const RUNS_CHANNEL: &str = "flowscope_runs";
 pub const CANCEL_CHANNEL: &str = "flowscope_cancel";
 /// Channel carrying live events (JSON) from one process to the others.
 pub const EVENTS_CHANNEL: &str = "flowscope_events";
+/// Channel carrying the id of a worker that joined: the others stop running alone.
+pub const WORKERS_CHANNEL: &str = "flowscope_workers";
 
 /// The database's clock in unix milliseconds: every process compares heartbeats against it.
 const DB_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
@@ -66,28 +68,37 @@ impl Store {
         name: &str,
         kind: &str,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pg()?.begin().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO workers (id, name, kind, started_at, heartbeat_at) VALUES ($1, $2, $3, {DB_NOW_MS}, {DB_NOW_MS})"
         )))
         .bind(id)
         .bind(name)
         .bind(kind)
-        .execute(self.pg()?)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(WORKERS_CHANNEL)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Renews a worker's lease. `false`: the lease had already expired (or the row is gone),
-    /// so others may hold its runs now; the worker must give them up and join again.
-    pub async fn heartbeat(&self, id: &str, lease_ms: i64) -> Result<bool, StoreError> {
-        let renewed: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "UPDATE workers SET heartbeat_at = {DB_NOW_MS} WHERE id = $1 AND heartbeat_at >= {DB_NOW_MS} - $2 RETURNING id"
+    /// Renews a worker's lease and returns how many workers are alive, itself included.
+    /// `None`: the lease had already expired (or the row is gone), so others may hold its
+    /// runs now; the worker must give them up and join again.
+    pub async fn heartbeat(&self, id: &str, lease_ms: i64) -> Result<Option<i64>, StoreError> {
+        let alive: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "UPDATE workers SET heartbeat_at = {DB_NOW_MS} WHERE id = $1 AND heartbeat_at >= {DB_NOW_MS} - $2 \
+             RETURNING (SELECT count(*) FROM workers WHERE heartbeat_at >= {DB_NOW_MS} - $2)"
         )))
         .bind(id)
         .bind(lease_ms)
         .fetch_optional(self.pg()?)
         .await?;
-        Ok(renewed.is_some())
+        Ok(alive)
     }
 
     /// Claims up to `limit` unclaimed runs without a concurrency limit, oldest first.
@@ -292,7 +303,12 @@ impl Store {
     pub async fn listen(&self) -> Result<PgListener, StoreError> {
         let mut listener = PgListener::connect_with(self.pg()?).await?;
         listener
-            .listen_all([RUNS_CHANNEL, CANCEL_CHANNEL, EVENTS_CHANNEL])
+            .listen_all([
+                RUNS_CHANNEL,
+                CANCEL_CHANNEL,
+                EVENTS_CHANNEL,
+                WORKERS_CHANNEL,
+            ])
             .await?;
         Ok(listener)
     }

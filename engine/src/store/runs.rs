@@ -30,6 +30,8 @@ pub struct NewRun {
     pub reused: Vec<(String, Value)>,
     /// The workflow's `concurrency` limit: claims keep to it across processes.
     pub concurrency: Option<i64>,
+    /// The worker that claims it as it is created (PostgreSQL); `None` leaves it to a claim.
+    pub owner: Option<String>,
 }
 
 /// One state change, persisted before the executor acts on it.
@@ -225,7 +227,7 @@ impl Store {
 
     /// [`Store::apply`] by worker `fence` on PostgreSQL: the runs the batch changes must still
     /// be claimed by it, or nothing is written (error `FS001`, see [`StoreError::is_fenced`]).
-    /// A batch that creates runs or frees a concurrency slot wakes the other processes.
+    /// A batch that creates unclaimed runs or frees a concurrency slot wakes the other processes.
     pub async fn apply_fenced(&self, ops: &[Op], fence: Option<&str>) -> Result<(), StoreError> {
         let mut sql = String::with_capacity(64 + 320 * ops.len());
         match &self.db {
@@ -248,15 +250,10 @@ impl Store {
                     write_fence(&mut sql, me, ops);
                 }
                 ops.iter().for_each(|op| write_op(&mut sql, op));
-                if ops.iter().any(|op| {
-                    matches!(
-                        op,
-                        Op::CreateRun(_)
-                            | Op::FinishRun {
-                                frees_slot: true,
-                                ..
-                            }
-                    )
+                if ops.iter().any(|op| match op {
+                    Op::CreateRun(run) => run.owner.is_none(),
+                    Op::FinishRun { frees_slot, .. } => *frees_slot,
+                    _ => false,
                 }) {
                     let _ = writeln!(sql, "NOTIFY {};", super::cluster::RUNS_CHANNEL);
                 }
@@ -511,8 +508,8 @@ fn write_op(sql: &mut String, op: &Op) {
         Op::CreateRun(run) => {
             let _ = writeln!(
                 sql,
-                "INSERT INTO runs (id, workflow_id, workflow_version, status, trigger, actor, inputs, parent_run_id, traceparent, created_at, concurrency) \
-                 VALUES ({}, {}, {}, 'queued', {}, {}, {}, {}, {}, {}, {});",
+                "INSERT INTO runs (id, workflow_id, workflow_version, status, trigger, actor, inputs, parent_run_id, traceparent, created_at, concurrency, owner) \
+                 VALUES ({}, {}, {}, 'queued', {}, {}, {}, {}, {}, {}, {}, {});",
                 Text(&run.id),
                 Text(&run.workflow_id),
                 run.workflow_version,
@@ -523,6 +520,7 @@ fn write_op(sql: &mut String, op: &Op) {
                 OptText(run.traceparent.as_deref()),
                 run.created_at,
                 OptInt(run.concurrency),
+                OptText(run.owner.as_deref()),
             );
             if run.step_ids.is_empty() {
                 return;

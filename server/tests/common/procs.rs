@@ -13,7 +13,7 @@ use sqlx::PgPool;
 /// A `flowscope serve` or `flowscope worker` child, killed with the test.
 pub struct Proc {
     pub child: Child,
-    /// The server's base URL (servers only).
+    /// The server's base URL, or a worker's (its `/metrics` and health listener).
     pub base: Option<String>,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -48,6 +48,7 @@ pub fn spawn(kind: &str, db: &str, env: &[(&str, &str)]) -> Proc {
         .env("FLOWSCOPE_SEED_EXAMPLES", "false")
         .env("FLOWSCOPE_SCHEDULER", "false")
         .env("FLOWSCOPE_WORKER_LEASE", "1s")
+        .env("FLOWSCOPE_WORKER_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
@@ -71,7 +72,14 @@ pub fn spawn(kind: &str, db: &str, env: &[(&str, &str)]) -> Proc {
             break Some(format!("http://{addr}"));
         }
         if line.contains("Flowscope worker ready") {
-            break None;
+            let pos = line
+                .find("metrics=http://")
+                .expect("the worker's metrics address");
+            let url = line[pos + "metrics=".len()..]
+                .split_whitespace()
+                .next()
+                .expect("url");
+            break url.strip_suffix("/metrics").map(str::to_string);
         }
     };
     let keep = log.clone();
