@@ -140,6 +140,8 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
                     .expect("prices"),
                 ..Default::default()
             },
+            // Every commit a span, however fast.
+            trace_commits_over: std::time::Duration::ZERO,
             ..EngineConfig::default()
         },
     )
@@ -310,6 +312,11 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
         .filter(|s| attr_str(s, "db.operation.name") == "COMMIT")
         .collect();
     assert!(!commits.is_empty());
+    assert_eq!(
+        attr(root, "flowscope.commits"),
+        Some(Value::I64(commits.len() as i64)),
+        "the root counts every commit"
+    );
     for c in &commits {
         assert_eq!(c.span_context.trace_id(), trace_id);
         assert_eq!(c.span_kind, SpanKind::Client);
@@ -417,6 +424,53 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
             span.name
         );
     }
+
+    // With the default threshold, a commit faster than it gets no span of its own; the root
+    // still counts it, and the time waited. (An hour: no commit here is that slow.)
+    drop(engine);
+    let engine = Engine::start(
+        store.clone(),
+        EngineConfig {
+            trace_commits_over: std::time::Duration::from_secs(3600),
+            ..EngineConfig::default()
+        },
+    )
+    .await
+    .expect("engine");
+    let quiet_run = engine
+        .trigger(TriggerRequest {
+            workflow_id: "chatty".into(),
+            trigger: "manual".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("trigger");
+    assert_eq!(
+        engine.wait(&quiet_run.id).await.expect("wait"),
+        RunStatus::Succeeded
+    );
+    let spans = exporter.get_finished_spans().expect("spans");
+    let root = spans
+        .iter()
+        .find(|s| s.name == "workflow.execute" && attr_str(s, "workflow.run.id") == quiet_run.id)
+        .expect("the root span");
+    let in_trace = |name: &str| {
+        spans
+            .iter()
+            .filter(|s| s.span_context.trace_id() == root.span_context.trace_id() && s.name == name)
+            .count()
+    };
+    assert_eq!(in_trace("COMMIT run state"), 0);
+    assert_eq!(in_trace("agent.execute"), 1);
+    let Some(Value::I64(commits)) = attr(root, "flowscope.commits") else {
+        panic!("no commit count on {:?}", root.attributes)
+    };
+    assert!(commits >= 2, "start and finish at least: {commits}");
+    assert!(
+        matches!(attr(root, "flowscope.commit_ms"), Some(Value::F64(ms)) if ms > 0.0),
+        "{:?}",
+        root.attributes
+    );
 }
 
 fn record_traceparent(seen: &Mutex<Vec<String>>, headers: &HeaderMap) {

@@ -342,7 +342,7 @@ const TELEMETRY_MODES: &[(&str, &[(&str, &str)])] = &[
 ];
 
 /// Rounds per mode in `bench --telemetry`.
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 9;
 
 /// `bench --telemetry`: the cost of tracing and metrics with export on against telemetry off,
 /// on SQLite, with a local OTLP receiver (HTTP and gRPC) that accepts and counts what arrives.

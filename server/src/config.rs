@@ -59,6 +59,8 @@ pub struct Config {
     pub worker_max_runs: usize,
     /// Where `flowscope worker` serves `/metrics`, `/healthz` and `/readyz`.
     pub worker_listen: SocketAddr,
+    /// In an exported trace, commits at least this long get a span of their own.
+    pub trace_commit_threshold: std::time::Duration,
 }
 
 impl Default for Config {
@@ -86,6 +88,7 @@ impl Default for Config {
             // OpenTelemetry's port for a Prometheus endpoint; several workers on one host
             // need one each.
             worker_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            trace_commit_threshold: std::time::Duration::from_millis(1),
         }
     }
 }
@@ -127,6 +130,7 @@ struct FileConfig {
     worker_name: Option<String>,
     worker_max_runs: Option<usize>,
     worker_listen: Option<String>,
+    trace_commit_threshold: Option<String>,
 }
 
 impl Config {
@@ -407,6 +411,15 @@ impl Config {
                 )
             })?;
         }
+        if let Some((setting, v)) = env("FLOWSCOPE_TRACE_COMMIT_THRESHOLD")
+            .map(|v| ("FLOWSCOPE_TRACE_COMMIT_THRESHOLD", v))
+            .or(file
+                .trace_commit_threshold
+                .map(|v| ("trace_commit_threshold", v)))
+        {
+            config.trace_commit_threshold =
+                engine::model::parse_duration(v.trim()).map_err(|e| err(setting, e))?;
+        }
         if let Some((setting, v)) = env("FLOWSCOPE_ALERT_WORKFLOW")
             .map(|v| ("FLOWSCOPE_ALERT_WORKFLOW", v))
             .or(file.alert_workflow.map(|v| ("alert_workflow", v)))
@@ -509,6 +522,18 @@ mod tests {
         assert_eq!(listen.worker_listen.to_string(), "0.0.0.0:9101");
         let bad = from(&[("FLOWSCOPE_WORKER_LISTEN", "port 9101")]).expect_err("bad");
         assert_eq!(bad.setting, "FLOWSCOPE_WORKER_LISTEN");
+    }
+
+    #[test]
+    fn the_commit_span_threshold_is_a_duration() {
+        assert_eq!(
+            from(&[]).expect("ok").trace_commit_threshold,
+            std::time::Duration::from_millis(1)
+        );
+        let every = from(&[("FLOWSCOPE_TRACE_COMMIT_THRESHOLD", "0ms")]).expect("ok");
+        assert_eq!(every.trace_commit_threshold, std::time::Duration::ZERO);
+        let bad = from(&[("FLOWSCOPE_TRACE_COMMIT_THRESHOLD", "fast")]).expect_err("bad");
+        assert_eq!(bad.setting, "FLOWSCOPE_TRACE_COMMIT_THRESHOLD");
     }
 
     #[test]

@@ -57,7 +57,12 @@ fn exports_a_run(protocol: Protocol) {
     let caller_trace = "0af7651916cd43dd8448eb211c80319c";
     let run: Value = tracing::subscriber::with_default(subscriber, || {
         runtime.block_on(async {
-            let base = common::serve(dir.path()).await;
+            // Every commit a span, however fast: the run's storage time is in its trace.
+            let config = flowscope::config::Config {
+                trace_commit_threshold: std::time::Duration::ZERO,
+                ..common::quiet()
+            };
+            let base = common::serve_with(dir.path(), config).await;
             let client = reqwest::Client::new();
             let tp = format!("00-{caller_trace}-b7ad6b7169203331-01");
             let run = common::run_hello(&client, &base, Some(&tp)).await;

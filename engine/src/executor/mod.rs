@@ -68,6 +68,9 @@ pub struct EngineConfig {
     pub agents: AgentSettings,
     /// How this process works beside others on PostgreSQL (unused on SQLite).
     pub worker: WorkerConfig,
+    /// In a sampled trace, commits at least this long get a span of their own (all of them
+    /// are counted on the run's root span).
+    pub trace_commits_over: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +82,7 @@ impl Default for EngineConfig {
             recover_limit: 100_000,
             agents: AgentSettings::default(),
             worker: WorkerConfig::default(),
+            trace_commits_over: std::time::Duration::from_millis(1),
         }
     }
 }
@@ -181,6 +185,7 @@ struct Inner {
     tracer: opentelemetry::global::BoxedTracer,
     /// On PostgreSQL: claims, leases and events shared with other processes.
     cluster: Option<cluster::Cluster>,
+    trace_commits_over: std::time::Duration,
 }
 
 /// The engine; cheap to clone.
@@ -244,6 +249,7 @@ impl Engine {
                 watchers: Mutex::default(),
                 metrics: Arc::new(Metrics::new()),
                 tracer: opentelemetry::global::tracer("flowscope"),
+                trace_commits_over: config.trace_commits_over,
             }),
         };
         if let Err(e) = engine.reload_secrets().await {

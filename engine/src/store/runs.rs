@@ -464,25 +464,49 @@ mod const_sql {
     pub const STEPS_OF_RUN: &str = "SELECT step_id, status, attempts, output, error_kind, error_message, ready_at, started_at, finished_at FROM run_steps WHERE run_id = $1";
 }
 
-/// What a batch writes, without values: `db.query.text` of the commit span.
-pub fn summarize_ops(ops: &[Op]) -> String {
-    let mut parts: Vec<&'static str> = Vec::new();
-    for op in ops {
-        let writes: &[&'static str] = match op {
-            Op::CreateRun(_) => &["INSERT INTO runs", "INSERT INTO run_steps"],
-            Op::StartRun { .. } | Op::FinishRun { .. } => &["UPDATE runs"],
-            Op::AttemptStarted { .. } => &["UPDATE run_steps", "INSERT INTO step_attempts"],
-            Op::AttemptFinished { .. } => &["UPDATE step_attempts", "UPDATE run_steps"],
-            Op::StepsEnded { .. } => &["UPDATE run_steps"],
-            Op::FireSchedule { .. } => &["INSERT INTO schedule_fires", "UPDATE schedules"],
-        };
-        for w in writes {
-            if !parts.contains(w) {
-                parts.push(w);
-            }
-        }
+/// What a batch writes, as a set of statement kinds: cheap to take before the batch is
+/// handed over, and turned into `db.query.text` only for a commit span that is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OpsSummary(u8);
+
+/// The statement kinds of [`OpsSummary`], in the order they are listed.
+const WRITES: [&str; 7] = [
+    "INSERT INTO runs",
+    "INSERT INTO run_steps",
+    "UPDATE runs",
+    "UPDATE run_steps",
+    "INSERT INTO step_attempts",
+    "UPDATE step_attempts",
+    "INSERT INTO schedule_fires; UPDATE schedules",
+];
+
+impl OpsSummary {
+    /// The statements, without values, e.g. `UPDATE run_steps; INSERT INTO step_attempts`.
+    pub fn text(self) -> String {
+        WRITES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, w)| *w)
+            .collect::<Vec<_>>()
+            .join("; ")
     }
-    parts.join("; ")
+}
+
+/// What a batch writes, without values: `db.query.text` of the commit span.
+pub fn summarize_ops(ops: &[Op]) -> OpsSummary {
+    let mut bits = 0u8;
+    for op in ops {
+        bits |= match op {
+            Op::CreateRun(_) => 0b11,
+            Op::StartRun { .. } | Op::FinishRun { .. } => 1 << 2,
+            Op::AttemptStarted { .. } => 1 << 3 | 1 << 4,
+            Op::AttemptFinished { .. } => 1 << 5 | 1 << 3,
+            Op::StepsEnded { .. } => 1 << 3,
+            Op::FireSchedule { .. } => 1 << 6,
+        };
+    }
+    OpsSummary(bits)
 }
 
 /// Appends the statements of one state change to a batch script.
