@@ -304,16 +304,16 @@ impl Engine {
 
     /// Validates inputs, records a queued run and returns it at once.
     pub async fn trigger(&self, req: TriggerRequest) -> Result<RunSummary, EngineError> {
-        let record = self
-            .inner
-            .store
-            .version(&req.workflow_id, req.version)
-            .await?;
-        let workflow = self.cache(record.workflow, record.info.version);
+        // The definition comes from the cache: parsing it is most of a trigger's work.
+        let version = match req.version {
+            Some(v) => v,
+            None => self.inner.store.latest_version(&req.workflow_id).await?,
+        };
+        let workflow = self.workflow(&req.workflow_id, version).await?;
         let inputs = resolve_inputs(&workflow, req.inputs)?;
         self.enqueue_new(NewRunSpec {
             workflow,
-            version: record.info.version,
+            version,
             inputs,
             trigger: req.trigger,
             actor: req.actor,
@@ -818,8 +818,8 @@ impl Engine {
             .entry(run_id.to_string())
             .or_default()
             .push(tx);
-        let status = match self.inner.store.run_detail(run_id).await {
-            Ok(d) => d.run.status,
+        let status = match self.inner.store.run_status(run_id).await {
+            Ok(status) => status,
             Err(e) => {
                 lock(&self.inner.watchers).remove(run_id);
                 return Err(e.into());
@@ -842,7 +842,7 @@ impl Engine {
                 done = &mut rx => return done.map_err(|_| EngineError::Journal("the engine stopped".into())),
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
             }
-            let status = self.inner.store.run_detail(run_id).await?.run.status;
+            let status = self.inner.store.run_status(run_id).await?;
             if status.is_finished() {
                 lock(&self.inner.watchers).remove(run_id);
                 return Ok(status);

@@ -359,6 +359,18 @@ impl Store {
         })
     }
 
+    /// A run's status alone (waiting for a run reads nothing else).
+    pub async fn run_status(&self, id: &str) -> Result<RunStatus, StoreError> {
+        let status: Option<String> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?
+        });
+        let status = status.ok_or_else(|| StoreError::RunNotFound(id.to_string()))?;
+        RunStatus::parse(&status).ok_or_else(|| corrupt(id, "status", &status))
+    }
+
     /// Unfinished runs (queued or running), oldest first: what a starting executor picks up.
     pub async fn unfinished_runs(&self, limit: i64) -> Result<Vec<Resumable>, StoreError> {
         let rows: Vec<(String, Option<i64>, Option<String>)> = on_pool!(self, pool => {

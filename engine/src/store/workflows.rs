@@ -262,6 +262,18 @@ impl Store {
         }
     }
 
+    /// The latest version number of a workflow: a one-row read, where [`Store::version`]
+    /// also reads and parses the source (a trigger finds the definition in the engine's cache).
+    pub async fn latest_version(&self, id: &str) -> Result<i64, StoreError> {
+        let latest: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT latest_version FROM workflows WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?
+        });
+        latest.ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
     /// Hides (`true`) or restores (`false`) a workflow; its versions and runs are kept.
     pub async fn set_archived(
         &self,
