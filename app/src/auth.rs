@@ -8,7 +8,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
-use crate::components::{format_ms, ErrorNote};
+use crate::components::{format_duration, format_ms, ErrorNote};
 use crate::error::AppError;
 
 /// Whether the server requires sign-in (provided as context on the server).
@@ -128,6 +128,26 @@ pub struct AccessData {
     pub users: Vec<UserInfo>,
     pub tokens: Vec<TokenInfo>,
     pub secrets: Vec<SecretInfo>,
+    /// The processes running workflows on this database (PostgreSQL); `None` on SQLite, where
+    /// this server is the only one.
+    pub workers: Option<Vec<WorkerInfo>>,
+}
+
+/// One process running workflows, as the settings page shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub name: String,
+    /// `serve` or `worker`.
+    pub kind: String,
+    pub started_at: i64,
+    /// Milliseconds since its last heartbeat, by the database's clock.
+    pub silent_ms: i64,
+    /// Its lease has not expired: it still holds its runs.
+    pub alive: bool,
+    /// Unfinished runs it holds.
+    pub runs: i64,
+    /// The process serving this page.
+    pub this: bool,
 }
 
 #[cfg(feature = "ssr")]
@@ -157,7 +177,30 @@ pub async fn access_list() -> Result<AccessData, AppError> {
         users: store.users().await?,
         tokens: store.tokens().await?,
         secrets: engine.secret_infos().await.map_err(engine_error)?,
+        workers: workers(&engine).await?,
     })
+}
+
+#[cfg(feature = "ssr")]
+async fn workers(engine: &engine::executor::Engine) -> Result<Option<Vec<WorkerInfo>>, AppError> {
+    let (Some(me), Some(lease)) = (engine.worker_id(), engine.worker_lease()) else {
+        return Ok(None);
+    };
+    let (rows, now) = engine.store().workers_now().await?;
+    let lease = lease.as_millis() as i64;
+    Ok(Some(
+        rows.into_iter()
+            .map(|w| WorkerInfo {
+                this: w.id == me,
+                silent_ms: now - w.heartbeat_at,
+                alive: now - w.heartbeat_at <= lease,
+                name: w.name,
+                kind: w.kind,
+                started_at: w.started_at,
+                runs: w.runs,
+            })
+            .collect(),
+    ))
 }
 
 #[cfg(feature = "ssr")]
@@ -321,6 +364,7 @@ pub fn SettingsPage() -> impl IntoView {
                             <Users data=d.clone() add=add_user set_role=set_role delete=delete_user/>
                             <Tokens tokens=d.tokens.clone() create=create_token revoke=revoke_token/>
                             <Secrets secrets=d.secrets.clone() put=put_secret delete=delete_secret/>
+                            <Workers workers=d.workers.clone()/>
                         }.into_any(),
                     }
                 })}
@@ -494,6 +538,49 @@ fn Secrets(
                 <button class="button" type="submit">"Save secret"</button>
             </ActionForm>
             {action_error(put.value())}
+        </section>
+    }
+}
+
+/// The processes that run workflows: on PostgreSQL several may share the database.
+#[component]
+fn Workers(workers: Option<Vec<WorkerInfo>>) -> impl IntoView {
+    let body = match workers {
+        None => view! {
+            <p class="muted">"This server runs every workflow: an SQLite database serves one process. Several servers and "<code>"flowscope worker"</code>" processes can share a PostgreSQL database."</p>
+        }
+        .into_any(),
+        Some(workers) => {
+            let rows = workers
+                .into_iter()
+                .map(|w| {
+                    let state = if w.alive { "alive" } else { "lease expired" };
+                    view! {
+                        <tr>
+                            <td class="mono">{w.name}{w.this.then_some(" (this server)")}</td>
+                            <td>{w.kind}</td>
+                            <td class="num">{format_ms(w.started_at)}</td>
+                            <td class="num">{format!("{} ago", format_duration(w.silent_ms))}</td>
+                            <td><span class="badge" data-status=if w.alive { "succeeded" } else { "failed" }>{state}</span></td>
+                            <td class="num">{w.runs}</td>
+                        </tr>
+                    }
+                })
+                .collect_view();
+            view! {
+                <p class="muted">"Processes sharing this PostgreSQL database. Each claims runs while it has room; a process silent longer than its lease has its runs taken over by the others."</p>
+                <table class="table">
+                    <thead><tr><th>"Name"</th><th>"Kind"</th><th class="num">"Started"</th><th class="num">"Last heartbeat"</th><th>"State"</th><th class="num">"Runs held"</th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            }
+            .into_any()
+        }
+    };
+    view! {
+        <section aria-labelledby="workers">
+            <h2 id="workers">"Workers"</h2>
+            {body}
         </section>
     }
 }

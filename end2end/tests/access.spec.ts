@@ -25,6 +25,10 @@ test('sign in, manage users, tokens and secrets, sign out', async ({ page }, inf
 
   await openHydrated(page, `${base}/settings`);
   await expect(page.getByRole('heading', { name: 'Settings' })).toBeVisible();
+  // On SQLite this server is the only process: the workers section says so.
+  await expect(page.locator('section[aria-labelledby="workers"]')).toContainText(
+    'This server runs every workflow',
+  );
 
   // A token is shown once, then listed without its value.
   const tokens = page.locator('section[aria-labelledby="tokens"]');

@@ -429,6 +429,21 @@ async fn a_run_on_a_worker_is_watched_live_and_cancelled_from_the_server() {
     }
     assert!(text.contains(counted), "{text}");
     assert!(text.ends_with("# EOF\n"), "OpenMetrics text");
+
+    // The settings page lists both processes, this server marked as such.
+    let settings = client
+        .get(format!("{base}/settings"))
+        .send()
+        .await
+        .expect("settings")
+        .text()
+        .await
+        .expect("html");
+    assert!(settings.contains("(this server)"), "{settings}");
+    assert!(
+        settings.contains(&format!(":{}", worker.pid())),
+        "the worker is listed: {settings}"
+    );
 }
 
 /// The claim and fence protocol on the store directly, with a short lease.

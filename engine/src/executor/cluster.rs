@@ -104,6 +104,11 @@ impl Engine {
         self.cluster().map(|c| c.me().to_string())
     }
 
+    /// How long a silent worker keeps its runs (cluster mode).
+    pub fn worker_lease(&self) -> Option<Duration> {
+        self.cluster().map(|c| c.config.lease)
+    }
+
     /// Registers this worker and starts its loops.
     pub(super) async fn join_cluster(
         &self,

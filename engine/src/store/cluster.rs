@@ -267,6 +267,16 @@ impl Store {
         .await?)
     }
 
+    /// [`Store::workers`] and the database's clock (unix ms), to tell how long each has been
+    /// silent whatever the reader's clock says.
+    pub async fn workers_now(&self) -> Result<(Vec<WorkerRow>, i64), StoreError> {
+        let workers = self.workers().await?;
+        let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {DB_NOW_MS}")))
+            .fetch_one(self.pg()?)
+            .await?;
+        Ok((workers, now))
+    }
+
     /// Deletes one worker's row (its unfinished runs become claimable at once).
     pub async fn forget_worker(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM workers WHERE id = $1")
