@@ -346,18 +346,8 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
 
     // A model call: a `chat {model}` client span with the GenAI token attributes and cost,
     // under its attempt, and the tokens and spend counted.
-    let chat_run = engine
-        .trigger(TriggerRequest {
-            workflow_id: "chatty".into(),
-            trigger: "manual".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("trigger");
-    assert_eq!(
-        engine.wait(&chat_run.id).await.expect("wait"),
-        RunStatus::Succeeded
-    );
+    let (_, chatted) = run_by_hand(&engine, "chatty").await;
+    assert_eq!(chatted, RunStatus::Succeeded);
     let spans = exporter.get_finished_spans().expect("spans");
     let chat = spans
         .iter()
@@ -392,18 +382,8 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
     }
 
     // A secret in a URL and in an error message reaches no exported span.
-    let leaky_run = engine
-        .trigger(TriggerRequest {
-            workflow_id: "leaky".into(),
-            trigger: "manual".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("trigger");
-    assert_eq!(
-        engine.wait(&leaky_run.id).await.expect("wait"),
-        RunStatus::Failed
-    );
+    let (_, leaked) = run_by_hand(&engine, "leaky").await;
+    assert_eq!(leaked, RunStatus::Failed);
     let spans = exporter.get_finished_spans().expect("spans");
     let client = spans
         .iter()
@@ -437,22 +417,12 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
     )
     .await
     .expect("engine");
-    let quiet_run = engine
-        .trigger(TriggerRequest {
-            workflow_id: "chatty".into(),
-            trigger: "manual".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("trigger");
-    assert_eq!(
-        engine.wait(&quiet_run.id).await.expect("wait"),
-        RunStatus::Succeeded
-    );
+    let (quiet_id, quiet) = run_by_hand(&engine, "chatty").await;
+    assert_eq!(quiet, RunStatus::Succeeded);
     let spans = exporter.get_finished_spans().expect("spans");
     let root = spans
         .iter()
-        .find(|s| s.name == "workflow.execute" && attr_str(s, "workflow.run.id") == quiet_run.id)
+        .find(|s| s.name == "workflow.execute" && attr_str(s, "workflow.run.id") == quiet_id)
         .expect("the root span");
     let in_trace = |name: &str| {
         spans
@@ -471,6 +441,20 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
         "{:?}",
         root.attributes
     );
+}
+
+/// Triggers `workflow` by hand and waits for it: its id and how it ended.
+async fn run_by_hand(engine: &Engine, workflow: &str) -> (String, RunStatus) {
+    let run = engine
+        .trigger(TriggerRequest {
+            workflow_id: workflow.into(),
+            trigger: "manual".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("trigger");
+    let status = engine.wait(&run.id).await.expect("wait");
+    (run.id, status)
 }
 
 fn record_traceparent(seen: &Mutex<Vec<String>>, headers: &HeaderMap) {

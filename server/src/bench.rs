@@ -158,6 +158,13 @@ pub async fn run_shape(shape: &str, database_url: &str) -> anyhow::Result<Figure
 /// Triggers one run and waits for it; returns its end-to-end time.
 async fn one(engine: Engine, wf: &'static str) -> anyhow::Result<Duration> {
     let t = Instant::now();
+    run_to_success(&engine, wf).await?;
+    Ok(t.elapsed())
+}
+
+/// Triggers one run of `wf`, waits for it and returns its id; a run that did not succeed is
+/// an error.
+async fn run_to_success(engine: &Engine, wf: &'static str) -> anyhow::Result<String> {
     let run = engine
         .trigger(TriggerRequest {
             workflow_id: wf.into(),
@@ -171,7 +178,7 @@ async fn one(engine: Engine, wf: &'static str) -> anyhow::Result<Duration> {
         "bench run {} ended {status}",
         run.id
     );
-    Ok(t.elapsed())
+    Ok(run.id)
 }
 
 pub(crate) fn ms(d: Duration) -> f64 {
@@ -545,18 +552,7 @@ async fn workers_round(
         let engine = engine.clone();
         move |wf: &'static str| {
             let engine = engine.clone();
-            async move {
-                let run = engine
-                    .trigger(TriggerRequest {
-                        workflow_id: wf.into(),
-                        trigger: "bench".into(),
-                        ..Default::default()
-                    })
-                    .await?;
-                let status = engine.wait(&run.id).await?;
-                anyhow::ensure!(status == RunStatus::Succeeded, "bench run ended {status}");
-                Ok::<_, anyhow::Error>(run.id)
-            }
+            async move { run_to_success(&engine, wf).await }
         }
     };
     // Warm-up: every worker connected and caching.
