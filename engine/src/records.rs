@@ -196,6 +196,9 @@ pub struct AttemptRecord {
     /// This attempt's `agent.execute` span (hex), when telemetry was on.
     #[serde(default)]
     pub span_id: Option<String>,
+    /// The worker that ran it (its name), on PostgreSQL.
+    #[serde(default)]
+    pub worker: Option<String>,
 }
 
 /// A whole run: summary, inputs, steps and every attempt.

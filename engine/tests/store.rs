@@ -421,6 +421,7 @@ async fn state_changes_keep_every_character_of_text(store: Store) {
             resumed: false,
             span_id: Some(NASTY.into()),
             agent: NASTY.into(),
+            worker: Some(NASTY.into()),
         },
         Op::AttemptFinished {
             run_id: "r1".into(),
@@ -461,6 +462,7 @@ async fn state_changes_keep_every_character_of_text(store: Store) {
     assert_eq!(run.run.span_id.as_deref(), Some("00f067aa0ba902b7"));
     let a = &run.attempts[0];
     assert_eq!(a.span_id.as_deref(), Some(stored.as_str()));
+    assert_eq!(a.worker.as_deref(), Some(stored.as_str()));
     assert_eq!(a.input, Some(serde_json::json!({ "with": NASTY })));
     assert_eq!(a.output, Some(serde_json::json!({ "out": NASTY })));
     assert_eq!(a.error_kind.as_deref(), Some(stored.as_str()));

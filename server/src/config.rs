@@ -57,6 +57,9 @@ pub struct Config {
     /// Runs this process holds at once (it claims no more beyond); 0 on PostgreSQL: this
     /// server runs none, workers beside it run them all.
     pub worker_max_runs: usize,
+    /// Step attempts this process runs at once; beyond it, on PostgreSQL beside other
+    /// workers, ready steps are offered to them.
+    pub worker_max_steps: usize,
     /// Where `flowscope worker` serves `/metrics`, `/healthz` and `/readyz`.
     pub worker_listen: SocketAddr,
     /// In an exported trace, commits at least this long get a span of their own.
@@ -85,6 +88,7 @@ impl Default for Config {
             worker_lease: std::time::Duration::from_secs(15),
             worker_name: None,
             worker_max_runs: 1000,
+            worker_max_steps: 1024,
             // OpenTelemetry's port for a Prometheus endpoint; several workers on one host
             // need one each.
             worker_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
@@ -129,6 +133,7 @@ struct FileConfig {
     worker_lease: Option<String>,
     worker_name: Option<String>,
     worker_max_runs: Option<usize>,
+    worker_max_steps: Option<usize>,
     worker_listen: Option<String>,
     trace_commit_threshold: Option<String>,
 }
@@ -400,6 +405,21 @@ impl Config {
             }
             config.worker_max_runs = n;
         }
+        if let Some((setting, v)) = env("FLOWSCOPE_WORKER_MAX_STEPS")
+            .map(|v| ("FLOWSCOPE_WORKER_MAX_STEPS", v))
+            .or(file
+                .worker_max_steps
+                .map(|n| ("worker_max_steps", n.to_string())))
+        {
+            let n: usize = v
+                .trim()
+                .parse()
+                .map_err(|_| err(setting, format!("\"{v}\" is not a number")))?;
+            if n == 0 {
+                return Err(err(setting, "must be at least 1"));
+            }
+            config.worker_max_steps = n;
+        }
         if let Some((setting, v)) = env("FLOWSCOPE_WORKER_LISTEN")
             .map(|v| ("FLOWSCOPE_WORKER_LISTEN", v))
             .or(file.worker_listen.map(|v| ("worker_listen", v)))
@@ -500,11 +520,15 @@ mod tests {
             ("FLOWSCOPE_WORKER_LEASE", "3s"),
             ("FLOWSCOPE_WORKER_NAME", "w1"),
             ("FLOWSCOPE_WORKER_MAX_RUNS", "50"),
+            ("FLOWSCOPE_WORKER_MAX_STEPS", "8"),
         ])
         .expect("ok");
         let w = c.worker("worker");
         assert_eq!(w.lease, std::time::Duration::from_secs(3));
         assert_eq!((w.name.as_str(), w.max_runs, w.kind), ("w1", 50, "worker"));
+        assert_eq!(c.worker_max_steps, 8);
+        let none = from(&[("FLOWSCOPE_WORKER_MAX_STEPS", "0")]).expect_err("0 steps");
+        assert_eq!(none.setting, "FLOWSCOPE_WORKER_MAX_STEPS");
         let short = from(&[("FLOWSCOPE_WORKER_LEASE", "10ms")]).expect_err("short");
         assert_eq!(short.setting, "FLOWSCOPE_WORKER_LEASE");
         let bad = from(&[("FLOWSCOPE_WORKER_LEASE", "soon")]).expect_err("bad");

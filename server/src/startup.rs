@@ -140,6 +140,7 @@ pub fn engine_config(config: &Config, kind: &'static str) -> EngineConfig {
             ..Default::default()
         },
         worker: config.worker(kind),
+        max_parallel_steps: config.worker_max_steps,
         trace_commits_over: config.trace_commit_threshold,
         ..EngineConfig::default()
     }

@@ -583,3 +583,361 @@ async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
     store.close().await;
     let _ = Store::drop_postgres_database(&admin, "fs_cluster_claims").await;
 }
+
+/// A fan-out of eight 1.5 s branches, each output its own name, joined by a `transform` that
+/// reads them all: the join's output proves every branch's output reached the run's owner.
+const WIDE: &str = "id: wide\nsteps:\n- {id: start, agent: simulate, with: {output: 0}}\n\
+- {id: b1, agent: simulate, needs: [start], with: {latency: 1500ms, output: b1}}\n\
+- {id: b2, agent: simulate, needs: [start], with: {latency: 1500ms, output: b2}}\n\
+- {id: b3, agent: simulate, needs: [start], with: {latency: 1500ms, output: b3}}\n\
+- {id: b4, agent: simulate, needs: [start], with: {latency: 1500ms, output: b4}}\n\
+- {id: b5, agent: simulate, needs: [start], with: {latency: 1500ms, output: b5}}\n\
+- {id: b6, agent: simulate, needs: [start], with: {latency: 1500ms, output: b6}}\n\
+- {id: b7, agent: simulate, needs: [start], with: {latency: 1500ms, output: b7}}\n\
+- {id: b8, agent: simulate, needs: [start], with: {latency: 1500ms, output: b8}}\n\
+- {id: join, agent: transform, needs: [b1, b2, b3, b4, b5, b6, b7, b8], with: {jq: '[.steps[] | .output] | map(select(type == \"string\")) | sort | join(\",\")'}}\n";
+
+/// Three workers with two step slots each, beside a server that runs nothing.
+fn narrow_workers(db: &str) -> Vec<Proc> {
+    ["w1", "w2", "w3"]
+        .iter()
+        .map(|name| {
+            spawn(
+                "worker",
+                db,
+                &[
+                    ("FLOWSCOPE_WORKER_MAX_STEPS", "2"),
+                    ("FLOWSCOPE_WORKER_NAME", name),
+                ],
+            )
+        })
+        .collect()
+}
+
+async fn join_output(pool: &PgPool, run: &str) -> (String, Option<String>) {
+    sqlx::query_as(
+        "SELECT r.status, s.output FROM runs r JOIN run_steps s ON s.run_id = r.id AND s.step_id = 'join' WHERE r.id = $1",
+    )
+    .bind(run)
+    .fetch_one(pool)
+    .await
+    .expect("run")
+}
+
+#[tokio::test]
+async fn ready_steps_beyond_the_owners_slots_run_on_other_workers_each_recorded_once() {
+    let db = database("fs_cluster_steps").await;
+    let server = spawn("serve", &db, &[("FLOWSCOPE_WORKER_MAX_RUNS", "0")]);
+    let base = server.base.clone().expect("base");
+    let client = reqwest::Client::new();
+    create(&client, &base, WIDE).await;
+    let _workers = narrow_workers(&db);
+    let pool = PgPool::connect(&db).await.expect("connect");
+    let run = trigger(&client, &base, "wide").await;
+    all_finished(&pool).await;
+
+    let (status, output) = join_output(&pool, &run).await;
+    assert_eq!(status, "succeeded");
+    assert_eq!(
+        output.as_deref(),
+        Some("\"b1,b2,b3,b4,b5,b6,b7,b8\""),
+        "every branch's output, wherever it ran, reached the join"
+    );
+    each_outcome_recorded_once(&pool).await;
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM step_attempts WHERE run_id = $1")
+        .bind(&run)
+        .fetch_one(&pool)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts, 10, "one attempt per step");
+    // The owner had two slots for eight branches: the others ran the rest.
+    let by_worker: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT worker, count(*) FROM step_attempts WHERE run_id = $1 AND step_id LIKE 'b%' GROUP BY worker ORDER BY worker",
+    )
+    .bind(&run)
+    .fetch_all(&pool)
+    .await
+    .expect("workers");
+    eprintln!("branches by worker: {by_worker:?}");
+    assert!(
+        by_worker.len() >= 2,
+        "the branches ran on more than one worker: {by_worker:?}"
+    );
+    assert!(by_worker.iter().all(|(_, n)| *n <= 4), "{by_worker:?}");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM step_offers")
+        .fetch_one(&pool)
+        .await
+        .expect("offers");
+    assert_eq!(left, 0, "every offer ended with its step's outcome");
+}
+
+#[tokio::test]
+async fn a_worker_killed_while_running_anothers_step_loses_nothing() {
+    let db = database("fs_cluster_steps_kill").await;
+    let server = spawn("serve", &db, &[("FLOWSCOPE_WORKER_MAX_RUNS", "0")]);
+    let base = server.base.clone().expect("base");
+    let client = reqwest::Client::new();
+    create(&client, &base, WIDE).await;
+    let mut workers = narrow_workers(&db);
+    let pool = PgPool::connect(&db).await.expect("connect");
+    let run = trigger(&client, &base, "wide").await;
+
+    // Wait for a worker running a step of a run it does not own, then SIGKILL it.
+    let mut claimant = None;
+    for _ in 0..200 {
+        claimant = sqlx::query_scalar(
+            "SELECT w.name FROM step_offers o JOIN workers w ON w.id = o.claimed_by \
+             JOIN runs r ON r.id = o.run_id WHERE r.owner <> o.claimed_by AND o.result IS NULL LIMIT 1",
+        )
+        .fetch_optional(&pool)
+        .await
+        .expect("claims");
+        if claimant.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let claimant: String = claimant.expect("another worker claimed a step");
+    let victim = ["w1", "w2", "w3"]
+        .iter()
+        .position(|n| *n == claimant)
+        .expect("a known worker");
+    let mut gone = workers.remove(victim);
+    gone.child.kill().expect("SIGKILL");
+    let _ = gone.child.wait();
+    let killed_at = Instant::now();
+
+    all_finished(&pool).await;
+    eprintln!(
+        "the run finished {:.1}s after {claimant} was killed (lease 1s, steps 1.5s)",
+        killed_at.elapsed().as_secs_f64()
+    );
+    let (status, output) = join_output(&pool, &run).await;
+    assert_eq!(status, "succeeded");
+    assert_eq!(output.as_deref(), Some("\"b1,b2,b3,b4,b5,b6,b7,b8\""));
+    each_outcome_recorded_once(&pool).await;
+    // Its steps were claimed again and run elsewhere under the same attempt.
+    let on_victim: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM step_attempts WHERE run_id = $1 AND worker = $2 AND status = 'succeeded' AND step_id LIKE 'b%'",
+    )
+    .bind(&run)
+    .bind(&claimant)
+    .fetch_one(&pool)
+    .await
+    .expect("attempts");
+    assert_eq!(
+        on_victim, 0,
+        "no branch's outcome came from the killed worker"
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM step_offers")
+        .fetch_one(&pool)
+        .await
+        .expect("offers");
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn cancelling_a_run_stops_its_steps_on_other_workers() {
+    let db = database("fs_cluster_steps_cancel").await;
+    let server = spawn("serve", &db, &[("FLOWSCOPE_WORKER_MAX_RUNS", "0")]);
+    let base = server.base.clone().expect("base");
+    let client = reqwest::Client::new();
+    let long = "id: long\nsteps:\n- {id: a, agent: delay, with: {duration: 1h}}\n- {id: b, agent: delay, with: {duration: 1h}}\n- {id: c, agent: delay, with: {duration: 1h}}\n";
+    create(&client, &base, long).await;
+    let workers: Vec<Proc> = ["w1", "w2"]
+        .iter()
+        .map(|name| {
+            spawn(
+                "worker",
+                &db,
+                &[
+                    ("FLOWSCOPE_WORKER_MAX_STEPS", "1"),
+                    ("FLOWSCOPE_WORKER_NAME", name),
+                ],
+            )
+        })
+        .collect();
+    let pool = PgPool::connect(&db).await.expect("connect");
+    let run = trigger(&client, &base, "long").await;
+    // One slot each: the owner runs one delay, the other worker claims one, one waits.
+    let mut claimant: Option<String> = None;
+    for _ in 0..200 {
+        claimant = sqlx::query_scalar(
+            "SELECT w.name FROM step_offers o JOIN workers w ON w.id = o.claimed_by \
+             JOIN runs r ON r.id = o.run_id WHERE r.owner <> o.claimed_by LIMIT 1",
+        )
+        .fetch_optional(&pool)
+        .await
+        .expect("claims");
+        if claimant.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let claimant = claimant.expect("the other worker claimed a step");
+    let r = client
+        .post(format!("{base}/api/v1/runs/{run}/cancel"))
+        .send()
+        .await
+        .expect("cancel");
+    assert!(r.status().is_success(), "{}", r.status());
+    all_finished(&pool).await;
+    let remote = &workers[if claimant == "w1" { 0 } else { 1 }];
+    let mut stopped = false;
+    for _ in 0..200 {
+        if remote.logged("stopped a step claimed from another worker") {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        stopped,
+        "{claimant} stopped the delay it ran for the cancelled run"
+    );
+    let steps: Vec<(String, String)> =
+        sqlx::query_as("SELECT step_id, status FROM run_steps WHERE run_id = $1 ORDER BY step_id")
+            .bind(&run)
+            .fetch_all(&pool)
+            .await
+            .expect("steps");
+    assert!(
+        steps.iter().all(|(_, s)| s == "cancelled"),
+        "every step ends cancelled: {steps:?}"
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM step_offers")
+        .fetch_one(&pool)
+        .await
+        .expect("offers");
+    assert_eq!(left, 0, "the cancelled run's offers are gone");
+}
+
+#[tokio::test]
+async fn step_offers_are_claimed_once_withdrawn_only_unclaimed_and_lost_claims_return() {
+    let admin = Store::test_postgres_admin_url();
+    let store = Store::create_postgres_database(&admin, "fs_cluster_offers")
+        .await
+        .expect("db");
+    store.migrate().await.expect("migrate");
+    let offer = |step: String, agent: &str| Op::OfferStep {
+        run_id: "run-1".into(),
+        step_id: step,
+        attempt: 1,
+        owner: "owner".into(),
+        agent: agent.into(),
+        payload: "{}".into(),
+        at: 1,
+    };
+    let mut ops: Vec<Op> = (0..200)
+        .map(|i| offer(format!("s{i:03}"), "simulate"))
+        .collect();
+    ops.push(offer("only-shell".into(), "shell"));
+    store.apply(&ops).await.expect("offers");
+
+    // Four claimers at once, in small batches: every offer exactly once, and none of an
+    // agent they do not run.
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let me = format!("w{w}");
+            store
+                .register_worker(&me, &me, "worker")
+                .await
+                .expect("register");
+            let mut got = Vec::new();
+            loop {
+                let batch = store
+                    .claim_steps(&me, &["simulate", "transform"], 7)
+                    .await
+                    .expect("claim");
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|s| s.step_id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("claimer"));
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((n, all.len()), (200, 200), "each offer claimed once");
+    assert!(!all.contains(&"only-shell".to_string()));
+
+    // The owner can take back only what nobody claimed.
+    assert!(!store
+        .withdraw_offer("run-1", "s000", 1)
+        .await
+        .expect("withdraw"));
+    assert!(store
+        .withdraw_offer("run-1", "only-shell", 1)
+        .await
+        .expect("withdraw"));
+
+    // w0 falls silent past its lease (30 s here): its claims return to the pool, and its
+    // late report is refused; whoever claims the step again reports it, once.
+    let pool = PgPool::connect(&Store::postgres_database_url(&admin, "fs_cluster_offers"))
+        .await
+        .expect("pool");
+    let w0_step: String = sqlx::query_scalar(
+        "SELECT step_id FROM step_offers WHERE claimed_by = 'w0' ORDER BY step_id LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("a step of w0");
+    sqlx::query("UPDATE workers SET heartbeat_at = heartbeat_at - 60000 WHERE id = 'w0'")
+        .execute(&pool)
+        .await
+        .expect("silence w0");
+    let w0_claims: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM step_offers WHERE claimed_by = 'w0'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    let returned = store.reoffer_lost_steps(30_000).await.expect("reoffer");
+    assert_eq!(
+        returned as i64, w0_claims,
+        "w0's claims, and only those, returned"
+    );
+    let stale = engine::store::cluster::ClaimedStep {
+        run_id: "run-1".into(),
+        step_id: w0_step.clone(),
+        attempt: 1,
+        agent: "simulate".into(),
+        payload: "{}".into(),
+    };
+    assert!(
+        !store
+            .report_step("w0", &stale, "\"late\"")
+            .await
+            .expect("report"),
+        "a claim that lapsed cannot report"
+    );
+    let again = store
+        .claim_steps("w1", &["simulate"], 500)
+        .await
+        .expect("claim again");
+    assert_eq!(again.len() as u64, returned);
+    let step = again
+        .into_iter()
+        .find(|s| s.step_id == w0_step)
+        .expect("w0's step");
+    assert!(store
+        .report_step("w1", &step, "\"done\"")
+        .await
+        .expect("report"));
+    assert!(
+        !store
+            .report_step("w1", &step, "\"twice\"")
+            .await
+            .expect("report"),
+        "a result is written once"
+    );
+    let results = store.step_results("run-1").await.expect("results");
+    assert_eq!(results, vec![(w0_step, 1, "\"done\"".to_string())]);
+    pool.close().await;
+}

@@ -612,6 +612,9 @@ fn AttemptView(attempt: AttemptRecord) -> impl IntoView {
                 {format!("Attempt {} · ", attempt.attempt)}
                 <span data-status=attempt.status.as_str() class="state-text">{attempt.status.as_str()}</span>
                 {ran.map(|r| format!(" · {}", format_duration(r)))}
+                {attempt.worker.clone().map(|w| view! {
+                    " · on "<span class="attempt-worker" title="The worker that ran this attempt">{w}</span>
+                })}
             </h3>
             {attempt.error_message.clone().map(|m| view! {
                 <p class="attempt-error"><strong>{attempt.error_kind.clone().unwrap_or_default()}</strong>": "{m}</p>

@@ -270,6 +270,45 @@ impl Registry {
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn Agent>> {
         self.agents.get(kind)
     }
+
+    /// The kinds this process can run, sorted.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut kinds: Vec<&'static str> = self.agents.keys().copied().collect();
+        kinds.sort_unstable();
+        kinds
+    }
+}
+
+/// Every error kind the built-in agents and the executor report: a result that comes back
+/// from another process names its kind as text, and metrics and spans want a `&'static str`.
+pub const ERROR_KINDS: &[&str] = &[
+    "agent_disabled",
+    "cancelled",
+    "exit_status",
+    "http_body",
+    "http_connect",
+    "http_refused",
+    "http_request",
+    "http_status",
+    "interrupted",
+    "invalid_config",
+    "jq_compile",
+    "jq_runtime",
+    "llm_response",
+    "llm_status",
+    "simulated",
+    "spawn",
+    "template",
+    "timeout",
+];
+
+/// The static name of an error kind read back as text; unknown kinds become `agent_error`.
+pub fn error_kind(kind: &str) -> &'static str {
+    ERROR_KINDS
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("agent_error")
 }
 
 /// Reads an optional duration setting (`"250ms"`).

@@ -2,18 +2,21 @@
 //!
 //! - **Claiming.** New runs are committed unclaimed; a claim loop takes batches of them
 //!   (`FOR UPDATE SKIP LOCKED`) while this process has room, woken by `NOTIFY` and, as a
-//!   fallback, every [`WorkerConfig::poll`]. The run is the unit of claim: its steps run
-//!   where it runs, so a step still costs one commit and no claim of its own. A process
+//!   fallback, every [`WorkerConfig::poll`]. The run is the unit of ownership: its steps run
+//!   where it runs, so a step still costs one commit and no claim of its own, unless the
+//!   owner has no free step slot, when the step is offered to the others (`offers.rs`). A process
 //!   that is the only live worker creates runs already claimed by itself (no wake-up, no
 //!   claim query); a worker that joins announces itself, and claims take over at once.
 //! - **Leases.** A heartbeat renews this worker's lease every quarter of it; the same tick
 //!   takes over runs of workers whose lease expired and picks up cancels it missed. A worker
 //!   that finds its own lease expired gives up its runs (others may hold them now) and joins
 //!   again under a new id; the fence on every commit refuses whatever it still tries to write.
+//! - **Steps** a run's owner has no slot for are offered to the others (`offers.rs`).
 //! - **Events** of this process's runs are sent to the others' live pages, batched.
 //! - **Shutdown** stops claiming, lets in-flight steps finish within a grace period, and
 //!   releases the rest for the others at once.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{lock, Engine};
 use crate::records::Event;
-use crate::store::cluster::{CANCEL_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL, WORKERS_CHANNEL};
+use crate::store::cluster::{
+    CANCEL_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL, STEPS_CHANNEL, STEP_DONE_CHANNEL, WORKERS_CHANNEL,
+};
 
 /// How this process takes part.
 #[derive(Debug, Clone)]
@@ -85,6 +90,15 @@ pub(super) struct Cluster {
     pub(super) halt: CancellationToken,
     /// Local events on their way to the other processes.
     pub(super) outbox: mpsc::UnboundedSender<Event>,
+    /// Wakes the loop that claims offered steps.
+    pub(super) steps_wake: tokio::sync::Notify,
+    /// Runs with offered steps, woken when another worker reports one's result.
+    pub(super) step_done: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// Steps this process runs for others' runs, by run id: what a cancel stops.
+    pub(super) claimed: std::sync::Mutex<HashMap<String, Vec<(u64, CancellationToken)>>>,
+    pub(super) claim_ids: std::sync::atomic::AtomicU64,
+    /// [`WorkerConfig::name`], recorded with every attempt this process starts.
+    pub(super) name: Arc<str>,
 }
 
 /// The id in events sent to others, so a process skips its own.
@@ -102,6 +116,17 @@ impl Engine {
     /// The current worker id (cluster mode).
     pub fn worker_id(&self) -> Option<String> {
         self.cluster().map(|c| c.me().to_string())
+    }
+
+    /// This process's worker name (cluster mode), as attempts record it.
+    pub(super) fn worker_name(&self) -> Option<Arc<str>> {
+        self.cluster().map(|c| c.name.clone())
+    }
+
+    /// How often to look for work without a notification (1 s outside cluster mode).
+    pub(super) fn worker_poll(&self) -> Duration {
+        self.cluster()
+            .map_or(Duration::from_secs(1), |c| c.config.poll)
     }
 
     /// How long a silent worker keeps its runs (cluster mode).
@@ -129,6 +154,7 @@ impl Engine {
         }
         tracing::info!(worker.id = %me, worker.name = %c.config.name, lease_s = c.config.lease.as_secs_f64(), "joined the workers on this database");
         tokio::spawn(self.clone().claim_loop());
+        tokio::spawn(self.clone().step_loop());
         tokio::spawn(self.clone().heartbeat_loop());
         tokio::spawn(self.clone().listen_loop(listener));
         tokio::spawn(self.clone().forward_loop(outbox));
@@ -243,6 +269,14 @@ impl Engine {
                     Ok(ids) => ids.iter().for_each(|id| self.cancel_if_local(id)),
                     Err(e) => tracing::debug!(error = %e, "cannot read requested cancels"),
                 }
+                match self.store().reoffer_lost_steps(lease_ms).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(
+                        steps = n,
+                        "offered steps of a worker whose lease expired are claimable again"
+                    ),
+                    Err(e) => tracing::debug!(error = %e, "cannot take back lost step claims"),
+                }
                 let room = c.config.max_runs.saturating_sub(self.local_runs());
                 if room > 0 {
                     match self.store().claim_orphans(&me, lease_ms, room as i64).await {
@@ -272,7 +306,12 @@ impl Engine {
             match next {
                 Ok(n) => match n.channel() {
                     RUNS_CHANNEL => c.wake.notify_one(),
-                    CANCEL_CHANNEL => self.cancel_if_local(n.payload()),
+                    STEPS_CHANNEL => c.steps_wake.notify_one(),
+                    STEP_DONE_CHANNEL => self.step_done(n.payload()),
+                    CANCEL_CHANNEL => {
+                        self.cancel_claimed_steps(n.payload());
+                        self.cancel_if_local(n.payload());
+                    }
                     WORKERS_CHANNEL if n.payload() != &*c.me() => {
                         c.alone.store(false, Ordering::Release)
                     }

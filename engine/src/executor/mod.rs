@@ -11,6 +11,7 @@
 
 mod cluster;
 mod journal;
+mod offers;
 mod run;
 pub(crate) mod template;
 
@@ -226,6 +227,11 @@ impl Engine {
                 abandon: Mutex::new(CancellationToken::new()),
                 halt: CancellationToken::new(),
                 outbox: tx,
+                steps_wake: tokio::sync::Notify::new(),
+                step_done: Mutex::default(),
+                claimed: Mutex::default(),
+                claim_ids: std::sync::atomic::AtomicU64::new(0),
+                name: config.worker.name.as_str().into(),
             };
             (Some(cluster), Some(rx))
         } else {

@@ -16,13 +16,16 @@ use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::{SpanKind, TraceContextExt as _};
 use opentelemetry::KeyValue;
 use serde_json::{json, Map, Value};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use super::offers::{run_agent, Payload, Report};
 use super::template::{redact, redact_text, render};
 use super::Engine;
-use crate::agents::{AgentContext, AgentError};
+use crate::agents::AgentContext;
+pub(super) use crate::agents::AgentError;
 use crate::model::{parse_duration, Workflow};
 use crate::records::{Event, EventKind, RunStatus, StepStatus};
 use crate::store::{Op, Resumable};
@@ -42,6 +45,24 @@ enum Completion {
     RetryDue {
         idx: usize,
     },
+    /// Results of offered steps that other workers reported (rows of `step_offers`).
+    Remote {
+        watcher: u64,
+        reports: Vec<(String, i64, String)>,
+    },
+    /// An offered step that another worker claimed before a slot freed here.
+    Claimed,
+}
+
+/// Where an attempt gets its step slot.
+enum Slot {
+    /// Taken already.
+    Held(OwnedSemaphorePermit),
+    /// Waits for one here.
+    Wait,
+    /// Offered to the other workers: waits for one here, then runs only if the offer can
+    /// still be withdrawn; gives up once the token says another worker's result is in.
+    Offered(CancellationToken),
 }
 
 /// The in-memory state of one run while it executes.
@@ -88,6 +109,13 @@ pub(super) struct RunDriver {
     commit_wait: Duration,
     /// The first failed step's error kind: the run's `error.type`.
     first_error: Option<&'static str>,
+    /// Offered steps still out, by step index: the attempt offered, and what stops its wait
+    /// for a slot here.
+    offered: HashMap<usize, (i64, CancellationToken)>,
+    /// The future that waits for offered steps' results, when one is in flight: its number
+    /// and what stops it.
+    watching: Option<(u64, CancellationToken)>,
+    watchers: u64,
     /// Cancelled when this process shuts down: start no more steps, leave the run to others.
     /// None on SQLite: nothing to hand over, and nothing to poll on the hot path.
     drain: Option<CancellationToken>,
@@ -191,6 +219,9 @@ impl RunDriver {
             commit_wait: Duration::ZERO,
             first_error: None,
             drain,
+            offered: HashMap::new(),
+            watching: None,
+            watchers: 0,
             resumed,
             run_id: state.run.id.clone(),
             workflow_id: state.run.workflow_id.clone(),
@@ -225,7 +256,9 @@ impl RunDriver {
         // `tracing` span: the same parent for spans and ids for log lines, without a trip
         // through the subscriber's layers on each poll (measured: ~2 % of the CPU with export).
         let cx = self.otel_cx.clone();
+        let (engine, run_id) = (self.engine.clone(), self.run_id.clone());
         let status = self.drive_inner(cancel).with_context(cx).await;
+        engine.forget_step_done_signal(&run_id);
         active.dec();
         status
     }
@@ -478,6 +511,7 @@ impl RunDriver {
                 resumed: std::mem::take(&mut self.resumed[idx]),
                 span_id,
                 agent: step.agent.clone(),
+                worker: self.engine.worker_name(),
             });
             self.event(
                 EventKind::Step {
@@ -503,13 +537,179 @@ impl RunDriver {
                     );
                 }
                 Ok(with) => {
-                    in_flight.push(self.attempt_future(idx, attempt, with));
+                    let slot = match self.engine.step_slots().try_acquire_owned() {
+                        Ok(permit) => Slot::Held(permit),
+                        Err(_) => match self.offer(idx, attempt, &with) {
+                            Some(resolved) => Slot::Offered(resolved),
+                            None => Slot::Wait,
+                        },
+                    };
+                    in_flight.push(self.attempt_future(idx, attempt, with, slot));
                     self.in_flight.insert(idx, attempt);
                     spawned += 1;
                 }
             }
         }
+        if !self.offered.is_empty() && self.watching.is_none() {
+            in_flight.push(self.watch_offers());
+        }
         spawned
+    }
+
+    /// The data `transform` evaluates over; null for the other agents.
+    fn agent_data(&self, idx: usize) -> Arc<Value> {
+        if self.workflow.steps()[idx].agent == "transform" {
+            Arc::new(json!({ "inputs": self.inputs, "steps": self.outputs }))
+        } else {
+            Arc::new(Value::Null)
+        }
+    }
+
+    /// Offers a step to the other workers, in the commit that starts its attempt, when this
+    /// process has no free slot for it; false when it must wait for one here instead (alone,
+    /// stopping, or a secret in its input). The token is cancelled once another worker's
+    /// result is recorded.
+    fn offer(
+        &mut self,
+        idx: usize,
+        attempt: i64,
+        with: &Map<String, Value>,
+    ) -> Option<CancellationToken> {
+        if !self.engine.can_offer() {
+            return None;
+        }
+        let step = &self.workflow.steps()[idx];
+        let traceparent = self.attempt_spans.get(&idx).and_then(|(cx, _)| {
+            let cx = cx.as_ref()?;
+            let span = cx.span();
+            let sc = span.span_context();
+            Some(format!(
+                "00-{}-{}-{:02x}",
+                sc.trace_id(),
+                sc.span_id(),
+                sc.trace_flags().to_u8()
+            ))
+        });
+        let payload = Payload {
+            with: with.clone(),
+            data: (*self.agent_data(idx)).clone(),
+            timeout_ms: step
+                .timeout
+                .as_deref()
+                .and_then(|t| parse_duration(t).ok())
+                .map(|t| t.as_millis() as u64),
+            traceparent,
+        };
+        let (Some(payload), Some(owner)) =
+            (self.engine.offer_payload(&payload), self.engine.worker_id())
+        else {
+            return None;
+        };
+        self.ops.push(Op::OfferStep {
+            run_id: self.run_id.clone(),
+            step_id: step.id.clone(),
+            attempt,
+            owner,
+            agent: step.agent.clone(),
+            payload,
+            at: now_ms(),
+        });
+        let resolved = CancellationToken::new();
+        self.offered.insert(idx, (attempt, resolved.clone()));
+        Some(resolved)
+    }
+
+    /// Waits for results of this run's offered steps: a notification from the worker that
+    /// reports one, or the poll interval; stopped once no offer is out.
+    fn watch_offers(&mut self) -> BoxFuture<'static, Completion> {
+        let stop = CancellationToken::new();
+        self.watchers += 1;
+        let watcher = self.watchers;
+        self.watching = Some((watcher, stop.clone()));
+        let engine = self.engine.clone();
+        let run_id = self.run_id.clone();
+        let signal = self.engine.step_done_signal(&run_id);
+        let poll = self.engine.worker_poll();
+        async move {
+            let woken = async {
+                match &signal {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return Completion::Remote { watcher, reports: Vec::new() },
+                _ = woken => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+            let reports = match engine.store().step_results(&run_id).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(run.id = %run_id, error = %e, "cannot read the results of offered steps; retrying");
+                    Vec::new()
+                }
+            };
+            Completion::Remote { watcher, reports }
+        }
+        .boxed()
+    }
+
+    /// Turns results other workers reported into completions of the attempts still out.
+    fn handle_remote(
+        &mut self,
+        watcher: u64,
+        reports: Vec<(String, i64, String)>,
+        ready: &mut VecDeque<usize>,
+        in_flight: &mut FuturesUnordered<BoxFuture<'static, Completion>>,
+    ) {
+        if self.watching.as_ref().is_some_and(|(w, _)| *w == watcher) {
+            self.watching = None;
+        }
+        for (step_id, attempt, text) in reports {
+            let Some(idx) = self.workflow.steps().iter().position(|s| s.id == step_id) else {
+                continue;
+            };
+            // Already recorded (a second read before the commit that removed the offer).
+            if self.offered.get(&idx).map(|(a, _)| *a) != Some(attempt) {
+                continue;
+            }
+            if let Some((_, resolved)) = self.offered.remove(&idx) {
+                resolved.cancel();
+            }
+            let report: Report = serde_json::from_str(&text).unwrap_or_else(|e| Report {
+                output: None,
+                error: Some((
+                    "agent_error".into(),
+                    format!("the worker's report of this attempt is unreadable: {e}"),
+                )),
+                logs: Vec::new(),
+                started_at: now_ms(),
+                ended_at: now_ms(),
+                worker: String::new(),
+            });
+            self.ops.push(Op::OfferDone {
+                run_id: self.run_id.clone(),
+                step_id,
+                attempt,
+                worker: report.worker.clone(),
+                started_at: report.started_at,
+            });
+            let result = report.result();
+            self.handle(
+                Completion::Attempt {
+                    idx,
+                    attempt,
+                    result,
+                    logs: report.logs,
+                    ended_at: report.ended_at,
+                },
+                ready,
+                in_flight,
+            );
+        }
+        if !self.offered.is_empty() && self.watching.is_none() {
+            in_flight.push(self.watch_offers());
+        }
     }
 
     fn render_with(&self, idx: usize) -> Result<Map<String, Value>, String> {
@@ -532,15 +732,12 @@ impl RunDriver {
         idx: usize,
         attempt: i64,
         with: Map<String, Value>,
+        slot: Slot,
     ) -> BoxFuture<'static, Completion> {
         let step = &self.workflow.steps()[idx];
         let agent = self.engine.agent(&step.agent);
         let timeout = step.timeout.as_deref().and_then(|t| parse_duration(t).ok());
-        let data = if step.agent == "transform" {
-            Arc::new(json!({ "inputs": self.inputs, "steps": self.outputs }))
-        } else {
-            Arc::new(Value::Null)
-        };
+        let data = self.agent_data(idx);
         let ctx = AgentContext::new(
             self.run_id.clone(),
             step.id.clone(),
@@ -552,29 +749,32 @@ impl RunDriver {
         let slots = self.engine.step_slots();
         let kind = step.agent.clone();
         let span = self.attempt_spans.get(&idx).and_then(|(s, _)| s.clone());
+        let engine = self.engine.clone();
+        let (run_id, step_id) = (self.run_id.clone(), step.id.clone());
         let work = async move {
-            let _permit = slots.acquire_owned().await;
-            let result = match agent {
-                None => Err(AgentError::new(
-                    "agent_disabled",
-                    format!("the {kind} agent is not enabled on this server"),
-                )),
-                Some(agent) => {
-                    let work = agent.run(&ctx, &with);
-                    match timeout {
-                        Some(t) => tokio::time::timeout(t, work).await.unwrap_or_else(|_| {
-                            Err(AgentError::new(
-                                "timeout",
-                                format!(
-                                    "the step exceeded its timeout of {}",
-                                    humantime::format_duration(t)
-                                ),
-                            ))
-                        }),
-                        None => work.await,
+            let _permit = match slot {
+                Slot::Held(permit) => Some(permit),
+                Slot::Wait => slots.acquire_owned().await.ok(),
+                Slot::Offered(resolved) => {
+                    let permit = tokio::select! {
+                        p = slots.acquire_owned() => p.ok(),
+                        _ = resolved.cancelled() => return Completion::Claimed,
+                    };
+                    // Claimed meanwhile (or the database is away): the result comes from
+                    // whoever runs it, or this process's own claim loop picks it up.
+                    if !matches!(
+                        engine
+                            .store()
+                            .withdraw_offer(&run_id, &step_id, attempt)
+                            .await,
+                        Ok(true)
+                    ) {
+                        return Completion::Claimed;
                     }
+                    permit
                 }
             };
+            let result = run_agent(agent, &kind, &ctx, &with, timeout).await;
             Completion::Attempt {
                 idx,
                 attempt,
@@ -598,6 +798,11 @@ impl RunDriver {
         in_flight: &mut FuturesUnordered<BoxFuture<'static, Completion>>,
     ) {
         let (idx, attempt, result, logs, at) = match completion {
+            Completion::Claimed => return,
+            Completion::Remote { watcher, reports } => {
+                self.handle_remote(watcher, reports, ready, in_flight);
+                return;
+            }
             Completion::RetryDue { idx } => {
                 self.ready_at[idx] = now_ms();
                 ready.push_back(idx);
@@ -612,6 +817,12 @@ impl RunDriver {
             } => (idx, attempt, result, logs, ended_at),
         };
         self.in_flight.remove(&idx);
+        // Withdrawn and run here: the offer is gone; stop waiting once none is out.
+        if self.offered.remove(&idx).is_some() && self.offered.is_empty() {
+            if let Some((_, stop)) = self.watching.take() {
+                stop.cancel();
+            }
+        }
         self.end_attempt_span(idx, &result);
         let secret_set = self.engine.secrets();
         let secrets = &secret_set.values;
@@ -795,6 +1006,12 @@ impl RunDriver {
         in_flight.sort_unstable();
         for (idx, attempt) in in_flight {
             self.close_attempt(idx, attempt, kind, reason, at);
+        }
+        if !self.offered.is_empty() {
+            self.offered.clear();
+            self.ops.push(Op::CloseOffers {
+                run_id: self.run_id.clone(),
+            });
         }
         let waiting: Vec<usize> = (0..self.status.len())
             .filter(|&i| !self.status[i].is_finished())

@@ -25,6 +25,10 @@ pub const CANCEL_CHANNEL: &str = "flowscope_cancel";
 pub const EVENTS_CHANNEL: &str = "flowscope_events";
 /// Channel carrying the id of a worker that joined: the others stop running alone.
 pub const WORKERS_CHANNEL: &str = "flowscope_workers";
+/// Channel woken when a step may be claimable (offered, or its claimant died).
+pub const STEPS_CHANNEL: &str = "flowscope_steps";
+/// Channel carrying the id of a run one of whose offered steps has a result.
+pub const STEP_DONE_CHANNEL: &str = "flowscope_step_done";
 
 /// The database's clock in unix milliseconds: every process compares heartbeats against it.
 const DB_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
@@ -137,6 +141,13 @@ impl Store {
         .fetch_all(pool)
         .await?;
         if !rows.is_empty() {
+            // The dead owner's offers: the new owner runs those steps again as new attempts,
+            // so a result still coming for them has nowhere to go.
+            let ids: Vec<&str> = rows.iter().map(|r| r.run.id.as_str()).collect();
+            sqlx::query("DELETE FROM step_offers WHERE run_id = ANY($1)")
+                .bind(&ids)
+                .execute(pool)
+                .await?;
             tracing::info!(
                 runs = rows.len(),
                 "took over runs of a worker whose lease expired"
@@ -209,6 +220,21 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        // Its runs' offers end with them (whoever resumes a run offers again); the steps it
+        // claimed from others' runs go back to be claimed again.
+        sqlx::query("DELETE FROM step_offers WHERE owner = $1")
+            .bind(me)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE step_offers SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = $1 AND result IS NULL",
+        )
+        .bind(me)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("NOTIFY {STEPS_CHANNEL}")))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM workers WHERE id = $1")
             .bind(me)
             .execute(&mut *tx)
@@ -318,6 +344,8 @@ impl Store {
                 CANCEL_CHANNEL,
                 EVENTS_CHANNEL,
                 WORKERS_CHANNEL,
+                STEPS_CHANNEL,
+                STEP_DONE_CHANNEL,
             ])
             .await?;
         Ok(listener)
@@ -352,6 +380,125 @@ impl Store {
             });
         }
         Ok(out)
+    }
+}
+
+/// A step offer claimed by this worker: what it needs to run the agent.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedStep {
+    pub run_id: String,
+    pub step_id: String,
+    pub attempt: i64,
+    pub agent: String,
+    pub payload: String,
+}
+
+/// Step offers (migration 0007): see `executor::offers`.
+impl Store {
+    /// Claims up to `limit` unclaimed offers of the agents this worker runs, oldest first.
+    pub async fn claim_steps(
+        &self,
+        me: &str,
+        agents: &[&str],
+        limit: i64,
+    ) -> Result<Vec<ClaimedStep>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH c AS (SELECT run_id, step_id FROM step_offers WHERE claimed_by IS NULL AND agent = ANY($3) \
+             ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             UPDATE step_offers o SET claimed_by = $1, claimed_at = {DB_NOW_MS} FROM c \
+             WHERE o.run_id = c.run_id AND o.step_id = c.step_id \
+             RETURNING o.run_id, o.step_id, o.attempt, o.agent, o.payload"
+        )))
+        .bind(me)
+        .bind(limit)
+        .bind(agents)
+        .fetch_all(self.pg()?)
+        .await?)
+    }
+
+    /// Takes back an offer nobody has claimed: true when the owner may run the step itself.
+    pub async fn withdraw_offer(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        attempt: i64,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "DELETE FROM step_offers WHERE run_id = $1 AND step_id = $2 AND attempt = $3 AND claimed_by IS NULL",
+        )
+        .bind(run_id)
+        .bind(step_id)
+        .bind(attempt)
+        .execute(self.pg()?)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Writes the result of a claimed offer and tells its owner. False when the claim is not
+    /// this worker's anymore (its lease lapsed, the run ended or moved): the result is dropped.
+    pub async fn report_step(
+        &self,
+        me: &str,
+        step: &ClaimedStep,
+        result: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pg()?.begin().await?;
+        let n = sqlx::query(
+            "UPDATE step_offers SET result = $5 WHERE run_id = $1 AND step_id = $2 AND attempt = $3 AND claimed_by = $4 AND result IS NULL",
+        )
+        .bind(&step.run_id)
+        .bind(&step.step_id)
+        .bind(step.attempt)
+        .bind(me)
+        .bind(result)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(STEP_DONE_CHANNEL)
+                .bind(&step.run_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Results of a run's offered steps: `(step_id, attempt, result JSON)`.
+    pub async fn step_results(
+        &self,
+        run_id: &str,
+    ) -> Result<Vec<(String, i64, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT step_id, attempt, result FROM step_offers WHERE run_id = $1 AND result IS NOT NULL",
+        )
+        .bind(run_id)
+        .fetch_all(self.pg()?)
+        .await?)
+    }
+
+    /// Offers claimed by workers whose lease expired (or that are gone) and never answered go
+    /// back to be claimed again; returns how many.
+    pub async fn reoffer_lost_steps(&self, lease_ms: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pg()?.begin().await?;
+        let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE step_offers o SET claimed_by = NULL, claimed_at = NULL \
+             WHERE claimed_by IS NOT NULL AND result IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = o.claimed_by AND w.heartbeat_at >= {DB_NOW_MS} - $1)"
+        )))
+        .bind(lease_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            sqlx::query(sqlx::AssertSqlSafe(format!("NOTIFY {STEPS_CHANNEL}")))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
     }
 }
 

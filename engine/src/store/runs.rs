@@ -56,6 +56,8 @@ pub enum Op {
         /// The attempt's `agent.execute` span.
         span_id: Option<String>,
         agent: String,
+        /// The name of the worker that runs it (PostgreSQL), until another one claims it.
+        worker: Option<std::sync::Arc<str>>,
     },
     AttemptFinished {
         run_id: String,
@@ -82,6 +84,31 @@ pub enum Op {
         at: i64,
         /// The run held a concurrency slot: other processes are woken to claim a waiting run.
         frees_slot: bool,
+    },
+    /// A ready step offered to the other workers (PostgreSQL): see `executor::offers`.
+    OfferStep {
+        run_id: String,
+        step_id: String,
+        attempt: i64,
+        /// The offering worker's id.
+        owner: String,
+        agent: String,
+        /// JSON: what the claimer needs to run the agent.
+        payload: String,
+        at: i64,
+    },
+    /// An offered attempt's result is recorded (by `AttemptFinished`): the attempt ran on
+    /// `worker` from `started_at`, and the offer is gone.
+    OfferDone {
+        run_id: String,
+        step_id: String,
+        attempt: i64,
+        worker: String,
+        started_at: i64,
+    },
+    /// Every offer of a run ends (cancelled, timed out): a late result has nowhere to go.
+    CloseOffers {
+        run_id: String,
     },
     /// A cron occurrence fired by `run_id`, committed with that run's creation. Its key makes
     /// a second firing of the same occurrence (another process) fail the whole transaction.
@@ -191,6 +218,7 @@ struct AttemptRow {
     started_at: i64,
     finished_at: Option<i64>,
     span_id: Option<String>,
+    worker: Option<String>,
 }
 
 fn corrupt(id: &str, what: &str, value: &str) -> StoreError {
@@ -257,6 +285,9 @@ impl Store {
                 }) {
                     let _ = writeln!(sql, "NOTIFY {};", super::cluster::RUNS_CHANNEL);
                 }
+                if ops.iter().any(|op| matches!(op, Op::OfferStep { .. })) {
+                    let _ = writeln!(sql, "NOTIFY {};", super::cluster::STEPS_CHANNEL);
+                }
                 sqlx::raw_sql(AssertSqlSafe(sql)).execute(pool).await?;
             }
         }
@@ -311,7 +342,7 @@ impl Store {
             let run: Option<RunRow> = sqlx::query_as(const_sql::RUN_BY_ID).bind(id.to_string()).fetch_optional(pool).await?;
             let steps: Vec<StepRow> = sqlx::query_as(const_sql::STEPS_OF_RUN).bind(id.to_string()).fetch_all(pool).await?;
             let attempts: Vec<AttemptRow> = sqlx::query_as(
-                "SELECT step_id, attempt, status, input, output, error_kind, error_message, logs, started_at, finished_at, span_id
+                "SELECT step_id, attempt, status, input, output, error_kind, error_message, logs, started_at, finished_at, span_id, worker
                  FROM step_attempts WHERE run_id = $1 ORDER BY started_at, step_id, attempt",
             )
             .bind(id.to_string())
@@ -348,6 +379,7 @@ impl Store {
                     started_at: a.started_at,
                     finished_at: a.finished_at,
                     span_id: a.span_id,
+                    worker: a.worker,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -455,6 +487,9 @@ fn write_fence(sql: &mut String, me: &str, ops: &[Op]) {
             | Op::AttemptStarted { run_id, .. }
             | Op::AttemptFinished { run_id, .. }
             | Op::StepsEnded { run_id, .. }
+            | Op::OfferStep { run_id, .. }
+            | Op::OfferDone { run_id, .. }
+            | Op::CloseOffers { run_id }
             | Op::FinishRun { run_id, .. } => Some(run_id.as_str()),
             Op::CreateRun(_) | Op::FireSchedule { .. } => None,
         })
@@ -482,7 +517,7 @@ mod const_sql {
 pub struct OpsSummary(u8);
 
 /// The statement kinds of [`OpsSummary`], in the order they are listed.
-const WRITES: [&str; 7] = [
+const WRITES: [&str; 8] = [
     "INSERT INTO runs",
     "INSERT INTO run_steps",
     "UPDATE runs",
@@ -490,6 +525,7 @@ const WRITES: [&str; 7] = [
     "INSERT INTO step_attempts",
     "UPDATE step_attempts",
     "INSERT INTO schedule_fires; UPDATE schedules",
+    "INSERT INTO step_offers; DELETE FROM step_offers",
 ];
 
 impl OpsSummary {
@@ -516,6 +552,8 @@ pub fn summarize_ops(ops: &[Op]) -> OpsSummary {
             Op::AttemptFinished { .. } => 1 << 5 | 1 << 3,
             Op::StepsEnded { .. } => 1 << 3,
             Op::FireSchedule { .. } => 1 << 6,
+            Op::OfferStep { .. } | Op::CloseOffers { .. } => 1 << 7,
+            Op::OfferDone { .. } => 1 << 7 | 1 << 5,
         };
     }
     OpsSummary(bits)
@@ -604,6 +642,7 @@ fn write_op(sql: &mut String, op: &Op) {
             resumed,
             span_id,
             agent,
+            worker,
         } => {
             let (run, step) = (Text(run_id), Text(step_id));
             if *resumed {
@@ -623,13 +662,14 @@ fn write_op(sql: &mut String, op: &Op) {
             // A resumed attempt may re-insert a number the killed process had started.
             let _ = writeln!(
                 sql,
-                "INSERT INTO step_attempts (run_id, step_id, attempt, status, input, started_at, span_id, agent) \
-                 VALUES ({run}, {step}, {attempt}, 'running', {}, {at}, {}, {}) \
+                "INSERT INTO step_attempts (run_id, step_id, attempt, status, input, started_at, span_id, agent, worker) \
+                 VALUES ({run}, {step}, {attempt}, 'running', {}, {at}, {}, {}, {}) \
                  ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET status = 'running', input = excluded.input, \
-                 started_at = excluded.started_at, span_id = excluded.span_id;",
+                 started_at = excluded.started_at, span_id = excluded.span_id, worker = excluded.worker;",
                 Text(&input.to_string()),
                 OptText(span_id.as_deref()),
-                Text(agent)
+                Text(agent),
+                OptText(worker.as_deref())
             );
         }
         Op::AttemptFinished {
@@ -666,6 +706,53 @@ fn write_op(sql: &mut String, op: &Op) {
                 "UPDATE run_steps SET status = '{}', output = {output}, error_kind = {kind}, error_message = {message}, \
                  finished_at = {finished} WHERE run_id = {run} AND step_id = {step};",
                 status.as_str()
+            );
+        }
+        Op::OfferStep {
+            run_id,
+            step_id,
+            attempt,
+            owner,
+            agent,
+            payload,
+            at,
+        } => {
+            // A run taken over re-offers its steps under the same key: the old offer is replaced.
+            let _ = writeln!(
+                sql,
+                "INSERT INTO step_offers (run_id, step_id, attempt, owner, agent, payload, created_at) \
+                 VALUES ({}, {}, {attempt}, {}, {}, {}, {at}) \
+                 ON CONFLICT (run_id, step_id) DO UPDATE SET attempt = excluded.attempt, owner = excluded.owner, \
+                 agent = excluded.agent, payload = excluded.payload, created_at = excluded.created_at, \
+                 claimed_by = NULL, claimed_at = NULL, result = NULL;",
+                Text(run_id),
+                Text(step_id),
+                Text(owner),
+                Text(agent),
+                Text(payload)
+            );
+        }
+        Op::OfferDone {
+            run_id,
+            step_id,
+            attempt,
+            worker,
+            started_at,
+        } => {
+            let (run, step) = (Text(run_id), Text(step_id));
+            let _ = writeln!(
+                sql,
+                "UPDATE step_attempts SET worker = {}, started_at = {started_at} \
+                 WHERE run_id = {run} AND step_id = {step} AND attempt = {attempt};\n\
+                 DELETE FROM step_offers WHERE run_id = {run} AND step_id = {step} AND attempt = {attempt};",
+                Text(worker)
+            );
+        }
+        Op::CloseOffers { run_id } => {
+            let _ = writeln!(
+                sql,
+                "DELETE FROM step_offers WHERE run_id = {};",
+                Text(run_id)
             );
         }
         Op::StepsEnded {
