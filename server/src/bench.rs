@@ -51,10 +51,20 @@ fn chain(id: &str, steps: usize, latency: &str) -> String {
 }
 
 fn fanout(id: &str, width: usize) -> String {
+    fanout_of(id, width, "0ms")
+}
+
+fn fanout_of(id: &str, width: usize, latency: &str) -> String {
     let mut y = format!("id: {id}\nsteps:\n- id: root\n  agent: simulate\n");
+    // Zero-latency branches name no latency: the same text as before there was a choice.
+    let with = if latency == "0ms" {
+        String::new()
+    } else {
+        format!("  with:\n    latency: {latency}\n")
+    };
     for i in 0..width {
         y.push_str(&format!(
-            "- id: w{i}\n  agent: simulate\n  needs:\n  - root\n"
+            "- id: w{i}\n  agent: simulate\n{with}  needs:\n  - root\n"
         ));
     }
     y.push_str("- id: join\n  agent: simulate\n  needs:\n");
@@ -503,7 +513,110 @@ pub async fn run_workers(postgres_admin_url: &str, counts: &[usize]) -> anyhow::
             f.max_locks
         );
     }
+    // Steps that wait (100 ms each, as an HTTP call would) and a process with 50 step slots:
+    // a fan-out wider than that is offered to the other workers.
+    println!();
+    println!("| workers (50 step slots each) | fan-out 1 → 200 × 100 ms → 1, run ms (5 runs) | ideal ms | steps run by another worker than the run's owner |");
+    println!("|---|---|---|---|");
+    for &n in counts {
+        let db = format!("flowscope_bench_spread_{}_{n}", std::process::id());
+        let store = Store::create_postgres_database(postgres_admin_url, &db).await?;
+        store.migrate().await?;
+        let url = Store::postgres_database_url(postgres_admin_url, &db);
+        let result = spread_round(&exe, &store, &url, n).await;
+        store.close().await;
+        Store::drop_postgres_database(postgres_admin_url, &db).await?;
+        let (times, remote) = result?;
+        let list: Vec<String> = times.iter().map(|t| format!("{t:.0}")).collect();
+        let waves = 200usize.div_ceil(50 * n);
+        println!(
+            "| {n} | {} | {} | {:.0} % |",
+            list.join(", "),
+            waves * 100,
+            remote * 100.0
+        );
+    }
     Ok(())
+}
+
+/// `n` workers with 50 step slots each; five 200-wide fan-outs of 100 ms steps, one at a
+/// time. Returns each run's time (ms, the database's start to finish) and the share of the
+/// branches that ran on a worker other than the run's owner.
+async fn spread_round(
+    exe: &std::path::Path,
+    store: &Store,
+    url: &str,
+    n: usize,
+) -> anyhow::Result<(Vec<f64>, f64)> {
+    let yaml = fanout_of("wide", 200, "100ms");
+    let w = Workflow::parse(&yaml).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    store.create_workflow(&w, &yaml).await?;
+    let children = spawn_workers(exe, url, n, &[("FLOWSCOPE_WORKER_MAX_STEPS", "50")])?;
+    let engine = Engine::start(
+        store.clone(),
+        EngineConfig {
+            worker: engine::executor::WorkerConfig {
+                kind: "bench",
+                max_runs: 0,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await?;
+    while (store.workers().await?.len()) < n + 1 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    run_to_success(&engine, "wide").await?;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(run_to_success(&engine, "wide").await?);
+    }
+    let mut times = Vec::new();
+    let mut remote = 0usize;
+    for id in &ids {
+        times.extend(store.run_times_ms(std::slice::from_ref(id)).await?);
+        let detail = store.run_detail(id).await?;
+        let owner = detail
+            .attempts
+            .iter()
+            .find(|a| a.step_id == "root")
+            .and_then(|a| a.worker.clone());
+        remote += detail
+            .attempts
+            .iter()
+            .filter(|a| a.step_id.starts_with('w') && a.worker != owner)
+            .count();
+    }
+    engine.shutdown(Duration::from_secs(1)).await;
+    drop(children);
+    Ok((times, remote as f64 / (200.0 * ids.len() as f64)))
+}
+
+/// `n` `flowscope worker` processes on `url`, killed when dropped.
+fn spawn_workers(
+    exe: &std::path::Path,
+    url: &str,
+    n: usize,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Vec<Killed>> {
+    let mut children = Vec::new();
+    for i in 0..n {
+        let mut command = std::process::Command::new(exe);
+        command
+            .arg("worker")
+            .env("FLOWSCOPE_DATABASE_URL", url)
+            .env("FLOWSCOPE_SCHEDULER", "false")
+            .env("FLOWSCOPE_WORKER_NAME", format!("bench-{i}"))
+            .env("FLOWSCOPE_WORKER_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        children.push(Killed(command.spawn().context("start a worker")?));
+    }
+    Ok(children)
 }
 
 async fn workers_round(
@@ -517,21 +630,7 @@ async fn workers_round(
         let w = Workflow::parse(&yaml).map_err(|p| anyhow::anyhow!("{p:?}"))?;
         store.create_workflow(&w, &yaml).await?;
     }
-    let mut children = Vec::new();
-    for i in 0..n {
-        children.push(Killed(
-            std::process::Command::new(exe)
-                .arg("worker")
-                .env("FLOWSCOPE_DATABASE_URL", url)
-                .env("FLOWSCOPE_SCHEDULER", "false")
-                .env("FLOWSCOPE_WORKER_NAME", format!("bench-{i}"))
-                .env("FLOWSCOPE_WORKER_LISTEN", "127.0.0.1:0")
-                .env("RUST_LOG", "warn")
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .context("start a worker")?,
-        ));
-    }
+    let children = spawn_workers(exe, url, n, &[])?;
     // This process triggers and waits; the workers run everything.
     let engine = Engine::start(
         store.clone(),

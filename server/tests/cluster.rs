@@ -664,6 +664,21 @@ async fn ready_steps_beyond_the_owners_slots_run_on_other_workers_each_recorded_
         "the branches ran on more than one worker: {by_worker:?}"
     );
     assert!(by_worker.iter().all(|(_, n)| *n <= 4), "{by_worker:?}");
+    // The run page names the worker of each attempt.
+    let page = client
+        .get(format!("{base}/runs/{run}"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    for (worker, _) in &by_worker {
+        assert!(
+            page.contains(&format!("class=\"attempt-worker\">{worker}<")),
+            "the run page shows {worker}"
+        );
+    }
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM step_offers")
         .fetch_one(&pool)
         .await
@@ -940,4 +955,57 @@ async fn step_offers_are_claimed_once_withdrawn_only_unclaimed_and_lost_claims_r
     let results = store.step_results("run-1").await.expect("results");
     assert_eq!(results, vec![(w0_step, 1, "\"done\"".to_string())]);
     pool.close().await;
+}
+
+#[tokio::test]
+async fn a_fan_out_wider_than_the_only_workers_slots_finishes_through_its_own_withdrawals() {
+    let db = database("fs_cluster_steps_one").await;
+    // The server runs nothing, so the worker is not alone and offers what it has no slot for;
+    // nobody else claims, so it takes its own offers back as its slots free up: 150 of them,
+    // many more at once than its 16 database connections.
+    let server = spawn("serve", &db, &[("FLOWSCOPE_WORKER_MAX_RUNS", "0")]);
+    let base = server.base.clone().expect("base");
+    let client = reqwest::Client::new();
+    let mut yaml = "id: big\nsteps:\n- {id: root, agent: simulate}\n".to_string();
+    for i in 0..200 {
+        yaml.push_str(&format!(
+            "- {{id: w{i}, agent: simulate, needs: [root], with: {{latency: 50ms, output: {i}}}}}\n"
+        ));
+    }
+    yaml.push_str("- {id: sum, agent: transform, needs: [");
+    yaml.push_str(
+        &(0..200)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    yaml.push_str("], with: {jq: '[.steps[] | .output | numbers] | add'}}\n");
+    create(&client, &base, &yaml).await;
+    let worker = spawn(
+        "worker",
+        &db,
+        &[
+            ("FLOWSCOPE_WORKER_MAX_STEPS", "50"),
+            ("FLOWSCOPE_WORKER_NAME", "only"),
+        ],
+    );
+    let pool = PgPool::connect(&db).await.expect("connect");
+    let run = trigger(&client, &base, "big").await;
+    all_finished(&pool).await;
+    let (status, output): (String, Option<String>) = sqlx::query_as(
+        "SELECT r.status, s.output FROM runs r JOIN run_steps s ON s.run_id = r.id AND s.step_id = 'sum' WHERE r.id = $1",
+    )
+    .bind(&run)
+    .fetch_one(&pool)
+    .await
+    .expect("run");
+    assert_eq!(status, "succeeded");
+    assert_eq!(output.as_deref(), Some("19900"), "0 + 1 + … + 199");
+    each_outcome_recorded_once(&pool).await;
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM step_offers")
+        .fetch_one(&pool)
+        .await
+        .expect("offers");
+    assert_eq!(left, 0);
+    drop(worker);
 }

@@ -642,8 +642,17 @@ impl RunDriver {
                 _ = woken => {}
                 _ = tokio::time::sleep(poll) => {}
             }
-            let reports = match engine.store().step_results(&run_id).await {
-                Ok(r) => r,
+            // On its own task, for the same reason as a withdrawal.
+            let read = {
+                let run_id = run_id.clone();
+                tokio::spawn(async move { engine.store().step_results(&run_id).await })
+            };
+            let reports = match read.await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    tracing::warn!(run.id = %run_id, error = %e, "cannot read the results of offered steps; retrying");
+                    Vec::new()
+                }
                 Err(e) => {
                     tracing::warn!(run.id = %run_id, error = %e, "cannot read the results of offered steps; retrying");
                     Vec::new()
@@ -749,8 +758,9 @@ impl RunDriver {
         let slots = self.engine.step_slots();
         let kind = step.agent.clone();
         let span = self.attempt_spans.get(&idx).and_then(|(s, _)| s.clone());
-        let engine = self.engine.clone();
-        let (run_id, step_id) = (self.run_id.clone(), step.id.clone());
+        // Only an offered step may need to take its offer back.
+        let withdraw = matches!(slot, Slot::Offered(_))
+            .then(|| (self.engine.clone(), self.run_id.clone(), step.id.clone()));
         let work = async move {
             let _permit = match slot {
                 Slot::Held(permit) => Some(permit),
@@ -762,13 +772,19 @@ impl RunDriver {
                     };
                     // Claimed meanwhile (or the database is away): the result comes from
                     // whoever runs it, or this process's own claim loop picks it up.
-                    if !matches!(
+                    let Some((engine, run_id, step_id)) = withdraw else {
+                        return Completion::Claimed;
+                    };
+                    // On its own task: the driver polls this future only between commits, and
+                    // a connection held meanwhile could starve the journal of the pool.
+                    let withdrawn = tokio::spawn(async move {
                         engine
                             .store()
                             .withdraw_offer(&run_id, &step_id, attempt)
-                            .await,
-                        Ok(true)
-                    ) {
+                            .await
+                    })
+                    .await;
+                    if !matches!(withdrawn, Ok(Ok(true))) {
                         return Completion::Claimed;
                     }
                     permit
@@ -818,7 +834,10 @@ impl RunDriver {
         };
         self.in_flight.remove(&idx);
         // Withdrawn and run here: the offer is gone; stop waiting once none is out.
-        if self.offered.remove(&idx).is_some() && self.offered.is_empty() {
+        if !self.offered.is_empty()
+            && self.offered.remove(&idx).is_some()
+            && self.offered.is_empty()
+        {
             if let Some((_, stop)) = self.watching.take() {
                 stop.cancel();
             }

@@ -659,17 +659,26 @@ fn write_op(sql: &mut String, op: &Op) {
                  started_at = COALESCE(started_at, {at}), error_kind = NULL, error_message = NULL \
                  WHERE run_id = {run} AND step_id = {step};"
             );
-            // A resumed attempt may re-insert a number the killed process had started.
+            // A resumed attempt may re-insert a number the killed process had started. The
+            // worker is named only where there are several (PostgreSQL): SQLite parses every
+            // statement, so it keeps the shorter one.
+            let (worker_column, worker_value, worker_update) = match worker {
+                Some(w) => (
+                    ", worker",
+                    format!(", {}", Text(w)),
+                    ", worker = excluded.worker",
+                ),
+                None => ("", String::new(), ""),
+            };
             let _ = writeln!(
                 sql,
-                "INSERT INTO step_attempts (run_id, step_id, attempt, status, input, started_at, span_id, agent, worker) \
-                 VALUES ({run}, {step}, {attempt}, 'running', {}, {at}, {}, {}, {}) \
+                "INSERT INTO step_attempts (run_id, step_id, attempt, status, input, started_at, span_id, agent{worker_column}) \
+                 VALUES ({run}, {step}, {attempt}, 'running', {}, {at}, {}, {}{worker_value}) \
                  ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET status = 'running', input = excluded.input, \
-                 started_at = excluded.started_at, span_id = excluded.span_id, worker = excluded.worker;",
+                 started_at = excluded.started_at, span_id = excluded.span_id{worker_update};",
                 Text(&input.to_string()),
                 OptText(span_id.as_deref()),
                 Text(agent),
-                OptText(worker.as_deref())
             );
         }
         Op::AttemptFinished {
