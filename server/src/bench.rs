@@ -552,21 +552,7 @@ async fn spread_round(
     let w = Workflow::parse(&yaml).map_err(|p| anyhow::anyhow!("{p:?}"))?;
     store.create_workflow(&w, &yaml).await?;
     let children = spawn_workers(exe, url, n, &[("FLOWSCOPE_WORKER_MAX_STEPS", "50")])?;
-    let engine = Engine::start(
-        store.clone(),
-        EngineConfig {
-            worker: engine::executor::WorkerConfig {
-                kind: "bench",
-                max_runs: 0,
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    )
-    .await?;
-    while (store.workers().await?.len()) < n + 1 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let engine = driver_beside(store, n).await?;
     run_to_success(&engine, "wide").await?;
     let mut ids = Vec::new();
     for _ in 0..5 {
@@ -591,6 +577,27 @@ async fn spread_round(
     engine.shutdown(Duration::from_secs(1)).await;
     drop(children);
     Ok((times, remote as f64 / (200.0 * ids.len() as f64)))
+}
+
+/// An engine in this process that triggers and waits but runs nothing (the workers run
+/// everything), once all `n` workers have joined.
+async fn driver_beside(store: &Store, n: usize) -> anyhow::Result<Engine> {
+    let engine = Engine::start(
+        store.clone(),
+        EngineConfig {
+            worker: engine::executor::WorkerConfig {
+                kind: "bench",
+                max_runs: 0,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await?;
+    while (store.workers().await?.len()) < n + 1 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(engine)
 }
 
 /// `n` `flowscope worker` processes on `url`, killed when dropped.
@@ -631,22 +638,7 @@ async fn workers_round(
         store.create_workflow(&w, &yaml).await?;
     }
     let children = spawn_workers(exe, url, n, &[])?;
-    // This process triggers and waits; the workers run everything.
-    let engine = Engine::start(
-        store.clone(),
-        EngineConfig {
-            worker: engine::executor::WorkerConfig {
-                kind: "bench",
-                max_runs: 0,
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    )
-    .await?;
-    while (store.workers().await?.len()) < n + 1 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let engine = driver_beside(store, n).await?;
     let trigger = {
         let engine = engine.clone();
         move |wf: &'static str| {

@@ -24,8 +24,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::offers::{run_agent, Payload, Report};
 use super::template::{redact, redact_text, render};
 use super::Engine;
-use crate::agents::AgentContext;
-pub(super) use crate::agents::AgentError;
+use crate::agents::{AgentContext, AgentError};
 use crate::model::{parse_duration, Workflow};
 use crate::records::{Event, EventKind, RunStatus, StepStatus};
 use crate::store::{Op, Resumable};
@@ -566,7 +565,7 @@ impl RunDriver {
     }
 
     /// Offers a step to the other workers, in the commit that starts its attempt, when this
-    /// process has no free slot for it; false when it must wait for one here instead (alone,
+    /// process has no free slot for it; `None` when it must wait for one here instead (alone,
     /// stopping, or a secret in its input). The token is cancelled once another worker's
     /// result is recorded.
     fn offer(
