@@ -212,11 +212,9 @@ impl Engine {
                     Err(e) if e.is_closed() => return,
                     Err(e) => {
                         tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot claim runs");
-                        tokio::select! {
-                            _ = c.stop.cancelled() => return,
-                            _ = tokio::time::sleep(backoff) => {}
+                        if !c.back_off(&mut backoff).await {
+                            return;
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
                         continue;
                     }
                 }
@@ -411,6 +409,17 @@ impl Engine {
 }
 
 impl Cluster {
+    /// Waits out a failed claim's backoff and doubles it (at most 5 s); false when this
+    /// process began stopping meanwhile.
+    pub(super) async fn back_off(&self, backoff: &mut Duration) -> bool {
+        let stopped = tokio::select! {
+            _ = self.stop.cancelled() => true,
+            _ = tokio::time::sleep(*backoff) => false,
+        };
+        *backoff = (*backoff * 2).min(Duration::from_secs(5));
+        !stopped
+    }
+
     pub(super) fn me(&self) -> Arc<str> {
         self.me.read().unwrap_or_else(|e| e.into_inner()).clone()
     }

@@ -191,11 +191,9 @@ impl Engine {
                     Err(e) if e.is_closed() => return,
                     Err(e) => {
                         tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot claim offered steps");
-                        tokio::select! {
-                            _ = c.stop.cancelled() => return,
-                            _ = tokio::time::sleep(backoff) => {}
+                        if !c.back_off(&mut backoff).await {
+                            return;
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
                         continue;
                     }
                 }

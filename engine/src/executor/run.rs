@@ -255,9 +255,16 @@ impl RunDriver {
         // `tracing` span: the same parent for spans and ids for log lines, without a trip
         // through the subscriber's layers on each poll (measured: ~2 % of the CPU with export).
         let cx = self.otel_cx.clone();
-        let (engine, run_id) = (self.engine.clone(), self.run_id.clone());
+        // Only among several processes can a run have waited for offered steps' results.
+        let offers = self
+            .engine
+            .cluster()
+            .is_some()
+            .then(|| (self.engine.clone(), self.run_id.clone()));
         let status = self.drive_inner(cancel).with_context(cx).await;
-        engine.forget_step_done_signal(&run_id);
+        if let Some((engine, run_id)) = offers {
+            engine.forget_step_done_signal(&run_id);
+        }
         active.dec();
         status
     }
@@ -556,11 +563,11 @@ impl RunDriver {
     }
 
     /// The data `transform` evaluates over; null for the other agents.
-    fn agent_data(&self, idx: usize) -> Arc<Value> {
+    fn agent_data(&self, idx: usize) -> Value {
         if self.workflow.steps()[idx].agent == "transform" {
-            Arc::new(json!({ "inputs": self.inputs, "steps": self.outputs }))
+            json!({ "inputs": self.inputs, "steps": self.outputs })
         } else {
-            Arc::new(Value::Null)
+            Value::Null
         }
     }
 
@@ -591,7 +598,7 @@ impl RunDriver {
         });
         let payload = Payload {
             with: with.clone(),
-            data: (*self.agent_data(idx)).clone(),
+            data: self.agent_data(idx),
             timeout_ms: step
                 .timeout
                 .as_deref()
@@ -745,7 +752,7 @@ impl RunDriver {
         let step = &self.workflow.steps()[idx];
         let agent = self.engine.agent(&step.agent);
         let timeout = step.timeout.as_deref().and_then(|t| parse_duration(t).ok());
-        let data = self.agent_data(idx);
+        let data = Arc::new(self.agent_data(idx));
         let ctx = AgentContext::new(
             self.run_id.clone(),
             step.id.clone(),
