@@ -254,7 +254,24 @@ pub fn span_context(span: &tracing::Span) -> Option<SpanContext> {
 
 /// `(trace_id, span_id)` in lowercase hex, as stored and as Grafana expects them.
 pub fn span_ids(span: &tracing::Span) -> Option<(String, String)> {
-    span_context(span).map(|sc| (sc.trace_id().to_string(), sc.span_id().to_string()))
+    span_context(span).map(|sc| {
+        (
+            hex(&sc.trace_id().to_bytes()),
+            hex(&sc.span_id().to_bytes()),
+        )
+    })
+}
+
+/// Lowercase hex of an id, as its `Display` writes it, without the formatting machinery
+/// (ids are written for every run and attempt).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
 }
 
 /// The W3C `traceparent` header value that makes a callee's spans children of `span`.
@@ -339,6 +356,33 @@ pub fn start_span(
     parent.with_span(tracer.build_with_context(builder, parent))
 }
 
+/// Records a span that has already ended (a commit): built and ended at once, without the
+/// context a live span needs.
+pub fn record_span(
+    tracer: &opentelemetry::global::BoxedTracer,
+    parent: &opentelemetry::Context,
+    name: &'static str,
+    kind: SpanKind,
+    start: SystemTime,
+    mut attributes: Vec<KeyValue>,
+    error: Option<(&str, &str)>,
+) {
+    use opentelemetry::trace::Span as _;
+    if let Some((kind, _)) = error {
+        attributes.push(KeyValue::new("error.type", kind.to_string()));
+    }
+    let builder = tracer
+        .span_builder(name)
+        .with_kind(kind)
+        .with_start_time(start)
+        .with_attributes(attributes);
+    let mut span = tracer.build_with_context(builder, parent);
+    if let Some((_, message)) = error {
+        span.set_status(opentelemetry::trace::Status::error(message.to_string()));
+    }
+    span.end();
+}
+
 /// Ends the span `cx` holds, with `error.type` and an Error status when `error` is set.
 pub fn end_span(
     cx: &opentelemetry::Context,
@@ -375,6 +419,8 @@ mod tests {
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
         assert_eq!(sc.span_id().to_string(), "00f067aa0ba902b7");
+        assert_eq!(hex(&sc.trace_id().to_bytes()), sc.trace_id().to_string());
+        assert_eq!(hex(&sc.span_id().to_bytes()), "00f067aa0ba902b7");
         assert!(sc.is_sampled() && sc.is_remote());
         for bad in [
             "",

@@ -75,7 +75,11 @@ fn fanout_of(id: &str, width: usize, latency: &str) -> String {
 }
 
 /// Runs one shape against `database_url` in this process and returns its figures.
-pub async fn run_shape(shape: &str, database_url: &str) -> anyhow::Result<Figures> {
+pub async fn run_shape(
+    shape: &str,
+    database_url: &str,
+    runs: Option<usize>,
+) -> anyhow::Result<Figures> {
     let store = Store::connect(database_url)
         .await
         .context("bench database")?;
@@ -91,7 +95,13 @@ pub async fn run_shape(shape: &str, database_url: &str) -> anyhow::Result<Figure
             store.save_version(&w, &yaml).await?;
         }
     }
-    let engine = Engine::start(store, EngineConfig::default()).await?;
+    let mut config = EngineConfig::default();
+    // As the server reads it: which commits of a sampled run become spans.
+    if let Ok(v) = std::env::var("FLOWSCOPE_TRACE_COMMIT_THRESHOLD") {
+        config.trace_commits_over = engine::model::parse_duration(&v)
+            .map_err(|e| anyhow::anyhow!("FLOWSCOPE_TRACE_COMMIT_THRESHOLD: {e}"))?;
+    }
+    let engine = Engine::start(store, config).await?;
     let cpu_start: f64;
     let mut figures = match shape {
         "chain40-zero" | "chain40-10ms" => {
@@ -100,6 +110,7 @@ pub async fn run_shape(shape: &str, database_url: &str) -> anyhow::Result<Figure
             } else {
                 ("chain40t", 10.0, 5)
             };
+            let n = runs.unwrap_or(n);
             one(engine.clone(), wf).await?; // warm-up: caches, prepared statements
             cpu_start = cpu_ms();
             let mut times = Vec::new();
@@ -117,7 +128,7 @@ pub async fn run_shape(shape: &str, database_url: &str) -> anyhow::Result<Figure
             one(engine.clone(), "three").await?;
             cpu_start = cpu_ms();
             let mut times = Vec::new();
-            for _ in 0..300 {
+            for _ in 0..runs.unwrap_or(300) {
                 times.push(one(engine.clone(), "three").await?);
             }
             summary(shape, &mut times)
@@ -125,7 +136,7 @@ pub async fn run_shape(shape: &str, database_url: &str) -> anyhow::Result<Figure
         "three-step-c200" => {
             one(engine.clone(), "three").await?;
             cpu_start = cpu_ms();
-            let total_runs = 6000;
+            let total_runs = runs.unwrap_or(6000).max(200);
             let started = Instant::now();
             let clients: Vec<_> = (0..200)
                 .map(|_| {
@@ -152,7 +163,7 @@ pub async fn run_shape(shape: &str, database_url: &str) -> anyhow::Result<Figure
             one(engine.clone(), "fanout").await?;
             cpu_start = cpu_ms();
             let mut times = Vec::new();
-            for _ in 0..5 {
+            for _ in 0..runs.unwrap_or(5) {
                 times.push(one(engine.clone(), "fanout").await?);
             }
             summary(shape, &mut times)

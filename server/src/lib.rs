@@ -20,5 +20,6 @@ pub mod health;
 pub mod hooks;
 pub mod observe;
 pub mod otlp_sink;
+pub mod otlp_wire;
 pub mod startup;
 pub mod telemetry;

@@ -75,6 +75,10 @@ enum Command {
         /// Run one shape in this process against --database and print JSON (used internally).
         #[arg(long)]
         shape: Option<String>,
+        /// With --shape: measured runs instead of the shape's own count (two counts under
+        /// callgrind give the instructions of a run without start-up).
+        #[arg(long)]
+        runs: Option<usize>,
         #[arg(long)]
         database: Option<String>,
         /// PostgreSQL server URL; a fresh database is created there per shape.
@@ -314,11 +318,12 @@ async fn bench(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Bench {
             shape: Some(shape),
+            runs,
             database,
             ..
         } => {
             let database = database.ok_or_else(|| anyhow::anyhow!("--shape needs --database"))?;
-            let figures = flowscope::bench::run_shape(&shape, &database).await?;
+            let figures = flowscope::bench::run_shape(&shape, &database, runs).await?;
             println!("{}", serde_json::to_string(&figures)?);
             Ok(())
         }

@@ -5,6 +5,9 @@
 //! carry it as an exemplar and the console log prints it. With no OTLP endpoint the sampler
 //! drops every span (ids, no recording) and nothing is exported.
 //!
+//! Spans leave through [`crate::otlp_wire`], which writes OTLP straight from the SDK's span
+//! data (the SDK's own exporter costs twice as much per span); logs through the SDK's exporter.
+//!
 //! The SDK's batch processors export from plain threads, but the gRPC and HTTP exporters need a
 //! Tokio reactor: [`OnRuntime`] polls every export inside a small runtime of its own, which also
 //! keeps export work off the engine's runtime.
@@ -15,6 +18,7 @@ use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 use tokio_util::context::TokioContext;
+use tracing_subscriber::filter::FilterExt as _;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
@@ -120,16 +124,20 @@ impl Telemetry {
                 tracing_subscriber::fmt::format().with_target(false),
             ))
             .with_filter(filter());
-        // The OTLP log bridge must not see the exporters' own logs (a feedback loop).
+        // The OTLP log bridge must not see the exporters' own logs (a feedback loop). The
+        // target filter states that it does not filter by level: without a hint, the whole
+        // subscriber's maximum level is unknown, so it counts as TRACE, and every `debug!` of
+        // every library (sqlx formats a line per query) is built and then dropped.
         let logs = self.logger.as_ref().map(|provider| {
+            let targets = tracing_subscriber::filter::FilterFn::new(|meta| {
+                let target = meta.target();
+                !["opentelemetry", "hyper", "h2", "tonic", "tower", "reqwest"]
+                    .iter()
+                    .any(|t| target.starts_with(t))
+            })
+            .with_max_level_hint(tracing_subscriber::filter::LevelFilter::TRACE);
             opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(provider)
-                .with_filter(filter())
-                .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                    let target = meta.target();
-                    !["opentelemetry", "hyper", "h2", "tonic", "tower", "reqwest"]
-                        .iter()
-                        .any(|t| target.starts_with(t))
-                }))
+                .with_filter(filter().and(targets))
         });
         tracing_subscriber::registry()
             .with(spans)
@@ -232,19 +240,17 @@ fn build_exporters(
     protocol: Protocol,
     endpoint: &str,
 ) -> anyhow::Result<(
-    opentelemetry_otlp::SpanExporter,
+    crate::otlp_wire::OtlpSpanExporter,
     opentelemetry_otlp::LogExporter,
 )> {
+    use crate::otlp_wire::OtlpSpanExporter;
     use opentelemetry_otlp::WithExportConfig;
     let what = || format!("cannot set up OTLP export to {endpoint} (OTEL_EXPORTER_OTLP_ENDPOINT)");
     let base = endpoint.trim_end_matches('/');
+    let var = |k: &str| std::env::var(k).ok();
     Ok(match protocol {
         Protocol::Grpc => (
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(base)
-                .build()
-                .with_context(what)?,
+            OtlpSpanExporter::grpc(base, var).with_context(what)?,
             opentelemetry_otlp::LogExporter::builder()
                 .with_tonic()
                 .with_endpoint(base)
@@ -252,15 +258,11 @@ fn build_exporters(
                 .with_context(what)?,
         ),
         Protocol::HttpProtobuf => (
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_endpoint(signal_url(
-                    base,
-                    "traces",
-                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                ))
-                .build()
-                .with_context(what)?,
+            OtlpSpanExporter::http(
+                &signal_url(base, "traces", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+                var,
+            )
+            .with_context(what)?,
             opentelemetry_otlp::LogExporter::builder()
                 .with_http()
                 .with_endpoint(signal_url(base, "logs", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"))
@@ -372,6 +374,34 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    /// With logs exported, the subscriber must still report DEBUG events disabled, or
+    /// libraries build every such line only for it to be dropped (sqlx formats a line per
+    /// query once it sees its level enabled).
+    #[test]
+    fn exporting_logs_leaves_filtered_levels_disabled() {
+        let telemetry = Telemetry::build(&OtlpSettings {
+            disabled: false,
+            // Nothing listens there; nothing is sent before shutdown, which gives up quickly.
+            endpoint: Some("http://127.0.0.1:9".into()),
+            protocol: Protocol::HttpProtobuf,
+        })
+        .expect("providers");
+        assert!(telemetry.logger.is_some(), "the log bridge is installed");
+        let subscriber = telemetry.subscriber("info,sqlx=warn");
+        // What `log` records are checked against (tracing-log sets `log`'s maximum from it).
+        assert_eq!(
+            tracing::Subscriber::max_level_hint(&subscriber),
+            Some(tracing_subscriber::filter::LevelFilter::INFO)
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(!tracing::enabled!(target: "sqlx::query", tracing::Level::DEBUG));
+            assert!(tracing::enabled!(target: "sqlx::query", tracing::Level::WARN));
+            assert!(!tracing::enabled!(target: "flowscope", tracing::Level::DEBUG));
+            assert!(tracing::enabled!(target: "flowscope", tracing::Level::INFO));
+        });
+        telemetry.shutdown();
     }
 
     #[test]

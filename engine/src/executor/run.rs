@@ -175,8 +175,6 @@ impl RunDriver {
             workflow.trigger = %state.run.trigger,
             workflow.run.status = Empty,
             error.type = Empty,
-            flowscope.commits = Empty,
-            flowscope.commit_ms = Empty,
         );
         let stored = match (&state.run.trace_id, &state.run.span_id) {
             (Some(t), Some(s)) => telemetry::stored_context(t, s),
@@ -505,7 +503,7 @@ impl RunDriver {
             });
             let span_id = span
                 .as_ref()
-                .map(|cx| cx.span().span_context().span_id().to_string());
+                .map(|cx| telemetry::hex(&cx.span().span_context().span_id().to_bytes()));
             self.attempt_spans.insert(idx, (span, Instant::now()));
             self.ops.push(Op::AttemptStarted {
                 run_id: self.run_id.clone(),
@@ -1085,9 +1083,11 @@ impl RunDriver {
         let committed = self.commit().await;
         if self.sampled {
             // Every commit's wait, including those too short to get a span of their own.
+            // Set on the OpenTelemetry span alone: a `record` would also be formatted for the
+            // console log, which never shows it after the run's last line.
             self.span
-                .record("flowscope.commits", i64::from(self.commits));
-            self.span.record(
+                .set_attribute("flowscope.commits", i64::from(self.commits));
+            self.span.set_attribute(
                 "flowscope.commit_ms",
                 self.commit_wait.as_secs_f64() * 1000.0,
             );
@@ -1132,21 +1132,20 @@ impl RunDriver {
             self.commit_wait += took;
             if took >= self.engine.inner.trace_commits_over || committed.is_err() {
                 let backend = self.engine.store().backend();
-                let cx = telemetry::start_span(
+                telemetry::record_span(
                     self.engine.tracer(),
                     &self.otel_cx,
                     "COMMIT run state",
                     SpanKind::Client,
-                    Some(started),
+                    started,
                     vec![
                         KeyValue::new("db.system.name", backend.system_name()),
                         KeyValue::new("db.operation.name", "COMMIT"),
                         KeyValue::new("db.collection.name", "run state"),
                         KeyValue::new("db.query.text", writes.text()),
                     ],
+                    committed.as_ref().err().map(|e| ("db_error", e.as_str())),
                 );
-                let error = committed.as_ref().err().map(|e| ("db_error", e.as_str()));
-                telemetry::end_span(&cx, Vec::new(), error);
             }
         }
         committed?;
