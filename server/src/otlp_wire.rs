@@ -421,7 +421,7 @@ fn headers_from_env(
             let Some((k, v)) = pair.split_once('=') else {
                 anyhow::bail!("{name}: \"{pair}\" is not key=value");
             };
-            let v = percent_decode(v.trim()).ok_or_else(|| {
+            let v = engine::links::decode_component(v.trim()).ok_or_else(|| {
                 anyhow::anyhow!(
                     "{name}: the value of \"{}\" is not valid percent-encoding",
                     k.trim()
@@ -432,23 +432,6 @@ fn headers_from_env(
         }
     }
     Ok(out)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` or `OTEL_EXPORTER_OTLP_TIMEOUT`, in milliseconds;

@@ -125,7 +125,8 @@ impl Telemetry {
             ))
             .with_filter(filter());
         // The OTLP log bridge must not see the exporters' own logs (a feedback loop). The
-        // target filter states that it does not filter by level: without a hint, the whole
+        // target filter states that it does not filter by level, and is joined to the level
+        // filter so the layer's hint is the lower of the two. Without that, the whole
         // subscriber's maximum level is unknown, so it counts as TRACE, and every `debug!` of
         // every library (sqlx formats a line per query) is built and then dropped.
         let logs = self.logger.as_ref().map(|provider| {
