@@ -96,6 +96,7 @@ both!(
     a_refused_batch_changes_nothing_and_later_batches_apply,
     workflow_stats_count_days_rates_and_p95,
     users_sessions_tokens_and_secrets_keep_their_rules,
+    attempt_transitions_write_the_same_rows_on_both_stores,
 );
 
 async fn users_sessions_tokens_and_secrets_keep_their_rules(store: Store) {
@@ -488,6 +489,173 @@ async fn state_changes_keep_every_character_of_text(store: Store) {
             .len(),
         1
     );
+}
+
+fn started(step: &str, attempt: i64, at: i64, resumed: bool, worker: Option<&str>) -> Op {
+    Op::AttemptStarted {
+        run_id: "r".into(),
+        step_id: step.into(),
+        attempt,
+        ready_at: at - 1,
+        at,
+        input: serde_json::json!({ "n": attempt }),
+        resumed,
+        span_id: None,
+        agent: "simulate".into(),
+        worker: worker.map(Into::into),
+    }
+}
+
+fn finished(step: &str, attempt: i64, status: StepStatus, at: i64) -> Op {
+    let ok = status == StepStatus::Succeeded;
+    Op::AttemptFinished {
+        run_id: "r".into(),
+        step_id: step.into(),
+        attempt,
+        status,
+        output: ok.then(|| serde_json::json!({ "attempt": attempt })),
+        error: (!ok).then(|| ("agent_error".to_string(), format!("attempt {attempt}"))),
+        logs: vec![format!("line of {attempt}")],
+        at,
+    }
+}
+
+/// PostgreSQL writes an attempt's start and end through functions (migration 0008), in one
+/// `SELECT` with the fence; SQLite as statements. Every column must come out the same: a
+/// retry leaves the step unfinished, a resumed attempt closes the one a stopped process left
+/// running, an attempt started again without a worker name keeps the one it had, and a fenced
+/// batch with a plain statement between the calls writes all of it, or nothing.
+async fn attempt_transitions_write_the_same_rows_on_both_stores(store: Store) {
+    let (w, t) = wf("one", "1ms");
+    store.create_workflow(&w, &t).await.expect("create");
+    let Op::CreateRun(mut run) = new_run("r", serde_json::json!({}), &["a", "b", "c"]) else {
+        unreachable!()
+    };
+    run.owner = Some("me".into());
+    store
+        .apply(&[Op::CreateRun(run)])
+        .await
+        .expect("create run");
+    let fenced = |ops: Vec<Op>| {
+        let store = store.clone();
+        async move { store.apply_fenced(&ops, Some("me")).await }
+    };
+    fenced(vec![
+        Op::StartRun {
+            run_id: "r".into(),
+            at: 10,
+            trace: None,
+        },
+        started("a", 1, 11, false, Some("w-1")),
+        started("b", 1, 11, false, Some("w-1")),
+    ])
+    .await
+    .expect("start");
+    // A retry of `a`, a plain statement between the calls, and `b` ends.
+    fenced(vec![
+        finished("a", 1, StepStatus::Retrying, 12),
+        Op::StepsEnded {
+            run_id: "r".into(),
+            step_ids: vec!["c".into()],
+            status: StepStatus::Skipped,
+            at: 12,
+        },
+        finished("b", 1, StepStatus::Succeeded, 12),
+    ])
+    .await
+    .expect("retry a, skip c, finish b");
+    let d = store.run_detail("r").await.expect("read");
+    let step = |id: &str| {
+        d.steps
+            .iter()
+            .find(|s| s.step_id == id)
+            .expect("step")
+            .clone()
+    };
+    assert_eq!(
+        (step("a").status, step("a").finished_at, step("a").attempts),
+        (StepStatus::Retrying, None, 1)
+    );
+    assert_eq!(step("a").error_message.as_deref(), Some("attempt 1"));
+    assert_eq!(
+        (step("b").status, step("b").finished_at),
+        (StepStatus::Succeeded, Some(12))
+    );
+    assert_eq!(step("b").output, Some(serde_json::json!({ "attempt": 1 })));
+    assert_eq!(
+        (step("c").status, step("c").finished_at),
+        (StepStatus::Skipped, Some(12))
+    );
+    let a1 = d.attempts.iter().find(|a| a.step_id == "a").expect("a1");
+    assert_eq!((a1.status, a1.finished_at), (StepStatus::Failed, Some(12)));
+    assert_eq!(a1.logs, vec!["line of 1".to_string()]);
+
+    // Attempt 2 starts, then the process stops; its replacement resumes attempt 3 and
+    // re-inserts attempt 2's number without a worker name.
+    fenced(vec![started("a", 2, 20, false, Some("w-2"))])
+        .await
+        .expect("attempt 2");
+    fenced(vec![
+        started("a", 3, 30, true, None),
+        started("a", 2, 30, false, None),
+    ])
+    .await
+    .expect("resumed");
+    let d = store.run_detail("r").await.expect("read");
+    let attempt = |n: i64| {
+        d.attempts
+            .iter()
+            .find(|a| a.step_id == "a" && a.attempt == n)
+            .expect("attempt")
+            .clone()
+    };
+    let (a2, a3) = (attempt(2), attempt(3));
+    assert_eq!(a2.worker.as_deref(), Some("w-2"), "no name keeps the row's");
+    assert_eq!((a2.status, a2.started_at), (StepStatus::Running, 30));
+    assert_eq!(a3.status, StepStatus::Running);
+    assert_eq!(a3.input, Some(serde_json::json!({ "n": 3 })));
+    let a = d.steps.iter().find(|s| s.step_id == "a").expect("a");
+    assert_eq!(
+        (
+            a.status,
+            a.attempts,
+            a.ready_at,
+            a.started_at,
+            a.error_kind.as_deref()
+        ),
+        (StepStatus::Running, 2, Some(10), Some(11), None),
+        "the step keeps when it first became ready and started; the last start sets attempts"
+    );
+
+    // Another worker's fence: on PostgreSQL nothing of the batch is written.
+    let other = store
+        .apply_fenced(
+            &[
+                finished("a", 3, StepStatus::Succeeded, 40),
+                Op::FinishRun {
+                    run_id: "r".into(),
+                    status: RunStatus::Succeeded,
+                    error: None,
+                    at: 40,
+                    frees_slot: false,
+                },
+            ],
+            Some("someone else"),
+        )
+        .await;
+    let d = store.run_detail("r").await.expect("read");
+    if store.backend() == engine::store::Backend::Postgres {
+        assert!(other.is_err_and(|e| e.is_fenced()));
+        assert_eq!(d.run.status, RunStatus::Running);
+        assert!(d
+            .attempts
+            .iter()
+            .all(|a| a.attempt != 3 || a.status == StepStatus::Running));
+    } else {
+        // SQLite has one process and no fence.
+        other.expect("no fence on SQLite");
+        assert_eq!(d.run.status, RunStatus::Succeeded);
+    }
 }
 
 async fn a_refused_batch_changes_nothing_and_later_batches_apply(store: Store) {

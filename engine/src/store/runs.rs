@@ -274,10 +274,14 @@ impl Store {
             }
             // Several statements in one simple query are one implicit transaction.
             Db::Postgres(pool) => {
-                if let Some(me) = fence {
-                    write_fence(&mut sql, me, ops);
+                // The fence and the calls after it share one `SELECT` while no other statement
+                // comes between: one statement for a chain step, not three.
+                let mut open = fence.is_some_and(|me| write_fence(&mut sql, me, ops));
+                ops.iter()
+                    .for_each(|op| write_op_pg(&mut sql, op, &mut open));
+                if open {
+                    sql.push_str(";\n");
                 }
-                ops.iter().for_each(|op| write_op(&mut sql, op));
                 if ops.iter().any(|op| match op {
                     Op::CreateRun(run) => run.owner.is_none(),
                     Op::FinishRun { frees_slot, .. } => *frees_slot,
@@ -479,7 +483,9 @@ struct RunStepRow {
 }
 
 /// The fence of a worker's batch: every existing run it changes must still be the worker's.
-fn write_fence(sql: &mut String, me: &str, ops: &[Op]) {
+///
+/// Written as an open `SELECT` (returns true) for the calls after it to join.
+fn write_fence(sql: &mut String, me: &str, ops: &[Op]) -> bool {
     let mut ids: Vec<&str> = ops
         .iter()
         .filter_map(|op| match op {
@@ -495,15 +501,17 @@ fn write_fence(sql: &mut String, me: &str, ops: &[Op]) {
         })
         .collect();
     if ids.is_empty() {
-        return;
+        return false;
     }
+    // Sorted: the fence locks in the order given, and every worker must use one order.
     ids.sort_unstable();
     ids.dedup();
     let _ = write!(sql, "SELECT flowscope_fence({}, ARRAY[", Text(me));
     for (i, id) in ids.iter().enumerate() {
         let _ = write!(sql, "{}{}", if i == 0 { "" } else { ", " }, Text(id));
     }
-    sql.push_str("]::TEXT[]);\n");
+    sql.push_str("]::TEXT[])");
+    true
 }
 
 mod const_sql {
@@ -557,6 +565,90 @@ pub fn summarize_ops(ops: &[Op]) -> OpsSummary {
         };
     }
     OpsSummary(bits)
+}
+
+/// [`write_op`] for PostgreSQL: an attempt's start and end, the hot path, call the functions
+/// of migration 0008, whose statements run on plans the connection keeps. Both stores write
+/// the same rows with the same values.
+///
+/// Consecutive calls are items of one `SELECT` (`open` while it is unterminated), which
+/// PostgreSQL evaluates in order. Any other statement ends it first.
+fn write_op_pg(sql: &mut String, op: &Op, open: &mut bool) {
+    let call = |sql: &mut String, open: &mut bool| {
+        sql.push_str(if std::mem::replace(open, true) {
+            ",\n  "
+        } else {
+            "SELECT "
+        })
+    };
+    match op {
+        Op::AttemptStarted {
+            run_id,
+            step_id,
+            attempt,
+            ready_at,
+            at,
+            input,
+            resumed,
+            span_id,
+            agent,
+            worker,
+        } => {
+            call(sql, open);
+            let _ = write!(
+                sql,
+                "flowscope_attempt_started({}, {}, {attempt}, {ready_at}, {at}, {}, {}, {}, {}, {resumed})",
+                Text(run_id),
+                Text(step_id),
+                Text(&input.to_string()),
+                OptText(span_id.as_deref()),
+                Text(agent),
+                OptText(worker.as_deref()),
+            );
+        }
+        Op::AttemptFinished {
+            run_id,
+            step_id,
+            attempt,
+            status,
+            output,
+            error,
+            logs,
+            at,
+        } => {
+            let output = output.as_ref().map(|o| o.to_string());
+            let logs = serde_json::to_string(logs).unwrap_or_else(|_| "[]".into());
+            call(sql, open);
+            let _ = write!(
+                sql,
+                "flowscope_attempt_finished({}, {}, {attempt}, '{}', '{}', {}, {}, {}, {}, {at}, {})",
+                Text(run_id),
+                Text(step_id),
+                attempt_status(*status),
+                status.as_str(),
+                OptText(output.as_deref()),
+                OptText(error.as_ref().map(|(k, _)| k.as_str())),
+                OptText(error.as_ref().map(|(_, m)| m.as_str())),
+                Text(&logs),
+                OptInt(status.is_finished().then_some(*at)),
+            );
+        }
+        other => {
+            if std::mem::take(open) {
+                sql.push_str(";\n");
+            }
+            write_op(sql, other);
+        }
+    }
+}
+
+/// An attempt's own status when it ends: one that will be retried failed.
+fn attempt_status(step: StepStatus) -> &'static str {
+    if step == StepStatus::Retrying {
+        "failed"
+    } else {
+        step.as_str()
+    }
 }
 
 /// Appends the statements of one state change to a batch script.
@@ -696,11 +788,7 @@ fn write_op(sql: &mut String, op: &Op) {
             let output = OptText(output.as_deref());
             let kind = OptText(error.as_ref().map(|(k, _)| k.as_str()));
             let message = OptText(error.as_ref().map(|(_, m)| m.as_str()));
-            let attempt_status = if *status == StepStatus::Retrying {
-                "failed"
-            } else {
-                status.as_str()
-            };
+            let attempt_status = attempt_status(*status);
             let logs = serde_json::to_string(logs).unwrap_or_else(|_| "[]".into());
             let _ = writeln!(
                 sql,
