@@ -97,6 +97,7 @@ both!(
     workflow_stats_count_days_rates_and_p95,
     users_sessions_tokens_and_secrets_keep_their_rules,
     attempt_transitions_write_the_same_rows_on_both_stores,
+    a_batch_wider_than_a_select_list_applies,
 );
 
 async fn users_sessions_tokens_and_secrets_keep_their_rules(store: Store) {
@@ -656,6 +657,34 @@ async fn attempt_transitions_write_the_same_rows_on_both_stores(store: Store) {
         other.expect("no fence on SQLite");
         assert_eq!(d.run.status, RunStatus::Succeeded);
     }
+}
+
+/// PostgreSQL allows 1,664 items in one `SELECT`: a batch that starts a wider fan-out (here
+/// 2,000 attempts, with the fence) must still apply, in several.
+async fn a_batch_wider_than_a_select_list_applies(store: Store) {
+    let (w, t) = wf("one", "1ms");
+    store.create_workflow(&w, &t).await.expect("create");
+    let ids: Vec<String> = (0..2000).map(|i| format!("s{i}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let Op::CreateRun(mut run) = new_run("r", serde_json::json!({}), &refs) else {
+        unreachable!()
+    };
+    run.owner = Some("me".into());
+    store
+        .apply(&[Op::CreateRun(run)])
+        .await
+        .expect("create run");
+    let starts: Vec<Op> = ids
+        .iter()
+        .map(|id| started(id, 1, 5, false, Some("me")))
+        .collect();
+    store
+        .apply_fenced(&starts, Some("me"))
+        .await
+        .expect("2,000 starts in one batch");
+    let d = store.run_detail("r").await.expect("read");
+    assert_eq!(d.attempts.len(), 2000);
+    assert!(d.steps.iter().all(|s| s.status == StepStatus::Running));
 }
 
 async fn a_refused_batch_changes_nothing_and_later_batches_apply(store: Store) {

@@ -349,6 +349,12 @@ impl Engine {
             while let Ok(e) = outbox.try_recv() {
                 events.push(e);
             }
+            // Nobody else to tell: a lone process would only hear its own notification back,
+            // at a cost on every step. A worker that joins says so at once (`WORKERS_CHANNEL`),
+            // and its pages read state from the database before they follow events.
+            if c.alone.load(Ordering::Acquire) {
+                continue;
+            }
             let from = c.me().to_string();
             for payload in envelopes(&from, events) {
                 if let Err(e) = self.store().notify(EVENTS_CHANNEL, &payload).await {
@@ -425,31 +431,70 @@ impl Cluster {
     }
 }
 
-/// Events in JSON envelopes that each fit one notification.
+/// Events in JSON envelopes (an [`Envelope`] each) that each fit one notification. Every
+/// event is serialized once; one too large for a notification alone is left out.
 fn envelopes(from: &str, events: Vec<Event>) -> Vec<String> {
+    let head = format!("{{\"from\":{},\"events\":[", serde_json::Value::from(from));
     let mut out = Vec::new();
-    let mut chunk: Vec<Event> = Vec::new();
-    let mut size = 0;
-    for e in events {
-        let n = serde_json::to_string(&e).map(|s| s.len()).unwrap_or(0) + 1;
-        if !chunk.is_empty() && size + n > MAX_PAYLOAD {
-            out.extend(envelope(from, std::mem::take(&mut chunk)));
-            size = 0;
+    let mut current = head.clone();
+    for event in events {
+        let Ok(json) = serde_json::to_string(&event) else {
+            continue;
+        };
+        if head.len() + json.len() + 2 > MAX_PAYLOAD {
+            continue;
         }
-        size += n;
-        chunk.push(e);
+        if current.len() > head.len() && current.len() + json.len() + 3 > MAX_PAYLOAD {
+            current.push_str("]}");
+            out.push(std::mem::replace(&mut current, head.clone()));
+        }
+        if current.len() > head.len() {
+            current.push(',');
+        }
+        current.push_str(&json);
     }
-    if !chunk.is_empty() {
-        out.extend(envelope(from, chunk));
+    if current.len() > head.len() {
+        current.push_str("]}");
+        out.push(current);
     }
     out
 }
 
-fn envelope(from: &str, events: Vec<Event>) -> Option<String> {
-    serde_json::to_string(&Envelope {
-        from: from.to_string(),
-        events,
-    })
-    .ok()
-    .filter(|p| p.len() < 8000)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{EventKind, StepStatus};
+
+    #[test]
+    fn envelopes_carry_every_event_in_order_within_the_payload_limit() {
+        let events: Vec<Event> = (0..400)
+            .map(|i| Event {
+                run_id: format!("run-\"{i}\\"),
+                workflow_id: "wf".into(),
+                at: i,
+                kind: EventKind::Step {
+                    step_id: format!("step {i}"),
+                    status: StepStatus::Running,
+                    attempt: 1,
+                },
+            })
+            .collect();
+        let out = envelopes("w\"1", events.clone());
+        assert!(out.len() > 1, "400 events need several notifications");
+        let mut back = Vec::new();
+        for payload in &out {
+            assert!(payload.len() <= MAX_PAYLOAD, "{}", payload.len());
+            let env: Envelope = serde_json::from_str(payload).expect("an envelope");
+            assert_eq!(env.from, "w\"1");
+            back.extend(env.events);
+        }
+        assert_eq!(back, events);
+        assert!(envelopes("w", Vec::new()).is_empty());
+        let huge = Event {
+            run_id: "x".repeat(MAX_PAYLOAD),
+            ..events[0].clone()
+        };
+        let out = envelopes("w", vec![huge, events[1].clone()]);
+        assert_eq!(out.len(), 1, "an event too large alone is left out");
+    }
 }

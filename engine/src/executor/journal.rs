@@ -11,10 +11,14 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Op, Store, StoreError};
+use crate::store::{HeldConnection, Op, Store, StoreError};
 
 /// Most operations applied in one transaction.
 const MAX_BATCH_OPS: usize = 4096;
+
+/// How long the writer keeps its connection with nothing to write: under load it commits on
+/// one connection, and an idle process gives it back (closing the store waits for it).
+const HOLD_IDLE: Duration = Duration::from_millis(100);
 
 struct Submission {
     ops: Vec<Op>,
@@ -54,7 +58,20 @@ impl Journal {
 pub type Fence = Arc<RwLock<Arc<str>>>;
 
 async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>, fence: Option<Fence>) {
-    while let Some(first) = rx.recv().await {
+    let mut held = HeldConnection::default();
+    loop {
+        let next = if held.is_held() {
+            match tokio::time::timeout(HOLD_IDLE, rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    held.release();
+                    rx.recv().await
+                }
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some(first) = next else { break };
         let mut batch = vec![first];
         let mut count = batch[0].ops.len();
         while count < MAX_BATCH_OPS {
@@ -77,14 +94,14 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>, fence
             .as_ref()
             .map(|f| f.read().unwrap_or_else(|e| e.into_inner()).clone());
         let fence = fence.as_deref();
-        match apply_with_retry(&store, &ops, fence).await {
+        match apply_with_retry(&store, &ops, fence, &mut held).await {
             Ok(()) => waiters.into_iter().for_each(|(_, done)| {
                 let _ = done.send(Ok(()));
             }),
             // Refused (not unreachable): apply each submission alone so one bad one cannot sink the rest.
             Err(_) if waiters.len() > 1 => {
                 for (range, done) in waiters {
-                    let result = apply_with_retry(&store, &ops[range], fence)
+                    let result = apply_with_retry(&store, &ops[range], fence, &mut held)
                         .await
                         .map_err(|e| e.to_string());
                     let _ = done.send(result);
@@ -110,10 +127,11 @@ async fn apply_with_retry(
     store: &Store,
     ops: &[Op],
     fence: Option<&str>,
+    held: &mut HeldConnection,
 ) -> Result<(), StoreError> {
     let mut delay = Duration::from_millis(50);
     loop {
-        match store.apply_fenced(ops, fence).await {
+        match store.apply_held(ops, fence, Some(held)).await {
             Err(e) if e.is_unavailable() => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database unavailable; retrying");
                 tokio::time::sleep(delay).await;

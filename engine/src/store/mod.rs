@@ -34,7 +34,7 @@ use crate::model::Problem;
 pub use access::{SealedSecret, UserRow};
 pub use charts::{AttemptPoint, ChartData};
 pub use cluster::WorkerRow;
-pub use runs::{summarize_ops, NewRun, Op, OpsSummary, Resumable, RunFilter};
+pub use runs::{summarize_ops, HeldConnection, NewRun, Op, OpsSummary, Resumable, RunFilter};
 pub use schedules::ScheduleRow;
 pub use stats::id_floor;
 pub use workflows::VersionRecord;

@@ -257,6 +257,19 @@ impl Store {
     /// be claimed by it, or nothing is written (error `FS001`, see [`StoreError::is_fenced`]).
     /// A batch that creates unclaimed runs or frees a concurrency slot wakes the other processes.
     pub async fn apply_fenced(&self, ops: &[Op], fence: Option<&str>) -> Result<(), StoreError> {
+        self.apply_held(ops, fence, None).await
+    }
+
+    /// [`Store::apply_fenced`] on the PostgreSQL connection `held` keeps between calls (taken
+    /// from the pool when it has none; given back after an error). A connection released to
+    /// the pool is pinged there, one more round trip per commit, and the journal commits
+    /// thousands of times a second.
+    pub async fn apply_held(
+        &self,
+        ops: &[Op],
+        fence: Option<&str>,
+        held: Option<&mut HeldConnection>,
+    ) -> Result<(), StoreError> {
         let mut sql = String::with_capacity(64 + 320 * ops.len());
         match &self.db {
             Db::Sqlite(pool) => {
@@ -276,10 +289,10 @@ impl Store {
             Db::Postgres(pool) => {
                 // The fence and the calls after it share one `SELECT` while no other statement
                 // comes between: one statement for a chain step, not three.
-                let mut open = fence.is_some_and(|me| write_fence(&mut sql, me, ops));
+                let mut open = usize::from(fence.is_some_and(|me| write_fence(&mut sql, me, ops)));
                 ops.iter()
                     .for_each(|op| write_op_pg(&mut sql, op, &mut open));
-                if open {
+                if open > 0 {
                     sql.push_str(";\n");
                 }
                 if ops.iter().any(|op| match op {
@@ -292,7 +305,20 @@ impl Store {
                 if ops.iter().any(|op| matches!(op, Op::OfferStep { .. })) {
                     let _ = writeln!(sql, "NOTIFY {};", super::cluster::STEPS_CHANNEL);
                 }
-                sqlx::raw_sql(AssertSqlSafe(sql)).execute(pool).await?;
+                let script = sqlx::raw_sql(AssertSqlSafe(sql));
+                match held {
+                    None => {
+                        script.execute(pool).await?;
+                    }
+                    Some(held) => {
+                        let mut conn = match held.0.take() {
+                            Some(conn) => conn,
+                            None => pool.acquire().await?,
+                        };
+                        script.execute(&mut *conn).await?;
+                        held.0 = Some(conn);
+                    }
+                }
             }
         }
         Ok(())
@@ -452,6 +478,21 @@ impl Store {
     }
 }
 
+/// A PostgreSQL connection kept by one writer between batches ([`Store::apply_held`]). Give
+/// it back ([`HeldConnection::release`]) when idle: closing the store waits for it.
+#[derive(Default)]
+pub struct HeldConnection(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
+
+impl HeldConnection {
+    pub fn is_held(&self) -> bool {
+        self.0.is_some()
+    }
+
+    pub fn release(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// The steps of several runs, by run id (PostgreSQL: claims load a batch at once).
 pub(super) async fn step_rows_of(
     pool: &sqlx::PgPool,
@@ -571,15 +612,17 @@ pub fn summarize_ops(ops: &[Op]) -> OpsSummary {
 /// of migration 0008, whose statements run on plans the connection keeps. Both stores write
 /// the same rows with the same values.
 ///
-/// Consecutive calls are items of one `SELECT` (`open` while it is unterminated), which
-/// PostgreSQL evaluates in order. Any other statement ends it first.
-fn write_op_pg(sql: &mut String, op: &Op, open: &mut bool) {
-    let call = |sql: &mut String, open: &mut bool| {
-        sql.push_str(if std::mem::replace(open, true) {
-            ",\n  "
-        } else {
-            "SELECT "
-        })
+/// Consecutive calls are items of one `SELECT` (`open` counts the items of the one not yet
+/// terminated), which PostgreSQL evaluates in order. Any other statement ends it first, and
+/// so does reaching [`MAX_SELECT_ITEMS`].
+fn write_op_pg(sql: &mut String, op: &Op, open: &mut usize) {
+    let call = |sql: &mut String, open: &mut usize| {
+        if *open == MAX_SELECT_ITEMS {
+            sql.push_str(";\n");
+            *open = 0;
+        }
+        sql.push_str(if *open > 0 { ",\n  " } else { "SELECT " });
+        *open += 1;
     };
     match op {
         Op::AttemptStarted {
@@ -634,13 +677,17 @@ fn write_op_pg(sql: &mut String, op: &Op, open: &mut bool) {
             );
         }
         other => {
-            if std::mem::take(open) {
+            if std::mem::take(open) > 0 {
                 sql.push_str(";\n");
             }
             write_op(sql, other);
         }
     }
 }
+
+/// Items of one `SELECT` at most: PostgreSQL refuses a target list of more than 1,664, and a
+/// batch may start a thousand-wide fan-out.
+const MAX_SELECT_ITEMS: usize = 1000;
 
 /// An attempt's own status when it ends: one that will be retried failed.
 fn attempt_status(step: StepStatus) -> &'static str {
