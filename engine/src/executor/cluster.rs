@@ -78,8 +78,12 @@ pub(super) struct Cluster {
     pub(super) wake: tokio::sync::Notify,
     /// Set while the claim loop found no room: a finishing run wakes it.
     pub(super) full: std::sync::atomic::AtomicBool,
-    /// Set while this is the only live worker: it runs the runs it creates itself.
+    /// Set while this is the only live worker: it runs the runs it creates itself, and
+    /// forwards no live events.
     pub(super) alone: std::sync::atomic::AtomicBool,
+    /// Counts what may have made this process not alone (a worker announcing itself, a lost
+    /// notification connection): a heartbeat's count read across one of them is stale.
+    pub(super) joins: std::sync::atomic::AtomicU64,
     /// Stops claiming (shutdown).
     pub(super) stop: CancellationToken,
     /// Tells drivers to start no more steps (shutdown).
@@ -237,8 +241,12 @@ impl Engine {
         let mut ticks: u64 = 0;
         loop {
             let me = c.me();
+            let joins = c.joins.load(Ordering::Acquire);
             match self.store().heartbeat(&me, lease_ms).await {
-                Ok(Some(alive)) => c.alone.store(alive <= 1, Ordering::Release),
+                Ok(Some(alive)) => c.alone.store(
+                    alive <= 1 && c.joins.load(Ordering::Acquire) == joins,
+                    Ordering::Release,
+                ),
                 Ok(None) => {
                     c.alone.store(false, Ordering::Release);
                     tracing::error!(worker.id = %me, "this worker's lease expired: giving up its runs and joining again");
@@ -310,9 +318,7 @@ impl Engine {
                         self.cancel_claimed_steps(n.payload());
                         self.cancel_if_local(n.payload());
                     }
-                    WORKERS_CHANNEL if n.payload() != &*c.me() => {
-                        c.alone.store(false, Ordering::Release)
-                    }
+                    WORKERS_CHANNEL if n.payload() != &*c.me() => c.not_alone(),
                     EVENTS_CHANNEL => match serde_json::from_str::<Envelope>(n.payload()) {
                         Ok(env) if env.from != *c.me() => {
                             env.events.into_iter().for_each(|e| self.publish_remote(e))
@@ -326,6 +332,8 @@ impl Engine {
                 Err(sqlx::Error::PoolClosed) => return,
                 // It reconnects on the next call; missed wake-ups are covered by polling.
                 Err(e) => {
+                    // A worker may have announced itself meanwhile.
+                    c.not_alone();
                     tracing::warn!(error = %e, "lost the notification connection; reconnecting");
                     tokio::select! {
                         _ = c.halt.cancelled() => return,
@@ -415,6 +423,12 @@ impl Engine {
 }
 
 impl Cluster {
+    /// Another worker may be live: until a heartbeat counts again, not alone.
+    fn not_alone(&self) {
+        self.joins.fetch_add(1, Ordering::AcqRel);
+        self.alone.store(false, Ordering::Release);
+    }
+
     /// Waits out a failed claim's backoff and doubles it (at most 5 s); false when this
     /// process began stopping meanwhile.
     pub(super) async fn back_off(&self, backoff: &mut Duration) -> bool {

@@ -20,6 +20,9 @@ const MAX_BATCH_OPS: usize = 4096;
 /// one connection, and an idle process gives it back (closing the store waits for it).
 const HOLD_IDLE: Duration = Duration::from_millis(100);
 
+/// How long it keeps one connection however busy, so the pool can still recycle it.
+const HOLD_MAX: Duration = Duration::from_secs(300);
+
 struct Submission {
     ops: Vec<Op>,
     done: oneshot::Sender<Result<(), String>>,
@@ -94,6 +97,7 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>, fence
             .as_ref()
             .map(|f| f.read().unwrap_or_else(|e| e.into_inner()).clone());
         let fence = fence.as_deref();
+        held.release_if_held_for(HOLD_MAX);
         match apply_with_retry(&store, &ops, fence, &mut held).await {
             Ok(()) => waiters.into_iter().for_each(|(_, done)| {
                 let _ = done.send(Ok(()));

@@ -222,6 +222,7 @@ impl Engine {
                 wake: tokio::sync::Notify::new(),
                 full: std::sync::atomic::AtomicBool::new(false),
                 alone: std::sync::atomic::AtomicBool::new(false),
+                joins: std::sync::atomic::AtomicU64::new(0),
                 stop: CancellationToken::new(),
                 drain: CancellationToken::new(),
                 abandon: Mutex::new(CancellationToken::new()),

@@ -311,12 +311,12 @@ impl Store {
                         script.execute(pool).await?;
                     }
                     Some(held) => {
-                        let mut conn = match held.0.take() {
-                            Some(conn) => conn,
-                            None => pool.acquire().await?,
+                        let (mut conn, since) = match held.0.take() {
+                            Some(kept) => kept,
+                            None => (pool.acquire().await?, std::time::Instant::now()),
                         };
                         script.execute(&mut *conn).await?;
-                        held.0 = Some(conn);
+                        held.0 = Some((conn, since));
                     }
                 }
             }
@@ -481,7 +481,12 @@ impl Store {
 /// A PostgreSQL connection kept by one writer between batches ([`Store::apply_held`]). Give
 /// it back ([`HeldConnection::release`]) when idle: closing the store waits for it.
 #[derive(Default)]
-pub struct HeldConnection(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
+pub struct HeldConnection(
+    Option<(
+        sqlx::pool::PoolConnection<sqlx::Postgres>,
+        std::time::Instant,
+    )>,
+);
 
 impl HeldConnection {
     pub fn is_held(&self) -> bool {
@@ -490,6 +495,18 @@ impl HeldConnection {
 
     pub fn release(&mut self) {
         self.0 = None;
+    }
+
+    /// Gives the connection back once it has been held `age`: the pool's lifetime limits
+    /// never see a connection that is always in use.
+    pub fn release_if_held_for(&mut self, age: std::time::Duration) {
+        if self
+            .0
+            .as_ref()
+            .is_some_and(|(_, since)| since.elapsed() >= age)
+        {
+            self.0 = None;
+        }
     }
 }
 
