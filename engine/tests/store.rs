@@ -492,6 +492,20 @@ async fn state_changes_keep_every_character_of_text(store: Store) {
     );
 }
 
+/// Run `r` of workflow `one` with `steps`, claimed by worker `me`.
+async fn create_owned_run(store: &Store, steps: &[&str]) {
+    let (w, t) = wf("one", "1ms");
+    store.create_workflow(&w, &t).await.expect("create");
+    let Op::CreateRun(mut run) = new_run("r", serde_json::json!({}), steps) else {
+        unreachable!()
+    };
+    run.owner = Some("me".into());
+    store
+        .apply(&[Op::CreateRun(run)])
+        .await
+        .expect("create run");
+}
+
 fn started(step: &str, attempt: i64, at: i64, resumed: bool, worker: Option<&str>) -> Op {
     Op::AttemptStarted {
         run_id: "r".into(),
@@ -527,16 +541,7 @@ fn finished(step: &str, attempt: i64, status: StepStatus, at: i64) -> Op {
 /// running, an attempt started again without a worker name keeps the one it had, and a fenced
 /// batch with a plain statement between the calls writes all of it, or nothing.
 async fn attempt_transitions_write_the_same_rows_on_both_stores(store: Store) {
-    let (w, t) = wf("one", "1ms");
-    store.create_workflow(&w, &t).await.expect("create");
-    let Op::CreateRun(mut run) = new_run("r", serde_json::json!({}), &["a", "b", "c"]) else {
-        unreachable!()
-    };
-    run.owner = Some("me".into());
-    store
-        .apply(&[Op::CreateRun(run)])
-        .await
-        .expect("create run");
+    create_owned_run(&store, &["a", "b", "c"]).await;
     let fenced = |ops: Vec<Op>| {
         let store = store.clone();
         async move { store.apply_fenced(&ops, Some("me")).await }
@@ -662,18 +667,9 @@ async fn attempt_transitions_write_the_same_rows_on_both_stores(store: Store) {
 /// PostgreSQL allows 1,664 items in one `SELECT`: a batch that starts a wider fan-out (here
 /// 2,000 attempts, with the fence) must still apply, in several.
 async fn a_batch_wider_than_a_select_list_applies(store: Store) {
-    let (w, t) = wf("one", "1ms");
-    store.create_workflow(&w, &t).await.expect("create");
     let ids: Vec<String> = (0..2000).map(|i| format!("s{i}")).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let Op::CreateRun(mut run) = new_run("r", serde_json::json!({}), &refs) else {
-        unreachable!()
-    };
-    run.owner = Some("me".into());
-    store
-        .apply(&[Op::CreateRun(run)])
-        .await
-        .expect("create run");
+    create_owned_run(&store, &refs).await;
     let starts: Vec<Op> = ids
         .iter()
         .map(|id| started(id, 1, 5, false, Some("me")))
