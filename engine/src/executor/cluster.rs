@@ -357,12 +357,6 @@ impl Engine {
             while let Ok(e) = outbox.try_recv() {
                 events.push(e);
             }
-            // Nobody else to tell: a lone process would only hear its own notification back,
-            // at a cost on every step. A worker that joins says so at once (`WORKERS_CHANNEL`),
-            // and its pages read state from the database before they follow events.
-            if c.alone.load(Ordering::Acquire) {
-                continue;
-            }
             let from = c.me().to_string();
             for payload in envelopes(&from, events) {
                 if let Err(e) = self.store().notify(EVENTS_CHANNEL, &payload).await {
@@ -451,23 +445,27 @@ fn envelopes(from: &str, events: Vec<Event>) -> Vec<String> {
     let head = format!("{{\"from\":{},\"events\":[", serde_json::Value::from(from));
     let mut out = Vec::new();
     let mut current = head.clone();
+    let mut in_current = 0;
     for event in events {
         let Ok(json) = serde_json::to_string(&event) else {
             continue;
         };
+        // With the `]}` that closes it, and the `,` before it when it joins others.
         if head.len() + json.len() + 2 > MAX_PAYLOAD {
             continue;
         }
-        if current.len() > head.len() && current.len() + json.len() + 3 > MAX_PAYLOAD {
+        if in_current > 0 && current.len() + 1 + json.len() + 2 > MAX_PAYLOAD {
             current.push_str("]}");
             out.push(std::mem::replace(&mut current, head.clone()));
+            in_current = 0;
         }
-        if current.len() > head.len() {
+        if in_current > 0 {
             current.push(',');
         }
         current.push_str(&json);
+        in_current += 1;
     }
-    if current.len() > head.len() {
+    if in_current > 0 {
         current.push_str("]}");
         out.push(current);
     }

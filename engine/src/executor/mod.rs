@@ -896,7 +896,13 @@ impl Engine {
     }
 
     fn publish(&self, event: Event) {
-        if let Some(c) = self.cluster() {
+        // A lone process has nobody to forward to: it would only hear its own notification
+        // back, at a cost on every step. A worker that joins says so at once
+        // (`WORKERS_CHANNEL`), and its pages read state from the database before following.
+        if let Some(c) = self
+            .cluster()
+            .filter(|c| !c.alone.load(std::sync::atomic::Ordering::Acquire))
+        {
             let _ = c.outbox.send(event.clone());
         }
         // No subscriber is fine: events are a convenience, the store is the truth.
