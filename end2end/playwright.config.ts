@@ -47,6 +47,8 @@ export default defineConfig({
       RUST_LOG: 'warn',
       // No cron runs beside the ones a test starts (http-status has a schedule).
       FLOWSCOPE_SCHEDULER: 'false',
+      // The seeded http-status example calls this server on loopback.
+      FLOWSCOPE_EGRESS_ALLOW_PRIVATE: 'true',
       // Trace links go to this Grafana (never contacted: the tests read the links only).
       FLOWSCOPE_GRAFANA_URL: 'http://grafana.test:3000',
       FLOWSCOPE_GRAFANA_TEMPO_UID: 'tempo-e2e',

@@ -13,4 +13,7 @@ export PATH="$HOME/.cargo/bin:$PWD/.tools/node_modules/.bin:$PATH"
 # every other page loads 482 KB of wasm (gzipped) instead of 763 KB.
 RUSTFLAGS="${RUSTFLAGS:-} --cfg erase_components" cargo leptos build --release --split
 echo "Starting Flowscope on http://${FLOWSCOPE_LISTEN:-127.0.0.1:3000}"
+# The seeded `http-status` example calls this server itself: allow loopback for agents here
+# (the binary's default refuses private addresses; see SECURITY.md).
+export FLOWSCOPE_EGRESS_ALLOW_PRIVATE="${FLOWSCOPE_EGRESS_ALLOW_PRIVATE:-true}"
 LEPTOS_SITE_ROOT=target/site exec target/release/flowscope serve

@@ -21,6 +21,25 @@ pub fn current() -> Option<Principal> {
     use_context::<http::request::Parts>().and_then(|p| p.extensions.get::<Principal>().cloned())
 }
 
+/// The caller, if their role allows `action`. Every server function starts with this, so a
+/// page's data is guarded where it is read, not only by the route table in front of it.
+#[cfg(feature = "ssr")]
+pub fn require(action: engine::access::Action) -> Result<Principal, AppError> {
+    let Some(p) = current() else {
+        return Err(AppError::Denied("Sign in first.".into()));
+    };
+    if p.role.allows(action.role()) {
+        Ok(p)
+    } else {
+        Err(AppError::Denied(format!(
+            "\"{}\" has the {} role; this needs {}.",
+            p.name,
+            p.role,
+            action.role()
+        )))
+    }
+}
+
 /// Who is calling: `None` on the public pages (sign-in, set-up) or when signed out.
 #[server(endpoint = "whoami")]
 pub async fn whoami() -> Result<Option<Principal>, AppError> {
@@ -170,6 +189,7 @@ fn actor() -> Option<String> {
 
 #[server(endpoint = "access_list")]
 pub async fn access_list() -> Result<AccessData, AppError> {
+    crate::auth::require(engine::access::Action::Administer)?;
     let engine = expect_context::<engine::executor::Engine>();
     let store = engine.store();
     Ok(AccessData {
@@ -210,9 +230,9 @@ fn parse_role(role: &str) -> Result<Role, AppError> {
 
 #[cfg(feature = "ssr")]
 async fn hash(password: String) -> Result<String, AppError> {
-    tokio::task::spawn_blocking(move || engine::vault::hash_password(&password))
+    engine::vault::bounded_hash(move || engine::vault::hash_password(&password))
         .await
-        .map_err(|_| AppError::Internal)?
+        .map_err(|e| AppError::Invalid(e.to_string()))?
         .map_err(|e| {
             leptos::logging::error!("{e}");
             AppError::Internal
@@ -221,13 +241,10 @@ async fn hash(password: String) -> Result<String, AppError> {
 
 #[server(endpoint = "access_add_user")]
 pub async fn add_user(name: String, password: String, role: String) -> Result<(), AppError> {
+    crate::auth::require(engine::access::Action::Administer)?;
     let name = name.trim().to_string();
     engine::access::check_name("user", &name).map_err(AppError::Invalid)?;
-    if password.chars().count() < 8 {
-        return Err(AppError::Invalid(
-            "the password must be at least 8 characters".into(),
-        ));
-    }
+    engine::access::check_password(&password).map_err(AppError::Invalid)?;
     let role = parse_role(&role)?;
     let hash = hash(password).await?;
     let engine = expect_context::<engine::executor::Engine>();
@@ -240,12 +257,14 @@ pub async fn add_user(name: String, password: String, role: String) -> Result<()
 
 #[server(endpoint = "access_set_role")]
 pub async fn set_role(id: i64, role: String) -> Result<(), AppError> {
+    crate::auth::require(engine::access::Action::Administer)?;
     let engine = expect_context::<engine::executor::Engine>();
     Ok(engine.store().set_user_role(id, parse_role(&role)?).await?)
 }
 
 #[server(endpoint = "access_delete_user")]
 pub async fn delete_user(id: i64) -> Result<(), AppError> {
+    crate::auth::require(engine::access::Action::Administer)?;
     let engine = expect_context::<engine::executor::Engine>();
     Ok(engine.store().delete_user(id).await?)
 }
@@ -253,6 +272,7 @@ pub async fn delete_user(id: i64) -> Result<(), AppError> {
 /// Creates an API token; the answer holds its value, the only time it is shown.
 #[server(endpoint = "access_create_token")]
 pub async fn create_token(name: String, role: String) -> Result<String, AppError> {
+    crate::auth::require(engine::access::Action::Administer)?;
     let name = name.trim().to_string();
     engine::access::check_name("token", &name).map_err(AppError::Invalid)?;
     let role = parse_role(&role)?;
@@ -269,6 +289,7 @@ pub async fn create_token(name: String, role: String) -> Result<String, AppError
 
 #[server(endpoint = "access_revoke_token")]
 pub async fn revoke_token(id: i64) -> Result<(), AppError> {
+    crate::auth::require(engine::access::Action::Administer)?;
     let engine = expect_context::<engine::executor::Engine>();
     engine
         .store()
@@ -279,6 +300,7 @@ pub async fn revoke_token(id: i64) -> Result<(), AppError> {
 
 #[server(endpoint = "access_put_secret")]
 pub async fn put_secret(name: String, value: String) -> Result<(), AppError> {
+    crate::auth::require(engine::access::Action::Administer)?;
     let name = name.trim().to_string();
     engine::access::check_secret_name(&name).map_err(AppError::Invalid)?;
     if value.is_empty() {
@@ -293,6 +315,7 @@ pub async fn put_secret(name: String, value: String) -> Result<(), AppError> {
 
 #[server(endpoint = "access_delete_secret")]
 pub async fn delete_secret(name: String) -> Result<(), AppError> {
+    crate::auth::require(engine::access::Action::Administer)?;
     let engine = expect_context::<engine::executor::Engine>();
     engine.delete_secret(&name).await.map_err(engine_error)?;
     Ok(())

@@ -92,10 +92,7 @@ mod render {
     }
 
     fn esc(text: &str) -> String {
-        text.replace('&', "&amp;")
-            .replace('"', "&quot;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
+        crate::escape_html(text)
     }
 
     /// The SVG plotters wrote, themed, labelled and with the link layer on top.

@@ -14,6 +14,9 @@ pub enum AppError {
     /// The request was understood but is not acceptable; the message says why.
     #[error("{0}")]
     Invalid(String),
+    /// The caller is not signed in, or their role does not allow this.
+    #[error("{0}")]
+    Denied(String),
     /// Something failed on the server; details are in the server log, not here.
     #[error(
         "something went wrong on the server; try again, and see the server log if it persists"

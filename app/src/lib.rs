@@ -75,7 +75,7 @@ pub fn App() -> impl IntoView {
     });
     view! {
         <Stylesheet id="leptos" href="/pkg/flowscope.css"/>
-        <Title formatter=|text: String| if text.is_empty() { "Flowscope".to_string() } else { format!("{text} · Flowscope") }/>
+        <Title formatter=page_title/>
         <Router>
             <components::TopNav/>
             <main id="main">
@@ -138,4 +138,34 @@ pub fn hydrate() {
     console_error_panic_hook::set_once();
     // Hydrates asynchronously: a lazily loaded route's chunk arrives before its part hydrates.
     leptos::mount::hydrate_lazy(App);
+}
+
+/// The document title for a page's `<Title>`. leptos_meta writes the server's `<title>` as
+/// raw HTML, so there the text (a workflow's name, say) is escaped; the browser sets
+/// `document.title`, which is text already.
+fn page_title(text: String) -> String {
+    let title = if text.is_empty() {
+        "Flowscope".to_string()
+    } else {
+        format!("{text} · Flowscope")
+    };
+    #[cfg(feature = "ssr")]
+    let title = escape_html(&title);
+    title
+}
+
+/// `text` with `&`, `<`, `>`, `"` and `'` escaped for HTML.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }

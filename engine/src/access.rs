@@ -45,6 +45,53 @@ impl std::fmt::Display for Role {
     }
 }
 
+/// What a request does. Each action has exactly one role, here: the REST API's route table
+/// (`server::auth::need`) and every server function (`app::auth::require`) ask this, so the
+/// two front doors cannot disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read workflows, runs, charts; validate a document without saving it.
+    Read,
+    /// Trigger, cancel and retry runs.
+    Operate,
+    /// Create, edit, archive and restore workflows.
+    Edit,
+    /// Users, API tokens, secrets, workers.
+    Administer,
+}
+
+impl Action {
+    /// The smallest role that may take this action.
+    pub fn role(self) -> Role {
+        match self {
+            Action::Read => Role::Viewer,
+            Action::Operate => Role::Operator,
+            Action::Edit => Role::Editor,
+            Action::Administer => Role::Admin,
+        }
+    }
+}
+
+/// Shortest password accepted (NIST SP 800-63B's minimum).
+pub const MIN_PASSWORD: usize = 8;
+/// Longest password accepted, in bytes: argon2 hashes it all, so it is bounded.
+pub const MAX_PASSWORD: usize = 1024;
+
+/// The password rule, for the set-up form, the admin's user form and the REST API alike.
+pub fn check_password(password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD {
+        Err(format!(
+            "The password must be at least {MIN_PASSWORD} characters."
+        ))
+    } else if password.len() > MAX_PASSWORD {
+        Err(format!(
+            "The password must be at most {MAX_PASSWORD} bytes."
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// How a request proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -7,8 +7,15 @@
 //! 3. Order within a layer: barycenter sweeps (down, then up), which removes most crossings.
 //! 4. Coordinates: fixed-size boxes on a grid, each layer centred vertically.
 //!
+//! Every valid workflow lays out in bounded time and size: past [`MAX_DUMMIES`] dummy slots
+//! (a long chain with edges skipping over most of it), long edges are drawn as one curve
+//! instead of being routed through slots of their own.
+//!
 //! Input that is not a DAG (the builder draws while a person edits) still lays out: an edge
 //! that closes a cycle is kept but ignored for layering.
+
+/// Dummy slots a layout may add for long edges; beyond, they are drawn straight.
+pub const MAX_DUMMIES: usize = 20_000;
 
 /// Box size and gaps, in SVG user units.
 pub const NODE_W: f64 = 168.0;
@@ -61,10 +68,24 @@ pub fn layout(deps: &[Vec<usize>]) -> Layout {
     let mut slot_layer: Vec<usize> = layer.clone();
     let mut up: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut chains: Vec<(usize, usize, Vec<usize>)> = Vec::new();
+    let needed: usize = deps
+        .iter()
+        .enumerate()
+        .flat_map(|(to, needs)| {
+            let layer = &layer;
+            needs
+                .iter()
+                .filter(move |&&f| f < n)
+                .map(move |&f| layer[to].saturating_sub(layer[f]).saturating_sub(1))
+        })
+        .sum();
+    let route = needed <= MAX_DUMMIES;
     for (to, needs) in deps.iter().enumerate() {
         for &from in needs.iter().filter(|&&f| f < n) {
             let mut chain = vec![from];
-            if layer[from] < layer[to] {
+            if !route && layer[from] < layer[to] {
+                up[to].push(from);
+            } else if layer[from] < layer[to] {
                 let mut prev = from;
                 for l in layer[from] + 1..layer[to] {
                     let dummy = slot_layer.len();
@@ -302,6 +323,24 @@ mod tests {
             }
         }
         assert!(l.width > 0.0 && l.height >= 30.0 * NODE_H);
+    }
+
+    #[test]
+    fn a_layout_that_would_need_too_many_slots_draws_long_edges_straight() {
+        // A 600-step chain where every step also needs the first: ~180,000 dummy slots.
+        let n = 600;
+        let deps: Vec<Vec<usize>> = (0..n)
+            .map(|i| match i {
+                0 => vec![],
+                1 => vec![0],
+                i => vec![i - 1, 0],
+            })
+            .collect();
+        let l = layout(&deps);
+        assert_eq!(l.nodes.len(), n);
+        assert_eq!(l.edges.len(), 2 * n - 3);
+        assert!(l.edges.iter().all(|e| e.points.len() == 2));
+        assert_no_overlap(&l);
     }
 
     #[test]

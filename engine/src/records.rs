@@ -110,6 +110,18 @@ status_text!(StepStatus {
 });
 
 impl RunStatus {
+    /// A status filter as the API and the monitor take it: empty for any status. The one rule
+    /// for both, with one message.
+    pub fn parse_filter(s: &str) -> Result<Option<RunStatus>, String> {
+        match s.trim() {
+            "" => Ok(None),
+            s => RunStatus::parse(s).map(Some).ok_or_else(|| {
+                let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+                format!("status \"{s}\" is not one of {}", known.join(", "))
+            }),
+        }
+    }
+
     /// Finished runs never change again.
     pub fn is_finished(self) -> bool {
         !matches!(self, RunStatus::Queued | RunStatus::Running)

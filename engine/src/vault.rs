@@ -122,25 +122,149 @@ impl Vault {
 }
 
 /// Argon2id with the crate's defaults (19 MiB, 2 passes): a PHC string with its own salt.
-/// Slow on purpose: call it off the async threads (`spawn_blocking`).
+/// Slow on purpose: call it off the async threads ([`bounded_hash`]).
 pub fn hash_password(password: &str) -> Result<String, String> {
-    use argon2::password_hash::PasswordHasher;
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| format!("cannot hash the password: {e}"))
+    use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+    let argon = argon2::Argon2::default();
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| format!("no randomness for the salt: {e}"))?;
+    let mut out = [0u8; 32];
+    with_blocks(&argon, |blocks| {
+        argon.hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, blocks)
+    })
+    .map_err(|e| format!("cannot hash the password: {e}"))?;
+    let phc = PasswordHash {
+        algorithm: argon2::Algorithm::Argon2id.ident(),
+        version: Some(argon2::Version::V0x13.into()),
+        params: ParamsString::try_from(argon.params()).map_err(|e| e.to_string())?,
+        salt: Some(Salt::new(&salt).map_err(|e| e.to_string())?),
+        hash: Some(Output::new(&out).map_err(|e| e.to_string())?),
+    };
+    Ok(phc.to_string())
 }
 
 /// Whether `password` matches a [`hash_password`] string (false for an unreadable one).
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    use argon2::password_hash::{phc::PasswordHash, PasswordVerifier};
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
+    use argon2::password_hash::phc::{Output, PasswordHash};
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        argon2::Algorithm::try_from(parsed.algorithm.as_str()),
+        argon2::Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    // A stored hash's cost is ours; an absurd one (a tampered row) is refused, not run.
+    if params.m_cost() > 1 << 20 || params.t_cost() > 16 {
+        return false;
+    }
+    let argon = argon2::Argon2::new(algorithm, version, params);
+    let mut out = vec![0u8; expected.len()];
+    let salt: &[u8] = salt.as_ref();
+    let computed = with_blocks(&argon, |blocks| {
+        argon.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, blocks)
+    });
+    // `Output`'s comparison takes constant time.
+    computed.is_ok() && Output::new(&out).is_ok_and(|o| o == *expected)
+}
+
+thread_local! {
+    /// The argon2 working memory of this thread, kept between hashes. Allocated afresh each
+    /// time, the allocator cannot reuse the 19 MiB once small allocations land in it: the
+    /// process grew by one buffer per sign-in.
+    static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn with_blocks<T>(argon: &argon2::Argon2<'_>, f: impl FnOnce(&mut [argon2::Block]) -> T) -> T {
+    BLOCKS.with(|cell| {
+        let mut blocks = cell.borrow_mut();
+        let n = argon.params().block_count();
+        if blocks.len() < n {
+            blocks.resize(n, argon2::Block::new());
+        }
+        f(&mut blocks[..n])
+    })
+}
+
+/// Argon2 hashes running at once, process-wide: each holds 19 MiB, so a flood of sign-ins
+/// waits here instead of growing memory.
+pub const MAX_HASHES: usize = 4;
+/// How long a sign-in waits for a hashing slot before it is told to try again.
+const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why a bounded hash did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("the server is busy checking other passwords; try again in a moment")]
+    Busy,
+    #[error("{0}")]
+    Failed(String),
+}
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// [`MAX_HASHES`] threads that do nothing but hash. Always the same threads, not the runtime's
+/// blocking pool: the allocator keeps a freed 19 MiB buffer in the arena of the thread that
+/// used it, so hashes spread over many threads would keep that much per thread.
+fn hashers() -> &'static std::sync::mpsc::SyncSender<HashJob> {
+    static POOL: std::sync::OnceLock<std::sync::mpsc::SyncSender<HashJob>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<HashJob>(MAX_HASHES * 64);
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        for i in 0..MAX_HASHES {
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
+        }
+        tx
+    })
+}
+
+static WAITING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_HASHES);
+
+/// Runs an argon2 job (`hash_password`, `verify_password`) on the hashing threads, at most
+/// [`MAX_HASHES`] at once; a caller that waits longer than 10 s for a slot gets `Busy`.
+pub async fn bounded_hash<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HashError> {
+    let _permit = tokio::time::timeout(HASH_WAIT, WAITING.acquire())
+        .await
+        .map_err(|_| HashError::Busy)?
+        .map_err(|_| HashError::Busy)?;
+    let (done, result) = tokio::sync::oneshot::channel();
+    hashers()
+        .try_send(Box::new(move || {
+            let _ = done.send(job());
+        }))
+        .map_err(|_| HashError::Busy)?;
+    result
+        .await
+        .map_err(|_| HashError::Failed("the hashing thread stopped".into()))
+}
+
+/// The hashes running now (for tests and metrics).
+pub fn hashes_running() -> usize {
+    MAX_HASHES - WAITING.available_permits()
 }
 
 /// `n` random bytes from the operating system, hex.

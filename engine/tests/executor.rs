@@ -15,6 +15,17 @@ use engine::records::{RunDetail, RunStatus, StepStatus};
 use engine::store::Store;
 use serde_json::{json, Map, Value};
 
+/// Agents that may call the loopback servers these tests start (the default refuses them).
+fn local_agents() -> engine::agents::AgentSettings {
+    engine::agents::AgentSettings {
+        egress: engine::agents::egress::Policy {
+            allowed_hosts: None,
+            allow_private: true,
+        },
+        ..Default::default()
+    }
+}
+
 struct Harness {
     engine: Engine,
     _dir: tempfile::TempDir,
@@ -38,7 +49,11 @@ async fn harness_with(config: EngineConfig) -> Harness {
 }
 
 async fn harness() -> Harness {
-    harness_with(EngineConfig::default()).await
+    harness_with(EngineConfig {
+        agents: local_agents(),
+        ..EngineConfig::default()
+    })
+    .await
 }
 
 /// The same engine on a fresh PostgreSQL database (`FLOWSCOPE_TEST_POSTGRES_URL`).
@@ -55,9 +70,15 @@ async fn pg_harness() -> Harness {
         .expect("PostgreSQL on 127.0.0.1:5432");
     store.migrate().await.expect("migrate");
     store.seed_examples().await.expect("seed");
-    let engine = Engine::start(store, EngineConfig::default())
-        .await
-        .expect("engine");
+    let engine = Engine::start(
+        store,
+        EngineConfig {
+            agents: local_agents(),
+            ..EngineConfig::default()
+        },
+    )
+    .await
+    .expect("engine");
     Harness {
         engine,
         _dir: tempfile::tempdir().expect("dir"),
@@ -435,6 +456,7 @@ async fn notify_posts_a_slack_style_message_and_secrets_never_reach_the_store() 
     let secret = format!("http://{addr}/hook/T000/B000/s3cr3t-token");
     let h = harness_with(EngineConfig {
         secrets: HashMap::from([("SLACK_WEBHOOK".to_string(), secret.clone())]),
+        agents: local_agents(),
         ..Default::default()
     })
     .await;
@@ -548,8 +570,11 @@ steps:
     // With an allow-list, only those hosts.
     let listed = harness_with(EngineConfig {
         agents: engine::agents::AgentSettings {
-            http_allowed_hosts: Some(vec!["localhost".into()]),
-            ..Default::default()
+            egress: engine::agents::egress::Policy {
+                allowed_hosts: Some(vec!["localhost".into()]),
+                allow_private: true,
+            },
+            ..local_agents()
         },
         ..EngineConfig::default()
     })
@@ -593,9 +618,15 @@ fn a_run_interrupted_by_a_crash_resumes_without_repeating_finished_steps() {
             .await
             .expect("create");
         let h = Harness {
-            engine: Engine::start(store, EngineConfig::default())
-                .await
-                .expect("engine"),
+            engine: Engine::start(
+                store,
+                EngineConfig {
+                    agents: local_agents(),
+                    ..EngineConfig::default()
+                },
+            )
+            .await
+            .expect("engine"),
             _dir: tempfile::tempdir().expect("d"),
             pg_db: None,
         };
@@ -609,9 +640,15 @@ fn a_run_interrupted_by_a_crash_resumes_without_repeating_finished_steps() {
     after.block_on(async {
         let store = Store::connect(&url).await.expect("connect");
         store.migrate().await.expect("migrate");
-        let engine = Engine::start(store, EngineConfig::default())
-            .await
-            .expect("engine");
+        let engine = Engine::start(
+            store,
+            EngineConfig {
+                agents: local_agents(),
+                ..EngineConfig::default()
+            },
+        )
+        .await
+        .expect("engine");
         assert_eq!(
             engine.wait(&run_id).await.expect("wait"),
             RunStatus::Succeeded
@@ -657,7 +694,7 @@ async fn llm_calls_an_openai_compatible_endpoint_and_records_tokens_and_cost() {
     let prices = engine::agents::llm::parse_prices("tiny-model=0.5/2.0").expect("prices");
     let settings = engine::agents::AgentSettings {
         llm_prices: prices,
-        ..Default::default()
+        ..local_agents()
     };
     let h = harness_with(EngineConfig {
         secrets: HashMap::from([("OPENAI_KEY".into(), "sk-test-123".into())]),
@@ -712,7 +749,7 @@ async fn shell_is_off_by_default_and_when_enabled_runs_an_argv_with_an_allow_lis
     std::env::set_var("HOME_LEAK", "server-secret");
     let settings = engine::agents::AgentSettings {
         shell_enabled: true,
-        ..Default::default()
+        ..local_agents()
     };
     let on = harness_with(EngineConfig {
         agents: settings,
@@ -942,9 +979,15 @@ async fn a_resumed_run_keeps_the_deadline_it_started_with() {
         ])
         .await
         .expect("a run left running by a stopped process");
-    let engine = Engine::start(store, EngineConfig::default())
-        .await
-        .expect("engine");
+    let engine = Engine::start(
+        store,
+        EngineConfig {
+            agents: local_agents(),
+            ..EngineConfig::default()
+        },
+    )
+    .await
+    .expect("engine");
     assert_eq!(
         engine
             .wait("01900000-0000-7000-8000-000000000001")

@@ -157,13 +157,24 @@ async fn users_sessions_tokens_and_secrets_keep_their_rules(store: Store) {
         .await
         .expect("session");
     assert_eq!(
-        store.session_user("s1", 500).await.expect("read"),
-        Some(("ann".to_string(), Role::Admin))
+        store.session_user("s1", 500, 0).await.expect("read"),
+        Some(("ann".to_string(), Role::Admin, 10))
     );
     assert_eq!(
-        store.session_user("s1", 1_000).await.expect("read"),
+        store.session_user("s1", 1_000, 0).await.expect("read"),
         None,
         "expired"
+    );
+    // Idle: unused since before `idle_since`, until it is used again.
+    assert_eq!(
+        store.session_user("s1", 500, 10).await.expect("read"),
+        None,
+        "idle"
+    );
+    store.touch_session("s1", 400).await.expect("touch");
+    assert_eq!(
+        store.session_user("s1", 500, 10).await.expect("read"),
+        Some(("ann".to_string(), Role::Admin, 400))
     );
     store
         .create_session("s2", ann, 10, i64::MAX)
@@ -171,7 +182,7 @@ async fn users_sessions_tokens_and_secrets_keep_their_rules(store: Store) {
         .expect("session");
     store.set_user_password(ann, "h5").await.expect("password");
     assert_eq!(
-        store.session_user("s2", 500).await.expect("read"),
+        store.session_user("s2", 500, 0).await.expect("read"),
         None,
         "signed out everywhere"
     );
@@ -180,7 +191,7 @@ async fn users_sessions_tokens_and_secrets_keep_their_rules(store: Store) {
         .await
         .expect("session");
     store.delete_session("s3").await.expect("delete");
-    assert_eq!(store.session_user("s3", 500).await.expect("read"), None);
+    assert_eq!(store.session_user("s3", 500, 0).await.expect("read"), None);
 
     // Tokens: found by hash until revoked, last use recorded.
     let t = store

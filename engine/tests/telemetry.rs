@@ -20,6 +20,17 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
+/// Agents that may call the loopback servers these tests start (the default refuses them).
+fn local_agents() -> engine::agents::AgentSettings {
+    engine::agents::AgentSettings {
+        egress: engine::agents::egress::Policy {
+            allowed_hosts: None,
+            allow_private: true,
+        },
+        ..Default::default()
+    }
+}
+
 fn attr(span: &SpanData, key: &str) -> Option<Value> {
     span.attributes
         .iter()
@@ -138,7 +149,7 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
             agents: engine::agents::AgentSettings {
                 llm_prices: engine::agents::llm::parse_prices("tiny-model=0.5/2.0")
                     .expect("prices"),
-                ..Default::default()
+                ..local_agents()
             },
             // Every commit a span, however fast.
             trace_commits_over: std::time::Duration::ZERO,
@@ -412,6 +423,7 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
         store.clone(),
         EngineConfig {
             trace_commits_over: std::time::Duration::from_secs(3600),
+            agents: local_agents(),
             ..EngineConfig::default()
         },
     )

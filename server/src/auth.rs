@@ -23,18 +23,19 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::post;
 use axum::Router;
-use engine::access::{Principal, Role, Via};
+use engine::access::{Action, Principal, Role, Via};
 use engine::store::{now_ms, Store};
 use engine::vault::verify_password;
 use serde::Deserialize;
 
 use crate::error::ApiError;
 
-/// Shortest password accepted (NIST SP 800-63B's minimum).
-pub const MIN_PASSWORD: usize = 8;
+pub use engine::access::{check_password, MIN_PASSWORD};
 pub const SESSION_COOKIE: &str = "flowscope_session";
 /// A session lasts this long from sign-in.
 const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// A session unused this long has ended (a browser left signed in on a shared machine).
+pub const SESSION_IDLE: Duration = Duration::from_secs(12 * 3600);
 /// An API token's last-used time is written at most this often (not on every request).
 const TOUCH_EVERY_MS: i64 = 60_000;
 
@@ -98,7 +99,17 @@ impl Auth {
             }));
         }
         if let Some(cookie) = cookie(headers, SESSION_COOKIE) {
-            if let Some((name, role)) = store.session_user(&sha256_hex(cookie), now_ms()).await? {
+            let (hash, now) = (sha256_hex(cookie), now_ms());
+            let idle_since = now - SESSION_IDLE.as_millis() as i64;
+            if let Some((name, role, seen)) = store.session_user(&hash, now, idle_since).await? {
+                if now - seen > TOUCH_EVERY_MS {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = store.touch_session(&hash, now).await {
+                            tracing::warn!(error = %e, "cannot record the session's last use");
+                        }
+                    });
+                }
                 return Ok(Some(Principal {
                     name,
                     role,
@@ -148,34 +159,46 @@ pub fn need(method: &Method, path: &str) -> Need {
     }
     if let Some(rest) = path.strip_prefix("/api/v1/") {
         let parts: Vec<&str> = rest.split('/').collect();
-        return Need::Role(match (read, parts.as_slice()) {
-            (_, ["users" | "tokens" | "secrets", ..]) => Role::Admin,
-            (true, _) => Role::Viewer,
-            (false, ["validate"]) => Role::Viewer,
-            (false, ["workflows", _, "runs"] | ["runs", _, "cancel" | "retry"]) => Role::Operator,
-            (false, ["workflows"] | ["workflows", _] | ["workflows", _, "archive" | "restore"]) => {
-                Role::Editor
+        return Need::Role(
+            match (read, parts.as_slice()) {
+                (_, ["users" | "tokens" | "secrets", ..]) => Action::Administer,
+                (true, _) => Action::Read,
+                (false, ["validate"]) => Action::Read,
+                (false, ["workflows", _, "runs"] | ["runs", _, "cancel" | "retry"]) => {
+                    Action::Operate
+                }
+                (
+                    false,
+                    ["workflows"] | ["workflows", _] | ["workflows", _, "archive" | "restore"],
+                ) => Action::Edit,
+                _ => Action::Administer,
             }
-            _ => Role::Admin,
-        });
+            .role(),
+        );
     }
     if let Some(name) = path.strip_prefix("/api/") {
-        return Need::Role(match name {
-            n if READ_SERVER_FNS.contains(&n) => Role::Viewer,
-            "trigger_run" | "cancel_run" | "retry_run" => Role::Operator,
-            "save_workflow" => Role::Editor,
-            _ => Role::Admin,
-        });
+        return Need::Role(
+            match name {
+                n if READ_SERVER_FNS.contains(&n) => Action::Read,
+                "trigger_run" | "cancel_run" | "retry_run" => Action::Operate,
+                "save_workflow" => Action::Edit,
+                _ => Action::Administer,
+            }
+            .role(),
+        );
     }
     if !read {
         return Need::Role(Role::Admin);
     }
-    Need::Role(match path {
-        "/settings" => Role::Admin,
-        "/workflows/new" => Role::Editor,
-        p if p.starts_with("/workflows/") && p.ends_with("/edit") => Role::Editor,
-        _ => Role::Viewer,
-    })
+    Need::Role(
+        match path {
+            "/settings" => Action::Administer,
+            "/workflows/new" => Action::Edit,
+            p if p.starts_with("/workflows/") && p.ends_with("/edit") => Action::Edit,
+            _ => Action::Read,
+        }
+        .role(),
+    )
 }
 
 /// Is this a page a browser navigates to (answered with a redirect, not JSON)?
@@ -273,9 +296,10 @@ async fn login(
             peer.map(|p| p.0 .0.ip().to_string()).unwrap_or_default()
         ),
     ];
-    if let Some(wait) = auth.inner.limiter.blocked(&keys) {
+    // Counted before the hash, so concurrent guesses cannot all reach argon2 at once.
+    if let Err(wait) = auth.inner.limiter.attempt(&keys) {
         tracing::warn!(user = %name, "sign-in refused: too many failed attempts");
-        let minutes = wait.as_secs().div_ceil(60);
+        let minutes = wait.as_secs().div_ceil(60).max(1);
         return back(&format!(
             "Too many failed sign-ins. Try again in {minutes} minute{}.",
             if minutes == 1 { "" } else { "s" }
@@ -288,20 +312,22 @@ async fn login(
     // A name that does not exist costs the same hash as one that does: no user enumeration.
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let password = form.password.clone();
-    let ok = tokio::task::spawn_blocking(move || {
+    let verified = engine::vault::bounded_hash(move || {
         verify_password(&password, hash.as_deref().unwrap_or(&DUMMY_HASH))
     })
-    .await
-    .unwrap_or(false);
+    .await;
+    let ok = match verified {
+        Ok(ok) => ok,
+        Err(e) => return back(&e.to_string()),
+    };
     let user = match user {
         Some(u) if ok => u,
         _ => {
-            auth.inner.limiter.failed(&keys);
             tracing::info!(user = %name, "sign-in failed");
             return back("That name and password do not match.");
         }
     };
-    auth.inner.limiter.succeeded(&keys[0]);
+    auth.inner.limiter.succeeded(&keys);
     match start_session(&auth.inner.store, user.id, &headers).await {
         Ok(cookie) => {
             tracing::info!(user = %user.name, "signed in");
@@ -425,33 +451,32 @@ async fn start_session(
     HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))
 }
 
-/// A `next` that stays on this site: a path, never `//host` or a full URL.
+/// A `next` that stays on this site: a path, never `//host` or a full URL. Browsers drop tabs
+/// and newlines from URLs (`/\t/evil.example` becomes `//evil.example`) and read `\` as `/`,
+/// so any control character, space or backslash refuses it outright.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
+    let plain = next.len() <= 2048
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+        && next.starts_with('/')
+        && !next.starts_with("//");
+    if plain {
         next
     } else {
         "/workflows"
     }
 }
 
-pub fn check_password(password: &str) -> Result<(), String> {
-    if password.chars().count() < MIN_PASSWORD {
-        Err(format!(
-            "The password must be at least {MIN_PASSWORD} characters."
-        ))
-    } else if password.len() > 1024 {
-        Err("The password must be at most 1024 bytes.".into())
-    } else {
-        Ok(())
-    }
-}
-
-/// Hashes a password off the async threads (argon2 is slow on purpose).
+/// Hashes a password off the async threads (argon2 is slow on purpose), a bounded number
+/// at once.
 pub async fn hash_blocking(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || engine::vault::hash_password(&password))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))
+    match engine::vault::bounded_hash(move || engine::vault::hash_password(&password)).await {
+        Ok(Ok(hash)) => Ok(hash),
+        Ok(Err(e)) => Err(ApiError::Internal(anyhow::anyhow!(e))),
+        Err(engine::vault::HashError::Busy) => Err(ApiError::TooMany(
+            engine::vault::HashError::Busy.to_string(),
+        )),
+        Err(e) => Err(ApiError::Internal(anyhow::anyhow!(e))),
+    }
 }
 
 /// The hash verified for a name that does not exist: of a random password nobody knows,
@@ -515,11 +540,14 @@ impl LoginLimiter {
         }
     }
 
-    /// How long until the first blocked key may try again; `None` when none is blocked.
-    fn blocked(&self, keys: &[String]) -> Option<Duration> {
+    /// Counts an attempt against every key, unless one of them is already at its limit:
+    /// then how long until it may try again. Called before the password is checked, so
+    /// attempts in flight count too; [`LoginLimiter::succeeded`] takes a success back.
+    fn attempt(&self, keys: &[String]) -> Result<(), Duration> {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        keys.iter()
+        let wait = keys
+            .iter()
             .filter_map(|k| {
                 let q = map.get_mut(k)?;
                 while q.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
@@ -532,25 +560,30 @@ impl LoginLimiter {
                     })
                     .flatten()
             })
-            .max()
-    }
-
-    fn failed(&self, keys: &[String]) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            .max();
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
         // Bounded: a flood of made-up names cannot grow the map without end.
         if map.len() > 100_000 {
             map.clear();
         }
         for k in keys {
-            map.entry(k.clone()).or_default().push_back(Instant::now());
+            map.entry(k.clone()).or_default().push_back(now);
         }
+        Ok(())
     }
 
-    fn succeeded(&self, key: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+    /// A sign-in succeeded: its name starts afresh, and its address gets the attempt back.
+    fn succeeded(&self, keys: &[String]) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        for k in keys {
+            if k.starts_with("user:") {
+                map.remove(k);
+            } else if let Some(q) = map.get_mut(k) {
+                q.pop_back();
+            }
+        }
     }
 }
 
@@ -578,6 +611,10 @@ mod tests {
         assert_eq!(safe_next("//evil.example"), "/workflows");
         assert_eq!(safe_next("https://evil.example"), "/workflows");
         assert_eq!(safe_next(""), "/workflows");
+        assert_eq!(safe_next("/\t/evil.example"), "/workflows");
+        assert_eq!(safe_next("/\n/evil.example"), "/workflows");
+        assert_eq!(safe_next("/\\evil.example"), "/workflows");
+        assert_eq!(safe_next("/ /evil.example"), "/workflows");
     }
 
     #[test]
@@ -591,17 +628,21 @@ mod tests {
     }
 
     #[test]
-    fn limiter_blocks_after_the_limit() {
+    fn limiter_counts_attempts_before_they_are_checked() {
         let l = LoginLimiter::default();
         let keys = ["user:a".to_string(), "ip:1".to_string()];
         for _ in 0..PER_NAME {
-            assert!(l.blocked(&keys).is_none());
-            l.failed(&keys);
+            assert!(l.attempt(&keys).is_ok());
         }
-        assert!(l.blocked(&keys).is_some());
+        assert!(l.attempt(&keys).is_err());
         // Another name from the same address is not blocked yet.
-        assert!(l
-            .blocked(&["user:b".to_string(), "ip:1".to_string()])
-            .is_none());
+        let other = ["user:b".to_string(), "ip:1".to_string()];
+        assert!(l.attempt(&other).is_ok());
+        // A success gives its name a fresh start.
+        l.succeeded(&other);
+        for _ in 0..PER_NAME {
+            assert!(l.attempt(&other).is_ok());
+        }
+        assert!(l.attempt(&other).is_err());
     }
 }

@@ -141,6 +141,7 @@ pub async fn run(leptos_options: leptos::prelude::LeptosOptions) -> anyhow::Resu
         Default::default(),
         Default::default(),
         crate::auth::Auth::new(store.clone(), false),
+        crate::guard::Guard::new("http://127.0.0.1:3000"),
         leptos_options,
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

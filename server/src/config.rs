@@ -64,6 +64,13 @@ pub struct Config {
     pub worker_listen: SocketAddr,
     /// In an exported trace, commits at least this long get a span of their own.
     pub trace_commit_threshold: std::time::Duration,
+    /// The URL people reach Flowscope at (`FLOWSCOPE_PUBLIC_URL`, default `http://<listen>`):
+    /// its host is the only one served besides the loopback names (DNS rebinding), and it is
+    /// the base of links in notifications.
+    pub public_url: String,
+    /// Agents may reach loopback and private addresses (`FLOWSCOPE_EGRESS_ALLOW_PRIVATE`):
+    /// off by default, so a workflow cannot probe the hub's own network.
+    pub egress_allow_private: bool,
 }
 
 impl Default for Config {
@@ -93,9 +100,14 @@ impl Default for Config {
             // need one each.
             worker_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             trace_commit_threshold: std::time::Duration::from_millis(1),
+            public_url: "http://127.0.0.1:3000".into(),
+            egress_allow_private: false,
         }
     }
 }
+
+/// `FLOWSCOPE_SECRET_<NAME>` variables that configure the vault instead of naming a secret.
+pub const VAULT_SETTINGS: &[&str] = &["KEY", "KEY_FILE"];
 
 /// A setting that could not be used; `setting` is its environment-variable or file key.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -136,6 +148,8 @@ struct FileConfig {
     worker_max_steps: Option<usize>,
     worker_listen: Option<String>,
     trace_commit_threshold: Option<String>,
+    public_url: Option<String>,
+    egress_allow_private: Option<bool>,
 }
 
 impl Config {
@@ -169,6 +183,8 @@ impl Config {
                 k.strip_prefix("FLOWSCOPE_SECRET_")
                     .map(|name| (name.to_string(), v))
             })
+            // The vault's own settings share the prefix; the master key is never a template value.
+            .filter(|(name, _)| !VAULT_SETTINGS.contains(&name.as_str()))
             .collect();
         Ok(config)
     }
@@ -275,12 +291,8 @@ impl Config {
             (Some(user), Some(password)) => {
                 engine::access::check_name("user", &user)
                     .map_err(|m| err("FLOWSCOPE_ADMIN_USER", m))?;
-                if password.chars().count() < crate::auth::MIN_PASSWORD {
-                    return Err(err(
-                        "FLOWSCOPE_ADMIN_PASSWORD",
-                        format!("must be at least {} characters", crate::auth::MIN_PASSWORD),
-                    ));
-                }
+                engine::access::check_password(&password)
+                    .map_err(|m| err("FLOWSCOPE_ADMIN_PASSWORD", m))?;
                 config.admin_user = Some((user, password));
             }
             (None, None) => {}
@@ -440,6 +452,30 @@ impl Config {
             config.trace_commit_threshold =
                 engine::model::parse_duration(v.trim()).map_err(|e| err(setting, e))?;
         }
+        config.public_url = format!("http://{}", config.listen);
+        if let Some((setting, v)) = env("FLOWSCOPE_PUBLIC_URL")
+            .map(|v| ("FLOWSCOPE_PUBLIC_URL", v))
+            .or(file.public_url.map(|v| ("public_url", v)))
+        {
+            let v = v.trim().trim_end_matches('/').to_string();
+            if public_host(&v).is_none() {
+                return Err(err(
+                    setting,
+                    format!("\"{v}\" is not an http(s) URL like https://flowscope.example.com"),
+                ));
+            }
+            config.public_url = v;
+        }
+        if let Some(v) = env("FLOWSCOPE_EGRESS_ALLOW_PRIVATE") {
+            config.egress_allow_private = parse_bool(&v).ok_or_else(|| {
+                err(
+                    "FLOWSCOPE_EGRESS_ALLOW_PRIVATE",
+                    format!("\"{v}\" is not true or false"),
+                )
+            })?;
+        } else if let Some(b) = file.egress_allow_private {
+            config.egress_allow_private = b;
+        }
         if let Some((setting, v)) = env("FLOWSCOPE_ALERT_WORKFLOW")
             .map(|v| ("FLOWSCOPE_ALERT_WORKFLOW", v))
             .or(file.alert_workflow.map(|v| ("alert_workflow", v)))
@@ -451,6 +487,26 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// The host (lowercase, without port) of an `http(s)://host[:port][/path]` URL.
+pub fn public_host(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.contains('@') {
+        return None;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => format!("[{}]", v6.split(']').next()?),
+        None => authority.split(':').next()?.to_string(),
+    };
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-[]:".contains(&b));
+    ok.then(|| host.to_ascii_lowercase())
 }
 
 fn read_file(path: &Path, required: bool) -> Result<FileConfig, ConfigError> {

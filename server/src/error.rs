@@ -36,6 +36,12 @@ pub enum ApiError {
     /// 409: the request conflicts with what is stored (id already taken).
     #[error("{0}")]
     Conflict(String),
+    /// 421: the request names a host this server does not serve (DNS rebinding).
+    #[error("{0}")]
+    MisdirectedHost(String),
+    /// 429: too many attempts; try again later.
+    #[error("{0}")]
+    TooMany(String),
     /// 413: the body is larger than the limit.
     #[error("{0}")]
     TooLarge(String),
@@ -62,6 +68,8 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::MisdirectedHost(_) => (StatusCode::MISDIRECTED_REQUEST, "misdirected_host"),
+            ApiError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }

@@ -6,18 +6,78 @@
 //!   refused. Otherwise any web page a user visits could trigger runs on the hub at
 //!   127.0.0.1:3000 from their browser. Requests without either header (curl, the CLI,
 //!   Alertmanager) pass, and `/hooks/` are exempt: their callers prove a secret instead.
+//! - **Only our own host names are served.** A request whose `Host` is neither a loopback
+//!   name nor the host of `FLOWSCOPE_PUBLIC_URL` gets 421: otherwise a page on any site could
+//!   point its own DNS name at 127.0.0.1 (DNS rebinding) and drive a loopback install, whose
+//!   `Origin` then matches its `Host`.
+//! - **Only canonical paths reach the gate.** Dot segments (in any encoding), empty segments,
+//!   encoded slashes and backslashes are refused with 400, and a trailing slash is redirected
+//!   away, so the role table in `auth::need` sees the same path the routers will serve.
+//! - **Bodies are bounded** ([`MAX_BODY_BYTES`]) for every route, server functions included,
+//!   and the API's rejections (a bad body, a body too large) answer JSON like every other
+//!   API error, never plain text or a 500.
 //! - **Headers on every response:** `nosniff`, no framing, and no referrer sent to other
 //!   origins. Pages also carry a Content-Security-Policy with a per-response nonce; the
 //!   shell sets it (`app::content_security_policy`), where the nonce is known.
 
-use axum::extract::Request;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::error::ApiError;
 
-pub async fn guard(request: Request, next: Next) -> Response {
+/// What the guard knows of this server.
+#[derive(Clone)]
+pub struct Guard {
+    /// The host of `FLOWSCOPE_PUBLIC_URL`, lowercase, without port.
+    public_host: Arc<str>,
+}
+
+impl Guard {
+    pub fn new(public_url: &str) -> Guard {
+        Guard {
+            public_host: crate::config::public_host(public_url)
+                .unwrap_or_default()
+                .into(),
+        }
+    }
+}
+
+/// The largest request body any route reads (workflow documents are at most 256 KiB).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let refused = |mut r: Response| {
+        set_headers(r.headers_mut());
+        r
+    };
+    if let Err(why) = known_host(&request, &guard.public_host) {
+        tracing::warn!(path = %request.uri().path(), why, "request for another host refused");
+        return refused(ApiError::MisdirectedHost(why).into_response());
+    }
+    match canonical(request.uri().path()) {
+        Canonical::Yes => {}
+        Canonical::Redirect(to) if matches!(*request.method(), Method::GET | Method::HEAD) => {
+            let to = match request.uri().query() {
+                Some(q) => format!("{to}?{q}"),
+                None => to,
+            };
+            return refused(Redirect::permanent(&to).into_response());
+        }
+        Canonical::Redirect(_) | Canonical::No => {
+            return refused(
+                ApiError::BadRequest(
+                    "the path is not canonical (dot segments, empty segments, encoded slashes \
+                     or a trailing slash); request the path itself"
+                        .into(),
+                )
+                .into_response(),
+            );
+        }
+    }
     let writes = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
@@ -31,9 +91,152 @@ pub async fn guard(request: Request, next: Next) -> Response {
             return refused;
         }
     }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return refused(
+            ApiError::TooLarge(format!(
+                "the request body is larger than {MAX_BODY_BYTES} bytes"
+            ))
+            .into_response(),
+        );
+    }
+    // A body without a length is cut off at the limit as it streams.
+    let api = is_api(request.uri().path());
+    let request = request
+        .map(|body| axum::body::Body::new(http_body_util::Limited::new(body, MAX_BODY_BYTES)));
     let mut response = next.run(request).await;
+    if api {
+        response = json_rejection(response).await;
+    }
     set_headers(response.headers_mut());
     response
+}
+
+/// Paths whose callers are programs expecting JSON errors.
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/hooks/")
+}
+
+/// A client error answered in plain text (axum's extractor rejections: bad JSON, a body too
+/// large, a wrong content type) becomes the API's JSON error, with its status kept.
+async fn json_rejection(response: Response) -> Response {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|t| t.starts_with("text/plain"));
+    if !status.is_client_error() || !plain {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), 4096).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_string()
+    } else {
+        text
+    };
+    let code = status
+        .canonical_reason()
+        .unwrap_or("client_error")
+        .to_ascii_lowercase()
+        .replace([' ', '-'], "_");
+    let body = serde_json::json!({ "error": { "code": code, "message": message, "problems": [] } });
+    (status, axum::Json(body)).into_response()
+}
+
+/// `Ok` when the request names a loopback host or the public URL's host.
+fn known_host(request: &Request, public_host: &str) -> Result<(), String> {
+    let authority = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    let Some(authority) = authority else {
+        return Err("the request names no host".into());
+    };
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => format!("[{}]", v6.split(']').next().unwrap_or_default()),
+        None => authority.split(':').next().unwrap_or_default().to_string(),
+    }
+    .to_ascii_lowercase();
+    let loopback = matches!(host.as_str(), "localhost" | "[::1]")
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback || (!public_host.is_empty() && host == public_host) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{host} is not this server's host (FLOWSCOPE_PUBLIC_URL names {public_host})"
+        ))
+    }
+}
+
+/// How a path compares with its canonical form.
+#[derive(Debug, PartialEq)]
+enum Canonical {
+    Yes,
+    /// Only a trailing slash differs: the path without it.
+    Redirect(String),
+    No,
+}
+
+fn canonical(path: &str) -> Canonical {
+    if path == "/" {
+        return Canonical::Yes;
+    }
+    let trimmed = path.strip_suffix('/');
+    let body = trimmed.unwrap_or(path);
+    let Some(rest) = body.strip_prefix('/') else {
+        return Canonical::No;
+    };
+    for segment in rest.split('/') {
+        let decoded = percent_decode(segment);
+        let bad = match &decoded {
+            None => true,
+            Some(d) => {
+                d.is_empty()
+                    || d == "."
+                    || d == ".."
+                    || d.contains(['/', '\\', '\0'])
+                    // A second decoding must not yield a dot segment either (`%252e`).
+                    || percent_decode(d).is_none_or(|dd| dd == "." || dd == ".." || dd.contains(['/', '\\']))
+            }
+        };
+        if bad {
+            return Canonical::No;
+        }
+    }
+    match trimmed {
+        Some(t) => Canonical::Redirect(t.to_string()),
+        None => Canonical::Yes,
+    }
+}
+
+/// A path segment with `%XX` decoded; `None` when an escape is malformed or not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn set_headers(h: &mut HeaderMap) {
@@ -71,6 +274,80 @@ fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_canonical_paths_pass() {
+        for ok in [
+            "/",
+            "/runs",
+            "/runs/0190-ab",
+            "/pkg/flowscope.js",
+            "/api/v1/runs",
+            "/hooks/a%20b",
+        ] {
+            assert_eq!(canonical(ok), Canonical::Yes, "{ok}");
+        }
+        assert_eq!(
+            canonical("/settings/"),
+            Canonical::Redirect("/settings".into())
+        );
+        for bad in [
+            "/pkg/../settings",
+            "/pkg/%2e%2e/settings",
+            "/pkg/%2E%2E/settings",
+            "/pkg/.%2e/settings",
+            "/pkg/%252e%252e/settings",
+            "/auth/./x",
+            "/hooks/%2e%2e/x",
+            "/workflows/../settings",
+            "//settings",
+            "/runs//x",
+            "/runs/a%2fb",
+            "/runs/a%5cb",
+            "/runs/a\\b",
+            "/runs/%zz",
+            "/runs/%c0%ae",
+            "/a/../",
+            "relative",
+        ] {
+            assert_eq!(canonical(bad), Canonical::No, "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_loopback_and_the_public_host_are_served() {
+        let req = |host: &str| {
+            Request::builder()
+                .uri("/runs")
+                .header(header::HOST, host)
+                .body(axum::body::Body::empty())
+                .expect("request")
+        };
+        let public = "hub.example.com";
+        for ok in [
+            "127.0.0.1:3000",
+            "localhost:3000",
+            "[::1]:8080",
+            "127.0.0.2",
+            "hub.example.com",
+            "HUB.example.com:443",
+        ] {
+            assert!(known_host(&req(ok), public).is_ok(), "{ok}");
+        }
+        for bad in [
+            "evil.example:3000",
+            "hub.example.com.evil.example",
+            "0.0.0.0:3000",
+            "10.0.0.1",
+        ] {
+            assert!(known_host(&req(bad), public).is_err(), "{bad}");
+        }
+        let none = Request::builder()
+            .uri("/runs")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        assert!(known_host(&none, public).is_err());
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -9,6 +9,8 @@
 //!   `X-Flowscope-Timestamp: <unix seconds>` header the signed text is `<timestamp>.<body>`
 //!   and a timestamp more than [`MAX_SKEW_S`] from the server's clock is refused as stale.
 //!   Either way a signature is accepted once: the same signature again is a replay (409).
+//!   A signature is spent only by a delivery that started a run (a refused one may be sent
+//!   again), and one without a timestamp is remembered for good.
 //!
 //! An incoming `traceparent` is honoured: the run's root span links to the caller's span.
 
@@ -71,26 +73,47 @@ async fn hook(
     };
 
     let now_ms = engine::store::now_ms();
-    if let Some(signature) = verify(&headers, &body, secret.as_bytes(), now_ms / 1000)? {
-        if !store.record_delivery(&signature, &id, now_ms).await? {
+    let signature = verify(&headers, &body, secret.as_bytes(), now_ms / 1000)?;
+    // A body that cannot be inputs is refused before its signature is spent: the sender may
+    // fix and resend it.
+    let inputs = webhook::inputs(&body).map_err(ApiError::BadRequest)?;
+    // Timestamped signatures are forgotten once their timestamp is stale (refused anyway);
+    // the others are kept, so a replay is refused however late it comes.
+    let key = signature.map(|s| match headers.contains_key(TIMESTAMP_HEADER) {
+        true => format!("{}{s}", engine::store::TIMESTAMPED_DELIVERY),
+        false => s,
+    });
+    if let Some(key) = &key {
+        if !store.record_delivery(key, &id, now_ms).await? {
             return Err(ApiError::Conflict(
                 "this signature was already used: a replayed delivery is not run again".into(),
             ));
         }
     }
-
-    let inputs = webhook::inputs(&body).map_err(ApiError::BadRequest)?;
     let traceparent = crate::api::traceparent(&headers);
-    let run = engine
+    let triggered = engine
         .trigger(TriggerRequest {
-            workflow_id: id,
+            workflow_id: id.clone(),
             version: None,
             inputs,
             trigger: "webhook".into(),
             traceparent,
             actor: None,
         })
-        .await?;
+        .await
+        .map_err(ApiError::from);
+    let run = match triggered {
+        Ok(run) => run,
+        Err(e) => {
+            // Not accepted (inputs that do not fit, say): the signature is not used up.
+            if let Some(key) = &key {
+                if let Err(forget) = store.forget_delivery(key).await {
+                    tracing::warn!(error = %forget, "cannot forget a refused delivery's signature");
+                }
+            }
+            return Err(e);
+        }
+    };
     tracing::Span::current().record("workflow.run.id", run.id.as_str());
     Ok((StatusCode::ACCEPTED, Json(json!({ "run": run }))))
 }

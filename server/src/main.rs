@@ -129,6 +129,10 @@ enum TokenAction {
 }
 
 fn main() -> ExitCode {
+    // The jq sandbox's child process (engine::agents::sandbox): none of the server starts.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "sandbox") {
+        return engine::agents::sandbox::child_main();
+    }
     let cli = Cli::parse();
     let telemetry = match flowscope::telemetry::Telemetry::init() {
         Ok(t) => t,

@@ -230,7 +230,7 @@ pub async fn http_span(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = known_method(request.method()).to_owned();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -250,6 +250,24 @@ pub async fn http_span(
         })
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// The method as a label value: one of the standard methods, else `_OTHER` (OpenTelemetry's
+/// convention), so a client cannot mint a new series per made-up method.
+fn known_method(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::HEAD => "HEAD",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::PATCH => "PATCH",
+        M::OPTIONS => "OPTIONS",
+        M::CONNECT => "CONNECT",
+        M::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
 }
 
 async fn traced(method: &str, route: Option<&str>, request: Request, next: Next) -> Response {

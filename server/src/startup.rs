@@ -52,12 +52,14 @@ impl Application {
             config.alert_workflow.clone(),
         );
         let auth = crate::auth::Auth::new(store.clone(), config.auth);
+        let guard = crate::guard::Guard::new(&config.public_url);
         let router = router(
             store.clone(),
             engine.clone(),
             config.trace_links(),
             alerts,
             auth,
+            guard,
             leptos_options,
         );
         let listener = TcpListener::bind(config.listen)
@@ -136,7 +138,10 @@ pub fn engine_config(config: &Config, kind: &'static str) -> EngineConfig {
         agents: engine::agents::AgentSettings {
             llm_prices: config.llm_prices.clone(),
             shell_enabled: config.shell_enabled,
-            http_allowed_hosts: config.http_allowed_hosts.clone(),
+            egress: engine::agents::egress::Policy {
+                allowed_hosts: config.http_allowed_hosts.clone(),
+                allow_private: config.egress_allow_private,
+            },
             ..Default::default()
         },
         worker: config.worker(kind),
@@ -305,6 +310,7 @@ pub fn router(
     links: TraceLinks,
     alerts: crate::api::alerts::AlertIntake,
     auth: crate::auth::Auth,
+    guard: crate::guard::Guard,
     leptos_options: LeptosOptions,
 ) -> Router {
     let routes = generate_route_list(app::App);
@@ -347,7 +353,10 @@ pub fn router(
             auth,
             crate::auth::authenticate,
         ))
-        .layer(axum::middleware::from_fn(crate::guard::guard))
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            crate::guard::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             server_metrics,
             crate::observe::http_span,

@@ -33,6 +33,7 @@ pub struct Saved {
 /// Creates the workflow (`original` empty) or saves a new version of `original`.
 #[server(endpoint = "save_workflow")]
 pub async fn save_workflow(original: String, source: String) -> Result<Saved, AppError> {
+    crate::auth::require(engine::access::Action::Edit)?;
     let workflow = Workflow::parse(&source).map_err(|problems| {
         AppError::Invalid(
             problems
@@ -62,6 +63,7 @@ pub async fn save_workflow(original: String, source: String) -> Result<Saved, Ap
 /// The latest text of a workflow, for the editor.
 #[server(endpoint = "workflow_source")]
 pub async fn workflow_source(id: String) -> Result<String, AppError> {
+    crate::auth::require(engine::access::Action::Read)?;
     let store = expect_context::<engine::store::Store>();
     Ok(store.version(&id, None).await?.source)
 }

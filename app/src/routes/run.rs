@@ -39,10 +39,67 @@ pub struct RunPageData {
     pub links: engine::links::TraceLinks,
 }
 
+/// Bytes of one input or output the page shows; the rest is in the API's JSON.
+#[cfg(feature = "ssr")]
+const SHOWN_BYTES: usize = 16 * 1024;
+/// Bytes of inputs, outputs and logs one page shows in all: a run of 2,000 steps with large
+/// outputs stays a page, not a download.
+#[cfg(feature = "ssr")]
+const PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Cuts large inputs, outputs and logs down to what a page can show, saying where the rest is.
+#[cfg(feature = "ssr")]
+fn shorten_for_page(detail: &mut engine::records::RunDetail) {
+    let whole = format!("/api/v1/runs/{}", detail.run.id);
+    let mut budget = PAGE_BYTES;
+    let cut = |v: &mut Option<Value>, budget: &mut usize| {
+        let Some(value) = v.as_ref() else { return };
+        let text = serde_json::to_string_pretty(value).unwrap_or_default();
+        let keep = text.len().min(SHOWN_BYTES).min(*budget);
+        if keep == text.len() {
+            *budget -= keep;
+            return;
+        }
+        let mut end = keep;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        *budget -= end;
+        *v = Some(Value::String(format!(
+            "{}\n… {} more bytes not shown here: the whole value is in {whole}",
+            &text[..end],
+            text.len() - end
+        )));
+    };
+    for a in &mut detail.attempts {
+        cut(&mut a.input, &mut budget);
+        cut(&mut a.output, &mut budget);
+        let lines: usize = a.logs.iter().map(String::len).sum();
+        if lines > SHOWN_BYTES.min(budget) {
+            let mut kept = 0;
+            let shown = a
+                .logs
+                .iter()
+                .take_while(|l| {
+                    kept += l.len();
+                    kept <= SHOWN_BYTES.min(budget)
+                })
+                .count();
+            let hidden = a.logs.len() - shown;
+            a.logs.truncate(shown);
+            a.logs
+                .push(format!("… {hidden} more lines not shown here: see {whole}"));
+        }
+        budget = budget.saturating_sub(a.logs.iter().map(String::len).sum());
+    }
+}
+
 #[server(endpoint = "get_run")]
 pub async fn get_run(id: String) -> Result<RunPageData, AppError> {
+    crate::auth::require(engine::access::Action::Read)?;
     let store = expect_context::<engine::store::Store>();
-    let detail = store.run_detail(&id).await?;
+    let mut detail = store.run_detail(&id).await?;
+    shorten_for_page(&mut detail);
     let version = store
         .version(&detail.run.workflow_id, Some(detail.run.workflow_version))
         .await?;
@@ -71,6 +128,7 @@ pub async fn get_run(id: String) -> Result<RunPageData, AppError> {
 
 #[server(endpoint = "cancel_run")]
 pub async fn cancel_run(id: String) -> Result<(), AppError> {
+    crate::auth::require(engine::access::Action::Operate)?;
     let engine = expect_context::<engine::executor::Engine>();
     engine.cancel(&id).await.map_err(engine_error)
 }
@@ -79,13 +137,14 @@ pub async fn cancel_run(id: String) -> Result<(), AppError> {
 /// `step` (from `step` on). Returns the new run's id.
 #[server(endpoint = "retry_run")]
 pub async fn retry_run(id: String, mode: String, step: Option<String>) -> Result<String, AppError> {
+    crate::auth::require(engine::access::Action::Operate)?;
     use engine::executor::RetryMode;
-    let mode = match (mode.as_str(), step) {
-        ("whole", _) => RetryMode::Whole,
-        ("failed", _) => RetryMode::FromFailed,
-        ("step", Some(step)) => RetryMode::FromStep(step),
+    let mode = RetryMode::from_request(match (mode.as_str(), step) {
+        ("whole", _) => None,
+        ("failed", _) => Some("failed".to_string()),
+        ("step", Some(step)) => Some(step),
         (other, _) => return Err(AppError::Invalid(format!("unknown retry mode \"{other}\""))),
-    };
+    });
     let engine = expect_context::<engine::executor::Engine>();
     engine
         .retry_as(&id, mode, crate::auth::current().and_then(|p| p.actor()))
@@ -633,7 +692,11 @@ fn AttemptView(attempt: AttemptRecord) -> impl IntoView {
 #[component]
 fn JsonBlock(label: &'static str, value: Option<Value>, open: bool) -> impl IntoView {
     value.map(|v| {
-        let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+        // A text of several lines (a cut value, a command's output) reads better as lines.
+        let text = match &v {
+            Value::String(s) if s.contains('\n') => s.clone(),
+            v => serde_json::to_string_pretty(v).unwrap_or_default(),
+        };
         view! {
             <details class="json" open=open>
                 <summary>{label}</summary>

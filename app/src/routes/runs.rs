@@ -90,15 +90,10 @@ pub const TRIGGERS: &[&str] = &["manual", "api", "cron", "webhook", "retry", "al
 
 #[server(endpoint = "list_runs")]
 pub async fn list_runs(query: RunQuery) -> Result<RunsPageData, AppError> {
+    crate::auth::require(engine::access::Action::Read)?;
     use engine::store::{now_ms, RunFilter};
     let store = expect_context::<engine::store::Store>();
-    let status = match query.status.as_str() {
-        "" => None,
-        s => Some(
-            RunStatus::parse(s)
-                .ok_or_else(|| AppError::Invalid(format!("unknown status \"{s}\"")))?,
-        ),
-    };
+    let status = RunStatus::parse_filter(&query.status).map_err(AppError::Invalid)?;
     let now = now_ms();
     let since = match query.range.as_str() {
         "" => None,
@@ -148,6 +143,7 @@ pub async fn list_runs(query: RunQuery) -> Result<RunsPageData, AppError> {
 /// The charts of the monitor: of the filtered workflow, or of all, over the last 7 days.
 #[server(endpoint = "runs_charts")]
 pub async fn runs_charts(workflow: String) -> Result<Vec<crate::charts::Chart>, AppError> {
+    crate::auth::require(engine::access::Action::Read)?;
     let workflow = (!workflow.is_empty()).then_some(workflow);
     super::workflow::charts_of(workflow.as_deref(), engine::store::now_ms()).await
 }

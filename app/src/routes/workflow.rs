@@ -125,6 +125,7 @@ const RECENT_RUNS: i64 = 30;
 /// A unified diff of two versions' texts.
 #[server(endpoint = "diff_versions")]
 pub async fn diff_versions(id: String, from: i64, to: i64) -> Result<String, AppError> {
+    crate::auth::require(engine::access::Action::Read)?;
     let store = expect_context::<engine::store::Store>();
     let old = store.version(&id, Some(from)).await?;
     let new = store.version(&id, Some(to)).await?;
@@ -138,6 +139,7 @@ pub async fn diff_versions(id: String, from: i64, to: i64) -> Result<String, App
 
 #[server(endpoint = "get_workflow")]
 pub async fn get_workflow(id: String) -> Result<WorkflowPageData, AppError> {
+    crate::auth::require(engine::access::Action::Read)?;
     let store = expect_context::<engine::store::Store>();
     let summary = store.workflow(&id).await?;
     let versions = store.list_versions(&id).await?;

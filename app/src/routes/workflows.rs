@@ -59,6 +59,7 @@ pub fn select_page(
 /// One page of the workflows that are not archived and match `query`, with their run stats.
 #[server(endpoint = "list_workflows")]
 pub async fn list_workflows(query: String, page: usize) -> Result<WorkflowList, AppError> {
+    crate::auth::require(engine::access::Action::Read)?;
     let store = expect_context::<engine::store::Store>();
     let all = store.list_workflows(false).await?;
     let total = all.len();
@@ -103,6 +104,7 @@ fn list_href(query: &str, page: usize) -> String {
 /// take their defaults. Returns the new run's id.
 #[server(endpoint = "trigger_run")]
 pub async fn trigger_run(workflow_id: String, inputs_json: String) -> Result<String, AppError> {
+    crate::auth::require(engine::access::Action::Operate)?;
     use engine::executor::{Engine, EngineError, TriggerRequest};
     let inputs = if inputs_json.trim().is_empty() {
         Default::default()

@@ -1,15 +1,91 @@
-//! Where agents' HTTP requests may go.
+//! Where agents' requests may go: one [`Policy`] for every agent that makes them (`http`,
+//! `notify`, `llm`, and any later one).
 //!
 //! - **Never to link-local addresses** (169.254.0.0/16, fe80::/10, and AWS's fd00:ec2::254).
-//!   That is where cloud metadata services hand out credentials, so a workflow must not reach
-//!   them. This holds for every agent, at every step of a request:
-//!   - an address written in the URL is checked before sending;
-//!   - a host name is resolved by [`GuardedResolver`], which drops such addresses;
-//!   - every redirect target is checked by [`redirect_policy`].
-//! - **Optionally only to allowed hosts** (`FLOWSCOPE_HTTP_ALLOWED_HOSTS`). The `http` agent
-//!   checks its URL, and redirects of every agent must stay among those hosts.
+//!   That is where cloud metadata services hand out credentials.
+//! - **Not to loopback or private addresses** (127/8, 10/8, 172.16/12, 192.168/16,
+//!   100.64/10, 0.0.0.0, ::1, fc00::/7, and their IPv4-mapped forms) unless the policy
+//!   allows them (`FLOWSCOPE_EGRESS_ALLOW_PRIVATE`): otherwise a workflow could probe the
+//!   hub's own network and its admin ports.
+//! - **Optionally only to allowed hosts** (`FLOWSCOPE_HTTP_ALLOWED_HOSTS`), for every agent.
+//!
+//! Each holds at every step of a request: an address written in the URL is checked before
+//! sending ([`Policy::check`]); a host name is resolved by [`GuardedResolver`], which drops
+//! refused addresses (so a name cannot be pointed at them, DNS rebinding included); every
+//! redirect target is checked by [`redirect_policy`].
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+/// Where agents may send requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Hosts agents may call (`*.example.com` for subdomains); none: any host.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Loopback and private addresses are allowed (tests, a hub on a laptop).
+    pub allow_private: bool,
+}
+
+impl Policy {
+    /// Why `ip` may not be contacted, if it may not.
+    pub fn refuses_ip(&self, ip: IpAddr) -> Option<String> {
+        if forbidden_ip(ip) {
+            Some(format!(
+                "{ip} is a link-local address (cloud metadata); requests there are refused"
+            ))
+        } else if private_ip(ip) && !self.allow_private {
+            Some(format!(
+                "{ip} is a loopback or private address; requests there are refused \
+                 (FLOWSCOPE_EGRESS_ALLOW_PRIVATE=true allows them)"
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Why `url` may not be requested, if it may not.
+    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), String> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("{url}: only http and https URLs are requested"));
+        }
+        // The URL parser has normalised the host: `http://2852039166/` reads 169.254.169.254.
+        let host = url
+            .host_str()
+            .ok_or_else(|| format!("{url} has no host"))?
+            .to_string();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            if let Some(why) = self.refuses_ip(ip) {
+                return Err(why);
+            }
+        } else if !self.allow_private
+            && (bare.eq_ignore_ascii_case("localhost")
+                || bare.to_ascii_lowercase().ends_with(".localhost"))
+        {
+            return Err(format!(
+                "{host} is this machine; requests there are refused (FLOWSCOPE_EGRESS_ALLOW_PRIVATE=true allows them)"
+            ));
+        }
+        match &self.allowed_hosts {
+            Some(list) if !host_allowed(&host, list) => Err(format!(
+                "{host} is not among the allowed hosts (FLOWSCOPE_HTTP_ALLOWED_HOSTS: {})",
+                list.join(", ")
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Parses and checks an agent's URL: `invalid_config` when it is not a URL,
+    /// `http_refused` when the policy refuses it.
+    pub fn check(&self, field: &str, url: &str) -> Result<reqwest::Url, super::AgentError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            super::AgentError::config(format!("{field}: \"{url}\" is not a URL ({e})"))
+        })?;
+        self.check_url(&parsed)
+            .map_err(|why| super::AgentError::new("http_refused", why))?;
+        Ok(parsed)
+    }
+}
 
 /// Link-local, where cloud metadata endpoints live.
 pub fn forbidden_ip(ip: IpAddr) -> bool {
@@ -19,6 +95,30 @@ pub fn forbidden_ip(ip: IpAddr) -> bool {
             (v6.segments()[0] & 0xffc0) == 0xfe80
                 || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
                 || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+        }
+    }
+}
+
+/// Loopback, private, shared (CGNAT), unspecified and broadcast addresses.
+pub fn private_ip(ip: IpAddr) -> bool {
+    fn v4(ip: Ipv4Addr) -> bool {
+        let [a, b, ..] = ip.octets();
+        ip.is_loopback()
+            || ip.is_private()
+            || ip.is_unspecified()
+            || ip.is_broadcast()
+            || (a == 100 && (64..128).contains(&b))
+    }
+    match ip {
+        IpAddr::V4(ip) => v4(ip),
+        IpAddr::V6(ip) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (ip.segments()[0] & 0xfe00) == 0xfc00
+                || ip.to_ipv4_mapped().is_some_and(v4)
+                || ip
+                    .to_ipv4()
+                    .is_some_and(|m| ip.segments()[..6] == [0; 6] && v4(m))
         }
     }
 }
@@ -35,75 +135,49 @@ pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
     })
 }
 
-/// Why `url` may not be requested, if it may not.
-pub fn check_url(url: &reqwest::Url, allowed: Option<&[String]>) -> Result<(), String> {
-    // The URL parser has normalised the host: `http://2852039166/` reads 169.254.169.254.
-    let host = url
-        .host_str()
-        .ok_or_else(|| format!("{url} has no host"))?
-        .to_string();
-    if let Ok(ip) = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
-        if forbidden_ip(ip) {
-            return Err(format!(
-                "{ip} is a link-local address (cloud metadata); requests there are refused"
-            ));
-        }
-    }
-    match allowed {
-        Some(list) if !host_allowed(&host, list) => Err(format!(
-            "{host} is not among the allowed hosts (FLOWSCOPE_HTTP_ALLOWED_HOSTS: {})",
-            list.join(", ")
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// For agents without an allow-list: refuses a link-local address written in `url` (an
-/// unparsable URL is left to the HTTP client, which reports it).
-pub fn refuse_metadata(url: &str) -> Result<(), super::AgentError> {
-    match reqwest::Url::parse(url) {
-        Ok(u) => check_url(&u, None).map_err(|why| super::AgentError::new("http_refused", why)),
-        Err(_) => Ok(()),
-    }
-}
-
-/// Follows up to 10 redirects, each to a URL [`check_url`] accepts.
-pub fn redirect_policy(allowed: Option<Vec<String>>) -> reqwest::redirect::Policy {
+/// Follows up to 10 redirects, each to a URL the policy accepts.
+pub fn redirect_policy(policy: Arc<Policy>) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() >= 10 {
             return attempt.error("more than 10 redirects");
         }
-        match check_url(attempt.url(), allowed.as_deref()) {
+        match policy.check_url(attempt.url()) {
             Ok(()) => attempt.follow(),
             Err(why) => attempt.error(format!("redirect refused: {why}")),
         }
     })
 }
 
-/// The system resolver, without link-local answers: a name that resolves only there fails.
+/// The system resolver, without the answers the policy refuses: a name that resolves only
+/// there fails.
 #[derive(Debug, Default)]
-pub struct GuardedResolver;
+pub struct GuardedResolver {
+    pub policy: Arc<Policy>,
+}
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
             let found: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut why = None;
             let usable: Vec<SocketAddr> = found
                 .iter()
                 .copied()
-                .filter(|a| !forbidden_ip(a.ip()))
+                .filter(|a| match policy.refuses_ip(a.ip()) {
+                    Some(w) => {
+                        why.get_or_insert(w);
+                        false
+                    }
+                    None => true,
+                })
                 .collect();
-            if usable.is_empty() && !found.is_empty() {
-                return Err(format!(
-                    "{host} resolves to a link-local address (cloud metadata); requests there are refused"
-                )
-                .into());
+            if usable.is_empty() {
+                if let Some(why) = why {
+                    return Err(format!("{host} resolves only to refused addresses: {why}").into());
+                }
             }
             Ok(Box::new(usable.into_iter()) as reqwest::dns::Addrs)
         })
@@ -124,6 +198,9 @@ mod tests {
             "::ffff:169.254.169.254",
         ] {
             assert!(forbidden_ip(ip.parse().expect("ip")), "{ip}");
+        }
+        for ip in ["8.8.8.8", "2001:db8::1", "100.128.0.1", "172.32.0.1"] {
+            assert!(!private_ip(ip.parse().expect("ip")), "{ip}");
         }
         for ip in [
             "127.0.0.1",
@@ -146,11 +223,44 @@ mod tests {
         assert!(!host_allowed("example.com", &list));
         assert!(!host_allowed("api.example.com.evil", &list));
         let url = |u: &str| reqwest::Url::parse(u).expect("url");
-        assert!(check_url(&url("https://api.example.com/x"), Some(&list)).is_ok());
-        assert!(check_url(&url("https://evil.example/x"), Some(&list)).is_err());
-        assert!(check_url(&url("http://169.254.169.254/latest"), None).is_err());
-        assert!(check_url(&url("http://[fe80::1]/"), None).is_err());
-        assert!(check_url(&url("http://2852039166/"), None).is_err());
-        assert!(check_url(&url("http://127.0.0.1:9/"), None).is_ok());
+        let listed = Policy {
+            allowed_hosts: Some(list),
+            allow_private: false,
+        };
+        let open = Policy::default();
+        let private = Policy {
+            allowed_hosts: None,
+            allow_private: true,
+        };
+        assert!(listed.check_url(&url("https://api.example.com/x")).is_ok());
+        assert!(listed.check_url(&url("https://evil.example/x")).is_err());
+        assert!(open.check_url(&url("https://evil.example/x")).is_ok());
+        for metadata in [
+            "http://169.254.169.254/latest",
+            "http://[fe80::1]/",
+            "http://2852039166/",
+        ] {
+            assert!(open.check_url(&url(metadata)).is_err(), "{metadata}");
+            assert!(private.check_url(&url(metadata)).is_err(), "{metadata}");
+        }
+        for local in [
+            "http://127.0.0.1:9/",
+            "http://0x7f.1/",
+            "http://[::1]/",
+            "http://[::ffff:10.0.0.1]/",
+            "http://10.1.2.3/",
+            "http://192.168.0.1/",
+            "http://172.16.0.1/",
+            "http://100.64.0.1/",
+            "http://0.0.0.0/",
+            "http://[fd12::1]/",
+            "http://localhost:3000/",
+            "http://a.localhost/",
+        ] {
+            assert!(open.check_url(&url(local)).is_err(), "{local}");
+            assert!(private.check_url(&url(local)).is_ok(), "{local}");
+        }
+        assert!(open.check_url(&url("file:///etc/passwd")).is_err());
+        assert!(open.check_url(&url("http://8.8.8.8/")).is_ok());
     }
 }

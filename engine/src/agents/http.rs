@@ -9,7 +9,7 @@ const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 pub struct Http {
     /// See [`super::egress`].
-    pub allowed_hosts: Option<Vec<String>>,
+    pub egress: std::sync::Arc<super::egress::Policy>,
 }
 
 impl Agent for Http {
@@ -20,10 +20,7 @@ impl Agent for Http {
             let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| {
                 AgentError::config(format!("method: \"{method}\" is not an HTTP method"))
             })?;
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|e| AgentError::config(format!("url: \"{url}\" is not a URL ({e})")))?;
-            super::egress::check_url(&parsed, self.allowed_hosts.as_deref())
-                .map_err(|why| AgentError::new("http_refused", why))?;
+            let parsed = self.egress.check("url", url)?;
             let mut request = ctx.http.request(method.clone(), parsed);
             if let Some(headers) = with.get("headers").and_then(Value::as_object) {
                 for (name, value) in headers {
@@ -52,14 +49,19 @@ impl Agent for Http {
                     )
                 })
                 .collect();
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| AgentError::new("http_body", e.to_string()))?;
-            let bytes = &bytes[..bytes.len().min(MAX_BODY_BYTES)];
-            let body = serde_json::from_slice::<Value>(bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()));
-            ctx.log(format!("→ {status} ({} bytes)", bytes.len()));
+            let (bytes, cut) = super::read_capped(response, MAX_BODY_BYTES).await?;
+            let body = match cut {
+                false => serde_json::from_slice::<Value>(&bytes).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&bytes).into_owned())
+                }),
+                // A cut body is not valid JSON anyway: kept as text, and said so.
+                true => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+            };
+            ctx.log(format!(
+                "→ {status} ({} bytes{})",
+                bytes.len(),
+                if cut { ", cut: the body is longer" } else { "" }
+            ));
             if !status_expected(with.get("expected_status"), status) {
                 return Err(AgentError::new(
                     "http_status",

@@ -6,6 +6,8 @@ use jaq_core::{compile::Undefined, data::JustLut, Ctx, Vars};
 use jaq_json::{Num, Val};
 use serde_json::{Number, Value};
 
+use super::AgentError;
+
 type D = JustLut<Val>;
 
 /// A compiled jq program; `Send + Sync`, shared behind an `Arc`.
@@ -44,28 +46,50 @@ pub fn compile(program: &str) -> Result<Compiled, String> {
     Ok(Compiled(filter))
 }
 
-/// Runs a program over `input`; a jq program may yield several values (at most `limit`).
-pub fn run(compiled: &Compiled, input: Value, limit: usize) -> Result<Vec<Value>, String> {
-    let input: Val = serde_json::from_value(input).map_err(|e| format!("invalid input: {e}"))?;
+/// Runs a program over `input`; a jq program may yield several values (more than `limit`
+/// is an error, as is a value nested deeper than `depth`). Runs in the sandbox's child
+/// process (see [`super::sandbox`]): nothing here bounds the evaluation's own time or stack.
+pub fn run(
+    compiled: &Compiled,
+    input: Value,
+    limit: usize,
+    depth: usize,
+) -> Result<Vec<Value>, AgentError> {
+    let runtime = |m: String| AgentError::new("jq_runtime", m);
+    let input: Val =
+        serde_json::from_value(input).map_err(|e| runtime(format!("invalid input: {e}")))?;
     let f = &compiled.0;
     let ctx = Ctx::<D>::new(&f.lut, Vars::new([]));
     let mut out = Vec::new();
-    for y in f.id.run((ctx, input)).take(limit) {
+    for y in f.id.run((ctx, input)) {
         match y {
-            Ok(v) => out.push(to_json(&v)),
+            Ok(v) => {
+                if out.len() == limit {
+                    return Err(AgentError::new(
+                        "limit_outputs",
+                        format!("the jq program yields more than {limit} values"),
+                    ));
+                }
+                out.push(to_json(&v, depth).ok_or_else(|| {
+                    AgentError::new(
+                        "limit_depth",
+                        format!("the jq program's output is nested deeper than {depth} levels"),
+                    )
+                })?)
+            }
             Err(e) => {
                 return match e.get_err() {
-                    Ok(err) => Err(format!(
+                    Ok(err) => Err(runtime(format!(
                         "jq error: {}",
                         match err.into_val() {
                             Val::TStr(s) | Val::BStr(s) => String::from_utf8_lossy(&s).into_owned(),
                             v => v.to_string(),
                         }
-                    )),
+                    ))),
                     Err(e) => match e.get_halt() {
                         Ok(0) => Ok(out),
-                        Ok(c) => Err(format!("jq program halted with exit code {c}")),
-                        Err(_) => Err("unexpected jq control-flow exception".into()),
+                        Ok(c) => Err(runtime(format!("jq program halted with exit code {c}"))),
+                        Err(_) => Err(runtime("unexpected jq control-flow exception".into())),
                     },
                 }
             }
@@ -156,8 +180,9 @@ fn float(f: f64) -> Value {
     }
 }
 
-fn to_json(v: &Val) -> Value {
-    match v {
+/// `v` as JSON; `None` when it is nested deeper than `depth`.
+fn to_json(v: &Val, depth: usize) -> Option<Value> {
+    Some(match v {
         Val::Null => Value::Null,
         Val::Bool(b) => Value::Bool(*b),
         Val::Num(Num::Int(i)) => Value::from(*i),
@@ -169,11 +194,20 @@ fn to_json(v: &Val) -> Value {
                 .unwrap_or_else(|_| float(s.parse().unwrap_or(f64::NAN)))
         }
         Val::TStr(_) | Val::BStr(_) => Value::String(str_of(v).unwrap_or_default()),
-        Val::Arr(a) => Value::Array(a.iter().map(to_json).collect()),
+        Val::Arr(a) => Value::Array(
+            a.iter()
+                .map(|x| to_json(x, depth.checked_sub(1)?))
+                .collect::<Option<_>>()?,
+        ),
         Val::Obj(o) => Value::Object(
             o.iter()
-                .map(|(k, v)| (str_of(k).unwrap_or_else(|| k.to_string()), to_json(v)))
-                .collect(),
+                .map(|(k, x)| {
+                    Some((
+                        str_of(k).unwrap_or_else(|| k.to_string()),
+                        to_json(x, depth.checked_sub(1)?)?,
+                    ))
+                })
+                .collect::<Option<_>>()?,
         ),
-    }
+    })
 }

@@ -18,7 +18,12 @@ pub struct Price {
 
 pub struct Llm {
     pub prices: HashMap<String, Price>,
+    /// See [`super::egress`].
+    pub egress: std::sync::Arc<super::egress::Policy>,
 }
+
+/// A chat completion's answer is read up to this size; a larger one is an error.
+const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 
 impl Agent for Llm {
     fn run<'a>(&'a self, ctx: &'a AgentContext, with: &'a Map<String, Value>) -> AgentFuture<'a> {
@@ -72,7 +77,7 @@ impl Llm {
     fn chat<'a>(&'a self, ctx: &'a AgentContext, with: &'a Map<String, Value>) -> AgentFuture<'a> {
         Box::pin(async move {
             let base = string_field(with, "base_url")?.trim_end_matches('/');
-            super::egress::refuse_metadata(base)?;
+            self.egress.check("base_url", base)?;
             let model = string_field(with, "model")?;
             let mut messages = match (
                 with.get("messages"),
@@ -119,10 +124,14 @@ impl Llm {
                 .await
                 .map_err(|e| AgentError::request(&e, e.to_string()))?;
             let status = response.status();
-            let text = response
-                .text()
-                .await
-                .map_err(|e| AgentError::new("http_body", e.to_string()))?;
+            let (bytes, cut) = super::read_capped(response, MAX_ANSWER_BYTES).await?;
+            if cut {
+                return Err(AgentError::new(
+                    "llm_response",
+                    format!("the model API's answer is longer than {MAX_ANSWER_BYTES} bytes"),
+                ));
+            }
+            let text = String::from_utf8_lossy(&bytes).into_owned();
             if !status.is_success() {
                 return Err(AgentError::new(
                     "llm_status",

@@ -11,6 +11,7 @@ mod http;
 pub mod jq;
 pub mod llm;
 mod notify;
+pub mod sandbox;
 mod shell;
 mod simulate;
 mod transform;
@@ -174,6 +175,28 @@ pub(crate) async fn send_traced(
     result
 }
 
+/// Reads a response body up to `max` bytes, chunk by chunk: a larger body is never held.
+/// The flag says whether it was cut.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<(Vec<u8>, bool), AgentError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| AgentError::new("http_body", describe(&e)))?
+    {
+        let room = max - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
 /// `url.full` without credentials or query values, which may hold rendered secrets.
 fn url_without_secrets(url: &str) -> String {
     match reqwest::Url::parse(url) {
@@ -214,9 +237,12 @@ pub struct AgentSettings {
     pub shell_enabled: bool,
     /// The server's environment variables a `shell` child inherits.
     pub shell_inherit_env: Vec<String>,
-    /// Hosts the `http` agent may call (`*.example.com` for subdomains); none: any host that
-    /// is not link-local (see [`egress`]).
-    pub http_allowed_hosts: Option<Vec<String>>,
+    /// Where every agent's requests may go (see [`egress`]).
+    pub egress: egress::Policy,
+    /// The program that evaluates jq in a child process (see [`sandbox`]).
+    pub sandbox: sandbox::SandboxCommand,
+    /// What one jq evaluation may use.
+    pub sandbox_limits: sandbox::Limits,
 }
 
 impl Default for AgentSettings {
@@ -225,7 +251,9 @@ impl Default for AgentSettings {
             llm_prices: HashMap::new(),
             shell_enabled: false,
             shell_inherit_env: vec!["PATH".into(), "HOME".into(), "LANG".into()],
-            http_allowed_hosts: None,
+            egress: egress::Policy::default(),
+            sandbox: sandbox::SandboxCommand::this_executable(),
+            sandbox_limits: sandbox::Limits::default(),
         }
     }
 }
@@ -241,19 +269,36 @@ impl Registry {
     pub fn builtin(settings: &AgentSettings) -> Registry {
         let mut agents: HashMap<&'static str, Arc<dyn Agent>> = HashMap::new();
         agents.insert("simulate", Arc::new(simulate::Simulate));
-        agents.insert("transform", Arc::new(transform::Transform::default()));
+        let slots = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        agents.insert(
+            "transform",
+            Arc::new(transform::Transform {
+                sandbox: Arc::new(sandbox::Sandbox::new(
+                    settings.sandbox.clone(),
+                    settings.sandbox_limits,
+                    slots,
+                )),
+            }),
+        );
         agents.insert("delay", Arc::new(delay::Delay));
+        let egress = Arc::new(settings.egress.clone());
         agents.insert(
             "http",
             Arc::new(http::Http {
-                allowed_hosts: settings.http_allowed_hosts.clone(),
+                egress: egress.clone(),
             }),
         );
-        agents.insert("notify", Arc::new(notify::Notify));
+        agents.insert(
+            "notify",
+            Arc::new(notify::Notify {
+                egress: egress.clone(),
+            }),
+        );
         agents.insert(
             "llm",
             Arc::new(llm::Llm {
                 prices: settings.llm_prices.clone(),
+                egress,
             }),
         );
         if settings.shell_enabled {
@@ -284,6 +329,7 @@ impl Registry {
 pub const ERROR_KINDS: &[&str] = &[
     "agent_disabled",
     "cancelled",
+    "crash_loop",
     "exit_status",
     "http_body",
     "http_connect",
@@ -294,6 +340,14 @@ pub const ERROR_KINDS: &[&str] = &[
     "invalid_config",
     "jq_compile",
     "jq_runtime",
+    "limit_crash",
+    "limit_depth",
+    "limit_memory",
+    "limit_output",
+    "limit_outputs",
+    "limit_stack",
+    "limit_time",
+    "limit_work",
     "llm_response",
     "llm_status",
     "simulated",

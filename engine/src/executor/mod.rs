@@ -98,7 +98,12 @@ pub(crate) struct SecretSet {
 
 impl SecretSet {
     fn new(map: HashMap<String, String>) -> SecretSet {
-        let mut values: Vec<String> = map.values().filter(|v| !v.is_empty()).cloned().collect();
+        // Each value in the forms agents and libraries write it in (a URL, JSON, base64).
+        let mut values: Vec<String> = map
+            .values()
+            .filter(|v| !v.is_empty())
+            .flat_map(|v| template::secret_forms(v))
+            .collect();
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         values.dedup();
         SecretSet { map, values }
@@ -114,6 +119,18 @@ pub enum RetryMode {
     FromFailed,
     /// Keep outputs of steps that are not this step or downstream of it; run the rest.
     FromStep(String),
+}
+
+impl RetryMode {
+    /// The mode a request names: nothing for a whole retry, `failed`, or a step id. The REST
+    /// API's `from` and the run page's buttons both say it this way.
+    pub fn from_request(from: Option<String>) -> RetryMode {
+        match from {
+            None => RetryMode::Whole,
+            Some(f) if f == "failed" => RetryMode::FromFailed,
+            Some(step) => RetryMode::FromStep(step),
+        }
+    }
 }
 
 /// A request to start a run.
@@ -203,13 +220,14 @@ impl Engine {
     /// Starts the engine on `store` and resumes every unfinished run.
     pub async fn start(store: Store, config: EngineConfig) -> Result<Engine, EngineError> {
         let (events, _) = broadcast::channel(8192);
-        // Never towards link-local (cloud metadata) addresses: see agents/egress.rs.
+        // Only where the egress policy allows, at every hop: see agents/egress.rs.
+        let policy = Arc::new(config.agents.egress.clone());
         let http = reqwest::Client::builder()
             .user_agent(concat!("flowscope/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(Arc::new(crate::agents::egress::GuardedResolver))
-            .redirect(crate::agents::egress::redirect_policy(
-                config.agents.http_allowed_hosts.clone(),
-            ))
+            .dns_resolver(Arc::new(crate::agents::egress::GuardedResolver {
+                policy: policy.clone(),
+            }))
+            .redirect(crate::agents::egress::redirect_policy(policy))
             .build()
             .map_err(|e| EngineError::Journal(format!("cannot build the HTTP client: {e}")))?;
         // PostgreSQL may be shared by several processes: runs are claimed, not just taken.

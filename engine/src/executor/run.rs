@@ -5,7 +5,7 @@
 //! it unlocks are committed together, so a sequential chain costs one commit per step.
 //! Cancellation and the run deadline drop the in-flight futures, which aborts the agents.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::offers::{run_agent, Payload, Report};
-use super::template::{redact, redact_text, render};
+use super::template::{self, redact, redact_text, render};
 use super::Engine;
 use crate::agents::{AgentContext, AgentError};
 use crate::model::{parse_duration, Workflow};
@@ -32,6 +32,12 @@ use crate::telemetry::{self, exemplar};
 
 /// Stored outputs larger than this are replaced by a marker with a preview.
 const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+/// Times a step's process may stop while running it before the step fails (crash-only
+/// recovery: a server always starts, whatever is stored).
+pub const MAX_INTERRUPTIONS: i64 = 3;
+/// Bytes of step outputs one run holds in memory (and stores) in all: with at most
+/// [`MAX_OUTPUT_BYTES`] each, a run's memory is bounded whatever its steps answer.
+const MAX_HELD_BYTES: usize = 64 * 1024 * 1024;
 
 enum Completion {
     Attempt {
@@ -85,6 +91,12 @@ pub(super) struct RunDriver {
     in_flight: HashMap<usize, i64>,
     /// Steps that were running when a previous process stopped.
     resumed: Vec<bool>,
+    /// Resumed steps whose process stopped [`MAX_INTERRUPTIONS`] times while running them:
+    /// they fail instead of starting again (a step that kills its server would otherwise do
+    /// so at every start, for ever).
+    crash_looped: HashSet<usize>,
+    /// Bytes of outputs held in `outputs` (see [`MAX_HELD_BYTES`]).
+    held_bytes: usize,
     ops: Vec<Op>,
     events: Vec<Event>,
     /// The run's `workflow.execute` span and its trace id (hex), when telemetry gave one.
@@ -220,6 +232,8 @@ impl RunDriver {
             watching: None,
             watchers: 0,
             resumed,
+            crash_looped: HashSet::new(),
+            held_bytes: 0,
             run_id: state.run.id.clone(),
             workflow_id: state.run.workflow_id.clone(),
             trigger: state.run.trigger.clone(),
@@ -292,6 +306,9 @@ impl RunDriver {
                 },
                 now,
             );
+        }
+        if self.resumed.iter().any(|r| *r) {
+            self.find_crash_loops().await;
         }
         // Resumed runs: a step that was running or retrying when the process stopped runs again.
         let mut ready: VecDeque<usize> = (0..self.status.len())
@@ -423,7 +440,13 @@ impl RunDriver {
             }
             Ok(output) => {
                 // The `llm` agent's output: `{model, usage: {input_tokens, output_tokens}, cost_usd}`.
-                if let Some(model) = output.get("model").and_then(Value::as_str) {
+                // Only agents that report spend: any other output may hold a `model` key of
+                // anything, and each value would be a new series.
+                let model = (agent == "llm")
+                    .then(|| output.get("model").and_then(Value::as_str))
+                    .flatten()
+                    .map(|m| m.chars().take(64).collect::<String>());
+                if let Some(model) = model.as_deref() {
                     let tokens = |d: &str| output["usage"][d].as_u64().unwrap_or(0);
                     let labels = |direction: &str| telemetry::TokenLabels {
                         agent: agent.clone(),
@@ -484,7 +507,17 @@ impl RunDriver {
             let attempt = self.attempts[idx] + 1;
             self.attempts[idx] = attempt;
             self.status[idx] = StepStatus::Running;
-            let rendered = self.render_with(idx);
+            let rendered = if self.crash_looped.remove(&idx) {
+                Err(template::RenderError {
+                    kind: "crash_loop",
+                    message: format!(
+                        "the process running this step stopped {MAX_INTERRUPTIONS} times while \
+                         it ran, so it is not started again (does the step crash the server?)"
+                    ),
+                })
+            } else {
+                self.render_with(idx)
+            };
             let mut input = Value::Object(rendered.clone().unwrap_or_default());
             redact(&mut input, &self.engine.secrets().values);
             let span = self.sampled.then(|| {
@@ -526,8 +559,8 @@ impl RunDriver {
                 now,
             );
             match rendered {
-                Err(message) => {
-                    let result = Err(AgentError::new("template", message));
+                Err(e) => {
+                    let result = Err(AgentError::new(e.kind, e.message));
                     self.handle(
                         Completion::Attempt {
                             idx,
@@ -725,7 +758,25 @@ impl RunDriver {
         }
     }
 
-    fn render_with(&self, idx: usize) -> Result<Map<String, Value>, String> {
+    /// Marks the resumed steps that have been interrupted too often (see `crash_looped`).
+    async fn find_crash_loops(&mut self) {
+        let counts = match self.engine.store().interruptions(&self.run_id).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(run.id = %self.run_id, error = %e, "cannot count the run's interrupted attempts");
+                return;
+            }
+        };
+        for (idx, step) in self.workflow.steps().iter().enumerate() {
+            let times = counts.get(&step.id).copied().unwrap_or(0);
+            if self.resumed[idx] && times >= MAX_INTERRUPTIONS {
+                tracing::error!(run.id = %self.run_id, step.id = %step.id, times, "a step's process stopped every time it ran; failing the step");
+                self.crash_looped.insert(idx);
+            }
+        }
+    }
+
+    fn render_with(&self, idx: usize) -> Result<Map<String, Value>, template::RenderError> {
         let with = &self.workflow.steps()[idx].with;
         let templated = with.values().any(has_template);
         if !templated {
@@ -737,7 +788,15 @@ impl RunDriver {
             run => minijinja::context! { id => self.run_id.clone(), workflow => self.workflow_id.clone(), trigger => self.trigger.clone() },
             secrets => minijinja::Value::from_serialize(&self.engine.secrets().map),
         };
-        render(with, &ctx)
+        // Bounded by fuel, yet a template's few operations can each be large (a string
+        // repeated to 100 MB): on the multi-threaded runtime this worker hands its other
+        // tasks to the rest while it renders, so the server keeps answering.
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(|| render(with, &ctx))
+            }
+            _ => render(with, &ctx),
+        }
     }
 
     fn attempt_future(
@@ -854,10 +913,17 @@ impl RunDriver {
         match result {
             Ok(output) => {
                 self.status[idx] = StepStatus::Succeeded;
-                let mut stored = limit_size(&output);
+                // Downstream steps see what is stored (a resumed run reads it back), so a
+                // run holds at most MAX_OUTPUT_BYTES (plus a preview) per step in memory.
+                let (mut kept, bytes) = limit_size(output);
+                self.held_bytes += bytes.min(MAX_OUTPUT_BYTES);
+                if self.held_bytes > MAX_HELD_BYTES {
+                    kept = json!({ "truncated": true, "bytes": bytes, "reason": format!("the run's outputs exceed {MAX_HELD_BYTES} bytes in all; later outputs are not kept") });
+                }
+                let mut stored = kept.clone();
                 redact(&mut stored, secrets);
                 self.outputs
-                    .insert(step_id.clone(), json!({ "output": output }));
+                    .insert(step_id.clone(), json!({ "output": kept }));
                 self.ops.push(Op::AttemptFinished {
                     run_id: self.run_id.clone(),
                     step_id: step_id.clone(),
@@ -887,7 +953,11 @@ impl RunDriver {
                 let message = redact_text(&e.message, secrets);
                 let workflow = self.workflow.clone();
                 let retry = workflow.steps()[idx].retry.as_ref();
-                let max_attempts = retry.map(|r| r.max_attempts as i64).unwrap_or(1);
+                // A crash loop is not retried: each retry would take the process down again.
+                let max_attempts = match e.kind {
+                    "crash_loop" => 0,
+                    _ => retry.map(|r| r.max_attempts as i64).unwrap_or(1),
+                };
                 let status = if attempt < max_attempts {
                     StepStatus::Retrying
                 } else {
@@ -1180,13 +1250,17 @@ fn backoff(base: Option<&str>, max: Option<&str>, attempt: i64) -> Duration {
 }
 
 /// Outputs over the limit are stored as a marker with a preview, never silently dropped.
-fn limit_size(output: &Value) -> Value {
+/// The output as kept (a preview past [`MAX_OUTPUT_BYTES`]) and its size in bytes.
+fn limit_size(output: Value) -> (Value, usize) {
     let text = output.to_string();
     if text.len() <= MAX_OUTPUT_BYTES {
-        return output.clone();
+        return (output, text.len());
     }
     let preview: String = text.chars().take(4096).collect();
-    json!({ "truncated": true, "bytes": text.len(), "limit_bytes": MAX_OUTPUT_BYTES, "preview": preview })
+    (
+        json!({ "truncated": true, "bytes": text.len(), "limit_bytes": MAX_OUTPUT_BYTES, "preview": preview }),
+        text.len(),
+    )
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -3,11 +3,23 @@
 //!
 //! A string that is exactly one `{{ expression }}` keeps the expression's type
 //! (`'{{ inputs.batch }}'` stays an integer); any other string renders to text.
+//!
+//! Templates are user code, so every render is bounded: [`FUEL`] instructions per string
+//! (minijinja's `fuel`: loops end), a recursion limit of [`RECURSION`] (macros), and
+//! [`MAX_RENDERED`] bytes of output per string. Past a limit the step fails with
+//! `error.type` `limit_work` or `limit_output`; the process is not touched.
 
 use std::sync::OnceLock;
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Map, Value};
+
+/// Instructions one string's template may execute.
+pub const FUEL: u64 = 20_000;
+/// Nested macro calls a template may make (minijinja allows 500; each takes stack).
+pub const RECURSION: usize = 64;
+/// Bytes one rendered string may hold.
+pub const MAX_RENDERED: usize = 1 << 20;
 
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
@@ -15,25 +27,76 @@ fn env() -> &'static Environment<'static> {
         let mut env = Environment::new();
         // A typo in a reference fails the step with a message instead of rendering "".
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(RECURSION);
         env
     })
+}
+
+/// Why a template could not be rendered: a low-cardinality kind (`template`, `limit_work`,
+/// `limit_output`) and a sentence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderError {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl RenderError {
+    fn template(message: impl Into<String>) -> Self {
+        RenderError {
+            kind: "template",
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A writer that refuses to grow past [`MAX_RENDERED`] bytes.
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED {
+            return Err(std::io::Error::other("too large"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn too_large() -> RenderError {
+    RenderError {
+        kind: "limit_output",
+        message: format!("the rendered text is larger than {MAX_RENDERED} bytes"),
+    }
 }
 
 /// Renders every string in `with`; the error names the field.
 pub fn render(
     with: &Map<String, Value>,
     ctx: &minijinja::Value,
-) -> Result<Map<String, Value>, String> {
+) -> Result<Map<String, Value>, RenderError> {
     with.iter()
         .map(|(k, v)| {
             render_value(v, ctx)
                 .map(|v| (k.clone(), v))
-                .map_err(|e| format!("with.{k}: {e}"))
+                .map_err(|e| RenderError {
+                    kind: e.kind,
+                    message: format!("with.{k}: {}", e.message),
+                })
         })
         .collect()
 }
 
-fn render_value(value: &Value, ctx: &minijinja::Value) -> Result<Value, String> {
+fn render_value(value: &Value, ctx: &minijinja::Value) -> Result<Value, RenderError> {
     match value {
         Value::String(s) if s.contains("{{") || s.contains("{%") => render_string(s, ctx),
         Value::Array(items) => items
@@ -50,7 +113,7 @@ fn render_value(value: &Value, ctx: &minijinja::Value) -> Result<Value, String> 
     }
 }
 
-fn render_string(text: &str, ctx: &minijinja::Value) -> Result<Value, String> {
+fn render_string(text: &str, ctx: &minijinja::Value) -> Result<Value, RenderError> {
     let trimmed = text.trim();
     if let Some(inner) = trimmed
         .strip_prefix("{{")
@@ -61,22 +124,112 @@ fn render_string(text: &str, ctx: &minijinja::Value) -> Result<Value, String> {
             let value = expr.eval(ctx).map_err(describe)?;
             // Strict mode lets a missing last key through as undefined; a typo must fail the step.
             if value.is_undefined() {
-                return Err(format!("undefined value: {} does not exist", inner.trim()));
+                return Err(RenderError::template(format!(
+                    "undefined value: {} does not exist",
+                    inner.trim()
+                )));
             }
-            return serde_json::to_value(&value).map_err(|e| e.to_string());
+            let value =
+                serde_json::to_value(&value).map_err(|e| RenderError::template(e.to_string()))?;
+            let size = serde_json::to_vec(&value).map_or(0, |b| b.len());
+            return if size > MAX_RENDERED {
+                Err(too_large())
+            } else {
+                Ok(value)
+            };
         }
     }
-    env()
-        .render_str(text, ctx)
-        .map(Value::String)
-        .map_err(describe)
+    let template = env().template_from_str(text).map_err(describe)?;
+    let mut out = Capped(Vec::new());
+    match template.render_captured_to(ctx, &mut out) {
+        Ok(_) => Ok(Value::String(String::from_utf8_lossy(&out.0).into_owned())),
+        Err(e) if e.kind() == minijinja::ErrorKind::WriteFailure => Err(too_large()),
+        Err(e) => Err(describe(e)),
+    }
 }
 
-fn describe(e: minijinja::Error) -> String {
-    match e.detail() {
+fn describe(e: minijinja::Error) -> RenderError {
+    let message = match e.detail() {
         Some(detail) => format!("{}: {detail}", e.kind()),
         None => e.to_string(),
+    };
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        RenderError {
+            kind: "limit_work",
+            message: format!("the template did more than {FUEL} steps of work: {message}"),
+        }
+    } else {
+        RenderError::template(message)
     }
+}
+
+/// A secret and the encodings of it that agents and libraries write: percent-encoded (URLs,
+/// error texts that quote them), form-encoded, JSON-escaped, and base64 (standard and
+/// URL-safe, at each of the three alignments it can have inside a longer text, such as
+/// `Basic user:secret`). Redaction looks for all of them.
+pub fn secret_forms(secret: &str) -> Vec<String> {
+    let mut forms = vec![secret.to_string()];
+    let mut push = |f: String| {
+        if !f.is_empty() && !forms.contains(&f) {
+            forms.push(f);
+        }
+    };
+    let percent = |plus: bool, lower: bool| {
+        let mut out = String::new();
+        for b in secret.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    out.push(b as char)
+                }
+                b' ' if plus => out.push('+'),
+                b if lower => out.push_str(&format!("%{b:02x}")),
+                b => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    };
+    push(percent(false, false));
+    push(percent(false, true));
+    push(percent(true, false));
+    if let Ok(json) = serde_json::to_string(secret) {
+        push(json[1..json.len() - 1].to_string());
+    }
+    // Base64 cores: the characters that depend on the secret's bytes alone. Short cores
+    // would match ordinary text, so only secrets of 6 bytes or more get them.
+    if secret.len() >= 6 {
+        for url_safe in [false, true] {
+            for lead in 0..3usize {
+                let mut bytes = vec![0u8; lead];
+                bytes.extend_from_slice(secret.as_bytes());
+                let encoded = base64(&bytes, url_safe);
+                let start = (lead * 8).div_ceil(6);
+                let end = (lead + secret.len()) * 8 / 6;
+                if let Some(core) = encoded.get(start..end) {
+                    push(core.to_string());
+                }
+            }
+        }
+    }
+    forms
+}
+
+fn base64(bytes: &[u8], url_safe: bool) -> String {
+    let table: &[u8; 64] = if url_safe {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(table[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
 }
 
 /// Replaces every occurrence of a secret value in `value` with `***`.
@@ -106,4 +259,78 @@ pub fn redact_text(text: &str, secrets: &[String]) -> String {
         out = out.replace(secret.as_str(), "***");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_secrets_are_redacted_too() {
+        let secret = "s3cr/t+key value&more";
+        let mut forms = secret_forms(secret);
+        forms.extend(secret_forms("q\"uo\\te"));
+        let texts = [
+            format!(
+                "GET https://api.example/?token={}",
+                "s3cr%2Ft%2Bkey%20value%26more"
+            ),
+            "posted token=s3cr%2Ft%2Bkey+value%26more".to_string(),
+            format!(
+                "body: {}",
+                serde_json::to_string(&json_escaped()).unwrap_or_default()
+            ),
+            format!(
+                "{{\"t\": {}}}",
+                serde_json::to_string("q\"uo\\te").unwrap_or_default()
+            ),
+            // `Authorization: Basic base64("user:" + secret)`.
+            format!(
+                "Basic {}",
+                base64(format!("user:{secret}").as_bytes(), false)
+            ),
+            format!("Basic {}", base64(format!("ab:{secret}").as_bytes(), false)),
+            format!("Basic {}", base64(format!("a:{secret}").as_bytes(), true)),
+        ];
+        for text in &texts {
+            let out = redact_text(text, &forms);
+            assert!(out.contains("***"), "not redacted: {text} → {out}");
+        }
+        // Ordinary text is left alone.
+        assert_eq!(redact_text("nothing to see", &forms), "nothing to see");
+
+        fn json_escaped() -> String {
+            "line \"quoted\" s3cr/t+key value&more".to_string()
+        }
+    }
+
+    #[test]
+    fn a_runaway_template_fails_with_its_limit() {
+        let ctx = minijinja::context! {};
+        let with = |t: &str| {
+            let mut m = Map::new();
+            m.insert("text".into(), Value::String(t.into()));
+            m
+        };
+        let e = render(
+            &with("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}"),
+            &ctx,
+        )
+        .expect_err("fuel");
+        assert_eq!(e.kind, "limit_work");
+        let e = render(
+            &with("{% for i in range(50) %}{{ 'x' * 100000 }}{% endfor %}"),
+            &ctx,
+        )
+        .expect_err("size");
+        assert_eq!(e.kind, "limit_output");
+        let e = render(
+            &with("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"),
+            &ctx,
+        )
+        .expect_err("recursion");
+        assert_eq!(e.kind, "template", "{}", e.message);
+        let ok = render(&with("{{ 'a' ~ 'b' }}"), &ctx).expect("renders");
+        assert_eq!(ok["text"], "ab");
+    }
 }

@@ -306,7 +306,9 @@ fn check_needs(steps: &[StepDef], index: &HashMap<&str, usize>, problems: &mut V
                     format!("step \"{need}\" cannot need itself"),
                 ));
             } else if !index.contains_key(need.as_str()) {
-                let hint = nearest(need, index.keys().copied())
+                let hint = (problems.len() < MAX_HINTS)
+                    .then(|| nearest(need, index.keys().copied()))
+                    .flatten()
                     .map(|s| format!("; did you mean \"{s}\"?"))
                     .unwrap_or_default();
                 problems.push(Problem::new(path, format!("unknown step \"{need}\"{hint}")));
@@ -453,7 +455,9 @@ fn check_step(
     }
     match catalog::agent(&step.agent) {
         None => {
-            let hint = nearest(&step.agent, AGENTS.iter().map(|a| a.kind))
+            let hint = (problems.len() < MAX_HINTS)
+                .then(|| nearest(&step.agent, AGENTS.iter().map(|a| a.kind)))
+                .flatten()
                 .map(|s| format!("did you mean \"{s}\"? "))
                 .unwrap_or_default();
             let known: Vec<&str> = AGENTS.iter().map(|a| a.kind).collect();
@@ -614,16 +618,28 @@ fn collect_strings<'a>(path: &str, value: &'a Value, out: &mut Vec<(String, &'a 
     }
 }
 
+/// Problems that get a "did you mean" hint; past them, none: a hostile document with
+/// thousands of unknown names must not cost names × candidates edit distances.
+const MAX_HINTS: usize = 50;
+/// Longest word, and most candidates, a hint looks at.
+const HINT_WORD: usize = 64;
+const HINT_CANDIDATES: usize = 500;
+
 /// The closest candidate within two edits, for "did you mean" hints.
 fn nearest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    if word.len() > HINT_WORD {
+        return None;
+    }
     candidates
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, _)| *d <= 2)
+        .filter(|c| c.len() <= HINT_WORD && c.len().abs_diff(word.len()) <= 2)
+        .take(HINT_CANDIDATES)
+        .filter_map(|c| edit_distance(word, c).map(|d| (d, c)))
         .min()
         .map(|(_, c)| c)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
+/// The edit distance between `a` and `b` when it is at most 2.
+fn edit_distance(a: &str, b: &str) -> Option<usize> {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -634,6 +650,10 @@ fn edit_distance(a: &str, b: &str) -> usize {
             row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
             prev = cur;
         }
+        // Every path runs through this row: past 2 here, past 2 at the end.
+        if row.iter().min().is_some_and(|m| *m > 2) {
+            return None;
+        }
     }
-    row[b.len()]
+    Some(row[b.len()]).filter(|d| *d <= 2)
 }

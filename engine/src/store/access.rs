@@ -207,23 +207,41 @@ impl Store {
         Ok(())
     }
 
-    /// The user name and role behind a live session.
+    /// The user name and role behind a live session, and when it was last used: a session
+    /// lives until `expires_at` and while it was used after `idle_since`.
     pub async fn session_user(
         &self,
         token_hash: &str,
         now: i64,
-    ) -> Result<Option<(String, Role)>, StoreError> {
-        let row: Option<(String, String)> = on_pool!(self, pool => {
+        idle_since: i64,
+    ) -> Result<Option<(String, Role, i64)>, StoreError> {
+        let row: Option<(String, String, i64)> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT u.name, u.role FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE s.token_hash = $1 AND s.expires_at > $2",
+                "SELECT u.name, u.role, COALESCE(s.seen_at, s.created_at)
+                 FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_hash = $1 AND s.expires_at > $2
+                   AND COALESCE(s.seen_at, s.created_at) > $3",
             )
             .bind(token_hash.to_string())
             .bind(now)
+            .bind(idle_since)
             .fetch_optional(pool)
             .await?
         });
-        row.map(|(name, r)| Ok((name, role(&r)?))).transpose()
+        row.map(|(name, r, seen)| Ok((name, role(&r)?, seen)))
+            .transpose()
+    }
+
+    /// Records that a session was used at `now` (keeps it from idling out).
+    pub async fn touch_session(&self, token_hash: &str, now: i64) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE sessions SET seen_at = $2 WHERE token_hash = $1")
+                .bind(token_hash.to_string())
+                .bind(now)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {

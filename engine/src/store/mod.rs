@@ -35,7 +35,7 @@ pub use access::{SealedSecret, UserRow};
 pub use charts::{AttemptPoint, ChartData};
 pub use cluster::WorkerRow;
 pub use runs::{summarize_ops, HeldConnection, NewRun, Op, OpsSummary, Resumable, RunFilter};
-pub use schedules::ScheduleRow;
+pub use schedules::{ScheduleRow, TIMESTAMPED_DELIVERY};
 pub use stats::id_floor;
 pub use workflows::VersionRecord;
 

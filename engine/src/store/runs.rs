@@ -2,6 +2,7 @@
 //! transaction by the executor's journal (group commit); reads serve the API and recovery.
 
 use serde_json::Value;
+use std::collections::HashMap;
 use tracing::Instrument;
 
 use std::fmt::Write;
@@ -419,6 +420,22 @@ impl Store {
             steps,
             attempts,
         })
+    }
+
+    /// For each step of a run: its attempts that a stopped process left behind, counting the
+    /// one still marked `running`. A step that keeps killing its process shows here.
+    pub async fn interruptions(&self, run_id: &str) -> Result<HashMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT step_id, COUNT(*) FROM step_attempts
+                 WHERE run_id = $1 AND (error_kind = 'interrupted' OR status = 'running')
+                 GROUP BY step_id",
+            )
+            .bind(run_id.to_string())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().collect())
     }
 
     /// A run's status alone (waiting for a run reads nothing else).

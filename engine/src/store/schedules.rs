@@ -93,8 +93,21 @@ impl Store {
                 .bind(before)
                 .execute(pool)
                 .await?;
-            sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < $1")
+            // Only timestamped signatures: their timestamp is stale by now, so a replay is
+            // refused anyway. Untimestamped ones are kept, or a replay would succeed later.
+            sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < $1 AND signature LIKE 't:%'")
                 .bind(before)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Forgets a recorded signature whose delivery was refused after all.
+    pub async fn forget_delivery(&self, signature: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM webhook_deliveries WHERE signature = $1")
+                .bind(signature.to_string())
                 .execute(pool)
                 .await?;
         });
@@ -123,6 +136,9 @@ impl Store {
         Ok(inserted == 1)
     }
 }
+
+/// The prefix of a recorded signature that was made over a timestamp (pruned once stale).
+pub const TIMESTAMPED_DELIVERY: &str = "t:";
 
 impl StoreError {
     /// A key was already taken: for [`super::Op::FireSchedule`], another process fired it.

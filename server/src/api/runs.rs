@@ -116,13 +116,8 @@ async fn list(
     State(store): State<Store>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<RunPage>, ApiError> {
-    let status = match q.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
-            let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::BadRequest(format!("status \"{s}\" is not one of {}", known.join(", ")))
-        })?),
-    };
+    let status =
+        RunStatus::parse_filter(q.status.as_deref().unwrap_or("")).map_err(ApiError::BadRequest)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let filter = RunFilter {
         workflow_id: q.workflow,
@@ -178,11 +173,7 @@ async fn retry(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let body: RetryBody = json_body(&headers, &body)?;
-    let mode = match body.from {
-        None => RetryMode::Whole,
-        Some(f) if f == "failed" => RetryMode::FromFailed,
-        Some(step) => RetryMode::FromStep(step),
-    };
+    let mode = RetryMode::from_request(body.from);
     let run = engine
         .retry_as(&id, mode, caller.and_then(|c| c.actor()))
         .await?;

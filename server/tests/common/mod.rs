@@ -40,6 +40,8 @@ pub async fn serve_with(dir: &Path, config: Config) -> String {
         listen: "127.0.0.1:0".parse().expect("addr"),
         database_url: format!("sqlite://{}", dir.join("flowscope.db").display()),
         secret_key: engine::vault::KeySource::File(dir.join("secret.key")),
+        // The fakes these tests start (Slack, echo servers) listen on loopback.
+        egress_allow_private: true,
         ..config
     };
     let options = leptos::prelude::LeptosOptions::builder()
@@ -186,4 +188,63 @@ pub fn panels(dashboard: &Value) -> Vec<&Value> {
         out.push(panel);
     }
     out
+}
+
+/// A response read off the wire by [`raw_request`].
+pub struct RawResponse {
+    pub status: u16,
+    /// Header lines, names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `method path` exactly as written (HTTP clients resolve `..` before sending, as a
+/// browser does; an attacker's client does not), with `headers`; reads the whole answer.
+pub async fn raw_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> RawResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: body.to_string(),
+    }
 }

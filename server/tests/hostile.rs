@@ -1,0 +1,564 @@
+//! Hostile input against a real `flowscope serve` process: each class of issue 18's findings
+//! (user code that never ends or recurses without bound, expansion bombs, oversized and
+//! malformed bodies, foreign hosts, non-canonical paths, sign-in floods, secrets rendered or
+//! leaked, requests to where agents may not go). Each test asserts a clear JSON 4xx or a failed
+//! step with its reason, that the server keeps serving, and that nothing stored is wrong.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::procs::{spawn, Proc};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+/// A server on a fresh SQLite file, with `env` on top of the defaults.
+fn serve(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> (Proc, String) {
+    let db = format!("sqlite://{}", dir.path().join("flowscope.db").display());
+    let key = dir.path().join("secret.key");
+    let mut all = vec![(
+        "FLOWSCOPE_SECRET_KEY_FILE",
+        key.to_str().unwrap_or_default(),
+    )];
+    all.extend_from_slice(env);
+    let p = spawn("serve", &db, &all);
+    let base = p.base.clone().expect("base url");
+    (p, base)
+}
+
+async fn create(client: &Client, base: &str, yaml: &str) {
+    common::procs::create(client, base, yaml).await;
+}
+
+/// Triggers `workflow` and waits for its run to finish; the run's JSON.
+async fn run(client: &Client, base: &str, workflow: &str) -> Value {
+    let id = common::procs::trigger(client, base, workflow).await;
+    common::wait_finished(client, base, &id).await
+}
+
+/// The run's failed step error kind and message.
+fn failure(run: &Value) -> (String, String) {
+    let step = run["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["status"] == "failed"))
+        .unwrap_or_else(|| panic!("no failed step in {run}"));
+    (
+        step["error_kind"].as_str().unwrap_or_default().to_string(),
+        step["error_message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+/// `/healthz` answers, and how long it took.
+async fn healthz(client: &Client, base: &str) -> Duration {
+    let start = Instant::now();
+    let r = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(r.status(), StatusCode::OK);
+    start.elapsed()
+}
+
+fn jq_workflow(id: &str, program: &str, timeout: &str) -> String {
+    format!(
+        "id: {id}\nname: {id}\nsteps:\n- id: t\n  agent: transform\n  timeout: {timeout}\n  with:\n    jq: '{program}'\n"
+    )
+}
+
+#[tokio::test]
+async fn runaway_jq_programs_fail_their_step_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_server, base) = serve(&dir, &[]);
+    let client = Client::new();
+    for (id, program) in [
+        ("recurse", "def f: [f]; f"),
+        ("deep", "reduce range(100000) as $i (0; [.])"),
+        ("many", "range(100000)"),
+        ("endless", "last(range(1e15))"),
+        (
+            "parse-bomb",
+            &format!("{}1{}", "[".repeat(5000), "]".repeat(5000)),
+        ),
+    ] {
+        create(&client, &base, &jq_workflow(id, program, "3s")).await;
+    }
+    // Two endless programs at once: the server must answer meanwhile.
+    let endless: Vec<String> = futures_ids(&client, &base, "endless", 2).await;
+    let mut worst = Duration::ZERO;
+    for _ in 0..10 {
+        worst = worst.max(healthz(&client, &base).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("/healthz while two endless jq steps ran: worst of 10 = {worst:?}");
+    for id in endless {
+        let r = common::wait_finished(&client, &base, &id).await;
+        assert_eq!(r["status"], "failed", "{r}");
+        assert_eq!(failure(&r).0, "timeout", "{r}");
+    }
+    let expect = [
+        ("recurse", "limit_stack"),
+        ("deep", "limit_depth"),
+        ("many", "limit_outputs"),
+    ];
+    for (id, kind) in expect {
+        let r = run(&client, &base, id).await;
+        assert_eq!(r["status"], "failed", "{id}: {r}");
+        let (got, message) = failure(&r);
+        assert_eq!(got, kind, "{id}: {message}");
+        assert!(!message.is_empty());
+    }
+    let r = run(&client, &base, "parse-bomb").await;
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(failure(&r).0.starts_with("limit_") || failure(&r).0 == "jq_compile");
+    // Still serving, and still running ordinary work.
+    healthz(&client, &base).await;
+    create(
+        &client,
+        &base,
+        &jq_workflow("fine", ".inputs | length", "3s"),
+    )
+    .await;
+    let r = run(&client, &base, "fine").await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+}
+
+async fn futures_ids(client: &Client, base: &str, workflow: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(common::procs::trigger(client, base, workflow).await);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn bombs_and_bad_bodies_get_a_json_4xx_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (server, base) = serve(&dir, &[]);
+    let client = Client::new();
+    // A billion laughs (nine levels of nine aliases), refused by the parser's alias limit;
+    // and a wide one under that limit (one 2,000-item list named 200 times), refused by the
+    // expansion budget.
+    let mut laughs = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for (prev, next) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+    {
+        let refs = vec![format!("*{prev}"); 9].join(",");
+        laughs.push_str(&format!("{next}: &{next} [{refs}]\n"));
+    }
+    laughs.push_str("id: bomb\nsteps: []\n");
+    let wide = format!(
+        "big: &big [{}]\nmany: [{}]\nid: bomb\nsteps: []\n",
+        vec!["x"; 2000].join(","),
+        vec!["*big"; 200].join(",")
+    );
+    for (bomb, says) in [
+        (&laughs, "repetition limit"),
+        (&wide, "expands to more than"),
+    ] {
+        // Validation answers the problem (200, `valid: false`); saving refuses it (422).
+        let r = client
+            .post(format!("{base}/api/v1/validate"))
+            .body(bomb.clone())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: Value = r.json().await.expect("JSON");
+        assert_eq!(body["valid"], false);
+        assert!(body["problems"].to_string().contains(says), "{body}");
+        let r = client
+            .post(format!("{base}/api/v1/workflows"))
+            .body(bomb.clone())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body: Value = r.json().await.expect("a JSON error");
+        assert!(body["error"].to_string().contains(says), "{body}");
+    }
+    // Bodies over the limit, declared or streamed, and malformed JSON.
+    let big = vec![b'x'; 3 * 1024 * 1024];
+    let r = client
+        .post(format!("{base}/api/v1/validate"))
+        .body(big)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["error"]["code"],
+        "too_large"
+    );
+    let r = client
+        .post(format!("{base}/api/v1/workflows/hello/runs"))
+        .header("content-type", "application/json")
+        .body("{\"inputs\": ")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.json::<Value>().await.expect("json")["error"]["message"].is_string());
+    // A made-up method is not a new metric series.
+    let odd = reqwest::Method::from_bytes(b"BREW").expect("method");
+    let _ = client
+        .request(odd, format!("{base}/runs"))
+        .send()
+        .await
+        .expect("brew");
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(!metrics.contains("BREW"));
+    assert!(
+        metrics.contains("http_request_method=\"_OTHER\""),
+        "{metrics}"
+    );
+    // Nothing was stored.
+    let list: Value = client
+        .get(format!("{base}/api/v1/workflows"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert!(list
+        .as_array()
+        .expect("list")
+        .iter()
+        .all(|w| w["id"] != "bomb"));
+    assert!(!server.logged("panicked"));
+}
+
+#[tokio::test]
+async fn foreign_hosts_and_non_canonical_paths_never_reach_a_page() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_server, base) = serve(
+        &dir,
+        &[
+            ("FLOWSCOPE_AUTH", "true"),
+            ("FLOWSCOPE_PUBLIC_URL", "https://hub.example.com"),
+        ],
+    );
+    let client = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    // DNS rebinding: a page whose own name points at us.
+    for host in ["evil.example:3000", "hub.example.com.evil.example"] {
+        let r = client
+            .get(format!("{base}/healthz"))
+            .header("host", host)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST, "{host}");
+        assert_eq!(
+            r.json::<Value>().await.expect("json")["error"]["code"],
+            "misdirected_host"
+        );
+    }
+    let r = client
+        .get(format!("{base}/healthz"))
+        .header("host", "hub.example.com")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::OK);
+    // Signed out: every spelling of a way round the gate is refused before any page renders.
+    for path in [
+        "/pkg/../settings",
+        "/pkg/%2e%2e/settings",
+        "/pkg/%2E%2e/runs/x",
+        "/auth/../settings",
+        "/hooks/%2e%2e/settings",
+        "/workflows/../settings",
+        "//settings",
+        "/pkg/%2fsettings",
+        "/pkg/..%5csettings",
+    ] {
+        let r = common::raw_request(&base, "GET", path, &[]).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert!(!r.body.contains("Settings"), "{path} rendered a page");
+    }
+    // A trailing slash is sent to the canonical page, which still needs a sign-in.
+    let r = client
+        .get(format!("{base}/settings/"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(r.headers()["location"], "/settings");
+    let r = client
+        .get(format!("{base}/settings"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // `next` after sign-in stays on this site, whatever it is given.
+    for next in [
+        "/\t/evil.example",
+        "/\\evil.example",
+        "//evil.example",
+        "https://evil.example",
+        "/x\ny",
+    ] {
+        let r = client
+            .post(format!("{base}/auth/login"))
+            .form(&[
+                ("name", "nobody"),
+                ("password", "wrong-password"),
+                ("next", next),
+            ])
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{next:?}");
+    }
+}
+
+/// Peak resident memory of a process, in KiB.
+fn peak_rss_kib(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+#[tokio::test]
+async fn a_flood_of_wrong_sign_ins_is_limited_before_any_hash() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (server, base) = serve(
+        &dir,
+        &[
+            ("FLOWSCOPE_AUTH", "true"),
+            ("FLOWSCOPE_ADMIN_USER", "root"),
+            ("FLOWSCOPE_ADMIN_PASSWORD", "correct-horse"),
+        ],
+    );
+    let client = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let before = peak_rss_kib(&server.pid());
+    let tries = (0..100).map(|i| {
+        let (client, base) = (client.clone(), base.clone());
+        tokio::spawn(async move {
+            let r = client
+                .post(format!("{base}/auth/login"))
+                .form(&[
+                    ("name", format!("user{}", i % 10)),
+                    ("password", "wrong-password".into()),
+                ])
+                .send()
+                .await
+                .expect("login");
+            r.headers()["location"]
+                .to_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+    });
+    let answers: Vec<String> = futures::future::join_all(tries)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
+    let limited = answers.iter().filter(|a| a.contains("Too%20many")).count();
+    let grown = peak_rss_kib(&server.pid()).saturating_sub(before);
+    println!(
+        "100 parallel wrong sign-ins: {limited} limited before hashing, peak RSS +{} MiB",
+        grown / 1024
+    );
+    // One address may fail 20 times in the window: the other 80 never reach argon2.
+    assert_eq!(limited, 80, "{answers:?}");
+    // At most four 19 MiB hashes at once (it was all of them: +740 MB for 40).
+    assert!(grown < 160 * 1024, "peak RSS grew by {grown} KiB");
+}
+
+/// A local server whose `/huge` streams `gib` GiB of JSON-looking bytes, and `/ok` answers.
+async fn hostile_upstream(gib: u64) -> String {
+    use axum::body::Body;
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/huge",
+            get(move || async move {
+                let chunk = axum::body::Bytes::from(vec![b' '; 1 << 20]);
+                let stream = futures::stream::iter(
+                    (0..gib * 1024).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+                );
+                Body::from_stream(stream)
+            }),
+        )
+        .route("/ok", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+#[tokio::test]
+async fn agents_read_at_most_their_cap_and_go_only_where_allowed() {
+    let upstream = hostile_upstream(1).await;
+    let client = Client::new();
+    // Private addresses allowed (the upstream is on loopback): a 1 GiB answer is cut, not held.
+    let dir = tempfile::tempdir().expect("dir");
+    let (server, base) = serve(&dir, &[("FLOWSCOPE_EGRESS_ALLOW_PRIVATE", "true")]);
+    create(
+        &client,
+        &base,
+        &format!("id: huge\nname: huge\nsteps:\n- id: get\n  agent: http\n  with:\n    url: {upstream}/huge\n"),
+    )
+    .await;
+    let before = peak_rss_kib(&server.pid());
+    let r = run(&client, &base, "huge").await;
+    let grown = peak_rss_kib(&server.pid()).saturating_sub(before);
+    println!("a 1 GiB response: peak RSS +{} MiB", grown / 1024);
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert!(
+        grown < 64 * 1024,
+        "peak RSS grew by {grown} KiB for one 1 GiB response"
+    );
+    drop(server);
+
+    // The default: loopback, private and metadata addresses are refused for every agent.
+    let dir = tempfile::tempdir().expect("dir");
+    let (_server, base) = serve(&dir, &[]);
+    let cases = [
+        ("http-loopback", format!("agent: http\n  with:\n    url: {upstream}/ok")),
+        ("notify-private", "agent: notify\n  with:\n    webhook_url: http://10.0.0.1/hook\n    text: hi".to_string()),
+        ("notify-metadata", "agent: notify\n  with:\n    webhook_url: http://169.254.169.254/latest\n    text: hi".to_string()),
+        ("llm-localhost", "agent: llm\n  with:\n    base_url: http://localhost:9/v1\n    model: m\n    prompt: hi".to_string()),
+    ];
+    for (id, step) in &cases {
+        create(
+            &client,
+            &base,
+            &format!("id: {id}\nname: {id}\nsteps:\n- id: s\n  {step}\n"),
+        )
+        .await;
+        let r = run(&client, &base, id).await;
+        let (kind, message) = failure(&r);
+        assert_eq!(kind, "http_refused", "{id}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn the_vault_key_is_no_template_secret_and_names_are_escaped() {
+    let dir = tempfile::tempdir().expect("dir");
+    let key = "ab".repeat(32);
+    let (_server, base) = serve(
+        &dir,
+        &[
+            ("FLOWSCOPE_SECRET_KEY", &key),
+            ("FLOWSCOPE_SECRET_TOKEN", "tok-123456"),
+        ],
+    );
+    let client = Client::new();
+    create(
+        &client,
+        &base,
+        "id: leak\nname: leak\nsteps:\n- id: s\n  agent: transform\n  with:\n    jq: '\"{{ secrets.KEY }}\"'\n",
+    )
+    .await;
+    let r = run(&client, &base, "leak").await;
+    let (kind, message) = failure(&r);
+    assert_eq!(kind, "template", "{message}");
+    assert!(!r.to_string().contains(&key));
+    // A name that closes the title and opens a refresh is text, not markup.
+    let name = "x</title><meta http-equiv=refresh content=0;url=https://evil.example>";
+    create(
+        &client,
+        &base,
+        &format!("id: named\nname: '{name}'\nsteps:\n- id: s\n  agent: simulate\n  with: {{}}\n"),
+    )
+    .await;
+    let page = client
+        .get(format!("{base}/workflows/named"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        !page.contains("<meta http-equiv=refresh"),
+        "the name was written as markup"
+    );
+    assert!(
+        page.contains("x&lt;/title&gt;&lt;meta"),
+        "{}",
+        &page[..page.len().min(2000)]
+    );
+    let _ = json!({});
+}
+
+/// Polls until the run's first step is running.
+async fn until_step_runs(client: &Client, base: &str, id: &str) {
+    loop {
+        let run: Value = client
+            .get(format!("{base}/api/v1/runs/{id}"))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if run["steps"][0]["status"] == "running" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_step_that_keeps_killing_its_server_fails_instead_of_looping() {
+    let dir = tempfile::tempdir().expect("dir");
+    let client = Client::new();
+    let (server, base) = serve(&dir, &[]);
+    create(
+        &client,
+        &base,
+        "id: fatal\nname: fatal\nsteps:\n- id: s\n  agent: delay\n  retry: { max_attempts: 5 }\n  with:\n    duration: 10m\n",
+    )
+    .await;
+    let id = common::procs::trigger(&client, &base, "fatal").await;
+    until_step_runs(&client, &base, &id).await;
+    drop(server); // killed mid-step, as a crash would
+                  // Twice more the step starts again on restart, and its server dies again.
+    for _ in 0..2 {
+        let (server, base) = serve(&dir, &[]);
+        until_step_runs(&client, &base, &id).await;
+        drop(server);
+    }
+    // The third restart does not start it: the run fails, saying why, and the server serves.
+    let (server, base) = serve(&dir, &[]);
+    let run = common::wait_finished(&client, &base, &id).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let (kind, message) = failure(&run);
+    assert_eq!(kind, "crash_loop", "{message}");
+    assert!(message.contains("stopped 3 times"), "{message}");
+    let attempts = run["attempts"].as_array().expect("attempts");
+    let interrupted = attempts
+        .iter()
+        .filter(|a| a["error_kind"] == "interrupted")
+        .count();
+    assert_eq!(interrupted, 3, "{run}");
+    healthz(&client, &base).await;
+    drop(server);
+}
