@@ -203,6 +203,46 @@ async fn webhooks_start_runs_only_for_callers_who_prove_the_secret() {
 }
 
 #[tokio::test]
+async fn a_refused_signed_delivery_can_be_resent_and_old_signatures_stay_spent() {
+    let (dir, base, client) = serve_hooked().await;
+    // Inputs that do not fit: refused (422), and the same delivery again is refused for the
+    // same reason, not as a replay.
+    let wrong = r#"{"who": 5}"#;
+    let signed = [("x-hub-signature-256", sign(wrong.as_bytes()))];
+    for _ in 0..2 {
+        let (status, answer) = post(&client, &base, "hooked", wrong, &signed).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    }
+    // An accepted one is spent; pruning the trigger records later does not free it (it has no
+    // timestamp to make a replay stale), while a timestamped one is forgotten.
+    let good = r#"{"who": "once"}"#;
+    let signed = [("x-hub-signature-256", sign(good.as_bytes()))];
+    let (status, answer) = post(&client, &base, "hooked", good, &signed).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let now = engine::store::now_ms() / 1000;
+    let stamped = [
+        ("x-flowscope-timestamp", now.to_string()),
+        ("x-hub-signature-256", sign(format!("{now}.{good}").as_bytes())),
+    ];
+    let (status, answer) = post(&client, &base, "hooked", good, &stamped).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let url = format!("sqlite://{}", dir.path().join("flowscope.db").display());
+    let store = engine::store::Store::connect(&url).await.expect("store");
+    store
+        .prune_trigger_records(engine::store::now_ms() + 1)
+        .await
+        .expect("prune");
+    let left: Vec<String> = sqlx::query_scalar("SELECT signature FROM webhook_deliveries")
+        .fetch_all(&sqlx::SqlitePool::connect(&url).await.expect("pool"))
+        .await
+        .expect("read");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(!left[0].starts_with(engine::store::TIMESTAMPED_DELIVERY));
+    let (status, answer) = post(&client, &base, "hooked", good, &signed).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+}
+
+#[tokio::test]
 async fn a_running_server_fires_its_schedules() {
     let dir = tempfile::tempdir().expect("tempdir");
     let base = common::serve_with(
