@@ -154,3 +154,25 @@ test('a Grafana link with every workflow selected (workflow=.*) lists every work
   await expect(page.locator(`tr[data-run="${id}"]`)).toBeVisible();
   await expect(page.getByText('No runs match these filters.')).toHaveCount(0);
 });
+
+test('a large output is shown cut, with where the rest is, and the page stays small', async ({ page, request }) => {
+  await createWorkflow(request, `id: e2e-big-${tag}
+name: Big output
+steps:
+- id: big
+  agent: simulate
+  with: { output_bytes: 200000 }
+`);
+  const id = await trigger(request, `e2e-big-${tag}`);
+  await expect.poll(async () => (await (await request.get(`/api/v1/runs/${id}`)).json()).status).toBe('succeeded');
+  const html = await (await request.get(`/runs/${id}`)).text();
+  // The page carries 16 KiB of the 200 KB output (twice: the markup and the hydration data).
+  expect(html.length).toBeLessThan(100_000);
+  await openHydrated(page, `/runs/${id}`);
+  await page.locator('#step-big summary').first().click();
+  const output = page.locator('#step-big details.json')
+    .filter({ has: page.locator('summary', { hasText: /^Output$/ }) }).locator('pre');
+  await expect(output).toContainText(`more bytes not shown here: the whole value is in /api/v1/runs/${id}`);
+  const box = await output.boundingBox();
+  expect(box && box.height > 0 && box.width > 0, 'the output is visible').toBeTruthy();
+});

@@ -71,6 +71,9 @@ fn shorten_for_page(detail: &mut engine::records::RunDetail) {
             text.len() - end
         )));
     };
+    for s in &mut detail.steps {
+        cut(&mut s.output, &mut budget);
+    }
     for a in &mut detail.attempts {
         cut(&mut a.input, &mut budget);
         cut(&mut a.output, &mut budget);
