@@ -27,6 +27,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
+use engine::links::decode_component as percent_decode;
+
 use crate::error::ApiError;
 
 /// What the guard knows of this server.
@@ -219,24 +221,6 @@ fn canonical(path: &str) -> Canonical {
         Some(t) => Canonical::Redirect(t.to_string()),
         None => Canonical::Yes,
     }
-}
-
-/// A path segment with `%XX` decoded; `None` when an escape is malformed or not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn set_headers(h: &mut HeaderMap) {

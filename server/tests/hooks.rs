@@ -222,7 +222,10 @@ async fn a_refused_signed_delivery_can_be_resent_and_old_signatures_stay_spent()
     let now = engine::store::now_ms() / 1000;
     let stamped = [
         ("x-flowscope-timestamp", now.to_string()),
-        ("x-hub-signature-256", sign(format!("{now}.{good}").as_bytes())),
+        (
+            "x-hub-signature-256",
+            sign(format!("{now}.{good}").as_bytes()),
+        ),
     ];
     let (status, answer) = post(&client, &base, "hooked", good, &stamped).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
