@@ -247,13 +247,16 @@ static WAITING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_H
 pub async fn bounded_hash<T: Send + 'static>(
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, HashError> {
-    let _permit = tokio::time::timeout(HASH_WAIT, WAITING.acquire())
+    let permit = tokio::time::timeout(HASH_WAIT, WAITING.acquire())
         .await
         .map_err(|_| HashError::Busy)?
         .map_err(|_| HashError::Busy)?;
     let (done, result) = tokio::sync::oneshot::channel();
     hashers()
         .try_send(Box::new(move || {
+            // Held until the hash ends, not until the caller leaves: a caller that hangs up
+            // does not free a slot its hash still occupies.
+            let _permit = permit;
             let _ = done.send(job());
         }))
         .map_err(|_| HashError::Busy)?;

@@ -161,7 +161,7 @@ pub fn need(method: &Method, path: &str) -> Need {
         let parts: Vec<&str> = rest.split('/').collect();
         return Need::Role(
             match (read, parts.as_slice()) {
-                (_, ["users" | "tokens" | "secrets", ..]) => Action::Administer,
+                (_, ["users" | "tokens" | "secrets" | "workers", ..]) => Action::Administer,
                 (true, _) => Action::Read,
                 (false, ["validate"]) => Action::Read,
                 (false, ["workflows", _, "runs"] | ["runs", _, "cancel" | "retry"]) => {

@@ -73,6 +73,16 @@ async fn hook(
     };
 
     let now_ms = engine::store::now_ms();
+    // A timestamp header that cannot be read must not count as absent: the signature would
+    // then be checked over the body alone yet recorded as a timestamped one.
+    if headers
+        .get(TIMESTAMP_HEADER)
+        .is_some_and(|v| v.to_str().is_err())
+    {
+        return Err(ApiError::Unauthorized(format!(
+            "{TIMESTAMP_HEADER} is not readable text"
+        )));
+    }
     let signature = verify(&headers, &body, secret.as_bytes(), now_ms / 1000)?;
     // A body that cannot be inputs is refused before its signature is spent: the sender may
     // fix and resend it.

@@ -213,6 +213,13 @@ async fn a_refused_signed_delivery_can_be_resent_and_old_signatures_stay_spent()
         let (status, answer) = post(&client, &base, "hooked", wrong, &signed).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     }
+    // A timestamp header that is not text is refused, not taken as absent.
+    let odd = [
+        ("x-flowscope-timestamp", "é".to_string()),
+        ("x-hub-signature-256", sign(r#"{"who": "odd"}"#.as_bytes())),
+    ];
+    let (status, answer) = post(&client, &base, "hooked", r#"{"who": "odd"}"#, &odd).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
     // An accepted one is spent; pruning the trigger records later does not free it (it has no
     // timestamp to make a replay stale), while a timestamped one is forgotten.
     let good = r#"{"who": "once"}"#;

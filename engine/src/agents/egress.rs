@@ -87,14 +87,22 @@ impl Policy {
     }
 }
 
-/// Link-local, where cloud metadata endpoints live.
+/// Link-local, where cloud metadata endpoints live (and Alibaba's, 100.100.100.200), in any
+/// IPv6 spelling of an IPv4 address (mapped, compatible, NAT64).
 pub fn forbidden_ip(ip: IpAddr) -> bool {
+    let v4 = |v4: Ipv4Addr| v4.is_link_local() || v4 == Ipv4Addr::new(100, 100, 100, 200);
     match ip {
-        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V4(ip) => v4(ip),
         IpAddr::V6(v6) => {
-            (v6.segments()[0] & 0xffc0) == 0xfe80
+            let s = v6.segments();
+            let embedded =
+                Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+            let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+            let compatible = s[..6] == [0; 6];
+            (s[0] & 0xffc0) == 0xfe80
                 || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
-                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+                || v6.to_ipv4_mapped().is_some_and(v4)
+                || ((nat64 || compatible) && v4(embedded))
         }
     }
 }
@@ -196,6 +204,9 @@ mod tests {
             "fe80::1",
             "fd00:ec2::254",
             "::ffff:169.254.169.254",
+            "100.100.100.200",
+            "64:ff9b::a9fe:a9fe",
+            "::169.254.169.254",
         ] {
             assert!(forbidden_ip(ip.parse().expect("ip")), "{ip}");
         }

@@ -339,9 +339,20 @@ pub fn child_main() -> ExitCode {
     let stack = setting("FLOWSCOPE_SANDBOX_STACK", defaults.stack_bytes as u64) as usize;
     #[cfg(target_os = "linux")]
     {
-        use rustix::process::{setrlimit, Resource, Rlimit, Signal};
-        // A child whose server died goes with it, whatever it was evaluating.
-        let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+        use rustix::process::{setrlimit, Resource, Rlimit};
+        // A child whose server died goes with it, whatever it was evaluating. (Not
+        // PR_SET_PDEATHSIG: that fires when the *thread* that spawned the child exits, and
+        // the runtime's threads come and go.)
+        if let Some(parent) = rustix::process::getppid() {
+            let _ = std::thread::Builder::new()
+                .name("jq-sandbox-watch".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    if rustix::process::getppid() != Some(parent) {
+                        std::process::exit(1);
+                    }
+                });
+        }
         let _ = setrlimit(
             Resource::As,
             Rlimit {

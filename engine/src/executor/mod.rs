@@ -228,6 +228,9 @@ impl Engine {
                 policy: policy.clone(),
             }))
             .redirect(crate::agents::egress::redirect_policy(policy))
+            // A proxy from the environment would resolve the target itself, past the resolver
+            // that enforces the egress policy.
+            .no_proxy()
             .build()
             .map_err(|e| EngineError::Journal(format!("cannot build the HTTP client: {e}")))?;
         // PostgreSQL may be shared by several processes: runs are claimed, not just taken.

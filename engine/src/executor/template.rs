@@ -188,6 +188,17 @@ pub fn secret_forms(secret: &str) -> Vec<String> {
         }
         out
     };
+    // As the URL parser writes it in a query and in a path (only some characters escaped):
+    // what reqwest's error texts quote.
+    if let Ok(mut u) = reqwest::Url::parse("http://h/") {
+        u.set_query(Some(secret));
+        if let Some(q) = u.query() {
+            push(q.to_string());
+        }
+        u.set_query(None);
+        u.set_path(secret);
+        push(u.path().trim_start_matches('/').to_string());
+    }
     push(percent(false, false));
     push(percent(false, true));
     push(percent(true, false));
@@ -291,6 +302,8 @@ mod tests {
             ),
             format!("Basic {}", base64(format!("ab:{secret}").as_bytes(), false)),
             format!("Basic {}", base64(format!("a:{secret}").as_bytes(), true)),
+            // As a URL quotes it: the space escaped, `/`, `+` and `&` not.
+            "error sending request for url (http://h/x?k=s3cr/t+key%20value&more)".to_string(),
         ];
         for text in &texts {
             let out = redact_text(text, &forms);
