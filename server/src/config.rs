@@ -71,6 +71,9 @@ pub struct Config {
     /// Agents may reach loopback and private addresses (`FLOWSCOPE_EGRESS_ALLOW_PRIVATE`):
     /// off by default, so a workflow cannot probe the hub's own network.
     pub egress_allow_private: bool,
+    /// Times a step's process may stop while running it before the step fails as
+    /// `crash_loop` (`FLOWSCOPE_STEP_MAX_INTERRUPTIONS`, default 3; 0: never).
+    pub step_max_interruptions: i64,
 }
 
 impl Default for Config {
@@ -102,6 +105,7 @@ impl Default for Config {
             trace_commit_threshold: std::time::Duration::from_millis(1),
             public_url: "http://127.0.0.1:3000".into(),
             egress_allow_private: false,
+            step_max_interruptions: 3,
         }
     }
 }
@@ -475,6 +479,19 @@ impl Config {
             })?;
         } else if let Some(b) = file.egress_allow_private {
             config.egress_allow_private = b;
+        }
+        if let Some(v) = env("FLOWSCOPE_STEP_MAX_INTERRUPTIONS") {
+            config.step_max_interruptions = v
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| {
+                    err(
+                        "FLOWSCOPE_STEP_MAX_INTERRUPTIONS",
+                        format!("\"{v}\" is not a whole number (0: never fail a step for it)"),
+                    )
+                })?;
         }
         if let Some((setting, v)) = env("FLOWSCOPE_ALERT_WORKFLOW")
             .map(|v| ("FLOWSCOPE_ALERT_WORKFLOW", v))

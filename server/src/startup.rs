@@ -147,6 +147,7 @@ pub fn engine_config(config: &Config, kind: &'static str) -> EngineConfig {
         worker: config.worker(kind),
         max_parallel_steps: config.worker_max_steps,
         trace_commits_over: config.trace_commit_threshold,
+        max_interruptions: config.step_max_interruptions,
         ..EngineConfig::default()
     }
 }

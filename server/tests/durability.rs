@@ -24,6 +24,9 @@ fn start(db_url: &str) -> Server {
         .env("FLOWSCOPE_DATABASE_URL", db_url)
         .env("FLOWSCOPE_LISTEN", "127.0.0.1:0")
         .env("FLOWSCOPE_SEED_EXAMPLES", "false")
+        // Killed at many moments on purpose: a step caught three times must still run to the
+        // end here, so the crash-loop guard (tested in hostile.rs) is off.
+        .env("FLOWSCOPE_STEP_MAX_INTERRUPTIONS", "0")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())

@@ -72,6 +72,9 @@ pub struct EngineConfig {
     /// In a sampled trace, commits at least this long get a span of their own (all of them
     /// are counted on the run's root span).
     pub trace_commits_over: std::time::Duration,
+    /// Times a step's process may stop while running it before the step fails as
+    /// `crash_loop` instead of starting again; 0: never.
+    pub max_interruptions: i64,
 }
 
 impl Default for EngineConfig {
@@ -84,6 +87,7 @@ impl Default for EngineConfig {
             agents: AgentSettings::default(),
             worker: WorkerConfig::default(),
             trace_commits_over: std::time::Duration::from_millis(1),
+            max_interruptions: run::MAX_INTERRUPTIONS,
         }
     }
 }
@@ -204,6 +208,7 @@ struct Inner {
     /// On PostgreSQL: claims, leases and events shared with other processes.
     cluster: Option<cluster::Cluster>,
     trace_commits_over: std::time::Duration,
+    max_interruptions: i64,
 }
 
 /// The engine; cheap to clone.
@@ -278,6 +283,7 @@ impl Engine {
                 metrics: Arc::new(Metrics::new()),
                 tracer: opentelemetry::global::tracer("flowscope"),
                 trace_commits_over: config.trace_commits_over,
+                max_interruptions: config.max_interruptions,
             }),
         };
         if let Err(e) = engine.reload_secrets().await {

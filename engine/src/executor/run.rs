@@ -32,8 +32,8 @@ use crate::telemetry::{self, exemplar};
 
 /// Stored outputs larger than this are replaced by a marker with a preview.
 const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
-/// Times a step's process may stop while running it before the step fails (crash-only
-/// recovery: a server always starts, whatever is stored).
+/// Times a step's process may stop while running it before the step fails, by default
+/// (crash-only recovery: a server always starts, whatever is stored).
 pub const MAX_INTERRUPTIONS: i64 = 3;
 /// Bytes of step outputs one run holds in memory (and stores) in all: with at most
 /// [`MAX_OUTPUT_BYTES`] each, a run's memory is bounded whatever its steps answer.
@@ -307,7 +307,7 @@ impl RunDriver {
                 now,
             );
         }
-        if self.resumed.iter().any(|r| *r) {
+        if self.engine.inner.max_interruptions > 0 && self.resumed.iter().any(|r| *r) {
             self.find_crash_loops().await;
         }
         // Resumed runs: a step that was running or retrying when the process stopped runs again.
@@ -511,8 +511,9 @@ impl RunDriver {
                 Err(template::RenderError {
                     kind: "crash_loop",
                     message: format!(
-                        "the process running this step stopped {MAX_INTERRUPTIONS} times while \
-                         it ran, so it is not started again (does the step crash the server?)"
+                        "the process running this step stopped {} times while it ran, so it is \
+                         not started again (does the step crash the server?)",
+                        self.engine.inner.max_interruptions
                     ),
                 })
             } else {
@@ -769,7 +770,7 @@ impl RunDriver {
         };
         for (idx, step) in self.workflow.steps().iter().enumerate() {
             let times = counts.get(&step.id).copied().unwrap_or(0);
-            if self.resumed[idx] && times >= MAX_INTERRUPTIONS {
+            if self.resumed[idx] && times >= self.engine.inner.max_interruptions {
                 tracing::error!(run.id = %self.run_id, step.id = %step.id, times, "a step's process stopped every time it ran; failing the step");
                 self.crash_looped.insert(idx);
             }
