@@ -530,6 +530,8 @@ pub struct LoginLimiter {
 /// shared NAT, an office).
 const PER_NAME: usize = 5;
 const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Names and addresses the limiter tracks at most.
+const MAX_KEYS: usize = 100_000;
 
 impl LoginLimiter {
     fn limit(key: &str) -> usize {
@@ -564,9 +566,14 @@ impl LoginLimiter {
         if let Some(wait) = wait {
             return Err(wait);
         }
-        // Bounded: a flood of made-up names cannot grow the map without end.
-        if map.len() > 100_000 {
-            map.clear();
+        // Bounded: a flood of made-up names cannot grow the map without end, nor wipe the
+        // counts of real ones. Past the bound, expired entries go; if that is not enough,
+        // a new key waits (the flood is refused, the counted keys keep their counts).
+        if map.len() >= MAX_KEYS && keys.iter().any(|k| !map.contains_key(k)) {
+            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= WINDOW));
+            if map.len() >= MAX_KEYS {
+                return Err(Duration::from_secs(60));
+            }
         }
         for k in keys {
             map.entry(k.clone()).or_default().push_back(now);
@@ -625,6 +632,23 @@ mod tests {
         assert!(verify_password("correct horse", &real));
         assert!(!verify_password("correct horsf", &real));
         assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn a_flood_of_new_names_is_refused_not_a_reset() {
+        let l = LoginLimiter::default();
+        let real = ["user:root".to_string(), "ip:9".to_string()];
+        for _ in 0..PER_NAME {
+            assert!(l.attempt(&real).is_ok());
+        }
+        for i in 0..MAX_KEYS {
+            let _ = l.attempt(&[format!("user:n{i}")]);
+        }
+        assert!(
+            l.attempt(&["user:new".to_string()]).is_err(),
+            "the map is full"
+        );
+        assert!(l.attempt(&real).is_err(), "root's failures still count");
     }
 
     #[test]
