@@ -265,11 +265,6 @@ pub async fn bounded_hash<T: Send + 'static>(
         .map_err(|_| HashError::Failed("the hashing thread stopped".into()))
 }
 
-/// The hashes running now (for tests and metrics).
-pub fn hashes_running() -> usize {
-    MAX_HASHES - WAITING.available_permits()
-}
-
 /// `n` random bytes from the operating system, hex.
 pub fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];

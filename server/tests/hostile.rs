@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::procs::{spawn, Proc};
 use reqwest::{Client, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// A server on a fresh SQLite file, with `env` on top of the defaults.
 fn serve(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> (Proc, String) {
@@ -505,25 +505,14 @@ async fn the_vault_key_is_no_template_secret_and_names_are_escaped() {
         "{}",
         &page[..page.len().min(2000)]
     );
-    let _ = json!({});
 }
 
 /// Polls until the run's first step is running.
 async fn until_step_runs(client: &Client, base: &str, id: &str) {
-    loop {
-        let run: Value = client
-            .get(format!("{base}/api/v1/runs/{id}"))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if run["steps"][0]["status"] == "running" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_run(client, base, id, |run| {
+        run["steps"][0]["status"] == "running"
+    })
+    .await;
 }
 
 #[tokio::test]

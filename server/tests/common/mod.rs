@@ -75,6 +75,16 @@ pub async fn run_hello(client: &reqwest::Client, base: &str, traceparent: Option
 
 /// Polls the run until it has finished; returns it.
 pub async fn wait_finished(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    wait_run(client, base, id, |run| run["finished_at"].is_i64()).await
+}
+
+/// Polls the run until `done` holds for it; returns it.
+pub async fn wait_run(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     loop {
         let run: Value = client
             .get(format!("{base}/api/v1/runs/{id}"))
@@ -84,7 +94,7 @@ pub async fn wait_finished(client: &reqwest::Client, base: &str, id: &str) -> Va
             .json()
             .await
             .expect("json");
-        if run["finished_at"].is_i64() {
+        if done(&run) {
             return run;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
