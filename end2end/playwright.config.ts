@@ -15,6 +15,8 @@ const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowscope-e2e-'));
 // E2E_PROFILE=release runs the suite against `cargo leptos build --release --split`.
 const targetDir = process.env.CARGO_TARGET_DIR ?? 'target';
 const profile = process.env.E2E_PROFILE ?? 'debug';
+// scripts/test.sh builds the debug site apart from the release one scripts/run.sh serves.
+const siteRoot = profile === 'release' ? 'target/site' : 'target/site-debug';
 
 export default defineConfig({
   testDir: './tests',
@@ -43,7 +45,7 @@ export default defineConfig({
     env: {
       FLOWSCOPE_LISTEN: `127.0.0.1:${port}`,
       FLOWSCOPE_DATABASE_URL: `sqlite://${dataDir}/e2e.db`,
-      LEPTOS_SITE_ROOT: 'target/site',
+      LEPTOS_SITE_ROOT: siteRoot,
       RUST_LOG: 'warn',
       // No cron runs beside the ones a test starts (http-status has a schedule).
       FLOWSCOPE_SCHEDULER: 'false',
@@ -65,7 +67,7 @@ export default defineConfig({
     env: {
       FLOWSCOPE_LISTEN: `127.0.0.1:${authPort}`,
       FLOWSCOPE_DATABASE_URL: `sqlite://${dataDir}/auth/e2e.db`,
-      LEPTOS_SITE_ROOT: 'target/site',
+      LEPTOS_SITE_ROOT: siteRoot,
       RUST_LOG: 'warn',
       FLOWSCOPE_SCHEDULER: 'false',
       FLOWSCOPE_AUTH: 'true',

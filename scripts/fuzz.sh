@@ -3,7 +3,7 @@
 # on stable Rust: `cargo fuzz run -s none` (no sanitizer, so no nightly `-Z` flag; safe Rust
 # still reports panics, overflows and failed assertions). Not part of the test command.
 #
-#   scripts/fuzz.sh [SECONDS-PER-TARGET (default 300)] [TARGET…]   (targets: definition webhook)
+#   scripts/fuzz.sh [SECONDS-PER-TARGET (default 300)] [TARGET…]   (targets: definition webhook layout)
 #
 # New inputs go to fuzz/corpus/<target>/ (kept between runs, not committed); a crash is saved
 # under fuzz/artifacts/<target>/ and replayed with `cargo fuzz run -s none <target> <file>`.
@@ -17,7 +17,7 @@ fi
 secs=${1:-300}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(definition webhook)
+[ ${#targets[@]} -eq 0 ] && targets=(definition webhook layout)
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t"
   echo "[fuzz] $t for ${secs}s"

@@ -36,9 +36,9 @@ fi
 wb_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 if [[ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $wb_version" ]]; then
   say "installing wasm-bindgen-cli $wb_version"
-  # --locked can name crates the registry mirror does not have yet; then resolve afresh.
-  quick_install wasm-bindgen-cli --version "$wb_version" --locked ||
-    quick_install wasm-bindgen-cli --version "$wb_version"
+  # Not --locked: its lock file names crates the registry mirror lacks (webpki-roots 1.0.11
+  # for 0.2.130), and that first try failed after a minute on every fresh machine.
+  quick_install wasm-bindgen-cli --version "$wb_version"
 fi
 
 if [[ ! -x .tools/node_modules/.bin/wasm-opt ]]; then

@@ -17,7 +17,10 @@ cargo test --workspace --no-fail-fast
 # After the tests: the browser tests need the server binary exactly as cargo-leptos builds it.
 echo "== build (debug): server + wasm bundle (split: the builder is a lazily loaded chunk) + CSS"
 # --split is not optional once routes are lazy: unsplit, the bundle's JS imports a placeholder.
-cargo leptos build --split
+# Into a site folder of its own: the release server `scripts/run.sh` started may be serving
+# target/site, and a debug bundle written there would stop its pages hydrating.
+LEPTOS_SITE_ROOT=target/site-debug cargo leptos build --split
+target/debug/flowscope precompress target/site-debug
 
 echo "== browser tests (Chromium)"
 (cd end2end && npx playwright test)

@@ -16,6 +16,18 @@ test.beforeEach(() => { tag = Math.random().toString(36).slice(2, 8); });
 
 const node = (page: Page, step: string) => page.locator(`svg.dag [data-step="${step}"]`);
 
+// What a person sees: the box has its drawn size and lies inside the page, not 0×0 (an SVG
+// child created in the HTML namespace has the attributes and no size).
+async function expectDrawn(page: Page, step: string) {
+  const box = await node(page, step).locator('rect').boundingBox();
+  expect(box, `${step} has a box`).not.toBeNull();
+  expect(box!.width).toBeGreaterThan(100);
+  expect(box!.height).toBeGreaterThan(30);
+  const page_width = page.viewportSize()!.width;
+  expect(box!.x).toBeGreaterThanOrEqual(0);
+  expect(box!.x + box!.width).toBeLessThanOrEqual(page_width + 1);
+}
+
 test('a run page draws pending steps and turns each one green live', async ({ page, request }, info) => {
   await createWorkflow(request, `id: e2e-slow-${tag}
 name: Slow chain
@@ -42,6 +54,7 @@ steps:
   await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'succeeded');
   for (const step of ['first', 'second', 'third']) {
     await expect(node(page, step)).toHaveAttribute('data-status', 'succeeded');
+    await expectDrawn(page, step);
   }
   // Every attempt is on the timeline, and the output is shown.
   await expect(page.locator('.gantt-row[data-attempt]')).toHaveCount(3);
@@ -83,6 +96,9 @@ steps:
   await expect(page.getByRole('link', { name: id.slice(-12) })).toBeVisible();
   await expect(page.locator('#step-prepare')).toContainText('0 attempts');
   await expect(node(page, 'check')).toHaveAttribute('data-status', 'succeeded');
+  // This page was built in the browser (in-app navigation), not hydrated: still drawn.
+  await expectDrawn(page, 'prepare');
+  await expectDrawn(page, 'check');
 });
 
 test('a long run is cancelled from its page after confirming', async ({ page, request }) => {
@@ -96,11 +112,23 @@ steps:
   const id = await trigger(request, `e2e-long-${tag}`);
   await openHydrated(page, `/runs/${id}`);
   await expect(node(page, 'wait')).toHaveAttribute('data-status', 'running');
+  // No event arrives while the step waits, yet its clock moves: "Running for" and the bar's
+  // duration count up in the page.
+  const runningFor = page.locator('.facts div', { hasText: 'Running for' }).locator('dd');
+  const barTime = page.locator('.gantt-row[data-step="wait"] .gantt-dur');
+  const [since, ran] = [await runningFor.textContent(), await barTime.textContent()];
+  await expect(runningFor).not.toHaveText(since!);
+  await expect(barTime).not.toHaveText(ran!);
   await page.getByRole('button', { name: 'Cancel run' }).click();
   await expect(page.getByRole('group', { name: 'Confirm' })).toContainText('Cancel this run?');
   await page.getByRole('button', { name: 'Yes' }).click();
   await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'cancelled');
   await expect(node(page, 'wait')).toHaveAttribute('data-status', 'cancelled');
+  // Said as what happened: cancelled, not failed; the retry resumes rather than "retries a failure".
+  await expect(page.locator('.error-note')).toContainText('Run cancelled:');
+  await expect(page.locator('.error-note')).not.toContainText('failed');
+  await expect(page.getByRole('button', { name: 'Retry from failed step' })).toHaveCount(0);
+  await expect(page.getByRole('button', { name: 'Resume where it stopped' })).toBeVisible();
 });
 
 test('the monitor shows new runs live, filters by status, and pauses', async ({ page, request }, info) => {

@@ -11,6 +11,8 @@
 //! - `store` (feature `runtime`): persistence on SQLite or PostgreSQL with sqlx.
 //! - `executor` (feature `runtime`): the durable engine that runs workflows.
 //! - `agents` (feature `runtime`): the built-in agents, one file each.
+//! - `render` (feature `runtime`): templates rendered (bounded) and secrets redacted, for the
+//!   executor and the agents alike.
 //! - `vault` (feature `runtime`): secrets sealed at rest, password and token hashing.
 //! - `webhook` (feature `webhook`, part of `runtime`): a webhook call's proof and payload.
 //! - `schedule` (feature `runtime`): cron triggers, fired once across processes.
@@ -29,6 +31,8 @@ pub mod layout;
 pub mod links;
 pub mod model;
 pub mod records;
+#[cfg(feature = "runtime")]
+pub mod render;
 #[cfg(feature = "runtime")]
 pub mod schedule;
 #[cfg(feature = "runtime")]

@@ -98,7 +98,38 @@ both!(
     users_sessions_tokens_and_secrets_keep_their_rules,
     attempt_transitions_write_the_same_rows_on_both_stores,
     a_batch_wider_than_a_select_list_applies,
+    alert_announcements_follow_transitions_and_racing_replicas_announce_once,
 );
+
+async fn alert_announcements_follow_transitions_and_racing_replicas_announce_once(store: Store) {
+    let (g, f) = ("{}:{alertname=\"X\"}", "fp1");
+    // A resolution of what never fired is not news.
+    assert!(!store.announce_alert(g, f, "resolved", 1).await.expect("announce"));
+    assert!(store.announce_alert(g, f, "firing", 2).await.expect("announce"));
+    assert!(!store.announce_alert(g, f, "firing", 3).await.expect("announce"));
+    assert!(store.announce_alert(g, f, "resolved", 4).await.expect("announce"));
+    assert!(!store.announce_alert(g, f, "resolved", 5).await.expect("announce"));
+    assert!(store.announce_alert(g, f, "firing", 6).await.expect("announce"));
+    // Taken back (the notification could not start): news again.
+    store.unannounce_alert(g, f, "firing").await.expect("undo");
+    assert!(store.announce_alert(g, f, "firing", 7).await.expect("announce"));
+    assert!(store.announce_alert(g, f, "resolved", 8).await.expect("announce"));
+    store.unannounce_alert(g, f, "resolved").await.expect("undo");
+    assert!(store.announce_alert(g, f, "resolved", 9).await.expect("announce"));
+    // Other alerts and groups are their own.
+    assert!(store.announce_alert(g, "fp2", "firing", 10).await.expect("announce"));
+    assert!(store.announce_alert("other", f, "firing", 10).await.expect("announce"));
+    // Ten replicas given the same notification at once: one announces it.
+    let racing = (0..10).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.announce_alert("race", "fp", "firing", 11).await })
+    });
+    let mut news = 0;
+    for r in futures::future::join_all(racing).await {
+        news += usize::from(r.expect("task").expect("announce"));
+    }
+    assert_eq!(news, 1);
+}
 
 async fn users_sessions_tokens_and_secrets_keep_their_rules(store: Store) {
     use engine::access::Role;

@@ -9,6 +9,7 @@
 //! - [`telemetry`]: logs, spans and OTLP export; [`observe`]: HTTP server spans and `/metrics`.
 
 pub mod api;
+pub mod assets;
 pub mod auth;
 pub mod bench;
 pub mod bench_ui;

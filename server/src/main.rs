@@ -32,6 +32,12 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Write brotli and gzip copies beside the site's files (after a build), which the server
+    /// sends to browsers that accept them.
+    Precompress {
+        /// The site folder (`target/site`).
+        dir: PathBuf,
+    },
     /// Create or update workflows from files on a server (a new version only when changed).
     Apply {
         #[arg(required = true)]
@@ -150,6 +156,19 @@ fn main() -> ExitCode {
 fn main_with(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Validate { files } => validate(&files),
+        Command::Precompress { dir } => match flowscope::assets::precompress(&dir) {
+            Ok(done) => {
+                println!(
+                    "precompressed {} files ({} already current): {} bytes → brotli {}, gzip {}",
+                    done.files, done.current, done.bytes, done.brotli, done.gzip
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot precompress {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
         command @ (Command::Apply { .. }
         | Command::Run { .. }
         | Command::Runs { .. }

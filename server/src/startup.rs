@@ -326,6 +326,8 @@ pub fn router(
             provide_context(app::auth::SignIn(auth_on));
         }
     };
+    let pkg = std::path::Path::new(leptos_options.site_root.as_ref())
+        .join(leptos_options.site_pkg_dir.as_ref());
     let pages = Router::new()
         .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
             let options = leptos_options.clone();
@@ -335,7 +337,13 @@ pub fn router(
             LeptosOptions,
             _,
         >(context, app::shell))
-        .with_state(leptos_options);
+        .with_state(leptos_options)
+        // Pages compressed as they render; the event streams (SSE) are left alone.
+        .layer(tower_http::compression::CompressionLayer::new())
+        .nest_service(
+            &format!("/{}", pkg.file_name().and_then(|n| n.to_str()).unwrap_or("pkg")),
+            crate::assets::service(&pkg),
+        );
     Router::new()
         .nest(
             "/api/v1",

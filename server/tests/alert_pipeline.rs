@@ -95,6 +95,12 @@ fn alertmanager_config(flowscope: &str, token_file: &Path, intervals: &Intervals
     hook["url"] = yaml(json!(format!("{flowscope}/api/v1/alerts/alertmanager")));
     hook["http_config"]["authorization"]["credentials_file"] =
         yaml(json!(token_file.display().to_string()));
+    // Flowscope's own outage goes to Slack directly: the URL in a file beside the token's.
+    let direct = receivers_named(&mut config, "slack-direct");
+    direct["slack_configs"][0]["api_url_file"] = yaml(json!(token_file
+        .with_file_name("slack-url")
+        .display()
+        .to_string()));
     if !intervals.production {
         let route = &mut config["route"];
         route["group_wait"] = yaml(json!("1s"));
@@ -107,6 +113,15 @@ fn alertmanager_config(flowscope: &str, token_file: &Path, intervals: &Intervals
         }
     }
     config
+}
+
+fn receivers_named<'a>(config: &'a mut Yaml, name: &str) -> &'a mut Yaml {
+    config["receivers"]
+        .as_sequence_mut()
+        .expect("receivers in alertmanager.yml")
+        .iter_mut()
+        .find(|r| r["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("a {name} receiver"))
 }
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
@@ -203,6 +218,7 @@ async fn pipeline(intervals: Intervals) {
 
     let token_file = dir.path().join("flowscope-token");
     std::fs::write(&token_file, TOKEN).expect("token file");
+    std::fs::write(dir.path().join("slack-url"), &slack.url).expect("slack url file");
     let am_config = alertmanager_config(&base, &token_file, &intervals);
     let am_file = dir.path().join("alertmanager.yml");
     std::fs::write(&am_file, serde_norway::to_string(&am_config).expect("yaml")).expect("write");
@@ -530,4 +546,59 @@ async fn check_dashboards(client: &reqwest::Client, base: &str, prometheus: &str
         with_data > 0,
         "some dashboard query finds the runs just made"
     );
+}
+
+/// With Flowscope down (nothing listens where its intake should be), Alertmanager alone gets
+/// `FlowscopeDown` to Slack: the shipped route and receiver, through the real Alertmanager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flowscope_down_reaches_slack_from_alertmanager_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = reqwest::Client::new();
+    let slack = common::Slack::start().await;
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let token_file = dir.path().join("flowscope-token");
+    std::fs::write(&token_file, TOKEN).expect("token file");
+    std::fs::write(dir.path().join("slack-url"), &slack.url).expect("slack url file");
+    let fast = Intervals { production: false };
+    let am_config = alertmanager_config(&nobody, &token_file, &fast);
+    let am_file = dir.path().join("alertmanager.yml");
+    std::fs::write(&am_file, serde_norway::to_string(&am_config).expect("yaml")).expect("write");
+    let am_port = free_port();
+    let alertmanager = format!("http://127.0.0.1:{am_port}");
+    let am_log = dir.path().join("alertmanager.log");
+    let _am = spawn(
+        "prometheus-alertmanager",
+        &[
+            format!("--config.file={}", am_file.display()),
+            format!("--storage.path={}", dir.path().join("am-data").display()),
+            format!("--web.listen-address=127.0.0.1:{am_port}"),
+            format!("--web.external-url={alertmanager}"),
+            "--cluster.listen-address=".into(),
+        ],
+        &am_log,
+    );
+    wait_ready(&client, &format!("{alertmanager}/-/ready"), "Alertmanager", &am_log).await;
+    // What Prometheus sends when the FlowscopeDown rule fires.
+    let r = client
+        .post(format!("{alertmanager}/api/v2/alerts"))
+        .json(&json!([{
+            "labels": { "alertname": "FlowscopeDown", "severity": "page", "job": "flowscope", "instance": "flowscope:3000" },
+            "annotations": { "summary": "Flowscope at flowscope:3000 does not answer scrapes" },
+        }]))
+        .send()
+        .await
+        .expect("post the alert");
+    assert!(r.status().is_success(), "{}", r.status());
+    let mut texts = Vec::new();
+    for _ in 0..600 {
+        texts = slack.texts();
+        if !texts.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(&am_log).unwrap_or_default();
+    assert_eq!(texts.len(), 1, "{texts:?}\n{log}");
+    assert!(texts[0].contains("[firing] FlowscopeDown"), "{texts:?}");
+    assert!(texts[0].contains("does not answer scrapes"), "{texts:?}");
 }

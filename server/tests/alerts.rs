@@ -14,7 +14,9 @@ struct Stack {
     base: String,
     client: reqwest::Client,
     slack: common::Slack,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    config: Config,
+    server: common::Stoppable,
 }
 
 /// Flowscope with alert intake on (unless `token` is None), and a Slack-compatible receiver
@@ -22,21 +24,20 @@ struct Stack {
 async fn stack(token: Option<&str>, workflow: &str) -> Stack {
     let slack = common::Slack::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let base = common::serve_with(
-        dir.path(),
-        Config {
-            alert_token: token.map(str::to_string),
-            alert_workflow: workflow.to_string(),
-            secrets: [("SLACK_WEBHOOK".to_string(), slack.url.clone())].into(),
-            ..common::quiet()
-        },
-    )
-    .await;
+    let config = Config {
+        alert_token: token.map(str::to_string),
+        alert_workflow: workflow.to_string(),
+        secrets: [("SLACK_WEBHOOK".to_string(), slack.url.clone())].into(),
+        ..common::quiet()
+    };
+    let (base, server) = common::serve_stoppable(dir.path(), config.clone()).await;
     Stack {
         base,
         client: reqwest::Client::new(),
         slack,
-        _dir: dir,
+        dir,
+        config,
+        server,
     }
 }
 
@@ -134,6 +135,59 @@ async fn a_firing_alert_is_announced_once_and_its_resolution_once() {
         texts[1].starts_with("[resolved] FlowscopeRunSuccessBudgetBurnFast"),
         "{texts:?}"
     );
+
+    // It fires again: a new transition, announced again.
+    let (status, body) = s.send(Some(TOKEN), &firing).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["announced"], 1);
+    let id = body["run"]["id"].as_str().expect("a run").to_string();
+    assert_eq!(s.finished(&id).await, "succeeded");
+    let texts = s.slack.texts();
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert!(texts[2].starts_with("[firing] "), "{texts:?}");
+
+    // After a restart on the same database, what went out is known: the repeat is not news,
+    // and its resolution is.
+    let Stack {
+        server,
+        dir,
+        config,
+        slack,
+        client,
+        ..
+    } = s;
+    server.stop().await;
+    let (base, server) = common::serve_stoppable(dir.path(), config.clone()).await;
+    let s = Stack {
+        base,
+        client,
+        slack,
+        dir,
+        config,
+        server,
+    };
+    let (status, body) = s.send(Some(TOKEN), &firing).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["announced"], 0);
+    let (status, body) = s
+        .send(Some(TOKEN), &payload("resolved", "a1b2c3").to_string())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["announced"], 1);
+    let id = body["run"]["id"].as_str().expect("a run").to_string();
+    assert_eq!(s.finished(&id).await, "succeeded");
+    assert_eq!(s.slack.texts().len(), 4);
+}
+
+#[tokio::test]
+async fn a_resolution_whose_firing_was_never_announced_is_not_news() {
+    let s = stack(Some(TOKEN), "notify-on-alert").await;
+    let (status, body) = s
+        .send(Some(TOKEN), &payload("resolved", "never-fired").to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["announced"], 0);
+    assert!(s.alert_runs().await.is_empty());
 }
 
 /// Grafana's webhook contact point (provisioned in observability/grafana) sends Alertmanager's

@@ -22,6 +22,15 @@ impl TestApp {
     }
 
     async fn spawn_on(database_url: String, dir: tempfile::TempDir) -> TestApp {
+        TestApp::spawn_site(
+            database_url,
+            dir,
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site"),
+        )
+        .await
+    }
+
+    async fn spawn_site(database_url: String, dir: tempfile::TempDir, site: &str) -> TestApp {
         let config = Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
             database_url,
@@ -31,7 +40,7 @@ impl TestApp {
         };
         let options = leptos::prelude::LeptosOptions::builder()
             .output_name("flowscope")
-            .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site"))
+            .site_root(site)
             .build();
         let app = Application::build(&config, options)
             .await
@@ -847,4 +856,77 @@ async fn the_monitor_stream_carries_changes_of_the_workflow_it_follows_only() {
         events(&text).iter().all(|e| e["workflow_id"] == "hello"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn site_files_go_out_precompressed_and_revalidated_and_pages_compressed() {
+    use std::io::Read;
+    let site = tempfile::tempdir().expect("site");
+    let pkg = site.path().join("pkg");
+    std::fs::create_dir_all(&pkg).expect("mkdir");
+    let wasm: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(pkg.join("flowscope.wasm"), &wasm).expect("write");
+    let done = flowscope::assets::precompress(site.path()).expect("precompress");
+    assert_eq!(done.files, 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("api.db").display());
+    let app = TestApp::spawn_site(url, dir, site.path().to_str().expect("utf-8")).await;
+    let get = |encoding: Option<&'static str>| {
+        let mut r = app.client.get(app.url("/pkg/flowscope.wasm"));
+        if let Some(e) = encoding {
+            r = r.header("accept-encoding", e);
+        }
+        r.send()
+    };
+    // The smallest copy the browser accepts, the bytes written at build time.
+    for (accepts, sent, file) in [
+        (Some("gzip, deflate, br"), Some("br"), "flowscope.wasm.br"),
+        (Some("gzip"), Some("gzip"), "flowscope.wasm.gz"),
+        (None, None, "flowscope.wasm"),
+    ] {
+        let r = get(accepts).await.expect("get");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers().get("content-encoding").and_then(|v| v.to_str().ok()),
+            sent,
+            "{accepts:?}"
+        );
+        assert_eq!(r.headers()["cache-control"], "no-cache");
+        let body = r.bytes().await.expect("body");
+        assert_eq!(body.as_ref(), std::fs::read(pkg.join(file)).expect("file"), "{accepts:?}");
+        if sent.is_some() {
+            assert!(body.len() < wasm.len() / 2, "{file}: {} bytes", body.len());
+        }
+    }
+    // A browser that has it asks again and gets 304, no body.
+    let r = get(Some("br")).await.expect("get");
+    let modified = r.headers()["last-modified"].clone();
+    let again = app
+        .client
+        .get(app.url("/pkg/flowscope.wasm"))
+        .header("accept-encoding", "br")
+        .header("if-modified-since", modified)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert!(again.bytes().await.expect("body").is_empty());
+
+    // Pages are compressed as they render.
+    let page = app
+        .client
+        .get(app.url("/workflows"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["content-encoding"], "gzip");
+    let zipped = page.bytes().await.expect("body");
+    let mut html = String::new();
+    flate2::read::GzDecoder::new(zipped.as_ref())
+        .read_to_string(&mut html)
+        .expect("gzip");
+    assert!(html.contains("Hello, Flowscope"), "{html}");
+    assert!(zipped.len() < html.len() / 2);
 }

@@ -327,6 +327,72 @@ async fn foreign_hosts_and_non_canonical_paths_never_reach_a_page() {
     }
 }
 
+/// A template that doubles a 100 MB string to 3.2 GB: fuel cannot see it (a handful of
+/// instructions), so it must render in the sandbox's child, whose memory limit stops it.
+/// The size comes from an input: a constant would be refused when the workflow is saved.
+const TEMPLATE_BOMB: &str = "{% set a = 'x' * inputs.n %}{% set b = a ~ a %}{% set c = b ~ b %}{% set d = c ~ c %}{% set e = d ~ d %}{% set f = e ~ e %}{{ f | length }}";
+
+/// Constants minijinja would fold while compiling, with no fuel: 30 × 200 MB.
+fn folding_bomb() -> String {
+    let term = "('x' * 100000000 ~ 'x' * 100000000)";
+    format!("{{{{ {} }}}}", vec![term; 30].join(" ~ "))
+}
+
+#[tokio::test]
+async fn templates_that_can_grow_render_in_the_sandbox_and_a_bomb_fails_its_step() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (server, base) = serve(&dir, &[]);
+    let client = Client::new();
+    // Templates the server cannot vouch for still render, in the child, with their types.
+    create(
+        &client,
+        &base,
+        "id: loops\nname: loops\ninputs:\n  items: { type: array, default: [1, 2, 3] }\nsteps:\n- id: t\n  agent: simulate\n  with:\n    output:\n      text: \"{% for i in inputs.items %}{{ i * 2 }},{% endfor %}\"\n      next: \"{{ inputs.items | length + 1 }}\"\n      plain: \"{{ inputs.items | length }}\"\n",
+    )
+    .await;
+    let r = run(&client, &base, "loops").await;
+    assert_eq!(r["status"], "succeeded", "{r}");
+    let output = &r["steps"][0]["output"];
+    assert_eq!(output["text"], "2,4,6,", "{r}");
+    assert_eq!(output["next"], 4, "{r}");
+    assert_eq!(output["plain"], 3, "{r}");
+
+    let before = peak_rss_kib(&server.pid());
+    // Validation (any viewer may ask) never compiles a template whose constants are huge.
+    let folding = format!(
+        "id: fold\nname: fold\nsteps:\n- id: t\n  agent: simulate\n  with:\n    output: \"{}\"\n",
+        folding_bomb()
+    );
+    let r = client
+        .post(format!("{base}/api/v1/validate"))
+        .body(folding)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.expect("JSON");
+    assert_eq!(body["valid"], false, "{body}");
+    let problem = &body["problems"][0];
+    assert_eq!(problem["path"], "steps[0].with.output", "{body}");
+    assert!(problem["message"].to_string().contains("constant expression"), "{body}");
+    create(
+        &client,
+        &base,
+        &format!("id: bomb\nname: bomb\ninputs:\n  n: {{ type: integer, default: 100000000 }}\nsteps:\n- id: t\n  agent: simulate\n  with:\n    output: {{ text: \"{TEMPLATE_BOMB}\" }}\n"),
+    )
+    .await;
+    let r = run(&client, &base, "bomb").await;
+    assert_eq!(r["status"], "failed", "{r}");
+    let (kind, message) = failure(&r);
+    assert_eq!(kind, "limit_memory", "{message}");
+    assert!(message.contains("template"), "{message}");
+    // The gigabytes were the child's: the server grew by far less than one 100 MB string.
+    let grown = peak_rss_kib(&server.pid()).saturating_sub(before);
+    println!("the server's peak grew {grown} KiB while the bombs went off (from {before} KiB)");
+    assert!(grown < 50_000, "the server's peak grew {grown} KiB");
+    healthz(&client, &base).await;
+}
+
 /// Peak resident memory of a process, in KiB.
 fn peak_rss_kib(pid: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");

@@ -9,6 +9,7 @@ use flowscope::otlp_sink;
 use flowscope::telemetry::{OtlpSettings, Protocol, Telemetry};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde_json::Value;
 
 mod common;
@@ -55,7 +56,7 @@ fn exports_a_run(protocol: Protocol) {
         .build()
         .expect("runtime");
     let caller_trace = "0af7651916cd43dd8448eb211c80319c";
-    let run: Value = tracing::subscriber::with_default(subscriber, || {
+    let (run, failed): (Value, Value) = tracing::subscriber::with_default(subscriber, || {
         runtime.block_on(async {
             // Every commit a span, however fast: the run's storage time is in its trace.
             let config = flowscope::config::Config {
@@ -69,7 +70,18 @@ fn exports_a_run(protocol: Protocol) {
             tracing::info_span!("test.observer").in_scope(|| {
                 tracing::info!(run.id = %run["id"], "test saw the run finish");
             });
-            run
+            let created: Value = client
+                .post(format!("{base}/api/v1/workflows/always-fails/runs"))
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .expect("trigger")
+                .json()
+                .await
+                .expect("json");
+            let id = created["run"]["id"].as_str().expect("run id");
+            let failed = common::wait_finished(&client, &base, id).await;
+            (run, failed)
         })
     });
     // Shutdown flushes both providers: everything must have arrived when it returns.
@@ -180,6 +192,42 @@ fn exports_a_run(protocol: Protocol) {
         16,
         "a log written in a span carries its trace id"
     );
+
+    // A failure is in the logs: a line per failed attempt under its span, one for the run
+    // under its root; each with the error.
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let body = |r: &LogRecord| match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(AnyValue::StringValue(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let failed_trace = failed["trace_id"].as_str().expect("stored trace id");
+    let in_run: Vec<&LogRecord> = records
+        .iter()
+        .filter(|r| hex(&r.trace_id) == failed_trace)
+        .collect();
+    let mut attempt_spans: Vec<String> = in_run
+        .iter()
+        .filter(|r| body(r).starts_with("step attempt failed: "))
+        .map(|r| hex(&r.span_id))
+        .collect();
+    attempt_spans.sort();
+    let mut failed_attempts: Vec<String> = failed["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["status"] == "failed" || a["status"] == "retrying")
+        .filter_map(|a| a["span_id"].as_str().map(str::to_string))
+        .collect();
+    failed_attempts.sort();
+    assert_eq!(failed_attempts.len(), 3, "{failed}");
+    assert_eq!(attempt_spans, failed_attempts, "{in_run:?}");
+    let run_line = in_run
+        .iter()
+        .find(|r| body(r).starts_with("run failed: "))
+        .unwrap_or_else(|| panic!("no log line for the failed run among {in_run:?}"));
+    assert_eq!(hex(&run_line.span_id), failed["span_id"].as_str().unwrap_or("?"));
+    assert_eq!(run_line.severity_number, 17, "ERROR");
+    assert!(body(run_line).contains("flaky_call"), "{}", body(run_line));
 }
 
 /// One test, the two protocols in turn: each installs its provider as the global one, which

@@ -181,4 +181,48 @@ async fn prometheus_scrapes_runs_and_an_exemplar_with_the_runs_trace_id() {
     assert_eq!(value(&pool), Some(8.0), "{pool}");
     let used = query(r#"db_client_connection_count{db_client_connection_state="idle"}"#).await;
     assert!(value(&used).is_some_and(|n| n >= 0.0), "{used}");
+
+    // Values, not shapes: what Prometheus holds for the run equals what the API reports.
+    let ms = |v: &Value| v.as_i64().unwrap_or_else(|| panic!("a time in {run}"));
+    let seconds = |from: &Value, to: &Value| (ms(to) - ms(from)) as f64 / 1000.0;
+    let close = |got: Option<f64>, want: f64, what: &str, tolerance: f64| {
+        let got = got.unwrap_or_else(|| panic!("no {what} in Prometheus"));
+        assert!(
+            (got - want).abs() <= tolerance,
+            "{what}: Prometheus has {got}, the API says {want}"
+        );
+    };
+    let duration = seconds(&run["started_at"], &run["finished_at"]);
+    // `hello` sleeps 50 ms and 50-150 ms: a run of 0 s would be the metric lying.
+    assert!(duration >= 0.1, "{run}");
+    let hello = r#"{workflow="hello",status="succeeded"}"#;
+    let sum = query(&format!("workflow_duration_seconds_sum{hello}")).await;
+    close(value(&sum), duration, "run duration", 1e-6);
+    let count = query(&format!("workflow_duration_seconds_count{hello}")).await;
+    close(value(&count), 1.0, "runs timed", 0.0);
+    let wait = query("workflow_queue_wait_seconds_sum").await;
+    close(
+        value(&wait),
+        seconds(&run["created_at"], &run["started_at"]),
+        "queue wait",
+        1e-6,
+    );
+    let active = query(r#"workflows_active{workflow="hello"}"#).await;
+    close(value(&active), 0.0, "active runs after the end", 0.0);
+    // Attempt durations are timed by the agent call; the stored times bracket it.
+    let attempts: Vec<&Value> = run["attempts"].as_array().into_iter().flatten().collect();
+    let simulated: f64 = attempts
+        .iter()
+        .filter(|a| a["step_id"] != "summary")
+        .map(|a| seconds(&a["started_at"], &a["finished_at"]))
+        .sum();
+    assert!(simulated >= 0.1, "{run}");
+    let agent = r#"{agent="simulate",workflow="hello"}"#;
+    let sum = query(&format!("agent_duration_seconds_sum{agent}")).await;
+    close(value(&sum), simulated, "simulate attempt durations", 0.05);
+    let runs = query(&format!(
+        r#"agent_runs_total{{agent="simulate",workflow="hello",status="succeeded"}}"#
+    ))
+    .await;
+    close(value(&runs), 2.0, "simulate attempts", 0.0);
 }

@@ -119,6 +119,65 @@ fn compose_pins_images_checks_health_and_keeps_state_in_named_volumes() {
     );
 }
 
+/// Flowscope's own outage is announced without Flowscope: Alertmanager routes it (as `amtool`
+/// reads the shipped file) to Slack directly, with the webhook URL Flowscope posts to, mounted
+/// as a secret. Every port is published on loopback only (Flowscope puts itself behind a
+/// proxy when it is meant to be reached from elsewhere), and Grafana's
+/// anonymous visitors are Viewers.
+#[test]
+fn flowscope_down_bypasses_flowscope_and_only_flowscope_is_reachable_from_outside() {
+    let config = stack_file("alertmanager/alertmanager.yml");
+    let route = |labels: &[&str]| {
+        let out = std::process::Command::new("amtool")
+            .args(["config", "routes", "test", "--config.file"])
+            .arg(&config)
+            .args(labels)
+            .output()
+            .expect("Debian's amtool on PATH (scripts/setup.sh --test installs it)");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    for alert in ["FlowscopeDown", "FlowscopeMetricsAbsent"] {
+        assert_eq!(route(&[&format!("alertname={alert}"), "severity=page"]), "slack-direct");
+    }
+    for alert in ["FlowscopeRunSuccessBudgetBurnFast", "FlowscopeRunsNotCompleting"] {
+        assert_eq!(route(&[&format!("alertname={alert}"), "severity=page"]), "flowscope");
+    }
+    let alertmanager = read_yaml("alertmanager/alertmanager.yml");
+    let receivers = alertmanager["receivers"].as_sequence().expect("receivers");
+    let direct = receivers
+        .iter()
+        .find(|r| r["name"].as_str() == Some("slack-direct"))
+        .expect("a slack-direct receiver");
+    let file = str_of(&direct["slack_configs"][0]["api_url_file"], "api_url_file");
+    let secret = file.trim_start_matches("/run/secrets/");
+    let compose = read_yaml("docker-compose.yml");
+    assert_eq!(
+        compose["secrets"][secret]["environment"].as_str(),
+        Some("FLOWSCOPE_SECRET_SLACK_WEBHOOK"),
+        "the {secret} secret is the webhook notify-on-alert posts to"
+    );
+    let mounted: Vec<&str> = compose["services"]["alertmanager"]["secrets"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["source"].as_str())
+        .collect();
+    assert!(mounted.contains(&secret), "{mounted:?}");
+
+    for (name, service) in compose["services"].as_mapping().expect("services") {
+        let name = name.as_str().unwrap_or_default();
+        for port in service["ports"].as_sequence().into_iter().flatten() {
+            let port = str_of(port, name);
+            assert!(
+                port.starts_with("127.0.0.1:"),
+                "{name} publishes {port} beyond this machine"
+            );
+        }
+    }
+    let grafana = &compose["services"]["grafana"]["environment"];
+    assert_eq!(grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"].as_str(), Some("Viewer"));
+}
+
 #[test]
 fn the_compose_settings_start_flowscope() {
     let compose = read_yaml("docker-compose.yml");

@@ -228,7 +228,10 @@ fn RunView(data: RunPageData) -> impl IntoView {
     let finished = run.status.is_finished();
     let end = run.finished_at.unwrap_or(now.max(run.created_at));
     let queue_wait = run.started_at.map(|s| s - run.created_at);
-    let run_time = run.started_at.map(|s| end - s);
+    // A live run's clock moves between events: "Running for" and the running bars follow it.
+    let clock = ticking(end, !finished);
+    let started_at = run.started_at;
+    let run_time = move || started_at.map(|s| clock.get() - s);
     let usage = Usage::of_attempts(&detail.attempts);
     let title = format!("Run of {workflow_name}");
     let trace_href = |span_id: Option<&str>| {
@@ -257,7 +260,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
             </div>
             <RunActions run_id=run.id.clone() status=run.status failed_steps=failed_steps(&detail.steps)/>
         </header>
-        {run.error.clone().map(|e| view! { <div class="error-note" role="note"><strong>"Run failed: "</strong>{e}</div> })}
+        {run.error.clone().map(|e| view! { <div class="error-note" role="note"><strong>{ended_because(run.status)}</strong>{e}</div> })}
     }
     .into_any();
     let facts = view! {
@@ -266,7 +269,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
             <div><dt>"Trigger"</dt><dd>{run.started_by()}</dd></div>
             <div><dt>"Created"</dt><dd><time datetime=run.created_at.to_string()>{format_ms(run.created_at)}</time></dd></div>
             <div><dt>"Queue wait"</dt><dd>{queue_wait.map(format_duration).unwrap_or_else(|| "waiting…".into())}</dd></div>
-            <div><dt>{if finished { "Run time" } else { "Running for" }}</dt><dd>{run_time.map(format_duration).unwrap_or_else(|| "–".into())}</dd></div>
+            <div><dt>{if finished { "Run time" } else { "Running for" }}</dt><dd>{move || run_time().map(format_duration).unwrap_or_else(|| "–".into())}</dd></div>
             {run.parent_run_id.clone().map(|p| view! { <div><dt>"Retry of"</dt><dd><a class="mono" href=format!("/runs/{p}")>{short_id(&p)}</a></dd></div> })}
             {usage.view()}
             <div><dt>"Trace"</dt><dd><a href=trace_href(None) data-trace-link="run">{trace_label}</a></dd></div>
@@ -283,7 +286,10 @@ fn RunView(data: RunPageData) -> impl IntoView {
     let timeline = view! {
         <section aria-labelledby="timeline-h" class="panel" id="timeline">
             <h2 id="timeline-h">"Timeline"</h2>
-            <Timeline detail=detail.clone() steps=steps.clone() end=end/>
+            {
+                let (detail, steps) = (detail.clone(), steps.clone());
+                move || view! { <Timeline detail=detail.clone() steps=steps.clone() end=clock.get()/> }
+            }
         </section>
     }
     .into_any();
@@ -310,6 +316,15 @@ fn RunView(data: RunPageData) -> impl IntoView {
                 {step_panels}
             </section>
         </section>
+    }
+}
+
+/// The lead of a finished run's error: a cancelled run did not fail.
+fn ended_because(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Cancelled => "Run cancelled: ",
+        RunStatus::TimedOut => "Run timed out: ",
+        _ => "Run failed: ",
     }
 }
 
@@ -454,7 +469,11 @@ fn RunActions(run_id: String, status: RunStatus, failed_steps: bool) -> impl Int
                 <Show when=move || !whole_run()>
                     {(!finished).then(|| view! { <button class="button danger" on:click=ask(Pending::Cancel)>"Cancel run"</button> })}
                     {retryable.then(|| view! { <button class="button secondary" on:click=ask(Pending::RetryWhole)>"Retry"</button> })}
-                    {(retryable && failed_steps).then(|| view! { <button class="button" on:click=ask(Pending::RetryFailed)>"Retry from failed step"</button> })}
+                    {(retryable && failed_steps).then(|| {
+                        // The same retry either way: what succeeded is reused.
+                        let label = if status == RunStatus::Failed { "Retry from failed step" } else { "Resume where it stopped" };
+                        view! { <button class="button" on:click=ask(Pending::RetryFailed)>{label}</button> }
+                    })}
                 </Show>
             </IfRole>
             {move || ui.confirm.get().filter(|_| whole_run()).map(|p| {
@@ -468,6 +487,25 @@ fn RunActions(run_id: String, status: RunStatus, failed_steps: bool) -> impl Int
             {move || ui.error.get().filter(|_| !matches!(ui.confirm.get(), Some(Pending::RetryFrom(_)))).map(|e| view! { <ErrorNote error=e/> })}
         </div>
     }
+}
+
+/// The time (unix ms) from `start`, one second later every second in the browser while
+/// `live`; constant on the server, so hydration sees the markup it rendered.
+fn ticking(start: i64, live: bool) -> ReadSignal<i64> {
+    let (clock, set_clock) = signal(start);
+    if live {
+        // Effects run only in the browser.
+        Effect::new(move |_| {
+            let tick = set_interval_with_handle(
+                move || set_clock.update(|t| *t += 1000),
+                std::time::Duration::from_secs(1),
+            );
+            if let Ok(handle) = tick {
+                on_cleanup(move || handle.clear());
+            }
+        });
+    }
+    clock
 }
 
 /// "Question? [Yes] [No]": Yes runs the pending action.
@@ -502,14 +540,17 @@ fn Dag(steps: Vec<StepInfo>, records: Vec<StepRecord>) -> impl IntoView {
         .map(|(s, &(x, y))| {
             let status = status_of(&s.id);
             let label = truncate(&s.name, 20);
+            // The `<g>` puts the `<a>` in the SVG namespace: alone in a `view!`, the macro
+            // cannot tell and makes an HTML `<a>`, whose shapes the browser draws at 0×0 when
+            // the view is built client-side (in-app navigation), not hydrated.
             view! {
-                <a href=format!("#step-{}", s.id) class="node" data-step=s.id.clone() data-status=status.as_str()
+                <g><a href=format!("#step-{}", s.id) class="node" data-step=s.id.clone() data-status=status.as_str()
                    aria-label=format!("{}: {}", s.name, status.as_str())>
                     <rect x=x y=y width=NODE_W height=NODE_H rx="8"/>
                     <text x=x + 28.0 y=y + 19.0 class="node-name">{label}</text>
                     <text x=x + 28.0 y=y + 35.0 class="node-agent">{format!("{} · {}", s.agent, status.as_str())}</text>
                     <text x=x + 10.0 y=y + 27.0 class="node-icon" aria-hidden="true">{status_icon(status)}</text>
-                </a>
+                </a></g>
             }
         })
         .collect_view();

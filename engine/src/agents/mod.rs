@@ -112,7 +112,7 @@ impl AgentContext {
 
     /// `text` with every secret value replaced by `***`.
     pub(crate) fn redact(&self, text: &str) -> String {
-        crate::executor::template::redact_text(text, &self.secrets.values)
+        crate::render::redact_text(text, &self.secrets.values)
     }
 
     /// Appends a line to this attempt's log (shown in the run page).
@@ -262,6 +262,8 @@ impl Default for AgentSettings {
 #[derive(Clone)]
 pub struct Registry {
     agents: HashMap<&'static str, Arc<dyn Agent>>,
+    /// The child processes that evaluate jq (`transform`) and unbounded templates.
+    sandbox: Arc<sandbox::Sandbox>,
 }
 
 impl Registry {
@@ -270,14 +272,15 @@ impl Registry {
         let mut agents: HashMap<&'static str, Arc<dyn Agent>> = HashMap::new();
         agents.insert("simulate", Arc::new(simulate::Simulate));
         let slots = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        let sandbox = Arc::new(sandbox::Sandbox::new(
+            settings.sandbox.clone(),
+            settings.sandbox_limits,
+            slots,
+        ));
         agents.insert(
             "transform",
             Arc::new(transform::Transform {
-                sandbox: Arc::new(sandbox::Sandbox::new(
-                    settings.sandbox.clone(),
-                    settings.sandbox_limits,
-                    slots,
-                )),
+                sandbox: sandbox.clone(),
             }),
         );
         agents.insert("delay", Arc::new(delay::Delay));
@@ -309,7 +312,12 @@ impl Registry {
                 }),
             );
         }
-        Registry { agents }
+        Registry { agents, sandbox }
+    }
+
+    /// The sandbox that renders templates [`crate::render::is_bounded`] cannot vouch for.
+    pub fn sandbox(&self) -> &Arc<sandbox::Sandbox> {
+        &self.sandbox
     }
 
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn Agent>> {

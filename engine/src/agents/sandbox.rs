@@ -1,4 +1,5 @@
-//! jq programs run in child processes, never in the server's own.
+//! jq programs, and templates that could grow without bound, run in child processes, never
+//! in the server's own.
 //!
 //! A jq program is user code, and jaq (like jq) has no bound of its own: `def f: [f]; f`
 //! recurses until the stack overflows, which aborts the process that runs it (Rust cannot
@@ -14,6 +15,10 @@
 //!   only the child: `limit_stack` or `limit_memory`;
 //! - **output**: at most [`Limits::outputs`] values, nested at most [`Limits::depth`] deep,
 //!   [`Limits::output_bytes`] in all: `limit_outputs`, `limit_depth`, `limit_output`.
+//!
+//! Templates come here only when [`crate::render::is_bounded`] cannot vouch for them (a
+//! `{% set %}`, `*`, `~`, …): [`Sandbox::render`] renders a step's whole `with` in the child,
+//! with the same fuel and output limits as in the server, and the memory and time limits above.
 //!
 //! Children are reused (a pool, at most [`Sandbox::new`]'s `slots` at once); one that was
 //! killed or died is replaced by a fresh one on the next evaluation. Requests and replies are
@@ -96,10 +101,14 @@ impl Default for Limits {
 }
 
 /// A request to the child. The input is borrowed: it is serialized once, into the frame.
+/// With `with`, the request renders it (the input is the templates' context) instead of
+/// running `program`.
 #[derive(Serialize)]
-struct Request<'a> {
+struct Request<'a, T: Serialize> {
     program: &'a str,
-    input: &'a Value,
+    input: &'a T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    with: Option<&'a serde_json::Map<String, Value>>,
     limits: WireLimits,
 }
 
@@ -107,6 +116,8 @@ struct Request<'a> {
 struct OwnedRequest {
     program: String,
     input: Value,
+    #[serde(default)]
+    with: Option<serde_json::Map<String, Value>>,
     limits: WireLimits,
 }
 
@@ -151,9 +162,37 @@ impl Sandbox {
 
     /// Runs `program` over `input` in a child; its values, or why not.
     pub async fn run(&self, program: &str, input: &Value) -> Result<Vec<Value>, AgentError> {
+        self.evaluate(program, input, None, "the jq program").await
+    }
+
+    /// Renders a step's `with` against `context` (`{inputs, steps, run, secrets}`) in a child:
+    /// what [`crate::render::render`] gives, or why not (its kinds, or a limit's).
+    pub async fn render(
+        &self,
+        with: &serde_json::Map<String, Value>,
+        context: &impl Serialize,
+    ) -> Result<serde_json::Map<String, Value>, AgentError> {
+        let values = self.evaluate("", context, Some(with), "the template").await?;
+        match values.into_iter().next() {
+            Some(Value::Object(rendered)) => Ok(rendered),
+            _ => Err(AgentError::new(
+                "template",
+                "the sandbox's rendering could not be read",
+            )),
+        }
+    }
+
+    async fn evaluate(
+        &self,
+        program: &str,
+        input: &impl Serialize,
+        with: Option<&serde_json::Map<String, Value>>,
+        what: &str,
+    ) -> Result<Vec<Value>, AgentError> {
         let frame = serde_json::to_vec(&Request {
             program,
             input,
+            with,
             limits: WireLimits {
                 outputs: self.limits.outputs,
                 depth: self.limits.depth,
@@ -182,7 +221,7 @@ impl Sandbox {
                 return Err(AgentError::new(
                     "limit_time",
                     format!(
-                        "the jq program ran longer than {} and was stopped",
+                        "{what} ran longer than {} and was stopped",
                         humantime::format_duration(self.limits.time)
                     ),
                 ))
@@ -190,7 +229,7 @@ impl Sandbox {
             Ok(Err(Exchange::TooLarge(n))) => {
                 return Err(output_too_large(n, self.limits.output_bytes));
             }
-            Ok(Err(Exchange::Io)) => return Err(died(worker, &self.limits).await),
+            Ok(Err(Exchange::Io)) => return Err(died(worker, &self.limits, what).await),
             Ok(Ok(reply)) => reply,
         };
         if let Ok(mut idle) = self.idle.lock() {
@@ -286,7 +325,7 @@ fn output_too_large(n: usize, max: usize) -> AgentError {
 }
 
 /// The child died mid-evaluation: why, from what it last wrote to stderr.
-async fn died(mut w: Worker, limits: &Limits) -> AgentError {
+async fn died(mut w: Worker, limits: &Limits, what: &str) -> AgentError {
     let _ = w.child.start_kill();
     let mut said = Vec::new();
     if let Some(mut err) = w.child.stderr.take() {
@@ -302,7 +341,7 @@ async fn died(mut w: Worker, limits: &Limits) -> AgentError {
         AgentError::new(
             "limit_stack",
             format!(
-                "the jq program recursed too deep (over the sandbox's {} MiB stack)",
+                "{what} recursed too deep (over the sandbox's {} MiB stack)",
                 limits.stack_bytes >> 20
             ),
         )
@@ -310,7 +349,7 @@ async fn died(mut w: Worker, limits: &Limits) -> AgentError {
         AgentError::new(
             "limit_memory",
             format!(
-                "the jq program needed more than the sandbox's {} MiB of memory",
+                "{what} needed more than the sandbox's {} MiB of memory",
                 limits.memory_bytes >> 20
             ),
         )
@@ -318,7 +357,7 @@ async fn died(mut w: Worker, limits: &Limits) -> AgentError {
         let last = said.lines().last().unwrap_or("no message").trim();
         AgentError::new(
             "limit_crash",
-            format!("the jq sandbox stopped during the evaluation ({last})"),
+            format!("the sandbox stopped while evaluating {what} ({last})"),
         )
     }
 }
@@ -417,6 +456,16 @@ fn serve() -> std::io::Result<()> {
 
 fn evaluate(cache: &mut HashMap<String, jq::Compiled>, request: OwnedRequest) -> Reply {
     let limits = request.limits;
+    if let Some(with) = &request.with {
+        let ctx = minijinja::Value::from_serialize(&request.input);
+        return match crate::render::render(with, &ctx) {
+            Ok(rendered) => Reply::Ok(vec![Value::Object(rendered)]),
+            Err(e) => Reply::Err {
+                kind: e.kind.into(),
+                message: e.message,
+            },
+        };
+    }
     if !cache.contains_key(&request.program) {
         match jq::compile(&request.program) {
             Ok(c) => {

@@ -3,7 +3,7 @@
 //! - [`Engine`]: trigger, cancel, retry, subscribe; owns the run queue and per-workflow limits.
 //! - `run`: one run's DAG scheduler ([`run::RunDriver`]).
 //! - `journal`: group commit of state changes.
-//! - `template`: rendering `with` and redacting secrets.
+//! - rendering `with` and redacting secrets are [`crate::render`]'s.
 //!
 //! Every state change is committed before it is acted on. A process that dies loses nothing:
 //! [`Engine::start`] picks up every queued or running run; finished steps keep their outputs,
@@ -13,7 +13,6 @@ mod cluster;
 mod journal;
 mod offers;
 mod run;
-pub(crate) mod template;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -106,7 +105,7 @@ impl SecretSet {
         let mut values: Vec<String> = map
             .values()
             .filter(|v| !v.is_empty())
-            .flat_map(|v| template::secret_forms(v))
+            .flat_map(|v| crate::render::secret_forms(v))
             .collect();
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         values.dedup();
@@ -951,6 +950,9 @@ impl Engine {
     }
     fn agent(&self, kind: &str) -> Option<Arc<dyn Agent>> {
         self.inner.agents.get(kind).cloned()
+    }
+    fn sandbox(&self) -> &crate::agents::sandbox::Sandbox {
+        self.inner.agents.sandbox()
     }
     fn http(&self) -> reqwest::Client {
         self.inner.http.clone()

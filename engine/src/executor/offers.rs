@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use super::template::{redact, redact_text};
+use crate::render::{redact, redact_text};
 use super::{lock, Engine};
 use crate::agents::{Agent, AgentContext, AgentError};
 use crate::store::cluster::ClaimedStep;

@@ -22,7 +22,7 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::offers::{run_agent, Payload, Report};
-use super::template::{self, redact, redact_text, render};
+use crate::render::{self as template, redact, redact_text, render};
 use super::Engine;
 use crate::agents::{AgentContext, AgentError};
 use crate::model::{parse_duration, Workflow};
@@ -289,6 +289,9 @@ impl RunDriver {
                 .await;
         }
         if !self.started {
+            // The run's duration (and its time limit) count from here.
+            self.started = true;
+            self.started_at = Some(now);
             self.engine
                 .metrics()
                 .expect_run(&self.workflow_id, &self.trigger);
@@ -336,7 +339,7 @@ impl RunDriver {
             let spawned = if draining {
                 0
             } else {
-                self.start_ready(&mut ready, &mut in_flight)
+                self.start_ready(&mut ready, &mut in_flight).await
             };
             if in_flight.is_empty() && ready.is_empty() {
                 break;
@@ -384,10 +387,13 @@ impl RunDriver {
 
     /// Ends an attempt's span and counts it: status, duration (with the trace as exemplar),
     /// error type, and an `llm` step's tokens and cost.
-    fn end_attempt_span(&mut self, idx: usize, result: &Result<Value, AgentError>) {
-        let Some((span, started)) = self.attempt_spans.remove(&idx) else {
-            return;
-        };
+    /// Returns the attempt's span context, for the log line of a failure.
+    fn end_attempt_span(
+        &mut self,
+        idx: usize,
+        result: &Result<Value, AgentError>,
+    ) -> Option<opentelemetry::Context> {
+        let (span, started) = self.attempt_spans.remove(&idx)?;
         let agent = self.workflow.steps()[idx].agent.clone();
         let metrics = self.engine.metrics();
         let status = if result.is_ok() {
@@ -475,6 +481,7 @@ impl RunDriver {
                 }
             }
         }
+        span
     }
 
     fn failed_steps(&self) -> impl Iterator<Item = &str> {
@@ -495,7 +502,7 @@ impl RunDriver {
     }
 
     /// Renders and records the start of every ready step; returns how many were spawned.
-    fn start_ready(
+    async fn start_ready(
         &mut self,
         ready: &mut VecDeque<usize>,
         in_flight: &mut FuturesUnordered<BoxFuture<'static, Completion>>,
@@ -517,7 +524,7 @@ impl RunDriver {
                     ),
                 })
             } else {
-                self.render_with(idx)
+                self.render_with(idx).await
             };
             let mut input = Value::Object(rendered.clone().unwrap_or_default());
             redact(&mut input, &self.engine.secrets().values);
@@ -777,11 +784,37 @@ impl RunDriver {
         }
     }
 
-    fn render_with(&self, idx: usize) -> Result<Map<String, Value>, template::RenderError> {
+    async fn render_with(&self, idx: usize) -> Result<Map<String, Value>, template::RenderError> {
         let with = &self.workflow.steps()[idx].with;
         let templated = with.values().any(has_template);
         if !templated {
             return Ok(with.clone());
+        }
+        if !with.values().all(template::all_bounded) {
+            // Could grow past any memory: rendered in the sandbox's child, under its limits.
+            #[derive(serde::Serialize)]
+            struct Context<'a> {
+                inputs: &'a Value,
+                steps: &'a Map<String, Value>,
+                run: Value,
+                secrets: &'a HashMap<String, String>,
+            }
+            let secrets = self.engine.secrets();
+            let context = Context {
+                inputs: &self.inputs,
+                steps: &self.outputs,
+                run: json!({ "id": self.run_id, "workflow": self.workflow_id, "trigger": self.trigger }),
+                secrets: &secrets.map,
+            };
+            return self
+                .engine
+                .sandbox()
+                .render(with, &context)
+                .await
+                .map_err(|e| template::RenderError {
+                    kind: e.kind,
+                    message: e.message,
+                });
         }
         let ctx = minijinja::context! {
             inputs => minijinja::Value::from_serialize(&self.inputs),
@@ -906,7 +939,7 @@ impl RunDriver {
                 stop.cancel();
             }
         }
-        self.end_attempt_span(idx, &result);
+        let attempt_cx = self.end_attempt_span(idx, &result);
         let secret_set = self.engine.secrets();
         let secrets = &secret_set.values;
         let logs: Vec<String> = logs.iter().map(|l| redact_text(l, secrets)).collect();
@@ -952,6 +985,18 @@ impl RunDriver {
             }
             Err(e) => {
                 let message = redact_text(&e.message, secrets);
+                {
+                    // One line per failed attempt, under its span: trace → logs finds it.
+                    let _cx = attempt_cx.map(|cx| cx.attach());
+                    tracing::warn!(
+                        run.id = %self.run_id,
+                        workflow.id = %self.workflow_id,
+                        step.id = %step_id,
+                        attempt,
+                        error.type = e.kind,
+                        "step attempt failed: {message}"
+                    );
+                }
                 let workflow = self.workflow.clone();
                 let retry = workflow.steps()[idx].retry.as_ref();
                 // A crash loop is not retried: each retry would take the process down again.
@@ -1123,7 +1168,16 @@ impl RunDriver {
             _ => None,
         };
         if let Some(kind) = error_type {
-            telemetry::record_outcome(&self.span, Some((kind, error.as_deref().unwrap_or(kind))));
+            let message = error.as_deref().unwrap_or(kind);
+            telemetry::record_outcome(&self.span, Some((kind, message)));
+            // Under the run's root span (the driver runs in its context): trace → logs.
+            tracing::error!(
+                run.id = %self.run_id,
+                workflow.id = %self.workflow_id,
+                error.type = kind,
+                "run {}: {message}",
+                status.as_str()
+            );
         }
         let metrics = self.engine.metrics();
         metrics

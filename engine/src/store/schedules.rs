@@ -103,6 +103,70 @@ impl Store {
         Ok(())
     }
 
+    /// Records that an alert is now `status`; true when that is news to announce: a firing
+    /// alert not announced as firing, or the resolution of one that was. (A resolution of an
+    /// alert never announced as firing is not news.) One statement each, so two replicas
+    /// given the same notification announce it once.
+    pub async fn announce_alert(
+        &self,
+        group_key: &str,
+        fingerprint: &str,
+        status: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let firing = status == "firing";
+        let changed = on_pool!(self, pool => {
+            let sql = if firing {
+                "INSERT INTO alert_announcements (group_key, fingerprint, status, at) VALUES ($1, $2, 'firing', $3)
+                 ON CONFLICT (group_key, fingerprint) DO UPDATE SET status = 'firing', at = excluded.at
+                 WHERE alert_announcements.status <> 'firing'"
+            } else {
+                "UPDATE alert_announcements SET status = 'resolved', at = $3
+                 WHERE group_key = $1 AND fingerprint = $2 AND status = 'firing'"
+            };
+            let changed = sqlx::query(sql)
+                .bind(group_key.to_string())
+                .bind(fingerprint.to_string())
+                .bind(at)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            if !firing {
+                // Resolved a month ago: nothing will refer to it again.
+                sqlx::query("DELETE FROM alert_announcements WHERE status = 'resolved' AND at < $1")
+                    .bind(at - 30 * 24 * 3_600_000)
+                    .execute(pool)
+                    .await?;
+            }
+            changed
+        });
+        Ok(changed == 1)
+    }
+
+    /// Takes back [`Store::announce_alert`] when the announcement could not be made, so the
+    /// next delivery of the same notification is news again.
+    pub async fn unannounce_alert(
+        &self,
+        group_key: &str,
+        fingerprint: &str,
+        status: &str,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let sql = if status == "firing" {
+                "DELETE FROM alert_announcements WHERE group_key = $1 AND fingerprint = $2 AND status = 'firing'"
+            } else {
+                "UPDATE alert_announcements SET status = 'firing'
+                 WHERE group_key = $1 AND fingerprint = $2 AND status = 'resolved'"
+            };
+            sqlx::query(sql)
+                .bind(group_key.to_string())
+                .bind(fingerprint.to_string())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Forgets a recorded signature whose delivery was refused after all.
     pub async fn forget_delivery(&self, signature: &str) -> Result<(), StoreError> {
         on_pool!(self, pool => {

@@ -3,12 +3,12 @@
 //! whose `notify` step posts to a Slack-compatible webhook).
 //!
 //! Alertmanager sends a group again on every `repeat_interval` and whenever an alert joins it.
-//! Each alert is announced once per state: an alert already announced as firing (or as
-//! resolved) in its group is not announced again. What was announced is remembered in memory,
-//! per process.
+//! Each alert is announced once per transition: firing, resolved, and firing again each go out
+//! once; a repeat of the same state does not, nor a resolution whose firing was never
+//! announced. The last state announced is stored ([`engine::store::Store::announce_alert`]),
+//! so it holds across restarts and replicas.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -30,22 +30,13 @@ pub struct AlertIntake {
     pub token: Option<String>,
     /// The workflow each notification starts.
     pub workflow: String,
-    /// `(group key, fingerprint, status)` already announced.
-    announced: Arc<Mutex<HashSet<(String, String, String)>>>,
 }
 
 impl AlertIntake {
     pub fn new(token: Option<String>, workflow: String) -> AlertIntake {
-        AlertIntake {
-            token,
-            workflow,
-            announced: Arc::default(),
-        }
+        AlertIntake { token, workflow }
     }
 }
-
-/// Remembered announcements before the oldest are forgotten (a bound, not a policy).
-const MAX_REMEMBERED: usize = 100_000;
 
 /// The parts of Alertmanager's webhook payload (version 4) that are used. Grafana's webhook
 /// contact point sends the same fields (and more) as version 1.
@@ -117,23 +108,22 @@ async fn alertmanager(
             n.version
         ))));
     }
-    let fresh: Vec<&Alert> = {
-        let mut announced = intake.announced.lock().unwrap_or_else(|e| e.into_inner());
-        if announced.len() > MAX_REMEMBERED {
-            announced.clear();
+    let store = engine.store();
+    let now = engine::store::now_ms();
+    let mut fresh: Vec<&Alert> = Vec::new();
+    for a in &n.alerts {
+        if store
+            .announce_alert(&n.group_key, &a.fingerprint, &a.status, now)
+            .await?
+        {
+            fresh.push(a);
         }
-        n.alerts
-            .iter()
-            .filter(|a| {
-                announced.insert((n.group_key.clone(), a.fingerprint.clone(), a.status.clone()))
-            })
-            .collect()
-    };
+    }
     if fresh.is_empty() {
         return Ok((
             StatusCode::OK,
             Json(
-                json!({ "run": null, "announced": 0, "reason": "every alert in it was announced already" }),
+                json!({ "run": null, "announced": 0, "reason": "every alert in it was announced already in this state" }),
             ),
         ));
     }
@@ -145,23 +135,26 @@ async fn alertmanager(
     let mut inputs = Map::new();
     inputs.insert("status".into(), Value::String(status.into()));
     inputs.insert("summary".into(), Value::String(summary(&n, &fresh)));
-    let run = engine
+    let triggered = engine
         .trigger(TriggerRequest {
             workflow_id: intake.workflow.clone(),
             inputs,
             trigger: "alert".into(),
             ..Default::default()
         })
-        .await
-        .map_err(|e| {
-            // Forget the announcement: Alertmanager will retry, and this time it may go out.
-            let mut announced = intake
-                .announced
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            for a in &fresh {
-                announced.remove(&(n.group_key.clone(), a.fingerprint.clone(), a.status.clone()));
+        .await;
+    if triggered.is_err() {
+        // Take the announcement back: Alertmanager will retry, and this time it may go out.
+        for a in &fresh {
+            if let Err(e) = store
+                .unannounce_alert(&n.group_key, &a.fingerprint, &a.status)
+                .await
+            {
+                tracing::warn!(error = %e, "cannot take back an alert announcement");
             }
+        }
+    }
+    let run = triggered.map_err(|e| {
             refused(match e {
                 EngineError::Store(engine::store::StoreError::NotFound(_))
                 | EngineError::Store(engine::store::StoreError::VersionNotFound { .. }) => {

@@ -36,6 +36,28 @@ pub fn quiet() -> Config {
 
 /// [`serve`] with other settings; its address and database are set here.
 pub async fn serve_with(dir: &Path, config: Config) -> String {
+    let (base, server) = serve_stoppable(dir, config).await;
+    // Runs as long as the test.
+    std::mem::forget(server);
+    base
+}
+
+/// A server from [`serve_stoppable`]: [`Stoppable::stop`] shuts it down and waits until it
+/// has let go of its database.
+pub struct Stoppable {
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Stoppable {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.done.await;
+    }
+}
+
+/// [`serve_with`], for a test that stops the server (a restart on the same database).
+pub async fn serve_stoppable(dir: &Path, config: Config) -> (String, Stoppable) {
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         database_url: format!("sqlite://{}", dir.join("flowscope.db").display()),
@@ -50,8 +72,11 @@ pub async fn serve_with(dir: &Path, config: Config) -> String {
         .build();
     let app = Application::build(&config, options).await.expect("app");
     let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until(std::future::pending()));
-    base
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    (base, Stoppable { stop, done })
 }
 
 /// Triggers `hello` (with `traceparent`, if given) and returns the run once it has finished.
@@ -116,7 +141,24 @@ impl Slack {
         let receiver = Router::new().route(
             "/hooks/alerts",
             post(move |Json(body): Json<Value>| {
-                let text = body["text"].as_str().unwrap_or_default().to_string();
+                // Slack's incoming webhooks take `text`, or attachments (what Alertmanager's
+                // slack_configs send): their title and text then.
+                let text = match body["text"].as_str() {
+                    Some(t) => t.to_string(),
+                    None => body["attachments"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|a| {
+                            format!(
+                                "{} {}",
+                                a["title"].as_str().unwrap_or_default(),
+                                a["text"].as_str().unwrap_or_default()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                };
                 seen.lock().expect("lock").push((Instant::now(), text));
                 async { "ok" }
             }),

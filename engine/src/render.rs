@@ -8,6 +8,12 @@
 //! (minijinja's `fuel`: loops end), a recursion limit of [`RECURSION`] (macros), and
 //! [`MAX_RENDERED`] bytes of output per string. Past a limit the step fails with
 //! `error.type` `limit_work` or `limit_output`; the process is not touched.
+//!
+//! Fuel counts instructions, not bytes: one `'x' * 100000000` is a single instruction, and a
+//! few `{% set s = s ~ s %}` double it past any memory. So only templates that cannot grow
+//! past a constant times their data ([`is_bounded`]: lookups, comparisons and a list of
+//! filters that do not amplify) render in the server's process; any other is rendered by the
+//! sandbox's child process ([`crate::agents::sandbox`]), under its memory and time limits.
 
 use std::sync::OnceLock;
 
@@ -145,6 +151,93 @@ fn render_string(text: &str, ctx: &minijinja::Value) -> Result<Value, RenderErro
         Ok(_) => Ok(Value::String(String::from_utf8_lossy(&out.0).into_owned())),
         Err(e) if e.kind() == minijinja::ErrorKind::WriteFailure => Err(too_large()),
         Err(e) => Err(describe(e)),
+    }
+}
+
+/// Whether every template in `value` (a step's `with`) is [`bounded`](is_bounded).
+pub fn all_bounded(value: &Value) -> bool {
+    match value {
+        Value::String(s) if s.contains("{{") || s.contains("{%") => is_bounded(s),
+        Value::Array(items) => items.iter().all(all_bounded),
+        Value::Object(map) => map.values().all(all_bounded),
+        _ => true,
+    }
+}
+
+/// Whether rendering `text` needs at most a constant times the memory of its data: only
+/// text and `{{ }}` of lookups, literals, comparisons, `and`/`or`/`not`, conditionals and
+/// filters from [`BOUNDED_FILTERS`] with literal arguments. No statements (`{% set %}`,
+/// loops, macros), no arithmetic or concatenation (`*` repeats strings, `~` and `+` join
+/// them), no calls, no list or map literals (`[x, x, …] | tojson` multiplies `x`). A
+/// template that does not parse is bounded: rendering it fails at once.
+pub fn is_bounded(text: &str) -> bool {
+    use minijinja::machinery::{ast, parse};
+    let Ok(ast::Stmt::Template(t)) = parse(text, "<with>", Default::default(), Default::default())
+    else {
+        return true;
+    };
+    t.children.iter().all(|c| match c {
+        ast::Stmt::EmitRaw(_) => true,
+        ast::Stmt::EmitExpr(e) => bounded_expr(&e.expr),
+        _ => false,
+    })
+}
+
+/// Filters whose result is at most a small constant times their input (escaping at most
+/// sixfold), given literal arguments.
+pub const BOUNDED_FILTERS: &[&str] = &[
+    "abs", "bool", "capitalize", "count", "d", "default", "e", "escape", "first", "float",
+    "int", "keys", "last", "length", "lower", "max", "min", "reverse", "round", "safe", "sort",
+    "string", "sum", "title", "tojson", "trim", "unique", "upper", "urlencode",
+];
+
+fn bounded_expr(e: &minijinja::machinery::ast::Expr<'_>) -> bool {
+    use minijinja::machinery::ast::{BinOpKind, CallArg, Expr};
+    let literal_args = |args: &[CallArg<'_>]| {
+        args.iter().all(|a| match a {
+            CallArg::Pos(Expr::Const(_)) | CallArg::Kwarg(_, Expr::Const(_)) => true,
+            _ => false,
+        })
+    };
+    match e {
+        Expr::Var(_) | Expr::Const(_) => true,
+        Expr::GetAttr(g) => bounded_expr(&g.expr),
+        Expr::GetItem(g) => bounded_expr(&g.expr) && bounded_expr(&g.subscript_expr),
+        Expr::Slice(s) => {
+            bounded_expr(&s.expr)
+                && [&s.start, &s.stop, &s.step]
+                    .iter()
+                    .all(|x| x.as_ref().is_none_or(bounded_expr))
+        }
+        Expr::UnaryOp(u) => bounded_expr(&u.expr),
+        Expr::BinOp(b) => {
+            matches!(
+                b.op,
+                BinOpKind::Eq
+                    | BinOpKind::Ne
+                    | BinOpKind::Lt
+                    | BinOpKind::Lte
+                    | BinOpKind::Gt
+                    | BinOpKind::Gte
+                    | BinOpKind::ScAnd
+                    | BinOpKind::ScOr
+                    | BinOpKind::In
+            ) && bounded_expr(&b.left)
+                && bounded_expr(&b.right)
+        }
+        Expr::Compare(c) => bounded_expr(&c.expr) && c.ops.iter().all(|o| bounded_expr(&o.expr)),
+        Expr::IfExpr(i) => {
+            bounded_expr(&i.test_expr)
+                && bounded_expr(&i.true_expr)
+                && i.false_expr.as_ref().is_none_or(bounded_expr)
+        }
+        Expr::Test(t) => bounded_expr(&t.expr) && literal_args(&t.args),
+        Expr::Filter(f) => {
+            BOUNDED_FILTERS.contains(&f.name)
+                && f.expr.as_ref().is_none_or(bounded_expr)
+                && literal_args(&f.args)
+        }
+        Expr::Call(_) | Expr::List(_) | Expr::Map(_) => false,
     }
 }
 
@@ -345,5 +438,38 @@ mod tests {
         assert_eq!(e.kind, "template", "{}", e.message);
         let ok = render(&with("{{ 'a' ~ 'b' }}"), &ctx).expect("renders");
         assert_eq!(ok["text"], "ab");
+    }
+
+    #[test]
+    fn only_templates_that_cannot_amplify_are_bounded() {
+        for t in [
+            "plain {{ inputs.who }}!",
+            "{{ steps['a-b'].output.items[0].id | upper }}",
+            "{{ inputs.n > 3 and not inputs.dry_run }}",
+            "{{ inputs.x | default('none') | tojson }}",
+            "{{ 'yes' if steps.check.output else 'no' }}",
+            "{{ inputs.items | length }} items, {{ secrets.TOKEN }}",
+            "{{ inputs.name is defined }}",
+            "{{ broken",
+        ] {
+            assert!(is_bounded(t), "{t}");
+        }
+        for t in [
+            "{{ 'x' * 100000000 }}",
+            "{{ inputs.a ~ inputs.a }}",
+            "{{ inputs.a + inputs.a }}",
+            "{% set s = 'x' %}{{ s }}",
+            "{% for i in inputs.items %}{{ i }}{% endfor %}",
+            "{{ range(10) }}",
+            "{{ [inputs.a, inputs.a] | tojson }}",
+            "{{ inputs.a | replace('a', inputs.a) }}",
+            "{{ inputs.list | join(inputs.a) }}",
+            "{{ inputs.a | default(inputs.a ~ inputs.a) }}",
+            "{% macro f() %}{% endmacro %}",
+        ] {
+            assert!(!is_bounded(t), "{t}");
+        }
+        assert!(all_bounded(&serde_json::json!({"a": ["{{ x }}", {"b": "{{ y | lower }}"}], "n": 3})));
+        assert!(!all_bounded(&serde_json::json!({"a": ["{{ x }}", {"b": "{{ y * 2 }}"}]})));
     }
 }
