@@ -125,8 +125,8 @@ steps:
   await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'cancelled');
   await expect(node(page, 'wait')).toHaveAttribute('data-status', 'cancelled');
   // Said as what happened: cancelled, not failed; the retry resumes rather than "retries a failure".
-  await expect(page.locator('.error-note')).toContainText('Run cancelled:');
-  await expect(page.locator('.error-note')).not.toContainText('failed');
+  await expect(page.getByRole('note')).toContainText('Run cancelled:');
+  await expect(page.getByRole('note')).not.toContainText('failed');
   await expect(page.getByRole('button', { name: 'Retry from failed step' })).toHaveCount(0);
   await expect(page.getByRole('button', { name: 'Resume where it stopped' })).toBeVisible();
 });
