@@ -47,6 +47,12 @@ if [[ ! -x .tools/node_modules/.bin/wasm-opt ]]; then
 fi
 
 if $want_test; then
+  for component in clippy rustfmt; do
+    if ! rustup component list --installed | grep -q "^$component"; then
+      say "adding the $component component (the test command lints and checks formatting)"
+      rustup component add "$component"
+    fi
+  done
   if [[ ! -x /usr/bin/chromium ]]; then
     say "installing Debian's chromium for browser tests"
     apt-get update -qq

@@ -11,6 +11,10 @@ promtool check config observability/prometheus/prometheus.yml
 promtool test rules observability/prometheus/tests/*.yml
 amtool check-config observability/alertmanager/alertmanager.yml
 
+echo "== formatting and lints (rustfmt; clippy on every target, warnings are errors)"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+
 echo "== Rust tests (engine, app, server; store tests on SQLite and PostgreSQL)"
 cargo test --workspace --no-fail-fast
 

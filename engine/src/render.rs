@@ -186,17 +186,45 @@ pub fn is_bounded(text: &str) -> bool {
 /// Filters whose result is at most a small constant times their input (escaping at most
 /// sixfold), given literal arguments.
 pub const BOUNDED_FILTERS: &[&str] = &[
-    "abs", "bool", "capitalize", "count", "d", "default", "e", "escape", "first", "float",
-    "int", "keys", "last", "length", "lower", "max", "min", "reverse", "round", "safe", "sort",
-    "string", "sum", "title", "tojson", "trim", "unique", "upper", "urlencode",
+    "abs",
+    "bool",
+    "capitalize",
+    "count",
+    "d",
+    "default",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "int",
+    "keys",
+    "last",
+    "length",
+    "lower",
+    "max",
+    "min",
+    "reverse",
+    "round",
+    "safe",
+    "sort",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
 ];
 
 fn bounded_expr(e: &minijinja::machinery::ast::Expr<'_>) -> bool {
     use minijinja::machinery::ast::{BinOpKind, CallArg, Expr};
     let literal_args = |args: &[CallArg<'_>]| {
-        args.iter().all(|a| match a {
-            CallArg::Pos(Expr::Const(_)) | CallArg::Kwarg(_, Expr::Const(_)) => true,
-            _ => false,
+        args.iter().all(|a| {
+            matches!(
+                a,
+                CallArg::Pos(Expr::Const(_)) | CallArg::Kwarg(_, Expr::Const(_))
+            )
         })
     };
     match e {
@@ -469,7 +497,11 @@ mod tests {
         ] {
             assert!(!is_bounded(t), "{t}");
         }
-        assert!(all_bounded(&serde_json::json!({"a": ["{{ x }}", {"b": "{{ y | lower }}"}], "n": 3})));
-        assert!(!all_bounded(&serde_json::json!({"a": ["{{ x }}", {"b": "{{ y * 2 }}"}]})));
+        assert!(all_bounded(
+            &serde_json::json!({"a": ["{{ x }}", {"b": "{{ y | lower }}"}], "n": 3})
+        ));
+        assert!(!all_bounded(
+            &serde_json::json!({"a": ["{{ x }}", {"b": "{{ y * 2 }}"}]})
+        ));
     }
 }

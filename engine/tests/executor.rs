@@ -670,7 +670,8 @@ fn a_run_interrupted_by_a_crash_resumes_without_repeating_finished_steps() {
 
 #[tokio::test]
 async fn llm_calls_an_openai_compatible_endpoint_and_records_tokens_and_cost() {
-    let seen: Arc<Mutex<Vec<(Option<String>, Value)>>> = Arc::default();
+    type Seen = Vec<(Option<String>, Value)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let sink = seen.clone();
     let addr = serve(Router::new().route(
         "/v1/chat/completions",

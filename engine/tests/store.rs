@@ -104,21 +104,57 @@ both!(
 async fn alert_announcements_follow_transitions_and_racing_replicas_announce_once(store: Store) {
     let (g, f) = ("{}:{alertname=\"X\"}", "fp1");
     // A resolution of what never fired is not news.
-    assert!(!store.announce_alert(g, f, "resolved", 1).await.expect("announce"));
-    assert!(store.announce_alert(g, f, "firing", 2).await.expect("announce"));
-    assert!(!store.announce_alert(g, f, "firing", 3).await.expect("announce"));
-    assert!(store.announce_alert(g, f, "resolved", 4).await.expect("announce"));
-    assert!(!store.announce_alert(g, f, "resolved", 5).await.expect("announce"));
-    assert!(store.announce_alert(g, f, "firing", 6).await.expect("announce"));
+    assert!(!store
+        .announce_alert(g, f, "resolved", 1)
+        .await
+        .expect("announce"));
+    assert!(store
+        .announce_alert(g, f, "firing", 2)
+        .await
+        .expect("announce"));
+    assert!(!store
+        .announce_alert(g, f, "firing", 3)
+        .await
+        .expect("announce"));
+    assert!(store
+        .announce_alert(g, f, "resolved", 4)
+        .await
+        .expect("announce"));
+    assert!(!store
+        .announce_alert(g, f, "resolved", 5)
+        .await
+        .expect("announce"));
+    assert!(store
+        .announce_alert(g, f, "firing", 6)
+        .await
+        .expect("announce"));
     // Taken back (the notification could not start): news again.
     store.unannounce_alert(g, f, "firing").await.expect("undo");
-    assert!(store.announce_alert(g, f, "firing", 7).await.expect("announce"));
-    assert!(store.announce_alert(g, f, "resolved", 8).await.expect("announce"));
-    store.unannounce_alert(g, f, "resolved").await.expect("undo");
-    assert!(store.announce_alert(g, f, "resolved", 9).await.expect("announce"));
+    assert!(store
+        .announce_alert(g, f, "firing", 7)
+        .await
+        .expect("announce"));
+    assert!(store
+        .announce_alert(g, f, "resolved", 8)
+        .await
+        .expect("announce"));
+    store
+        .unannounce_alert(g, f, "resolved")
+        .await
+        .expect("undo");
+    assert!(store
+        .announce_alert(g, f, "resolved", 9)
+        .await
+        .expect("announce"));
     // Other alerts and groups are their own.
-    assert!(store.announce_alert(g, "fp2", "firing", 10).await.expect("announce"));
-    assert!(store.announce_alert("other", f, "firing", 10).await.expect("announce"));
+    assert!(store
+        .announce_alert(g, "fp2", "firing", 10)
+        .await
+        .expect("announce"));
+    assert!(store
+        .announce_alert("other", f, "firing", 10)
+        .await
+        .expect("announce"));
     // Ten replicas given the same notification at once: one announces it.
     let racing = (0..10).map(|_| {
         let store = store.clone();

@@ -133,10 +133,9 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
         .await
         .expect("create");
     // A workflow that puts a secret where spans could carry it: a URL path, an error.
-    let leaky_yaml = format!(
-        "id: leaky\nsteps:\n\
-         - {{id: refused, agent: http, with: {{url: 'http://127.0.0.1:1/{{{{ secrets.TOKEN }}}}/x'}}}}\n"
-    );
+    let leaky_yaml = "id: leaky\nsteps:\n\
+         - {id: refused, agent: http, with: {url: 'http://127.0.0.1:1/{{ secrets.TOKEN }}/x'}}\n"
+        .to_string();
     let leaky = Workflow::parse(&leaky_yaml).expect("valid");
     store
         .create_workflow(&leaky, &leaky_yaml)

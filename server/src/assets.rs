@@ -109,7 +109,10 @@ mod tests {
         std::fs::write(dir.path().join("pkg").join("logo.png"), b"\x89PNG").expect("write");
         let first = precompress(dir.path()).expect("precompress");
         assert_eq!(first.files, 1, "only the compressible file: {first:?}");
-        assert!(first.brotli < first.bytes / 10 && first.gzip < first.bytes / 10, "{first:?}");
+        assert!(
+            first.brotli < first.bytes / 10 && first.gzip < first.bytes / 10,
+            "{first:?}"
+        );
         let mut unbrotli = Vec::new();
         brotli::BrotliDecompress(
             &mut std::fs::File::open(wasm.with_extension("wasm.br")).expect("br"),

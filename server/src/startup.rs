@@ -341,7 +341,10 @@ pub fn router(
         // Pages compressed as they render; the event streams (SSE) are left alone.
         .layer(tower_http::compression::CompressionLayer::new())
         .nest_service(
-            &format!("/{}", pkg.file_name().and_then(|n| n.to_str()).unwrap_or("pkg")),
+            &format!(
+                "/{}",
+                pkg.file_name().and_then(|n| n.to_str()).unwrap_or("pkg")
+            ),
             crate::assets::service(&pkg),
         );
     Router::new()

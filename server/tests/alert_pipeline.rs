@@ -577,7 +577,13 @@ async fn flowscope_down_reaches_slack_from_alertmanager_alone() {
         ],
         &am_log,
     );
-    wait_ready(&client, &format!("{alertmanager}/-/ready"), "Alertmanager", &am_log).await;
+    wait_ready(
+        &client,
+        &format!("{alertmanager}/-/ready"),
+        "Alertmanager",
+        &am_log,
+    )
+    .await;
     // What Prometheus sends when the FlowscopeDown rule fires.
     let r = client
         .post(format!("{alertmanager}/api/v2/alerts"))

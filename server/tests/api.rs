@@ -887,13 +887,19 @@ async fn site_files_go_out_precompressed_and_revalidated_and_pages_compressed() 
         let r = get(accepts).await.expect("get");
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(
-            r.headers().get("content-encoding").and_then(|v| v.to_str().ok()),
+            r.headers()
+                .get("content-encoding")
+                .and_then(|v| v.to_str().ok()),
             sent,
             "{accepts:?}"
         );
         assert_eq!(r.headers()["cache-control"], "no-cache");
         let body = r.bytes().await.expect("body");
-        assert_eq!(body.as_ref(), std::fs::read(pkg.join(file)).expect("file"), "{accepts:?}");
+        assert_eq!(
+            body.as_ref(),
+            std::fs::read(pkg.join(file)).expect("file"),
+            "{accepts:?}"
+        );
         if sent.is_some() {
             assert!(body.len() < wasm.len() / 2, "{file}: {} bytes", body.len());
         }

@@ -374,7 +374,12 @@ async fn templates_that_can_grow_render_in_the_sandbox_and_a_bomb_fails_its_step
     assert_eq!(body["valid"], false, "{body}");
     let problem = &body["problems"][0];
     assert_eq!(problem["path"], "steps[0].with.output", "{body}");
-    assert!(problem["message"].to_string().contains("constant expression"), "{body}");
+    assert!(
+        problem["message"]
+            .to_string()
+            .contains("constant expression"),
+        "{body}"
+    );
     create(
         &client,
         &base,

@@ -220,9 +220,7 @@ async fn prometheus_scrapes_runs_and_an_exemplar_with_the_runs_trace_id() {
     let agent = r#"{agent="simulate",workflow="hello"}"#;
     let sum = query(&format!("agent_duration_seconds_sum{agent}")).await;
     close(value(&sum), simulated, "simulate attempt durations", 0.05);
-    let runs = query(&format!(
-        r#"agent_runs_total{{agent="simulate",workflow="hello",status="succeeded"}}"#
-    ))
-    .await;
+    let runs =
+        query(r#"agent_runs_total{agent="simulate",workflow="hello",status="succeeded"}"#).await;
     close(value(&runs), 2.0, "simulate attempts", 0.0);
 }

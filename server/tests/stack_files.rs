@@ -137,10 +137,19 @@ fn flowscope_down_bypasses_flowscope_and_only_flowscope_is_reachable_from_outsid
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     for alert in ["FlowscopeDown", "FlowscopeMetricsAbsent"] {
-        assert_eq!(route(&[&format!("alertname={alert}"), "severity=page"]), "slack-direct");
+        assert_eq!(
+            route(&[&format!("alertname={alert}"), "severity=page"]),
+            "slack-direct"
+        );
     }
-    for alert in ["FlowscopeRunSuccessBudgetBurnFast", "FlowscopeRunsNotCompleting"] {
-        assert_eq!(route(&[&format!("alertname={alert}"), "severity=page"]), "flowscope");
+    for alert in [
+        "FlowscopeRunSuccessBudgetBurnFast",
+        "FlowscopeRunsNotCompleting",
+    ] {
+        assert_eq!(
+            route(&[&format!("alertname={alert}"), "severity=page"]),
+            "flowscope"
+        );
     }
     let alertmanager = read_yaml("alertmanager/alertmanager.yml");
     let receivers = alertmanager["receivers"].as_sequence().expect("receivers");
@@ -175,7 +184,10 @@ fn flowscope_down_bypasses_flowscope_and_only_flowscope_is_reachable_from_outsid
         }
     }
     let grafana = &compose["services"]["grafana"]["environment"];
-    assert_eq!(grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"].as_str(), Some("Viewer"));
+    assert_eq!(
+        grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"].as_str(),
+        Some("Viewer")
+    );
 }
 
 #[test]

@@ -210,7 +210,7 @@ pub fn field_value(ty: FieldType, text: &str) -> Option<Value> {
         FieldType::Number => t
             .parse::<f64>()
             .ok()
-            .and_then(|n| serde_json::Number::from_f64(n))
+            .and_then(serde_json::Number::from_f64)
             .map(Value::Number),
         FieldType::Boolean => t.parse::<bool>().ok().map(Value::Bool),
         FieldType::StringMap | FieldType::StringList | FieldType::Json => {

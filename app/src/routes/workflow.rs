@@ -295,14 +295,14 @@ fn Triggers(triggers: Vec<TriggerView>) -> impl IntoView {
 /// Health figures and the charts; every point or bar in them is a link.
 #[component]
 fn Charts(stats: WorkflowStats, charts: Vec<crate::charts::Chart>) -> impl IntoView {
-    let rate = (stats.finished_24h > 0)
-        .then(|| {
-            format!(
-                "{:.0} %",
-                stats.succeeded_24h as f64 / stats.finished_24h as f64 * 100.0
-            )
-        })
-        .unwrap_or_else(|| "–".into());
+    let rate = if stats.finished_24h > 0 {
+        format!(
+            "{:.0} %",
+            stats.succeeded_24h as f64 / stats.finished_24h as f64 * 100.0
+        )
+    } else {
+        "–".into()
+    };
     view! {
         <section class="panel charts" aria-labelledby="charts-h">
             <h2 id="charts-h">"Health"</h2>

@@ -172,7 +172,9 @@ impl Sandbox {
         with: &serde_json::Map<String, Value>,
         context: &impl Serialize,
     ) -> Result<serde_json::Map<String, Value>, AgentError> {
-        let values = self.evaluate("", context, Some(with), "the template").await?;
+        let values = self
+            .evaluate("", context, Some(with), "the template")
+            .await?;
         match values.into_iter().next() {
             Some(Value::Object(rendered)) => Ok(rendered),
             _ => Err(AgentError::new(

@@ -29,9 +29,9 @@ use serde_json::{Map, Value};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use crate::render::{redact, redact_text};
 use super::{lock, Engine};
 use crate::agents::{Agent, AgentContext, AgentError};
+use crate::render::{redact, redact_text};
 use crate::store::cluster::ClaimedStep;
 
 /// What a claimant needs to run an offered attempt: `step_offers.payload`.

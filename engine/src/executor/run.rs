@@ -22,11 +22,11 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::offers::{run_agent, Payload, Report};
-use crate::render::{self as template, redact, redact_text, render};
 use super::Engine;
 use crate::agents::{AgentContext, AgentError};
 use crate::model::{parse_duration, Workflow};
 use crate::records::{Event, EventKind, RunStatus, StepStatus};
+use crate::render::{self as template, redact, redact_text, render};
 use crate::store::{Op, Resumable};
 use crate::telemetry::{self, exemplar};
 
@@ -372,7 +372,7 @@ impl RunDriver {
                 self.handle(more, &mut ready, &mut in_flight);
             }
         }
-        let failed = self.status.iter().any(|s| *s == StepStatus::Failed);
+        let failed = self.status.contains(&StepStatus::Failed);
         let final_status = if failed {
             RunStatus::Failed
         } else {

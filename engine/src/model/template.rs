@@ -177,7 +177,10 @@ fn args(args: &[minijinja::machinery::ast::CallArg<'_>]) -> Result<(), String> {
     use minijinja::machinery::ast::CallArg;
     for a in args {
         match a {
-            CallArg::Pos(e) | CallArg::Kwarg(_, e) | CallArg::PosSplat(e) | CallArg::KwargSplat(e) => {
+            CallArg::Pos(e)
+            | CallArg::Kwarg(_, e)
+            | CallArg::PosSplat(e)
+            | CallArg::KwargSplat(e) => {
                 expr(e)?;
             }
         }

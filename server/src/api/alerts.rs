@@ -155,17 +155,17 @@ async fn alertmanager(
         }
     }
     let run = triggered.map_err(|e| {
-            refused(match e {
-                EngineError::Store(engine::store::StoreError::NotFound(_))
-                | EngineError::Store(engine::store::StoreError::VersionNotFound { .. }) => {
-                    ApiError::Unprocessable(format!(
-                        "the notification workflow \"{}\" does not exist (FLOWSCOPE_ALERT_WORKFLOW)",
-                        intake.workflow
-                    ))
-                }
-                other => other.into(),
-            })
-        })?;
+        refused(match e {
+            EngineError::Store(engine::store::StoreError::NotFound(_))
+            | EngineError::Store(engine::store::StoreError::VersionNotFound { .. }) => {
+                ApiError::Unprocessable(format!(
+                    "the notification workflow \"{}\" does not exist (FLOWSCOPE_ALERT_WORKFLOW)",
+                    intake.workflow
+                ))
+            }
+            other => other.into(),
+        })
+    })?;
     tracing::info!(workflow.run.id = %run.id, alerts = fresh.len(), status = n.status, "alert notification started a run");
     Ok((
         StatusCode::ACCEPTED,
