@@ -344,9 +344,10 @@ fn role_options(selected: Role) -> impl IntoView {
 /// The error of the last submission of an action, if it failed.
 fn action_error<O: 'static>(
     value: impl Get<Value = Option<Result<O, AppError>>> + Send + Sync + 'static,
+    lead: &'static str,
 ) -> impl IntoView {
     move || match value.get() {
-        Some(Err(e)) => Some(view! { <ErrorNote error=e/> }),
+        Some(Err(e)) => Some(view! { <ErrorNote error=e lead=lead/> }),
         _ => None,
     }
 }
@@ -442,15 +443,15 @@ fn Users(
                 <thead><tr><th>"Name"</th><th>"Role"</th><th>"Created"</th><th></th></tr></thead>
                 <tbody>{rows}</tbody>
             </table>
-            {action_error(set_role.value())}
-            {action_error(delete.value())}
+            {action_error(set_role.value(), "Could not change the role")}
+            {action_error(delete.value(), "Could not remove the user")}
             <ActionForm action=add attr:class="form-row">
                 <label>"Name" <input type="text" name="name" required prop:value=cleared(add)/></label>
                 <label>"Password" <input type="password" name="password" minlength="8" autocomplete="new-password" required prop:value=cleared(add)/></label>
                 <label>"Role" <select name="role">{role_options(Role::Viewer)}</select></label>
                 <button class="button" type="submit">"Add user"</button>
             </ActionForm>
-            {action_error(add.value())}
+            {action_error(add.value(), "Could not add the user")}
             <p class="muted small">"Viewer reads everything · operator also runs, cancels and retries · editor also changes workflows · admin also manages users, tokens and secrets."</p>
         </section>
     }
@@ -498,7 +499,7 @@ fn Tokens(
                 <thead><tr><th>"Name"</th><th>"Role"</th><th>"Created by"</th><th>"Created"</th><th>"Last used"</th><th>"State"</th><th></th></tr></thead>
                 <tbody>{rows}</tbody>
             </table>
-            {action_error(revoke.value())}
+            {action_error(revoke.value(), "Could not revoke the token")}
             <ActionForm action=create attr:class="form-row">
                 <label>"Name" <input type="text" name="name" placeholder="ci" required prop:value=cleared(create)/></label>
                 <label>"Role" <select name="role">{role_options(Role::Operator)}</select></label>
@@ -511,7 +512,7 @@ fn Tokens(
                         <code class="mono" data-testid="new-token">{token}</code>
                     </div>
                 }.into_any()),
-                Some(Err(e)) => Some(view! { <ErrorNote error=e/> }.into_any()),
+                Some(Err(e)) => Some(view! { <ErrorNote error=e lead="Could not create the token"/> }.into_any()),
                 None => None,
             }}
         </section>
@@ -554,13 +555,13 @@ fn Secrets(
                 <thead><tr><th>"Name"</th><th>"Updated"</th><th>"By"</th><th>"Source"</th><th></th></tr></thead>
                 <tbody>{rows}</tbody>
             </table>
-            {action_error(delete.value())}
+            {action_error(delete.value(), "Could not delete the secret")}
             <ActionForm action=put attr:class="form-row">
                 <label>"Name" <input type="text" name="name" placeholder="SLACK_WEBHOOK_URL" required prop:value=cleared(put)/></label>
                 <label>"Value" <input type="password" name="value" autocomplete="off" required prop:value=cleared(put)/></label>
                 <button class="button" type="submit">"Save secret"</button>
             </ActionForm>
-            {action_error(put.value())}
+            {action_error(put.value(), "Could not save the secret")}
         </section>
     }
 }

@@ -36,10 +36,15 @@ pub fn TopNav() -> impl IntoView {
 
 /// A readable error message, shown where the failed content would have been.
 #[component]
-pub fn ErrorNote(error: AppError) -> impl IntoView {
+pub fn ErrorNote(
+    error: AppError,
+    /// What failed, in the person's terms: "Could not start the run".
+    #[prop(default = "Could not load this")]
+    lead: &'static str,
+) -> impl IntoView {
     view! {
         <div class="error-note" role="alert">
-            <strong>"Could not load this: "</strong>
+            <strong>{format!("{lead}: ")}</strong>
             {error.to_string()}
         </div>
     }

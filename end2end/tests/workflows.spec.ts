@@ -95,3 +95,22 @@ test('the workflow page compares two versions and lists its runs', async ({ page
   await expect(diff).toContainText('-    latency: 10ms');
   await expect(diff).toContainText('+    latency: 20ms');
 });
+
+test("a Run that cannot start says so as the run's failure, with the reason", async ({ page, request }) => {
+  const id = `e2e-needs-${Math.random().toString(36).slice(2, 8)}`;
+  await createWorkflow(request, `id: ${id}
+name: Needs an input
+inputs:
+  who: { type: string }
+steps:
+- id: a
+  agent: simulate
+`);
+  await openHydrated(page, `/workflows?q=${id}`);
+  await page.getByRole('button', { name: `Run ${id}` }).click();
+  const alert = page.getByRole('alert');
+  await expect(alert).toContainText('Could not start the run:');
+  await expect(alert).toContainText('who');
+  await expect(alert).not.toContainText('Could not load');
+  await expect(page).toHaveURL(/\/workflows/);
+});

@@ -311,7 +311,7 @@ fn Builder(original: String, source: String) -> impl IntoView {
                         <span>{format!("Saved {} v{}. ", s.id, s.version)}
                             <a href=format!("/workflows/{}", s.id)>"Open workflow"</a></span>
                     }.into_any()),
-                    Some(Err(e)) => Some(view! { <ErrorNote error=e/> }.into_any()),
+                    Some(Err(e)) => Some(view! { <ErrorNote error=e lead="Could not save the workflow"/> }.into_any()),
                     None => None,
                 }}
             </p>
@@ -681,7 +681,7 @@ fn RunForm(workflow_id: String) -> impl IntoView {
             }).collect_view()}
             <button class="button" type="submit" disabled=move || run.pending().get()>"Run"</button>
             {move || match run.value().get() {
-                Some(Err(e)) => Some(view! { <ErrorNote error=e/> }),
+                Some(Err(e)) => Some(view! { <ErrorNote error=e lead="Could not start the run"/> }),
                 _ => None,
             }}
         </form>

@@ -404,7 +404,8 @@ enum Pending {
 #[derive(Clone, Copy)]
 struct RunUi {
     confirm: RwSignal<Option<Pending>>,
-    error: RwSignal<Option<AppError>>,
+    /// The last action's failure, with what it was ("Could not cancel the run").
+    error: RwSignal<Option<(&'static str, AppError)>>,
     /// Step panels the person opened or closed, overriding the default (open when failing).
     open: RwSignal<std::collections::HashMap<String, bool>>,
     act: Action<(String, Pending), Result<Option<String>, AppError>>,
@@ -413,7 +414,7 @@ struct RunUi {
 impl RunUi {
     fn new() -> RunUi {
         let confirm = RwSignal::new(None::<Pending>);
-        let error = RwSignal::new(None::<AppError>);
+        let error = RwSignal::new(None::<(&'static str, AppError)>);
         let act = Action::new(|(id, p): &(String, Pending)| {
             let (id, p) = (id.clone(), p.clone());
             async move {
@@ -434,7 +435,18 @@ impl RunUi {
                 navigate(&format!("/runs/{new_run}"), Default::default());
             }
             Some(Ok(None)) => confirm.set(None),
-            Some(Err(e)) => error.set(Some(e)),
+            Some(Err(e)) => {
+                let lead = match act
+                    .input()
+                    .get_untracked()
+                    .map(|(_, p)| p)
+                    .or_else(|| confirm.get_untracked())
+                {
+                    Some(Pending::Cancel) => "Could not cancel the run",
+                    _ => "Could not start the new run",
+                };
+                error.set(Some((lead, e)));
+            }
             None => {}
         });
         RunUi {
@@ -484,7 +496,7 @@ fn RunActions(run_id: String, status: RunStatus, failed_steps: bool) -> impl Int
                 };
                 view! { <Confirm question=question run_id=run_id.get_value() pending=p/> }
             })}
-            {move || ui.error.get().filter(|_| !matches!(ui.confirm.get(), Some(Pending::RetryFrom(_)))).map(|e| view! { <ErrorNote error=e/> })}
+            {move || ui.error.get().filter(|_| !matches!(ui.confirm.get(), Some(Pending::RetryFrom(_)))).map(|(lead, e)| view! { <ErrorNote error=e lead=lead/> })}
         </div>
     }
 }
@@ -781,7 +793,7 @@ fn RetryFromStep(run_id: String, step_id: String) -> impl IntoView {
                     <Confirm question="Run this step and everything after it again?" run_id=run_id.get_value() pending=mine.get_value()/>
                 </Show>
             </IfRole>
-            {move || ui.error.get().filter(|_| show_error()).map(|e| view! { <ErrorNote error=e/> })}
+            {move || ui.error.get().filter(|_| show_error()).map(|(lead, e)| view! { <ErrorNote error=e lead=lead/> })}
         </div>
     }
 }

@@ -234,7 +234,7 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                             <a class="mono" href=format!("/runs/{run_id}")>{run_id.clone()}</a>
                         </span>
                     }.into_any()),
-                    Some(Err(e)) => Some(view! { <ErrorNote error=e/> }.into_any()),
+                    Some(Err(e)) => Some(view! { <ErrorNote error=e lead="Could not start the run"/> }.into_any()),
                 }}
             </p>
             {triggers}

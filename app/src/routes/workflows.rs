@@ -328,7 +328,7 @@ fn RunButton(workflow_id: String) -> impl IntoView {
             </ActionForm>
         </IfRole>
         {move || match run.value().get() {
-            Some(Err(e)) => Some(view! { <ErrorNote error=e/> }),
+            Some(Err(e)) => Some(view! { <ErrorNote error=e lead="Could not start the run"/> }),
             _ => None,
         }}
     }
