@@ -59,8 +59,12 @@ pub fn UserMenu() -> impl IntoView {
             {move || Suspend::new(async move {
                 match me.0.await {
                     Ok(Some(p)) if p.via == Via::Open => view! {
-                        <span class="open-access" title="Sign-in is off (FLOWSCOPE_AUTH=false): anyone who can reach this address can use the hub">
-                            "No sign-in"
+                        <span class="user-menu">
+                            <span class="open-access" title="Sign-in is off (FLOWSCOPE_AUTH=false): anyone who can reach this address can use the hub">
+                                "No sign-in"
+                            </span>
+                            // Secrets and tokens live there, sign-in or not.
+                            <a href="/settings">"Settings"</a>
                         </span>
                     }.into_any(),
                     Ok(Some(p)) => view! {

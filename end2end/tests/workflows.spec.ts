@@ -114,3 +114,11 @@ steps:
   await expect(alert).not.toContainText('Could not load');
   await expect(page).toHaveURL(/\/workflows/);
 });
+
+test('with sign-in off, Settings is one click from the navigation', async ({ page }) => {
+  await openHydrated(page, '/workflows');
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await expect(page).toHaveURL(/\/settings$/);
+  await expect(page.getByRole('heading', { name: 'Settings', level: 1 })).toBeVisible();
+  await expect(page.getByRole('heading', { name: 'Secrets' })).toBeVisible();
+});
