@@ -1,9 +1,11 @@
 //! The alert path with the real programs, end to end: Flowscope's `/metrics` → Prometheus
 //! (Debian's, with the shipped rule files) → Alertmanager (Debian's, with the shipped config) →
 //! `POST /api/v1/alerts/alertmanager` → the `notify-on-alert` workflow → a Slack-compatible
-//! receiver. Runs of the seeded `always-fails` workflow make the run-success SLO burn; the test
-//! measures the time from the first failing run to the message, then dilutes the failures with
-//! successful runs until the resolved message arrives.
+//! receiver. Failing runs of a workflow of the test's own (`payments`; the seeded examples never
+//! page) make its run-success SLO burn; the test measures the time from the first failing run to
+//! the message, which names the workflow and links to its failing runs, then dilutes the
+//! failures with successful runs of it until the resolved message arrives. A seeded example that
+//! fails as much pages nobody.
 //!
 //! The shipped configs are used as they are, but for the addresses and, unless
 //! `FLOWSCOPE_ALERT_INTERVALS=production`, the intervals: scrape and evaluation every second and a
@@ -283,6 +285,23 @@ async fn pipeline(intervals: Intervals) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // The workflow that burns its budget: every run fails or succeeds as its input says.
+    let created = client
+        .post(format!("{base}/api/v1/workflows"))
+        .header("content-type", "application/yaml")
+        .body(
+            "id: payments\nname: Payments\ninputs:\n  failure_rate: { type: number, default: 1 }\n\
+             steps:\n- id: charge\n  agent: simulate\n  with: { failure_rate: '{{ inputs.failure_rate }}' }\n",
+        )
+        .send()
+        .await
+        .expect("create");
+    assert!(created.status().is_success(), "{}", created.status());
+    // The seeded example that fails on purpose fails as much, and never pages.
+    for _ in 0..20 {
+        trigger(&client, &base, "always-fails", json!({})).await;
+    }
+
     // Runs fail, one every half second, until the message arrives.
     let firing = format!("[firing] {ALERT}");
     let first_failure = Instant::now();
@@ -304,7 +323,7 @@ async fn pipeline(intervals: Intervals) {
             slack.texts(),
             diagnosis(&client, &prometheus, &alertmanager).await
         );
-        trigger(&client, &base, "always-fails", json!({})).await;
+        trigger(&client, &base, "payments", json!({ "failure_rate": 1 })).await;
         failures += 1;
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
@@ -320,8 +339,17 @@ async fn pipeline(intervals: Intervals) {
         .find(|t| t.starts_with(&firing))
         .unwrap_or_default();
     assert!(
-        text.contains("Run success SLO (99 %)") && text.contains(&alertmanager),
-        "the message names the objective and links to Alertmanager: {text}"
+        text.contains("Run success SLO (99 %) of payments") && text.contains(&alertmanager),
+        "the message names the objective and the workflow, and links to Alertmanager: {text}"
+    );
+    assert!(
+        text.contains("failing runs: http://localhost:3000/runs?workflow=payments&status=failed"),
+        "the message links to the failing runs: {text}"
+    );
+    assert!(
+        !slack.texts().iter().any(|t| t.contains("always-fails")),
+        "the example never pages: {:?}",
+        slack.texts()
     );
 
     // It went through Flowscope's notification workflow, as an alert-triggered run.
@@ -351,7 +379,7 @@ async fn pipeline(intervals: Intervals) {
             diagnosis(&client, &prometheus, &alertmanager).await
         );
         for _ in 0..10 {
-            trigger(&client, &base, "hello", json!({ "who": "alerts" })).await;
+            trigger(&client, &base, "payments", json!({ "failure_rate": 0 })).await;
             successes += 1;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

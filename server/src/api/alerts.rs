@@ -194,6 +194,20 @@ fn summary(n: &Notification, alerts: &[&Alert]) -> String {
     if names.len() > 3 {
         text.push_str(&format!(" (and {} more)", names.len() - 3));
     }
+    // Where to look first: the failing runs (the SLO alerts carry the link), then the alert.
+    let link = |key: &str| {
+        alerts
+            .iter()
+            .find_map(|a| a.annotations.get(key))
+            .or_else(|| n.common_annotations.get(key))
+            .filter(|u| !u.is_empty())
+    };
+    if let Some(runs) = link("runs_url") {
+        text.push_str(&format!(" — failing runs: {runs}"));
+    }
+    if let Some(dashboard) = link("dashboard_url") {
+        text.push_str(&format!(" — dashboard: {dashboard}"));
+    }
     if !n.external_url.is_empty() {
         text.push_str(&format!(" — {}", n.external_url));
     }
