@@ -228,15 +228,17 @@ pub async fn run(
     if let Some(v) = version {
         body["version"] = v.into();
     }
-    let (status, created) = api
-        .send(
-            api.request(
-                reqwest::Method::POST,
-                &format!("/workflows/{workflow}/runs"),
-            )
-            .json(&body),
+    let mut request = api
+        .request(
+            reqwest::Method::POST,
+            &format!("/workflows/{workflow}/runs"),
         )
-        .await?;
+        .json(&body);
+    if wait {
+        // The server holds the request until the run ends (most do within the minute).
+        request = request.query(&[("wait", "60s")]);
+    }
+    let (status, created) = api.send(request).await?;
     if !status.is_success() {
         return Err(failure(status, &created));
     }
@@ -244,21 +246,27 @@ pub async fn run(
         .as_str()
         .ok_or_else(|| Failure::Trouble(format!("unexpected answer: {created}")))?
         .to_string();
-    println!("run {id} queued: {}/runs/{id}", api.base);
     if !wait {
+        println!("run {id} queued: {}/runs/{id}", api.base);
         return Ok(());
     }
-    let run = loop {
-        let (status, run) = api
-            .send(api.request(reqwest::Method::GET, &format!("/runs/{id}")))
-            .await?;
-        if !status.is_success() {
-            return Err(failure(status, &run));
+    println!("run {id}: {}/runs/{id}", api.base);
+    // 200: it finished within the server's wait; 202: still going, so follow it from here.
+    let run = if status == StatusCode::OK {
+        created["run"].clone()
+    } else {
+        loop {
+            let (status, run) = api
+                .send(api.request(reqwest::Method::GET, &format!("/runs/{id}")))
+                .await?;
+            if !status.is_success() {
+                return Err(failure(status, &run));
+            }
+            if run["finished_at"].is_i64() {
+                break run;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        if run["finished_at"].is_i64() {
-            break run;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     };
     for step in run["steps"].as_array().into_iter().flatten() {
         let mut line = format!(

@@ -936,3 +936,68 @@ async fn site_files_go_out_precompressed_and_revalidated_and_pages_compressed() 
     assert!(html.contains("Hello, Flowscope"), "{html}");
     assert!(zipped.len() < html.len() / 2);
 }
+
+#[tokio::test]
+async fn a_trigger_can_wait_for_the_finished_run() {
+    let app = TestApp::spawn().await;
+    let post = |path: &str| {
+        let inputs = if path.contains("/hello/") {
+            json!({ "who": "waiter" })
+        } else {
+            json!({})
+        };
+        app.client
+            .post(app.url(path))
+            .json(&json!({ "inputs": inputs }))
+            .send()
+    };
+    // Finished within the wait: 200 with the whole run, its steps' outputs and errors.
+    let r = post("/api/v1/workflows/hello/runs?wait=30s")
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.expect("json");
+    let run = &body["run"];
+    assert_eq!(run["status"], "succeeded", "{body}");
+    assert!(run["finished_at"].is_i64(), "{body}");
+    let greet = run["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step_id"] == "greet"))
+        .unwrap_or_else(|| panic!("greet in {body}"));
+    assert_eq!(greet["output"]["greeting"], "Hello, waiter!", "{body}");
+    let r = post("/api/v1/workflows/always-fails/runs?wait=30s")
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["run"]["status"], "failed", "{body}");
+    assert!(body["run"]["error"].as_str().is_some_and(|e| e.contains("flaky_call")));
+
+    // Still running when the wait is over: 202 with the run, as without a wait.
+    let (status, _) = app
+        .post_doc(
+            "/api/v1/workflows",
+            "id: slow\nname: slow\nsteps:\n- id: a\n  agent: delay\n  with: { duration: 1m }\n",
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let r = post("/api/v1/workflows/slow/runs?wait=200ms")
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let body: Value = r.json().await.expect("json");
+    assert!(
+        matches!(body["run"]["status"].as_str(), Some("queued" | "running")),
+        "{body}"
+    );
+
+    // A wait that is not a duration, or longer than a request is held: a clear 400, no run.
+    for (wait, says) in [("10m", "longer than the 5m"), ("soon", "wait:")] {
+        let r = post(&format!("/api/v1/workflows/hello/runs?wait={wait}"))
+            .await
+            .expect("post");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{wait}");
+        let body: Value = r.json().await.expect("json");
+        assert!(body["error"]["message"].to_string().contains(says), "{body}");
+    }
+}

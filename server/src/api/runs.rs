@@ -2,7 +2,7 @@
 //!
 //! | method | path | does |
 //! |---|---|---|
-//! | POST | `/workflows/{id}/runs` | trigger (`{"inputs": {…}, "version": n}`); 202 with the queued run |
+//! | POST | `/workflows/{id}/runs?wait=30s` | trigger (`{"inputs": {…}, "version": n}`); 202 with the queued run, or with `wait` (at most 5m) 200 with the finished run (steps, outputs, errors) if it ends in time |
 //! | GET | `/runs?workflow=&status=&trigger=&since=&until=&cursor=&limit=` | newest first, cursor-paginated |
 //! | GET | `/runs/{id}` | the run with its steps and attempts |
 //! | POST | `/runs/{id}/cancel` | stop a queued or running run |
@@ -66,15 +66,40 @@ struct RunCreated {
     run: RunSummary,
 }
 
+#[derive(Deserialize)]
+struct TriggerQuery {
+    /// How long to hold the request for the run to finish (`30s`).
+    wait: Option<String>,
+}
+
+/// The longest `?wait=` held: past it a client follows `/runs/{id}/events` instead.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 #[instrument(skip_all, fields(workflow.id = %id, workflow.run.id))]
 async fn trigger(
     State(engine): State<Engine>,
     Path(id): Path<String>,
+    Query(query): Query<TriggerQuery>,
     caller: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    let wait = match query.wait.as_deref() {
+        None => None,
+        Some(w) => {
+            let wait = engine::model::parse_duration(w)
+                .map_err(|e| ApiError::BadRequest(format!("wait: {e}")))?;
+            if wait > MAX_WAIT {
+                return Err(ApiError::BadRequest(format!(
+                    "wait: {w} is longer than the 5m a request is held; follow /api/v1/runs/{{id}}/events instead"
+                )));
+            }
+            Some(wait)
+        }
+    };
     let body: TriggerBody = json_body(&headers, &body)?;
+    // Before the trigger: the run's end cannot fall between it and the wait.
+    let events = wait.map(|_| engine.subscribe());
     let traceparent = crate::api::traceparent(&headers);
     let run = engine
         .trigger(TriggerRequest {
@@ -87,7 +112,49 @@ async fn trigger(
         })
         .await?;
     tracing::Span::current().record("workflow.run.id", run.id.as_str());
-    Ok((StatusCode::ACCEPTED, Json(RunCreated { run })))
+    if let (Some(wait), Some(events)) = (wait, events) {
+        if let Some(done) = finished_within(&engine, events, &run.id, wait).await? {
+            return Ok((StatusCode::OK, Json(serde_json::json!({ "run": done }))).into_response());
+        }
+    }
+    Ok((StatusCode::ACCEPTED, Json(RunCreated { run })).into_response())
+}
+
+/// The run once it has finished, if it does within `wait`. Woken by its events; the store is
+/// read again at least every second (on PostgreSQL another process may run it).
+async fn finished_within(
+    engine: &Engine,
+    mut events: tokio::sync::broadcast::Receiver<engine::records::Event>,
+    id: &str,
+    wait: std::time::Duration,
+) -> Result<Option<RunDetail>, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let detail = engine.store().run_detail(id).await?;
+        if detail.run.status.is_finished() {
+            return Ok(Some(detail));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        let next_look = deadline.min(now + std::time::Duration::from_secs(1));
+        let ended = async {
+            loop {
+                match events.recv().await {
+                    Ok(e)
+                        if e.run_id == id
+                            && matches!(e.kind, EventKind::Run { status } if status.is_finished()) =>
+                    {
+                        return
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return std::future::pending().await,
+                }
+            }
+        };
+        let _ = tokio::time::timeout_at(next_look, ended).await;
+    }
 }
 
 #[derive(Deserialize)]
