@@ -77,6 +77,17 @@ pub fn verify(
     Ok(Proof::Signature(hex::encode(tag)))
 }
 
+/// The run's inputs from the body: the whole body as the input `body_input` names, if it names
+/// one; else the body's keys (empty, or a JSON object).
+pub fn inputs_of(body: &[u8], body_input: Option<&str>) -> Result<Map<String, Value>, String> {
+    let Some(name) = body_input else {
+        return inputs(body);
+    };
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("the body is not JSON ({e}); it becomes the input \"{name}\""))?;
+    Ok(Map::from_iter([(name.to_string(), value)]))
+}
+
 /// The run's inputs from the body: empty, or a JSON object.
 pub fn inputs(body: &[u8]) -> Result<Map<String, Value>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {

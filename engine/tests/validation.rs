@@ -293,6 +293,26 @@ fn time_zones_and_webhook_secret_names_are_checked() {
     );
     Workflow::parse(&VALID.replace("- webhook: {}", "- webhook: { secret: GITHUB_HOOK }"))
         .expect("a named secret");
+    // The whole body to one input: declared, and able to hold JSON.
+    let p = problems(&VALID.replace("- webhook: {}", "- webhook: { body_input: payload }"));
+    assert_problem(
+        &p,
+        "triggers[2].webhook.body_input",
+        "\"payload\" is not a declared input",
+    );
+    let p = problems(&VALID.replace("- webhook: {}", "- webhook: { body_input: date }"));
+    assert_problem(
+        &p,
+        "triggers[2].webhook.body_input",
+        "must be an object or array",
+    );
+    let whole = VALID
+        .replace("- webhook: {}", "- webhook: { secret: GITHUB_HOOK, body_input: payload }")
+        .replace(
+            "  date: { type: string, default: \"today\" }",
+            "  date: { type: string, default: \"today\" }\n  payload: { type: object, default: {} }",
+        );
+    Workflow::parse(&whole).expect("the body into a declared object input");
 }
 
 #[test]

@@ -86,7 +86,8 @@ async fn hook(
     let signature = verify(&headers, &body, secret.as_bytes(), now_ms / 1000)?;
     // A body that cannot be inputs is refused before its signature is spent: the sender may
     // fix and resend it.
-    let inputs = webhook::inputs(&body).map_err(ApiError::BadRequest)?;
+    let inputs =
+        webhook::inputs_of(&body, hook.body_input.as_deref()).map_err(ApiError::BadRequest)?;
     // Timestamped signatures are forgotten once their timestamp is stale (refused anyway);
     // the others are kept, so a replay is refused however late it comes.
     let key = signature.map(|s| match headers.contains_key(TIMESTAMP_HEADER) {

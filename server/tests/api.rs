@@ -971,7 +971,9 @@ async fn a_trigger_can_wait_for_the_finished_run() {
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["run"]["status"], "failed", "{body}");
-    assert!(body["run"]["error"].as_str().is_some_and(|e| e.contains("flaky_call")));
+    assert!(body["run"]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("flaky_call")));
 
     // Still running when the wait is over: 202 with the run, as without a wait.
     let (status, _) = app
@@ -998,6 +1000,9 @@ async fn a_trigger_can_wait_for_the_finished_run() {
             .expect("post");
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{wait}");
         let body: Value = r.json().await.expect("json");
-        assert!(body["error"]["message"].to_string().contains(says), "{body}");
+        assert!(
+            body["error"]["message"].to_string().contains(says),
+            "{body}"
+        );
     }
 }

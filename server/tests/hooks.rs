@@ -203,6 +203,39 @@ async fn webhooks_start_runs_only_for_callers_who_prove_the_secret() {
 }
 
 #[tokio::test]
+async fn a_body_input_takes_a_whole_payload_without_declared_fields() {
+    let (_dir, base, client) = serve_hooked().await;
+    create(
+        &client,
+        &base,
+        "id: on-push\nname: On push\ninputs:\n  payload: { type: object }\n\
+         triggers:\n- webhook: { secret: HOOK, body_input: payload }\n\
+         steps:\n- id: branch\n  agent: transform\n  with: { jq: '.inputs.payload.ref' }\n",
+    )
+    .await;
+    // A GitHub push event: keys nobody declared, nested, signed as GitHub signs it.
+    let push = r#"{"ref": "refs/heads/main", "after": "9f2c", "repository": {"full_name": "acme/app"}, "commits": [{"id": "9f2c", "message": "fix"}]}"#;
+    let signed = [("x-hub-signature-256", sign(push.as_bytes()))];
+    let (status, created) = post(&client, &base, "on-push", push, &signed).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let id = created["run"]["id"].as_str().expect("run id");
+    let run = common::wait_finished(&client, &base, id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let sent: Value = serde_json::from_str(push).expect("json");
+    assert_eq!(run["inputs"], json!({ "payload": sent }));
+    assert_eq!(run["steps"][0]["output"], "refs/heads/main");
+    // Not JSON: a 400 that says where the body was to go, and no run.
+    let bearer = [("authorization", format!("Bearer {SECRET}"))];
+    let (status, refused) = post(&client, &base, "on-push", "ref=main", &bearer).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        refused["error"]["message"].to_string().contains("payload"),
+        "{refused}"
+    );
+    assert_eq!(runs_of(&client, &base, "on-push", "webhook").await.len(), 1);
+}
+
+#[tokio::test]
 async fn a_refused_signed_delivery_can_be_resent_and_old_signatures_stay_spent() {
     let (dir, base, client) = serve_hooked().await;
     // Inputs that do not fit: refused (422), and the same delivery again is refused for the

@@ -106,6 +106,10 @@ pub struct WebhookDef {
     /// Name of a secret (`FLOWSCOPE_SECRET_<NAME>`); without one the hook refuses every call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// The input that receives the whole JSON body (a GitHub push payload, say), instead of
+    /// the body's keys being the inputs. It must be declared, of type `object` or `array`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_input: Option<String>,
 }
 
 /// `{}` in the file: a trigger without settings.

@@ -111,6 +111,30 @@ fn check_header(def: &WorkflowDef, problems: &mut Vec<Problem>) {
                         ));
                     }
                 }
+                if let Some(name) = &hook.body_input {
+                    let path = format!("triggers[{i}].webhook.body_input");
+                    match def.inputs.get(name) {
+                        None => problems.push(Problem::new(
+                            path,
+                            format!("\"{name}\" is not a declared input; declare it under inputs (type object) to receive the body"),
+                        )),
+                        Some(input)
+                            if !matches!(
+                                input.ty,
+                                super::InputType::Object | super::InputType::Array
+                            ) =>
+                        {
+                            problems.push(Problem::new(
+                                path,
+                                format!(
+                                    "input \"{name}\" is a {}; the body is JSON, so it must be an object or array",
+                                    input.ty.as_str()
+                                ),
+                            ))
+                        }
+                        Some(_) => {}
+                    }
+                }
                 webhooks += 1;
                 if webhooks == 2 {
                     problems.push(Problem::new(
