@@ -124,6 +124,15 @@ impl IntoResponse for ApiError {
         };
         let body =
             json!({ "error": { "code": code, "message": self.to_string(), "problems": problems } });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if matches!(self, ApiError::TooLarge(_)) {
+            // The body was left unread, so the connection cannot carry another request: say so,
+            // or a client reuses it and its next request meets a closed socket.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }

@@ -4,7 +4,7 @@
 //! empty segments, encoded slashes) is refused before any page renders. The REST routes and
 //! server functions are covered by role in `access.rs`; here their non-canonical spellings.
 
-mod common;
+use crate::common;
 
 use flowscope::config::Config;
 use reqwest::header::{AUTHORIZATION, COOKIE, LOCATION};

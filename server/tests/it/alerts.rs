@@ -6,7 +6,7 @@ use flowscope::config::Config;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-mod common;
+use crate::common;
 
 const TOKEN: &str = "alert-token-0123456789";
 

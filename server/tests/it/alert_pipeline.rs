@@ -27,7 +27,7 @@ use flowscope::config::Config;
 use serde_json::{json, Value};
 use serde_norway::Value as Yaml;
 
-mod common;
+use crate::common;
 
 const TOKEN: &str = "pipeline-token-0123456789";
 const ALERT: &str = "FlowscopeRunSuccessBudgetBurnFast";

@@ -4,7 +4,7 @@
 //! after its lease expired, and carry cancels and live events from one process to another.
 //! The database itself is checked with SQL after each load.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::Command;

@@ -13,7 +13,7 @@ use flowscope::config::Config;
 use serde_json::Value;
 use serde_norway::Value as Yaml;
 
-mod common;
+use crate::common;
 
 fn str_of<'a>(v: &'a Yaml, what: &str) -> &'a str {
     v.as_str()

@@ -2,7 +2,7 @@
 //! moments while runs execute, restarted on the same database each time, and in the end every
 //! run completes with each step's outcome recorded exactly once and no finished step re-run.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

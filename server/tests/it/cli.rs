@@ -1,7 +1,7 @@
 //! The `flowscope` binary's API commands against a real server: apply, run (with its exit
 //! codes), runs and export.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 

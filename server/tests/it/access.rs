@@ -3,7 +3,7 @@
 //! and its rate limit; the first-run set-up; token revocation and last use; who started a
 //! run; and a secret that never comes back out.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

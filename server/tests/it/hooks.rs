@@ -1,7 +1,7 @@
 //! Triggers over HTTP: webhooks with bearer tokens and signatures (valid, wrong, tampered,
 //! replayed, stale), and the cron scheduler of a running server on the wall clock.
 
-mod common;
+use crate::common;
 
 use flowscope::config::Config;
 use hmac::{Hmac, KeyInit, Mac};

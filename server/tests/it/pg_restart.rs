@@ -2,7 +2,7 @@
 //! it out (no crash), and every run completes once the database is back, each step's outcome
 //! recorded once. A test binary of its own: the restart would disturb any test beside it.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

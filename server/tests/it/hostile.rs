@@ -4,7 +4,7 @@
 //! leaked, requests to where agents may not go). Each test asserts a clear JSON 4xx or a failed
 //! step with its reason, that the server keeps serving, and that nothing stored is wrong.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -190,6 +190,8 @@ async fn bombs_and_bad_bodies_get_a_json_4xx_and_nothing_is_stored() {
         .await
         .expect("post");
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Its body unread, the connection is not offered for reuse (the next request would fail).
+    assert_eq!(r.headers()["connection"], "close");
     assert_eq!(
         r.json::<Value>().await.expect("json")["error"]["code"],
         "too_large"

@@ -1,0 +1,7 @@
+//! The engine's integration tests, one binary: a module per concern. `telemetry.rs` stays a
+//! binary of its own (it installs a global subscriber and tracer provider).
+
+mod executor;
+mod schedule;
+mod store;
+mod validation;
