@@ -192,7 +192,7 @@ async fn failing_runs_reach_slack_through_prometheus_alertmanager_and_flowscope(
 }
 
 /// The same with the shipped intervals (15 s scrape and evaluation, 10 s group wait): about a
-/// minute, so run by hand: `cargo test -p flowscope --test alert_pipeline -- --ignored --nocapture`.
+/// minute, so run by hand: `cargo test -p flowscope --test it alert_pipeline -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "takes a minute; run by hand to measure the production intervals"]
 async fn failing_runs_reach_slack_with_the_production_intervals() {
