@@ -46,6 +46,9 @@ steps:
 `);
   const id = await trigger(request, `e2e-slow-${tag}`);
   await openHydrated(page, `/runs/${id}`);
+  // Called what people call it: the workflow's name and the run's number.
+  await expect(page.getByRole('heading', { level: 1 })).toContainText('Slow chain #1');
+  await expect(page).toHaveTitle(/Slow chain #1/);
   // The whole DAG is there before its steps run; the last one is still pending.
   await expect(node(page, 'third')).toHaveAttribute('data-status', 'pending');
   // No reload from here on: the changes arrive over the event stream.
@@ -56,6 +59,11 @@ steps:
     await expect(node(page, step)).toHaveAttribute('data-status', 'succeeded');
     await expectDrawn(page, step);
   }
+  // A node of the graph opens its step: the panel of a step that succeeded starts closed.
+  await expect(page.locator('#step-first')).not.toHaveAttribute('open');
+  await node(page, 'first').click();
+  await expect(page.locator('#step-first')).toHaveAttribute('open', '');
+  await expect(page.locator('#step-first')).toBeInViewport();
   // Every attempt is on the timeline, and the output is shown.
   await expect(page.locator('.gantt-row[data-attempt]')).toHaveCount(3);
   await page.locator('#step-third > summary').click();
@@ -92,6 +100,7 @@ steps:
   await page.getByRole('button', { name: 'Yes' }).click();
   await expect(page).not.toHaveURL(new RegExp(id));
   await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'succeeded');
+  await expect(page.getByRole('heading', { level: 1 })).toContainText('Depends on a target #2');
   // The new run reused the step that had succeeded, and links back to the one it retries.
   await expect(page.getByRole('link', { name: id.slice(-12) })).toBeVisible();
   await expect(page.locator('#step-prepare')).toContainText('0 attempts');

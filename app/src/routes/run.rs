@@ -31,6 +31,8 @@ pub struct StepInfo {
 pub struct RunPageData {
     pub detail: RunDetail,
     pub workflow_name: String,
+    /// This run's number among its workflow's runs (1 is the first).
+    pub number: i64,
     /// In declaration order.
     pub steps: Vec<StepInfo>,
     /// The server's clock when read: the end of bars still running.
@@ -106,6 +108,9 @@ pub async fn get_run(id: String) -> Result<RunPageData, AppError> {
     let version = store
         .version(&detail.run.workflow_id, Some(detail.run.workflow_version))
         .await?;
+    let number = store
+        .run_number(&detail.run.workflow_id, &detail.run.id)
+        .await?;
     let defs = version.workflow.steps();
     let steps = defs
         .iter()
@@ -122,6 +127,7 @@ pub async fn get_run(id: String) -> Result<RunPageData, AppError> {
         .collect();
     Ok(RunPageData {
         workflow_name: version.workflow.name().to_string(),
+        number,
         detail,
         steps,
         now: engine::store::now_ms(),
@@ -220,6 +226,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
     let RunPageData {
         detail,
         workflow_name,
+        number,
         steps,
         now,
         links,
@@ -233,7 +240,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
     let started_at = run.started_at;
     let run_time = move || started_at.map(|s| clock.get() - s);
     let usage = Usage::of_attempts(&detail.attempts);
-    let title = format!("Run of {workflow_name}");
+    let title = format!("{workflow_name} #{number}");
     let trace_href = |span_id: Option<&str>| {
         links.link(
             &run.id,
@@ -255,8 +262,9 @@ fn RunView(data: RunPageData) -> impl IntoView {
                 <p class="crumbs"><a href="/runs">"Runs"</a>" / "<a href=format!("/workflows/{}", run.workflow_id)>{workflow_name.clone()}</a></p>
                 <h1 class="run-title">
                     <StatusBadge status=run.status.as_str()/>
-                    <span class="mono run-id">{run.id.clone()}</span>
+                    <span>{format!("{workflow_name} #{number}")}</span>
                 </h1>
+                <p class="mono run-id">{run.id.clone()}</p>
             </div>
             <RunActions run_id=run.id.clone() status=run.status failed_steps=failed_steps(&detail.steps)/>
         </header>
@@ -538,6 +546,7 @@ fn Confirm(question: &'static str, run_id: String, pending: Pending) -> impl Int
 /// Each box links to the step's details below, so it works before hydration too.
 #[component]
 fn Dag(steps: Vec<StepInfo>, records: Vec<StepRecord>) -> impl IntoView {
+    let ui = expect_context::<RunUi>();
     let deps: Vec<Vec<usize>> = steps.iter().map(|s| s.needs.clone()).collect();
     let l = layout(&deps);
     let status_of = |id: &str| {
@@ -555,8 +564,15 @@ fn Dag(steps: Vec<StepInfo>, records: Vec<StepRecord>) -> impl IntoView {
             // The `<g>` puts the `<a>` in the SVG namespace: alone in a `view!`, the macro
             // cannot tell and makes an HTML `<a>`, whose shapes the browser draws at 0×0 when
             // the view is built client-side (in-app navigation), not hydrated.
+            // Following the link also opens the step's panel.
+            let opens = s.id.clone();
+            let open_step = move |_| {
+                ui.open.update(|o| {
+                    o.insert(opens.clone(), true);
+                })
+            };
             view! {
-                <g><a href=format!("#step-{}", s.id) class="node" data-step=s.id.clone() data-status=status.as_str()
+                <g><a href=format!("#step-{}", s.id) on:click=open_step class="node" data-step=s.id.clone() data-status=status.as_str()
                    aria-label=format!("{}: {}", s.name, status.as_str())>
                     <rect x=x y=y width=NODE_W height=NODE_H rx="8"/>
                     <text x=x + 28.0 y=y + 19.0 class="node-name">{label}</text>
@@ -676,13 +692,17 @@ fn StepPanel(
         .and_then(|r| Some(r.started_at? - r.ready_at?));
     let usage = Usage::of_attempts(&attempts);
     let ui = expect_context::<RunUi>();
-    let open = ui
-        .open
-        .with_untracked(|o| o.get(&info.id).copied())
-        .unwrap_or(matches!(
-            status,
-            StepStatus::Failed | StepStatus::Running | StepStatus::Retrying
-        ));
+    // Open as the person left it (or a graph node asked), else when it needs attention.
+    let attention = matches!(
+        status,
+        StepStatus::Failed | StepStatus::Running | StepStatus::Retrying
+    );
+    let open_id = info.id.clone();
+    let open = move || {
+        ui.open
+            .with(|o| o.get(&open_id).copied())
+            .unwrap_or(attention)
+    };
     let toggled_id = info.id.clone();
     let on_toggle = move |ev: leptos::ev::Event| {
         let open = event_target::<leptos::web_sys::Element>(&ev).has_attribute("open");

@@ -360,6 +360,20 @@ impl Store {
         rows.into_iter().map(RunRow::into_summary).collect()
     }
 
+    /// The run's number among its workflow's runs, the first being 1: what people call it
+    /// ("Nightly report #42"). Run ids grow with time, so it counts the ids up to this one
+    /// (the `runs_by_workflow` index).
+    pub async fn run_number(&self, workflow_id: &str, id: &str) -> Result<i64, StoreError> {
+        let n: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE workflow_id = $1 AND id <= $2")
+                .bind(workflow_id.to_string())
+                .bind(id.to_string())
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(n)
+    }
+
     /// One run with its steps and attempts.
     pub async fn run_detail(&self, id: &str) -> Result<RunDetail, StoreError> {
         let span = super::db_span(
