@@ -246,6 +246,35 @@ fn encode(s: &str) -> String {
 /// The filter form: a GET form, so it works without JavaScript and the URL is shareable.
 #[component]
 fn Filters(query: RunQuery, workflows: Vec<(String, String)>) -> impl IntoView {
+    // A choice applies at once (in the browser), to a URL of the filters that are set: no
+    // `workflow=&` left over, and a new filter starts again at the newest page. Without
+    // script, the form's Apply does the same job.
+    let navigate = leptos_router::hooks::use_navigate();
+    let current = StoredValue::new(query.clone());
+    let apply = move |field: &'static str| {
+        let navigate = navigate.clone();
+        move |ev: leptos::ev::Event| {
+            let mut q = current.get_value();
+            let value = event_target_value(&ev);
+            match field {
+                "workflow" => q.workflow = value,
+                "status" => q.status = value,
+                "trigger" => q.trigger = value,
+                _ => q.range = value,
+            }
+            q.before.clear();
+            let pairs: Vec<String> = q
+                .pairs()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={}", encode(&v)))
+                .collect();
+            let href = match pairs.is_empty() {
+                true => "/runs".to_string(),
+                false => format!("/runs?{}", pairs.join("&")),
+            };
+            navigate(&href, Default::default());
+        }
+    };
     let option = |value: String, label: String, selected: bool| {
         view! { <option value=value selected=selected>{label}</option> }
     };
@@ -309,10 +338,10 @@ fn Filters(query: RunQuery, workflows: Vec<(String, String)>) -> impl IntoView {
     });
     view! {
         <Form method="GET" action="/runs" attr:class="filters" attr:aria-label="Filter runs">
-            <label>"Workflow"<select name="workflow"><option value="">"Any"</option>{wfs}</select></label>
-            <label>"Status"<select name="status"><option value="">"Any"</option>{statuses}</select></label>
-            <label>"Trigger"<select name="trigger"><option value="">"Any"</option>{triggers}</select></label>
-            <label>"Time"<select name="range"><option value="">"All time"</option>{ranges}</select></label>
+            <label>"Workflow"<select name="workflow" on:change=apply("workflow")><option value="">"Any"</option>{wfs}</select></label>
+            <label>"Status"<select name="status" on:change=apply("status")><option value="">"Any"</option>{statuses}</select></label>
+            <label>"Trigger"<select name="trigger" on:change=apply("trigger")><option value="">"Any"</option>{triggers}</select></label>
+            <label>"Time"<select name="range" on:change=apply("range")><option value="">"All time"</option>{ranges}</select></label>
             {narrowed.iter().map(|(k, v)| view! { <input type="hidden" name=*k value=v.clone()/> }).collect_view()}
             <button class="button" type="submit">"Apply"</button>
             <a class="button secondary" href="/runs">"Clear"</a>
