@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the workflow parser/validator and the webhook proof/payload checks with libFuzzer,
+# Fuzzes the workflow parser/validator, the webhook proof/payload checks and the DAG layout with libFuzzer,
 # on stable Rust: `cargo fuzz run -s none` (no sanitizer, so no nightly `-Z` flag; safe Rust
 # still reports panics, overflows and failed assertions). Not part of the test command.
 #
