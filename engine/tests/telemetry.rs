@@ -302,6 +302,11 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
             .expect("a client span's parent is an attempt");
         assert_eq!(attr_str(parent, "agent.kind"), "http");
         assert!(attr_str(c, "url.full").starts_with(&format!("http://{addr}/")));
+        assert_eq!(attr_str(c, "server.address"), addr.ip().to_string());
+        assert_eq!(
+            attr(c, "server.port"),
+            Some(Value::I64(i64::from(addr.port())))
+        );
         let expected = format!("00-{}-{}-01", trace_id, c.span_context.span_id());
         assert!(sent.contains(&expected), "{expected} not in {sent:?}");
     }

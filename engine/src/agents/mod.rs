@@ -140,11 +140,24 @@ pub(crate) async fn send_traced(
     url: &str,
 ) -> Result<reqwest::Response, reqwest::Error> {
     use tracing::Instrument;
+    // The semantic conventions' required attributes: who was called (a dashboard groups
+    // calls by them without parsing URLs).
+    let parsed = reqwest::Url::parse(url).ok();
+    let host = parsed
+        .as_ref()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let port = parsed
+        .as_ref()
+        .and_then(|u| u.port_or_known_default())
+        .map_or(0, i64::from);
     let span = tracing::info_span!(
         "http.client",
         otel.name = method,
         otel.kind = "client",
         http.request.method = method,
+        server.address = %ctx.redact(&host),
+        server.port = port,
         url.full = %ctx.redact(&url_without_secrets(url)),
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
