@@ -212,3 +212,16 @@ steps:
   const box = await output.boundingBox();
   expect(box && box.height > 0 && box.width > 0, 'the output is visible').toBeTruthy();
 });
+
+test('the monitor shows runs before charts, and an older page does not claim to be live', async ({ page, request }) => {
+  const id = await trigger(request, 'hello');
+  await openHydrated(page, '/runs');
+  await expect(page.getByLabel(/Live/)).toBeVisible();
+  const table = await page.locator('table').first().boundingBox();
+  const charts = await page.locator('details.charts').boundingBox();
+  expect(table!.y).toBeLessThan(charts!.y);
+  // A page before some run: older runs, which new ones never join.
+  await openHydrated(page, `/runs?before=${id}`);
+  await expect(page.getByLabel(/Live/)).toHaveCount(0);
+  await expect(page.getByText('An older page: not live')).toBeVisible();
+});

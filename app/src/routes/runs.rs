@@ -181,12 +181,25 @@ pub fn RunsPage() -> impl IntoView {
         <section class="page">
             <header class="page-header">
                 <h1>"Runs"</h1>
-                <label class="live-toggle">
-                    <input type="checkbox" prop:checked=move || !paused.get()
-                           on:change=move |ev| paused.set(!event_target_checked(&ev))/>
-                    {move || if paused.get() { " Live updates paused" } else { " Live" }}
-                </label>
+                // Only the newest page follows new runs: an older one says so instead.
+                <Show when=move || query.with(|q| q.before.is_empty())
+                      fallback=|| view! { <span class="muted live-toggle">"An older page: not live"</span> }>
+                    <label class="live-toggle">
+                        <input type="checkbox" prop:checked=move || !paused.get()
+                               on:change=move |ev| paused.set(!event_target_checked(&ev))/>
+                        {move || if paused.get() { " Live updates paused" } else { " Live" }}
+                    </label>
+                </Show>
             </header>
+            // Runs first: they are what a person comes here for; the charts follow.
+            <Transition fallback=|| view! { <p class="muted">"Loading runs…"</p> }>
+                {move || Suspend::new(async move {
+                    match data.await {
+                        Err(e) => view! { <ErrorNote error=e/> }.into_any(),
+                        Ok(d) => view! { <Filters query=query.get_untracked() workflows=d.workflows.clone()/> <RunTable data=d query=query.get_untracked()/> }.into_any(),
+                    }
+                })}
+            </Transition>
             <details class="panel charts" open>
                 <summary><h2>"Charts, last 7 days"</h2></summary>
                 <Transition fallback=|| view! { <p class="muted">"Drawing charts…"</p> }>
@@ -198,14 +211,6 @@ pub fn RunsPage() -> impl IntoView {
                     })}
                 </Transition>
             </details>
-            <Transition fallback=|| view! { <p class="muted">"Loading runs…"</p> }>
-                {move || Suspend::new(async move {
-                    match data.await {
-                        Err(e) => view! { <ErrorNote error=e/> }.into_any(),
-                        Ok(d) => view! { <Filters query=query.get_untracked() workflows=d.workflows.clone()/> <RunTable data=d query=query.get_untracked()/> }.into_any(),
-                    }
-                })}
-            </Transition>
         </section>
     }
 }
