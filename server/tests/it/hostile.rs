@@ -580,10 +580,12 @@ async fn the_vault_key_is_no_template_secret_and_names_are_escaped() {
     );
 }
 
-/// Polls until the run's first step is running.
-async fn until_step_runs(client: &Client, base: &str, id: &str) {
+/// Polls until the run's first step is running its `attempt`-th attempt. (The status alone
+/// says "running" from before a restart too, before the new process has started anything.)
+async fn until_attempt_runs(client: &Client, base: &str, id: &str, attempt: i64) {
     common::wait_run(client, base, id, |run| {
         run["steps"][0]["status"] == "running"
+            && run["steps"][0]["attempts"].as_i64() == Some(attempt)
     })
     .await;
 }
@@ -600,12 +602,12 @@ async fn a_step_that_keeps_killing_its_server_fails_instead_of_looping() {
     )
     .await;
     let id = common::procs::trigger(&client, &base, "fatal").await;
-    until_step_runs(&client, &base, &id).await;
+    until_attempt_runs(&client, &base, &id, 1).await;
     drop(server); // killed mid-step, as a crash would
                   // Twice more the step starts again on restart, and its server dies again.
-    for _ in 0..2 {
+    for attempt in 2..=3 {
         let (server, base) = serve(&dir, &[]);
-        until_step_runs(&client, &base, &id).await;
+        until_attempt_runs(&client, &base, &id, attempt).await;
         drop(server);
     }
     // The third restart does not start it: the run fails, saying why, and the server serves.
