@@ -790,22 +790,23 @@ impl RunDriver {
         if !templated {
             return Ok(with.clone());
         }
+        // What templates read, the same for both places they render.
+        #[derive(serde::Serialize)]
+        struct Context<'a> {
+            inputs: &'a Value,
+            steps: &'a Map<String, Value>,
+            run: Value,
+            secrets: &'a HashMap<String, String>,
+        }
+        let secrets = self.engine.secrets();
+        let context = Context {
+            inputs: &self.inputs,
+            steps: &self.outputs,
+            run: json!({ "id": self.run_id, "workflow": self.workflow_id, "trigger": self.trigger }),
+            secrets: &secrets.map,
+        };
         if !with.values().all(template::all_bounded) {
             // Could grow past any memory: rendered in the sandbox's child, under its limits.
-            #[derive(serde::Serialize)]
-            struct Context<'a> {
-                inputs: &'a Value,
-                steps: &'a Map<String, Value>,
-                run: Value,
-                secrets: &'a HashMap<String, String>,
-            }
-            let secrets = self.engine.secrets();
-            let context = Context {
-                inputs: &self.inputs,
-                steps: &self.outputs,
-                run: json!({ "id": self.run_id, "workflow": self.workflow_id, "trigger": self.trigger }),
-                secrets: &secrets.map,
-            };
             return self
                 .engine
                 .sandbox()
@@ -816,15 +817,10 @@ impl RunDriver {
                     message: e.message,
                 });
         }
-        let ctx = minijinja::context! {
-            inputs => minijinja::Value::from_serialize(&self.inputs),
-            steps => minijinja::Value::from_serialize(&self.outputs),
-            run => minijinja::context! { id => self.run_id.clone(), workflow => self.workflow_id.clone(), trigger => self.trigger.clone() },
-            secrets => minijinja::Value::from_serialize(&self.engine.secrets().map),
-        };
-        // Bounded by fuel, yet a template's few operations can each be large (a string
-        // repeated to 100 MB): on the multi-threaded runtime this worker hands its other
-        // tasks to the rest while it renders, so the server keeps answering.
+        let ctx = minijinja::Value::from_serialize(&context);
+        // Bounded templates, yet a filter over a large output (`tojson` of 64 MB) takes a
+        // while: on the multi-threaded runtime this worker hands its other tasks to the rest
+        // while it renders, so the server keeps answering.
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
                 tokio::task::block_in_place(|| render(with, &ctx))

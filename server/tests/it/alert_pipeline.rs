@@ -171,6 +171,25 @@ fn spawn(program: &str, args: &[String], log: &Path) -> Killed {
     )
 }
 
+/// Debian's Alertmanager on `port` with `config`; its log file beside.
+fn spawn_alertmanager(dir: &Path, config: &Path, port: u16) -> (Killed, std::path::PathBuf) {
+    let log = dir.join("alertmanager.log");
+    let am = spawn(
+        "prometheus-alertmanager",
+        &[
+            format!("--config.file={}", config.display()),
+            format!("--storage.path={}", dir.join("am-data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            // The URL messages link to; by default it names this machine's host name.
+            format!("--web.external-url=http://127.0.0.1:{port}"),
+            // No gossip with peers: one instance, and no port 9094 taken.
+            "--cluster.listen-address=".into(),
+        ],
+        &log,
+    );
+    (am, log)
+}
+
 async fn wait_ready(client: &reqwest::Client, url: &str, what: &str, log: &Path) {
     for _ in 0..600 {
         if let Ok(r) = client.get(url).send().await {
@@ -232,20 +251,7 @@ async fn pipeline(intervals: Intervals) {
     )
     .expect("write");
 
-    let am_log = dir.path().join("alertmanager.log");
-    let _am = spawn(
-        "prometheus-alertmanager",
-        &[
-            format!("--config.file={}", am_file.display()),
-            format!("--storage.path={}", dir.path().join("am-data").display()),
-            format!("--web.listen-address=127.0.0.1:{am_port}"),
-            // The URL messages link to; by default it names this machine's host name.
-            format!("--web.external-url={alertmanager}"),
-            // No gossip with peers: one instance, and no port 9094 taken.
-            "--cluster.listen-address=".into(),
-        ],
-        &am_log,
-    );
+    let (_am, am_log) = spawn_alertmanager(dir.path(), &am_file, am_port);
     let prom_log = dir.path().join("prometheus.log");
     let _prom = spawn(
         "prometheus",
@@ -593,18 +599,7 @@ async fn flowscope_down_reaches_slack_from_alertmanager_alone() {
     std::fs::write(&am_file, serde_norway::to_string(&am_config).expect("yaml")).expect("write");
     let am_port = free_port();
     let alertmanager = format!("http://127.0.0.1:{am_port}");
-    let am_log = dir.path().join("alertmanager.log");
-    let _am = spawn(
-        "prometheus-alertmanager",
-        &[
-            format!("--config.file={}", am_file.display()),
-            format!("--storage.path={}", dir.path().join("am-data").display()),
-            format!("--web.listen-address=127.0.0.1:{am_port}"),
-            format!("--web.external-url={alertmanager}"),
-            "--cluster.listen-address=".into(),
-        ],
-        &am_log,
-    );
+    let (_am, am_log) = spawn_alertmanager(dir.path(), &am_file, am_port);
     wait_ready(
         &client,
         &format!("{alertmanager}/-/ready"),
