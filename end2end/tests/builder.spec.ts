@@ -120,3 +120,72 @@ test('the builder opens from the list without a page load and checks as you type
   // Still the same document: the router navigated, the browser did not reload.
   expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(1);
 });
+
+test('a conditional branch and an allowed failure are built in the form, run, and explained', async ({ page }, info) => {
+  await openHydrated(page, '/workflows/new');
+  await page.getByLabel('Id', { exact: true }).fill(`e2e-branch-${tag}`);
+  await page.getByLabel('Id', { exact: true }).press('Tab');
+
+  // `start` decides; `taken` runs only when it says so, `not_taken` only when it does not.
+  for (const [id, condition] of [['taken', 'steps.start.output'], ['not_taken', 'not steps.start.output']]) {
+    await node(page, 'start').click();
+    await page.getByLabel('Agent').selectOption('transform');
+    await page.getByRole('button', { name: 'Add step' }).click();
+    const form = page.getByRole('form', { name: 'Step transform' });
+    await form.locator('[name="jq"]').fill('true');
+    await form.locator('[name="jq"]').press('Tab');
+    await form.locator('[name="step-if"]').fill(condition);
+    await form.locator('[name="step-if"]').press('Tab');
+    await form.getByLabel('Step id').fill(id);
+    await form.getByLabel('Step id').press('Tab');
+  }
+  // A syntax error in a condition is caught as it is typed, with its place.
+  const taken = page.getByRole('form', { name: 'Step taken' });
+  await node(page, 'taken').click();
+  await taken.locator('[name="step-if"]').fill('steps.start.output ==');
+  await taken.locator('[name="step-if"]').press('Tab');
+  await expect(page.getByRole('alert')).toContainText('steps[1].if');
+  await taken.locator('[name="step-if"]').fill('steps.start.output');
+  await taken.locator('[name="step-if"]').press('Tab');
+  await expect(page.getByText('Valid — ready to save')).toBeVisible();
+
+  // An optional step that fails, allowed to.
+  await node(page, 'start').click();
+  await page.getByLabel('Agent').selectOption('simulate');
+  await page.getByRole('button', { name: 'Add step' }).click();
+  const optional = page.getByRole('form', { name: 'Step simulate' });
+  await optional.locator('[name="failure_rate"]').fill('1');
+  await optional.locator('[name="failure_rate"]').press('Tab');
+  await optional.getByLabel('Continue on error').check();
+
+  await page.getByRole('tab', { name: 'YAML' }).click();
+  const text = await page.getByLabel('Workflow YAML').inputValue();
+  expect(text).toContain('if: not steps.start.output');
+  expect(text).toContain('continue_on_error: true');
+  await page.getByRole('tab', { name: 'Visual' }).click();
+
+  await page.getByRole('button', { name: 'Save' }).click();
+  await expect(page.getByRole('status')).toContainText(`Saved e2e-branch-${tag} v1`);
+  await page.getByRole('form', { name: 'Run inputs' }).getByRole('button', { name: 'Run' }).click();
+  await expect(page).toHaveURL(/\/runs\//);
+  await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'succeeded');
+  const dag = (step: string) => page.locator(`svg.dag [data-step="${step}"]`);
+  await expect(dag('taken')).toHaveAttribute('data-status', 'succeeded');
+  await expect(dag('not_taken')).toHaveAttribute('data-status', 'skipped');
+  await expect(dag('not_taken')).toHaveAttribute('data-skip', 'condition');
+  await expect(dag('not_taken')).toContainText('skipped: if false');
+  await expect(dag('simulate')).toHaveAttribute('data-status', 'failed');
+  // The skipped box is drawn, and drawn apart from a box that ran.
+  const box = await dag('not_taken').locator('rect').boundingBox();
+  expect(box && box.width > 50 && box.height > 20).toBeTruthy();
+  const dash = (step: string) => dag(step).locator('rect').evaluate(r => getComputedStyle(r).strokeDasharray);
+  expect(await dash('not_taken')).not.toBe(await dash('taken'));
+
+  await dag('not_taken').click();
+  const panel = page.locator('#step-not_taken');
+  await expect(panel).toContainText('Runs if not steps.start.output');
+  await expect(panel).toContainText('Skipped: its condition was false.');
+  await page.locator('#step-simulate > summary').click();
+  await expect(page.locator('#step-simulate')).toContainText('Allowed to fail');
+  await page.screenshot({ path: info.outputPath('branch-run.png'), fullPage: true });
+});

@@ -16,6 +16,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         include_str!("../../workflows/examples/fan-out.yaml"),
     ),
     (
+        "branches.yaml",
+        include_str!("../../workflows/examples/branches.yaml"),
+    ),
+    (
         "http-status.yaml",
         include_str!("../../workflows/examples/http-status.yaml"),
     ),

@@ -13,6 +13,7 @@
 //! - `agents` (feature `runtime`): the built-in agents, one file each.
 //! - `render` (feature `runtime`): templates rendered (bounded) and secrets redacted, for the
 //!   executor and the agents alike.
+//! - `secrets` (feature `runtime`): the secret set steps use, below the executor and agents.
 //! - `vault` (feature `runtime`): secrets sealed at rest, password and token hashing.
 //! - `webhook` (feature `webhook`, part of `runtime`): a webhook call's proof and payload.
 //! - `schedule` (feature `runtime`): cron triggers, fired once across processes.
@@ -35,6 +36,8 @@ pub mod records;
 pub mod render;
 #[cfg(feature = "runtime")]
 pub mod schedule;
+#[cfg(feature = "runtime")]
+pub(crate) mod secrets;
 #[cfg(feature = "runtime")]
 pub mod store;
 #[cfg(feature = "runtime")]

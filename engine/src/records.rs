@@ -109,6 +109,31 @@ status_text!(StepStatus {
     Cancelled = "cancelled",
 });
 
+/// Why a step was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// Its `if:` was false.
+    Condition,
+    /// A step it needs did not succeed.
+    Upstream,
+}
+
+status_text!(SkipReason {
+    Condition = "condition",
+    Upstream = "upstream",
+});
+
+impl SkipReason {
+    /// The reason in words, for the run page.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SkipReason::Condition => "its condition was false",
+            SkipReason::Upstream => "a step it needs did not succeed",
+        }
+    }
+}
+
 impl RunStatus {
     /// A status filter as the API and the monitor take it: empty for any status. The one rule
     /// for both, with one message.
@@ -185,6 +210,9 @@ pub struct StepRecord {
     pub output: Option<serde_json::Value>,
     pub error_kind: Option<String>,
     pub error_message: Option<String>,
+    /// Why it was skipped, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<SkipReason>,
     /// When it became ready to run (its needs done): queue wait is `started_at - ready_at`.
     pub ready_at: Option<i64>,
     pub started_at: Option<i64>,

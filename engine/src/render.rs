@@ -17,6 +17,8 @@
 
 use std::sync::OnceLock;
 
+pub use crate::model::{is_bounded, BOUNDED_FILTERS};
+
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Map, Value};
 
@@ -83,6 +85,56 @@ fn too_large() -> RenderError {
         kind: "limit_output",
         message: format!("the rendered text is larger than {MAX_RENDERED} bytes"),
     }
+}
+
+/// What a condition's status functions answer for one step.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatusFunctions {
+    /// Every step it needs succeeded (or failed with `continue_on_error`).
+    pub success: bool,
+    /// A step above it failed the run.
+    pub failure: bool,
+    pub cancelled: bool,
+}
+
+fn condition_env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        // A step that was skipped or failed has no output: `steps.x.output.ok` is then false,
+        // not an error. Names are checked when the workflow is validated.
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(RECURSION);
+        env
+    })
+}
+
+/// Whether a step's `if:` holds, over `ctx` (`inputs`, `steps`, `run`). Validation admitted
+/// only bounded expressions; an error (a type mismatch, say) fails the step, kind `condition`.
+pub fn condition(
+    expr: &str,
+    ctx: &minijinja::Value,
+    status: StatusFunctions,
+) -> Result<bool, RenderError> {
+    let failed = |e: minijinja::Error| RenderError {
+        kind: "condition",
+        message: format!("if: {}", describe(e).message),
+    };
+    let compiled = condition_env().compile_expression(expr).map_err(failed)?;
+    let StatusFunctions {
+        success,
+        failure,
+        cancelled,
+    } = status;
+    let ctx = minijinja::context! {
+        success => minijinja::Value::from_function(move || success),
+        failure => minijinja::Value::from_function(move || failure),
+        always => minijinja::Value::from_function(|| true),
+        cancelled => minijinja::Value::from_function(move || cancelled),
+        ..ctx.clone()
+    };
+    compiled.eval(ctx).map(|v| v.is_true()).map_err(failed)
 }
 
 /// Renders every string in `with`; the error names the field.
@@ -161,111 +213,6 @@ pub fn all_bounded(value: &Value) -> bool {
         Value::Array(items) => items.iter().all(all_bounded),
         Value::Object(map) => map.values().all(all_bounded),
         _ => true,
-    }
-}
-
-/// Whether rendering `text` needs at most a constant times the memory of its data: only
-/// text and `{{ }}` of lookups, literals, comparisons, `and`/`or`/`not`, conditionals and
-/// filters from [`BOUNDED_FILTERS`] with literal arguments. No statements (`{% set %}`,
-/// loops, macros), no arithmetic or concatenation (`*` repeats strings, `~` and `+` join
-/// them), no calls, no list or map literals (`[x, x, …] | tojson` multiplies `x`). A
-/// template that does not parse is bounded: rendering it fails at once.
-pub fn is_bounded(text: &str) -> bool {
-    use minijinja::machinery::{ast, parse};
-    let Ok(ast::Stmt::Template(t)) = parse(text, "<with>", Default::default(), Default::default())
-    else {
-        return true;
-    };
-    t.children.iter().all(|c| match c {
-        ast::Stmt::EmitRaw(_) => true,
-        ast::Stmt::EmitExpr(e) => bounded_expr(&e.expr),
-        _ => false,
-    })
-}
-
-/// Filters whose result is at most a small constant times their input (escaping at most
-/// sixfold), given literal arguments.
-pub const BOUNDED_FILTERS: &[&str] = &[
-    "abs",
-    "bool",
-    "capitalize",
-    "count",
-    "d",
-    "default",
-    "e",
-    "escape",
-    "first",
-    "float",
-    "int",
-    "keys",
-    "last",
-    "length",
-    "lower",
-    "max",
-    "min",
-    "reverse",
-    "round",
-    "safe",
-    "sort",
-    "string",
-    "sum",
-    "title",
-    "tojson",
-    "trim",
-    "unique",
-    "upper",
-    "urlencode",
-];
-
-fn bounded_expr(e: &minijinja::machinery::ast::Expr<'_>) -> bool {
-    use minijinja::machinery::ast::{BinOpKind, CallArg, Expr};
-    let literal_args = |args: &[CallArg<'_>]| {
-        args.iter().all(|a| {
-            matches!(
-                a,
-                CallArg::Pos(Expr::Const(_)) | CallArg::Kwarg(_, Expr::Const(_))
-            )
-        })
-    };
-    match e {
-        Expr::Var(_) | Expr::Const(_) => true,
-        Expr::GetAttr(g) => bounded_expr(&g.expr),
-        Expr::GetItem(g) => bounded_expr(&g.expr) && bounded_expr(&g.subscript_expr),
-        Expr::Slice(s) => {
-            bounded_expr(&s.expr)
-                && [&s.start, &s.stop, &s.step]
-                    .iter()
-                    .all(|x| x.as_ref().is_none_or(bounded_expr))
-        }
-        Expr::UnaryOp(u) => bounded_expr(&u.expr),
-        Expr::BinOp(b) => {
-            matches!(
-                b.op,
-                BinOpKind::Eq
-                    | BinOpKind::Ne
-                    | BinOpKind::Lt
-                    | BinOpKind::Lte
-                    | BinOpKind::Gt
-                    | BinOpKind::Gte
-                    | BinOpKind::ScAnd
-                    | BinOpKind::ScOr
-                    | BinOpKind::In
-            ) && bounded_expr(&b.left)
-                && bounded_expr(&b.right)
-        }
-        Expr::Compare(c) => bounded_expr(&c.expr) && c.ops.iter().all(|o| bounded_expr(&o.expr)),
-        Expr::IfExpr(i) => {
-            bounded_expr(&i.test_expr)
-                && bounded_expr(&i.true_expr)
-                && i.false_expr.as_ref().is_none_or(bounded_expr)
-        }
-        Expr::Test(t) => bounded_expr(&t.expr) && literal_args(&t.args),
-        Expr::Filter(f) => {
-            BOUNDED_FILTERS.contains(&f.name)
-                && f.expr.as_ref().is_none_or(bounded_expr)
-                && literal_args(&f.args)
-        }
-        Expr::Call(_) | Expr::List(_) | Expr::Map(_) => false,
     }
 }
 

@@ -67,6 +67,12 @@ pub struct AgentErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SkipLabels {
+    pub workflow: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabels {
     pub agent: String,
     pub workflow: String,
@@ -118,6 +124,7 @@ pub struct Metrics {
     pub agent_errors: Family<AgentErrorLabels, Counter>,
     pub agent_cost: Family<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     pub agent_tokens: Family<TokenLabels, Counter>,
+    pub steps_skipped: Family<SkipLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -184,7 +191,14 @@ impl Metrics {
             "Model tokens, by direction",
             agent_tokens.clone(),
         );
+        let steps_skipped = Family::<SkipLabels, Counter>::default();
+        registry.register(
+            "workflow_steps_skipped",
+            "Steps that did not run: reason condition (their if: was false) or upstream",
+            steps_skipped.clone(),
+        );
         Metrics {
+            steps_skipped,
             registry,
             runs,
             run_duration,

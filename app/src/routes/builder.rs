@@ -144,9 +144,11 @@ pub fn add_step(def: &mut WorkflowDef, agent: &str, after: Option<&str>) -> Stri
         name: None,
         agent: agent.to_string(),
         needs: after.map(|a| vec![a.to_string()]).unwrap_or_default(),
+        condition: None,
         with,
         retry: None,
         timeout: None,
+        continue_on_error: false,
     });
     id
 }
@@ -474,7 +476,8 @@ fn Graph() -> impl IntoView {
     }
 }
 
-/// One step's form: id, needs, its agent's fields (from the catalog), retry and timeout.
+/// One step's form: id, needs, its condition, its agent's fields (from the catalog), retry
+/// and timeout.
 #[component]
 fn StepForm(id: String) -> impl IntoView {
     let doc = expect_context::<Doc>();
@@ -521,6 +524,30 @@ fn StepForm(id: String) -> impl IntoView {
                                 }/>{o}</label>
                         }
                     }).collect_view()}
+                </fieldset>
+                <fieldset>
+                    <legend>"When it runs"</legend>
+                    <label>"Run only if"<input type="text" name="step-if" class="mono"
+                        placeholder="success() (every step it needs succeeded)"
+                        prop:value=step.condition.clone().unwrap_or_default()
+                        on:change=move |ev| {
+                            let v = event_target_value(&ev);
+                            let to = sid.get_value();
+                            doc.edit(|d| if let Some(s) = d.steps.iter_mut().find(|s| s.id == to) {
+                                s.condition = (!v.trim().is_empty()).then(|| v.trim().to_string());
+                            });
+                        }/></label>
+                    <small class="muted">"An expression over inputs, steps.<id>.output/status and run, e.g. "
+                        <code>"steps.check.output and inputs.mode == 'full'"</code>
+                        ". always() also runs after a failure; failure() only then."</small>
+                    <label class="check"><input type="checkbox" name="step-continue-on-error" prop:checked=step.continue_on_error
+                        on:change=move |ev| {
+                            let on = event_target_checked(&ev);
+                            let to = sid.get_value();
+                            doc.edit(|d| if let Some(s) = d.steps.iter_mut().find(|s| s.id == to) {
+                                s.continue_on_error = on;
+                            });
+                        }/>"Continue on error: a failure here does not fail the run"</label>
                 </fieldset>
                 <fieldset>
                     <legend>{format!("{} settings", step.agent)}</legend>

@@ -3,7 +3,7 @@
 //! Cancel / Retry actions. Changes arrive over the run's event stream (Server-Sent Events).
 
 use engine::layout::{layout, NODE_H, NODE_W};
-use engine::records::{AttemptRecord, RunDetail, RunStatus, StepRecord, StepStatus};
+use engine::records::{AttemptRecord, RunDetail, RunStatus, SkipReason, StepRecord, StepStatus};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map};
@@ -25,6 +25,12 @@ pub struct StepInfo {
     pub agent: String,
     /// Indices of the steps it needs.
     pub needs: Vec<usize>,
+    /// Its `if:` expression, when it has one.
+    #[serde(default)]
+    pub condition: Option<String>,
+    /// Whether it may fail without failing the run.
+    #[serde(default)]
+    pub continue_on_error: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +129,8 @@ pub async fn get_run(id: String) -> Result<RunPageData, AppError> {
                 .iter()
                 .filter_map(|n| defs.iter().position(|d| &d.id == n))
                 .collect(),
+            condition: s.condition.clone(),
+            continue_on_error: s.continue_on_error,
         })
         .collect();
     Ok(RunPageData {
@@ -549,18 +557,33 @@ fn Dag(steps: Vec<StepInfo>, records: Vec<StepRecord>) -> impl IntoView {
     let ui = expect_context::<RunUi>();
     let deps: Vec<Vec<usize>> = steps.iter().map(|s| s.needs.clone()).collect();
     let l = layout(&deps);
-    let status_of = |id: &str| {
+    let state_of = |id: &str| {
         records
             .iter()
             .find(|r| r.step_id == id)
-            .map_or(StepStatus::Pending, |r| r.status)
+            .map_or((StepStatus::Pending, None), |r| (r.status, r.skip_reason))
     };
     let nodes = steps
         .iter()
         .zip(&l.nodes)
         .map(|(s, &(x, y))| {
-            let status = status_of(&s.id);
+            let (status, skip) = state_of(&s.id);
             let label = truncate(&s.name, 20);
+            // What the box's second line says: the agent, the state, and why it was skipped.
+            let state_text = match skip {
+                Some(SkipReason::Condition) => "skipped: if false".to_string(),
+                _ => status.as_str().to_string(),
+            };
+            let said = match skip {
+                Some(reason) => format!("{}: skipped, {}", s.name, reason.describe()),
+                None => format!("{}: {}", s.name, status.as_str()),
+            };
+            let agent_line = format!(
+                "{}{} · {}",
+                if s.condition.is_some() { "if · " } else { "" },
+                s.agent,
+                state_text
+            );
             // The `<g>` puts the `<a>` in the SVG namespace: alone in a `view!`, the macro
             // cannot tell and makes an HTML `<a>`, whose shapes the browser draws at 0×0 when
             // the view is built client-side (in-app navigation), not hydrated.
@@ -573,10 +596,12 @@ fn Dag(steps: Vec<StepInfo>, records: Vec<StepRecord>) -> impl IntoView {
             };
             view! {
                 <g><a href=format!("#step-{}", s.id) on:click=open_step class="node" data-step=s.id.clone() data-status=status.as_str()
-                   aria-label=format!("{}: {}", s.name, status.as_str())>
+                   data-skip=skip.map(SkipReason::as_str) data-conditional=s.condition.is_some().then_some("true")
+                   aria-label=said>
+                    <title>{s.condition.as_ref().map(|c| format!("if: {c}"))}</title>
                     <rect x=x y=y width=NODE_W height=NODE_H rx="8"/>
                     <text x=x + 28.0 y=y + 19.0 class="node-name">{label}</text>
-                    <text x=x + 28.0 y=y + 35.0 class="node-agent">{format!("{} · {}", s.agent, status.as_str())}</text>
+                    <text x=x + 28.0 y=y + 35.0 class="node-agent">{agent_line}</text>
                     <text x=x + 10.0 y=y + 27.0 class="node-icon" aria-hidden="true">{status_icon(status)}</text>
                 </a></g>
             }
@@ -728,6 +753,15 @@ fn StepPanel(
                 <a class="trace-link" href=trace_href data-trace-link="step">"Trace"</a>
             </summary>
             <div class="step-body">
+                {info.condition.clone().map(|c| view! {
+                    <p class="step-if">"Runs if "<code class="mono">{c}</code></p>
+                })}
+                {record.as_ref().and_then(|r| r.skip_reason).map(|reason| view! {
+                    <p class="skip-note" data-skip=reason.as_str()>{format!("Skipped: {}.", reason.describe())}</p>
+                })}
+                {(info.continue_on_error && status == StepStatus::Failed).then(|| view! {
+                    <p class="skip-note">"Allowed to fail (continue_on_error): the run went on."</p>
+                })}
                 {record.as_ref().and_then(|r| r.error_message.clone().map(|m| view! {
                     <div class="error-note"><strong>{r.error_kind.clone().unwrap_or_default()}": "</strong>{m}</div>
                 }))}

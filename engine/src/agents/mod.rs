@@ -83,7 +83,7 @@ pub struct AgentContext {
     pub http: reqwest::Client,
     logs: Arc<Mutex<Vec<String>>>,
     /// Secret values, kept out of what agents put in spans (URLs, error messages).
-    secrets: Arc<crate::executor::SecretSet>,
+    secrets: Arc<crate::secrets::SecretSet>,
 }
 
 impl AgentContext {
@@ -105,7 +105,7 @@ impl AgentContext {
         }
     }
 
-    pub(crate) fn with_secrets(mut self, secrets: Arc<crate::executor::SecretSet>) -> Self {
+    pub(crate) fn with_secrets(mut self, secrets: Arc<crate::secrets::SecretSet>) -> Self {
         self.secrets = secrets;
         self
     }

@@ -9,12 +9,15 @@
 //! [`Engine::start`] picks up every queued or running run; finished steps keep their outputs,
 //! a step that was running gets a new attempt.
 
+mod attempt;
 mod cluster;
 mod journal;
 mod offers;
+mod queue;
 mod run;
+mod secrets;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value};
@@ -27,8 +30,10 @@ pub use journal::Journal;
 use crate::agents::{Agent, AgentSettings, Registry};
 use crate::model::{Problem, Workflow};
 use crate::records::{Event, EventKind, RunStatus, RunSummary, StepRecord, StepStatus};
-use crate::store::{NewRun, Op, Resumable, Store, StoreError};
+use crate::secrets::SecretSet;
+use crate::store::{Resumable, Store, StoreError};
 use crate::telemetry::Metrics;
+use queue::{Queued, Scheduler};
 
 /// What can go wrong asking the engine for something.
 #[derive(Debug, thiserror::Error)]
@@ -91,28 +96,6 @@ impl Default for EngineConfig {
     }
 }
 
-/// The secrets in use: by name for templates, and values longest first for redaction (so a
-/// secret containing another is redacted whole). Replaced whole when secrets change.
-#[derive(Debug, Default)]
-pub(crate) struct SecretSet {
-    pub(crate) map: HashMap<String, String>,
-    pub(crate) values: Vec<String>,
-}
-
-impl SecretSet {
-    fn new(map: HashMap<String, String>) -> SecretSet {
-        // Each value in the forms agents and libraries write it in (a URL, JSON, base64).
-        let mut values: Vec<String> = map
-            .values()
-            .filter(|v| !v.is_empty())
-            .flat_map(|v| crate::render::secret_forms(v))
-            .collect();
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        values.dedup();
-        SecretSet { map, values }
-    }
-}
-
 /// How to retry a finished run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RetryMode {
@@ -171,20 +154,6 @@ pub struct Fire {
     pub trigger_index: i64,
     pub fire_at: i64,
     pub next_fire_at: i64,
-}
-
-struct Queued {
-    workflow: Arc<Workflow>,
-    state: Resumable,
-}
-
-#[derive(Default)]
-struct Scheduler {
-    queue: VecDeque<Queued>,
-    /// Cancels that arrived before their run reached this scheduler.
-    pending_cancels: std::collections::HashSet<String>,
-    active: HashMap<String, usize>,
-    running: HashMap<String, CancellationToken>,
 }
 
 struct Inner {
@@ -383,117 +352,6 @@ impl Engine {
         .await
     }
 
-    /// The value of a secret, configured (`FLOWSCOPE_SECRET_<NAME>`) or stored.
-    pub fn secret(&self, name: &str) -> Option<String> {
-        self.secret_set().map.get(name).cloned()
-    }
-
-    /// Rereads the stored secrets and merges them under the configured ones (configuration
-    /// wins). A secret that does not open is left out and reported; the others stay usable.
-    pub async fn reload_secrets(&self) -> Result<(), EngineError> {
-        let sealed = self.inner.store.sealed_secrets().await?;
-        let mut map = self.inner.config_secrets.clone();
-        let mut problems = Vec::new();
-        if !sealed.is_empty() {
-            match &self.inner.vault {
-                None => problems.push(format!(
-                    "{} stored secrets, but no secret key is configured",
-                    sealed.len()
-                )),
-                Some(vault) => {
-                    for s in &sealed {
-                        if map.contains_key(&s.name) {
-                            continue;
-                        }
-                        match vault.open(&s.name, &s.nonce, &s.ciphertext) {
-                            Ok(value) => {
-                                map.insert(s.name.clone(), value);
-                            }
-                            Err(e) => problems.push(e.to_string()),
-                        }
-                    }
-                }
-            }
-        }
-        *self
-            .inner
-            .secrets
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Arc::new(SecretSet::new(map));
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(EngineError::Secrets(problems.join("; ")))
-        }
-    }
-
-    /// Seals and stores a secret, then uses it from the next step on.
-    pub async fn put_secret(
-        &self,
-        name: &str,
-        value: &str,
-        by: Option<&str>,
-    ) -> Result<(), EngineError> {
-        if self.inner.config_secrets.contains_key(name) {
-            return Err(EngineError::Secrets(format!(
-                "secret \"{name}\" is set by the server's configuration (FLOWSCOPE_SECRET_{name}); change it there"
-            )));
-        }
-        let vault = self.inner.vault.as_ref().ok_or_else(|| {
-            EngineError::Secrets("no secret key is configured: secrets cannot be stored".into())
-        })?;
-        let (nonce, sealed) = vault
-            .seal(name, value)
-            .map_err(|e| EngineError::Secrets(e.to_string()))?;
-        self.inner
-            .store
-            .put_secret(name, &nonce, &sealed, crate::store::now_ms(), by)
-            .await?;
-        self.reload_secrets().await
-    }
-
-    /// Deletes a stored secret; `false` when there was none.
-    pub async fn delete_secret(&self, name: &str) -> Result<bool, EngineError> {
-        let deleted = self.inner.store.delete_secret(name).await?;
-        let _ = self.reload_secrets().await;
-        Ok(deleted)
-    }
-
-    /// Every secret's name and history, never a value.
-    pub async fn secret_infos(&self) -> Result<Vec<crate::access::SecretInfo>, EngineError> {
-        let mut infos: Vec<crate::access::SecretInfo> = self
-            .inner
-            .config_secrets
-            .keys()
-            .map(|name| crate::access::SecretInfo {
-                name: name.clone(),
-                updated_at: 0,
-                updated_by: None,
-                from_config: true,
-            })
-            .collect();
-        for s in self.inner.store.sealed_secrets().await? {
-            if !self.inner.config_secrets.contains_key(&s.name) {
-                infos.push(crate::access::SecretInfo {
-                    name: s.name,
-                    updated_at: s.updated_at,
-                    updated_by: s.updated_by,
-                    from_config: false,
-                });
-            }
-        }
-        infos.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(infos)
-    }
-
-    fn secret_set(&self) -> Arc<SecretSet> {
-        self.inner
-            .secrets
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
     /// Starts a new run from a finished one (same inputs and version), linked to it.
     pub async fn retry(&self, run_id: &str, mode: RetryMode) -> Result<RunSummary, EngineError> {
         self.retry_as(run_id, mode, None).await
@@ -546,154 +404,6 @@ impl Engine {
         .await
     }
 
-    /// Commits and queues in a task of its own: a caller that goes away (an HTTP client
-    /// disconnecting) must not leave a committed run that nobody queued.
-    async fn enqueue_new(&self, mut spec: NewRunSpec) -> Result<RunSummary, EngineError> {
-        // The request that triggered this run (an HTTP server span honouring any incoming
-        // `traceparent`) is what the run's root span links to.
-        if let Some(current) = crate::telemetry::traceparent(&tracing::Span::current()) {
-            spec.traceparent = Some(current);
-        }
-        let engine = self.clone();
-        tokio::spawn(async move { engine.enqueue_new_now(spec).await })
-            .await
-            .map_err(|e| EngineError::Journal(format!("run creation task failed: {e}")))?
-    }
-
-    async fn enqueue_new_now(&self, spec: NewRunSpec) -> Result<RunSummary, EngineError> {
-        let NewRunSpec {
-            workflow,
-            version,
-            inputs,
-            trigger,
-            actor,
-            parent_run_id,
-            traceparent,
-            reused,
-            fire,
-        } = spec;
-        let now = run::now_ms();
-        let id = uuid::Uuid::now_v7().to_string();
-        let step_ids: Vec<String> = workflow.steps().iter().map(|s| s.id.clone()).collect();
-        let inputs = Value::Object(inputs);
-        let new_traceparent = traceparent.clone();
-        let owner = self.claim_on_create(workflow.def().concurrency.is_some());
-        let new = NewRun {
-            id: id.clone(),
-            workflow_id: workflow.id().to_string(),
-            workflow_version: version,
-            trigger: trigger.clone(),
-            actor: actor.clone(),
-            inputs: inputs.clone(),
-            parent_run_id: parent_run_id.clone(),
-            traceparent: traceparent.clone(),
-            created_at: now,
-            step_ids: step_ids.clone(),
-            reused: reused.clone(),
-            concurrency: workflow.def().concurrency.map(i64::from),
-            owner: owner.as_deref().map(str::to_string),
-        };
-        match fire {
-            // Its own transaction, not a journal batch: a key clash must fail this run only.
-            Some(fire) => {
-                let claim = Op::FireSchedule {
-                    workflow_id: workflow.id().to_string(),
-                    trigger_index: fire.trigger_index,
-                    fire_at: fire.fire_at,
-                    run_id: id.clone(),
-                    next_fire_at: fire.next_fire_at,
-                };
-                match self
-                    .inner
-                    .store
-                    .apply(&[claim, Op::CreateRun(Box::new(new))])
-                    .await
-                {
-                    Err(e) if e.is_unique_violation() => return Err(EngineError::AlreadyFired),
-                    other => other?,
-                }
-            }
-            None => self
-                .inner
-                .journal
-                .commit(vec![Op::CreateRun(Box::new(new))])
-                .await
-                .map_err(EngineError::Journal)?,
-        }
-        let summary = RunSummary {
-            id: id.clone(),
-            workflow_id: workflow.id().to_string(),
-            workflow_version: version,
-            status: RunStatus::Queued,
-            trigger,
-            actor,
-            parent_run_id,
-            error: None,
-            created_at: now,
-            started_at: None,
-            finished_at: None,
-            trace_id: None,
-            span_id: None,
-        };
-        self.publish(Event {
-            run_id: id,
-            workflow_id: summary.workflow_id.clone(),
-            at: now,
-            kind: EventKind::Run {
-                status: RunStatus::Queued,
-            },
-        });
-        if let Some(c) = self.cluster() {
-            match owner {
-                // Claimed as created; unless this worker lost its lease meanwhile, and with
-                // it the run (another worker takes it over as an orphan).
-                Some(me) if me == c.me() => {}
-                Some(_) => return Ok(summary),
-                // Several processes: whoever has room claims it (this one is woken first).
-                None => {
-                    c.wake.notify_one();
-                    return Ok(summary);
-                }
-            }
-        }
-        let steps = step_ids
-            .into_iter()
-            .map(|step_id| {
-                let output = reused
-                    .iter()
-                    .find(|(s, _)| *s == step_id)
-                    .map(|(_, o)| o.clone());
-                StepRecord {
-                    status: if output.is_some() {
-                        StepStatus::Succeeded
-                    } else {
-                        StepStatus::Pending
-                    },
-                    step_id,
-                    attempts: 0,
-                    output,
-                    error_kind: None,
-                    error_message: None,
-                    ready_at: None,
-                    started_at: None,
-                    finished_at: None,
-                }
-            })
-            .collect();
-        let state = Resumable {
-            run: summary.clone(),
-            inputs,
-            cancel_requested: false,
-            steps,
-            traceparent: new_traceparent,
-        };
-        lock(&self.inner.sched)
-            .queue
-            .push_back(Queued { workflow, state });
-        self.dispatch();
-        Ok(summary)
-    }
-
     /// Cancels a queued or running run: in-flight agents are aborted, waiting steps cancelled.
     pub async fn cancel(&self, run_id: &str) -> Result<(), EngineError> {
         let (engine, id) = (self.clone(), run_id.to_string());
@@ -736,112 +446,6 @@ impl Engine {
         });
         task.await
             .map_err(|e| EngineError::Journal(format!("cancel task failed: {e}")))?
-    }
-
-    /// Stops the run if this process runs it, or ends it at once if it is still queued here.
-    fn cancel_local(&self, run_id: &str) {
-        let mut sched = lock(&self.inner.sched);
-        if let Some(token) = sched.running.get(run_id) {
-            token.cancel();
-            return;
-        }
-        if let Some(pos) = sched.queue.iter().position(|q| q.state.run.id == run_id) {
-            // A queued run needs no concurrency slot to be cancelled.
-            if let Some(q) = sched.queue.remove(pos) {
-                let token = CancellationToken::new();
-                token.cancel();
-                *sched.active.entry(q.workflow.id().to_string()).or_default() += 1;
-                sched.running.insert(run_id.to_string(), token.clone());
-                drop(sched);
-                self.spawn_driver(q, token);
-            }
-            return;
-        }
-        sched.pending_cancels.insert(run_id.to_string());
-    }
-
-    /// Starts queued runs while their workflows' concurrency limits allow.
-    fn dispatch(&self) {
-        let mut to_start = Vec::new();
-        {
-            let mut sched = lock(&self.inner.sched);
-            let mut i = 0;
-            while i < sched.queue.len() {
-                let wf = sched.queue[i].workflow.clone();
-                let limit = wf
-                    .def()
-                    .concurrency
-                    .map(|c| c as usize)
-                    .unwrap_or(usize::MAX);
-                let active = sched.active.get(wf.id()).copied().unwrap_or(0);
-                if active < limit {
-                    if let Some(q) = sched.queue.remove(i) {
-                        *sched.active.entry(wf.id().to_string()).or_default() += 1;
-                        let token = CancellationToken::new();
-                        if sched.pending_cancels.remove(&q.state.run.id) {
-                            token.cancel();
-                        }
-                        sched.running.insert(q.state.run.id.clone(), token.clone());
-                        to_start.push((q, token));
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-        }
-        for (q, token) in to_start {
-            self.spawn_driver(q, token);
-        }
-    }
-
-    fn spawn_driver(&self, q: Queued, token: CancellationToken) {
-        let engine = self.clone();
-        let (abandon, drain) = match self.cluster() {
-            Some(c) => (Some(lock(&c.abandon).clone()), Some(c.drain.clone())),
-            None => (None, None),
-        };
-        tokio::spawn(async move {
-            let run_id = q.state.run.id.clone();
-            let workflow_id = q.workflow.id().to_string();
-            let drive =
-                run::RunDriver::new(engine.clone(), q.workflow, q.state, drain).drive(token);
-            let status = match abandon {
-                // Abandoned: the claim is someone else's; drop the agents, record nothing.
-                Some(abandon) => tokio::select! {
-                    status = drive => status,
-                    _ = abandon.cancelled() => RunStatus::Running,
-                },
-                None => drive.await,
-            };
-            engine.finished(&run_id, &workflow_id, status);
-        });
-    }
-
-    fn finished(&self, run_id: &str, workflow_id: &str, status: RunStatus) {
-        {
-            let mut sched = lock(&self.inner.sched);
-            sched.running.remove(run_id);
-            if let Some(n) = sched.active.get_mut(workflow_id) {
-                *n = n.saturating_sub(1);
-            }
-        }
-        if status.is_finished() {
-            self.notify_watchers(run_id, status);
-        }
-        if let Some(c) = self.cluster() {
-            if c.full.load(std::sync::atomic::Ordering::Acquire) {
-                c.wake.notify_one();
-            }
-        }
-        self.dispatch();
-    }
-
-    fn notify_watchers(&self, run_id: &str, status: RunStatus) {
-        if let Some(waiters) = lock(&self.inner.watchers).remove(run_id) {
-            for w in waiters {
-                let _ = w.send(status);
-            }
-        }
     }
 
     /// Waits until a run finishes and returns its final state.

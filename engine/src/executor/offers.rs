@@ -29,8 +29,9 @@ use serde_json::{Map, Value};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
+use super::attempt::run_agent;
 use super::{lock, Engine};
-use crate::agents::{Agent, AgentContext, AgentError};
+use crate::agents::{AgentContext, AgentError};
 use crate::render::{redact, redact_text};
 use crate::store::cluster::ClaimedStep;
 
@@ -72,35 +73,6 @@ impl Report {
 
 /// Offered steps claimed per query.
 const CLAIM_BATCH: usize = 16;
-
-/// Runs one attempt of `agent` with its timeout: the same for a local step and a claimed one.
-pub(super) async fn run_agent(
-    agent: Option<Arc<dyn Agent>>,
-    kind: &str,
-    ctx: &AgentContext,
-    with: &Map<String, Value>,
-    timeout: Option<Duration>,
-) -> Result<Value, AgentError> {
-    let Some(agent) = agent else {
-        return Err(AgentError::new(
-            "agent_disabled",
-            format!("the {kind} agent is not enabled on this server"),
-        ));
-    };
-    let work = agent.run(ctx, with);
-    match timeout {
-        Some(t) => tokio::time::timeout(t, work).await.unwrap_or_else(|_| {
-            Err(AgentError::new(
-                "timeout",
-                format!(
-                    "the step exceeded its timeout of {}",
-                    humantime::format_duration(t)
-                ),
-            ))
-        }),
-        None => work.await,
-    }
-}
 
 impl Engine {
     /// Whether a step without a free slot here should be offered to the others: only among

@@ -171,6 +171,11 @@ pub struct StepDef {
     pub agent: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
+    /// Runs the step only when this expression holds: minijinja, without braces, over
+    /// `inputs`, `steps.<id>.{output,status,error}` and `run`, with the status functions
+    /// `success()`, `failure()`, `always()` and `cancelled()`. Absent: `success()`.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
     /// Agent configuration; string values may be `{{ … }}` templates.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub with: Map<String, Value>,
@@ -182,6 +187,10 @@ pub struct StepDef {
         deserialize_with = "duration_text"
     )]
     pub timeout: Option<String>,
+    /// A failure here does not fail the run: the step ends `failed` (after its retries) and
+    /// the steps that need it run, seeing its status.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continue_on_error: bool,
 }
 
 /// Retry policy of a step: exponential backoff with jitter, capped.

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 pub use def::*;
 pub use parse::{parse_def, to_json, to_yaml, Format, MAX_DOCUMENT_BYTES};
+pub use template::{condition_uses_status, is_bounded, BOUNDED_FILTERS, STATUS_FUNCTIONS};
 pub use validate::cron_shape;
 
 /// One thing wrong with a document: where (`steps[2].needs[0]`) and what, in plain English.
@@ -54,6 +55,11 @@ pub struct Workflow {
     /// Step indices in an order where every step comes after everything it needs.
     topo_order: Vec<usize>,
     timeout: Option<Duration>,
+    /// By step index: the steps it needs, the steps that need it, and whether its `if:`
+    /// calls a status function. Computed once here, not for every run.
+    deps: Vec<Vec<usize>>,
+    children: Vec<Vec<usize>>,
+    checks_status: Vec<bool>,
 }
 
 impl Workflow {
@@ -73,10 +79,40 @@ impl Workflow {
             .transpose()
             .ok()
             .flatten();
+        let index: std::collections::HashMap<&str, usize> = def
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        let deps: Vec<Vec<usize>> = def
+            .steps
+            .iter()
+            .map(|s| {
+                s.needs
+                    .iter()
+                    .filter_map(|n| index.get(n.as_str()).copied())
+                    .collect()
+            })
+            .collect();
+        let mut children = vec![Vec::new(); def.steps.len()];
+        for (i, d) in deps.iter().enumerate() {
+            for &p in d {
+                children[p].push(i);
+            }
+        }
+        let checks_status = def
+            .steps
+            .iter()
+            .map(|s| s.condition.as_deref().is_some_and(condition_uses_status))
+            .collect();
         Ok(Workflow {
             def,
             topo_order,
             timeout,
+            deps,
+            children,
+            checks_status,
         })
     }
 
@@ -99,6 +135,18 @@ impl Workflow {
     }
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+    /// The steps step `i` needs, by index.
+    pub fn deps(&self, i: usize) -> &[usize] {
+        &self.deps[i]
+    }
+    /// The steps that need step `i`, by index.
+    pub fn children(&self, i: usize) -> &[usize] {
+        &self.children[i]
+    }
+    /// Whether step `i`'s `if:` calls a status function (else `success()` is implied).
+    pub fn checks_status(&self, i: usize) -> bool {
+        self.checks_status[i]
     }
     /// The canonical YAML text of this workflow.
     pub fn to_yaml(&self) -> String {

@@ -52,6 +52,309 @@ pub fn references(source: &str) -> Result<References, String> {
     Ok(refs)
 }
 
+/// Whether rendering `text` needs at most a constant times the memory of its data: only
+/// text and `{{ }}` of lookups, literals, comparisons, `and`/`or`/`not`, conditionals and
+/// filters from [`BOUNDED_FILTERS`] with literal arguments. No statements (`{% set %}`,
+/// loops, macros), no arithmetic or concatenation (`*` repeats strings, `~` and `+` join
+/// them), no calls, no list or map literals (`[x, x, …] | tojson` multiplies `x`). A
+/// template that does not parse is bounded: rendering it fails at once.
+pub fn is_bounded(text: &str) -> bool {
+    use minijinja::machinery::{ast, parse};
+    let Ok(ast::Stmt::Template(t)) = parse(text, "<with>", Default::default(), Default::default())
+    else {
+        return true;
+    };
+    t.children.iter().all(|c| match c {
+        ast::Stmt::EmitRaw(_) => true,
+        ast::Stmt::EmitExpr(e) => bounded_expr(&e.expr, &[]),
+        _ => false,
+    })
+}
+
+/// Filters whose result is at most a small constant times their input (escaping at most
+/// sixfold), given literal arguments.
+pub const BOUNDED_FILTERS: &[&str] = &[
+    "abs",
+    "bool",
+    "capitalize",
+    "count",
+    "d",
+    "default",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "int",
+    "keys",
+    "last",
+    "length",
+    "lower",
+    "max",
+    "min",
+    "reverse",
+    "round",
+    "safe",
+    "sort",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
+];
+
+/// `calls`: functions that may be called, without arguments (a condition's status functions).
+fn bounded_expr(e: &minijinja::machinery::ast::Expr<'_>, calls: &[&str]) -> bool {
+    let b = |e: &minijinja::machinery::ast::Expr<'_>| bounded_expr(e, calls);
+    use minijinja::machinery::ast::{BinOpKind, CallArg, Expr};
+    let literal_args = |args: &[CallArg<'_>]| {
+        args.iter().all(|a| {
+            matches!(
+                a,
+                CallArg::Pos(Expr::Const(_)) | CallArg::Kwarg(_, Expr::Const(_))
+            )
+        })
+    };
+    match e {
+        Expr::Var(_) | Expr::Const(_) => true,
+        Expr::GetAttr(g) => b(&g.expr),
+        Expr::GetItem(g) => b(&g.expr) && b(&g.subscript_expr),
+        Expr::Slice(s) => {
+            b(&s.expr)
+                && [&s.start, &s.stop, &s.step]
+                    .iter()
+                    .all(|x| x.as_ref().is_none_or(b))
+        }
+        Expr::UnaryOp(u) => b(&u.expr),
+        Expr::BinOp(op) => {
+            matches!(
+                op.op,
+                BinOpKind::Eq
+                    | BinOpKind::Ne
+                    | BinOpKind::Lt
+                    | BinOpKind::Lte
+                    | BinOpKind::Gt
+                    | BinOpKind::Gte
+                    | BinOpKind::ScAnd
+                    | BinOpKind::ScOr
+                    | BinOpKind::In
+            ) && b(&op.left)
+                && b(&op.right)
+        }
+        Expr::Compare(c) => b(&c.expr) && c.ops.iter().all(|o| b(&o.expr)),
+        Expr::IfExpr(i) => {
+            b(&i.test_expr) && b(&i.true_expr) && i.false_expr.as_ref().is_none_or(b)
+        }
+        Expr::Test(t) => b(&t.expr) && literal_args(&t.args),
+        Expr::Filter(f) => {
+            BOUNDED_FILTERS.contains(&f.name)
+                && f.expr.as_ref().is_none_or(b)
+                && literal_args(&f.args)
+        }
+        Expr::Call(c) => {
+            c.args.is_empty() && matches!(&c.expr, Expr::Var(v) if calls.contains(&v.id))
+        }
+        Expr::List(_) | Expr::Map(_) => false,
+    }
+}
+
+/// The functions a step's `if:` may call (GitHub Actions' status functions).
+pub const STATUS_FUNCTIONS: &[&str] = &["success", "failure", "always", "cancelled"];
+/// Longest `if:` expression, in bytes.
+pub const MAX_CONDITION_BYTES: usize = 4096;
+
+/// Checks a step's `if:` expression and lists what it reads. A condition is one bounded
+/// expression (see [`is_bounded`]) that may also call the [`STATUS_FUNCTIONS`].
+pub fn condition(source: &str) -> Result<References, String> {
+    if source.trim().is_empty() {
+        return Err(
+            "is empty: write an expression such as steps.check.output, or leave if out".into(),
+        );
+    }
+    if source.len() > MAX_CONDITION_BYTES {
+        return Err(format!("is longer than {MAX_CONDITION_BYTES} bytes"));
+    }
+    if source.contains("{{") || source.contains("{%") {
+        return Err(
+            "is an expression: write it without {{ }}, e.g. steps.check.output == 'ok'".into(),
+        );
+    }
+    let tree = minijinja::machinery::parse_expr(source)
+        .map_err(|e| format!("does not parse: {}", e.detail().unwrap_or(&e.to_string())))?;
+    check_calls(&tree)?;
+    if !bounded_expr(&tree, STATUS_FUNCTIONS) {
+        return Err(
+            "may only look up values, compare them, combine them with and/or/not and apply \
+                    simple filters (length, lower, default…); no arithmetic, concatenation, \
+                    list or map literals"
+                .into(),
+        );
+    }
+    let env = Environment::new();
+    let expr = env
+        .compile_expression(source)
+        .map_err(|e| format!("does not compile: {}", e.detail().unwrap_or(&e.to_string())))?;
+    let mut refs = References::default();
+    for var in expr.undeclared_variables(true) {
+        let mut parts = var.split('.');
+        let root = parts.next().unwrap_or_default();
+        match (root, parts.next()) {
+            ("steps", Some(id)) => {
+                refs.steps.insert(id.to_string());
+            }
+            ("inputs", Some(name)) => {
+                refs.inputs.insert(name.to_string());
+            }
+            (root, _) if STATUS_FUNCTIONS.contains(&root) => {}
+            ("secrets", _) => {
+                return Err("cannot read secrets: a branch must not reveal one".into())
+            }
+            (root, _) if ROOTS.contains(&root) => {}
+            (root, _) => {
+                refs.unknown.insert(root.to_string());
+            }
+        }
+    }
+    Ok(refs)
+}
+
+/// Whether a condition calls a status function; if not, `success()` is implied (as in
+/// GitHub Actions): the step is skipped when a step it needs did not succeed.
+pub fn condition_uses_status(source: &str) -> bool {
+    use minijinja::machinery::ast::Expr;
+    let Ok(tree) = minijinja::machinery::parse_expr(source) else {
+        return false;
+    };
+    let mut uses = false;
+    visit(&tree, &mut |e| {
+        if let Expr::Call(c) = e {
+            uses |= matches!(&c.expr, Expr::Var(v) if STATUS_FUNCTIONS.contains(&v.id));
+        }
+    });
+    uses
+}
+
+fn status_list() -> String {
+    STATUS_FUNCTIONS
+        .iter()
+        .map(|f| format!("{f}()"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Calls in a condition: only the status functions, without arguments.
+fn check_calls(e: &minijinja::machinery::ast::Expr<'_>) -> Result<(), String> {
+    use minijinja::machinery::ast::Expr;
+    let mut found = Ok(());
+    // Each status function named must be called: a bare `success` is always truthy.
+    let (mut named, mut called) = (0, 0);
+    visit(e, &mut |e| {
+        if let Expr::Var(v) = e {
+            if STATUS_FUNCTIONS.contains(&v.id) {
+                named += 1;
+            }
+        }
+        if let Expr::Call(c) = e {
+            if matches!(&c.expr, Expr::Var(v) if STATUS_FUNCTIONS.contains(&v.id)) {
+                called += 1;
+            }
+            let name = match &c.expr {
+                Expr::Var(v) => v.id,
+                _ => "",
+            };
+            if found.is_ok() {
+                found = if !STATUS_FUNCTIONS.contains(&name) {
+                    Err(format!(
+                        "calls {}: a condition may call only {}",
+                        if name.is_empty() { "a function" } else { name },
+                        status_list()
+                    ))
+                } else if !c.args.is_empty() {
+                    Err(format!("{name}() takes no arguments"))
+                } else {
+                    Ok(())
+                };
+            }
+        }
+    });
+    if found.is_ok() && named > called {
+        return Err(format!(
+            "names a status function without calling it: write {}",
+            status_list()
+        ));
+    }
+    found
+}
+
+/// Calls `f` on `e` and every expression in it.
+fn visit<'a>(
+    e: &minijinja::machinery::ast::Expr<'a>,
+    f: &mut dyn FnMut(&minijinja::machinery::ast::Expr<'a>),
+) {
+    use minijinja::machinery::ast::{CallArg, Expr};
+    f(e);
+    let arg = |a: &CallArg<'a>, f: &mut dyn FnMut(&Expr<'a>)| match a {
+        CallArg::Pos(x) | CallArg::Kwarg(_, x) | CallArg::PosSplat(x) | CallArg::KwargSplat(x) => {
+            visit(x, f)
+        }
+    };
+    match e {
+        Expr::Var(_) | Expr::Const(_) => {}
+        Expr::GetAttr(g) => visit(&g.expr, f),
+        Expr::GetItem(g) => {
+            visit(&g.expr, f);
+            visit(&g.subscript_expr, f);
+        }
+        Expr::Slice(s) => {
+            visit(&s.expr, f);
+            for x in [&s.start, &s.stop, &s.step].into_iter().flatten() {
+                visit(x, f);
+            }
+        }
+        Expr::UnaryOp(u) => visit(&u.expr, f),
+        Expr::BinOp(b) => {
+            visit(&b.left, f);
+            visit(&b.right, f);
+        }
+        Expr::Compare(c) => {
+            visit(&c.expr, f);
+            for o in &c.ops {
+                visit(&o.expr, f);
+            }
+        }
+        Expr::IfExpr(i) => {
+            visit(&i.test_expr, f);
+            visit(&i.true_expr, f);
+            if let Some(x) = &i.false_expr {
+                visit(x, f);
+            }
+        }
+        Expr::Test(t) => {
+            visit(&t.expr, f);
+            t.args.iter().for_each(|a| arg(a, f));
+        }
+        Expr::Filter(x) => {
+            if let Some(inner) = &x.expr {
+                visit(inner, f);
+            }
+            x.args.iter().for_each(|a| arg(a, f));
+        }
+        Expr::Call(c) => {
+            visit(&c.expr, f);
+            c.args.iter().for_each(|a| arg(a, f));
+        }
+        Expr::List(l) => l.items.iter().for_each(|x| visit(x, f)),
+        Expr::Map(m) => {
+            for (k, v) in m.keys.iter().zip(&m.values) {
+                visit(k, f);
+                visit(v, f);
+            }
+        }
+    }
+}
+
 /// The most a constant expression in a template may fold to, in bytes. minijinja folds
 /// constant expressions while it compiles, with no fuel: `{{ ('x' * 100000000) ~ … }}` would
 /// allocate gigabytes in whichever process compiles it, validation included.

@@ -497,6 +497,13 @@ fn check_step(
         Some(spec) => check_with(&path, step, spec, problems),
     }
     check_templates(def, &path, step, upstream, problems);
+    if let Some(condition) = &step.condition {
+        let cpath = format!("{path}.if");
+        match template::condition(condition) {
+            Ok(refs) => check_refs(def, &cpath, step, upstream, &refs, problems),
+            Err(e) => problems.push(Problem::new(cpath, e)),
+        }
+    }
 }
 
 /// `with` against the agent's schema: unknown keys, missing required keys, wrong types.
@@ -585,42 +592,55 @@ fn check_templates(
                 continue;
             }
         };
-        for var in &refs.unknown {
+        check_refs(def, &spath, step, upstream, &refs, problems);
+    }
+}
+
+/// What a template or condition reads: declared inputs, and only steps upstream of `step`.
+fn check_refs(
+    def: &WorkflowDef,
+    spath: &str,
+    step: &StepDef,
+    upstream: Option<&HashSet<usize>>,
+    refs: &template::References,
+    problems: &mut Vec<Problem>,
+) {
+    let spath = spath.to_string();
+    for var in &refs.unknown {
+        problems.push(Problem::new(
+            &spath,
+            format!(
+                "unknown variable \"{var}\"; templates can read {}",
+                ROOTS.join(", ")
+            ),
+        ));
+    }
+    for name in &refs.inputs {
+        if !def.inputs.contains_key(name) {
             problems.push(Problem::new(
                 &spath,
-                format!(
-                    "unknown variable \"{var}\"; templates can read {}",
-                    ROOTS.join(", ")
-                ),
+                format!("input \"{name}\" is not declared under inputs"),
             ));
         }
-        for name in &refs.inputs {
-            if !def.inputs.contains_key(name) {
-                problems.push(Problem::new(
-                    &spath,
-                    format!("input \"{name}\" is not declared under inputs"),
-                ));
+    }
+    for id in &refs.steps {
+        let target = def.steps.iter().position(|s| &s.id == id);
+        match (target, upstream) {
+            (None, _) => problems.push(Problem::new(
+                &spath,
+                format!("refers to unknown step \"{id}\""),
+            )),
+            (Some(t), _) if def.steps[t].id == step.id => {
+                problems.push(Problem::new(&spath, "a step cannot read its own output"))
             }
-        }
-        for id in &refs.steps {
-            let target = def.steps.iter().position(|s| &s.id == id);
-            match (target, upstream) {
-                (None, _) => problems.push(Problem::new(
-                    &spath,
-                    format!("refers to unknown step \"{id}\""),
-                )),
-                (Some(t), _) if def.steps[t].id == step.id => {
-                    problems.push(Problem::new(&spath, "a step cannot read its own output"))
-                }
-                (Some(t), Some(up)) if !up.contains(&t) => problems.push(Problem::new(
-                    &spath,
-                    format!(
-                        "reads steps.{id} but \"{id}\" is not upstream of \"{}\"; add it to needs",
-                        step.id
-                    ),
-                )),
-                _ => {}
-            }
+            (Some(t), Some(up)) if !up.contains(&t) => problems.push(Problem::new(
+                &spath,
+                format!(
+                    "reads steps.{id} but \"{id}\" is not upstream of \"{}\"; add it to needs",
+                    step.id
+                ),
+            )),
+            _ => {}
         }
     }
 }

@@ -11,7 +11,9 @@ use sqlx::AssertSqlSafe;
 
 use super::script::{OptInt, OptText, Text};
 use super::{on_pool, Db, Store, StoreError};
-use crate::records::{AttemptRecord, RunDetail, RunStatus, RunSummary, StepRecord, StepStatus};
+use crate::records::{
+    AttemptRecord, RunDetail, RunStatus, RunSummary, SkipReason, StepRecord, StepStatus,
+};
 
 /// A new run: what is inserted when a workflow is triggered.
 #[derive(Debug, Clone)]
@@ -71,11 +73,13 @@ pub enum Op {
         logs: Vec<String>,
         at: i64,
     },
-    /// Steps that will not run (skipped after a failure, cancelled): set together.
+    /// Steps that will not run (skipped, cancelled): set together. A skip's reason is kept
+    /// in `error_kind`: a skipped step has no error of its own.
     StepsEnded {
         run_id: String,
         step_ids: Vec<String>,
         status: StepStatus,
+        reason: Option<SkipReason>,
         at: i64,
     },
     FinishRun {
@@ -230,10 +234,17 @@ fn json_opt(text: Option<String>) -> Option<Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)))
 }
 
-fn step_record(run_id: &str, r: StepRow) -> Result<StepRecord, StoreError> {
+fn step_record(run_id: &str, mut r: StepRow) -> Result<StepRecord, StoreError> {
+    let status =
+        StepStatus::parse(&r.status).ok_or_else(|| corrupt(run_id, "step status", &r.status))?;
+    // A skipped step's `error_kind` holds why it was skipped (see `Op::StepsEnded`).
+    let skip_reason = match status {
+        StepStatus::Skipped => r.error_kind.take().and_then(|k| SkipReason::parse(&k)),
+        _ => None,
+    };
     Ok(StepRecord {
-        status: StepStatus::parse(&r.status)
-            .ok_or_else(|| corrupt(run_id, "step status", &r.status))?,
+        status,
+        skip_reason,
         step_id: r.step_id,
         attempts: r.attempts,
         output: json_opt(r.output),
@@ -951,6 +962,7 @@ fn write_op(sql: &mut String, op: &Op) {
             run_id,
             step_ids,
             status,
+            reason,
             at,
         } => {
             if step_ids.is_empty() {
@@ -958,8 +970,12 @@ fn write_op(sql: &mut String, op: &Op) {
             }
             let _ = write!(
                 sql,
-                "UPDATE run_steps SET status = '{}', finished_at = {at} WHERE run_id = {} AND step_id IN (",
+                "UPDATE run_steps SET status = '{}', {}finished_at = {at} WHERE run_id = {} AND step_id IN (",
                 status.as_str(),
+                match reason {
+                    Some(r) => format!("error_kind = '{}', ", r.as_str()),
+                    None => String::new(),
+                },
                 Text(run_id)
             );
             for (i, step) in step_ids.iter().enumerate() {

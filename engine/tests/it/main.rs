@@ -2,6 +2,8 @@
 //! binary of its own (it installs a global subscriber and tracer provider).
 
 mod executor;
+mod flow;
+mod harness;
 mod schedule;
 mod store;
 mod validation;

@@ -517,6 +517,7 @@ async fn state_changes_keep_every_character_of_text(store: Store) {
             run_id: "r1".into(),
             step_ids: vec!["b".into()],
             status: StepStatus::Skipped,
+            reason: Some(engine::records::SkipReason::Upstream),
             at: 1_003,
         },
         Op::FinishRun {
@@ -556,6 +557,11 @@ async fn state_changes_keep_every_character_of_text(store: Store) {
     assert_eq!(
         steps,
         vec![("a", StepStatus::Failed), ("b", StepStatus::Skipped)]
+    );
+    assert_eq!(
+        run.steps[1].skip_reason,
+        Some(engine::records::SkipReason::Upstream),
+        "a skip's reason is stored with the step"
     );
     assert_eq!(
         store
@@ -642,6 +648,7 @@ async fn attempt_transitions_write_the_same_rows_on_both_stores(store: Store) {
             run_id: "r".into(),
             step_ids: vec!["c".into()],
             status: StepStatus::Skipped,
+            reason: None,
             at: 12,
         },
         finished("b", 1, StepStatus::Succeeded, 12),

@@ -443,3 +443,58 @@ fn the_browser_side_cron_check_catches_shape_errors_on_its_own() {
         assert!(e.contains(why), "{bad}: {e}");
     }
 }
+
+#[test]
+fn conditions_are_checked_with_the_path_of_each_mistake() {
+    let step = |cond: &str| {
+        format!(
+            "id: conds\ninputs: {{mode: {{type: string, default: x}}}}\nsteps:\n\
+             - {{id: a, agent: transform, with: {{jq: '1'}}}}\n\
+             - {{id: b, agent: transform, with: {{jq: '1'}}}}\n\
+             - id: c\n  agent: transform\n  needs: [a]\n  if: {}\n  with: {{jq: '1'}}\n",
+            serde_json::to_string(cond).expect("json")
+        )
+    };
+    let cases = [
+        ("steps.a.output ==", "does not parse"),
+        ("{{ steps.a.output }}", "without {{ }}"),
+        ("range(1000000) | length > 1", "may call only"),
+        ("success(1)", "takes no arguments"),
+        ("steps.b.output", "not upstream"),
+        ("steps.nope.output", "unknown step \"nope\""),
+        ("inputs.mood == 'x'", "input \"mood\" is not declared"),
+        ("secrets.TOKEN == 'x'", "cannot read secrets"),
+        ("steps.a.output * 1000 > 5", "no arithmetic"),
+        ("[steps.a.output] | length > 0", "no arithmetic"),
+        ("success", "without calling it"),
+        ("  ", "is empty"),
+    ];
+    for (cond, needle) in cases {
+        assert_problem(&problems(&step(cond)), "steps[2].if", needle);
+    }
+    for good in [
+        "steps.a.output and inputs.mode == 'x'",
+        "always()",
+        "failure() or steps.a.status == 'failed'",
+        "not cancelled() and (steps.a.output | length) > 2",
+    ] {
+        let w = Workflow::parse(&step(good)).unwrap_or_else(|p| panic!("{good}: {p:?}"));
+        // The canonical YAML keeps the condition and reads back the same.
+        let again = Workflow::parse(&w.to_yaml()).expect("round trip");
+        assert_eq!(again.steps()[2].condition.as_deref(), Some(good));
+    }
+}
+
+#[test]
+fn continue_on_error_round_trips_and_is_left_out_when_false() {
+    let doc = "id: coe\nsteps:\n- {id: a, agent: transform, continue_on_error: true, with: {jq: '1'}}\n- {id: b, agent: transform, with: {jq: '1'}}\n";
+    let w = Workflow::parse(doc).expect("valid");
+    assert!(w.steps()[0].continue_on_error);
+    let yaml = w.to_yaml();
+    assert_eq!(yaml.matches("continue_on_error").count(), 1, "{yaml}");
+    assert_problem(
+        &problems("id: coe\nsteps:\n- {id: a, agent: transform, continue_on_error: maybe, with: {jq: '1'}}\n"),
+        "steps[0].continue_on_error",
+        "",
+    );
+}

@@ -1,0 +1,38 @@
+//! One attempt of an agent, with its time limit: the same for a step run by its own driver
+//! and for one claimed from another worker's offer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::agents::{Agent, AgentContext, AgentError};
+
+/// Runs one attempt of `agent` with its timeout: the same for a local step and a claimed one.
+pub(super) async fn run_agent(
+    agent: Option<Arc<dyn Agent>>,
+    kind: &str,
+    ctx: &AgentContext,
+    with: &Map<String, Value>,
+    timeout: Option<Duration>,
+) -> Result<Value, AgentError> {
+    let Some(agent) = agent else {
+        return Err(AgentError::new(
+            "agent_disabled",
+            format!("the {kind} agent is not enabled on this server"),
+        ));
+    };
+    let work = agent.run(ctx, with);
+    match timeout {
+        Some(t) => tokio::time::timeout(t, work).await.unwrap_or_else(|_| {
+            Err(AgentError::new(
+                "timeout",
+                format!(
+                    "the step exceeded its timeout of {}",
+                    humantime::format_duration(t)
+                ),
+            ))
+        }),
+        None => work.await,
+    }
+}

@@ -1,0 +1,357 @@
+//! Starting attempts: the step's `with` rendered (in the server when bounded, else in the
+//! sandbox), its start recorded, and a slot taken here or the attempt offered to another
+//! worker.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::FutureExt;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::{SpanKind, TraceContextExt as _};
+use opentelemetry::KeyValue;
+use serde_json::{json, Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::{has_template, now_ms, Completion, RunDriver, Slot};
+use crate::agents::{AgentContext, AgentError};
+use crate::executor::attempt::run_agent;
+use crate::executor::offers::Payload;
+use crate::model::parse_duration;
+use crate::records::{EventKind, StepStatus};
+use crate::render::{self as template, redact, render};
+use crate::store::Op;
+use crate::telemetry;
+
+impl RunDriver {
+    /// Renders and records the start of every ready step; returns how many were spawned.
+    pub(super) async fn start_ready(
+        &mut self,
+        ready: &mut VecDeque<usize>,
+        in_flight: &mut FuturesUnordered<BoxFuture<'static, Completion>>,
+    ) -> usize {
+        let mut spawned = 0;
+        while let Some(idx) = ready.pop_front() {
+            let now = now_ms();
+            let step = &self.workflow.steps()[idx];
+            let attempt = self.steps[idx].attempts + 1;
+            self.steps[idx].attempts = attempt;
+            self.steps[idx].status = StepStatus::Running;
+            let rendered = match self.doomed.remove(&idx) {
+                Some(e) => Err(e),
+                None => self.render_with(idx).await,
+            };
+            let mut input = Value::Object(rendered.clone().unwrap_or_default());
+            redact(&mut input, &self.engine.secrets().values);
+            let span = self.sampled.then(|| {
+                telemetry::start_span(
+                    self.engine.tracer(),
+                    &self.otel_cx,
+                    "agent.execute",
+                    SpanKind::Internal,
+                    None,
+                    vec![
+                        KeyValue::new("agent.kind", step.agent.clone()),
+                        KeyValue::new("agent.step.id", step.id.clone()),
+                        KeyValue::new("agent.attempt", attempt),
+                    ],
+                )
+            });
+            let span_id = span
+                .as_ref()
+                .map(|cx| telemetry::hex(&cx.span().span_context().span_id().to_bytes()));
+            self.attempt_spans.insert(idx, (span, Instant::now()));
+            self.ops.push(Op::AttemptStarted {
+                run_id: self.run_id.clone(),
+                step_id: step.id.clone(),
+                attempt,
+                ready_at: self.steps[idx].ready_at,
+                at: now,
+                input,
+                resumed: std::mem::take(&mut self.steps[idx].resumed),
+                span_id,
+                agent: step.agent.clone(),
+                worker: self.engine.worker_name(),
+            });
+            self.event(
+                EventKind::Step {
+                    step_id: step.id.clone(),
+                    status: StepStatus::Running,
+                    attempt,
+                },
+                now,
+            );
+            match rendered {
+                Err(e) => {
+                    let result = Err(AgentError::new(e.kind, e.message));
+                    self.handle(
+                        Completion::Attempt {
+                            idx,
+                            attempt,
+                            result,
+                            logs: Vec::new(),
+                            ended_at: now,
+                        },
+                        ready,
+                        in_flight,
+                    );
+                }
+                Ok(with) => {
+                    let slot = match self.engine.step_slots().try_acquire_owned() {
+                        Ok(permit) => Slot::Held(permit),
+                        Err(_) => match self.offer(idx, attempt, &with) {
+                            Some(resolved) => Slot::Offered(resolved),
+                            None => Slot::Wait,
+                        },
+                    };
+                    in_flight.push(self.attempt_future(idx, attempt, with, slot));
+                    self.in_flight.insert(idx, attempt);
+                    spawned += 1;
+                }
+            }
+        }
+        if !self.offered.is_empty() && self.watching.is_none() {
+            in_flight.push(self.watch_offers());
+        }
+        spawned
+    }
+
+    /// The data `transform` evaluates over; null for the other agents.
+    fn agent_data(&self, idx: usize) -> Value {
+        if self.workflow.steps()[idx].agent == "transform" {
+            json!({ "inputs": self.inputs, "steps": self.outputs })
+        } else {
+            Value::Null
+        }
+    }
+
+    /// Offers a step to the other workers, in the commit that starts its attempt, when this
+    /// process has no free slot for it; `None` when it must wait for one here instead (alone,
+    /// stopping, or a secret in its input). The token is cancelled once another worker's
+    /// result is recorded.
+    fn offer(
+        &mut self,
+        idx: usize,
+        attempt: i64,
+        with: &Map<String, Value>,
+    ) -> Option<CancellationToken> {
+        if !self.engine.can_offer() {
+            return None;
+        }
+        let step = &self.workflow.steps()[idx];
+        let traceparent = self.attempt_spans.get(&idx).and_then(|(cx, _)| {
+            let cx = cx.as_ref()?;
+            let span = cx.span();
+            let sc = span.span_context();
+            Some(format!(
+                "00-{}-{}-{:02x}",
+                sc.trace_id(),
+                sc.span_id(),
+                sc.trace_flags().to_u8()
+            ))
+        });
+        let payload = Payload {
+            with: with.clone(),
+            data: self.agent_data(idx),
+            timeout_ms: step
+                .timeout
+                .as_deref()
+                .and_then(|t| parse_duration(t).ok())
+                .map(|t| t.as_millis() as u64),
+            traceparent,
+        };
+        let (Some(payload), Some(owner)) =
+            (self.engine.offer_payload(&payload), self.engine.worker_id())
+        else {
+            return None;
+        };
+        self.ops.push(Op::OfferStep {
+            run_id: self.run_id.clone(),
+            step_id: step.id.clone(),
+            attempt,
+            owner,
+            agent: step.agent.clone(),
+            payload,
+            at: now_ms(),
+        });
+        let resolved = CancellationToken::new();
+        self.offered.insert(idx, (attempt, resolved.clone()));
+        Some(resolved)
+    }
+
+    /// Waits for results of this run's offered steps: a notification from the worker that
+    /// reports one, or the poll interval; stopped once no offer is out.
+    pub(super) fn watch_offers(&mut self) -> BoxFuture<'static, Completion> {
+        let stop = CancellationToken::new();
+        self.watchers += 1;
+        let watcher = self.watchers;
+        self.watching = Some((watcher, stop.clone()));
+        let engine = self.engine.clone();
+        let run_id = self.run_id.clone();
+        let signal = self.engine.step_done_signal(&run_id);
+        let poll = self.engine.worker_poll();
+        async move {
+            let woken = async {
+                match &signal {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return Completion::Remote { watcher, reports: Vec::new() },
+                _ = woken => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+            // On its own task, for the same reason as a withdrawal.
+            let read = {
+                let run_id = run_id.clone();
+                tokio::spawn(async move { engine.store().step_results(&run_id).await })
+            };
+            let reports = match read.await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    tracing::warn!(run.id = %run_id, error = %e, "cannot read the results of offered steps; retrying");
+                    Vec::new()
+                }
+                Err(e) => {
+                    tracing::warn!(run.id = %run_id, error = %e, "cannot read the results of offered steps; retrying");
+                    Vec::new()
+                }
+            };
+            Completion::Remote { watcher, reports }
+        }
+        .boxed()
+    }
+
+    /// Dooms the resumed steps that have been interrupted too often (see `doomed`).
+    pub(super) async fn find_crash_loops(&mut self) {
+        let counts = match self.engine.store().interruptions(&self.run_id).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(run.id = %self.run_id, error = %e, "cannot count the run's interrupted attempts");
+                return;
+            }
+        };
+        for (idx, step) in self.workflow.steps().iter().enumerate() {
+            let times = counts.get(&step.id).copied().unwrap_or(0);
+            if self.steps[idx].resumed && times >= self.engine.inner.max_interruptions {
+                tracing::error!(run.id = %self.run_id, step.id = %step.id, times, "a step's process stopped every time it ran; failing the step");
+                self.doomed.insert(
+                    idx,
+                    template::RenderError {
+                        kind: "crash_loop",
+                        message: format!(
+                            "the process running this step stopped {} times while it ran, so \
+                             it is not started again (does the step crash the server?)",
+                            self.engine.inner.max_interruptions
+                        ),
+                    },
+                );
+            }
+        }
+    }
+
+    async fn render_with(&self, idx: usize) -> Result<Map<String, Value>, template::RenderError> {
+        let with = &self.workflow.steps()[idx].with;
+        let templated = with.values().any(has_template);
+        if !templated {
+            return Ok(with.clone());
+        }
+        let context = self.context(true);
+        if !with.values().all(template::all_bounded) {
+            // Could grow past any memory: rendered in the sandbox's child, under its limits.
+            return self
+                .engine
+                .sandbox()
+                .render(with, &context)
+                .await
+                .map_err(|e| template::RenderError {
+                    kind: e.kind,
+                    message: e.message,
+                });
+        }
+        let ctx = minijinja::Value::from_serialize(&context);
+        // Bounded templates, yet a filter over a large output (`tojson` of 64 MB) takes a
+        // while: on the multi-threaded runtime this worker hands its other tasks to the rest
+        // while it renders, so the server keeps answering.
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(|| render(with, &ctx))
+            }
+            _ => render(with, &ctx),
+        }
+    }
+
+    fn attempt_future(
+        &self,
+        idx: usize,
+        attempt: i64,
+        with: Map<String, Value>,
+        slot: Slot,
+    ) -> BoxFuture<'static, Completion> {
+        let step = &self.workflow.steps()[idx];
+        let agent = self.engine.agent(&step.agent);
+        let timeout = step.timeout.as_deref().and_then(|t| parse_duration(t).ok());
+        let data = Arc::new(self.agent_data(idx));
+        let ctx = AgentContext::new(
+            self.run_id.clone(),
+            step.id.clone(),
+            attempt,
+            data,
+            self.engine.http(),
+        )
+        .with_secrets(self.engine.secrets());
+        let slots = self.engine.step_slots();
+        let kind = step.agent.clone();
+        let span = self.attempt_spans.get(&idx).and_then(|(s, _)| s.clone());
+        // Only an offered step may need to take its offer back.
+        let withdraw = matches!(slot, Slot::Offered(_))
+            .then(|| (self.engine.clone(), self.run_id.clone(), step.id.clone()));
+        let work = async move {
+            let _permit = match slot {
+                Slot::Held(permit) => Some(permit),
+                Slot::Wait => slots.acquire_owned().await.ok(),
+                Slot::Offered(resolved) => {
+                    let permit = tokio::select! {
+                        p = slots.acquire_owned() => p.ok(),
+                        _ = resolved.cancelled() => return Completion::Claimed,
+                    };
+                    // Claimed meanwhile (or the database is away): the result comes from
+                    // whoever runs it, or this process's own claim loop picks it up.
+                    let Some((engine, run_id, step_id)) = withdraw else {
+                        return Completion::Claimed;
+                    };
+                    // On its own task: the driver polls this future only between commits, and
+                    // a connection held meanwhile could starve the journal of the pool.
+                    let withdrawn = tokio::spawn(async move {
+                        engine
+                            .store()
+                            .withdraw_offer(&run_id, &step_id, attempt)
+                            .await
+                    })
+                    .await;
+                    if !matches!(withdrawn, Ok(Ok(true))) {
+                        return Completion::Claimed;
+                    }
+                    permit
+                }
+            };
+            let result = run_agent(agent, &kind, &ctx, &with, timeout).await;
+            Completion::Attempt {
+                idx,
+                attempt,
+                result,
+                logs: ctx.take_logs(),
+                ended_at: now_ms(),
+            }
+        };
+        // The attempt's span is the current context while it runs: the agents' own spans
+        // (HTTP, chat) become its children.
+        match span {
+            Some(cx) => work.with_context(cx).boxed(),
+            None => work.boxed(),
+        }
+    }
+}

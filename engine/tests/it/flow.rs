@@ -1,0 +1,227 @@
+//! Control flow on both stores: `if:` conditions over outputs and inputs, status functions
+//! (`always()`, `failure()`), `continue_on_error`, skip reasons, and a resume after a crash
+//! between a failure and the step that handles it.
+
+use engine::executor::{Engine, EngineConfig};
+use engine::model::Workflow;
+use engine::records::{RunStatus, SkipReason, StepStatus};
+use engine::store::Store;
+use serde_json::json;
+
+use crate::harness::*;
+
+const BRANCHY: &str = r#"
+id: branchy
+inputs: { mode: { type: string, default: full } }
+steps:
+  - id: check
+    agent: transform
+    with: { jq: '.inputs.mode == "full"' }
+  - id: full
+    needs: [check]
+    if: steps.check.output and inputs.mode == "full"
+    agent: transform
+    with: { jq: "1" }
+  - id: quick
+    needs: [check]
+    if: not steps.check.output
+    agent: transform
+    with: { jq: "2" }
+  - id: after_quick
+    needs: [quick]
+    agent: transform
+    with: { jq: "3" }
+  - id: report
+    needs: [full, after_quick]
+    if: always()
+    agent: transform
+    with: { jq: "[.steps.full.status, .steps.quick.status, .steps.after_quick.status]" }
+"#;
+
+async fn branches(h: &Harness) {
+    h.add(BRANCHY).await;
+    let d = h.run("branchy", json!({ "mode": "full" })).await;
+    assert_eq!(d.run.status, RunStatus::Succeeded, "{d:?}");
+    assert_eq!(step_of(&d, "full").output, Some(json!(1)));
+    let quick = step_of(&d, "quick");
+    assert_eq!(quick.status, StepStatus::Skipped);
+    assert_eq!(quick.skip_reason, Some(SkipReason::Condition));
+    assert_eq!(
+        quick.attempts, 0,
+        "a step whose condition is false never starts"
+    );
+    let after = step_of(&d, "after_quick");
+    assert_eq!(after.status, StepStatus::Skipped);
+    assert_eq!(after.skip_reason, Some(SkipReason::Upstream));
+    assert_eq!(
+        step_of(&d, "report").output,
+        Some(json!(["succeeded", "skipped", "skipped"])),
+        "always() runs after every step it needs ended, and sees their states"
+    );
+
+    let d = h.run("branchy", json!({ "mode": "quick" })).await;
+    assert_eq!(d.run.status, RunStatus::Succeeded, "{d:?}");
+    assert_eq!(step_of(&d, "full").skip_reason, Some(SkipReason::Condition));
+    assert_eq!(step_of(&d, "after_quick").output, Some(json!(3)));
+    assert_eq!(
+        step_of(&d, "report").output,
+        Some(json!(["skipped", "succeeded", "succeeded"]))
+    );
+}
+
+#[tokio::test]
+async fn conditions_choose_a_branch_and_skip_reasons_say_why_on_sqlite() {
+    branches(&harness().await).await;
+}
+
+#[tokio::test]
+async fn conditions_choose_a_branch_and_skip_reasons_say_why_on_postgres() {
+    branches(&pg_harness().await).await;
+}
+
+const CLEANUP: &str = r#"
+id: cleanup
+steps:
+  - id: flaky
+    agent: simulate
+    continue_on_error: true
+    with: { failure_rate: 1 }
+  - id: next
+    needs: [flaky]
+    agent: transform
+    with: { jq: ".steps.flaky.status" }
+  - id: broken
+    agent: simulate
+    with: { failure_rate: 1 }
+  - id: downstream
+    needs: [broken]
+    agent: transform
+    with: { jq: "1" }
+  - id: on_failure
+    needs: [downstream]
+    if: failure()
+    agent: transform
+    with: { jq: ".steps.broken.error" }
+  - id: not_failed
+    needs: [next]
+    if: failure()
+    agent: transform
+    with: { jq: "1" }
+"#;
+
+async fn failures(h: &Harness) {
+    h.add(CLEANUP).await;
+    let d = h.run("cleanup", json!({})).await;
+    assert_eq!(d.run.status, RunStatus::Failed, "{d:?}");
+    assert_eq!(
+        d.run.error.as_deref(),
+        Some("step broken failed"),
+        "a step allowed to fail does not fail the run"
+    );
+    assert_eq!(step_of(&d, "flaky").status, StepStatus::Failed);
+    assert_eq!(
+        step_of(&d, "next").output,
+        Some(json!("failed")),
+        "after continue_on_error the next step runs and sees the failure"
+    );
+    assert_eq!(
+        step_of(&d, "downstream").skip_reason,
+        Some(SkipReason::Upstream)
+    );
+    let handler = step_of(&d, "on_failure");
+    assert_eq!(handler.status, StepStatus::Succeeded, "{d:?}");
+    let message = handler
+        .output
+        .as_ref()
+        .and_then(|o| o.as_str())
+        .unwrap_or("");
+    assert_eq!(
+        Some(message),
+        step_of(&d, "broken").error_message.as_deref(),
+        "failure() runs when a step above failed, and reads its error"
+    );
+    let not_failed = step_of(&d, "not_failed");
+    assert_eq!(not_failed.skip_reason, Some(SkipReason::Condition));
+}
+
+#[tokio::test]
+async fn continue_on_error_goes_on_and_failure_handlers_run_on_sqlite() {
+    failures(&harness().await).await;
+}
+
+#[tokio::test]
+async fn continue_on_error_goes_on_and_failure_handlers_run_on_postgres() {
+    failures(&pg_harness().await).await;
+}
+
+#[tokio::test]
+async fn a_condition_that_cannot_be_evaluated_fails_its_step_with_the_reason() {
+    let h = harness().await;
+    h.add(
+        "id: badif\ninputs: {n: {type: integer, default: 3}}\nsteps:\n\
+         - {id: a, agent: transform, with: {jq: '\"text\"'}}\n\
+         - {id: b, agent: transform, needs: [a], if: 'steps.a.output in inputs.n', with: {jq: '1'}}\n",
+    )
+    .await;
+    let d = h.run("badif", json!({})).await;
+    assert_eq!(d.run.status, RunStatus::Failed, "{d:?}");
+    let b = step_of(&d, "b");
+    assert_eq!(b.status, StepStatus::Failed);
+    assert_eq!(b.error_kind.as_deref(), Some("condition"), "{b:?}");
+    assert!(
+        b.error_message.as_deref().unwrap_or("").starts_with("if: "),
+        "{b:?}"
+    );
+}
+
+/// Killed while the `always()` step after a failure runs: on restart the failure stays
+/// recorded, the handler runs again, and the run ends failed with the handler's output.
+#[test]
+fn a_crash_between_a_failure_and_its_always_step_resumes_the_handler() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let yaml = "id: crashy\nsteps:\n\
+        - {id: broken, agent: simulate, with: {failure_rate: 1}}\n\
+        - {id: skipped, agent: transform, needs: [broken], with: {jq: '1'}}\n\
+        - {id: handler, agent: delay, needs: [skipped], if: always(), with: {duration: 400ms}}\n\
+        - {id: last, agent: transform, needs: [handler], with: {jq: '.steps.broken.status'}}\n";
+    let config = || EngineConfig {
+        agents: local_agents(),
+        ..EngineConfig::default()
+    };
+    let before = tokio::runtime::Runtime::new().expect("runtime");
+    let run_id = before.block_on(async {
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+            .create_workflow(&Workflow::parse(yaml).expect("valid"), yaml)
+            .await
+            .expect("create");
+        let h = Harness {
+            engine: Engine::start(store, config()).await.expect("engine"),
+            _dir: tempfile::tempdir().expect("d"),
+            pg_db: None,
+        };
+        let id = h.start("crashy", json!({})).await;
+        h.wait_for_step(&id, "handler", StepStatus::Running).await;
+        id
+    });
+    before.shutdown_background(); // every task dropped mid-flight, like a killed process
+
+    let after = tokio::runtime::Runtime::new().expect("runtime");
+    after.block_on(async {
+        let store = Store::connect(&url).await.expect("connect");
+        let engine = Engine::start(store, config()).await.expect("engine");
+        assert_eq!(engine.wait(&run_id).await.expect("wait"), RunStatus::Failed);
+        let d = engine.store().run_detail(&run_id).await.expect("detail");
+        assert_eq!(step_of(&d, "broken").attempts, 1, "{d:?}");
+        assert_eq!(
+            step_of(&d, "skipped").skip_reason,
+            Some(SkipReason::Upstream)
+        );
+        let handler = step_of(&d, "handler");
+        assert_eq!(handler.status, StepStatus::Succeeded, "{d:?}");
+        assert_eq!(handler.attempts, 2, "the interrupted handler ran again");
+        assert_eq!(step_of(&d, "last").output, Some(json!("failed")));
+    });
+}
