@@ -249,6 +249,36 @@ pub struct RunDetail {
     pub inputs: serde_json::Value,
     pub steps: Vec<StepRecord>,
     pub attempts: Vec<AttemptRecord>,
+    /// Progress of each `for_each` step that has started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<ItemCounts>,
+}
+
+/// How far a `for_each` step has got: its items, and how many ended each way.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ItemCounts {
+    pub step_id: String,
+    /// Items in its list (from its latest attempt's input).
+    pub total: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+}
+
+/// One item of a `for_each` step, once it has ended: its own attempt sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemRecord {
+    /// Its position in the list, from 0.
+    pub index: i64,
+    /// `succeeded` or `failed`.
+    pub status: StepStatus,
+    pub attempts: i64,
+    /// The rendered `with` of its last attempt, secrets redacted.
+    pub input: Option<serde_json::Value>,
+    pub output: Option<serde_json::Value>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub started_at: i64,
+    pub finished_at: i64,
 }
 
 /// A change the executor publishes after committing it: what the live UI and the
@@ -272,5 +302,12 @@ pub enum EventKind {
         step_id: String,
         status: StepStatus,
         attempt: i64,
+    },
+    /// Items of a `for_each` step ended (recorded): how many so far.
+    Items {
+        step_id: String,
+        done: i64,
+        failed: i64,
+        total: i64,
     },
 }

@@ -137,6 +137,43 @@ pub fn condition(
     compiled.eval(ctx).map(|v| v.is_true()).map_err(failed)
 }
 
+/// Items of one `for_each` at most: each is recorded, and a run holds its outputs.
+pub const MAX_ITEMS: usize = 100_000;
+
+/// The list a `for_each` runs over, evaluated over `ctx` (without secrets). Anything but a
+/// list (or more than [`MAX_ITEMS`]) fails the step, kind `for_each`.
+pub fn item_list(expr: &str, ctx: &minijinja::Value) -> Result<Vec<Value>, RenderError> {
+    let failed = |message: String| RenderError {
+        kind: "for_each",
+        message: format!("for_each: {message}"),
+    };
+    let compiled = condition_env()
+        .compile_expression(expr)
+        .map_err(|e| failed(describe(e).message))?;
+    let value = compiled
+        .eval(ctx.clone())
+        .map_err(|e| failed(describe(e).message))?;
+    if value.kind() != minijinja::value::ValueKind::Seq {
+        let kind = if value.is_undefined() {
+            "undefined".to_string()
+        } else {
+            value.kind().to_string()
+        };
+        return Err(failed(format!("{expr} is {kind}, not a list")));
+    }
+    let len = value.len().unwrap_or(0);
+    if len > MAX_ITEMS {
+        return Err(failed(format!(
+            "{expr} has {len} items; a step runs over {MAX_ITEMS} at most"
+        )));
+    }
+    match serde_json::to_value(&value) {
+        Ok(Value::Array(items)) => Ok(items),
+        Ok(_) => Err(failed(format!("{expr} is not a list"))),
+        Err(e) => Err(failed(format!("{expr} cannot be read as JSON: {e}"))),
+    }
+}
+
 /// Renders every string in `with`; the error names the field.
 pub fn render(
     with: &Map<String, Value>,

@@ -145,6 +145,8 @@ pub fn add_step(def: &mut WorkflowDef, agent: &str, after: Option<&str>) -> Stri
         agent: agent.to_string(),
         needs: after.map(|a| vec![a.to_string()]).unwrap_or_default(),
         condition: None,
+        for_each: None,
+        concurrency: None,
         with,
         retry: None,
         timeout: None,

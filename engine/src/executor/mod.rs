@@ -163,6 +163,8 @@ struct Inner {
     http: reqwest::Client,
     events: broadcast::Sender<Event>,
     step_slots: Arc<Semaphore>,
+    /// Step slots in all: a `for_each` without `concurrency` runs this many items at once.
+    max_parallel_steps: usize,
     /// Configured secrets; stored ones are merged in by [`Engine::reload_secrets`].
     config_secrets: HashMap<String, String>,
     secrets: std::sync::RwLock<Arc<SecretSet>>,
@@ -242,6 +244,7 @@ impl Engine {
                 http,
                 events,
                 step_slots: Arc::new(Semaphore::new(config.max_parallel_steps.max(1))),
+                max_parallel_steps: config.max_parallel_steps.max(1),
                 secrets: std::sync::RwLock::new(Arc::new(SecretSet::new(config.secrets.clone()))),
                 config_secrets: config.secrets,
                 vault: config.secret_key.map(crate::vault::Vault::new),

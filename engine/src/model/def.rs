@@ -176,6 +176,14 @@ pub struct StepDef {
     /// `success()`, `failure()`, `always()` and `cancelled()`. Absent: `success()`.
     #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
+    /// Runs the step once per item of this list: a bounded minijinja expression (no braces)
+    /// over `inputs`, `steps` and `run`. Templates read `item` and `index`; `transform` reads
+    /// `.item` and `.index`. The output is the list of item outputs, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
+    /// Items of a `for_each` at once (default: the worker's step slots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
     /// Agent configuration; string values may be `{{ … }}` templates.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub with: Map<String, Value>,

@@ -168,23 +168,58 @@ pub const MAX_CONDITION_BYTES: usize = 4096;
 /// Checks a step's `if:` expression and lists what it reads. A condition is one bounded
 /// expression (see [`is_bounded`]) that may also call the [`STATUS_FUNCTIONS`].
 pub fn condition(source: &str) -> Result<References, String> {
+    expression(source, Expression::Condition)
+}
+
+/// Checks a step's `for_each` expression and lists what it reads: one bounded expression
+/// (see [`is_bounded`]) that calls nothing.
+pub fn item_list(source: &str) -> Result<References, String> {
+    expression(source, Expression::ItemList)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Expression {
+    Condition,
+    ItemList,
+}
+
+fn expression(source: &str, kind: Expression) -> Result<References, String> {
+    let example = match kind {
+        Expression::Condition => "steps.check.output == 'ok'",
+        Expression::ItemList => "steps.fetch.output.body.items",
+    };
     if source.trim().is_empty() {
-        return Err(
-            "is empty: write an expression such as steps.check.output, or leave if out".into(),
-        );
+        return Err(format!(
+            "is empty: write an expression such as {example}, or leave it out"
+        ));
     }
     if source.len() > MAX_CONDITION_BYTES {
         return Err(format!("is longer than {MAX_CONDITION_BYTES} bytes"));
     }
     if source.contains("{{") || source.contains("{%") {
-        return Err(
-            "is an expression: write it without {{ }}, e.g. steps.check.output == 'ok'".into(),
-        );
+        return Err(format!(
+            "is an expression: write it without {{{{ }}}}, e.g. {example}"
+        ));
     }
     let tree = minijinja::machinery::parse_expr(source)
         .map_err(|e| format!("does not parse: {}", e.detail().unwrap_or(&e.to_string())))?;
-    check_calls(&tree)?;
-    if !bounded_expr(&tree, STATUS_FUNCTIONS) {
+    let calls = match kind {
+        Expression::Condition => {
+            check_calls(&tree)?;
+            STATUS_FUNCTIONS
+        }
+        Expression::ItemList => {
+            let mut calls = false;
+            visit(&tree, &mut |e| {
+                calls |= matches!(e, minijinja::machinery::ast::Expr::Call(_));
+            });
+            if calls {
+                return Err("calls a function: for_each names a list, e.g. inputs.items".into());
+            }
+            &[]
+        }
+    };
+    if !bounded_expr(&tree, calls) {
         return Err(
             "may only look up values, compare them, combine them with and/or/not and apply \
                     simple filters (length, lower, default…); no arithmetic, concatenation, \
@@ -209,7 +244,11 @@ pub fn condition(source: &str) -> Result<References, String> {
             }
             (root, _) if STATUS_FUNCTIONS.contains(&root) => {}
             ("secrets", _) => {
-                return Err("cannot read secrets: a branch must not reveal one".into())
+                return Err(match kind {
+                    Expression::Condition => "cannot read secrets: a branch must not reveal one",
+                    Expression::ItemList => "cannot read secrets: items are stored and shown",
+                }
+                .into())
             }
             (root, _) if ROOTS.contains(&root) => {}
             (root, _) => {

@@ -9,7 +9,9 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use super::template::{self, ROOTS};
-use super::{is_identifier, is_slug, parse_duration, Problem, StepDef, TriggerDef, WorkflowDef};
+use super::{
+    is_identifier, is_slug, parse_duration, InputType, Problem, StepDef, TriggerDef, WorkflowDef,
+};
 use crate::catalog::{self, AGENTS};
 
 /// Retry attempts above this are a typo, not a policy.
@@ -504,6 +506,56 @@ fn check_step(
             Err(e) => problems.push(Problem::new(cpath, e)),
         }
     }
+    if let Some(list) = &step.for_each {
+        let lpath = format!("{path}.for_each");
+        match template::item_list(list) {
+            Ok(refs) => {
+                check_refs(def, &lpath, step, upstream, &refs, problems);
+                check_list_input(def, &lpath, list, problems);
+            }
+            Err(e) => problems.push(Problem::new(lpath, e)),
+        }
+    }
+    match (step.concurrency, &step.for_each) {
+        (Some(0), _) => problems.push(Problem::new(
+            format!("{path}.concurrency"),
+            "must be at least 1",
+        )),
+        (Some(n), _) if n > MAX_ITEM_CONCURRENCY => problems.push(Problem::new(
+            format!("{path}.concurrency"),
+            format!("must be at most {MAX_ITEM_CONCURRENCY}"),
+        )),
+        (Some(_), None) => problems.push(Problem::new(
+            format!("{path}.concurrency"),
+            "limits the items of a for_each at once: add for_each, or leave it out",
+        )),
+        _ => {}
+    }
+}
+
+/// What the templates of a `for_each` step read besides the [`ROOTS`].
+pub const ITEM_VARIABLES: &[&str] = &["item", "index"];
+
+/// Items of one `for_each` step running at once, at most.
+pub const MAX_ITEM_CONCURRENCY: u32 = 1000;
+
+/// A `for_each` of a plain `inputs.<name>` declared as something other than a list cannot
+/// work: said now, not at run time. (Through a filter anything may become a list.)
+fn check_list_input(def: &WorkflowDef, path: &str, source: &str, problems: &mut Vec<Problem>) {
+    let Some(name) = source.trim().strip_prefix("inputs.") else {
+        return;
+    };
+    if let Some(input) = def.inputs.get(name) {
+        if input.ty != InputType::Array {
+            problems.push(Problem::new(
+                path,
+                format!(
+                    "input \"{name}\" is a {}, not a list: declare it with type: array",
+                    input.ty.as_str()
+                ),
+            ));
+        }
+    }
 }
 
 /// `with` against the agent's schema: unknown keys, missing required keys, wrong types.
@@ -585,13 +637,17 @@ fn check_templates(
         if !text.contains("{{") && !text.contains("{%") {
             continue;
         }
-        let refs = match template::references(text) {
+        let mut refs = match template::references(text) {
             Ok(r) => r,
             Err(e) => {
                 problems.push(Problem::new(spath, e));
                 continue;
             }
         };
+        if step.for_each.is_some() {
+            refs.unknown
+                .retain(|v| !ITEM_VARIABLES.contains(&v.as_str()));
+        }
         check_refs(def, &spath, step, upstream, &refs, problems);
     }
 }

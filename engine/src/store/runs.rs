@@ -12,7 +12,8 @@ use sqlx::AssertSqlSafe;
 use super::script::{OptInt, OptText, Text};
 use super::{on_pool, Db, Store, StoreError};
 use crate::records::{
-    AttemptRecord, RunDetail, RunStatus, RunSummary, SkipReason, StepRecord, StepStatus,
+    AttemptRecord, ItemCounts, ItemRecord, RunDetail, RunStatus, RunSummary, SkipReason,
+    StepRecord, StepStatus,
 };
 
 /// A new run: what is inserted when a workflow is triggered.
@@ -81,6 +82,12 @@ pub enum Op {
         status: StepStatus,
         reason: Option<SkipReason>,
         at: i64,
+    },
+    /// Items of a `for_each` step that ended (after their retries).
+    ItemsEnded {
+        run_id: String,
+        step_id: String,
+        items: Vec<ItemRecord>,
     },
     FinishRun {
         run_id: String,
@@ -393,8 +400,13 @@ impl Store {
             "runs",
             "SELECT … FROM runs, run_steps, step_attempts WHERE run_id = ?",
         );
-        type Rows = (Option<RunRow>, Vec<StepRow>, Vec<AttemptRow>);
-        let (run, steps, attempts): Rows = async { Ok::<_, StoreError>(on_pool!(self, pool => {
+        type Rows = (
+            Option<RunRow>,
+            Vec<StepRow>,
+            Vec<AttemptRow>,
+            Vec<(String, String, i64)>,
+        );
+        let (run, steps, attempts, item_rows): Rows = async { Ok::<_, StoreError>(on_pool!(self, pool => {
             let run: Option<RunRow> = sqlx::query_as(const_sql::RUN_BY_ID).bind(id.to_string()).fetch_optional(pool).await?;
             let steps: Vec<StepRow> = sqlx::query_as(const_sql::STEPS_OF_RUN).bind(id.to_string()).fetch_all(pool).await?;
             let attempts: Vec<AttemptRow> = sqlx::query_as(
@@ -404,7 +416,13 @@ impl Store {
             .bind(id.to_string())
             .fetch_all(pool)
             .await?;
-            (run, steps, attempts)
+            let items: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT step_id, status, COUNT(*) FROM step_items WHERE run_id = $1 GROUP BY step_id, status",
+            )
+            .bind(id.to_string())
+            .fetch_all(pool)
+            .await?;
+            (run, steps, attempts, items)
         })) }
         .instrument(span)
         .await?;
@@ -439,12 +457,92 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let items = item_counts(&attempts, item_rows);
         Ok(RunDetail {
             run,
             inputs,
             steps,
             attempts,
+            items,
         })
+    }
+
+    /// The items of a `for_each` step that have ended, by position: those with `status` when
+    /// given, from `after` (exclusive), at most `limit`.
+    pub async fn step_items(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        status: Option<StepStatus>,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ItemRecord>, StoreError> {
+        type Row = (
+            i64,
+            String,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            i64,
+            i64,
+        );
+        let rows: Vec<Row> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT item, status, attempts, input, output, error_kind, error_message, started_at, finished_at
+                 FROM step_items WHERE run_id = $1 AND step_id = $2 AND item > $3 AND ($4 = '' OR status = $4)
+                 ORDER BY item LIMIT $5",
+            )
+            .bind(run_id.to_string())
+            .bind(step_id.to_string())
+            .bind(after.unwrap_or(-1))
+            .bind(status.map_or("", |s| s.as_str()).to_string())
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|r| {
+                Ok(ItemRecord {
+                    index: r.0,
+                    status: StepStatus::parse(&r.1)
+                        .ok_or_else(|| corrupt(run_id, "item status", &r.1))?,
+                    attempts: r.2,
+                    input: json_opt(r.3),
+                    output: json_opt(r.4),
+                    error_kind: r.5,
+                    error_message: r.6,
+                    started_at: r.7,
+                    finished_at: r.8,
+                })
+            })
+            .collect()
+    }
+
+    /// The outcomes of a `for_each` step's items recorded so far, by position: what a resumed
+    /// step does not run again.
+    pub async fn ended_items(
+        &self,
+        run_id: &str,
+        step_id: &str,
+    ) -> Result<Vec<(i64, StepStatus, Option<Value>, Option<String>)>, StoreError> {
+        let rows: Vec<(i64, String, Option<String>, Option<String>)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT item, status, output, error_message FROM step_items WHERE run_id = $1 AND step_id = $2",
+            )
+            .bind(run_id.to_string())
+            .bind(step_id.to_string())
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(i, status, output, error)| {
+                let status = StepStatus::parse(&status)
+                    .ok_or_else(|| corrupt(run_id, "item status", &status))?;
+                Ok((i, status, json_opt(output), error))
+            })
+            .collect()
     }
 
     /// For each step of a run: its attempts that a stopped process left behind, counting the
@@ -582,6 +680,44 @@ struct RunStepRow {
     step: StepRow,
 }
 
+/// Progress of each `for_each` step: counts by status, and the list's length from the
+/// step's latest attempt input (`items`).
+fn item_counts(attempts: &[AttemptRecord], rows: Vec<(String, String, i64)>) -> Vec<ItemCounts> {
+    let mut out: Vec<ItemCounts> = Vec::new();
+    for a in attempts {
+        let Some(total) = a
+            .input
+            .as_ref()
+            .and_then(|i| i.get("items"))
+            .and_then(Value::as_i64)
+        else {
+            continue;
+        };
+        if a.input
+            .as_ref()
+            .is_some_and(|i| i.get("for_each").is_some())
+        {
+            match out.iter_mut().find(|c| c.step_id == a.step_id) {
+                Some(c) => c.total = total,
+                None => out.push(ItemCounts {
+                    step_id: a.step_id.clone(),
+                    total,
+                    ..Default::default()
+                }),
+            }
+        }
+    }
+    for (step_id, status, n) in rows {
+        if let Some(c) = out.iter_mut().find(|c| c.step_id == step_id) {
+            match status.as_str() {
+                "succeeded" => c.succeeded += n,
+                _ => c.failed += n,
+            }
+        }
+    }
+    out
+}
+
 /// The fence of a worker's batch: every existing run it changes must still be the worker's.
 ///
 /// Written as an open `SELECT` (returns true) for the calls after it to join.
@@ -593,6 +729,7 @@ fn write_fence(sql: &mut String, me: &str, ops: &[Op]) -> bool {
             | Op::AttemptStarted { run_id, .. }
             | Op::AttemptFinished { run_id, .. }
             | Op::StepsEnded { run_id, .. }
+            | Op::ItemsEnded { run_id, .. }
             | Op::OfferStep { run_id, .. }
             | Op::OfferDone { run_id, .. }
             | Op::CloseOffers { run_id }
@@ -622,10 +759,10 @@ mod const_sql {
 /// What a batch writes, as a set of statement kinds: cheap to take before the batch is
 /// handed over, and turned into `db.query.text` only for a commit span that is kept.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct OpsSummary(u8);
+pub struct OpsSummary(u16);
 
 /// The statement kinds of [`OpsSummary`], in the order they are listed.
-const WRITES: [&str; 8] = [
+const WRITES: [&str; 9] = [
     "INSERT INTO runs",
     "INSERT INTO run_steps",
     "UPDATE runs",
@@ -634,6 +771,7 @@ const WRITES: [&str; 8] = [
     "UPDATE step_attempts",
     "INSERT INTO schedule_fires; UPDATE schedules",
     "INSERT INTO step_offers; DELETE FROM step_offers",
+    "INSERT INTO step_items",
 ];
 
 impl OpsSummary {
@@ -651,7 +789,7 @@ impl OpsSummary {
 
 /// What a batch writes, without values: `db.query.text` of the commit span.
 pub fn summarize_ops(ops: &[Op]) -> OpsSummary {
-    let mut bits = 0u8;
+    let mut bits = 0u16;
     for op in ops {
         bits |= match op {
             Op::CreateRun(_) => 0b11,
@@ -662,6 +800,7 @@ pub fn summarize_ops(ops: &[Op]) -> OpsSummary {
             Op::FireSchedule { .. } => 1 << 6,
             Op::OfferStep { .. } | Op::CloseOffers { .. } => 1 << 7,
             Op::OfferDone { .. } => 1 << 7 | 1 << 5,
+            Op::ItemsEnded { .. } => 1 << 8,
         };
     }
     OpsSummary(bits)
@@ -743,6 +882,10 @@ fn write_op_pg(sql: &mut String, op: &Op, open: &mut usize) {
         }
     }
 }
+
+/// Rows of one `INSERT INTO step_items`: SQLite binds nothing here (values are quoted
+/// inline), but a statement of thousands of rows is slow to parse on both.
+const ITEM_ROWS: usize = 500;
 
 /// Items of one `SELECT` at most: PostgreSQL refuses a target list of more than 1,664, and a
 /// batch may start a thousand-wide fan-out.
@@ -982,6 +1125,45 @@ fn write_op(sql: &mut String, op: &Op) {
                 let _ = write!(sql, "{}{}", if i == 0 { "" } else { ", " }, Text(step));
             }
             sql.push_str(");\n");
+        }
+        Op::ItemsEnded {
+            run_id,
+            step_id,
+            items,
+        } => {
+            // A resumed step may end an item again that the killed process had recorded.
+            for chunk in items.chunks(ITEM_ROWS) {
+                sql.push_str(
+                    "INSERT INTO step_items (run_id, step_id, item, status, attempts, input, output, \
+                     error_kind, error_message, started_at, finished_at) VALUES ",
+                );
+                for (i, item) in chunk.iter().enumerate() {
+                    let input = item.input.as_ref().map(|v| v.to_string());
+                    let output = item.output.as_ref().map(|v| v.to_string());
+                    let _ = write!(
+                        sql,
+                        "{}({}, {}, {}, '{}', {}, {}, {}, {}, {}, {}, {})",
+                        if i == 0 { "" } else { ", " },
+                        Text(run_id),
+                        Text(step_id),
+                        item.index,
+                        item.status.as_str(),
+                        item.attempts,
+                        OptText(input.as_deref()),
+                        OptText(output.as_deref()),
+                        OptText(item.error_kind.as_deref()),
+                        OptText(item.error_message.as_deref()),
+                        item.started_at,
+                        item.finished_at,
+                    );
+                }
+                sql.push_str(
+                    " ON CONFLICT (run_id, step_id, item) DO UPDATE SET status = excluded.status, \
+                     attempts = excluded.attempts, input = excluded.input, output = excluded.output, \
+                     error_kind = excluded.error_kind, error_message = excluded.error_message, \
+                     started_at = excluded.started_at, finished_at = excluded.finished_at;\n",
+                );
+            }
         }
         Op::FinishRun {
             run_id,

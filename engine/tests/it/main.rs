@@ -4,6 +4,7 @@
 mod executor;
 mod flow;
 mod harness;
+mod items;
 mod schedule;
 mod store;
 mod validation;

@@ -498,3 +498,48 @@ fn continue_on_error_round_trips_and_is_left_out_when_false() {
         "",
     );
 }
+
+#[test]
+fn for_each_is_checked_with_the_path_of_each_mistake() {
+    let step = |list: &str, extra: &str| {
+        format!(
+            "id: loops\ninputs: {{items: {{type: array, default: []}}, mode: {{type: string, default: x}}}}\n\
+             steps:\n\
+             - {{id: a, agent: transform, with: {{jq: '[1]'}}}}\n\
+             - {{id: b, agent: transform, with: {{jq: '1'}}}}\n\
+             - id: c\n  agent: simulate\n  needs: [a]\n  for_each: {}\n{extra}  with: {{output: '{{{{ item }}}} at {{{{ index }}}}'}}\n",
+            serde_json::to_string(list).expect("json")
+        )
+    };
+    let cases = [
+        ("steps.a.output[", "does not parse"),
+        ("{{ steps.a.output }}", "without {{ }}"),
+        ("range(100000000)", "calls a function"),
+        ("steps.b.output", "not upstream"),
+        ("inputs.nope", "input \"nope\" is not declared"),
+        ("inputs.mode", "input \"mode\" is a string, not a list"),
+        ("secrets.LIST", "cannot read secrets"),
+        ("[1, 2] ", "no arithmetic"),
+        ("", "is empty"),
+    ];
+    for (list, needle) in cases {
+        assert_problem(&problems(&step(list, "")), "steps[2].for_each", needle);
+    }
+    assert_problem(
+        &problems(&step("inputs.items", "  concurrency: 0\n")),
+        "steps[2].concurrency",
+        "at least 1",
+    );
+    for good in ["inputs.items", "steps.a.output", "steps.a.output | reverse"] {
+        let w = Workflow::parse(&step(good, "  concurrency: 5\n"))
+            .unwrap_or_else(|p| panic!("{good}: {p:?}"));
+        let again = Workflow::parse(&w.to_yaml()).expect("round trip");
+        assert_eq!(again.steps()[2].for_each.as_deref(), Some(good));
+        assert_eq!(again.steps()[2].concurrency, Some(5));
+    }
+    // `item` and `index` exist only in a step that loops; concurrency only limits a loop.
+    let plain = "id: plain\nsteps:\n- {id: a, agent: simulate, concurrency: 2, with: {output: '{{ item }}'}}\n";
+    let found = problems(plain);
+    assert_problem(&found, "steps[0].with.output", "unknown variable \"item\"");
+    assert_problem(&found, "steps[0].concurrency", "add for_each");
+}

@@ -39,6 +39,7 @@ pub fn router() -> Router<ApiState> {
         .route("/runs/{id}/cancel", post(cancel))
         .route("/runs/{id}/retry", post(retry))
         .route("/runs/{id}/events", get(events))
+        .route("/runs/{id}/steps/{step}/items", get(items))
         .route("/events", get(all_events))
         .route("/workers", get(workers))
 }
@@ -210,6 +211,53 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<RunDetail>, ApiError> {
     Ok(Json(store.run_detail(&id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemsQuery {
+    /// `succeeded` or `failed`; absent for every item that ended.
+    status: Option<String>,
+    /// The index after which the page starts (the previous page's `next_after`).
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct ItemPage {
+    items: Vec<engine::records::ItemRecord>,
+    /// Where the next page starts, when there may be one.
+    next_after: Option<i64>,
+}
+
+/// The items of a `for_each` step that have ended, in list order, a page at a time.
+#[instrument(skip_all, fields(workflow.run.id = %id, agent.step.id = %step))]
+async fn items(
+    State(store): State<Store>,
+    Path((id, step)): Path<(String, String)>,
+    Query(q): Query<ItemsQuery>,
+) -> Result<Json<ItemPage>, ApiError> {
+    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match engine::records::StepStatus::parse(s) {
+            Some(
+                st @ (engine::records::StepStatus::Succeeded | engine::records::StepStatus::Failed),
+            ) => Some(st),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "status: \"{s}\" is not an item status; use succeeded or failed"
+                )))
+            }
+        },
+    };
+    // A run that does not exist is a 404, not an empty page.
+    store.run_status(&id).await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let items = store.step_items(&id, &step, status, q.after, limit).await?;
+    let next_after = (items.len() as i64 == limit)
+        .then(|| items.last().map(|i| i.index))
+        .flatten();
+    Ok(Json(ItemPage { items, next_after }))
 }
 
 #[instrument(skip_all, fields(workflow.run.id = %id))]

@@ -1006,3 +1006,61 @@ async fn a_trigger_can_wait_for_the_finished_run() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_for_each_steps_items_are_listed_a_page_at_a_time_and_filtered_by_status() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .post_doc(
+            "/api/v1/workflows",
+            "id: loop\nname: loop\ninputs: {xs: {type: array}}\nsteps:\n\
+             - id: each\n  agent: transform\n  for_each: inputs.xs\n  continue_on_error: true\n  \
+             with: {jq: 'if .item % 5 == 0 then error(\"five\") else .item + .index end'}\n",
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let xs: Vec<i64> = (1..=12).collect();
+    let r = app
+        .client
+        .post(app.url("/api/v1/workflows/loop/runs?wait=30s"))
+        .json(&json!({ "inputs": { "xs": xs } }))
+        .send()
+        .await
+        .expect("post");
+    let body: Value = r.json().await.expect("json");
+    let run = &body["run"];
+    assert_eq!(run["status"], "succeeded", "{body}");
+    assert_eq!(
+        run["items"],
+        json!([{ "step_id": "each", "total": 12, "succeeded": 10, "failed": 2 }])
+    );
+    let id = run["id"].as_str().expect("id");
+    let path = format!("/api/v1/runs/{id}/steps/each/items");
+    let (status, first) = app.get_json(&format!("{path}?limit=5")).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let index = |page: &Value| -> Vec<i64> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["index"].as_i64().expect("i"))
+            .collect()
+    };
+    assert_eq!(index(&first), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        first["items"][1]["output"],
+        json!(2 + 1),
+        "item 2 at index 1"
+    );
+    assert_eq!(first["next_after"], json!(4));
+    let (_, second) = app.get_json(&format!("{path}?limit=5&after=4")).await;
+    assert_eq!(index(&second), vec![5, 6, 7, 8, 9]);
+    let (_, failed) = app.get_json(&format!("{path}?status=failed")).await;
+    assert_eq!(index(&failed), vec![4, 9], "items 5 and 10 failed");
+    assert_eq!(failed["items"][0]["error_kind"], "jq_runtime");
+    assert_eq!(failed["next_after"], Value::Null);
+    let (status, bad) = app.get_json(&format!("{path}?status=running")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    let (status, _) = app.get_json("/api/v1/runs/nope/steps/each/items").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -7,11 +7,13 @@
 //!
 //! - this file: the run's state (one [`StepState`] per step) and the driving loop;
 //! - `flow`: which step runs next: needs, `if:` conditions, skip reasons;
+//! - `items`: a `for_each` step's items, each its own attempt sequence, recorded as they end;
 //! - `start`: starting attempts: rendering, a slot here or an offer to other workers;
 //! - `record`: recording completions, the run's end, and committing;
 //! - `trace`: an attempt's span and metrics.
 
 mod flow;
+mod items;
 mod record;
 mod start;
 mod trace;

@@ -25,6 +25,12 @@ use crate::render::{self as template, redact, render};
 use crate::store::Op;
 use crate::telemetry;
 
+/// How a ready step starts: one agent call with its rendered `with`, or a `for_each`'s items.
+enum Start {
+    Agent(Map<String, Value>),
+    Items(super::items::Plan),
+}
+
 impl RunDriver {
     /// Renders and records the start of every ready step; returns how many were spawned.
     pub(super) async fn start_ready(
@@ -41,15 +47,25 @@ impl RunDriver {
             self.steps[idx].status = StepStatus::Running;
             let rendered = match self.doomed.remove(&idx) {
                 Some(e) => Err(e),
-                None => self.render_with(idx).await,
+                None if step.for_each.is_some() => self.plan_items(idx).map(Start::Items),
+                None => self.render_with(idx).await.map(Start::Agent),
             };
-            let mut input = Value::Object(rendered.clone().unwrap_or_default());
+            let mut input = match &rendered {
+                Ok(Start::Agent(with)) => Value::Object(with.clone()),
+                Ok(Start::Items(plan)) => plan.summary(step.for_each.as_deref().unwrap_or("")),
+                Err(_) => Value::Object(Map::new()),
+            };
             redact(&mut input, &self.engine.secrets().values);
             let span = self.sampled.then(|| {
                 telemetry::start_span(
                     self.engine.tracer(),
                     &self.otel_cx,
-                    "agent.execute",
+                    // A `for_each` step's span groups its items' `agent.execute` spans.
+                    if step.for_each.is_some() {
+                        "step.for_each"
+                    } else {
+                        "agent.execute"
+                    },
                     SpanKind::Internal,
                     None,
                     vec![
@@ -98,7 +114,12 @@ impl RunDriver {
                         in_flight,
                     );
                 }
-                Ok(with) => {
+                Ok(Start::Items(plan)) => {
+                    in_flight.push(self.items_future(idx, attempt, plan));
+                    self.in_flight.insert(idx, attempt);
+                    spawned += 1;
+                }
+                Ok(Start::Agent(with)) => {
                     let slot = match self.engine.step_slots().try_acquire_owned() {
                         Ok(permit) => Slot::Held(permit),
                         Err(_) => match self.offer(idx, attempt, &with) {
@@ -119,7 +140,7 @@ impl RunDriver {
     }
 
     /// The data `transform` evaluates over; null for the other agents.
-    fn agent_data(&self, idx: usize) -> Value {
+    pub(super) fn agent_data(&self, idx: usize) -> Value {
         if self.workflow.steps()[idx].agent == "transform" {
             json!({ "inputs": self.inputs, "steps": self.outputs })
         } else {

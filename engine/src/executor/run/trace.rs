@@ -21,93 +21,19 @@ impl RunDriver {
         result: &Result<Value, AgentError>,
     ) -> Option<opentelemetry::Context> {
         let (span, started) = self.attempt_spans.remove(&idx)?;
-        let agent = self.workflow.steps()[idx].agent.clone();
-        let metrics = self.engine.metrics();
-        let status = if result.is_ok() {
-            "succeeded"
-        } else {
-            "failed"
-        };
-        if let Some(cx) = &span {
-            // Span attributes leave the process: no secret in the message.
-            let message = result
-                .as_ref()
-                .err()
-                .map(|e| redact_text(&e.message, &self.engine.secrets().values));
-            telemetry::end_span(
-                cx,
-                vec![KeyValue::new("agent.run.status", status)],
-                result
-                    .as_ref()
-                    .err()
-                    .map(|e| e.kind)
-                    .zip(message.as_deref()),
-            );
-        }
-        metrics
-            .agent_runs
-            .get_or_create(&telemetry::AgentStatusLabels {
-                agent: agent.clone(),
-                workflow: self.workflow_id.clone(),
-                status: status.to_string(),
-            })
-            .inc();
-        let (ex, ts) = exemplar(self.trace_id.as_deref());
-        metrics
-            .agent_duration
-            .get_or_create(&telemetry::AgentLabels {
-                agent: agent.clone(),
-                workflow: self.workflow_id.clone(),
-            })
-            .observe(started.elapsed().as_secs_f64(), ex, ts);
-        match result {
-            Err(e) => {
-                metrics
-                    .agent_errors
-                    .get_or_create(&telemetry::AgentErrorLabels {
-                        agent,
-                        workflow: self.workflow_id.clone(),
-                        error_type: e.kind.to_string(),
-                    })
-                    .inc();
-            }
-            Ok(output) => {
-                // The `llm` agent's output: `{model, usage: {input_tokens, output_tokens}, cost_usd}`.
-                // Only agents that report spend: any other output may hold a `model` key of
-                // anything, and each value would be a new series.
-                let model = (agent == "llm")
-                    .then(|| output.get("model").and_then(Value::as_str))
-                    .flatten()
-                    .map(|m| m.chars().take(64).collect::<String>());
-                if let Some(model) = model.as_deref() {
-                    let tokens = |d: &str| output["usage"][d].as_u64().unwrap_or(0);
-                    let labels = |direction: &str| telemetry::TokenLabels {
-                        agent: agent.clone(),
-                        workflow: self.workflow_id.clone(),
-                        model: model.to_string(),
-                        direction: direction.to_string(),
-                    };
-                    metrics
-                        .agent_tokens
-                        .get_or_create(&labels("input"))
-                        .inc_by(tokens("input_tokens"));
-                    metrics
-                        .agent_tokens
-                        .get_or_create(&labels("output"))
-                        .inc_by(tokens("output_tokens"));
-                    if let Some(cost) = output["cost_usd"].as_f64() {
-                        metrics
-                            .agent_cost
-                            .get_or_create(&telemetry::ModelLabels {
-                                agent: agent.clone(),
-                                workflow: self.workflow_id.clone(),
-                                model: model.to_string(),
-                            })
-                            .inc_by(cost);
-                    }
-                }
-            }
-        }
+        let step = &self.workflow.steps()[idx];
+        // A `for_each` step's items are the attempts counted (see `items`); the step's own
+        // span only groups them.
+        let counted = step.for_each.is_none().then_some(step.agent.as_str());
+        end_attempt(
+            &self.engine,
+            &self.workflow_id,
+            counted,
+            self.trace_id.as_deref(),
+            span.as_ref(),
+            started,
+            result,
+        );
         span
     }
 
@@ -131,6 +57,108 @@ impl RunDriver {
                         KeyValue::new("flowscope.skip.reason", reason.as_str()),
                     ],
                 );
+            }
+        }
+    }
+}
+
+/// Ends an attempt's span (when sampled) and, given its `agent`, counts it: status, duration
+/// (with the trace as exemplar), error type, and an `llm` step's tokens and cost.
+pub(super) fn end_attempt(
+    engine: &crate::executor::Engine,
+    workflow_id: &str,
+    agent: Option<&str>,
+    trace_id: Option<&str>,
+    span: Option<&opentelemetry::Context>,
+    started: std::time::Instant,
+    result: &Result<Value, AgentError>,
+) {
+    let status = if result.is_ok() {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    if let Some(cx) = span {
+        // Span attributes leave the process: no secret in the message.
+        let message = result
+            .as_ref()
+            .err()
+            .map(|e| redact_text(&e.message, &engine.secrets().values));
+        telemetry::end_span(
+            cx,
+            vec![KeyValue::new("agent.run.status", status)],
+            result
+                .as_ref()
+                .err()
+                .map(|e| e.kind)
+                .zip(message.as_deref()),
+        );
+    }
+    let Some(agent) = agent else { return };
+    let agent = agent.to_string();
+    let workflow = workflow_id.to_string();
+    let metrics = engine.metrics();
+    metrics
+        .agent_runs
+        .get_or_create(&telemetry::AgentStatusLabels {
+            agent: agent.clone(),
+            workflow: workflow.clone(),
+            status: status.to_string(),
+        })
+        .inc();
+    let (ex, ts) = exemplar(trace_id);
+    metrics
+        .agent_duration
+        .get_or_create(&telemetry::AgentLabels {
+            agent: agent.clone(),
+            workflow: workflow.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64(), ex, ts);
+    match result {
+        Err(e) => {
+            metrics
+                .agent_errors
+                .get_or_create(&telemetry::AgentErrorLabels {
+                    agent,
+                    workflow,
+                    error_type: e.kind.to_string(),
+                })
+                .inc();
+        }
+        Ok(output) => {
+            // The `llm` agent's output: `{model, usage: {input_tokens, output_tokens}, cost_usd}`.
+            // Only agents that report spend: any other output may hold a `model` key of
+            // anything, and each value would be a new series.
+            let model = (agent == "llm")
+                .then(|| output.get("model").and_then(Value::as_str))
+                .flatten()
+                .map(|m| m.chars().take(64).collect::<String>());
+            if let Some(model) = model.as_deref() {
+                let tokens = |d: &str| output["usage"][d].as_u64().unwrap_or(0);
+                let labels = |direction: &str| telemetry::TokenLabels {
+                    agent: agent.clone(),
+                    workflow: workflow.clone(),
+                    model: model.to_string(),
+                    direction: direction.to_string(),
+                };
+                metrics
+                    .agent_tokens
+                    .get_or_create(&labels("input"))
+                    .inc_by(tokens("input_tokens"));
+                metrics
+                    .agent_tokens
+                    .get_or_create(&labels("output"))
+                    .inc_by(tokens("output_tokens"));
+                if let Some(cost) = output["cost_usd"].as_f64() {
+                    metrics
+                        .agent_cost
+                        .get_or_create(&telemetry::ModelLabels {
+                            agent: agent.clone(),
+                            workflow: workflow.clone(),
+                            model: model.to_string(),
+                        })
+                        .inc_by(cost);
+                }
             }
         }
     }
