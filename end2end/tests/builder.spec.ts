@@ -189,3 +189,79 @@ test('a conditional branch and an allowed failure are built in the form, run, an
   await expect(page.locator('#step-simulate')).toContainText('Allowed to fail');
   await page.screenshot({ path: info.outputPath('branch-run.png'), fullPage: true });
 });
+
+test('a conditional loop is built in the form, run, and its items inspected', async ({ page }, info) => {
+  await openHydrated(page, '/workflows/new');
+  await page.getByLabel('Id', { exact: true }).fill(`e2e-loop-${tag}`);
+  await page.getByLabel('Id', { exact: true }).press('Tab');
+
+  // `list` makes the items; `each` loops over them, two at once, when there are any.
+  await node(page, 'start').click();
+  await page.getByLabel('Agent').selectOption('transform');
+  await page.getByRole('button', { name: 'Add step' }).click();
+  let form = page.getByRole('form', { name: 'Step transform' });
+  await form.locator('[name="jq"]').fill('[1, 2, 3, 4, 5, 6]');
+  await form.locator('[name="jq"]').press('Tab');
+  await form.getByLabel('Step id').fill('list');
+  await form.getByLabel('Step id').press('Tab');
+
+  await node(page, 'list').click();
+  await page.getByLabel('Agent').selectOption('transform');
+  await page.getByRole('button', { name: 'Add step' }).click();
+  form = page.getByRole('form', { name: 'Step transform' });
+  await form.locator('[name="jq"]').fill('if .item == 3 then error("three is out") else .item * 10 end');
+  await form.locator('[name="jq"]').press('Tab');
+  await form.locator('[name="step-if"]').fill('steps.list.output | length > 0');
+  await form.locator('[name="step-if"]').press('Tab');
+  // A loop over something that is not upstream is caught as it is typed.
+  await form.locator('[name="step-for-each"]').fill('steps.nope.output');
+  await form.locator('[name="step-for-each"]').press('Tab');
+  await expect(page.getByRole('alert')).toContainText('steps[2].for_each');
+  await form.locator('[name="step-for-each"]').fill('steps.list.output');
+  await form.locator('[name="step-for-each"]').press('Tab');
+  await form.locator('[name="step-concurrency"]').fill('2');
+  await form.locator('[name="step-concurrency"]').press('Tab');
+  await form.getByLabel('Continue on error').check();
+  await form.getByLabel('Step id').fill('each');
+  await form.getByLabel('Step id').press('Tab');
+  await expect(page.getByText('Valid — ready to save')).toBeVisible();
+  await expect(node(page, 'each')).toHaveAttribute('data-loop', 'true');
+  await expect(node(page, 'each')).toContainText('if · each · transform');
+
+  // The YAML tab is the same document.
+  await page.getByRole('tab', { name: 'YAML' }).click();
+  const text = await page.getByLabel('Workflow YAML').inputValue();
+  expect(text).toContain('for_each: steps.list.output');
+  expect(text).toContain('concurrency: 2');
+  await page.getByRole('tab', { name: 'Visual' }).click();
+
+  await page.getByRole('button', { name: 'Save' }).click();
+  await expect(page.getByRole('status')).toContainText(`Saved e2e-loop-${tag} v1`);
+  await page.getByRole('form', { name: 'Run inputs' }).getByRole('button', { name: 'Run' }).click();
+  await expect(page).toHaveURL(/\/runs\//);
+  await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'succeeded');
+  const loop = page.locator('svg.dag [data-step="each"]');
+  await expect(loop).toHaveAttribute('data-status', 'failed');
+  await expect(loop).toHaveAttribute('data-loop', 'true');
+
+  const panel = page.locator('#step-each');
+  await expect(panel).toContainText('For each item of steps.list.output, 2 at once');
+  await expect(panel).toContainText('6 of 6 items ended · 5 succeeded · 1 failed');
+  const bar = await panel.locator('.items-progress progress').boundingBox();
+  expect(bar && bar.width > 50 && bar.height > 4).toBeTruthy();
+  await expect(panel.locator('.item')).toHaveCount(6);
+
+  // Only the failed one, opened: what it was given and why it failed.
+  await panel.getByRole('button', { name: 'Failed 1' }).click();
+  await expect(panel.getByRole('button', { name: 'Failed 1' })).toHaveAttribute('aria-pressed', 'true');
+  await expect(panel.locator('.item')).toHaveCount(1);
+  const item = panel.locator('.item[data-item="2"]');
+  await item.locator('summary').first().click();
+  await expect(item).toContainText('three is out');
+  await expect(item).toContainText('1 attempt');
+  await panel.getByRole('button', { name: 'Succeeded 5' }).click();
+  await expect(panel.locator('.item')).toHaveCount(5);
+  await panel.locator('.item[data-item="5"] summary').first().click();
+  await expect(panel.locator('.item[data-item="5"]')).toContainText('60');
+  await page.screenshot({ path: info.outputPath('loop-run.png'), fullPage: true });
+});

@@ -18,6 +18,7 @@ pub const SHAPES: &[&str] = &[
     "three-step-c1",
     "three-step-c200",
     "fanout-1000",
+    "foreach-10000",
 ];
 
 /// One shape's figures (milliseconds unless the name says otherwise).
@@ -48,6 +49,15 @@ fn chain(id: &str, steps: usize, latency: &str) -> String {
         }
     }
     y
+}
+
+/// One zero-latency `simulate` step over a list of `items` numbers (an input's default).
+fn foreach(id: &str, items: usize) -> String {
+    let list: Vec<String> = (0..items).map(|i| i.to_string()).collect();
+    format!(
+        "id: {id}\ninputs:\n  items:\n    type: array\n    default: [{}]\nsteps:\n- id: each\n  agent: simulate\n  for_each: inputs.items\n",
+        list.join(", ")
+    )
 }
 
 fn fanout(id: &str, width: usize) -> String {
@@ -89,6 +99,7 @@ pub async fn run_shape(
         chain("chain40t", 40, "10ms"),
         chain("three", 3, "0ms"),
         fanout("fanout", 1000),
+        foreach("foreach", 10_000),
     ] {
         let w = Workflow::parse(&yaml).map_err(|p| anyhow::anyhow!("{p:?}"))?;
         if store.create_workflow(&w, &yaml).await.is_err() {
@@ -165,6 +176,15 @@ pub async fn run_shape(
             let mut times = Vec::new();
             for _ in 0..runs.unwrap_or(5) {
                 times.push(one(engine.clone(), "fanout").await?);
+            }
+            summary(shape, &mut times)
+        }
+        "foreach-10000" => {
+            one(engine.clone(), "foreach").await?;
+            cpu_start = cpu_ms();
+            let mut times = Vec::new();
+            for _ in 0..runs.unwrap_or(5) {
+                times.push(one(engine.clone(), "foreach").await?);
             }
             summary(shape, &mut times)
         }

@@ -464,10 +464,17 @@ fn Graph() -> impl IntoView {
                 <g class="node" data-step=id.clone() tabindex="0" role="button"
                    aria-label=format!("Step {}", s.id) aria-pressed=(selected.as_deref() == Some(s.id.as_str())).to_string()
                    data-invalid=bad.contains(&i).to_string()
+                   data-conditional=s.condition.is_some().then_some("true")
+                   data-loop=s.for_each.is_some().then_some("true")
                    on:click=move |_| select() on:keydown=on_key>
                     <rect x=x y=y width=NODE_W height=NODE_H rx="8"/>
                     <text x=x + 12.0 y=y + 19.0 class="node-name">{s.id.clone()}</text>
-                    <text x=x + 12.0 y=y + 35.0 class="node-agent">{s.agent.clone()}</text>
+                    <text x=x + 12.0 y=y + 35.0 class="node-agent">{format!(
+                        "{}{}{}",
+                        if s.condition.is_some() { "if · " } else { "" },
+                        if s.for_each.is_some() { "each · " } else { "" },
+                        s.agent
+                    )}</text>
                 </g>
             }
         }).collect_view();
@@ -478,7 +485,7 @@ fn Graph() -> impl IntoView {
     }
 }
 
-/// One step's form: id, needs, its condition, its agent's fields (from the catalog), retry
+/// One step's form: id, needs, its condition and loop, its agent's fields (from the catalog), retry
 /// and timeout.
 #[component]
 fn StepForm(id: String) -> impl IntoView {
@@ -550,6 +557,35 @@ fn StepForm(id: String) -> impl IntoView {
                                 s.continue_on_error = on;
                             });
                         }/>"Continue on error: a failure here does not fail the run"</label>
+                    <div class="form-row">
+                        <label>"For each item of"<input type="text" name="step-for-each" class="mono"
+                            placeholder="runs once (no loop)"
+                            prop:value=step.for_each.clone().unwrap_or_default()
+                            on:change=move |ev| {
+                                let v = event_target_value(&ev);
+                                let to = sid.get_value();
+                                doc.edit(|d| if let Some(s) = d.steps.iter_mut().find(|s| s.id == to) {
+                                    s.for_each = (!v.trim().is_empty()).then(|| v.trim().to_string());
+                                    if s.for_each.is_none() {
+                                        s.concurrency = None;
+                                    }
+                                });
+                            }/></label>
+                        <label>"Items at once"<input type="number" min="1" name="step-concurrency"
+                            placeholder="all slots"
+                            prop:value=step.concurrency.map(|c| c.to_string()).unwrap_or_default()
+                            on:change=move |ev| {
+                                let n = event_target_value(&ev).trim().parse::<u32>().ok();
+                                let to = sid.get_value();
+                                doc.edit(|d| if let Some(s) = d.steps.iter_mut().find(|s| s.id == to) {
+                                    s.concurrency = n;
+                                });
+                            }/></label>
+                    </div>
+                    <small class="muted">"A list, e.g. "<code>"inputs.items"</code>" or "
+                        <code>"steps.fetch.output.body"</code>": the step runs once per item, reading "
+                        <code>"{{ item }}"</code>" and "<code>"{{ index }}"</code>" (in jq "<code>".item"</code>
+                        "); its output is the list of the items' outputs."</small>
                 </fieldset>
                 <fieldset>
                     <legend>{format!("{} settings", step.agent)}</legend>

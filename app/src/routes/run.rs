@@ -3,7 +3,9 @@
 //! Cancel / Retry actions. Changes arrive over the run's event stream (Server-Sent Events).
 
 use engine::layout::{layout, NODE_H, NODE_W};
-use engine::records::{AttemptRecord, RunDetail, RunStatus, SkipReason, StepRecord, StepStatus};
+use engine::records::{
+    AttemptRecord, ItemCounts, ItemRecord, RunDetail, RunStatus, SkipReason, StepRecord, StepStatus,
+};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map};
@@ -31,6 +33,11 @@ pub struct StepInfo {
     /// Whether it may fail without failing the run.
     #[serde(default)]
     pub continue_on_error: bool,
+    /// Its `for_each` list, when it loops, and how many items run at once.
+    #[serde(default)]
+    pub for_each: Option<String>,
+    #[serde(default)]
+    pub concurrency: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +138,8 @@ pub async fn get_run(id: String) -> Result<RunPageData, AppError> {
                 .collect(),
             condition: s.condition.clone(),
             continue_on_error: s.continue_on_error,
+            for_each: s.for_each.clone(),
+            concurrency: s.concurrency,
         })
         .collect();
     Ok(RunPageData {
@@ -141,6 +150,59 @@ pub async fn get_run(id: String) -> Result<RunPageData, AppError> {
         now: engine::store::now_ms(),
         links: use_context::<engine::links::TraceLinks>().unwrap_or_default(),
     })
+}
+
+/// Items a `for_each` step's panel lists at first, and more at each "Show more".
+const ITEMS_SHOWN: i64 = 50;
+
+/// The ended items of a `for_each` step, in list order: all, or only `succeeded` or `failed`.
+#[server(endpoint = "get_items")]
+pub async fn get_items(
+    run_id: String,
+    step_id: String,
+    status: String,
+    limit: i64,
+) -> Result<Vec<ItemRecord>, AppError> {
+    crate::auth::require(engine::access::Action::Read)?;
+    let store = expect_context::<engine::store::Store>();
+    let status = match status.as_str() {
+        "failed" => Some(StepStatus::Failed),
+        "succeeded" => Some(StepStatus::Succeeded),
+        _ => None,
+    };
+    let mut items = store
+        .step_items(&run_id, &step_id, status, None, limit.clamp(1, 1000))
+        .await?;
+    let whole = format!("/api/v1/runs/{run_id}/steps/{step_id}/items");
+    for item in &mut items {
+        for v in [&mut item.input, &mut item.output] {
+            shorten_value(v, ITEM_SHOWN_BYTES, &whole);
+        }
+    }
+    Ok(items)
+}
+
+/// Bytes of one item's input or output the list shows.
+#[cfg(feature = "ssr")]
+const ITEM_SHOWN_BYTES: usize = 4 * 1024;
+
+/// Cuts one value to `max` bytes of its pretty JSON, saying where the whole is.
+#[cfg(feature = "ssr")]
+fn shorten_value(v: &mut Option<Value>, max: usize, whole: &str) {
+    let Some(value) = v.as_ref() else { return };
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    *v = Some(Value::String(format!(
+        "{}\n… {} more bytes not shown here: the whole value is in {whole}",
+        &text[..end],
+        text.len() - end
+    )));
 }
 
 #[server(endpoint = "cancel_run")]
@@ -295,7 +357,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
     let graph = view! {
         <section aria-labelledby="graph-h" class="panel">
             <h2 id="graph-h">"Graph"</h2>
-            <Dag steps=steps.clone() records=detail.steps.clone()/>
+            <Dag steps=steps.clone() records=detail.steps.clone() items=detail.items.clone()/>
         </section>
     }
     .into_any();
@@ -317,7 +379,8 @@ fn RunView(data: RunPageData) -> impl IntoView {
             let attempts: Vec<AttemptRecord> = detail.attempts.iter().filter(|a| a.step_id == s.id).cloned().collect();
             // The latest attempt's span is the one selected in the trace.
             let href = trace_href(attempts.last().and_then(|a| a.span_id.as_deref()));
-            view! { <StepPanel info=s.clone() record=record attempts=attempts run_id=run.id.clone() retryable=retryable trace_href=href/> }.into_any()
+            let items = detail.items.iter().find(|c| c.step_id == s.id).cloned();
+            view! { <StepPanel info=s.clone() record=record attempts=attempts items=items run_id=run.id.clone() retryable=retryable trace_href=href/> }.into_any()
         })
         .collect::<Vec<_>>();
     view! {
@@ -424,6 +487,9 @@ struct RunUi {
     error: RwSignal<Option<(&'static str, AppError)>>,
     /// Step panels the person opened or closed, overriding the default (open when failing).
     open: RwSignal<std::collections::HashMap<String, bool>>,
+    /// Per `for_each` step: which items its list shows (`""`, `failed`, `succeeded`) and how many.
+    item_filter: RwSignal<std::collections::HashMap<String, &'static str>>,
+    item_limit: RwSignal<std::collections::HashMap<String, i64>>,
     act: Action<(String, Pending), Result<Option<String>, AppError>>,
 }
 
@@ -469,6 +535,8 @@ impl RunUi {
             confirm,
             error,
             open: RwSignal::new(Default::default()),
+            item_filter: RwSignal::new(Default::default()),
+            item_limit: RwSignal::new(Default::default()),
             act,
         }
     }
@@ -553,7 +621,7 @@ fn Confirm(question: &'static str, run_id: String, pending: Pending) -> impl Int
 /// The DAG, every step coloured by its state; pending steps are drawn before they start.
 /// Each box links to the step's details below, so it works before hydration too.
 #[component]
-fn Dag(steps: Vec<StepInfo>, records: Vec<StepRecord>) -> impl IntoView {
+fn Dag(steps: Vec<StepInfo>, records: Vec<StepRecord>, items: Vec<ItemCounts>) -> impl IntoView {
     let ui = expect_context::<RunUi>();
     let deps: Vec<Vec<usize>> = steps.iter().map(|s| s.needs.clone()).collect();
     let l = layout(&deps);
@@ -570,8 +638,13 @@ fn Dag(steps: Vec<StepInfo>, records: Vec<StepRecord>) -> impl IntoView {
             let (status, skip) = state_of(&s.id);
             let label = truncate(&s.name, 20);
             // What the box's second line says: the agent, the state, and why it was skipped.
-            let state_text = match skip {
-                Some(SkipReason::Condition) => "skipped: if false".to_string(),
+            let progress = items.iter().find(|c| c.step_id == s.id);
+            let state_text = match (skip, progress) {
+                (Some(SkipReason::Condition), _) => "skipped: if false".to_string(),
+                // A loop says how far it has got while it runs.
+                (None, Some(c)) if status == StepStatus::Running => {
+                    format!("{}/{}", c.succeeded + c.failed, c.total)
+                }
                 _ => status.as_str().to_string(),
             };
             let said = match skip {
@@ -579,11 +652,20 @@ fn Dag(steps: Vec<StepInfo>, records: Vec<StepRecord>) -> impl IntoView {
                 None => format!("{}: {}", s.name, status.as_str()),
             };
             let agent_line = format!(
-                "{}{} · {}",
+                "{}{}{} · {}",
                 if s.condition.is_some() { "if · " } else { "" },
+                if s.for_each.is_some() { "each · " } else { "" },
                 s.agent,
                 state_text
             );
+            let tip = [
+                s.condition.as_ref().map(|c| format!("if: {c}")),
+                s.for_each.as_ref().map(|l| format!("for each: {l}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("\n");
             // The `<g>` puts the `<a>` in the SVG namespace: alone in a `view!`, the macro
             // cannot tell and makes an HTML `<a>`, whose shapes the browser draws at 0×0 when
             // the view is built client-side (in-app navigation), not hydrated.
@@ -597,8 +679,8 @@ fn Dag(steps: Vec<StepInfo>, records: Vec<StepRecord>) -> impl IntoView {
             view! {
                 <g><a href=format!("#step-{}", s.id) on:click=open_step class="node" data-step=s.id.clone() data-status=status.as_str()
                    data-skip=skip.map(SkipReason::as_str) data-conditional=s.condition.is_some().then_some("true")
-                   aria-label=said>
-                    <title>{s.condition.as_ref().map(|c| format!("if: {c}"))}</title>
+                   data-loop=s.for_each.is_some().then_some("true") aria-label=said>
+                    <title>{(!tip.is_empty()).then_some(tip)}</title>
                     <rect x=x y=y width=NODE_W height=NODE_H rx="8"/>
                     <text x=x + 28.0 y=y + 19.0 class="node-name">{label}</text>
                     <text x=x + 28.0 y=y + 35.0 class="node-agent">{agent_line}</text>
@@ -704,6 +786,7 @@ fn StepPanel(
     info: StepInfo,
     record: Option<StepRecord>,
     attempts: Vec<AttemptRecord>,
+    items: Option<ItemCounts>,
     run_id: String,
     retryable: bool,
     trace_href: String,
@@ -736,6 +819,9 @@ fn StepPanel(
         });
     };
     let step_id = info.id.clone();
+    let item_list = items.map(|counts| {
+        view! { <ItemList run_id=run_id.clone() step_id=step_id.clone() counts=counts/> }.into_any()
+    });
     let retry =
         retryable.then(|| view! { <RetryFromStep run_id=run_id step_id=step_id/> }.into_any());
     view! {
@@ -756,6 +842,10 @@ fn StepPanel(
                 {info.condition.clone().map(|c| view! {
                     <p class="step-if">"Runs if "<code class="mono">{c}</code></p>
                 })}
+                {info.for_each.clone().map(|l| view! {
+                    <p class="step-if">"For each item of "<code class="mono">{l}</code>
+                        {info.concurrency.map(|c| format!(", {c} at once"))}</p>
+                })}
                 {record.as_ref().and_then(|r| r.skip_reason).map(|reason| view! {
                     <p class="skip-note" data-skip=reason.as_str()>{format!("Skipped: {}.", reason.describe())}</p>
                 })}
@@ -765,9 +855,116 @@ fn StepPanel(
                 {record.as_ref().and_then(|r| r.error_message.clone().map(|m| view! {
                     <div class="error-note"><strong>{r.error_kind.clone().unwrap_or_default()}": "</strong>{m}</div>
                 }))}
+                {item_list}
                 {attempts.into_iter().map(|a| view! { <AttemptView attempt=a/> }.into_any()).collect_view()}
                 {retry}
             </div>
+        </details>
+    }
+}
+
+/// A `for_each` step's items: progress, a filter by outcome, and each ended item's
+/// attempts, input, output and error.
+#[component]
+fn ItemList(run_id: String, step_id: String, counts: ItemCounts) -> impl IntoView {
+    let ui = expect_context::<RunUi>();
+    let ItemCounts {
+        total,
+        succeeded,
+        failed,
+        ..
+    } = counts;
+    let ended = succeeded + failed;
+    // Copy, so the closures below are too.
+    let key = StoredValue::new(step_id.clone());
+    let filter = move || {
+        ui.item_filter
+            .with(|f| key.with_value(|k| f.get(k).copied()))
+            .unwrap_or("")
+    };
+    let limit = move || {
+        ui.item_limit
+            .with(|l| key.with_value(|k| l.get(k).copied()))
+            .unwrap_or(ITEMS_SHOWN)
+    };
+    let list = {
+        let (run_id, step_id) = (run_id.clone(), step_id.clone());
+        Resource::new(
+            move || (filter(), limit()),
+            move |(f, l)| get_items(run_id.clone(), step_id.clone(), f.to_string(), l),
+        )
+    };
+    let choices = [("", "All", total), ("failed", "Failed", failed), ("succeeded", "Succeeded", succeeded)]
+        .into_iter()
+        .map(|(value, label, n)| {
+            let key = step_id.clone();
+            let pick = move |_| {
+                ui.item_filter.update(|f| {
+                    f.insert(key.clone(), value);
+                });
+            };
+            view! {
+                <button class="chip" aria-pressed=move || (filter() == value).to_string() data-filter=value on:click=pick>
+                    {format!("{label} {n}")}
+                </button>
+            }
+        })
+        .collect_view();
+    let key = step_id.clone();
+    let more = move |_| {
+        ui.item_limit.update(|l| {
+            *l.entry(key.clone()).or_insert(ITEMS_SHOWN) += ITEMS_SHOWN;
+        });
+    };
+    view! {
+        <div class="items" data-items-step=step_id.clone()>
+            <p class="items-progress">
+                <progress max=total.max(1) value=ended></progress>
+                <span>{format!("{ended} of {total} items ended · {succeeded} succeeded · {failed} failed")}</span>
+            </p>
+            <div class="items-filter" role="group" aria-label="Show items">{choices}</div>
+            <Suspense fallback=|| view! { <p class="muted">"Loading items…"</p> }>
+                {move || {
+                    let more = more.clone();
+                    Suspend::new(async move {
+                    match list.await {
+                        Err(e) => view! { <ErrorNote error=e lead="Could not load the items"/> }.into_any(),
+                        Ok(items) if items.is_empty() => view! { <p class="muted">"No item here yet."</p> }.into_any(),
+                        Ok(items) => {
+                            let full = items.len() as i64 >= limit();
+                            let rows = items.into_iter().map(|i| view! { <ItemView item=i/> }).collect_view();
+                            view! {
+                                <div class="item-list">{rows}</div>
+                                {full.then(|| view! { <button class="button secondary" on:click=more.clone()>"Show more"</button> })}
+                            }.into_any()
+                        }
+                    }
+                })}}
+            </Suspense>
+        </div>
+    }
+}
+
+#[component]
+fn ItemView(item: ItemRecord) -> impl IntoView {
+    let took = item.finished_at - item.started_at;
+    view! {
+        <details class="item" data-item=item.index data-status=item.status.as_str()>
+            <summary>
+                <span class="state-text" data-status=item.status.as_str()>{status_icon(item.status)}" "{item.status.as_str()}</span>
+                <span class="mono">{format!("item {}", item.index)}</span>
+                <span class="muted">{format!(
+                    "{} attempt{} · {}",
+                    item.attempts,
+                    if item.attempts == 1 { "" } else { "s" },
+                    format_duration(took)
+                )}</span>
+            </summary>
+            {item.error_message.clone().map(|m| view! {
+                <p class="attempt-error"><strong>{item.error_kind.clone().unwrap_or_default()}</strong>": "{m}</p>
+            })}
+            <JsonBlock label="Input" value=item.input.clone() open=false/>
+            <JsonBlock label="Output" value=item.output.clone() open=true/>
         </details>
     }
 }

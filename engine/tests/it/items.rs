@@ -276,3 +276,28 @@ fn a_kill_inside_for_each_resumes_without_running_a_recorded_item_again() {
         }
     });
 }
+
+/// The example that uses all of control flow: a condition, a loop, an allowed failure and an
+/// `always()` report, as seeded.
+#[tokio::test]
+async fn the_branches_example_runs_its_loop_and_reports_on_both_paths() {
+    let h = harness().await;
+    let d = h.run("branches", json!({})).await;
+    assert_eq!(d.run.status, RunStatus::Succeeded, "{d:?}");
+    assert_eq!(
+        step_of(&d, "report").output,
+        Some(json!({
+            "mode": "full",
+            "regions": ["eu-west", "us-east", "ap-south", "sa-east"],
+            "synced": 160,
+            "cache": "failed",
+        }))
+    );
+    let d = h.run("branches", json!({ "mode": "quick" })).await;
+    assert_eq!(d.run.status, RunStatus::Succeeded, "{d:?}");
+    assert_eq!(step_of(&d, "full_sync").status, StepStatus::Skipped);
+    assert_eq!(
+        step_of(&d, "report").output,
+        Some(json!({ "mode": "quick", "regions": [], "synced": 10, "cache": "failed" }))
+    );
+}
