@@ -238,3 +238,94 @@ fn a_second_process_on_the_same_sqlite_file_is_refused() {
     again.child.kill().expect("kill");
     let _ = again.child.wait();
 }
+
+/// SIGKILL with a `for_each` half done: on restart only the items not recorded run, and the
+/// step's list is whole and in order.
+#[tokio::test]
+async fn a_sigkill_inside_for_each_runs_no_recorded_item_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("items.db").display());
+    let client = reqwest::Client::new();
+    let mut server = start(&db);
+    let list: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+    common::procs::create(
+        &client,
+        &server.base,
+        &format!(
+            "id: loopy\ninputs: {{n: {{type: array, default: [{}]}}}}\nsteps:\n\
+             - {{id: each, agent: simulate, for_each: inputs.n, concurrency: 4, \
+             with: {{latency: 60ms, output: {{n: '{{{{ item }}}}'}}}}}}\n",
+            list.join(", ")
+        ),
+    )
+    .await;
+    let id = trigger(&client, &server.base, "loopy").await;
+    let items_url = |base: &str| format!("{base}/api/v1/runs/{id}/steps/each/items");
+    let recorded: Vec<Value> = loop {
+        let page: Value = client
+            .get(items_url(&server.base))
+            .send()
+            .await
+            .expect("items")
+            .json()
+            .await
+            .expect("json");
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= 8 {
+            break items;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(recorded.len() < 40, "killed before the end");
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().expect("reap");
+
+    let mut server = start(&db);
+    let run = finished_run(&client, &server.base, &id)
+        .await
+        .expect("the run finished after the restart");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let each = run["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step_id"] == "each"))
+        .expect("step")
+        .clone();
+    assert_eq!(each["attempts"], 2, "resumed once: {each}");
+    let whole: Vec<Value> = (0..40).map(|n| serde_json::json!({ "n": n })).collect();
+    assert_eq!(
+        each["output"],
+        Value::Array(whole),
+        "the whole list, in order"
+    );
+    let page: Value = client
+        .get(items_url(&server.base))
+        .send()
+        .await
+        .expect("items")
+        .json()
+        .await
+        .expect("json");
+    let now = page["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(now.len(), 40);
+    for before in &recorded {
+        let again = now
+            .iter()
+            .find(|i| i["index"] == before["index"])
+            .expect("still recorded");
+        assert_eq!(
+            (
+                &again["started_at"],
+                &again["finished_at"],
+                &again["attempts"]
+            ),
+            (
+                &before["started_at"],
+                &before["finished_at"],
+                &before["attempts"]
+            ),
+            "item {} ran again after the restart",
+            before["index"]
+        );
+    }
+    server.child.kill().expect("kill");
+}
