@@ -932,9 +932,14 @@ fn ItemList(run_id: String, step_id: String, counts: ItemCounts) -> impl IntoVie
                         Ok(items) if items.is_empty() => view! { <p class="muted">"No item here yet."</p> }.into_any(),
                         Ok(items) => {
                             let full = items.len() as i64 >= limit();
-                            let rows = items.into_iter().map(|i| view! { <ItemView item=i/> }).collect_view();
+                            // Keyed by index: an item opened under one filter does not leave
+                            // its row open for whichever item takes its place under the next.
                             view! {
-                                <div class="item-list">{rows}</div>
+                                <div class="item-list">
+                                    <For each=move || items.clone() key=|i| i.index let:item>
+                                        <ItemView item=item/>
+                                    </For>
+                                </div>
                                 {full.then(|| view! { <button class="button secondary" on:click=more.clone()>"Show more"</button> })}
                             }.into_any()
                         }
