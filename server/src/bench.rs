@@ -99,8 +99,12 @@ pub async fn run_shape(
         chain("chain40t", 40, "10ms"),
         chain("three", 3, "0ms"),
         fanout("fanout", 1000),
-        foreach("foreach", 10_000),
-    ] {
+    ]
+    .into_iter()
+    // Its 10,000-item list is parsed at start-up: only where it is measured, so the other
+    // shapes start exactly as they did before it existed.
+    .chain((shape == "foreach-10000").then(|| foreach("foreach", 10_000)))
+    {
         let w = Workflow::parse(&yaml).map_err(|p| anyhow::anyhow!("{p:?}"))?;
         if store.create_workflow(&w, &yaml).await.is_err() {
             store.save_version(&w, &yaml).await?;
