@@ -10,7 +10,7 @@ impl Agent for Delay {
         Box::pin(async move {
             let d = duration_field(with, "duration")?
                 .ok_or_else(|| AgentError::config("duration: required"))?;
-            tokio::time::sleep(d).await;
+            super::timer::sleep(d).await;
             Ok(json!({ "waited_ms": d.as_millis() as u64 }))
         })
     }

@@ -14,6 +14,7 @@ mod notify;
 pub mod sandbox;
 mod shell;
 mod simulate;
+mod timer;
 mod transform;
 
 use std::collections::HashMap;

@@ -36,7 +36,7 @@ impl Agent for Simulate {
                 }
             };
             if !latency.is_zero() {
-                tokio::time::sleep(latency).await;
+                super::timer::sleep(latency).await;
             }
             if failure_rate > 0.0 && fastrand::f64() < failure_rate {
                 ctx.log(format!("simulated failure (failure_rate {failure_rate})"));
