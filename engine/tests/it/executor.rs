@@ -473,55 +473,17 @@ steps:
 /// the finished step again.
 #[test]
 fn a_run_interrupted_by_a_crash_resumes_without_repeating_finished_steps() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("crash.db").display());
     let yaml = "id: crashy\nsteps:\n- {id: first, agent: simulate, with: {output: 1}}\n- {id: second, agent: delay, needs: [first], with: {duration: 400ms}}\n- {id: third, agent: transform, needs: [second], with: {jq: '.steps.first.output + 1'}}\n";
-
-    let before = tokio::runtime::Runtime::new().expect("runtime");
-    let run_id = before.block_on(async {
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        store
-            .create_workflow(&Workflow::parse(yaml).expect("valid"), yaml)
-            .await
-            .expect("create");
-        let h = Harness {
-            engine: Engine::start(
-                store,
-                EngineConfig {
-                    agents: local_agents(),
-                    ..EngineConfig::default()
-                },
-            )
-            .await
-            .expect("engine"),
-            _dir: tempfile::tempdir().expect("d"),
-            pg_db: None,
-        };
-        let id = h.start("crashy", json!({})).await;
-        h.wait_for_step(&id, "second", StepStatus::Running).await;
-        id
+    let killed = kill_midway(yaml, json!({}), async |h, id| {
+        h.wait_for_step(id, "second", StepStatus::Running).await
     });
-    before.shutdown_background(); // every task dropped mid-flight, like a killed process
-
-    let after = tokio::runtime::Runtime::new().expect("runtime");
-    after.block_on(async {
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        let engine = Engine::start(
-            store,
-            EngineConfig {
-                agents: local_agents(),
-                ..EngineConfig::default()
-            },
-        )
-        .await
-        .expect("engine");
+    killed.restart(async |engine| {
+        let run_id = &killed.run_id;
         assert_eq!(
-            engine.wait(&run_id).await.expect("wait"),
+            engine.wait(run_id).await.expect("wait"),
             RunStatus::Succeeded
         );
-        let d = engine.store().run_detail(&run_id).await.expect("detail");
+        let d = engine.store().run_detail(run_id).await.expect("detail");
         assert_eq!(
             step_of(&d, "first").attempts,
             1,

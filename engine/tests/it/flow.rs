@@ -2,10 +2,7 @@
 //! (`always()`, `failure()`), `continue_on_error`, skip reasons, and a resume after a crash
 //! between a failure and the step that handles it.
 
-use engine::executor::{Engine, EngineConfig};
-use engine::model::Workflow;
 use engine::records::{RunStatus, SkipReason, StepStatus};
-use engine::store::Store;
 use serde_json::json;
 
 use crate::harness::*;
@@ -178,42 +175,18 @@ async fn a_condition_that_cannot_be_evaluated_fails_its_step_with_the_reason() {
 /// recorded, the handler runs again, and the run ends failed with the handler's output.
 #[test]
 fn a_crash_between_a_failure_and_its_always_step_resumes_the_handler() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("crash.db").display());
     let yaml = "id: crashy\nsteps:\n\
         - {id: broken, agent: simulate, with: {failure_rate: 1}}\n\
         - {id: skipped, agent: transform, needs: [broken], with: {jq: '1'}}\n\
         - {id: handler, agent: delay, needs: [skipped], if: always(), with: {duration: 400ms}}\n\
         - {id: last, agent: transform, needs: [handler], with: {jq: '.steps.broken.status'}}\n";
-    let config = || EngineConfig {
-        agents: local_agents(),
-        ..EngineConfig::default()
-    };
-    let before = tokio::runtime::Runtime::new().expect("runtime");
-    let run_id = before.block_on(async {
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        store
-            .create_workflow(&Workflow::parse(yaml).expect("valid"), yaml)
-            .await
-            .expect("create");
-        let h = Harness {
-            engine: Engine::start(store, config()).await.expect("engine"),
-            _dir: tempfile::tempdir().expect("d"),
-            pg_db: None,
-        };
-        let id = h.start("crashy", json!({})).await;
-        h.wait_for_step(&id, "handler", StepStatus::Running).await;
-        id
+    let killed = kill_midway(yaml, json!({}), async |h, id| {
+        h.wait_for_step(id, "handler", StepStatus::Running).await
     });
-    before.shutdown_background(); // every task dropped mid-flight, like a killed process
-
-    let after = tokio::runtime::Runtime::new().expect("runtime");
-    after.block_on(async {
-        let store = Store::connect(&url).await.expect("connect");
-        let engine = Engine::start(store, config()).await.expect("engine");
-        assert_eq!(engine.wait(&run_id).await.expect("wait"), RunStatus::Failed);
-        let d = engine.store().run_detail(&run_id).await.expect("detail");
+    killed.restart(async |engine| {
+        let run_id = &killed.run_id;
+        assert_eq!(engine.wait(run_id).await.expect("wait"), RunStatus::Failed);
+        let d = engine.store().run_detail(run_id).await.expect("detail");
         assert_eq!(step_of(&d, "broken").attempts, 1, "{d:?}");
         assert_eq!(
             step_of(&d, "skipped").skip_reason,

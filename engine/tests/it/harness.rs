@@ -143,3 +143,68 @@ pub(crate) async fn serve(router: Router) -> SocketAddr {
     tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
     addr
 }
+
+/// A process killed mid-run (see [`kill_midway`]): the database it left, and the run.
+pub(crate) struct Killed<T> {
+    _dir: tempfile::TempDir,
+    url: String,
+    pub(crate) run_id: String,
+    /// What the wait before the kill returned.
+    pub(crate) seen: T,
+}
+
+/// Starts an engine on a fresh SQLite file holding `yaml`, triggers that workflow with
+/// `inputs`, awaits `until` (what must have happened before the kill), then drops the runtime
+/// with every task in flight, as a killed process would leave it.
+pub(crate) fn kill_midway<T>(
+    yaml: &str,
+    inputs: Value,
+    until: impl AsyncFnOnce(&Harness, &str) -> T,
+) -> Killed<T> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("killed.db").display());
+    let workflow = Workflow::parse(yaml).expect("valid");
+    let before = tokio::runtime::Runtime::new().expect("runtime");
+    let (run_id, seen) = before.block_on(async {
+        let store = Store::connect(&url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+            .create_workflow(&workflow, yaml)
+            .await
+            .expect("create");
+        let h = Harness {
+            engine: Engine::start(store, local_config()).await.expect("engine"),
+            _dir: tempfile::tempdir().expect("d"),
+            pg_db: None,
+        };
+        let id = h.start(workflow.id(), inputs).await;
+        let seen = until(&h, &id).await;
+        (id, seen)
+    });
+    before.shutdown_background();
+    Killed {
+        _dir: dir,
+        url,
+        run_id,
+        seen,
+    }
+}
+
+impl<T> Killed<T> {
+    /// A new process on the same database: `check` runs with its engine once it started.
+    pub(crate) fn restart(&self, check: impl AsyncFnOnce(Engine)) {
+        let after = tokio::runtime::Runtime::new().expect("runtime");
+        after.block_on(async {
+            let store = Store::connect(&self.url).await.expect("connect");
+            store.migrate().await.expect("migrate");
+            check(Engine::start(store, local_config()).await.expect("engine")).await;
+        });
+    }
+}
+
+fn local_config() -> EngineConfig {
+    EngineConfig {
+        agents: local_agents(),
+        ..EngineConfig::default()
+    }
+}

@@ -3,10 +3,7 @@
 //! (and `continue_on_error` letting the run go on), a list that is not one, and a resume
 //! after a kill that runs no recorded item again.
 
-use engine::executor::{Engine, EngineConfig};
-use engine::model::Workflow;
 use engine::records::{RunStatus, StepStatus};
-use engine::store::Store;
 use serde_json::json;
 
 use crate::harness::*;
@@ -201,68 +198,40 @@ async fn for_each_over_something_that_is_not_a_list_fails_the_step_with_the_reas
 /// and the step's list is whole and in order.
 #[test]
 fn a_kill_inside_for_each_resumes_without_running_a_recorded_item_again() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("items.db").display());
     let yaml = "id: slow-items\ninputs: {n: {type: array}}\nsteps:\n\
         - {id: each, agent: simulate, for_each: inputs.n, concurrency: 4, \
            with: {latency: 150ms, output: {n: '{{ item }}'}}}\n";
-    let config = || EngineConfig {
-        agents: local_agents(),
-        ..EngineConfig::default()
-    };
-    let before = tokio::runtime::Runtime::new().expect("runtime");
-    let (run_id, recorded) = before.block_on(async {
-        let store = Store::connect(&url).await.expect("connect");
-        store.migrate().await.expect("migrate");
-        store
-            .create_workflow(&Workflow::parse(yaml).expect("valid"), yaml)
+    let inputs = json!({ "n": (0..20).collect::<Vec<_>>() });
+    let killed = kill_midway(yaml, inputs, async |h, id| loop {
+        let items = h
+            .engine
+            .store()
+            .step_items(id, "each", None, None, 100)
             .await
-            .expect("create");
-        let h = Harness {
-            engine: Engine::start(store, config()).await.expect("engine"),
-            _dir: tempfile::tempdir().expect("d"),
-            pg_db: None,
-        };
-        let id = h
-            .start("slow-items", json!({ "n": (0..20).collect::<Vec<_>>() }))
-            .await;
-        let recorded = loop {
-            let items = h
-                .engine
-                .store()
-                .step_items(&id, "each", None, None, 100)
-                .await
-                .expect("items");
-            if items.len() >= 6 {
-                break items;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        };
-        (id, recorded)
+            .expect("items");
+        if items.len() >= 6 {
+            break items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     });
-    before.shutdown_background(); // every task dropped mid-flight, like a killed process
-
-    let after = tokio::runtime::Runtime::new().expect("runtime");
-    after.block_on(async {
-        let store = Store::connect(&url).await.expect("connect");
-        let engine = Engine::start(store, config()).await.expect("engine");
+    killed.restart(async |engine| {
+        let run_id = &killed.run_id;
         assert_eq!(
-            engine.wait(&run_id).await.expect("wait"),
+            engine.wait(run_id).await.expect("wait"),
             RunStatus::Succeeded
         );
-        let d = engine.store().run_detail(&run_id).await.expect("detail");
+        let d = engine.store().run_detail(run_id).await.expect("detail");
         let each = step_of(&d, "each");
         assert_eq!(each.attempts, 2, "the step was resumed: {d:?}");
-        let outputs = each.output.clone().expect("output");
         let ns: Vec<serde_json::Value> = (0..20).map(|n| json!({ "n": n })).collect();
-        assert_eq!(outputs, json!(ns), "the whole list, in order");
+        assert_eq!(each.output, Some(json!(ns)), "the whole list, in order");
         let now = engine
             .store()
-            .step_items(&run_id, "each", None, None, 100)
+            .step_items(run_id, "each", None, None, 100)
             .await
             .expect("items");
         assert_eq!(now.len(), 20);
-        for before in &recorded {
+        for before in &killed.seen {
             let again = now
                 .iter()
                 .find(|i| i.index == before.index)
