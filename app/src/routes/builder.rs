@@ -469,12 +469,10 @@ fn Graph() -> impl IntoView {
                    on:click=move |_| select() on:keydown=on_key>
                     <rect x=x y=y width=NODE_W height=NODE_H rx="8"/>
                     <text x=x + 12.0 y=y + 19.0 class="node-name">{s.id.clone()}</text>
-                    <text x=x + 12.0 y=y + 35.0 class="node-agent">{format!(
-                        "{}{}{}",
-                        if s.condition.is_some() { "if · " } else { "" },
-                        if s.for_each.is_some() { "each · " } else { "" },
-                        s.agent
-                    )}</text>
+                    <text x=x + 12.0 y=y + 35.0 class="node-agent">{s.agent.clone()}</text>
+                    <text x=x + NODE_W - 8.0 y=y + 19.0 class="node-marks" text-anchor="end">
+                        {super::run::step_marks(s.condition.is_some(), s.for_each.is_some())}
+                    </text>
                 </g>
             }
         }).collect_view();

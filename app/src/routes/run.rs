@@ -636,7 +636,10 @@ fn Dag(steps: Vec<StepInfo>, records: Vec<StepRecord>, items: Vec<ItemCounts>) -
         .zip(&l.nodes)
         .map(|(s, &(x, y))| {
             let (status, skip) = state_of(&s.id);
-            let label = truncate(&s.name, 20);
+            let marks = step_marks(s.condition.is_some(), s.for_each.is_some());
+            // Shorter beside the marks, so the two never overlap.
+            let room = if marks.is_empty() { 20 } else { 20 - (marks.len() + 3).min(10) };
+            let label = truncate(&s.name, room);
             // What the box's second line says: the agent, the state, and why it was skipped.
             let progress = items.iter().find(|c| c.step_id == s.id);
             let state_text = match (skip, progress) {
@@ -651,13 +654,7 @@ fn Dag(steps: Vec<StepInfo>, records: Vec<StepRecord>, items: Vec<ItemCounts>) -
                 Some(reason) => format!("{}: skipped, {}", s.name, reason.describe()),
                 None => format!("{}: {}", s.name, status.as_str()),
             };
-            let agent_line = format!(
-                "{}{}{} · {}",
-                if s.condition.is_some() { "if · " } else { "" },
-                if s.for_each.is_some() { "each · " } else { "" },
-                s.agent,
-                state_text
-            );
+            let agent_line = format!("{} · {}", s.agent, state_text);
             let tip = [
                 s.condition.as_ref().map(|c| format!("if: {c}")),
                 s.for_each.as_ref().map(|l| format!("for each: {l}")),
@@ -684,12 +681,22 @@ fn Dag(steps: Vec<StepInfo>, records: Vec<StepRecord>, items: Vec<ItemCounts>) -
                     <rect x=x y=y width=NODE_W height=NODE_H rx="8"/>
                     <text x=x + 28.0 y=y + 19.0 class="node-name">{label}</text>
                     <text x=x + 28.0 y=y + 35.0 class="node-agent">{agent_line}</text>
+                    <text x=x + NODE_W - 8.0 y=y + 19.0 class="node-marks" text-anchor="end">{marks}</text>
                     <text x=x + 10.0 y=y + 27.0 class="node-icon" aria-hidden="true">{status_icon(status)}</text>
                 </a></g>
             }
         })
         .collect_view();
     view! { <DagFrame layout=l class="dag" label=format!("Graph of {} steps", steps.len())>{nodes}</DagFrame> }
+}
+
+/// What a step's box says of its control flow, top right: `if` (a condition), `each` (a loop).
+pub fn step_marks(condition: bool, for_each: bool) -> String {
+    [condition.then_some("if"), for_each.then_some("each")]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A glyph per state, so state reads without colour.
