@@ -546,7 +546,7 @@ fn StepForm(id: String) -> impl IntoView {
                         }/></label>
                     <small class="muted">"An expression over inputs, steps.<id>.output/status and run, e.g. "
                         <code>"steps.check.output and inputs.mode == 'full'"</code>
-                        ". always() also runs after a failure; failure() only then."</small>
+                        ". always() also runs after a failure or a cancel; failure() only after a failure, cancelled() only after a cancel."</small>
                     <label class="check"><input type="checkbox" name="step-continue-on-error" prop:checked=step.continue_on_error
                         on:change=move |ev| {
                             let on = event_target_checked(&ev);

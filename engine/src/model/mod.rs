@@ -148,6 +148,11 @@ impl Workflow {
     pub fn checks_status(&self, i: usize) -> bool {
         self.checks_status[i]
     }
+    /// Whether any step's `if:` calls a status function: only then can a step run after a
+    /// cancel.
+    pub fn any_checks_status(&self) -> bool {
+        self.checks_status.iter().any(|&c| c)
+    }
     /// The canonical YAML text of this workflow.
     pub fn to_yaml(&self) -> String {
         to_yaml(&self.def)

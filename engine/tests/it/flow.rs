@@ -198,3 +198,69 @@ fn a_crash_between_a_failure_and_its_always_step_resumes_the_handler() {
         assert_eq!(step_of(&d, "last").output, Some(json!("failed")));
     });
 }
+
+const CANCELLABLE: &str = r#"
+id: cancellable
+steps:
+  - id: slow
+    agent: delay
+    with: { duration: 60s }
+  - id: plain
+    needs: [slow]
+    agent: transform
+    with: { jq: "1" }
+  - id: on_cancel
+    needs: [plain]
+    if: cancelled()
+    agent: transform
+    with: { jq: '"cleaned up after " + .steps.slow.status' }
+  - id: only_on_failure
+    needs: [slow]
+    if: failure()
+    agent: transform
+    with: { jq: "1" }
+  - id: after_cleanup
+    needs: [on_cancel]
+    agent: transform
+    with: { jq: "1" }
+"#;
+
+/// A cancel stops what runs and what would follow, but runs the steps that ask to run on a
+/// cancel (`cancelled()`, `always()`), and the run still ends cancelled.
+async fn cancel_cleanup(h: &Harness) {
+    h.add(CANCELLABLE).await;
+    let id = h.start("cancellable", json!({})).await;
+    h.wait_for_step(&id, "slow", StepStatus::Running).await;
+    h.engine.cancel(&id).await.expect("cancel");
+    assert_eq!(
+        h.engine.wait(&id).await.expect("wait"),
+        RunStatus::Cancelled
+    );
+    let d = h.engine.store().run_detail(&id).await.expect("detail");
+    assert_eq!(step_of(&d, "slow").status, StepStatus::Cancelled, "{d:?}");
+    assert_eq!(step_of(&d, "plain").status, StepStatus::Cancelled);
+    let cleanup = step_of(&d, "on_cancel");
+    assert_eq!(cleanup.status, StepStatus::Succeeded, "{d:?}");
+    assert_eq!(cleanup.output, Some(json!("cleaned up after cancelled")));
+    assert_eq!(
+        step_of(&d, "only_on_failure").skip_reason,
+        Some(SkipReason::Condition),
+        "nothing failed: failure() is false after a cancel"
+    );
+    assert_eq!(
+        step_of(&d, "after_cleanup").status,
+        StepStatus::Cancelled,
+        "a step without a status function does not run after a cancel"
+    );
+    assert_eq!(d.run.error.as_deref(), Some("the run was cancelled"));
+}
+
+#[tokio::test]
+async fn a_cancel_runs_the_cancelled_steps_and_ends_cancelled_on_sqlite() {
+    cancel_cleanup(&harness().await).await;
+}
+
+#[tokio::test]
+async fn a_cancel_runs_the_cancelled_steps_and_ends_cancelled_on_postgres() {
+    cancel_cleanup(&pg_harness().await).await;
+}

@@ -9,6 +9,10 @@
 //!   whatever their outcome, and runs if the expression holds.
 //!
 //! A skip is decided when it is known and reaches everything below it in the same commit.
+//!
+//! After a cancel (`cancelling`), only steps whose `if:` calls a status function may still
+//! run (`cancelled()` and `always()` are then true, `success()` false); every other step
+//! not yet started is cancelled.
 
 use std::collections::VecDeque;
 
@@ -24,6 +28,8 @@ enum Decision {
     Wait,
     Run,
     Skip(SkipReason),
+    /// The run was cancelled and this step does not run on a cancel.
+    Cancel,
 }
 
 /// Steps skipped by one decision round, by reason: recorded in one op each.
@@ -31,6 +37,7 @@ enum Decision {
 struct Skips {
     upstream: Vec<usize>,
     condition: Vec<usize>,
+    cancelled: Vec<usize>,
 }
 
 impl RunDriver {
@@ -48,7 +55,8 @@ impl RunDriver {
                 StepStatus::Pending => match self.decide(i) {
                     Decision::Wait => {}
                     Decision::Run => ready.push_back(i),
-                    Decision::Skip(reason) => self.mark_skipped(i, reason, &mut skips),
+                    Decision::Skip(reason) => self.mark_skipped(i, Some(reason), &mut skips),
+                    Decision::Cancel => self.mark_skipped(i, None, &mut skips),
                 },
                 _ => {}
             }
@@ -93,7 +101,11 @@ impl RunDriver {
                 ready.push_back(c);
             }
             Decision::Skip(reason) => {
-                self.mark_skipped(c, reason, skips);
+                self.mark_skipped(c, Some(reason), skips);
+                below.extend_from_slice(self.workflow.children(c));
+            }
+            Decision::Cancel => {
+                self.mark_skipped(c, None, skips);
                 below.extend_from_slice(self.workflow.children(c));
             }
         }
@@ -110,6 +122,9 @@ impl RunDriver {
             }
         }
         let workflow = self.workflow.clone();
+        if self.cancelling && !workflow.checks_status(i) {
+            return Decision::Cancel;
+        }
         let Some(condition) = workflow.steps()[i].condition.as_deref() else {
             return match (succeeded, ended) {
                 (false, _) => Decision::Skip(SkipReason::Upstream),
@@ -124,10 +139,9 @@ impl RunDriver {
             return Decision::Wait;
         }
         let status = StatusFunctions {
-            success: succeeded,
+            success: succeeded && !self.cancelling,
             failure: self.ancestor_failed(i),
-            // A cancelled run ends at once: no step is decided after a cancel.
-            cancelled: false,
+            cancelled: self.cancelling,
         };
         let context = minijinja::Value::from_serialize(self.context(false));
         match render::condition(condition, &context, status) {
@@ -159,16 +173,22 @@ impl RunDriver {
         false
     }
 
-    fn mark_skipped(&mut self, i: usize, reason: SkipReason, skips: &mut Skips) {
+    /// A step that will not run: skipped for `reason`, or cancelled (no reason).
+    fn mark_skipped(&mut self, i: usize, reason: Option<SkipReason>, skips: &mut Skips) {
+        let status = match reason {
+            Some(_) => StepStatus::Skipped,
+            None => StepStatus::Cancelled,
+        };
         // Set now: the steps below are decided on it in the same round.
-        self.steps[i].status = StepStatus::Skipped;
+        self.steps[i].status = status;
         self.outputs.insert(
             self.workflow.steps()[i].id.clone(),
-            step_view(StepStatus::Skipped, Value::Null, None),
+            step_view(status, Value::Null, None),
         );
         match reason {
-            SkipReason::Upstream => skips.upstream.push(i),
-            SkipReason::Condition => skips.condition.push(i),
+            Some(SkipReason::Upstream) => skips.upstream.push(i),
+            Some(SkipReason::Condition) => skips.condition.push(i),
+            None => skips.cancelled.push(i),
         }
     }
 
@@ -179,5 +199,6 @@ impl RunDriver {
         ] {
             self.end_steps(&steps, StepStatus::Skipped, Some(reason), at);
         }
+        self.end_steps(&skips.cancelled, StepStatus::Cancelled, None, at);
     }
 }

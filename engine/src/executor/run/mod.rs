@@ -146,6 +146,9 @@ pub(super) struct RunDriver {
     /// and what stops it.
     watching: Option<(u64, CancellationToken)>,
     watchers: u64,
+    /// The run was cancelled and its `always()`/`cancelled()` steps are running: it ends
+    /// cancelled once they have.
+    cancelling: bool,
     /// Cancelled when this process shuts down: start no more steps, leave the run to others.
     /// None on SQLite: nothing to hand over, and nothing to poll on the hot path.
     drain: Option<CancellationToken>,
@@ -248,6 +251,7 @@ impl RunDriver {
             watching: None,
             watchers: 0,
             doomed: HashMap::new(),
+            cancelling: false,
             held_bytes: 0,
             run_id: state.run.id.clone(),
             workflow_id: state.run.workflow_id.clone(),
@@ -367,7 +371,15 @@ impl RunDriver {
             }
             let next = tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return self.end_all(RunStatus::Cancelled, "the run was cancelled").await,
+                _ = cancel.cancelled(), if !self.cancelling => {
+                    if !self.workflow.any_checks_status() {
+                        return self.end_all(RunStatus::Cancelled, "the run was cancelled").await;
+                    }
+                    // Dropping the futures aborts the agents; clean-up steps start afresh.
+                    in_flight = FuturesUnordered::new();
+                    self.begin_cleanup(&mut ready);
+                    continue;
+                }
                 _ = sleep_until(deadline) => return self.end_all(RunStatus::TimedOut, "the run exceeded its timeout").await,
                 _ = drain.cancelled(), if can_drain && !draining => continue,
                 next = in_flight.next() => next,
@@ -378,6 +390,11 @@ impl RunDriver {
             while let Some(Some(more)) = in_flight.next().now_or_never() {
                 self.handle(more, &mut ready, &mut in_flight);
             }
+        }
+        if self.cancelling {
+            return self
+                .end_all(RunStatus::Cancelled, "the run was cancelled")
+                .await;
         }
         let failed = self.failed_steps().next().is_some();
         let final_status = if failed {

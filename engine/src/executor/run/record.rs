@@ -287,6 +287,11 @@ impl RunDriver {
         }
         let step_id = self.workflow.steps()[idx].id.clone();
         self.steps[idx].status = StepStatus::Cancelled;
+        // Clean-up steps after a cancel read it.
+        self.outputs.insert(
+            step_id.clone(),
+            step_view(StepStatus::Cancelled, Value::Null, None),
+        );
         self.ops.push(Op::AttemptFinished {
             run_id: self.run_id.clone(),
             step_id: step_id.clone(),
@@ -315,6 +320,36 @@ impl RunDriver {
         } else {
             "cancelled"
         };
+        self.close_in_flight(kind, reason, at);
+        let waiting: Vec<usize> = (0..self.steps.len())
+            .filter(|&i| !self.steps[i].status.is_finished())
+            .collect();
+        self.end_steps(&waiting, StepStatus::Cancelled, None, at);
+        self.finish(status, Some(reason.to_string())).await
+    }
+
+    /// A cancel with `always()` or `cancelled()` steps to come: the attempts in flight are
+    /// closed as cancelled (their futures were dropped), steps waiting to retry are cancelled,
+    /// and the steps that may still run are decided. Returns what can start now; the run goes
+    /// on until those steps end, then ends cancelled.
+    pub(super) fn begin_cleanup(&mut self, ready: &mut VecDeque<usize>) {
+        let at = now_ms();
+        self.cancelling = true;
+        ready.clear();
+        self.close_in_flight("cancelled", "the run was cancelled", at);
+        // Started (or waiting to retry) but not in flight: they will not run again.
+        let stopped: Vec<usize> = (0..self.steps.len())
+            .filter(|&i| {
+                let s = self.steps[i].status;
+                !s.is_finished() && s != StepStatus::Pending
+            })
+            .collect();
+        self.end_steps(&stopped, StepStatus::Cancelled, None, at);
+        ready.extend(self.first_ready(at));
+    }
+
+    /// Closes every attempt in flight (and any left open by a stopped process).
+    fn close_in_flight(&mut self, kind: &str, reason: &str, at: i64) {
         let mut in_flight: Vec<(usize, i64)> = self.in_flight.drain().collect();
         // Steps resumed from a stopped process but not restarted yet have an open attempt too.
         for i in 0..self.steps.len() {
@@ -328,15 +363,13 @@ impl RunDriver {
         }
         if !self.offered.is_empty() {
             self.offered.clear();
+            if let Some((_, stop)) = self.watching.take() {
+                stop.cancel();
+            }
             self.ops.push(Op::CloseOffers {
                 run_id: self.run_id.clone(),
             });
         }
-        let waiting: Vec<usize> = (0..self.steps.len())
-            .filter(|&i| !self.steps[i].status.is_finished())
-            .collect();
-        self.end_steps(&waiting, StepStatus::Cancelled, None, at);
-        self.finish(status, Some(reason.to_string())).await
     }
 
     pub(super) async fn finish(mut self, status: RunStatus, error: Option<String>) -> RunStatus {
