@@ -68,23 +68,7 @@ fn shorten_for_page(detail: &mut engine::records::RunDetail) {
     let whole = format!("/api/v1/runs/{}", detail.run.id);
     let mut budget = PAGE_BYTES;
     let cut = |v: &mut Option<Value>, budget: &mut usize| {
-        let Some(value) = v.as_ref() else { return };
-        let text = serde_json::to_string_pretty(value).unwrap_or_default();
-        let keep = text.len().min(SHOWN_BYTES).min(*budget);
-        if keep == text.len() {
-            *budget -= keep;
-            return;
-        }
-        let mut end = keep;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        *budget -= end;
-        *v = Some(Value::String(format!(
-            "{}\n… {} more bytes not shown here: the whole value is in {whole}",
-            &text[..end],
-            text.len() - end
-        )));
+        *budget -= shorten_value(v, SHOWN_BYTES.min(*budget), &whole);
     };
     for s in &mut detail.steps {
         cut(&mut s.output, &mut budget);
@@ -186,13 +170,14 @@ pub async fn get_items(
 #[cfg(feature = "ssr")]
 const ITEM_SHOWN_BYTES: usize = 4 * 1024;
 
-/// Cuts one value to `max` bytes of its pretty JSON, saying where the whole is.
+/// Cuts one value to `max` bytes of its pretty JSON, saying where the whole is; returns the
+/// bytes of it kept.
 #[cfg(feature = "ssr")]
-fn shorten_value(v: &mut Option<Value>, max: usize, whole: &str) {
-    let Some(value) = v.as_ref() else { return };
+fn shorten_value(v: &mut Option<Value>, max: usize, whole: &str) -> usize {
+    let Some(value) = v.as_ref() else { return 0 };
     let text = serde_json::to_string_pretty(value).unwrap_or_default();
     if text.len() <= max {
-        return;
+        return text.len();
     }
     let mut end = max;
     while !text.is_char_boundary(end) {
@@ -203,6 +188,7 @@ fn shorten_value(v: &mut Option<Value>, max: usize, whole: &str) {
         &text[..end],
         text.len() - end
     )));
+    end
 }
 
 #[server(endpoint = "cancel_run")]
