@@ -260,19 +260,22 @@ async fn a_sigkill_inside_for_each_runs_no_recorded_item_again() {
     )
     .await;
     let id = trigger(&client, &server.base, "loopy").await;
-    let items_url = |base: &str| format!("{base}/api/v1/runs/{id}/steps/each/items");
-    let recorded: Vec<Value> = loop {
+    // The recorded items, in list order.
+    let items = async |base: &str| -> Vec<Value> {
         let page: Value = client
-            .get(items_url(&server.base))
+            .get(format!("{base}/api/v1/runs/{id}/steps/each/items"))
             .send()
             .await
             .expect("items")
             .json()
             .await
             .expect("json");
-        let items = page["items"].as_array().cloned().unwrap_or_default();
-        if items.len() >= 8 {
-            break items;
+        page["items"].as_array().cloned().unwrap_or_default()
+    };
+    let recorded: Vec<Value> = loop {
+        let found = items(&server.base).await;
+        if found.len() >= 8 {
+            break found;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -297,15 +300,7 @@ async fn a_sigkill_inside_for_each_runs_no_recorded_item_again() {
         Value::Array(whole),
         "the whole list, in order"
     );
-    let page: Value = client
-        .get(items_url(&server.base))
-        .send()
-        .await
-        .expect("items")
-        .json()
-        .await
-        .expect("json");
-    let now = page["items"].as_array().cloned().unwrap_or_default();
+    let now = items(&server.base).await;
     assert_eq!(now.len(), 40);
     for before in &recorded {
         let again = now
