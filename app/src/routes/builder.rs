@@ -433,16 +433,7 @@ fn Graph() -> impl IntoView {
         let bad: Vec<usize> = doc
             .problems
             .with(|ps| ps.iter().filter_map(|p| problem_step(&p.path)).collect());
-        let deps: Vec<Vec<usize>> = def
-            .steps
-            .iter()
-            .map(|s| {
-                s.needs
-                    .iter()
-                    .filter_map(|n| def.steps.iter().position(|d| &d.id == n))
-                    .collect()
-            })
-            .collect();
+        let deps = def.need_indices();
         let l = layout(&deps);
         let selected = doc.selected.get();
         let nodes = def.steps.iter().zip(&l.nodes).enumerate().map(|(i, (s, &(x, y)))| {

@@ -111,15 +111,12 @@ pub async fn get_run(id: String) -> Result<RunPageData, AppError> {
     let defs = version.workflow.steps();
     let steps = defs
         .iter()
-        .map(|s| StepInfo {
+        .enumerate()
+        .map(|(i, s)| StepInfo {
             id: s.id.clone(),
             name: s.name.clone().unwrap_or_else(|| s.id.clone()),
             agent: s.agent.clone(),
-            needs: s
-                .needs
-                .iter()
-                .filter_map(|n| defs.iter().position(|d| &d.id == n))
-                .collect(),
+            needs: version.workflow.deps(i).to_vec(),
             condition: s.condition.clone(),
             continue_on_error: s.continue_on_error,
             for_each: s.for_each.clone(),

@@ -160,6 +160,27 @@ impl CronDef {
     }
 }
 
+impl WorkflowDef {
+    /// For each step, the indices of the steps it needs (unknown names left out): what the
+    /// executor schedules on and the graphs draw, valid or not.
+    pub fn need_indices(&self) -> Vec<Vec<usize>> {
+        // The first of duplicate ids wins (a document being edited may have them).
+        let mut index = std::collections::HashMap::new();
+        for (i, s) in self.steps.iter().enumerate() {
+            index.entry(s.id.as_str()).or_insert(i);
+        }
+        self.steps
+            .iter()
+            .map(|s| {
+                s.needs
+                    .iter()
+                    .filter_map(|n| index.get(n.as_str()).copied())
+                    .collect()
+            })
+            .collect()
+    }
+}
+
 /// One step: an agent invocation with its configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

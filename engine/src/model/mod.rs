@@ -79,22 +79,7 @@ impl Workflow {
             .transpose()
             .ok()
             .flatten();
-        let index: std::collections::HashMap<&str, usize> = def
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.as_str(), i))
-            .collect();
-        let deps: Vec<Vec<usize>> = def
-            .steps
-            .iter()
-            .map(|s| {
-                s.needs
-                    .iter()
-                    .filter_map(|n| index.get(n.as_str()).copied())
-                    .collect()
-            })
-            .collect();
+        let deps = def.need_indices();
         let mut children = vec![Vec::new(); def.steps.len()];
         for (i, d) in deps.iter().enumerate() {
             for &p in d {
