@@ -36,3 +36,31 @@ pub(super) async fn run_agent(
         None => work.await,
     }
 }
+
+/// Renders a step's `with` in the sandbox's child under the step's own `timeout` too (the
+/// sandbox's limit is the ceiling): a render is part of the attempt, so a `timeout: 1s` step
+/// does not wait 30 s for a template. Dropping the future (a cancel) kills the child.
+pub(super) async fn render_in_sandbox(
+    sandbox: &crate::agents::sandbox::Sandbox,
+    with: &Map<String, Value>,
+    context: &impl serde::Serialize,
+    timeout: Option<Duration>,
+) -> Result<Map<String, Value>, crate::render::RenderError> {
+    let work = sandbox.render(with, context);
+    let rendered = match timeout {
+        Some(t) => tokio::time::timeout(t, work).await.unwrap_or_else(|_| {
+            Err(AgentError::new(
+                "timeout",
+                format!(
+                    "the step exceeded its timeout of {} while its templates rendered",
+                    humantime::format_duration(t)
+                ),
+            ))
+        }),
+        None => work.await,
+    };
+    rendered.map_err(|e| crate::render::RenderError {
+        kind: e.kind,
+        message: e.message,
+    })
+}

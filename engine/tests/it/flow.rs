@@ -264,3 +264,67 @@ async fn a_cancel_runs_the_cancelled_steps_and_ends_cancelled_on_sqlite() {
 async fn a_cancel_runs_the_cancelled_steps_and_ends_cancelled_on_postgres() {
     cancel_cleanup(&pg_harness().await).await;
 }
+
+/// A template the server cannot vouch for (it renders in the sandbox's child) that runs for
+/// about a minute: 2,000 copies of a 100 MB string, within the fuel and memory limits.
+const SLOW_TEMPLATE: &str =
+    "{% set s = 'x' * inputs.n %}{% for i in inputs.reps %}{% set t = s ~ s %}{% endfor %}done";
+
+fn slow_render(id: &str, extra: &str) -> String {
+    let reps = serde_json::to_string(&vec![0; 2000]).expect("list");
+    format!(
+        "id: {id}\ninputs: {{n: {{type: integer, default: 50000000}}, reps: {{type: array, default: {reps}}}, one: {{type: array, default: [1]}}}}\nsteps:\n\
+         - {{id: first, agent: transform, with: {{jq: '1'}}}}\n\
+         - id: slow\n  needs: [first]\n  agent: simulate\n{extra}  with: {{output: \"{SLOW_TEMPLATE}\"}}\n"
+    )
+}
+
+/// A render in the sandbox is part of its attempt: the step's timeout ends it (not the
+/// sandbox's 30 s ceiling: `limit_time`), for a plain step and for each item of a loop. The
+/// render runs off the driver: the step before it is recorded meanwhile, and a cancel drops
+/// the render, so the step ends cancelled rather than failing 30 s later.
+#[tokio::test]
+async fn a_slow_render_obeys_the_step_timeout_and_a_cancel() {
+    let h = harness().await;
+    h.add(&slow_render("timed", "  timeout: 1s\n")).await;
+    let d = h.run("timed", json!({})).await;
+    let slow = step_of(&d, "slow");
+    assert_eq!(slow.status, StepStatus::Failed, "{d:?}");
+    assert_eq!(slow.error_kind.as_deref(), Some("timeout"), "{slow:?}");
+    assert!(
+        slow.error_message
+            .as_deref()
+            .unwrap_or("")
+            .contains("templates rendered"),
+        "{slow:?}"
+    );
+
+    h.add(&slow_render(
+        "looped",
+        "  timeout: 1s\n  for_each: inputs.one\n",
+    ))
+    .await;
+    let d = h.run("looped", json!({})).await;
+    assert_eq!(step_of(&d, "slow").status, StepStatus::Failed, "{d:?}");
+    let items = h
+        .engine
+        .store()
+        .step_items(&d.run.id, "slow", None, None, 10)
+        .await
+        .expect("items");
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0].error_kind.as_deref(), Some("timeout"), "{items:?}");
+
+    h.add(&slow_render("cancelled", "")).await;
+    let id = h.start("cancelled", json!({})).await;
+    h.wait_for_step(&id, "first", StepStatus::Succeeded).await;
+    h.engine.cancel(&id).await.expect("cancel");
+    assert_eq!(
+        h.engine.wait(&id).await.expect("wait"),
+        RunStatus::Cancelled
+    );
+    let d = h.engine.store().run_detail(&id).await.expect("detail");
+    let slow = step_of(&d, "slow");
+    assert_eq!(slow.status, StepStatus::Cancelled, "{d:?}");
+    assert_eq!(slow.attempts, 0, "dropped while it rendered: never started");
+}

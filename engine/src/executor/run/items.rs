@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use super::trace::end_attempt;
 use super::{backoff, has_template, limit_size, now_ms, Completion, RunDriver, MAX_OUTPUT_BYTES};
 use crate::agents::{Agent, AgentContext, AgentError};
-use crate::executor::attempt::run_agent;
+use crate::executor::attempt::{render_in_sandbox, run_agent};
 use crate::executor::Engine;
 use crate::model::{parse_duration, RetryDef};
 use crate::records::{Event, EventKind, ItemRecord, StepStatus};
@@ -395,15 +395,8 @@ impl Items {
             let mut context = (*self.context).clone();
             context.insert("item".into(), item.clone());
             context.insert("index".into(), json!(index));
-            return self
-                .engine
-                .sandbox()
-                .render(&self.with, &context)
-                .await
-                .map_err(|e| RenderError {
-                    kind: e.kind,
-                    message: e.message,
-                });
+            return render_in_sandbox(self.engine.sandbox(), &self.with, &context, self.timeout)
+                .await;
         }
         let ctx = minijinja::context! {
             item => minijinja::Value::from_serialize(item),

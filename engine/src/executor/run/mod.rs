@@ -60,6 +60,11 @@ enum Completion {
     RetryDue {
         idx: usize,
     },
+    /// A step's `with`, rendered in the sandbox's child off the driver: the step starts next.
+    Rendered {
+        idx: usize,
+        result: Result<Map<String, Value>, RenderError>,
+    },
     /// Results of offered steps that other workers reported (rows of `step_offers`).
     Remote {
         watcher: u64,
@@ -152,6 +157,8 @@ pub(super) struct RunDriver {
     /// Cancelled when this process shuts down: start no more steps, leave the run to others.
     /// None on SQLite: nothing to hand over, and nothing to poll on the hot path.
     drain: Option<CancellationToken>,
+    /// `with`s rendered in the sandbox, by step index, for the step's next start.
+    rendered: HashMap<usize, Result<Map<String, Value>, RenderError>>,
 }
 
 impl RunDriver {
@@ -252,6 +259,7 @@ impl RunDriver {
             watchers: 0,
             doomed: HashMap::new(),
             cancelling: false,
+            rendered: HashMap::new(),
             held_bytes: 0,
             run_id: state.run.id.clone(),
             workflow_id: state.run.workflow_id.clone(),

@@ -40,6 +40,11 @@ impl RunDriver {
                 ready.push_back(idx);
                 return;
             }
+            Completion::Rendered { idx, result } => {
+                self.rendered.insert(idx, result);
+                ready.push_back(idx);
+                return;
+            }
             Completion::Attempt {
                 idx,
                 attempt,

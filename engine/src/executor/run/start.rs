@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{has_template, now_ms, Completion, RunDriver, Slot};
 use crate::agents::{AgentContext, AgentError};
-use crate::executor::attempt::run_agent;
+use crate::executor::attempt::{render_in_sandbox, run_agent};
 use crate::executor::offers::Payload;
 use crate::model::parse_duration;
 use crate::records::{EventKind, StepStatus};
@@ -31,6 +31,12 @@ enum Start {
     Items(super::items::Plan),
 }
 
+/// A step's `with`: rendered, or being rendered in the sandbox (ends as `Completion::Rendered`).
+enum Render {
+    Done(Result<Map<String, Value>, template::RenderError>),
+    InSandbox(BoxFuture<'static, Completion>),
+}
+
 impl RunDriver {
     /// Renders and records the start of every ready step; returns how many were spawned.
     pub(super) async fn start_ready(
@@ -40,16 +46,28 @@ impl RunDriver {
     ) -> usize {
         let mut spawned = 0;
         while let Some(idx) = ready.pop_front() {
+            let rendered = if let Some(e) = self.doomed.remove(&idx) {
+                Err(e)
+            } else if self.workflow.steps()[idx].for_each.is_some() {
+                self.plan_items(idx).map(Start::Items)
+            } else if let Some(done) = self.rendered.remove(&idx) {
+                done.map(Start::Agent)
+            } else {
+                match self.render_with(idx) {
+                    Render::Done(r) => r.map(Start::Agent),
+                    Render::InSandbox(render) => {
+                        // Not started until rendered: a cancel drops the render (and its child).
+                        self.steps[idx].status = StepStatus::Running;
+                        in_flight.push(render);
+                        continue;
+                    }
+                }
+            };
             let now = now_ms();
             let step = &self.workflow.steps()[idx];
             let attempt = self.steps[idx].attempts + 1;
             self.steps[idx].attempts = attempt;
             self.steps[idx].status = StepStatus::Running;
-            let rendered = match self.doomed.remove(&idx) {
-                Some(e) => Err(e),
-                None if step.for_each.is_some() => self.plan_items(idx).map(Start::Items),
-                None => self.render_with(idx).await.map(Start::Agent),
-            };
             let mut input = match &rendered {
                 Ok(Start::Agent(with)) => Value::Object(with.clone()),
                 Ok(Start::Items(plan)) => plan.summary(step.for_each.as_deref().unwrap_or("")),
@@ -274,35 +292,49 @@ impl RunDriver {
         }
     }
 
-    async fn render_with(&self, idx: usize) -> Result<Map<String, Value>, template::RenderError> {
-        let with = &self.workflow.steps()[idx].with;
-        let templated = with.values().any(has_template);
-        if !templated {
-            return Ok(with.clone());
+    /// A step's rendered `with`, now, or (for templates the server cannot vouch for) a
+    /// future that renders it in the sandbox's child under the sandbox's limits and the step's
+    /// timeout, off the driver: the run keeps recording and answers a cancel meanwhile.
+    fn render_with(&self, idx: usize) -> Render {
+        let step = &self.workflow.steps()[idx];
+        let with = &step.with;
+        if !with.values().any(has_template) {
+            return Render::Done(Ok(with.clone()));
         }
         let context = self.context(true);
         if !with.values().all(template::all_bounded) {
-            // Could grow past any memory: rendered in the sandbox's child, under its limits.
-            return self
-                .engine
-                .sandbox()
-                .render(with, &context)
-                .await
-                .map_err(|e| template::RenderError {
-                    kind: e.kind,
-                    message: e.message,
-                });
+            let context = match serde_json::to_value(&context) {
+                Ok(c) => c,
+                Err(e) => {
+                    return Render::Done(Err(template::RenderError {
+                        kind: "template",
+                        message: format!("the template's context could not be built: {e}"),
+                    }))
+                }
+            };
+            let timeout = step.timeout.as_deref().and_then(|t| parse_duration(t).ok());
+            let (engine, with) = (self.engine.clone(), with.clone());
+            return Render::InSandbox(
+                async move {
+                    let result =
+                        render_in_sandbox(engine.sandbox(), &with, &context, timeout).await;
+                    Completion::Rendered { idx, result }
+                }
+                .boxed(),
+            );
         }
         let ctx = minijinja::Value::from_serialize(&context);
         // Bounded templates, yet a filter over a large output (`tojson` of 64 MB) takes a
         // while: on the multi-threaded runtime this worker hands its other tasks to the rest
         // while it renders, so the server keeps answering.
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                tokio::task::block_in_place(|| render(with, &ctx))
-            }
-            _ => render(with, &ctx),
-        }
+        Render::Done(
+            match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                    tokio::task::block_in_place(|| render(with, &ctx))
+                }
+                _ => render(with, &ctx),
+            },
+        )
     }
 
     fn attempt_future(
