@@ -50,6 +50,10 @@ impl Guard {
 
 /// The largest request body any route reads (workflow documents are at most 256 KiB).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// A declared body over the limit but at most this large is read and dropped before the
+/// 413 (within [`DRAIN_TIME`]), so the client can read the answer; a larger one is not read.
+const DRAIN_BYTES: u64 = 16 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     let refused = |mut r: Response| {
@@ -98,7 +102,17 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if let Some(n) = declared.filter(|&n| n > MAX_BODY_BYTES as u64) {
+        // Read and dropped first when it is not huge: closing with unread bytes resets the
+        // connection, and the client sees a broken pipe instead of this answer.
+        if n <= DRAIN_BYTES {
+            use http_body_util::BodyExt;
+            let mut body = request.into_body();
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                while let Some(Ok(_)) = body.frame().await {}
+            })
+            .await;
+        }
         return refused(
             ApiError::TooLarge(format!(
                 "the request body is larger than {MAX_BODY_BYTES} bytes"

@@ -107,7 +107,8 @@ impl Application {
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(self.listener, service).with_graceful_shutdown(signal);
-        // Among several processes, runs in flight finish their steps or go to the others.
+        // Among several processes, runs in flight finish their steps or go to the others; on
+        // SQLite they stop where they are, to resume at the next start.
         let (engine, mut engine_watch) = (self.engine.clone(), watch.clone());
         let engine_done = tokio::spawn(async move {
             let _ = engine_watch.wait_for(|f| *f).await;
@@ -121,9 +122,8 @@ impl Application {
             served = server.into_future() => served.context("HTTP server failed")?,
             _ = grace => tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "connections still open after the grace period; stopping"),
         }
-        if self.engine.worker_id().is_some() {
-            let _ = engine_done.await;
-        }
+        // The engine closes the attempts it stops as `shutdown` before the store closes.
+        let _ = engine_done.await;
         self.scheduler.cancel();
         self.store.close().await;
         Ok(())

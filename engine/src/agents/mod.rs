@@ -372,6 +372,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "limit_work",
     "llm_response",
     "llm_status",
+    "shutdown",
     "simulated",
     "spawn",
     "template",

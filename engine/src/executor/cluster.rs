@@ -29,6 +29,7 @@ use crate::records::Event;
 use crate::store::cluster::{
     CANCEL_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL, STEPS_CHANNEL, STEP_DONE_CHANNEL, WORKERS_CHANNEL,
 };
+use crate::store::now_ms;
 
 /// How this process takes part.
 #[derive(Debug, Clone)]
@@ -389,9 +390,24 @@ impl Engine {
     }
 
     /// Stops claiming, lets in-flight steps finish for at most `grace`, then gives the rest
-    /// of this worker's runs back for others to resume at once. Nothing to do on SQLite.
+    /// of this worker's runs back for others to resume at once. On SQLite, stops every run
+    /// where it is (the next start resumes them). Either way the attempts left open are
+    /// closed as `shutdown`, so a restart is not counted as a crash (`crash_loop`).
     pub async fn shutdown(&self, grace: Duration) {
-        let Some(c) = self.cluster() else { return };
+        let Some(c) = self.cluster() else {
+            self.inner.halt.cancel();
+            // The drivers return at the next poll; a moment bounds the wait for them.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+            while !lock(&self.inner.sched).running.is_empty()
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if let Err(e) = self.store().close_attempts_at_shutdown(now_ms()).await {
+                tracing::warn!(error = %e, "cannot mark the attempts this shutdown stops; the next start counts them as interrupted");
+            }
+            return;
+        };
         c.stop.cancel();
         c.drain.cancel();
         let deadline = tokio::time::Instant::now() + grace;

@@ -179,6 +179,9 @@ struct Inner {
     cluster: Option<cluster::Cluster>,
     trace_commits_over: std::time::Duration,
     max_interruptions: i64,
+    /// Cancelled when this process shuts down (SQLite): drivers stop where they are and
+    /// nothing new starts; see [`Engine::shutdown`].
+    halt: CancellationToken,
 }
 
 /// The engine; cheap to clone.
@@ -255,6 +258,7 @@ impl Engine {
                 tracer: opentelemetry::global::tracer("flowscope"),
                 trace_commits_over: config.trace_commits_over,
                 max_interruptions: config.max_interruptions,
+                halt: CancellationToken::new(),
             }),
         };
         if let Err(e) = engine.reload_secrets().await {

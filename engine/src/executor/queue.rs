@@ -206,6 +206,9 @@ impl Engine {
 
     /// Starts queued runs while their workflows' concurrency limits allow.
     pub(super) fn dispatch(&self) {
+        if self.inner.halt.is_cancelled() {
+            return;
+        }
         let mut to_start = Vec::new();
         {
             let mut sched = lock(&self.inner.sched);
@@ -242,7 +245,8 @@ impl Engine {
         let engine = self.clone();
         let (abandon, drain) = match self.cluster() {
             Some(c) => (Some(lock(&c.abandon).clone()), Some(c.drain.clone())),
-            None => (None, None),
+            // One process: stopped where it is when the process shuts down (resumed at start).
+            None => (Some(self.inner.halt.clone()), None),
         };
         tokio::spawn(async move {
             let run_id = q.state.run.id.clone();
@@ -250,7 +254,8 @@ impl Engine {
             let drive =
                 run::RunDriver::new(engine.clone(), q.workflow, q.state, drain).drive(token);
             let status = match abandon {
-                // Abandoned: the claim is someone else's; drop the agents, record nothing.
+                // Abandoned (the claim is someone else's) or shutting down: drop the agents,
+                // record nothing.
                 Some(abandon) => tokio::select! {
                     status = drive => status,
                     _ = abandon.cancelled() => RunStatus::Running,

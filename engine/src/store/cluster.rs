@@ -213,6 +213,17 @@ impl Store {
     pub async fn release_worker(&self, me: &str) -> Result<u64, StoreError> {
         let pool = self.pg()?;
         let mut tx = pool.begin().await?;
+        // Its open attempts stopped with a shutdown, not a crash: not counted as crashes.
+        sqlx::query(
+            "UPDATE step_attempts SET status = 'failed', error_kind = 'shutdown', \
+             error_message = 'the server shut down while this attempt ran; it starts again', \
+             finished_at = $2 WHERE status = 'running' \
+             AND run_id IN (SELECT id FROM runs WHERE owner = $1 AND status IN ('queued', 'running'))",
+        )
+        .bind(me)
+        .bind(super::now_ms())
+        .execute(&mut *tx)
+        .await?;
         let released = sqlx::query(
             "UPDATE runs SET owner = NULL WHERE owner = $1 AND status IN ('queued', 'running')",
         )

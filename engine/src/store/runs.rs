@@ -561,6 +561,22 @@ impl Store {
         Ok(rows.into_iter().collect())
     }
 
+    /// Closes the attempts still running as stopped by a graceful shutdown (one process, so
+    /// all of them): [`Store::interruptions`] does not count them as crashes.
+    pub async fn close_attempts_at_shutdown(&self, at: i64) -> Result<u64, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE step_attempts SET status = 'failed', error_kind = 'shutdown', \
+                 error_message = 'the server shut down while this attempt ran; it starts again', \
+                 finished_at = $1 WHERE status = 'running'",
+            )
+            .bind(at)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        }))
+    }
+
     /// A run's status alone (waiting for a run reads nothing else).
     pub async fn run_status(&self, id: &str) -> Result<RunStatus, StoreError> {
         let status: Option<String> = on_pool!(self, pool => {

@@ -29,6 +29,16 @@ impl Proc {
     pub fn pid(&self) -> String {
         self.child.id().to_string()
     }
+    /// SIGTERM, as a deploy or `systemctl stop` sends, and the exit status once it is gone.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid())
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success());
+        self.child.wait().expect("wait")
+    }
     pub fn logged(&self, text: &str) -> bool {
         self.log
             .lock()

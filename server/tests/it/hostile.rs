@@ -400,6 +400,50 @@ async fn templates_that_can_grow_render_in_the_sandbox_and_a_bomb_fails_its_step
     healthz(&client, &base).await;
 }
 
+/// A deploy is not a crash: a step stopped by graceful shutdowns, more times than the
+/// crash-loop limit, starts again each time, and its attempts say why they ended.
+#[tokio::test]
+async fn graceful_restarts_do_not_count_as_crashes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let client = Client::new();
+    let (mut server, base) = serve(&dir, &[]);
+    create(
+        &client,
+        &base,
+        "id: long\nname: long\nsteps:\n- id: s\n  agent: delay\n  with:\n    duration: 10m\n",
+    )
+    .await;
+    let id = common::procs::trigger(&client, &base, "long").await;
+    until_attempt_runs(&client, &base, &id, 1).await;
+    for attempt in 2..=5 {
+        assert!(server.terminate().success());
+        let base;
+        (server, base) = serve(&dir, &[]);
+        until_attempt_runs(&client, &base, &id, attempt).await;
+    }
+    let base = server.base.clone().expect("base");
+    let run: Value = client
+        .get(format!("{base}/api/v1/runs/{id}"))
+        .send()
+        .await
+        .expect("run")
+        .json()
+        .await
+        .expect("JSON");
+    let kinds: Vec<&str> = run["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["error_kind"].as_str().unwrap_or("open"))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["shutdown", "shutdown", "shutdown", "shutdown", "open"],
+        "{run}"
+    );
+    healthz(&client, &base).await;
+}
+
 /// Peak resident memory of a process, in KiB.
 fn peak_rss_kib(pid: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
