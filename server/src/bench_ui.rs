@@ -140,7 +140,7 @@ pub async fn run(leptos_options: leptos::prelude::LeptosOptions) -> anyhow::Resu
         engine.clone(),
         Default::default(),
         Default::default(),
-        crate::auth::Auth::new(store.clone(), false),
+        crate::auth::Auth::new(store.clone(), false, None, Vec::new()),
         crate::guard::Guard::new("http://127.0.0.1:3000"),
         leptos_options,
     );

@@ -71,6 +71,9 @@ pub struct Config {
     /// Agents may reach loopback and private addresses (`FLOWSCOPE_EGRESS_ALLOW_PRIVATE`):
     /// off by default, so a workflow cannot probe the hub's own network.
     pub egress_allow_private: bool,
+    /// Proxies in front whose `X-Forwarded-For` names the client (the sign-in limit counts
+    /// per client address); none: every peer is the client.
+    pub trusted_proxies: Vec<crate::auth::Proxy>,
     /// Times a step's process may stop while running it before the step fails as
     /// `crash_loop` (`FLOWSCOPE_STEP_MAX_INTERRUPTIONS`, default 3; 0: never).
     pub step_max_interruptions: i64,
@@ -105,6 +108,7 @@ impl Default for Config {
             trace_commit_threshold: std::time::Duration::from_millis(1),
             public_url: "http://127.0.0.1:3000".into(),
             egress_allow_private: false,
+            trusted_proxies: Vec::new(),
             step_max_interruptions: 3,
         }
     }
@@ -154,6 +158,7 @@ struct FileConfig {
     trace_commit_threshold: Option<String>,
     public_url: Option<String>,
     egress_allow_private: Option<bool>,
+    trusted_proxies: Option<String>,
 }
 
 impl Config {
@@ -469,6 +474,24 @@ impl Config {
                 ));
             }
             config.public_url = v;
+        }
+        if let Some((setting, v)) = env("FLOWSCOPE_TRUSTED_PROXIES")
+            .map(|v| ("FLOWSCOPE_TRUSTED_PROXIES", v))
+            .or(file.trusted_proxies.map(|v| ("trusted_proxies", v)))
+        {
+            config.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    crate::auth::Proxy::parse(p).ok_or_else(|| {
+                        err(
+                            setting,
+                            format!("\"{p}\" is not an address or a network (e.g. 10.0.0.0/8 or 127.0.0.1)"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
         }
         if let Some(v) = env("FLOWSCOPE_EGRESS_ALLOW_PRIVATE") {
             config.egress_allow_private = parse_bool(&v).ok_or_else(|| {

@@ -51,7 +51,12 @@ impl Application {
             config.alert_token.clone(),
             config.alert_workflow.clone(),
         );
-        let auth = crate::auth::Auth::new(store.clone(), config.auth);
+        let auth = crate::auth::Auth::new(
+            store.clone(),
+            config.auth,
+            Some(config.secret_key.clone()),
+            config.trusted_proxies.clone(),
+        );
         let guard = crate::guard::Guard::new(&config.public_url);
         let router = router(
             store.clone(),

@@ -444,6 +444,100 @@ async fn graceful_restarts_do_not_count_as_crashes() {
     healthz(&client, &base).await;
 }
 
+/// One sign-in through a proxy that says the client is `client`, with `cookies`: where it
+/// sends the browser, and the `name=value` of each cookie it sets.
+async fn sign_in(
+    base: &str,
+    name: &str,
+    password: &str,
+    client: &str,
+    cookies: &str,
+) -> (String, Vec<String>) {
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = http
+        .post(format!("{base}/auth/login"))
+        .header("x-forwarded-for", format!("{client}, 127.0.0.1"))
+        .header("cookie", cookies)
+        .form(&[("name", name), ("password", password)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let set: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
+        .collect();
+    let location = r.headers()["location"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    (location, set)
+}
+
+/// Knowing a name is not enough to lock its owner out: a browser that signed in as that name
+/// before is limited on its own. Behind a trusted proxy each client is counted apart.
+#[tokio::test]
+async fn sign_in_limits_follow_the_client_not_only_the_name() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_server, base) = serve(
+        &dir,
+        &[
+            ("FLOWSCOPE_AUTH", "true"),
+            ("FLOWSCOPE_ADMIN_USER", "root"),
+            ("FLOWSCOPE_ADMIN_PASSWORD", "correct-horse"),
+            ("FLOWSCOPE_TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+    );
+    let limited = |location: &str| location.contains("Too%20many");
+    // The owner signs in once from their browser: it is remembered for that name.
+    let (location, set) = sign_in(&base, "root", "correct-horse", "192.0.2.1", "").await;
+    assert_eq!(location, "/workflows");
+    let device = set
+        .iter()
+        .find(|c| c.starts_with("flowscope_device="))
+        .unwrap_or_else(|| panic!("no device cookie in {set:?}"))
+        .clone();
+    // Someone else fails five times for the name: the name is closed to unknown browsers…
+    for _ in 0..5 {
+        let (location, _) = sign_in(&base, "root", "guess", "203.0.113.7", "").await;
+        assert!(location.contains("do%20not%20match"), "{location}");
+    }
+    let (location, _) = sign_in(&base, "root", "guess", "203.0.113.7", "").await;
+    assert!(limited(&location), "{location}");
+    let (location, _) = sign_in(&base, "root", "correct-horse", "203.0.113.8", "").await;
+    assert!(limited(&location), "an unknown browser waits: {location}");
+    // …but not to the owner's, which signs in with the right password.
+    let (location, set) = sign_in(&base, "root", "correct-horse", "192.0.2.1", &device).await;
+    assert_eq!(location, "/workflows");
+    assert!(
+        set.iter().any(|c| c.starts_with("flowscope_session=")),
+        "{set:?}"
+    );
+    // The cookie trusts only that name, and a stolen one gets five guesses.
+    let (location, _) = sign_in(&base, "nobody", "x", "192.0.2.2", &device).await;
+    assert!(location.contains("do%20not%20match"), "{location}");
+    for _ in 0..5 {
+        let (location, _) = sign_in(&base, "root", "guess", "192.0.2.3", &device).await;
+        assert!(location.contains("do%20not%20match"), "{location}");
+    }
+    let (location, _) = sign_in(&base, "root", "guess", "192.0.2.3", &device).await;
+    assert!(limited(&location), "{location}");
+    // Behind the proxy, one client's failures do not close the door to another.
+    for i in 0..20 {
+        let (location, _) = sign_in(&base, &format!("u{i}"), "x", "198.51.100.1", "").await;
+        assert!(!limited(&location), "{i}: {location}");
+    }
+    let (location, _) = sign_in(&base, "u99", "x", "198.51.100.1", "").await;
+    assert!(limited(&location), "{location}");
+    let (location, _) = sign_in(&base, "u98", "x", "198.51.100.2", "").await;
+    assert!(!limited(&location), "another client: {location}");
+}
+
 /// Peak resident memory of a process, in KiB.
 fn peak_rss_kib(pid: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");

@@ -10,12 +10,14 @@
 //!
 //! Passwords are argon2id PHC strings; session cookies and API tokens are 256 random bits
 //! of which only the SHA-256 is stored. Failed sign-ins are limited per name and per client
-//! address, in this process ([`LoginLimiter`]).
+//! address, or per trusted device, in this process ([`limiter`], [`device`]).
 
-use std::collections::{HashMap, VecDeque};
+mod device;
+mod limiter;
+
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Form, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
@@ -30,7 +32,10 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 
+pub use device::Proxy;
+use device::{client_addr, Devices, DEVICE_COOKIE};
 pub use engine::access::{check_password, MIN_PASSWORD};
+use limiter::LoginLimiter;
 pub const SESSION_COOKIE: &str = "flowscope_session";
 /// A session lasts this long from sign-in.
 const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -49,15 +54,26 @@ struct AuthInner {
     enabled: bool,
     store: Store,
     limiter: LoginLimiter,
+    devices: Devices,
+    trusted_proxies: Vec<Proxy>,
 }
 
 impl Auth {
-    pub fn new(store: Store, enabled: bool) -> Auth {
+    /// `key` seals device cookies (none: no browser is remembered); `trusted_proxies` may
+    /// name the client in `X-Forwarded-For`.
+    pub fn new(
+        store: Store,
+        enabled: bool,
+        key: Option<engine::vault::KeySource>,
+        trusted_proxies: Vec<Proxy>,
+    ) -> Auth {
         Auth {
             inner: Arc::new(AuthInner {
                 enabled,
                 store,
                 limiter: LoginLimiter::default(),
+                devices: Devices::new(key),
+                trusted_proxies,
             }),
         }
     }
@@ -289,13 +305,25 @@ async fn login(
         .into_response()
     };
     let name = form.name.trim().to_string();
-    let keys = [
-        format!("user:{}", name.to_lowercase()),
-        format!(
-            "ip:{}",
-            peer.map(|p| p.0 .0.ip().to_string()).unwrap_or_default()
-        ),
-    ];
+    let device = cookie(&headers, DEVICE_COOKIE)
+        .and_then(|c| auth.inner.devices.trusted(c, &name))
+        .map(str::to_string);
+    // A browser that signed in as this name before is limited on its own: strangers'
+    // failures for the name do not lock it out.
+    let keys = match &device {
+        Some(id) => vec![format!("device:{id}")],
+        None => {
+            let addr = client_addr(
+                peer.map(|p| p.0 .0.ip()),
+                &headers,
+                &auth.inner.trusted_proxies,
+            );
+            vec![
+                format!("user:{}", name.to_lowercase()),
+                format!("ip:{}", addr.map(|a| a.to_string()).unwrap_or_default()),
+            ]
+        }
+    };
     // Counted before the hash, so concurrent guesses cannot all reach argon2 at once.
     if let Err(wait) = auth.inner.limiter.attempt(&keys) {
         tracing::warn!(user = %name, "sign-in refused: too many failed attempts");
@@ -333,6 +361,14 @@ async fn login(
             tracing::info!(user = %user.name, "signed in");
             let mut response = Redirect::to(safe_next(&form.next)).into_response();
             response.headers_mut().insert(header::SET_COOKIE, cookie);
+            let remembered = auth.inner.devices.issue(&user.name).and_then(|d| {
+                HeaderValue::from_str(&Devices::set_cookie(&d, is_tls(&headers))).ok()
+            });
+            if let Some(remembered) = remembered {
+                response
+                    .headers_mut()
+                    .append(header::SET_COOKIE, remembered);
+            }
             response
         }
         Err(e) => e.into_response(),
@@ -438,17 +474,21 @@ async fn start_session(
     store
         .create_session(&sha256_hex(&token), user_id, now, expires)
         .await?;
-    // `Secure` when the browser reached us over TLS (ended at a proxy in front).
-    let tls = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let tls = is_tls(headers);
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
         SESSION_TTL.as_secs(),
         if tls { "; Secure" } else { "" }
     );
     HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// Whether the browser reached us over TLS (ended at a proxy in front): cookies are `Secure`.
+fn is_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
 /// A `next` that stays on this site: a path, never `//host` or a full URL. Browsers drop tabs
@@ -519,81 +559,6 @@ fn encode(s: &str) -> String {
     out
 }
 
-/// Failed sign-ins per key (a name, a client address) in a sliding window: past the limit,
-/// that key is refused until its oldest failure leaves the window.
-#[derive(Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
-}
-
-/// Failures allowed per name in [`WINDOW`]; an address may fail four times as often (a
-/// shared NAT, an office).
-const PER_NAME: usize = 5;
-const WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Names and addresses the limiter tracks at most.
-const MAX_KEYS: usize = 100_000;
-
-impl LoginLimiter {
-    fn limit(key: &str) -> usize {
-        if key.starts_with("ip:") {
-            PER_NAME * 4
-        } else {
-            PER_NAME
-        }
-    }
-
-    /// Counts an attempt against every key, unless one of them is already at its limit:
-    /// then how long until it may try again. Called before the password is checked, so
-    /// attempts in flight count too; [`LoginLimiter::succeeded`] takes a success back.
-    fn attempt(&self, keys: &[String]) -> Result<(), Duration> {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let wait = keys
-            .iter()
-            .filter_map(|k| {
-                let q = map.get_mut(k)?;
-                while q.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
-                    q.pop_front();
-                }
-                (q.len() >= Self::limit(k))
-                    .then(|| {
-                        q.front()
-                            .map(|t| WINDOW.saturating_sub(now.duration_since(*t)))
-                    })
-                    .flatten()
-            })
-            .max();
-        if let Some(wait) = wait {
-            return Err(wait);
-        }
-        // Bounded: a flood of made-up names cannot grow the map without end, nor wipe the
-        // counts of real ones. Past the bound, expired entries go; if that is not enough,
-        // a new key waits (the flood is refused, the counted keys keep their counts).
-        if map.len() >= MAX_KEYS && keys.iter().any(|k| !map.contains_key(k)) {
-            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) <= WINDOW));
-            if map.len() >= MAX_KEYS {
-                return Err(Duration::from_secs(60));
-            }
-        }
-        for k in keys {
-            map.entry(k.clone()).or_default().push_back(now);
-        }
-        Ok(())
-    }
-
-    /// A sign-in succeeded: its name starts afresh, and its address gets the attempt back.
-    fn succeeded(&self, keys: &[String]) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        for k in keys {
-            if k.starts_with("user:") {
-                map.remove(k);
-            } else if let Some(q) = map.get_mut(k) {
-                q.pop_back();
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,41 +597,5 @@ mod tests {
         assert!(verify_password("correct horse", &real));
         assert!(!verify_password("correct horsf", &real));
         assert!(!verify_password("x", "not a hash"));
-    }
-
-    #[test]
-    fn a_flood_of_new_names_is_refused_not_a_reset() {
-        let l = LoginLimiter::default();
-        let real = ["user:root".to_string(), "ip:9".to_string()];
-        for _ in 0..PER_NAME {
-            assert!(l.attempt(&real).is_ok());
-        }
-        for i in 0..MAX_KEYS {
-            let _ = l.attempt(&[format!("user:n{i}")]);
-        }
-        assert!(
-            l.attempt(&["user:new".to_string()]).is_err(),
-            "the map is full"
-        );
-        assert!(l.attempt(&real).is_err(), "root's failures still count");
-    }
-
-    #[test]
-    fn limiter_counts_attempts_before_they_are_checked() {
-        let l = LoginLimiter::default();
-        let keys = ["user:a".to_string(), "ip:1".to_string()];
-        for _ in 0..PER_NAME {
-            assert!(l.attempt(&keys).is_ok());
-        }
-        assert!(l.attempt(&keys).is_err());
-        // Another name from the same address is not blocked yet.
-        let other = ["user:b".to_string(), "ip:1".to_string()];
-        assert!(l.attempt(&other).is_ok());
-        // A success gives its name a fresh start.
-        l.succeeded(&other);
-        for _ in 0..PER_NAME {
-            assert!(l.attempt(&other).is_ok());
-        }
-        assert!(l.attempt(&other).is_err());
     }
 }
