@@ -153,6 +153,7 @@ pub fn engine_config(config: &Config, kind: &'static str) -> EngineConfig {
         max_parallel_steps: config.worker_max_steps,
         trace_commits_over: config.trace_commit_threshold,
         max_interruptions: config.step_max_interruptions,
+        public_url: Some(config.public_url.clone()),
         ..EngineConfig::default()
     }
 }

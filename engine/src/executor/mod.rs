@@ -79,6 +79,9 @@ pub struct EngineConfig {
     /// Times a step's process may stop while running it before the step fails as
     /// `crash_loop` instead of starting again; 0: never.
     pub max_interruptions: i64,
+    /// Where people reach Flowscope (`FLOWSCOPE_PUBLIC_URL`): templates read a run's page as
+    /// `{{ run.url }}`. None: `run.url` is not defined.
+    pub public_url: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -92,6 +95,7 @@ impl Default for EngineConfig {
             worker: WorkerConfig::default(),
             trace_commits_over: std::time::Duration::from_millis(1),
             max_interruptions: run::MAX_INTERRUPTIONS,
+            public_url: None,
         }
     }
 }
@@ -179,6 +183,8 @@ struct Inner {
     cluster: Option<cluster::Cluster>,
     trace_commits_over: std::time::Duration,
     max_interruptions: i64,
+    /// `EngineConfig::public_url` without a trailing `/`.
+    public_url: Option<String>,
     /// Cancelled when this process shuts down (SQLite): drivers stop where they are and
     /// nothing new starts; see [`Engine::shutdown`].
     halt: CancellationToken,
@@ -259,6 +265,10 @@ impl Engine {
                 trace_commits_over: config.trace_commits_over,
                 max_interruptions: config.max_interruptions,
                 halt: CancellationToken::new(),
+                public_url: config
+                    .public_url
+                    .as_deref()
+                    .map(|u| u.trim_end_matches('/').to_string()),
             }),
         };
         if let Err(e) = engine.reload_secrets().await {

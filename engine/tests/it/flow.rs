@@ -328,3 +328,24 @@ async fn a_slow_render_obeys_the_step_timeout_and_a_cancel() {
     assert_eq!(slow.status, StepStatus::Cancelled, "{d:?}");
     assert_eq!(slow.attempts, 0, "dropped while it rendered: never started");
 }
+
+/// `{{ run.url }}` is the run's page under the public URL: what a notification links to.
+#[tokio::test]
+async fn templates_link_to_the_run_page_under_the_public_url() {
+    let h = harness_with(engine::executor::EngineConfig {
+        agents: local_agents(),
+        public_url: Some("https://hub.example.com/".into()),
+        ..Default::default()
+    })
+    .await;
+    h.add("id: linked\nsteps:\n- {id: s, agent: simulate, with: {output: 'see {{ run.url }}'}}\n")
+        .await;
+    let d = h.run("linked", json!({})).await;
+    assert_eq!(
+        step_of(&d, "s").output,
+        Some(json!(format!(
+            "see https://hub.example.com/runs/{}",
+            d.run.id
+        )))
+    );
+}

@@ -452,7 +452,15 @@ impl RunDriver {
         Context {
             inputs: &self.inputs,
             steps: &self.outputs,
-            run: json!({ "id": self.run_id, "workflow": self.workflow_id, "trigger": self.trigger }),
+            run: match &self.engine.inner.public_url {
+                Some(base) => json!({
+                    "id": self.run_id, "workflow": self.workflow_id, "trigger": self.trigger,
+                    "url": format!("{base}/runs/{}", self.run_id),
+                }),
+                None => {
+                    json!({ "id": self.run_id, "workflow": self.workflow_id, "trigger": self.trigger })
+                }
+            },
             secrets: with_secrets.then(|| Secrets(self.engine.secrets())),
         }
     }
