@@ -538,6 +538,59 @@ async fn sign_in_limits_follow_the_client_not_only_the_name() {
     assert!(!limited(&location), "another client: {location}");
 }
 
+/// The largest run a workflow may describe (2,000 steps, a chain) whose steps answer 200 KB
+/// each: 400 MB of outputs, stored, while the run holds at most 64 MiB of them in memory
+/// (later ones are markers to downstream steps), so the server's peak grows by far less.
+#[tokio::test]
+async fn a_2000_step_run_of_large_outputs_holds_a_bounded_memory() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (server, base) = serve(&dir, &[]);
+    let client = Client::new();
+    let mut yaml = String::from("id: big\nname: big\nsteps:\n");
+    for i in 0..2000 {
+        let needs = if i == 0 {
+            String::new()
+        } else {
+            format!(", needs: [s{}]", i - 1)
+        };
+        yaml.push_str(&format!(
+            "- {{id: s{i}, agent: simulate{needs}, with: {{output_bytes: 200000}}}}\n"
+        ));
+    }
+    create(&client, &base, &yaml).await;
+    let before = peak_rss_kib(&server.pid());
+    let id = common::procs::trigger(&client, &base, "big").await;
+    // The run's summary only: its detail holds the 400 MB of outputs.
+    let status = loop {
+        let page: Value = client
+            .get(format!("{base}/api/v1/runs?workflow=big&limit=1"))
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("JSON");
+        let run = &page["runs"][0];
+        assert_eq!(run["id"], id.as_str());
+        if run["status"] != "running" && run["status"] != "queued" {
+            break run["status"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let grown = peak_rss_kib(&server.pid()).saturating_sub(before);
+    println!(
+        "a 2,000-step run of 200 KB outputs (400 MB): peak RSS +{} MiB from {} MiB",
+        grown / 1024,
+        before / 1024
+    );
+    assert_eq!(status, "succeeded");
+    assert!(
+        grown < 160 * 1024,
+        "peak RSS grew by {grown} KiB: more than the 64 MiB of held outputs allow"
+    );
+    healthz(&client, &base).await;
+}
+
 /// Peak resident memory of a process, in KiB.
 fn peak_rss_kib(pid: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
