@@ -88,9 +88,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/workflows/:id") view=routes::workflow::WorkflowPage ssr=SsrMode::Async/>
                     <Route path=path!("/runs") view=routes::runs::RunsPage/>
                     <Route path=path!("/runs/:id") view=routes::run::RunPage ssr=SsrMode::Async/>
-                    <Route path=path!("/login") view=auth::LoginPage/>
-                    <Route path=path!("/setup") view=auth::SetupPage/>
-                    <Route path=path!("/settings") view=auth::SettingsPage/>
+                    <Route path=path!("/login") view=routes::login::LoginPage/>
+                    <Route path=path!("/setup") view=routes::login::SetupPage/>
+                    <Route path=path!("/settings") view=routes::settings::SettingsPage/>
                 </Routes>
             </main>
         </Router>
