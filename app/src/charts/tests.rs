@@ -1,0 +1,176 @@
+use super::draw::*;
+use super::*;
+
+fn run(id: &str, status: RunStatus, start: i64, ms: i64, trace: Option<&str>) -> RunSummary {
+    RunSummary {
+        id: id.into(),
+        workflow_id: "w".into(),
+        workflow_version: 1,
+        status,
+        trigger: "api".into(),
+        actor: None,
+        parent_run_id: None,
+        error: None,
+        created_at: start,
+        started_at: Some(start),
+        finished_at: Some(start + ms),
+        trace_id: trace.map(str::to_string),
+        span_id: None,
+    }
+}
+
+/// (href, first number pair of the shape) for each link in the layer.
+fn links_of(svg: &str) -> Vec<(String, f64, f64)> {
+    svg.split("<a href=\"")
+        .skip(1)
+        .map(|part| {
+            let href = part
+                .split('"')
+                .next()
+                .unwrap_or_default()
+                .replace("&amp;", "&");
+            let num = |key: &str| {
+                part.split(&format!("{key}=\""))
+                    .nth(1)
+                    .and_then(|t| t.split('"').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(f64::NAN)
+            };
+            let (x, y) = if part.contains("<circle") {
+                (num("cx"), num("cy"))
+            } else {
+                (num("x"), num("y"))
+            };
+            (href, x, y)
+        })
+        .collect()
+}
+
+#[test]
+fn points_link_to_traces_and_sit_on_the_plotted_circles() {
+    let links = TraceLinks {
+        grafana_url: Some("http://g".into()),
+        tempo_uid: "tempo".into(),
+    };
+    let t0 = 1_700_000_000_000;
+    let runs = vec![
+        run(
+            "r3",
+            RunStatus::Failed,
+            t0 + 120_000,
+            4_000,
+            Some("cccccccccccccccccccccccccccccccc"),
+        ),
+        run(
+            "r2",
+            RunStatus::Succeeded,
+            t0 + 60_000,
+            200,
+            Some("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"),
+        ),
+        run("r1", RunStatus::Succeeded, t0, 50, None),
+    ];
+    let chart = duration_over_time(&runs, &links).expect("a chart");
+    let found = links_of(&chart.svg);
+    assert_eq!(found.len(), 3);
+    // Grafana for runs with a trace, the run's own timeline otherwise.
+    assert!(found[0]
+        .0
+        .starts_with("http://g/explore?schemaVersion=1&panes="));
+    assert!(found[0].0.contains("cccccccccccccccccccccccccccccccc"));
+    assert_eq!(found[2].0, "/runs/r1#timeline");
+    // Each link's centre is a circle plotters drew (same mapping, same pixel).
+    for (_, x, y) in &found {
+        let drawn = format!("cx=\"{}\" cy=\"{}\"", *x as i32, *y as i32);
+        assert!(
+            chart.svg.matches(&drawn).count() >= 2,
+            "no plotted circle at {drawn}"
+        );
+    }
+    // Later runs are further right; the slower one higher (smaller y).
+    assert!(found[0].1 > found[1].1 && found[1].1 > found[2].1);
+    assert!(found[0].2 < found[1].2);
+    assert!(chart.svg.contains("currentColor") && !chart.svg.contains("#010101"));
+    assert!(chart.svg.starts_with("<svg role=\"group\" aria-label="));
+}
+
+#[test]
+fn histogram_bars_open_their_runs_and_dots_their_newest_trace() {
+    let t0 = 1_700_000_000_000;
+    let runs = vec![
+        run(
+            "r3",
+            RunStatus::Succeeded,
+            t0 + 2,
+            3_000,
+            Some("dddddddddddddddddddddddddddddddd"),
+        ),
+        run("r2", RunStatus::Succeeded, t0 + 1, 40, None),
+        run(
+            "r1",
+            RunStatus::Succeeded,
+            t0,
+            45,
+            Some("eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"),
+        ),
+    ];
+    let chart = duration_histogram(&runs, Some("w"), &TraceLinks::default()).expect("a chart");
+    let hrefs: Vec<String> = links_of(&chart.svg).into_iter().map(|l| l.0).collect();
+    assert_eq!(
+        hrefs,
+        vec![
+            "/runs?workflow=w&min_ms=10&max_ms=50".to_string(),
+            // r2 is newer in that bucket but has no trace: r1 is the exemplar.
+            "/runs/r1#timeline".to_string(),
+            "/runs?workflow=w&min_ms=2500&max_ms=5000".to_string(),
+            "/runs/r3#timeline".to_string(),
+        ]
+    );
+    assert!(
+        chart.summary.starts_with("2 <50 ms, 1 <5.00 s"),
+        "{}",
+        chart.summary
+    );
+}
+
+#[test]
+fn cost_is_stacked_per_day_and_workflow() {
+    let now = 1_700_000_000_000;
+    let attempt = |wf: &str, at: i64, usd: f64| AttemptPoint {
+        run_id: "r".into(),
+        workflow_id: wf.into(),
+        agent: "llm".into(),
+        started_at: at,
+        finished_at: Some(at + 10),
+        span_id: None,
+        cost_usd: Some(usd),
+    };
+    let chart = cost_per_day(
+        &[
+            attempt("a", now, 0.5),
+            attempt("b", now, 0.25),
+            attempt("a", now - DAY_MS, 1.0),
+        ],
+        now,
+    )
+    .expect("a chart");
+    let hrefs: Vec<String> = links_of(&chart.svg).into_iter().map(|l| l.0).collect();
+    let today = now.div_euclid(DAY_MS) * DAY_MS;
+    assert!(hrefs.contains(&format!(
+        "/runs?workflow=a&from={today}&to={}",
+        today + DAY_MS
+    )));
+    assert!(hrefs.contains(&format!(
+        "/runs?workflow=b&from={today}&to={}",
+        today + DAY_MS
+    )));
+    assert_eq!(hrefs.len(), 3);
+    assert!(
+        chart
+            .summary
+            .starts_with("$1.7500 over 7 days across 2 workflows"),
+        "{}",
+        chart.summary
+    );
+    assert!(cost_per_day(&[], now).is_none());
+}
