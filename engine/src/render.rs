@@ -121,6 +121,12 @@ pub fn condition(
         kind: "condition",
         message: format!("if: {}", describe(e).message),
     };
+    if let Some(d) = crate::model::template::expression_delimiter(expr) {
+        return Err(RenderError {
+            kind: "condition",
+            message: format!("if: an expression cannot contain {d}"),
+        });
+    }
     let compiled = condition_env().compile_expression(expr).map_err(failed)?;
     let StatusFunctions {
         success,
@@ -147,6 +153,9 @@ pub fn item_list(expr: &str, ctx: &minijinja::Value) -> Result<Vec<Value>, Rende
         kind: "for_each",
         message: format!("for_each: {message}"),
     };
+    if let Some(d) = crate::model::template::expression_delimiter(expr) {
+        return Err(failed(format!("an expression cannot contain {d}")));
+    }
     let compiled = condition_env()
         .compile_expression(expr)
         .map_err(|e| failed(describe(e).message))?;
@@ -214,7 +223,7 @@ fn render_string(text: &str, ctx: &minijinja::Value) -> Result<Value, RenderErro
         .strip_prefix("{{")
         .and_then(|t| t.strip_suffix("}}"))
     {
-        if !inner.contains("{{") && !inner.contains("}}") && !text.contains("{%") {
+        if crate::model::template::expression_delimiter(inner).is_none() && !text.contains("{%") {
             let expr = env().compile_expression(inner).map_err(describe)?;
             let value = expr.eval(ctx).map_err(describe)?;
             // Strict mode lets a missing last key through as undefined; a typo must fail the step.
@@ -380,6 +389,25 @@ pub fn redact_text(text: &str, secrets: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_time_expressions_with_delimiters_fail_their_step_without_a_panic() {
+        let ctx = minijinja::Value::from_serialize(serde_json::json!({ "inputs": {} }));
+        let status = StatusFunctions {
+            success: true,
+            failure: false,
+            cancelled: false,
+        };
+        let e = condition(" }}t }}", &ctx, status).expect_err("refused");
+        assert_eq!(e.kind, "condition");
+        assert_eq!(
+            item_list("a }} b", &ctx).expect_err("refused").kind,
+            "for_each"
+        );
+        let mut with = Map::new();
+        with.insert("t".into(), Value::String("{{ a %} b }}".into()));
+        assert!(render(&with, &ctx).is_err());
+    }
 
     #[test]
     fn encoded_secrets_are_redacted_too() {

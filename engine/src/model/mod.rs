@@ -10,7 +10,7 @@
 
 mod def;
 mod parse;
-mod template;
+pub mod template;
 mod validate;
 
 use std::time::Duration;

@@ -162,6 +162,15 @@ fn bounded_expr(e: &minijinja::machinery::ast::Expr<'_>, calls: &[&str]) -> bool
 
 /// The functions a step's `if:` may call (GitHub Actions' status functions).
 pub const STATUS_FUNCTIONS: &[&str] = &["success", "failure", "always", "cancelled"];
+/// The template delimiter an expression contains, if any. minijinja's expression lexer
+/// panics on a closing `}}` (its state stack runs empty: found by the `template` fuzz
+/// target), so no expression with a delimiter reaches it, at save time or at run time.
+pub fn expression_delimiter(source: &str) -> Option<&'static str> {
+    ["{{", "}}", "{%", "%}", "{#", "#}"]
+        .into_iter()
+        .find(|d| source.contains(d))
+}
+
 /// Longest `if:` expression, in bytes.
 pub const MAX_CONDITION_BYTES: usize = 4096;
 
@@ -196,9 +205,9 @@ fn expression(source: &str, kind: Expression) -> Result<References, String> {
     if source.len() > MAX_CONDITION_BYTES {
         return Err(format!("is longer than {MAX_CONDITION_BYTES} bytes"));
     }
-    if source.contains("{{") || source.contains("{%") {
+    if let Some(delimiter) = expression_delimiter(source) {
         return Err(format!(
-            "is an expression: write it without {{{{ }}}}, e.g. {example}"
+            "is an expression: write it without {delimiter} (no {{{{ }}}} or {{% %}}), e.g. {example}"
         ));
     }
     let tree = minijinja::machinery::parse_expr(source)
@@ -263,6 +272,9 @@ fn expression(source: &str, kind: Expression) -> Result<References, String> {
 /// GitHub Actions): the step is skipped when a step it needs did not succeed.
 pub fn condition_uses_status(source: &str) -> bool {
     use minijinja::machinery::ast::Expr;
+    if expression_delimiter(source).is_some() {
+        return false;
+    }
     let Ok(tree) = minijinja::machinery::parse_expr(source) else {
         return false;
     };
@@ -693,6 +705,25 @@ fn expr(e: &minijinja::machinery::ast::Expr<'_>) -> Result<Option<Folded>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `template` fuzz target's first find: `parse_expr(" }}t")` panicked in minijinja's
+    /// lexer ("empty lexer stack"), in validation (a viewer's `POST /validate`, the builder's
+    /// wasm) and at run time. Such expressions are refused with a reason instead.
+    #[test]
+    fn expressions_with_template_delimiters_are_refused_not_parsed() {
+        for e in [
+            " }}t\0\0\0\0\0 }}",
+            "a }} b",
+            "steps.a.output %} x",
+            "x #}",
+            "{{ a }}",
+        ] {
+            let c = condition(e).expect_err(e);
+            assert!(c.contains("without"), "{e}: {c}");
+            assert!(item_list(e).is_err(), "{e}");
+            assert!(!condition_uses_status(e));
+        }
+    }
 
     #[test]
     fn constants_that_would_fold_past_the_limit_are_refused_before_compiling() {

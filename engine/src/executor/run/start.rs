@@ -50,7 +50,10 @@ impl RunDriver {
                 Err(e)
             } else if self.workflow.steps()[idx].for_each.is_some() {
                 self.plan_items(idx).map(Start::Items)
-            } else if let Some(done) = self.rendered.remove(&idx) {
+            } else if let Some(done) = (!self.rendered.is_empty())
+                .then(|| self.rendered.remove(&idx))
+                .flatten()
+            {
                 done.map(Start::Agent)
             } else {
                 match self.render_with(idx) {
