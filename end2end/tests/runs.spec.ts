@@ -208,7 +208,12 @@ steps:
   await page.locator('#step-big summary').first().click();
   const output = page.locator('#step-big details.json')
     .filter({ has: page.locator('summary', { hasText: /^Output$/ }) }).locator('pre');
-  await expect(output).toContainText(`more bytes not shown here: the whole value is in /api/v1/runs/${id}`);
+  await expect(output).toContainText(`more bytes not shown here: the whole value is in /api/v1/runs/${id}/steps/big/output`);
+  // …where the whole value is, though the run's detail carries only a marker for it.
+  const detail = await (await request.get(`/api/v1/runs/${id}`)).json();
+  expect(detail.steps[0].output).toMatchObject({ truncated: true, bytes: 200002 });
+  const whole = await (await request.get(`/api/v1/runs/${id}/steps/big/output`)).json();
+  expect(whole.length).toBe(200000);
   const box = await output.boundingBox();
   expect(box && box.height > 0 && box.width > 0, 'the output is visible').toBeTruthy();
 });

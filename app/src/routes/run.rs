@@ -65,17 +65,23 @@ const PAGE_BYTES: usize = 2 * 1024 * 1024;
 /// Cuts large inputs, outputs and logs down to what a page can show, saying where the rest is.
 #[cfg(feature = "ssr")]
 fn shorten_for_page(detail: &mut engine::records::RunDetail) {
-    let whole = format!("/api/v1/runs/{}", detail.run.id);
+    let run = detail.run.id.clone();
+    let whole = format!("/api/v1/runs/{run}");
     let mut budget = PAGE_BYTES;
-    let cut = |v: &mut Option<Value>, budget: &mut usize| {
-        *budget -= shorten_value(v, SHOWN_BYTES.min(*budget), &whole);
+    let cut = |v: &mut Option<Value>, budget: &mut usize, whole: &str| {
+        *budget -= shorten_value(v, SHOWN_BYTES.min(*budget), whole);
     };
     for s in &mut detail.steps {
-        cut(&mut s.output, &mut budget);
+        let whole = format!("/api/v1/runs/{run}/steps/{}/output", s.step_id);
+        cut(&mut s.output, &mut budget, &whole);
     }
     for a in &mut detail.attempts {
-        cut(&mut a.input, &mut budget);
-        cut(&mut a.output, &mut budget);
+        let at = format!(
+            "/api/v1/runs/{run}/steps/{}/output?attempt={}",
+            a.step_id, a.attempt
+        );
+        cut(&mut a.input, &mut budget, &format!("{at}&part=input"));
+        cut(&mut a.output, &mut budget, &at);
         let lines: usize = a.logs.iter().map(String::len).sum();
         if lines > SHOWN_BYTES.min(budget) {
             let mut kept = 0;
@@ -171,6 +177,31 @@ const ITEM_SHOWN_BYTES: usize = 4 * 1024;
 /// bytes of it kept.
 #[cfg(feature = "ssr")]
 fn shorten_value(v: &mut Option<Value>, max: usize, whole: &str) -> usize {
+    // Left in the database by the run's detail (over 64 KiB): its preview, and where it is.
+    if let Some(Value::Object(m)) = v.as_ref() {
+        if let (Some(true), Some(at), Some(bytes)) = (
+            m.get("truncated").and_then(Value::as_bool),
+            m.get("whole").and_then(Value::as_str),
+            m.get("bytes").and_then(Value::as_u64),
+        ) {
+            let mut preview = m
+                .get("preview")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let mut end = preview.len().min(max);
+            while !preview.is_char_boundary(end) {
+                end -= 1;
+            }
+            preview.truncate(end);
+            let text = format!(
+                "{preview}\n… {} more bytes not shown here: the whole value is in {at}",
+                (bytes as usize).saturating_sub(preview.len())
+            );
+            *v = Some(Value::String(text));
+            return end;
+        }
+    }
     let Some(value) = v.as_ref() else { return 0 };
     let text = serde_json::to_string_pretty(value).unwrap_or_default();
     if text.len() <= max {

@@ -207,7 +207,7 @@ fn expression(source: &str, kind: Expression) -> Result<References, String> {
     }
     if let Some(delimiter) = expression_delimiter(source) {
         return Err(format!(
-            "is an expression: write it without {delimiter} (no {{{{ }}}} or {{% %}}), e.g. {example}"
+            "is an expression: write it without {{{{ }}}} or {{% %}} (found \"{delimiter}\"), e.g. {example}"
         ));
     }
     let tree = minijinja::machinery::parse_expr(source)

@@ -1,6 +1,7 @@
 //! Runs, steps and attempts. Writes arrive as [`Op`]s, applied many at a time in one
 //! transaction by the executor's journal (group commit); reads serve the API and recovery.
 
+use futures::TryStreamExt;
 use serde_json::Value;
 use std::collections::HashMap;
 use tracing::Instrument;
@@ -210,6 +211,10 @@ struct StepRow {
     status: String,
     attempts: i64,
     output: Option<String>,
+    /// Where a run's detail is read: the output's length (the output itself is NULL past
+    /// [`DETAIL_VALUE_BYTES`]).
+    #[sqlx(default)]
+    output_len: Option<i64>,
     error_kind: Option<String>,
     error_message: Option<String>,
     ready_at: Option<i64>,
@@ -224,6 +229,8 @@ struct AttemptRow {
     status: String,
     input: Option<String>,
     output: Option<String>,
+    input_len: Option<i64>,
+    output_len: Option<i64>,
     error_kind: Option<String>,
     error_message: Option<String>,
     logs: String,
@@ -235,6 +242,62 @@ struct AttemptRow {
 
 fn corrupt(id: &str, what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("run {id}: unknown {what} \"{value}\""))
+}
+
+/// Largest stored value (a step's output, an attempt's input or output) a run's detail
+/// carries whole; a larger one is a marker saying where it is ([`Store::step_value`]).
+pub const DETAIL_VALUE_BYTES: i64 = 64 * 1024;
+/// Bytes of values one run's detail carries in all; past them, markers. With the per-value
+/// cut (done in SQL) and rows read one at a time, reading a run costs at most about this
+/// much memory, however many steps it has and however large their outputs.
+pub const DETAIL_BUDGET_BYTES: usize = 8 << 20;
+
+/// What a run's detail has left of [`DETAIL_BUDGET_BYTES`].
+struct DetailBudget {
+    left: usize,
+}
+
+impl DetailBudget {
+    /// `text` if it fits (the SQL left out values over [`DETAIL_VALUE_BYTES`]: `len` says how
+    /// long they were), else a marker naming `whole`, where the value can be read.
+    fn keep(
+        &mut self,
+        text: Option<String>,
+        len: Option<i64>,
+        whole: impl FnOnce() -> String,
+    ) -> Option<String> {
+        let bytes = len.unwrap_or(0).max(0) as usize;
+        let cut = bytes as i64 > DETAIL_VALUE_BYTES;
+        match text {
+            Some(t) if !cut && t.len() <= self.left => {
+                self.left -= t.len();
+                Some(t)
+            }
+            None => None,
+            Some(t) => {
+                // Past the cut the SQL sent a preview; past the budget, none is kept.
+                let (reason, preview) = if cut && t.len() <= self.left {
+                    self.left -= t.len();
+                    (format!("larger than {DETAIL_VALUE_BYTES} bytes"), t)
+                } else {
+                    (
+                        format!("past the {DETAIL_BUDGET_BYTES} bytes one run's detail carries"),
+                        String::new(),
+                    )
+                };
+                Some(
+                    serde_json::json!({
+                        "truncated": true,
+                        "bytes": bytes,
+                        "reason": reason,
+                        "preview": preview,
+                        "whole": whole(),
+                    })
+                    .to_string(),
+                )
+            }
+        }
+    }
 }
 
 fn json_opt(text: Option<String>) -> Option<Value> {
@@ -406,16 +469,29 @@ impl Store {
             Vec<AttemptRow>,
             Vec<(String, String, i64)>,
         );
+        let mut budget = DetailBudget {
+            left: DETAIL_BUDGET_BYTES,
+        };
         let (run, steps, attempts, item_rows): Rows = async { Ok::<_, StoreError>(on_pool!(self, pool => {
             let run: Option<RunRow> = sqlx::query_as(const_sql::RUN_BY_ID).bind(id.to_string()).fetch_optional(pool).await?;
-            let steps: Vec<StepRow> = sqlx::query_as(const_sql::STEPS_OF_RUN).bind(id.to_string()).fetch_all(pool).await?;
-            let attempts: Vec<AttemptRow> = sqlx::query_as(
-                "SELECT step_id, attempt, status, input, output, error_kind, error_message, logs, started_at, finished_at, span_id, worker
-                 FROM step_attempts WHERE run_id = $1 ORDER BY started_at, step_id, attempt",
-            )
-            .bind(id.to_string())
-            .fetch_all(pool)
-            .await?;
+            // Row by row, each value cut in SQL and the whole under a budget (see DETAIL_*).
+            let mut steps = Vec::new();
+            let mut rows = sqlx::query_as::<_, StepRow>(const_sql::DETAIL_STEPS).bind(id.to_string()).fetch(pool);
+            while let Some(mut r) = rows.try_next().await? {
+                let whole = || format!("/api/v1/runs/{id}/steps/{}/output", r.step_id);
+                r.output = budget.keep(r.output.take(), r.output_len, whole);
+                steps.push(r);
+            }
+            drop(rows);
+            let mut attempts = Vec::new();
+            let mut rows = sqlx::query_as::<_, AttemptRow>(const_sql::DETAIL_ATTEMPTS).bind(id.to_string()).fetch(pool);
+            while let Some(mut a) = rows.try_next().await? {
+                let at = format!("/api/v1/runs/{id}/steps/{}/output?attempt={}", a.step_id, a.attempt);
+                a.input = budget.keep(a.input.take(), a.input_len, || format!("{at}&part=input"));
+                a.output = budget.keep(a.output.take(), a.output_len, || at.clone());
+                attempts.push(a);
+            }
+            drop(rows);
             let items: Vec<(String, String, i64)> = sqlx::query_as(
                 "SELECT step_id, status, COUNT(*) FROM step_items WHERE run_id = $1 GROUP BY step_id, status",
             )
@@ -465,6 +541,39 @@ impl Store {
             attempts,
             items,
         })
+    }
+
+    /// One stored value whole, where a run's detail carries a marker: a step's output, or with
+    /// `attempt` that attempt's output (its input with `input`). `None`: no such step or
+    /// attempt, or nothing stored. Each is at most about 1 MiB (outputs past it are stored
+    /// as a preview), so this read is bounded too.
+    pub async fn step_value(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        attempt: Option<i64>,
+        input: bool,
+    ) -> Result<Option<Value>, StoreError> {
+        let text: Option<Option<String>> = on_pool!(self, pool => {
+            match attempt {
+                None => sqlx::query_scalar("SELECT output FROM run_steps WHERE run_id = $1 AND step_id = $2")
+                    .bind(run_id.to_string())
+                    .bind(step_id.to_string())
+                    .fetch_optional(pool)
+                    .await?,
+                Some(n) => sqlx::query_scalar(if input {
+                    "SELECT input FROM step_attempts WHERE run_id = $1 AND step_id = $2 AND attempt = $3"
+                } else {
+                    "SELECT output FROM step_attempts WHERE run_id = $1 AND step_id = $2 AND attempt = $3"
+                })
+                .bind(run_id.to_string())
+                .bind(step_id.to_string())
+                .bind(n)
+                .fetch_optional(pool)
+                .await?,
+            }
+        });
+        Ok(json_opt(text.flatten()))
     }
 
     /// The items of a `for_each` step that have ended, by position: those with `status` when
@@ -769,7 +878,18 @@ fn write_fence(sql: &mut String, me: &str, ops: &[Op]) -> bool {
 
 mod const_sql {
     pub const RUN_BY_ID: &str = "SELECT id, workflow_id, workflow_version, status, trigger, actor, parent_run_id, error, created_at, started_at, finished_at, trace_id, span_id, inputs FROM runs WHERE id = $1";
-    pub const STEPS_OF_RUN: &str = "SELECT step_id, status, attempts, output, error_kind, error_message, ready_at, started_at, finished_at FROM run_steps WHERE run_id = $1";
+    /// A run's detail: of values over `DETAIL_VALUE_BYTES` (65,536) only a 4,096-character
+    /// preview leaves the database.
+    pub const DETAIL_STEPS: &str = "SELECT step_id, status, attempts, \
+        CASE WHEN length(output) > 65536 THEN substr(output, 1, 4096) ELSE output END AS output, \
+        CAST(length(output) AS BIGINT) AS output_len, \
+        error_kind, error_message, ready_at, started_at, finished_at FROM run_steps WHERE run_id = $1";
+    pub const DETAIL_ATTEMPTS: &str = "SELECT step_id, attempt, status, \
+        CASE WHEN length(input) > 65536 THEN substr(input, 1, 4096) ELSE input END AS input, \
+        CASE WHEN length(output) > 65536 THEN substr(output, 1, 4096) ELSE output END AS output, \
+        CAST(length(input) AS BIGINT) AS input_len, CAST(length(output) AS BIGINT) AS output_len, \
+        error_kind, error_message, logs, started_at, finished_at, span_id, worker \
+        FROM step_attempts WHERE run_id = $1 ORDER BY started_at, step_id, attempt";
 }
 
 /// What a batch writes, as a set of statement kinds: cheap to take before the batch is

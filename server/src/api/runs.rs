@@ -40,6 +40,7 @@ pub fn router() -> Router<ApiState> {
         .route("/runs/{id}/retry", post(retry))
         .route("/runs/{id}/events", get(events))
         .route("/runs/{id}/steps/{step}/items", get(items))
+        .route("/runs/{id}/steps/{step}/output", get(value))
         .route("/events", get(all_events))
         .route("/workers", get(workers))
 }
@@ -221,6 +222,40 @@ struct ItemsQuery {
     /// The index after which the page starts (the previous page's `next_after`).
     after: Option<i64>,
     limit: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct ValueQuery {
+    attempt: Option<i64>,
+    /// `input` for an attempt's rendered input; else its output.
+    part: Option<String>,
+}
+
+/// One stored value whole, where a run's detail carries a marker (values over 64 KiB): a
+/// step's output, or an attempt's output or input.
+#[instrument(skip_all, fields(workflow.run.id = %id, agent.step.id = %step))]
+async fn value(
+    State(store): State<Store>,
+    Path((id, step)): Path<(String, String)>,
+    Query(q): Query<ValueQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let input = match q.part.as_deref() {
+        None | Some("output") => false,
+        Some("input") if q.attempt.is_some() => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "part: \"{other}\" is not a part; use output, or input with attempt"
+            )))
+        }
+    };
+    store.run_status(&id).await?;
+    match store.step_value(&id, &step, q.attempt, input).await? {
+        Some(v) => Ok(Json(v)),
+        None => Err(ApiError::NotFound(match q.attempt {
+            Some(n) => format!("run {id} has no value stored for step {step}, attempt {n}"),
+            None => format!("run {id} has no output stored for step {step}"),
+        })),
+    }
 }
 
 #[derive(Serialize)]

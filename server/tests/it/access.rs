@@ -179,6 +179,12 @@ async fn every_route_refuses_the_roles_below_its_own() {
         case(Method::POST, "/api/v1/validate", yaml(&doc("v")), "viewer"),
         case(Method::GET, "/api/v1/runs", None, "viewer"),
         case(Method::GET, &format!("/api/v1/runs/{run}"), None, "viewer"),
+        case(
+            Method::GET,
+            &format!("/api/v1/runs/{run}/steps/greet/output"),
+            None,
+            "viewer",
+        ),
         // REST: operating runs.
         case(
             Method::POST,

@@ -588,6 +588,46 @@ async fn a_2000_step_run_of_large_outputs_holds_a_bounded_memory() {
         grown < 160 * 1024,
         "peak RSS grew by {grown} KiB: more than the 64 MiB of held outputs allow"
     );
+    // Reading it back (any viewer may) is bounded too: each large value is a marker with a
+    // preview and where it is, 8 MiB of values at most.
+    let body = client
+        .get(format!("{base}/api/v1/runs/{id}"))
+        .send()
+        .await
+        .expect("detail")
+        .bytes()
+        .await
+        .expect("body");
+    let detail: Value = serde_json::from_slice(&body).expect("JSON");
+    // The first step's output is stored whole (the last ones past the run's 64 MiB are not).
+    let first = detail["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step_id"] == "s0"))
+        .expect("s0");
+    assert_eq!(first["output"]["truncated"], true, "{}", first["output"]);
+    assert_eq!(first["output"]["bytes"], 200002);
+    let whole = first["output"]["whole"].as_str().expect("whole");
+    assert_eq!(whole, format!("/api/v1/runs/{id}/steps/s0/output"));
+    let value: Value = client
+        .get(format!("{base}{whole}"))
+        .send()
+        .await
+        .expect("value")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(value.as_str().map(str::len), Some(200_000));
+    let read = peak_rss_kib(&server.pid()).saturating_sub(before);
+    println!(
+        "its detail: {} KiB; peak RSS +{} MiB after reading it",
+        body.len() / 1024,
+        read / 1024
+    );
+    assert!(body.len() < 12 << 20, "the detail is {} bytes", body.len());
+    assert!(
+        read < 160 * 1024,
+        "peak RSS grew by {read} KiB reading the run"
+    );
     healthz(&client, &base).await;
 }
 
