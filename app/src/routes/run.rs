@@ -174,47 +174,39 @@ pub async fn get_items(
 const ITEM_SHOWN_BYTES: usize = 4 * 1024;
 
 /// Cuts one value to `max` bytes of its pretty JSON, saying where the whole is; returns the
-/// bytes of it kept.
+/// bytes of it kept. A marker the run's detail left for a value over 64 KiB shows its preview
+/// and names the URL it gives.
 #[cfg(feature = "ssr")]
 fn shorten_value(v: &mut Option<Value>, max: usize, whole: &str) -> usize {
-    // Left in the database by the run's detail (over 64 KiB): its preview, and where it is.
-    if let Some(Value::Object(m)) = v.as_ref() {
-        if let (Some(true), Some(at), Some(bytes)) = (
-            m.get("truncated").and_then(Value::as_bool),
-            m.get("whole").and_then(Value::as_str),
-            m.get("bytes").and_then(Value::as_u64),
-        ) {
-            let mut preview = m
-                .get("preview")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let mut end = preview.len().min(max);
-            while !preview.is_char_boundary(end) {
-                end -= 1;
-            }
-            preview.truncate(end);
-            let text = format!(
-                "{preview}\n… {} more bytes not shown here: the whole value is in {at}",
-                (bytes as usize).saturating_sub(preview.len())
-            );
-            *v = Some(Value::String(text));
-            return end;
-        }
-    }
     let Some(value) = v.as_ref() else { return 0 };
-    let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    if text.len() <= max {
-        return text.len();
-    }
-    let mut end = max;
+    let marker = value
+        .get("truncated")
+        .and_then(Value::as_bool)
+        .filter(|t| *t)
+        .and(value.get("whole").and_then(Value::as_str))
+        .zip(value.get("bytes").and_then(Value::as_u64));
+    let (text, bytes, whole) = match marker {
+        Some((at, bytes)) => {
+            let preview = value.get("preview").and_then(Value::as_str).unwrap_or("");
+            (preview.to_string(), bytes as usize, at.to_string())
+        }
+        None => {
+            let text = serde_json::to_string_pretty(value).unwrap_or_default();
+            if text.len() <= max {
+                return text.len();
+            }
+            let bytes = text.len();
+            (text, bytes, whole.to_string())
+        }
+    };
+    let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
     *v = Some(Value::String(format!(
         "{}\n… {} more bytes not shown here: the whole value is in {whole}",
         &text[..end],
-        text.len() - end
+        bytes.saturating_sub(end)
     )));
     end
 }

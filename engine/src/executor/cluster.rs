@@ -403,6 +403,8 @@ impl Engine {
             {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            // After what the stopped drivers had already handed to the journal.
+            self.journal().barrier().await;
             if let Err(e) = self.store().close_attempts_at_shutdown(now_ms()).await {
                 tracing::warn!(error = %e, "cannot mark the attempts this shutdown stops; the next start counts them as interrupted");
             }

@@ -57,6 +57,24 @@ impl Journal {
     }
 }
 
+impl Journal {
+    /// Returns once everything submitted before it is applied (or refused): what a writer
+    /// outside the journal waits for so that its change lands after them.
+    pub async fn barrier(&self) {
+        let (done, wait) = oneshot::channel();
+        if self
+            .tx
+            .send(Submission {
+                ops: Vec::new(),
+                done,
+            })
+            .is_ok()
+        {
+            let _ = wait.await;
+        }
+    }
+}
+
 /// The current worker id, which changes when the worker joins again after losing its lease.
 pub type Fence = Arc<RwLock<Arc<str>>>;
 
@@ -92,6 +110,13 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>, fence
         for s in batch {
             waiters.push((ops.len()..ops.len() + s.ops.len(), s.done));
             ops.extend(s.ops);
+        }
+        // Only barriers: everything before them is applied already.
+        if ops.is_empty() {
+            waiters.into_iter().for_each(|(_, done)| {
+                let _ = done.send(Ok(()));
+            });
+            continue;
         }
         let fence = fence
             .as_ref()

@@ -1319,3 +1319,21 @@ fn write_op(sql: &mut String, op: &Op) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The detail's SQL writes the cut as a literal: it must be `DETAIL_VALUE_BYTES`.
+    #[test]
+    fn the_detail_sql_cuts_at_the_detail_value_limit() {
+        for sql in [const_sql::DETAIL_STEPS, const_sql::DETAIL_ATTEMPTS] {
+            let cut = format!("> {DETAIL_VALUE_BYTES} THEN");
+            assert_eq!(
+                sql.matches("length(").count(),
+                sql.matches(&cut).count() * 2,
+                "{sql}"
+            );
+        }
+    }
+}

@@ -36,6 +36,7 @@ pub use device::Proxy;
 use device::{client_addr, Devices, DEVICE_COOKIE};
 pub use engine::access::{check_password, MIN_PASSWORD};
 use limiter::LoginLimiter;
+
 pub const SESSION_COOKIE: &str = "flowscope_session";
 /// A session lasts this long from sign-in.
 const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);

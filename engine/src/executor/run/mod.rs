@@ -448,19 +448,21 @@ impl serde::Serialize for Secrets {
 }
 
 impl RunDriver {
+    /// What templates see as `run`: `url` only where the public URL is known.
+    fn run_view(&self) -> Value {
+        let mut run =
+            json!({ "id": self.run_id, "workflow": self.workflow_id, "trigger": self.trigger });
+        if let Some(base) = &self.engine.inner.public_url {
+            run["url"] = Value::String(format!("{base}/runs/{}", self.run_id));
+        }
+        run
+    }
+
     fn context(&self, with_secrets: bool) -> Context<'_> {
         Context {
             inputs: &self.inputs,
             steps: &self.outputs,
-            run: match &self.engine.inner.public_url {
-                Some(base) => json!({
-                    "id": self.run_id, "workflow": self.workflow_id, "trigger": self.trigger,
-                    "url": format!("{base}/runs/{}", self.run_id),
-                }),
-                None => {
-                    json!({ "id": self.run_id, "workflow": self.workflow_id, "trigger": self.trigger })
-                }
-            },
+            run: self.run_view(),
             secrets: with_secrets.then(|| Secrets(self.engine.secrets())),
         }
     }

@@ -50,10 +50,7 @@ impl RunDriver {
                 Err(e)
             } else if self.workflow.steps()[idx].for_each.is_some() {
                 self.plan_items(idx).map(Start::Items)
-            } else if let Some(done) = (!self.rendered.is_empty())
-                .then(|| self.rendered.remove(&idx))
-                .flatten()
-            {
+            } else if let Some(done) = self.rendered.remove(&idx) {
                 done.map(Start::Agent)
             } else {
                 match self.render_with(idx) {
@@ -306,7 +303,9 @@ impl RunDriver {
         }
         let context = self.context(true);
         if !with.values().all(template::all_bounded) {
-            let context = match serde_json::to_value(&context) {
+            // Serialized once, now (the context borrows the run); the frame to the child
+            // embeds the text as it is.
+            let context = match serde_json::value::to_raw_value(&context) {
                 Ok(c) => c,
                 Err(e) => {
                     return Render::Done(Err(template::RenderError {
