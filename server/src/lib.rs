@@ -7,12 +7,13 @@
 //! - [`health`]: liveness and readiness.
 //! - [`error`]: the API's error type and JSON shape.
 //! - [`telemetry`]: logs, spans and OTLP export; [`observe`]: HTTP server spans and `/metrics`.
+//! - [`cli`]: the command line (`main.rs` only calls [`cli::main`]).
+//!
+//! The benchmarks (`bench`) and the OTLP encoder and receiver (`otlp`) are crates of their own.
 
 pub mod api;
 pub mod assets;
 pub mod auth;
-pub mod bench;
-pub mod bench_ui;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -20,7 +21,5 @@ pub mod guard;
 pub mod health;
 pub mod hooks;
 pub mod observe;
-pub mod otlp_sink;
-pub mod otlp_wire;
 pub mod startup;
 pub mod telemetry;

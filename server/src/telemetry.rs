@@ -5,7 +5,7 @@
 //! carry it as an exemplar and the console log prints it. With no OTLP endpoint the sampler
 //! drops every span (ids, no recording) and nothing is exported.
 //!
-//! Spans leave through [`crate::otlp_wire`], which writes OTLP straight from the SDK's span
+//! Spans leave through [`otlp::wire`], which writes OTLP straight from the SDK's span
 //! data (the SDK's own exporter costs twice as much per span); logs through the SDK's exporter.
 //!
 //! The SDK's batch processors export from plain threads, but the gRPC and HTTP exporters need a
@@ -241,11 +241,11 @@ fn build_exporters(
     protocol: Protocol,
     endpoint: &str,
 ) -> anyhow::Result<(
-    crate::otlp_wire::OtlpSpanExporter,
+    otlp::wire::OtlpSpanExporter,
     opentelemetry_otlp::LogExporter,
 )> {
-    use crate::otlp_wire::OtlpSpanExporter;
     use opentelemetry_otlp::WithExportConfig;
+    use otlp::wire::OtlpSpanExporter;
     let what = || format!("cannot set up OTLP export to {endpoint} (OTEL_EXPORTER_OTLP_ENDPOINT)");
     let base = endpoint.trim_end_matches('/');
     let var = |k: &str| std::env::var(k).ok();

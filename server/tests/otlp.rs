@@ -5,11 +5,11 @@
 
 use std::collections::HashMap;
 
-use flowscope::otlp_sink;
 use flowscope::telemetry::{OtlpSettings, Protocol, Telemetry};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use otlp::sink as otlp_sink;
 use serde_json::Value;
 
 mod common;

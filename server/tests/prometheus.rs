@@ -9,8 +9,8 @@ use serde_json::Value;
 
 mod common;
 
+use bench::Killed;
 use common::free_port;
-use flowscope::bench::Killed;
 
 async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
     client.get(url).send().await.ok()?.json().await.ok()

@@ -82,7 +82,7 @@ pub struct AgentContext {
     /// The data `transform` evaluates over: `{inputs, steps: {<id>: {output}}}`.
     pub data: Arc<Value>,
     pub http: reqwest::Client,
-    logs: Arc<Mutex<Vec<String>>>,
+    logs: Arc<Mutex<Log>>,
     /// Secret values, kept out of what agents put in spans (URLs, error messages).
     secrets: Arc<crate::secrets::SecretSet>,
 }
@@ -116,19 +116,60 @@ impl AgentContext {
         crate::render::redact_text(text, &self.secrets.values)
     }
 
-    /// Appends a line to this attempt's log (shown in the run page).
+    /// Appends a line to this attempt's log (shown in the run page), within the log's
+    /// bounds ([`MAX_LOG_BYTES`], [`MAX_LOG_LINE_BYTES`] a line).
     pub fn log(&self, line: impl Into<String>) {
         if let Ok(mut logs) = self.logs.lock() {
             logs.push(line.into());
         }
     }
 
-    /// The lines logged so far.
+    /// The lines logged so far; a last line says how many were not kept.
     pub fn take_logs(&self) -> Vec<String> {
         self.logs
             .lock()
-            .map(|mut l| std::mem::take(&mut *l))
+            .map(|mut l| std::mem::take(&mut *l).into_lines())
             .unwrap_or_default()
+    }
+}
+
+/// Bytes of log one attempt keeps: every attempt's logs are stored and read with its run,
+/// so an agent that logs in a loop (or a huge rendered argument) cannot grow them unbounded.
+pub const MAX_LOG_BYTES: usize = 64 * 1024;
+/// Bytes of one log line kept; the rest is cut with a note.
+pub const MAX_LOG_LINE_BYTES: usize = 4 * 1024;
+
+/// One attempt's log lines, bounded.
+#[derive(Default)]
+struct Log {
+    lines: Vec<String>,
+    bytes: usize,
+    dropped: usize,
+}
+
+impl Log {
+    fn push(&mut self, mut line: String) {
+        if line.len() > MAX_LOG_LINE_BYTES {
+            let total = line.len();
+            line.truncate(line.floor_char_boundary(MAX_LOG_LINE_BYTES));
+            line.push_str(&format!(" … ({total} bytes in all)"));
+        }
+        if self.bytes + line.len() > MAX_LOG_BYTES {
+            self.dropped += 1;
+            return;
+        }
+        self.bytes += line.len();
+        self.lines.push(line);
+    }
+
+    fn into_lines(mut self) -> Vec<String> {
+        if self.dropped > 0 {
+            self.lines.push(format!(
+                "… {} more lines not kept (an attempt keeps {MAX_LOG_BYTES} bytes of log)",
+                self.dropped
+            ));
+        }
+        self.lines
     }
 }
 
@@ -430,5 +471,31 @@ fn number_field(
         Some(other) => Err(AgentError::config(format!(
             "{key}: expected a number, found {other}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_log_keeps_its_bounds_and_says_what_it_dropped() {
+        let mut log = Log::default();
+        log.push("é".repeat(MAX_LOG_LINE_BYTES));
+        for i in 0..10_000 {
+            log.push(format!("line {i} {}", "x".repeat(100)));
+        }
+        let lines = log.into_lines();
+        let first = &lines[0];
+        assert!(first.len() < MAX_LOG_LINE_BYTES + 64, "{}", first.len());
+        assert!(first.ends_with(&format!("({} bytes in all)", 2 * MAX_LOG_LINE_BYTES)));
+        let kept: usize = lines[..lines.len() - 1].iter().map(String::len).sum();
+        assert!(kept <= MAX_LOG_BYTES, "{kept}");
+        let last = lines.last().expect("a last line");
+        let dropped = 10_000 - (lines.len() - 2);
+        assert!(
+            last.starts_with(&format!("… {dropped} more lines not kept")),
+            "{last}"
+        );
     }
 }

@@ -9,12 +9,14 @@ use serde_json::{Map, Value};
 use crate::agents::{Agent, AgentContext, AgentError};
 
 /// Runs one attempt of `agent` with its timeout: the same for a local step and a claimed one.
+/// `spent` is what the attempt's render took already: one `timeout` covers both.
 pub(super) async fn run_agent(
     agent: Option<Arc<dyn Agent>>,
     kind: &str,
     ctx: &AgentContext,
     with: &Map<String, Value>,
     timeout: Option<Duration>,
+    spent: Duration,
 ) -> Result<Value, AgentError> {
     let Some(agent) = agent else {
         return Err(AgentError::new(
@@ -24,15 +26,17 @@ pub(super) async fn run_agent(
     };
     let work = agent.run(ctx, with);
     match timeout {
-        Some(t) => tokio::time::timeout(t, work).await.unwrap_or_else(|_| {
-            Err(AgentError::new(
-                "timeout",
-                format!(
-                    "the step exceeded its timeout of {}",
-                    humantime::format_duration(t)
-                ),
-            ))
-        }),
+        Some(t) => tokio::time::timeout(t.saturating_sub(spent), work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(AgentError::new(
+                    "timeout",
+                    format!(
+                        "the step exceeded its timeout of {}",
+                        humantime::format_duration(t)
+                    ),
+                ))
+            }),
         None => work.await,
     }
 }

@@ -42,6 +42,9 @@ pub(super) struct Payload {
     /// The data `transform` evaluates over (null for other agents).
     pub(super) data: Value,
     pub(super) timeout_ms: Option<u64>,
+    /// What the attempt's render took of that timeout already (rendered by the owner).
+    #[serde(default)]
+    pub(super) spent_ms: u64,
     /// Of the attempt's `agent.execute` span: the agent's own spans become its children.
     pub(super) traceparent: Option<String>,
 }
@@ -217,6 +220,7 @@ impl Engine {
                     &ctx,
                     &payload.with,
                     payload.timeout_ms.map(Duration::from_millis),
+                    Duration::from_millis(payload.spent_ms),
                 );
                 let work = async {
                     tokio::select! {

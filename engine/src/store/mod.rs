@@ -14,6 +14,7 @@ mod charts;
 pub mod cluster;
 mod runs;
 mod schedules;
+pub mod scratch;
 mod script;
 mod stats;
 mod workflows;
@@ -34,7 +35,10 @@ use crate::model::Problem;
 pub use access::{SealedSecret, UserRow};
 pub use charts::{AttemptPoint, ChartData};
 pub use cluster::WorkerRow;
-pub use runs::{summarize_ops, HeldConnection, NewRun, Op, OpsSummary, Resumable, RunFilter};
+pub use runs::{
+    summarize_ops, HeldConnection, NewRun, Op, OpsSummary, Resumable, RunFilter, ValuePart,
+    DETAIL_BUDGET_BYTES, DETAIL_VALUE_BYTES,
+};
 pub use schedules::{ScheduleRow, TIMESTAMPED_DELIVERY};
 pub use stats::id_floor;
 pub use workflows::VersionRecord;
@@ -254,57 +258,11 @@ impl Store {
         Ok(())
     }
 
-    /// Runs one statement given as text: administration only (`CREATE DATABASE` in tests),
-    /// never with user input.
-    pub async fn execute_raw(&self, sql: &str) -> Result<(), StoreError> {
+    /// Runs one statement given as text: administration only ([`scratch`]), never with
+    /// user input.
+    pub(crate) async fn execute_raw(&self, sql: &str) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(pool).await.map(|_| ()))?;
         Ok(())
-    }
-
-    /// The PostgreSQL server tests use: `FLOWSCOPE_TEST_POSTGRES_URL`, or the local one.
-    pub fn test_postgres_admin_url() -> String {
-        std::env::var("FLOWSCOPE_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-    }
-
-    /// Creates an empty database `name` (a plain identifier) on the PostgreSQL server of
-    /// `admin_url`, replacing any of that name, and connects to it: for tests and benchmarks.
-    pub async fn create_postgres_database(
-        admin_url: &str,
-        name: &str,
-    ) -> Result<Store, StoreError> {
-        Store::drop_postgres_database(admin_url, name).await?;
-        let admin = Store::connect(admin_url).await?;
-        admin
-            .execute_raw(&format!("CREATE DATABASE {name}"))
-            .await?;
-        admin.close().await;
-        Store::connect(&Store::postgres_database_url(admin_url, name)).await
-    }
-
-    /// The URL of database `name` on the PostgreSQL server of `admin_url`.
-    pub fn postgres_database_url(admin_url: &str, name: &str) -> String {
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(admin_url);
-        format!("{base}/{name}")
-    }
-
-    /// Drops database `name` (a plain identifier) on the server of `admin_url`, if it exists.
-    pub async fn drop_postgres_database(admin_url: &str, name: &str) -> Result<(), StoreError> {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(StoreError::BadUrl {
-                url: name.to_string(),
-                reason: "a database name is letters, digits and _".into(),
-            });
-        }
-        let admin = Store::connect(admin_url).await?;
-        let result = admin
-            .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await;
-        admin.close().await;
-        result
     }
 
     /// Closes every connection (graceful shutdown).

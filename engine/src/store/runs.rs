@@ -244,6 +244,16 @@ fn corrupt(id: &str, what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("run {id}: unknown {what} \"{value}\""))
 }
 
+/// Which of an attempt's stored values [`Store::step_value`] reads (a step's own value is
+/// its output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValuePart {
+    Output,
+    Input,
+    /// The attempt's log lines, as a JSON list.
+    Logs,
+}
+
 /// Largest stored value (a step's output, an attempt's input or output) a run's detail
 /// carries whole; a larger one is a marker saying where it is ([`Store::step_value`]).
 pub const DETAIL_VALUE_BYTES: i64 = 64 * 1024;
@@ -297,6 +307,23 @@ impl DetailBudget {
                 )
             }
         }
+    }
+}
+
+impl DetailBudget {
+    /// An attempt's log lines (a JSON list, at most about `MAX_LOG_BYTES`) if they fit, else
+    /// one line that says where to read them.
+    fn keep_logs(&mut self, logs: String, whole: impl FnOnce() -> String) -> String {
+        if logs.len() <= self.left {
+            self.left -= logs.len();
+            return logs;
+        }
+        serde_json::json!([format!(
+            "… {} bytes of log not shown: past the {DETAIL_BUDGET_BYTES} bytes one run's detail carries; read them at {}",
+            logs.len(),
+            whole()
+        )])
+        .to_string()
     }
 }
 
@@ -489,6 +516,7 @@ impl Store {
                 let at = format!("/api/v1/runs/{id}/steps/{}/output?attempt={}", a.step_id, a.attempt);
                 a.input = budget.keep(a.input.take(), a.input_len, || format!("{at}&part=input"));
                 a.output = budget.keep(a.output.take(), a.output_len, || at.clone());
+                a.logs = budget.keep_logs(std::mem::take(&mut a.logs), || format!("{at}&part=logs"));
                 attempts.push(a);
             }
             drop(rows);
@@ -552,7 +580,7 @@ impl Store {
         run_id: &str,
         step_id: &str,
         attempt: Option<i64>,
-        input: bool,
+        part: ValuePart,
     ) -> Result<Option<Value>, StoreError> {
         let text: Option<Option<String>> = on_pool!(self, pool => {
             match attempt {
@@ -561,10 +589,10 @@ impl Store {
                     .bind(step_id.to_string())
                     .fetch_optional(pool)
                     .await?,
-                Some(n) => sqlx::query_scalar(if input {
-                    "SELECT input FROM step_attempts WHERE run_id = $1 AND step_id = $2 AND attempt = $3"
-                } else {
-                    "SELECT output FROM step_attempts WHERE run_id = $1 AND step_id = $2 AND attempt = $3"
+                Some(n) => sqlx::query_scalar(match part {
+                    ValuePart::Input => "SELECT input FROM step_attempts WHERE run_id = $1 AND step_id = $2 AND attempt = $3",
+                    ValuePart::Output => "SELECT output FROM step_attempts WHERE run_id = $1 AND step_id = $2 AND attempt = $3",
+                    ValuePart::Logs => "SELECT logs FROM step_attempts WHERE run_id = $1 AND step_id = $2 AND attempt = $3",
                 })
                 .bind(run_id.to_string())
                 .bind(step_id.to_string())

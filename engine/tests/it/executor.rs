@@ -742,17 +742,19 @@ async fn on_postgres_a_run_survives_its_connections_being_killed() {
         let id = id.clone();
         tokio::spawn(async move { engine.wait(&id).await })
     };
-    let admin_url = Store::test_postgres_admin_url();
+    let admin_url = engine::store::scratch::admin_url();
     let admin = Store::connect(&admin_url).await.expect("admin");
     let db = h.pg_db.clone().expect("a PostgreSQL harness");
     for _ in 0..4 {
         tokio::time::sleep(std::time::Duration::from_millis(120)).await;
-        admin
-            .execute_raw(&format!(
+        engine::store::scratch::execute(
+            &admin,
+            &format!(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
-            ))
-            .await
-            .expect("terminate");
+            ),
+        )
+        .await
+        .expect("terminate");
     }
     admin.close().await;
     assert_eq!(

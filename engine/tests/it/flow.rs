@@ -329,6 +329,36 @@ async fn a_slow_render_obeys_the_step_timeout_and_a_cancel() {
     assert_eq!(slow.attempts, 0, "dropped while it rendered: never started");
 }
 
+/// One `timeout` covers the attempt: what its render in the sandbox took is gone from the
+/// agent's share, so a step never runs for up to twice its timeout.
+#[tokio::test]
+async fn a_render_and_its_agent_share_one_timeout() {
+    let h = harness().await;
+    let reps = serde_json::to_string(&vec![0; 30]).expect("list");
+    h.add(&format!(
+        "id: shared\ninputs: {{n: {{type: integer, default: 10000000}}, reps: {{type: array, default: {reps}}}}}\nsteps:\n\
+         - {{id: first, agent: transform, with: {{jq: '1'}}}}\n\
+         - id: slow\n  needs: [first]\n  agent: simulate\n  timeout: 4s\n  with: {{latency: 60s, output: \"{SLOW_TEMPLATE}\"}}\n"
+    ))
+    .await;
+    let d = h.run("shared", json!({})).await;
+    let slow = step_of(&d, "slow");
+    assert_eq!(slow.error_kind.as_deref(), Some("timeout"), "{slow:?}");
+    let (ready, started, finished) = (
+        slow.ready_at.expect("ready"),
+        slow.started_at.expect("started"),
+        slow.finished_at.expect("finished"),
+    );
+    // The attempt is recorded as started once its `with` is rendered.
+    let render = started - ready;
+    assert!(render >= 50, "the render should take a while: {render} ms");
+    assert!(
+        finished - started < 4000,
+        "the agent had the whole timeout after a {render} ms render: {slow:?}"
+    );
+    assert!(finished - ready >= 4000, "{slow:?}");
+}
+
 /// `{{ run.url }}` is the run's page under the public URL: what a notification links to.
 #[tokio::test]
 async fn templates_link_to_the_run_page_under_the_public_url() {

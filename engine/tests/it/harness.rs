@@ -55,13 +55,13 @@ pub(crate) async fn harness() -> Harness {
 /// The same engine on a fresh PostgreSQL database (`FLOWSCOPE_TEST_POSTGRES_URL`).
 pub(crate) async fn pg_harness() -> Harness {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let admin_url = Store::test_postgres_admin_url();
+    let admin_url = engine::store::scratch::admin_url();
     let name = format!(
         "flowscope_exec_{}_{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     );
-    let store = Store::create_postgres_database(&admin_url, &name)
+    let store = engine::store::scratch::create_database(&admin_url, &name)
         .await
         .expect("PostgreSQL on 127.0.0.1:5432");
     store.migrate().await.expect("migrate");

@@ -46,9 +46,10 @@ async fn postgres() -> (Store, String) {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     );
-    let store = Store::create_postgres_database(&Store::test_postgres_admin_url(), &name)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432");
+    let store =
+        engine::store::scratch::create_database(&engine::store::scratch::admin_url(), &name)
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432");
     store.migrate().await.expect("migrate");
     (store, name)
 }
@@ -294,8 +295,8 @@ async fn two_processes_on_postgres_fire_each_occurrence_once() {
     let (store, name) = postgres().await;
     add(&store, &workflow("shared", "cron: '* * * * *'")).await;
     // Two engines with their own connection pools: two processes as far as the database sees.
-    let other = Store::connect(&Store::postgres_database_url(
-        &Store::test_postgres_admin_url(),
+    let other = Store::connect(&engine::store::scratch::database_url(
+        &engine::store::scratch::admin_url(),
         &name,
     ))
     .await
@@ -324,5 +325,6 @@ async fn two_processes_on_postgres_fire_each_occurrence_once() {
     assert_eq!(cron_runs(&store, "shared").await, 20);
     other.close().await;
     store.close().await;
-    let _ = Store::drop_postgres_database(&Store::test_postgres_admin_url(), &name).await;
+    let _ =
+        engine::store::scratch::drop_database(&engine::store::scratch::admin_url(), &name).await;
 }

@@ -24,7 +24,7 @@ mod support {
         pub async fn cleanup(self) {
             self.store.close().await;
             if let Some((admin_url, name)) = self.drop_pg {
-                Store::drop_postgres_database(&admin_url, &name)
+                engine::store::scratch::drop_database(&admin_url, &name)
                     .await
                     .expect("drop db");
             }
@@ -45,13 +45,13 @@ mod support {
 
     pub async fn postgres() -> TestDb {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let admin_url = Store::test_postgres_admin_url();
+        let admin_url = engine::store::scratch::admin_url();
         let name = format!(
             "flowscope_test_{}_{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let store = Store::create_postgres_database(&admin_url, &name)
+        let store = engine::store::scratch::create_database(&admin_url, &name)
             .await
             .expect("PostgreSQL must run on 127.0.0.1:5432 (the test command starts it)");
         store.migrate().await.expect("migrate");
@@ -99,7 +99,70 @@ both!(
     attempt_transitions_write_the_same_rows_on_both_stores,
     a_batch_wider_than_a_select_list_applies,
     alert_announcements_follow_transitions_and_racing_replicas_announce_once,
+    a_runs_detail_carries_logs_within_its_budget,
 );
+
+/// Logs count against the 8 MiB a run's detail carries: 200 attempts of 60 KB logs (12 MB)
+/// come back as the first ones whole and the rest as a line naming where they are, and that
+/// place reads them whole.
+async fn a_runs_detail_carries_logs_within_its_budget(store: Store) {
+    let steps: Vec<String> = (0..200).map(|i| format!("s{i}")).collect();
+    let refs: Vec<&str> = steps.iter().map(String::as_str).collect();
+    create_owned_run(&store, &refs).await;
+    let line = "l".repeat(1_000);
+    let mut ops = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        ops.push(started(step, 1, 100 + i as i64, false, None));
+        let mut end = finished(step, 1, StepStatus::Succeeded, 101 + i as i64);
+        if let Op::AttemptFinished { logs, .. } = &mut end {
+            *logs = vec![line.clone(); 60];
+        }
+        ops.push(end);
+    }
+    store.apply(&ops).await.expect("apply");
+    let detail = store.run_detail("r").await.expect("detail");
+    let whole: Vec<_> = detail
+        .attempts
+        .iter()
+        .filter(|a| a.logs.len() == 60)
+        .collect();
+    let cut: Vec<_> = detail
+        .attempts
+        .iter()
+        .filter(|a| a.logs.len() == 1)
+        .collect();
+    assert_eq!(whole.len() + cut.len(), 200);
+    let kept: usize = whole
+        .iter()
+        .map(|a| serde_json::to_string(&a.logs).expect("json").len())
+        .sum();
+    assert!(kept <= engine::store::DETAIL_BUDGET_BYTES, "{kept}");
+    assert!(
+        whole.len() >= 100 && cut.len() >= 50,
+        "{} whole, {} cut",
+        whole.len(),
+        cut.len()
+    );
+    let note = &cut[0].logs[0];
+    let at = format!(
+        "/api/v1/runs/r/steps/{}/output?attempt=1&part=logs",
+        cut[0].step_id
+    );
+    assert!(
+        note.contains("bytes of log not shown") && note.ends_with(&at),
+        "{note}"
+    );
+    let logs = store
+        .step_value(
+            "r",
+            &cut[0].step_id,
+            Some(1),
+            engine::store::ValuePart::Logs,
+        )
+        .await
+        .expect("logs");
+    assert_eq!(logs, Some(serde_json::json!(vec![line.clone(); 60])));
+}
 
 async fn alert_announcements_follow_transitions_and_racing_replicas_announce_once(store: Store) {
     let (g, f) = ("{}:{alertname=\"X\"}", "fp1");

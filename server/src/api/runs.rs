@@ -22,7 +22,7 @@ use axum::{Extension, Json, Router};
 use engine::access::Principal;
 use engine::executor::{Engine, RetryMode, TriggerRequest};
 use engine::records::{EventKind, RunDetail, RunStatus, RunSummary};
-use engine::store::{RunFilter, Store};
+use engine::store::{RunFilter, Store, ValuePart};
 use futures::stream::{self, Stream};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -227,29 +227,31 @@ struct ItemsQuery {
 #[derive(Deserialize)]
 struct ValueQuery {
     attempt: Option<i64>,
-    /// `input` for an attempt's rendered input; else its output.
+    /// With `attempt`: `input` for its rendered input, `logs` for its log lines; else the
+    /// output.
     part: Option<String>,
 }
 
 /// One stored value whole, where a run's detail carries a marker (values over 64 KiB): a
-/// step's output, or an attempt's output or input.
+/// step's output, or an attempt's output, input or log lines.
 #[instrument(skip_all, fields(workflow.run.id = %id, agent.step.id = %step))]
 async fn value(
     State(store): State<Store>,
     Path((id, step)): Path<(String, String)>,
     Query(q): Query<ValueQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let input = match q.part.as_deref() {
-        None | Some("output") => false,
-        Some("input") if q.attempt.is_some() => true,
+    let part = match q.part.as_deref() {
+        None | Some("output") => ValuePart::Output,
+        Some("input") if q.attempt.is_some() => ValuePart::Input,
+        Some("logs") if q.attempt.is_some() => ValuePart::Logs,
         Some(other) => {
             return Err(ApiError::BadRequest(format!(
-                "part: \"{other}\" is not a part; use output, or input with attempt"
+                "part: \"{other}\" is not a part; use output, or input or logs with attempt"
             )))
         }
     };
     store.run_status(&id).await?;
-    match store.step_value(&id, &step, q.attempt, input).await? {
+    match store.step_value(&id, &step, q.attempt, part).await? {
         Some(v) => Ok(Json(v)),
         None => Err(ApiError::NotFound(match q.attempt {
             Some(n) => format!("run {id} has no value stored for step {step}, attempt {n}"),

@@ -6,7 +6,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use engine::store::Store;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -103,13 +102,13 @@ pub fn spawn(kind: &str, db: &str, env: &[(&str, &str)]) -> Proc {
 
 /// A fresh database `name`; its URL.
 pub async fn database(name: &str) -> String {
-    let admin = Store::test_postgres_admin_url();
-    let store = Store::create_postgres_database(&admin, name)
+    let admin = engine::store::scratch::admin_url();
+    let store = engine::store::scratch::create_database(&admin, name)
         .await
         .expect("create database");
     store.migrate().await.expect("migrate");
     store.close().await;
-    Store::postgres_database_url(&admin, name)
+    engine::store::scratch::database_url(&admin, name)
 }
 
 pub async fn create(client: &reqwest::Client, base: &str, yaml: &str) {

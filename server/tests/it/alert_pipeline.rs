@@ -21,8 +21,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bench::Killed;
 use common::{free_port, read_yaml, stack_file};
-use flowscope::bench::Killed;
 use flowscope::config::Config;
 use serde_json::{json, Value};
 use serde_norway::Value as Yaml;

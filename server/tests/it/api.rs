@@ -494,15 +494,15 @@ async fn the_list_server_function_answers_over_http() {
 
 #[tokio::test]
 async fn the_server_runs_on_postgres_too() {
-    let admin = engine::store::Store::test_postgres_admin_url();
+    let admin = engine::store::scratch::admin_url();
     let name = format!("flowscope_api_{}", std::process::id());
-    engine::store::Store::create_postgres_database(&admin, &name)
+    engine::store::scratch::create_database(&admin, &name)
         .await
         .expect("PostgreSQL on 127.0.0.1:5432")
         .close()
         .await;
     let app = TestApp::spawn_on(
-        engine::store::Store::postgres_database_url(&admin, &name),
+        engine::store::scratch::database_url(&admin, &name),
         tempfile::tempdir().expect("dir"),
     )
     .await;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::procs::{all_finished, create, database, spawn, trigger, Proc};
 
-use engine::store::{NewRun, Op, Store};
+use engine::store::{NewRun, Op};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -449,8 +449,8 @@ async fn a_run_on_a_worker_is_watched_live_and_cancelled_from_the_server() {
 /// The claim and fence protocol on the store directly, with a short lease.
 #[tokio::test]
 async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
-    let admin = Store::test_postgres_admin_url();
-    let store = Store::create_postgres_database(&admin, "fs_cluster_claims")
+    let admin = engine::store::scratch::admin_url();
+    let store = engine::store::scratch::create_database(&admin, "fs_cluster_claims")
         .await
         .expect("db");
     store.migrate().await.expect("migrate");
@@ -512,9 +512,12 @@ async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
 
     // w0's lease (200 ms here) runs out; w1, still beating, takes its runs over.
     let lease = 200;
-    let pool = PgPool::connect(&Store::postgres_database_url(&admin, "fs_cluster_claims"))
-        .await
-        .expect("pool");
+    let pool = PgPool::connect(&engine::store::scratch::database_url(
+        &admin,
+        "fs_cluster_claims",
+    ))
+    .await
+    .expect("pool");
     let w0_run: String = sqlx::query_scalar("SELECT id FROM runs WHERE owner = 'w0' LIMIT 1")
         .fetch_one(&pool)
         .await
@@ -581,7 +584,7 @@ async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
         .await
         .expect("the new owner writes");
     store.close().await;
-    let _ = Store::drop_postgres_database(&admin, "fs_cluster_claims").await;
+    let _ = engine::store::scratch::drop_database(&admin, "fs_cluster_claims").await;
 }
 
 /// A fan-out of eight 1.5 s branches, each output its own name, joined by a `transform` that
@@ -829,8 +832,8 @@ async fn cancelling_a_run_stops_its_steps_on_other_workers() {
 
 #[tokio::test]
 async fn step_offers_are_claimed_once_withdrawn_only_unclaimed_and_lost_claims_return() {
-    let admin = Store::test_postgres_admin_url();
-    let store = Store::create_postgres_database(&admin, "fs_cluster_offers")
+    let admin = engine::store::scratch::admin_url();
+    let store = engine::store::scratch::create_database(&admin, "fs_cluster_offers")
         .await
         .expect("db");
     store.migrate().await.expect("migrate");
@@ -895,9 +898,12 @@ async fn step_offers_are_claimed_once_withdrawn_only_unclaimed_and_lost_claims_r
 
     // w0 falls silent past its lease (30 s here): its claims return to the pool, and its
     // late report is refused; whoever claims the step again reports it, once.
-    let pool = PgPool::connect(&Store::postgres_database_url(&admin, "fs_cluster_offers"))
-        .await
-        .expect("pool");
+    let pool = PgPool::connect(&engine::store::scratch::database_url(
+        &admin,
+        "fs_cluster_offers",
+    ))
+    .await
+    .expect("pool");
     let w0_step: String = sqlx::query_scalar(
         "SELECT step_id FROM step_offers WHERE claimed_by = 'w0' ORDER BY step_id LIMIT 1",
     )

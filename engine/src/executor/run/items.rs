@@ -294,7 +294,9 @@ async fn run_item(items: Arc<Items>, index: usize, item: Value) -> Ended {
         attempt += 1;
         // Released between attempts: a backoff holds no slot.
         let permit = items.engine.step_slots().acquire_owned().await.ok();
+        let began = Instant::now();
         let rendered = items.render(index, &item).await;
+        let spent = began.elapsed();
         let mut input = Value::Object(rendered.clone().unwrap_or_default());
         redact(&mut input, &items.secrets.values);
         let span = items.parent.as_ref().map(|parent| {
@@ -324,7 +326,14 @@ async fn run_item(items: Arc<Items>, index: usize, item: Value) -> Ended {
                     items.engine.http(),
                 )
                 .with_secrets(items.secrets.clone());
-                let work = run_agent(items.agent.clone(), &items.kind, &ctx, &with, items.timeout);
+                let work = run_agent(
+                    items.agent.clone(),
+                    &items.kind,
+                    &ctx,
+                    &with,
+                    items.timeout,
+                    spent,
+                );
                 match &span {
                     Some(cx) => work.with_context(cx.clone()).await,
                     None => work.await,

@@ -64,6 +64,8 @@ enum Completion {
     Rendered {
         idx: usize,
         result: Result<Map<String, Value>, RenderError>,
+        /// Of the step's timeout: the agent gets the rest.
+        took: Duration,
     },
     /// Results of offered steps that other workers reported (rows of `step_offers`).
     Remote {
@@ -73,6 +75,9 @@ enum Completion {
     /// An offered step that another worker claimed before a slot freed here.
     Claimed,
 }
+
+/// A `with` rendered in the sandbox, and the time that took of the step's timeout.
+type Rendered = (Result<Map<String, Value>, RenderError>, Duration);
 
 /// Where an attempt gets its step slot.
 enum Slot {
@@ -157,8 +162,9 @@ pub(super) struct RunDriver {
     /// Cancelled when this process shuts down: start no more steps, leave the run to others.
     /// None on SQLite: nothing to hand over, and nothing to poll on the hot path.
     drain: Option<CancellationToken>,
-    /// `with`s rendered in the sandbox, by step index, for the step's next start.
-    rendered: HashMap<usize, Result<Map<String, Value>, RenderError>>,
+    /// `with`s rendered in the sandbox, by step index, for the step's next start, with the
+    /// time the render took.
+    rendered: HashMap<usize, Rendered>,
 }
 
 impl RunDriver {

@@ -40,8 +40,8 @@ impl RunDriver {
                 ready.push_back(idx);
                 return;
             }
-            Completion::Rendered { idx, result } => {
-                self.rendered.insert(idx, result);
+            Completion::Rendered { idx, result, took } => {
+                self.rendered.insert(idx, (result, took));
                 ready.push_back(idx);
                 return;
             }

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -46,15 +46,22 @@ impl RunDriver {
     ) -> usize {
         let mut spawned = 0;
         while let Some(idx) = ready.pop_front() {
+            // What a render in the sandbox took of the step's timeout.
+            let mut spent = Duration::ZERO;
             let rendered = if let Some(e) = self.doomed.remove(&idx) {
                 Err(e)
             } else if self.workflow.steps()[idx].for_each.is_some() {
                 self.plan_items(idx).map(Start::Items)
-            } else if let Some(done) = self.rendered.remove(&idx) {
+            } else if let Some((done, took)) = self.rendered.remove(&idx) {
+                spent = took;
                 done.map(Start::Agent)
             } else {
+                let began = Instant::now();
                 match self.render_with(idx) {
-                    Render::Done(r) => r.map(Start::Agent),
+                    Render::Done(r) => {
+                        spent = began.elapsed();
+                        r.map(Start::Agent)
+                    }
                     Render::InSandbox(render) => {
                         // Not started until rendered: a cancel drops the render (and its child).
                         self.steps[idx].status = StepStatus::Running;
@@ -140,12 +147,12 @@ impl RunDriver {
                 Ok(Start::Agent(with)) => {
                     let slot = match self.engine.step_slots().try_acquire_owned() {
                         Ok(permit) => Slot::Held(permit),
-                        Err(_) => match self.offer(idx, attempt, &with) {
+                        Err(_) => match self.offer(idx, attempt, &with, spent) {
                             Some(resolved) => Slot::Offered(resolved),
                             None => Slot::Wait,
                         },
                     };
-                    in_flight.push(self.attempt_future(idx, attempt, with, slot));
+                    in_flight.push(self.attempt_future(idx, attempt, with, slot, spent));
                     self.in_flight.insert(idx, attempt);
                     spawned += 1;
                 }
@@ -175,6 +182,7 @@ impl RunDriver {
         idx: usize,
         attempt: i64,
         with: &Map<String, Value>,
+        spent: Duration,
     ) -> Option<CancellationToken> {
         if !self.engine.can_offer() {
             return None;
@@ -199,6 +207,7 @@ impl RunDriver {
                 .as_deref()
                 .and_then(|t| parse_duration(t).ok())
                 .map(|t| t.as_millis() as u64),
+            spent_ms: spent.as_millis() as u64,
             traceparent,
         };
         let (Some(payload), Some(owner)) =
@@ -318,9 +327,14 @@ impl RunDriver {
             let (engine, with) = (self.engine.clone(), with.clone());
             return Render::InSandbox(
                 async move {
+                    let began = Instant::now();
                     let result =
                         render_in_sandbox(engine.sandbox(), &with, &context, timeout).await;
-                    Completion::Rendered { idx, result }
+                    Completion::Rendered {
+                        idx,
+                        result,
+                        took: began.elapsed(),
+                    }
                 }
                 .boxed(),
             );
@@ -345,6 +359,7 @@ impl RunDriver {
         attempt: i64,
         with: Map<String, Value>,
         slot: Slot,
+        spent: Duration,
     ) -> BoxFuture<'static, Completion> {
         let step = &self.workflow.steps()[idx];
         let agent = self.engine.agent(&step.agent);
@@ -393,7 +408,7 @@ impl RunDriver {
                     permit
                 }
             };
-            let result = run_agent(agent, &kind, &ctx, &with, timeout).await;
+            let result = run_agent(agent, &kind, &ctx, &with, timeout, spent).await;
             Completion::Attempt {
                 idx,
                 attempt,

@@ -421,12 +421,15 @@ fn headers_from_env(
             let Some((k, v)) = pair.split_once('=') else {
                 anyhow::bail!("{name}: \"{pair}\" is not key=value");
             };
-            let v = engine::links::decode_component(v.trim()).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{name}: the value of \"{}\" is not valid percent-encoding",
-                    k.trim()
-                )
-            })?;
+            let v = percent_encoding::percent_decode_str(v.trim())
+                .decode_utf8()
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "{name}: the value of \"{}\" is not UTF-8 once percent-decoded",
+                        k.trim()
+                    )
+                })?
+                .into_owned();
             out.retain(|(key, _): &(String, String)| !key.eq_ignore_ascii_case(k.trim()));
             out.push((k.trim().to_string(), v));
         }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use engine::executor::{Engine, EngineConfig, TriggerRequest};
 
-use crate::bench::{ms, pct};
+use crate::{ms, pct};
 use engine::model::Workflow;
 use engine::records::RunStatus;
 use engine::store::{id_floor, NewRun, Op, Store};
@@ -109,7 +109,9 @@ async fn measure(client: &reqwest::Client, url: &str) -> anyhow::Result<(f64, f6
     Ok((pct(&times, 0.5), pct(&times, 0.99), bytes))
 }
 
-pub async fn run(leptos_options: leptos::prelude::LeptosOptions) -> anyhow::Result<()> {
+/// Fills a database, then times the pages of the router `serve` builds over it (the server's
+/// own: this crate does not depend on the server, the server's `bench` command passes it).
+pub async fn run(serve: impl FnOnce(Store, Engine) -> axum::Router) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("flowscope-bench-ui-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let store = Store::connect(&format!("sqlite://{}/ui.db", dir.display())).await?;
@@ -135,15 +137,7 @@ pub async fn run(leptos_options: leptos::prelude::LeptosOptions) -> anyhow::Resu
         .await?;
     engine.wait(&run.id).await?;
 
-    let router = crate::startup::router(
-        store.clone(),
-        engine.clone(),
-        Default::default(),
-        Default::default(),
-        crate::auth::Auth::new(store.clone(), false, None, Vec::new()),
-        crate::guard::Guard::new("http://127.0.0.1:3000"),
-        leptos_options,
-    );
+    let router = serve(store.clone(), engine.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move {
