@@ -57,90 +57,12 @@ async fn serve(router: Router) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-    tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
-    // Attempt and commit spans come from the global tracer provider.
-    opentelemetry::global::set_tracer_provider(provider.clone());
-
+    let exporter = install_tracer();
     // /flaky fails once then answers; /down always fails. Both record the traceparent sent.
-    let calls = Arc::new(AtomicUsize::new(0));
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (counter, seen_flaky, seen_down) = (calls.clone(), seen.clone(), seen.clone());
-    let addr = serve(
-        Router::new()
-            .route(
-                "/flaky",
-                get(move |headers: HeaderMap| {
-                    let n = counter.fetch_add(1, Ordering::SeqCst);
-                    record_traceparent(&seen_flaky, &headers);
-                    async move {
-                        if n == 0 {
-                            (StatusCode::SERVICE_UNAVAILABLE, "busy")
-                        } else {
-                            (StatusCode::OK, "ready")
-                        }
-                    }
-                }),
-            )
-            .route(
-                "/down",
-                post(move |headers: HeaderMap| {
-                    record_traceparent(&seen_down, &headers);
-                    async { (StatusCode::BAD_GATEWAY, "down") }
-                }),
-            )
-            // An OpenAI-compatible model API.
-            .route(
-                "/v1/chat/completions",
-                post(move |axum::Json(body): axum::Json<serde_json::Value>| async move {
-                    axum::Json(serde_json::json!({
-                        "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
-                        "choices": [{ "index": 0, "message": { "role": "assistant", "content": "ok" }, "finish_reason": "stop" }],
-                        "usage": { "prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500 }
-                    }))
-                }),
-            ),
-    )
-    .await;
-
+    let addr = upstreams(seen.clone()).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
-        .await
-        .expect("connect");
-    store.migrate().await.expect("migrate");
-    let yaml = format!(
-        "id: traced\nname: Traced flow\nsteps:\n\
-         - {{id: fetch, agent: http, with: {{url: 'http://{addr}/flaky'}}, retry: {{max_attempts: 2, backoff: 10ms}}}}\n\
-         - {{id: shape, agent: transform, needs: [fetch], with: {{jq: '.steps.fetch.output.status'}}}}\n\
-         - {{id: post, agent: http, needs: [shape], with: {{url: 'http://{addr}/down', method: POST}}}}\n"
-    );
-    let workflow = Workflow::parse(&yaml).expect("valid");
-    store
-        .create_workflow(&workflow, &yaml)
-        .await
-        .expect("create");
-    let chat_yaml = format!(
-        "id: chatty\nsteps:\n- {{id: ask, agent: llm, with: {{base_url: 'http://{addr}/v1', model: tiny-model, prompt: hi}}}}\n"
-    );
-    let chat = Workflow::parse(&chat_yaml).expect("valid");
-    store
-        .create_workflow(&chat, &chat_yaml)
-        .await
-        .expect("create");
-    // A workflow that puts a secret where spans could carry it: a URL path, an error.
-    let leaky_yaml = "id: leaky\nsteps:\n\
-         - {id: refused, agent: http, with: {url: 'http://127.0.0.1:1/{{ secrets.TOKEN }}/x'}}\n"
-        .to_string();
-    let leaky = Workflow::parse(&leaky_yaml).expect("valid");
-    store
-        .create_workflow(&leaky, &leaky_yaml)
-        .await
-        .expect("create");
+    let store = store_with_workflows(dir.path(), addr).await;
     let engine = Engine::start(
         store.clone(),
         EngineConfig {
@@ -178,6 +100,139 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
     let detail = store.run_detail(&run.id).await.expect("detail");
     let spans = exporter.get_finished_spans().expect("spans");
 
+    let (root, trace_id) = check_root(&spans, &run.id, &detail);
+    let attempts = check_attempts(&spans, root, &detail);
+    check_http_clients(
+        &spans,
+        &attempts,
+        addr,
+        &seen.lock().expect("lock"),
+        trace_id,
+    );
+    check_commits(&spans, root, &run.id);
+    // The same run, counted: metric names and labels of SPEC §6, the trace as exemplar.
+    let metrics = engine.metrics().encode();
+    for line in [
+        "workflow_runs_total{workflow=\"traced\",status=\"failed\",trigger=\"api\"} 1",
+        "agent_runs_total{agent=\"http\",workflow=\"traced\",status=\"failed\"} 2",
+        "agent_runs_total{agent=\"http\",workflow=\"traced\",status=\"succeeded\"} 1",
+        "agent_errors_total{agent=\"http\",workflow=\"traced\",error_type=\"http_status\"} 2",
+        "workflows_active{workflow=\"traced\"} 0",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+    assert!(
+        metrics.contains(&format!("# {{trace_id=\"{trace_id}\"}}")),
+        "no exemplar with the run's trace id in\n{metrics}"
+    );
+
+    check_a_model_call(&engine, &exporter).await;
+    check_no_span_carries_a_secret(&engine, &exporter).await;
+    drop(engine);
+    check_fast_commits_are_counted_not_spanned(&store, &exporter).await;
+}
+
+/// The in-memory exporter behind the global subscriber and tracer provider (attempt and
+/// commit spans come from the global provider).
+fn install_tracer() -> InMemorySpanExporter {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    tracing::subscriber::set_global_default(subscriber).expect("one subscriber per binary");
+    // Attempt and commit spans come from the global tracer provider.
+    opentelemetry::global::set_tracer_provider(provider);
+    exporter
+}
+
+/// The loopback services the workflows call: /flaky, /down and an OpenAI-compatible model API.
+async fn upstreams(seen: Arc<Mutex<Vec<String>>>) -> SocketAddr {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (counter, seen_flaky, seen_down) = (calls.clone(), seen.clone(), seen);
+    serve(
+        Router::new()
+            .route(
+                "/flaky",
+                get(move |headers: HeaderMap| {
+                    let n = counter.fetch_add(1, Ordering::SeqCst);
+                    record_traceparent(&seen_flaky, &headers);
+                    async move {
+                        if n == 0 {
+                            (StatusCode::SERVICE_UNAVAILABLE, "busy")
+                        } else {
+                            (StatusCode::OK, "ready")
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/down",
+                post(move |headers: HeaderMap| {
+                    record_traceparent(&seen_down, &headers);
+                    async { (StatusCode::BAD_GATEWAY, "down") }
+                }),
+            )
+            // An OpenAI-compatible model API.
+            .route(
+                "/v1/chat/completions",
+                post(move |axum::Json(body): axum::Json<serde_json::Value>| async move {
+                    axum::Json(serde_json::json!({
+                        "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
+                        "choices": [{ "index": 0, "message": { "role": "assistant", "content": "ok" }, "finish_reason": "stop" }],
+                        "usage": { "prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500 }
+                    }))
+                }),
+            ),
+    )
+    .await
+}
+
+/// A SQLite store with `traced` (three steps, a retry, a failure), `chatty` (a model call)
+/// and `leaky` (a secret in a URL).
+async fn store_with_workflows(dir: &std::path::Path, addr: SocketAddr) -> Store {
+    let store = Store::connect(&format!("sqlite://{}", dir.join("t.db").display()))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let yaml = format!(
+        "id: traced\nname: Traced flow\nsteps:\n\
+         - {{id: fetch, agent: http, with: {{url: 'http://{addr}/flaky'}}, retry: {{max_attempts: 2, backoff: 10ms}}}}\n\
+         - {{id: shape, agent: transform, needs: [fetch], with: {{jq: '.steps.fetch.output.status'}}}}\n\
+         - {{id: post, agent: http, needs: [shape], with: {{url: 'http://{addr}/down', method: POST}}}}\n"
+    );
+    let workflow = Workflow::parse(&yaml).expect("valid");
+    store
+        .create_workflow(&workflow, &yaml)
+        .await
+        .expect("create");
+    let chat_yaml = format!(
+        "id: chatty\nsteps:\n- {{id: ask, agent: llm, with: {{base_url: 'http://{addr}/v1', model: tiny-model, prompt: hi}}}}\n"
+    );
+    let chat = Workflow::parse(&chat_yaml).expect("valid");
+    store
+        .create_workflow(&chat, &chat_yaml)
+        .await
+        .expect("create");
+    // A workflow that puts a secret where spans could carry it: a URL path, an error.
+    let leaky_yaml = "id: leaky\nsteps:\n\
+         - {id: refused, agent: http, with: {url: 'http://127.0.0.1:1/{{ secrets.TOKEN }}/x'}}\n"
+        .to_string();
+    let leaky = Workflow::parse(&leaky_yaml).expect("valid");
+    store
+        .create_workflow(&leaky, &leaky_yaml)
+        .await
+        .expect("create");
+    store
+}
+
+/// One root per run, in a trace of its own, linked to the triggering request; its ids stored.
+fn check_root<'a>(
+    spans: &'a [SpanData],
+    run_id: &str,
+    detail: &engine::records::RunDetail,
+) -> (&'a SpanData, opentelemetry::trace::TraceId) {
     let request = spans
         .iter()
         .find(|s| s.name == "POST /api/v1/workflows/{id}/runs")
@@ -212,7 +267,7 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
     assert_eq!(attr_str(root, "workflow.id"), "traced");
     assert_eq!(attr_str(root, "workflow.name"), "Traced flow");
     assert_eq!(attr(root, "workflow.version"), Some(Value::I64(1)));
-    assert_eq!(attr_str(root, "workflow.run.id"), run.id);
+    assert_eq!(attr_str(root, "workflow.run.id"), run_id);
     assert_eq!(attr_str(root, "workflow.trigger"), "api");
     assert_eq!(attr_str(root, "workflow.run.status"), "failed");
     assert_eq!(attr_str(root, "error.type"), "http_status");
@@ -231,7 +286,16 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
         detail.run.span_id.as_deref(),
         Some(root.span_context.span_id().to_string().as_str())
     );
+    (root, trace_id)
+}
 
+/// An `agent.execute` span per attempt, children of the root, each stored with its attempt.
+fn check_attempts<'a>(
+    spans: &'a [SpanData],
+    root: &SpanData,
+    detail: &engine::records::RunDetail,
+) -> Vec<&'a SpanData> {
+    let trace_id = root.span_context.trace_id();
     let mut attempts: Vec<&SpanData> = spans.iter().filter(|s| s.name == "agent.execute").collect();
     attempts.sort_by_key(|s| s.start_time);
     let summary: Vec<(String, i64, String, String)> = attempts
@@ -286,14 +350,22 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
             Some(a.span_context.span_id().to_string().as_str())
         );
     }
+    attempts
+}
 
-    // HTTP client spans under the http attempts, each sent on as the callee's traceparent.
+/// HTTP client spans under the http attempts, each sent on as the callee's traceparent.
+fn check_http_clients(
+    spans: &[SpanData],
+    attempts: &[&SpanData],
+    addr: SocketAddr,
+    sent: &[String],
+    trace_id: opentelemetry::trace::TraceId,
+) {
     let clients: Vec<&SpanData> = spans
         .iter()
         .filter(|s| s.span_kind == SpanKind::Client && attr(s, "http.request.method").is_some())
         .collect();
     assert_eq!(clients.len(), 3, "two fetch attempts and one post");
-    let sent = seen.lock().expect("lock").clone();
     for c in &clients {
         assert_eq!(c.span_context.trace_id(), trace_id);
         let parent = attempts
@@ -320,8 +392,11 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
         Some(Value::I64(502))
     );
     assert_eq!(attr_str(post, "error.type"), "502");
+}
 
-    // Storage shows up in the trace: commits are client spans under the run.
+/// Storage shows up in the trace: commits are client spans under the run.
+fn check_commits(spans: &[SpanData], root: &SpanData, run_id: &str) {
+    let trace_id = root.span_context.trace_id();
     let commits: Vec<&SpanData> = spans
         .iter()
         .filter(|s| attr_str(s, "db.operation.name") == "COMMIT")
@@ -338,30 +413,16 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
         assert_eq!(attr_str(c, "db.system.name"), "sqlite");
         let text = attr_str(c, "db.query.text");
         assert!(
-            text.contains("run_steps") && !text.contains(&run.id),
+            text.contains("run_steps") && !text.contains(run_id),
             "{text}"
         );
     }
+}
 
-    // The same run, counted: metric names and labels of SPEC §6, the trace as exemplar.
-    let metrics = engine.metrics().encode();
-    for line in [
-        "workflow_runs_total{workflow=\"traced\",status=\"failed\",trigger=\"api\"} 1",
-        "agent_runs_total{agent=\"http\",workflow=\"traced\",status=\"failed\"} 2",
-        "agent_runs_total{agent=\"http\",workflow=\"traced\",status=\"succeeded\"} 1",
-        "agent_errors_total{agent=\"http\",workflow=\"traced\",error_type=\"http_status\"} 2",
-        "workflows_active{workflow=\"traced\"} 0",
-    ] {
-        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
-    }
-    assert!(
-        metrics.contains(&format!("# {{trace_id=\"{trace_id}\"}}")),
-        "no exemplar with the run's trace id in\n{metrics}"
-    );
-
-    // A model call: a `chat {model}` client span with the GenAI token attributes and cost,
-    // under its attempt, and the tokens and spend counted.
-    let (_, chatted) = run_by_hand(&engine, "chatty").await;
+/// A model call: a `chat {model}` client span with the GenAI token attributes and cost,
+/// under its attempt, and the tokens and spend counted.
+async fn check_a_model_call(engine: &Engine, exporter: &InMemorySpanExporter) {
+    let (_, chatted) = run_by_hand(engine, "chatty").await;
     assert_eq!(chatted, RunStatus::Succeeded);
     let spans = exporter.get_finished_spans().expect("spans");
     let chat = spans
@@ -395,9 +456,11 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
     ] {
         assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
     }
+}
 
-    // A secret in a URL and in an error message reaches no exported span.
-    let (_, leaked) = run_by_hand(&engine, "leaky").await;
+/// A secret in a URL and in an error message reaches no exported span.
+async fn check_no_span_carries_a_secret(engine: &Engine, exporter: &InMemorySpanExporter) {
+    let (_, leaked) = run_by_hand(engine, "leaky").await;
     assert_eq!(leaked, RunStatus::Failed);
     let spans = exporter.get_finished_spans().expect("spans");
     let client = spans
@@ -419,10 +482,14 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
             span.name
         );
     }
+}
 
-    // With the default threshold, a commit faster than it gets no span of its own; the root
-    // still counts it, and the time waited. (An hour: no commit here is that slow.)
-    drop(engine);
+/// With the default threshold, a commit faster than it gets no span of its own; the root
+/// still counts it, and the time waited. (An hour: no commit here is that slow.)
+async fn check_fast_commits_are_counted_not_spanned(
+    store: &Store,
+    exporter: &InMemorySpanExporter,
+) {
     let engine = Engine::start(
         store.clone(),
         EngineConfig {

@@ -9,6 +9,7 @@ use flowscope::telemetry::{OtlpSettings, Protocol, Telemetry};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use otlp::sink as otlp_sink;
 use serde_json::Value;
 
@@ -92,6 +93,64 @@ fn exports_a_run(protocol: Protocol) {
         !received.traces.is_empty(),
         "no spans arrived over {protocol:?}"
     );
+    let spans = exported_spans(&received);
+    check_the_runs_trace(&spans, &run, caller_trace);
+    // Logs arrive with the resource and the trace context of the span they were written in.
+    let records = exported_logs(&received);
+    let seen = records
+        .iter()
+        .find(|r| {
+            matches!(&r.body, Some(b) if matches!(&b.value, Some(AnyValue::StringValue(s)) if s == "test saw the run finish"))
+        })
+        .expect("the test's log line arrived");
+    assert_eq!(
+        seen.trace_id.len(),
+        16,
+        "a log written in a span carries its trace id"
+    );
+
+    // A failure is in the logs: a line per failed attempt under its span, one for the run
+    // under its root; each with the error.
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let body = |r: &LogRecord| match r.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(AnyValue::StringValue(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let failed_trace = failed["trace_id"].as_str().expect("stored trace id");
+    let in_run: Vec<&LogRecord> = records
+        .iter()
+        .filter(|r| hex(&r.trace_id) == failed_trace)
+        .collect();
+    let mut attempt_spans: Vec<String> = in_run
+        .iter()
+        .filter(|r| body(r).starts_with("step attempt failed: "))
+        .map(|r| hex(&r.span_id))
+        .collect();
+    attempt_spans.sort();
+    let mut failed_attempts: Vec<String> = failed["attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["status"] == "failed" || a["status"] == "retrying")
+        .filter_map(|a| a["span_id"].as_str().map(str::to_string))
+        .collect();
+    failed_attempts.sort();
+    assert_eq!(failed_attempts.len(), 3, "{failed}");
+    assert_eq!(attempt_spans, failed_attempts, "{in_run:?}");
+    let run_line = in_run
+        .iter()
+        .find(|r| body(r).starts_with("run failed: "))
+        .unwrap_or_else(|| panic!("no log line for the failed run among {in_run:?}"));
+    assert_eq!(
+        hex(&run_line.span_id),
+        failed["span_id"].as_str().unwrap_or("?")
+    );
+    assert_eq!(run_line.severity_number, 17, "ERROR");
+    assert!(body(run_line).contains("flaky_call"), "{}", body(run_line));
+}
+
+/// Every span that arrived, each request's resource checked.
+fn exported_spans(received: &otlp_sink::Received) -> Vec<Span> {
     let mut spans = Vec::new();
     for request in &received.traces {
         for rs in &request.resource_spans {
@@ -107,6 +166,12 @@ fn exports_a_run(protocol: Protocol) {
             }
         }
     }
+    spans
+}
+
+/// The run's trace: its root and stored ids, an attempt per step under the root, the request
+/// span continuing the caller's trace with the run linked to it, and database spans.
+fn check_the_runs_trace(spans: &[Span], run: &Value, caller_trace: &str) {
     let by_name: HashMap<&str, Vec<_>> = spans.iter().fold(HashMap::new(), |mut m, s| {
         m.entry(s.name.as_str()).or_default().push(s);
         m
@@ -169,8 +234,10 @@ fn exports_a_run(protocol: Protocol) {
     assert!(spans.iter().any(
         |s| hex(&s.trace_id) == trace_id && string(&s.attributes, "db.system.name") == "sqlite"
     ));
+}
 
-    // Logs arrive with the resource and the trace context of the span they were written in.
+/// Every log record that arrived, each request's resource checked.
+fn exported_logs(received: &otlp_sink::Received) -> Vec<LogRecord> {
     let mut records = Vec::new();
     for request in &received.log_requests {
         for rl in &request.resource_logs {
@@ -181,56 +248,7 @@ fn exports_a_run(protocol: Protocol) {
             }
         }
     }
-    let seen = records
-        .iter()
-        .find(|r| {
-            matches!(&r.body, Some(b) if matches!(&b.value, Some(AnyValue::StringValue(s)) if s == "test saw the run finish"))
-        })
-        .expect("the test's log line arrived");
-    assert_eq!(
-        seen.trace_id.len(),
-        16,
-        "a log written in a span carries its trace id"
-    );
-
-    // A failure is in the logs: a line per failed attempt under its span, one for the run
-    // under its root; each with the error.
-    assert_eq!(failed["status"], "failed", "{failed}");
-    let body = |r: &LogRecord| match r.body.as_ref().and_then(|b| b.value.as_ref()) {
-        Some(AnyValue::StringValue(s)) => s.clone(),
-        _ => String::new(),
-    };
-    let failed_trace = failed["trace_id"].as_str().expect("stored trace id");
-    let in_run: Vec<&LogRecord> = records
-        .iter()
-        .filter(|r| hex(&r.trace_id) == failed_trace)
-        .collect();
-    let mut attempt_spans: Vec<String> = in_run
-        .iter()
-        .filter(|r| body(r).starts_with("step attempt failed: "))
-        .map(|r| hex(&r.span_id))
-        .collect();
-    attempt_spans.sort();
-    let mut failed_attempts: Vec<String> = failed["attempts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|a| a["status"] == "failed" || a["status"] == "retrying")
-        .filter_map(|a| a["span_id"].as_str().map(str::to_string))
-        .collect();
-    failed_attempts.sort();
-    assert_eq!(failed_attempts.len(), 3, "{failed}");
-    assert_eq!(attempt_spans, failed_attempts, "{in_run:?}");
-    let run_line = in_run
-        .iter()
-        .find(|r| body(r).starts_with("run failed: "))
-        .unwrap_or_else(|| panic!("no log line for the failed run among {in_run:?}"));
-    assert_eq!(
-        hex(&run_line.span_id),
-        failed["span_id"].as_str().unwrap_or("?")
-    );
-    assert_eq!(run_line.severity_number, 17, "ERROR");
-    assert!(body(run_line).contains("flaky_call"), "{}", body(run_line));
+    records
 }
 
 /// One test, the two protocols in turn: each installs its provider as the global one, which

@@ -67,13 +67,21 @@ async fn prometheus_scrapes_runs_and_an_exemplar_with_the_runs_trace_id() {
     let _prometheus = Killed(prometheus);
     let api = format!("http://127.0.0.1:{port}/api/v1");
 
+    let (runs, exemplars) = scraped_runs_and_exemplars(&client, &api).await;
+    check_outcomes_and_the_exemplar(&runs, &exemplars, &trace_id);
+    check_the_servers_own_series(&client, &api).await;
+    check_values_equal_the_api(&client, &api, &run).await;
+}
+
+/// Polls until Prometheus has scraped the run's outcome series and an exemplar.
+async fn scraped_runs_and_exemplars(client: &reqwest::Client, api: &str) -> (Value, Value) {
     // Scrapes land every second; give up (with the last answers) after a generous number.
     let mut last = (Value::Null, Value::Null);
     let mut found = None;
     for _ in 0..400 {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let Some(runs) = get_json(
-            &client,
+            client,
             &format!("{api}/query?query=workflow_runs_total%7Bworkflow%3D%22hello%22%7D"),
         )
         .await
@@ -85,7 +93,7 @@ async fn prometheus_scrapes_runs_and_an_exemplar_with_the_runs_trace_id() {
             .map(|d| d.as_secs())
             .unwrap_or_default();
         let Some(exemplars) = get_json(
-            &client,
+            client,
             &format!(
                 "{api}/query_exemplars?query=workflow_duration_seconds_bucket&start={}&end={}",
                 now - 600,
@@ -106,9 +114,12 @@ async fn prometheus_scrapes_runs_and_an_exemplar_with_the_runs_trace_id() {
         }
         last = (runs, exemplars);
     }
-    let (runs, exemplars) = found.unwrap_or_else(|| panic!("Prometheus never had both: {last:?}"));
-    // The run's outcome series exist from its start, at zero but for the one it ended with:
-    // `rate()` then sees a workflow's very first failure.
+    found.unwrap_or_else(|| panic!("Prometheus never had both: {last:?}"))
+}
+
+/// The run's outcome series exist from its start, at zero but for the one it ended with
+/// (`rate()` then sees a workflow's very first failure); the run's trace is an exemplar.
+fn check_outcomes_and_the_exemplar(runs: &Value, exemplars: &Value, trace_id: &str) {
     let mut outcomes: Vec<(String, String, String)> = runs["data"]["result"]
         .as_array()
         .into_iter()
@@ -141,48 +152,37 @@ async fn prometheus_scrapes_runs_and_an_exemplar_with_the_runs_trace_id() {
         .filter_map(|e| e["labels"]["trace_id"].as_str())
         .collect();
     assert!(
-        ids.contains(&trace_id.as_str()),
+        ids.contains(&trace_id),
         "{trace_id} not among exemplars {ids:?}"
     );
+}
 
-    // The server's own series parse too: requests by route, the process, the database pool.
-    let value = |answer: &Value| -> Option<f64> {
-        answer["data"]["result"][0]["value"][1]
-            .as_str()?
-            .parse()
-            .ok()
-    };
-    let query = |q: &str| {
-        let client = client.clone();
-        let url = format!("{api}/query");
-        let q = q.to_string();
-        async move {
-            client
-                .get(url)
-                .query(&[("query", q)])
-                .send()
-                .await
-                .expect("query")
-                .json::<Value>()
-                .await
-                .expect("json")
-        }
-    };
+/// The server's own series parse too: requests by route, the process, the database pool.
+async fn check_the_servers_own_series(client: &reqwest::Client, api: &str) {
     let posts = query(
+        client,
+        api,
         r#"sum(http_server_request_duration_seconds_count{http_route="/api/v1/workflows/{id}/runs",http_request_method="POST",http_response_status_code="202"})"#,
     )
     .await;
     assert!(value(&posts).is_some_and(|n| n >= 1.0), "{posts}");
-    let memory = query("process_resident_memory_bytes").await;
+    let memory = query(client, api, "process_resident_memory_bytes").await;
     assert!(value(&memory).is_some_and(|b| b > 1e6), "{memory}");
-    let cpu = query("process_cpu_seconds_total").await;
+    let cpu = query(client, api, "process_cpu_seconds_total").await;
     assert!(value(&cpu).is_some_and(|s| s > 0.0), "{cpu}");
-    let pool = query("db_client_connection_max").await;
+    let pool = query(client, api, "db_client_connection_max").await;
     assert_eq!(value(&pool), Some(8.0), "{pool}");
-    let used = query(r#"db_client_connection_count{db_client_connection_state="idle"}"#).await;
+    let used = query(
+        client,
+        api,
+        r#"db_client_connection_count{db_client_connection_state="idle"}"#,
+    )
+    .await;
     assert!(value(&used).is_some_and(|n| n >= 0.0), "{used}");
+}
 
-    // Values, not shapes: what Prometheus holds for the run equals what the API reports.
+/// Values, not shapes: what Prometheus holds for the run equals what the API reports.
+async fn check_values_equal_the_api(client: &reqwest::Client, api: &str, run: &Value) {
     let ms = |v: &Value| v.as_i64().unwrap_or_else(|| panic!("a time in {run}"));
     let seconds = |from: &Value, to: &Value| (ms(to) - ms(from)) as f64 / 1000.0;
     let close = |got: Option<f64>, want: f64, what: &str, tolerance: f64| {
@@ -196,18 +196,28 @@ async fn prometheus_scrapes_runs_and_an_exemplar_with_the_runs_trace_id() {
     // `hello`'s first step sleeps 50 ms: a run of 0 s would be the metric lying.
     assert!(duration >= 0.05, "{run}");
     let hello = r#"{workflow="hello",status="succeeded"}"#;
-    let sum = query(&format!("workflow_duration_seconds_sum{hello}")).await;
+    let sum = query(
+        client,
+        api,
+        &format!("workflow_duration_seconds_sum{hello}"),
+    )
+    .await;
     close(value(&sum), duration, "run duration", 1e-6);
-    let count = query(&format!("workflow_duration_seconds_count{hello}")).await;
+    let count = query(
+        client,
+        api,
+        &format!("workflow_duration_seconds_count{hello}"),
+    )
+    .await;
     close(value(&count), 1.0, "runs timed", 0.0);
-    let wait = query("workflow_queue_wait_seconds_sum").await;
+    let wait = query(client, api, "workflow_queue_wait_seconds_sum").await;
     close(
         value(&wait),
         seconds(&run["created_at"], &run["started_at"]),
         "queue wait",
         1e-6,
     );
-    let active = query(r#"workflows_active{workflow="hello"}"#).await;
+    let active = query(client, api, r#"workflows_active{workflow="hello"}"#).await;
     close(value(&active), 0.0, "active runs after the end", 0.0);
     // Attempt durations are timed by the agent call; the stored times bracket it.
     let attempts: Vec<&Value> = run["attempts"].as_array().into_iter().flatten().collect();
@@ -218,9 +228,33 @@ async fn prometheus_scrapes_runs_and_an_exemplar_with_the_runs_trace_id() {
         .sum();
     assert!(simulated >= 0.05, "{run}");
     let agent = r#"{agent="simulate",workflow="hello"}"#;
-    let sum = query(&format!("agent_duration_seconds_sum{agent}")).await;
+    let sum = query(client, api, &format!("agent_duration_seconds_sum{agent}")).await;
     close(value(&sum), simulated, "simulate attempt durations", 0.05);
-    let runs =
-        query(r#"agent_runs_total{agent="simulate",workflow="hello",status="succeeded"}"#).await;
+    let runs = query(
+        client,
+        api,
+        r#"agent_runs_total{agent="simulate",workflow="hello",status="succeeded"}"#,
+    )
+    .await;
     close(value(&runs), 2.0, "simulate attempts", 0.0);
+}
+
+fn value(answer: &Value) -> Option<f64> {
+    answer["data"]["result"][0]["value"][1]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+/// An instant query's answer.
+async fn query(client: &reqwest::Client, api: &str, q: &str) -> Value {
+    client
+        .get(format!("{api}/query"))
+        .query(&[("query", q)])
+        .send()
+        .await
+        .expect("query")
+        .json::<Value>()
+        .await
+        .expect("json")
 }

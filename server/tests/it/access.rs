@@ -127,6 +127,78 @@ fn rank(role: &str) -> usize {
     ROLES.iter().position(|r| *r == role).expect("role")
 }
 
+/// Every REST route, server function and page, with a body it accepts and the least role
+/// that may call it.
+#[rustfmt::skip]
+fn route_cases(run: &str) -> Vec<Case> {
+    let json = |v: Value| Some(("application/json", v.to_string()));
+    let yaml = |s: &str| Some(("application/yaml", s.to_string()));
+    let form = |s: &str| Some(("application/x-www-form-urlencoded", s.to_string()));
+    let doc = |id: &str| format!("id: {id}\nname: {id}\nsteps:\n- id: a\n  agent: simulate\n");
+    vec![
+        // REST: reads.
+        case(Method::GET, "/api/v1/me", None, "viewer"),
+        case(Method::GET, "/api/v1/workflows", None, "viewer"),
+        case(Method::GET, "/api/v1/workflows/hello", None, "viewer"),
+        case(Method::GET, "/api/v1/workflows/hello/versions", None, "viewer"),
+        case(Method::GET, "/api/v1/workflows/hello/versions/1", None, "viewer"),
+        case(Method::GET, "/api/v1/workflows/hello/export", None, "viewer"),
+        case(Method::GET, "/api/v1/workflows/hello/diff?from=1&to=1", None, "viewer"),
+        case(Method::POST, "/api/v1/validate", yaml(&doc("v")), "viewer"),
+        case(Method::GET, "/api/v1/runs", None, "viewer"),
+        case(Method::GET, &format!("/api/v1/runs/{run}"), None, "viewer"),
+        case(Method::GET, &format!("/api/v1/runs/{run}/steps/greet/output"), None, "viewer"),
+        // REST: operating runs.
+        case(Method::POST, "/api/v1/workflows/hello/runs", json(json!({})), "operator"),
+        case(Method::POST, &format!("/api/v1/runs/{run}/cancel"), None, "operator"),
+        case(Method::POST, &format!("/api/v1/runs/{run}/retry"), None, "operator"),
+        // REST: changing workflows.
+        case(Method::POST, "/api/v1/workflows", yaml(&doc("made")), "editor"),
+        case(Method::PUT, "/api/v1/workflows/made", yaml(&doc("made")), "editor"),
+        case(Method::POST, "/api/v1/workflows/made/archive", None, "editor"),
+        case(Method::POST, "/api/v1/workflows/made/restore", None, "editor"),
+        // REST: administration.
+        case(Method::GET, "/api/v1/users", None, "admin"),
+        case(Method::POST, "/api/v1/users", json(json!({ "name": "u", "password": "longenough", "role": "viewer" })), "admin"),
+        case(Method::PUT, "/api/v1/users/999", json(json!({ "role": "viewer" })), "admin"),
+        case(Method::DELETE, "/api/v1/users/999", None, "admin"),
+        case(Method::GET, "/api/v1/tokens", None, "admin"),
+        case(Method::POST, "/api/v1/tokens", json(json!({ "name": "x", "role": "viewer" })), "admin"),
+        case(Method::DELETE, "/api/v1/tokens/999", None, "admin"),
+        case(Method::GET, "/api/v1/secrets", None, "admin"),
+        case(Method::PUT, "/api/v1/secrets/MATRIX", json(json!({ "value": "v" })), "admin"),
+        case(Method::DELETE, "/api/v1/secrets/NONE", None, "admin"),
+        // Server functions (the UI's calls).
+        case(Method::POST, "/api/whoami", form(""), "viewer"),
+        case(Method::POST, "/api/list_workflows", form("show_archived=false"), "viewer"),
+        case(Method::POST, "/api/get_workflow", form("id=hello"), "viewer"),
+        case(Method::POST, "/api/workflow_source", form("id=hello"), "viewer"),
+        case(Method::POST, "/api/diff_versions", form("id=hello&from=1&to=1"), "viewer"),
+        case(Method::POST, "/api/list_runs", form(""), "viewer"),
+        case(Method::POST, "/api/runs_charts", form(""), "viewer"),
+        case(Method::POST, "/api/get_run", form(&format!("id={run}")), "viewer"),
+        case(Method::POST, "/api/trigger_run", form("workflow_id=hello&inputs_json="), "operator"),
+        case(Method::POST, "/api/cancel_run", form(&format!("id={run}")), "operator"),
+        case(Method::POST, "/api/retry_run", form(&format!("id={run}&mode=whole")), "operator"),
+        case(Method::POST, "/api/save_workflow", form("source=x"), "editor"),
+        case(Method::POST, "/api/access_list", form(""), "admin"),
+        case(Method::POST, "/api/access_add_user", form("name=v&password=longenough&role=viewer"), "admin"),
+        case(Method::POST, "/api/access_set_role", form("id=999&role=viewer"), "admin"),
+        case(Method::POST, "/api/access_delete_user", form("id=999"), "admin"),
+        case(Method::POST, "/api/access_create_token", form("name=y&role=viewer"), "admin"),
+        case(Method::POST, "/api/access_revoke_token", form("id=999"), "admin"),
+        case(Method::POST, "/api/access_put_secret", form("name=FN&value=v"), "admin"),
+        case(Method::POST, "/api/access_delete_secret", form("name=FN"), "admin"),
+        case(Method::POST, "/api/a_server_fn_nobody_listed", form(""), "admin"),
+        // Pages.
+        case(Method::GET, "/workflows", None, "viewer"),
+        case(Method::GET, &format!("/runs/{run}"), None, "viewer"),
+        case(Method::GET, "/workflows/new", None, "editor"),
+        case(Method::GET, "/workflows/hello/edit", None, "editor"),
+        case(Method::GET, "/settings", None, "admin"),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_refuses_the_roles_below_its_own() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -143,237 +215,7 @@ async fn every_route_refuses_the_roles_below_its_own() {
     let admin_bearer = format!("Bearer {}", tokens[3].1);
     let run = finished_run(&c, &base, &admin_bearer).await;
 
-    let json = |v: Value| Some(("application/json", v.to_string()));
-    let yaml = |s: &str| Some(("application/yaml", s.to_string()));
-    let form = |s: &str| Some(("application/x-www-form-urlencoded", s.to_string()));
-    let doc = |id: &str| format!("id: {id}\nname: {id}\nsteps:\n- id: a\n  agent: simulate\n");
-    let cases = vec![
-        // REST: reads.
-        case(Method::GET, "/api/v1/me", None, "viewer"),
-        case(Method::GET, "/api/v1/workflows", None, "viewer"),
-        case(Method::GET, "/api/v1/workflows/hello", None, "viewer"),
-        case(
-            Method::GET,
-            "/api/v1/workflows/hello/versions",
-            None,
-            "viewer",
-        ),
-        case(
-            Method::GET,
-            "/api/v1/workflows/hello/versions/1",
-            None,
-            "viewer",
-        ),
-        case(
-            Method::GET,
-            "/api/v1/workflows/hello/export",
-            None,
-            "viewer",
-        ),
-        case(
-            Method::GET,
-            "/api/v1/workflows/hello/diff?from=1&to=1",
-            None,
-            "viewer",
-        ),
-        case(Method::POST, "/api/v1/validate", yaml(&doc("v")), "viewer"),
-        case(Method::GET, "/api/v1/runs", None, "viewer"),
-        case(Method::GET, &format!("/api/v1/runs/{run}"), None, "viewer"),
-        case(
-            Method::GET,
-            &format!("/api/v1/runs/{run}/steps/greet/output"),
-            None,
-            "viewer",
-        ),
-        // REST: operating runs.
-        case(
-            Method::POST,
-            "/api/v1/workflows/hello/runs",
-            json(json!({})),
-            "operator",
-        ),
-        case(
-            Method::POST,
-            &format!("/api/v1/runs/{run}/cancel"),
-            None,
-            "operator",
-        ),
-        case(
-            Method::POST,
-            &format!("/api/v1/runs/{run}/retry"),
-            None,
-            "operator",
-        ),
-        // REST: changing workflows.
-        case(
-            Method::POST,
-            "/api/v1/workflows",
-            yaml(&doc("made")),
-            "editor",
-        ),
-        case(
-            Method::PUT,
-            "/api/v1/workflows/made",
-            yaml(&doc("made")),
-            "editor",
-        ),
-        case(
-            Method::POST,
-            "/api/v1/workflows/made/archive",
-            None,
-            "editor",
-        ),
-        case(
-            Method::POST,
-            "/api/v1/workflows/made/restore",
-            None,
-            "editor",
-        ),
-        // REST: administration.
-        case(Method::GET, "/api/v1/users", None, "admin"),
-        case(
-            Method::POST,
-            "/api/v1/users",
-            json(json!({ "name": "u", "password": "longenough", "role": "viewer" })),
-            "admin",
-        ),
-        case(
-            Method::PUT,
-            "/api/v1/users/999",
-            json(json!({ "role": "viewer" })),
-            "admin",
-        ),
-        case(Method::DELETE, "/api/v1/users/999", None, "admin"),
-        case(Method::GET, "/api/v1/tokens", None, "admin"),
-        case(
-            Method::POST,
-            "/api/v1/tokens",
-            json(json!({ "name": "x", "role": "viewer" })),
-            "admin",
-        ),
-        case(Method::DELETE, "/api/v1/tokens/999", None, "admin"),
-        case(Method::GET, "/api/v1/secrets", None, "admin"),
-        case(
-            Method::PUT,
-            "/api/v1/secrets/MATRIX",
-            json(json!({ "value": "v" })),
-            "admin",
-        ),
-        case(Method::DELETE, "/api/v1/secrets/NONE", None, "admin"),
-        // Server functions (the UI's calls).
-        case(Method::POST, "/api/whoami", form(""), "viewer"),
-        case(
-            Method::POST,
-            "/api/list_workflows",
-            form("show_archived=false"),
-            "viewer",
-        ),
-        case(
-            Method::POST,
-            "/api/get_workflow",
-            form("id=hello"),
-            "viewer",
-        ),
-        case(
-            Method::POST,
-            "/api/workflow_source",
-            form("id=hello"),
-            "viewer",
-        ),
-        case(
-            Method::POST,
-            "/api/diff_versions",
-            form("id=hello&from=1&to=1"),
-            "viewer",
-        ),
-        case(Method::POST, "/api/list_runs", form(""), "viewer"),
-        case(Method::POST, "/api/runs_charts", form(""), "viewer"),
-        case(
-            Method::POST,
-            "/api/get_run",
-            form(&format!("id={run}")),
-            "viewer",
-        ),
-        case(
-            Method::POST,
-            "/api/trigger_run",
-            form("workflow_id=hello&inputs_json="),
-            "operator",
-        ),
-        case(
-            Method::POST,
-            "/api/cancel_run",
-            form(&format!("id={run}")),
-            "operator",
-        ),
-        case(
-            Method::POST,
-            "/api/retry_run",
-            form(&format!("id={run}&mode=whole")),
-            "operator",
-        ),
-        case(
-            Method::POST,
-            "/api/save_workflow",
-            form("source=x"),
-            "editor",
-        ),
-        case(Method::POST, "/api/access_list", form(""), "admin"),
-        case(
-            Method::POST,
-            "/api/access_add_user",
-            form("name=v&password=longenough&role=viewer"),
-            "admin",
-        ),
-        case(
-            Method::POST,
-            "/api/access_set_role",
-            form("id=999&role=viewer"),
-            "admin",
-        ),
-        case(
-            Method::POST,
-            "/api/access_delete_user",
-            form("id=999"),
-            "admin",
-        ),
-        case(
-            Method::POST,
-            "/api/access_create_token",
-            form("name=y&role=viewer"),
-            "admin",
-        ),
-        case(
-            Method::POST,
-            "/api/access_revoke_token",
-            form("id=999"),
-            "admin",
-        ),
-        case(
-            Method::POST,
-            "/api/access_put_secret",
-            form("name=FN&value=v"),
-            "admin",
-        ),
-        case(
-            Method::POST,
-            "/api/access_delete_secret",
-            form("name=FN"),
-            "admin",
-        ),
-        case(
-            Method::POST,
-            "/api/a_server_fn_nobody_listed",
-            form(""),
-            "admin",
-        ),
-        // Pages.
-        case(Method::GET, "/workflows", None, "viewer"),
-        case(Method::GET, &format!("/runs/{run}"), None, "viewer"),
-        case(Method::GET, "/workflows/new", None, "editor"),
-        case(Method::GET, "/workflows/hello/edit", None, "editor"),
-        case(Method::GET, "/settings", None, "admin"),
-    ];
+    let cases = route_cases(&run);
 
     let mut checked = 0;
     for case in &cases {

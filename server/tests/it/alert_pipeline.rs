@@ -231,65 +231,9 @@ async fn pipeline(intervals: Intervals) {
         },
     )
     .await;
-    let flowscope = base.trim_start_matches("http://").to_string();
 
-    let (prom_port, am_port) = (free_port(), free_port());
-    let prometheus = format!("http://127.0.0.1:{prom_port}");
-    let alertmanager = format!("http://127.0.0.1:{am_port}");
-
-    let token_file = dir.path().join("flowscope-token");
-    std::fs::write(&token_file, TOKEN).expect("token file");
-    std::fs::write(dir.path().join("slack-url"), &slack.url).expect("slack url file");
-    let am_config = alertmanager_config(&base, &token_file, &intervals);
-    let am_file = dir.path().join("alertmanager.yml");
-    std::fs::write(&am_file, serde_norway::to_string(&am_config).expect("yaml")).expect("write");
-    let prom_config = prometheus_config(&flowscope, &format!("127.0.0.1:{am_port}"), &intervals);
-    let prom_file = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_file,
-        serde_norway::to_string(&prom_config).expect("yaml"),
-    )
-    .expect("write");
-
-    let (_am, am_log) = spawn_alertmanager(dir.path(), &am_file, am_port);
-    let prom_log = dir.path().join("prometheus.log");
-    let _prom = spawn(
-        "prometheus",
-        &[
-            format!("--config.file={}", prom_file.display()),
-            format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-            "--enable-feature=exemplar-storage".into(),
-        ],
-        &prom_log,
-    );
-    wait_ready(
-        &client,
-        &format!("{alertmanager}/-/ready"),
-        "Alertmanager",
-        &am_log,
-    )
-    .await;
-    wait_ready(
-        &client,
-        &format!("{prometheus}/-/ready"),
-        "Prometheus",
-        &prom_log,
-    )
-    .await;
-    // Prometheus has scraped Flowscope at least once: the state a deployment is in.
-    let up = format!("{prometheus}/api/v1/query?query=up{{job=\"flowscope\"}}==1");
-    for _ in 0..600 {
-        let answer = get_json(&client, &up).await;
-        if answer.is_some_and(|a| {
-            a["data"]["result"]
-                .as_array()
-                .is_some_and(|r| !r.is_empty())
-        }) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let stack = Stack::start(dir.path(), &client, &base, &slack.url, &intervals).await;
+    let (prometheus, alertmanager) = (&stack.prometheus, &stack.alertmanager);
 
     // The workflow that burns its budget: every run fails or succeeds as its input says.
     let created = client
@@ -327,7 +271,7 @@ async fn pipeline(intervals: Intervals) {
             failures < 1200,
             "no alert message after {failures} failing runs; Slack got {:?}\n{}",
             slack.texts(),
-            diagnosis(&client, &prometheus, &alertmanager).await
+            diagnosis(&client, prometheus, alertmanager).await
         );
         trigger(&client, &base, "payments", json!({ "failure_rate": 1 })).await;
         failures += 1;
@@ -336,7 +280,7 @@ async fn pipeline(intervals: Intervals) {
     let elapsed = arrived.duration_since(first_failure);
     println!(
         "alert pipeline ({}): first failing run → Slack message in {:.1} s ({failures} failing runs started)",
-        intervals.describe(&prom_config, &am_config),
+        intervals.describe(&stack.prom_config, &stack.am_config),
         elapsed.as_secs_f64()
     );
     let text = slack
@@ -345,7 +289,7 @@ async fn pipeline(intervals: Intervals) {
         .find(|t| t.starts_with(&firing))
         .unwrap_or_default();
     assert!(
-        text.contains("Run success SLO (99 %) of payments") && text.contains(&alertmanager),
+        text.contains("Run success SLO (99 %) of payments") && text.contains(alertmanager.as_str()),
         "the message names the objective and the workflow, and links to Alertmanager: {text}"
     );
     assert!(
@@ -368,13 +312,106 @@ async fn pipeline(intervals: Intervals) {
         "{alert_runs}"
     );
 
-    check_dashboards(&client, &base, &prometheus).await;
+    check_dashboards(&client, &base, prometheus).await;
 
-    if intervals.production {
-        return;
+    if !intervals.production {
+        resolves_once(&client, &base, &slack, &stack).await;
     }
-    // Successful runs dilute the failures below 14.4 % in both windows: Prometheus resolves
-    // the alert, Alertmanager sends it resolved, and Flowscope says so once.
+}
+
+/// Prometheus and Alertmanager, configured as shipped, running against this Flowscope, and
+/// Prometheus past its first scrape of it: the state a deployment is in.
+struct Stack {
+    prometheus: String,
+    alertmanager: String,
+    prom_config: Yaml,
+    am_config: Yaml,
+    _prom: Killed,
+    _am: Killed,
+}
+
+impl Stack {
+    async fn start(
+        dir: &Path,
+        client: &reqwest::Client,
+        base: &str,
+        slack_url: &str,
+        intervals: &Intervals,
+    ) -> Stack {
+        let flowscope = base.trim_start_matches("http://").to_string();
+        let (prom_port, am_port) = (free_port(), free_port());
+        let prometheus = format!("http://127.0.0.1:{prom_port}");
+        let alertmanager = format!("http://127.0.0.1:{am_port}");
+
+        let token_file = dir.join("flowscope-token");
+        std::fs::write(&token_file, TOKEN).expect("token file");
+        std::fs::write(dir.join("slack-url"), slack_url).expect("slack url file");
+        let am_config = alertmanager_config(base, &token_file, intervals);
+        let am_file = dir.join("alertmanager.yml");
+        std::fs::write(&am_file, serde_norway::to_string(&am_config).expect("yaml"))
+            .expect("write");
+        let prom_config = prometheus_config(&flowscope, &format!("127.0.0.1:{am_port}"), intervals);
+        let prom_file = dir.join("prometheus.yml");
+        std::fs::write(
+            &prom_file,
+            serde_norway::to_string(&prom_config).expect("yaml"),
+        )
+        .expect("write");
+
+        let (_am, am_log) = spawn_alertmanager(dir, &am_file, am_port);
+        let prom_log = dir.join("prometheus.log");
+        let _prom = spawn(
+            "prometheus",
+            &[
+                format!("--config.file={}", prom_file.display()),
+                format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
+                format!("--web.listen-address=127.0.0.1:{prom_port}"),
+                "--enable-feature=exemplar-storage".into(),
+            ],
+            &prom_log,
+        );
+        wait_ready(
+            client,
+            &format!("{alertmanager}/-/ready"),
+            "Alertmanager",
+            &am_log,
+        )
+        .await;
+        wait_ready(
+            client,
+            &format!("{prometheus}/-/ready"),
+            "Prometheus",
+            &prom_log,
+        )
+        .await;
+        // Prometheus has scraped Flowscope at least once: the state a deployment is in.
+        let up = format!("{prometheus}/api/v1/query?query=up{{job=\"flowscope\"}}==1");
+        for _ in 0..600 {
+            let answer = get_json(client, &up).await;
+            if answer.is_some_and(|a| {
+                a["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            }) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Stack {
+            prometheus,
+            alertmanager,
+            prom_config,
+            am_config,
+            _prom,
+            _am,
+        }
+    }
+}
+
+/// Successful runs dilute the failures below 14.4 % in both windows: Prometheus resolves the
+/// alert, Alertmanager sends it resolved, and Flowscope says so once.
+async fn resolves_once(client: &reqwest::Client, base: &str, slack: &common::Slack, stack: &Stack) {
+    let firing = format!("[firing] {ALERT}");
     let resolved = format!("[resolved] {ALERT}");
     let mut successes = 0;
     while !slack.texts().iter().any(|t| t.starts_with(&resolved)) {
@@ -382,10 +419,10 @@ async fn pipeline(intervals: Intervals) {
             successes < 20_000,
             "no resolved message after {successes} successful runs; Slack got {:?}\n{}",
             slack.texts(),
-            diagnosis(&client, &prometheus, &alertmanager).await
+            diagnosis(client, &stack.prometheus, &stack.alertmanager).await
         );
         for _ in 0..10 {
-            trigger(&client, &base, "payments", json!({ "failure_rate": 0 })).await;
+            trigger(client, base, "payments", json!({ "failure_rate": 0 })).await;
             successes += 1;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
