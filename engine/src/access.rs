@@ -18,8 +18,10 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, least first.
     pub const ALL: [Role; 4] = [Role::Viewer, Role::Operator, Role::Editor, Role::Admin];
 
+    /// Its name (`viewer`, `operator`, `editor`, `admin`).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
@@ -29,6 +31,7 @@ impl Role {
         }
     }
 
+    /// A role from its name; `None` for any other text.
     pub fn parse(s: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == s.trim())
     }
@@ -109,7 +112,9 @@ pub enum Via {
 pub struct Principal {
     /// The user's name, or the token's name.
     pub name: String,
+    /// What it may do.
     pub role: Role,
+    /// How it proved who it is.
     pub via: Via,
 }
 
@@ -127,29 +132,43 @@ impl Principal {
 /// A user as the admin page lists them (never with the password hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserInfo {
+    /// Its id.
     pub id: i64,
+    /// Its sign-in name.
     pub name: String,
+    /// What it may do.
     pub role: Role,
+    /// When it was created (unix ms).
     pub created_at: i64,
 }
 
 /// An API token as listed (its value is shown once, at creation, and never stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenInfo {
+    /// Its id.
     pub id: i64,
+    /// Its name (`token:<name>` as a run's actor).
     pub name: String,
+    /// What it may do.
     pub role: Role,
+    /// Who created it.
     pub created_by: Option<String>,
+    /// When it was created (unix ms).
     pub created_at: i64,
+    /// When it was last used (unix ms).
     pub last_used_at: Option<i64>,
+    /// When it was revoked (unix ms).
     pub revoked_at: Option<i64>,
 }
 
 /// A stored secret as listed: its name and history, never its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretInfo {
+    /// Its name (`{{ secrets.<name> }}`).
     pub name: String,
+    /// When it was last set (unix ms).
     pub updated_at: i64,
+    /// Who last set it.
     pub updated_by: Option<String>,
     /// Set by the server's configuration (`FLOWSCOPE_SECRET_<NAME>`), not editable here.
     pub from_config: bool,

@@ -16,8 +16,11 @@ pub enum FieldType {
     String,
     /// Multi-line text (prompts, jq programs, message bodies).
     Text,
+    /// A whole number.
     Integer,
+    /// Any number.
     Number,
+    /// `true` or `false`.
     Boolean,
     /// A duration such as `250ms`, `2s`, `1h30m`.
     Duration,
@@ -51,9 +54,12 @@ impl FieldType {
 /// One key of an agent's `with`.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct FieldSpec {
+    /// The key under `with`.
     pub name: &'static str,
+    /// The value's type.
     #[serde(flatten)]
     pub ty: FieldType,
+    /// Whether a step must give it.
     pub required: bool,
     /// Shown under the field in the builder.
     pub help: &'static str,
@@ -62,8 +68,11 @@ pub struct FieldSpec {
 /// A built-in agent kind.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct AgentSpec {
+    /// The agent's name in a step's `agent:`.
     pub kind: &'static str,
+    /// One line on what it does.
     pub summary: &'static str,
+    /// Its `with` fields.
     pub fields: &'static [FieldSpec],
     /// Groups of fields of which exactly one must be set (e.g. `prompt` or `messages`).
     pub one_of: &'static [&'static [&'static str]],

@@ -19,25 +19,33 @@ pub const MAX_DUMMIES: usize = 20_000;
 
 /// Box size and gaps, in SVG user units.
 pub const NODE_W: f64 = 168.0;
+/// A node's height.
 pub const NODE_H: f64 = 44.0;
 const GAP_X: f64 = 56.0;
 const GAP_Y: f64 = 18.0;
 const MARGIN: f64 = 12.0;
 
+/// A laid-out DAG: node boxes, routed edges and the drawing's size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
     /// Top-left corner of each step's box, by step index.
     pub nodes: Vec<(f64, f64)>,
+    /// The edges, routed.
     pub edges: Vec<Edge>,
+    /// The drawing's width.
     pub width: f64,
+    /// The drawing's height.
     pub height: f64,
 }
 
 /// A dependency `from → to`, drawn through `points` (from the right of `from` to the left of `to`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Edge {
+    /// The needed step's index.
     pub from: usize,
+    /// The needing step's index.
     pub to: usize,
+    /// The polyline it is drawn along.
     pub points: Vec<(f64, f64)>,
 }
 

@@ -21,6 +21,10 @@
 //! Without the `runtime` feature this crate compiles to wasm, so the builder in the browser
 //! validates with exactly the rules the server applies.
 
+// Every public item says what it is: the engine is the API the server, the UI, the benchmarks
+// and the fuzz targets are written against.
+#![warn(missing_docs)]
+
 pub mod access;
 #[cfg(feature = "runtime")]
 pub mod agents;

@@ -8,7 +8,9 @@ use serde_json::json;
 /// Where trace links point; `None` in [`TraceLinks::grafana_url`] means "no Grafana".
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TraceLinks {
+    /// `FLOWSCOPE_GRAFANA_URL`: no trace links without it.
     pub grafana_url: Option<String>,
+    /// The uid of Grafana's Tempo data source.
     pub tempo_uid: String,
 }
 

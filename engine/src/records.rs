@@ -6,12 +6,19 @@ use serde::{Deserialize, Serialize};
 /// One row of the workflow list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowSummary {
+    /// Its id: the file's `id`, the URL's `/workflows/{id}`.
     pub id: String,
+    /// Its name for people (the id when the file gives none).
     pub name: String,
+    /// What it does, from the file.
     pub description: Option<String>,
+    /// Its tags, for search.
     pub tags: Vec<String>,
+    /// Its newest saved version (the one a trigger runs).
     pub latest_version: i64,
+    /// When it was first saved (Unix time in milliseconds).
     pub created_at: i64,
+    /// When its latest version was saved (Unix time in milliseconds).
     pub updated_at: i64,
     /// When it was archived; archived workflows are hidden from the default list.
     pub archived_at: Option<i64>,
@@ -20,9 +27,11 @@ pub struct WorkflowSummary {
 /// How a workflow has been doing: what the list and the workflow page chart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WorkflowStats {
+    /// How its newest finished run ended.
     pub last_status: Option<RunStatus>,
     /// Finished runs in the last 24 hours, and how many of them succeeded.
     pub finished_24h: i64,
+    /// Of `finished_24h`, those that succeeded.
     pub succeeded_24h: i64,
     /// Nearest-rank 95th percentile of run time (start to finish) over the last 24 hours.
     pub p95_ms_24h: Option<i64>,
@@ -34,8 +43,11 @@ pub struct WorkflowStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "runtime", derive(sqlx::FromRow))]
 pub struct VersionInfo {
+    /// The workflow it is a version of.
     pub workflow_id: String,
+    /// Its number, from 1.
     pub version: i64,
+    /// When it was saved (Unix time in milliseconds).
     pub created_at: i64,
 }
 
@@ -43,11 +55,17 @@ pub struct VersionInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// Created, waiting for a slot (its workflow's `concurrency`, or the process's).
     Queued,
+    /// Its steps are being run.
     Running,
+    /// Every step succeeded, was skipped, or failed with `continue_on_error`.
     Succeeded,
+    /// A step failed.
     Failed,
+    /// Stopped by a person or the API.
     Cancelled,
+    /// Ran past its workflow's `timeout`.
     TimedOut,
 }
 
@@ -56,12 +74,19 @@ pub enum RunStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
+    /// Its needs have not ended yet.
     Pending,
+    /// An attempt is in flight.
     Running,
+    /// An attempt failed and the next waits out its backoff.
     Retrying,
+    /// An attempt succeeded.
     Succeeded,
+    /// Its last attempt failed (or it could not start: a template, a crash loop).
     Failed,
+    /// Not run: an upstream step did not succeed, or its `if:` was false (`skip_reason`).
     Skipped,
+    /// Stopped with its run.
     Cancelled,
 }
 
@@ -154,6 +179,7 @@ impl RunStatus {
 }
 
 impl StepStatus {
+    /// Ended steps never change again (until a retry starts a new run).
     pub fn is_finished(self) -> bool {
         matches!(
             self,
@@ -168,9 +194,13 @@ impl StepStatus {
 /// A run as the list and the monitor show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
+    /// Its id (a UUID v7: ordered by creation).
     pub id: String,
+    /// The workflow it runs.
     pub workflow_id: String,
+    /// The version of the workflow it runs.
     pub workflow_version: i64,
+    /// Where it is in its life.
     pub status: RunStatus,
     /// What started it: manual, api, cron, webhook, retry, alert.
     pub trigger: String,
@@ -179,14 +209,19 @@ pub struct RunSummary {
     pub actor: Option<String>,
     /// The run this one retries, if any.
     pub parent_run_id: Option<String>,
+    /// Why it failed, for people.
     pub error: Option<String>,
+    /// When it was created (Unix time in milliseconds).
     pub created_at: i64,
+    /// When its first step could start (Unix time in milliseconds).
     pub started_at: Option<i64>,
+    /// When it ended (Unix time in milliseconds).
     pub finished_at: Option<i64>,
     /// The run's trace and its root `workflow.execute` span (hex), once it started with
     /// telemetry on.
     #[serde(default)]
     pub trace_id: Option<String>,
+    /// Its root `workflow.execute` span (hex), beside `trace_id`.
     #[serde(default)]
     pub span_id: Option<String>,
 }
@@ -204,34 +239,52 @@ impl RunSummary {
 /// One step of a run, with its latest outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
+    /// Its id in the workflow.
     pub step_id: String,
+    /// Where it is in its life.
     pub status: StepStatus,
+    /// Attempts started so far.
     pub attempts: i64,
+    /// What its successful attempt returned (a marker past the stored size).
     pub output: Option<serde_json::Value>,
+    /// The error's kind (`error.type`: `timeout`, `http_status`, …); a skipped step has
+    /// `skip_reason` instead.
     pub error_kind: Option<String>,
+    /// The error, for people.
     pub error_message: Option<String>,
     /// Why it was skipped, when it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<SkipReason>,
     /// When it became ready to run (its needs done): queue wait is `started_at - ready_at`.
     pub ready_at: Option<i64>,
+    /// When its first attempt started (Unix time in milliseconds).
     pub started_at: Option<i64>,
+    /// When it ended (Unix time in milliseconds).
     pub finished_at: Option<i64>,
 }
 
 /// One attempt of a step: what it was given, what it gave back, and its log lines.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
+    /// The step it is an attempt of.
     pub step_id: String,
+    /// Its number, from 1.
     pub attempt: i64,
+    /// How it ended (`running` while in flight).
     pub status: StepStatus,
     /// The rendered `with`, secrets redacted.
     pub input: Option<serde_json::Value>,
+    /// What the agent returned.
     pub output: Option<serde_json::Value>,
+    /// The error's kind (`error.type`).
     pub error_kind: Option<String>,
+    /// The error, for people.
     pub error_message: Option<String>,
+    /// The agent's log lines (at most 64 KiB an attempt), secrets redacted.
     pub logs: Vec<String>,
+    /// When it started (Unix time in milliseconds).
     pub started_at: i64,
+    /// When it ended (Unix time in milliseconds).
     pub finished_at: Option<i64>,
     /// This attempt's `agent.execute` span (hex), when telemetry was on.
     #[serde(default)]
@@ -244,10 +297,14 @@ pub struct AttemptRecord {
 /// A whole run: summary, inputs, steps and every attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunDetail {
+    /// Its summary (flattened into the same JSON object).
     #[serde(flatten)]
     pub run: RunSummary,
+    /// The inputs it was triggered with, defaults filled.
     pub inputs: serde_json::Value,
+    /// Every step, in the workflow's order.
     pub steps: Vec<StepRecord>,
+    /// Every attempt, in the order they started.
     pub attempts: Vec<AttemptRecord>,
     /// Progress of each `for_each` step that has started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -257,10 +314,13 @@ pub struct RunDetail {
 /// How far a `for_each` step has got: its items, and how many ended each way.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ItemCounts {
+    /// The `for_each` step.
     pub step_id: String,
     /// Items in its list (from its latest attempt's input).
     pub total: i64,
+    /// Items that succeeded.
     pub succeeded: i64,
+    /// Items that failed after their retries.
     pub failed: i64,
 }
 
@@ -271,13 +331,19 @@ pub struct ItemRecord {
     pub index: i64,
     /// `succeeded` or `failed`.
     pub status: StepStatus,
+    /// Attempts it took.
     pub attempts: i64,
     /// The rendered `with` of its last attempt, secrets redacted.
     pub input: Option<serde_json::Value>,
+    /// What its last attempt returned.
     pub output: Option<serde_json::Value>,
+    /// Its error's kind (`error.type`).
     pub error_kind: Option<String>,
+    /// Its error, for people.
     pub error_message: Option<String>,
+    /// When its first attempt started (Unix time in milliseconds).
     pub started_at: i64,
+    /// When it ended (Unix time in milliseconds).
     pub finished_at: i64,
 }
 
@@ -285,29 +351,44 @@ pub struct ItemRecord {
 /// `/api/v1/runs/{id}/events` stream carry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
+    /// The run it happened in.
     pub run_id: String,
+    /// The run's workflow (so a list can filter without a lookup).
     pub workflow_id: String,
+    /// When it was committed (Unix time in milliseconds).
     pub at: i64,
+    /// What happened (flattened: `type` says which).
     #[serde(flatten)]
     pub kind: EventKind,
 }
 
+/// What an [`Event`] says happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
+    /// The run changed status.
     Run {
+        /// Its new status.
         status: RunStatus,
     },
+    /// A step changed status.
     Step {
+        /// The step.
         step_id: String,
+        /// Its new status.
         status: StepStatus,
+        /// The attempt it is on.
         attempt: i64,
     },
     /// Items of a `for_each` step ended (recorded): how many so far.
     Items {
+        /// The `for_each` step.
         step_id: String,
+        /// Items ended so far.
         done: i64,
+        /// Of those, items that failed.
         failed: i64,
+        /// Items in its list.
         total: i64,
     },
 }

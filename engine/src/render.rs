@@ -45,7 +45,9 @@ fn env() -> &'static Environment<'static> {
 /// `limit_output`) and a sentence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenderError {
+    /// The error's kind (`error.type`: `template`, `limit_*`).
     pub kind: &'static str,
+    /// The error, for people.
     pub message: String,
 }
 
@@ -94,6 +96,7 @@ pub struct StatusFunctions {
     pub success: bool,
     /// A step above it failed the run.
     pub failure: bool,
+    /// Whether the run is being cancelled (`cancelled()`).
     pub cancelled: bool,
 }
 

@@ -41,6 +41,7 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// A schedule from its definition; the reason when it does not parse.
     pub fn new(def: &CronDef) -> Result<Schedule, String> {
         let cron = croner::Cron::new(def.schedule())
             .with_seconds_optional()
@@ -83,6 +84,7 @@ impl Schedule {
         out
     }
 
+    /// The expression and zone, as stored with the next occurrence.
     pub fn spec(&self) -> &str {
         &self.spec
     }
@@ -131,6 +133,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// A scheduler that triggers through `engine`.
     pub fn new(engine: Engine) -> Scheduler {
         Scheduler {
             engine,

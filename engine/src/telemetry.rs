@@ -25,65 +25,98 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// The exemplar attached to histogram observations.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TraceLabel {
+    /// The run's trace id (hex): a chart point opens its trace.
     pub trace_id: String,
 }
 
+/// Labels of `workflow_runs_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RunLabels {
+    /// The workflow's id.
     pub workflow: String,
+    /// How the run ended.
     pub status: String,
+    /// What started it.
     pub trigger: String,
 }
 
+/// Labels of `workflow_duration_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WorkflowStatusLabels {
+    /// The workflow's id.
     pub workflow: String,
+    /// How the run ended.
     pub status: String,
 }
 
+/// Labels of `workflows_active`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WorkflowLabel {
+    /// The workflow's id.
     pub workflow: String,
 }
 
+/// Labels of `agent_runs_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AgentStatusLabels {
+    /// The agent kind (`http`, `llm`, …).
     pub agent: String,
+    /// The workflow's id.
     pub workflow: String,
+    /// How the attempt ended.
     pub status: String,
 }
 
+/// Labels of `agent_duration_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AgentLabels {
+    /// The agent kind (`http`, `llm`, …).
     pub agent: String,
+    /// The workflow's id.
     pub workflow: String,
 }
 
+/// Labels of `agent_errors_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AgentErrorLabels {
+    /// The agent kind (`http`, `llm`, …).
     pub agent: String,
+    /// The workflow's id.
     pub workflow: String,
+    /// The error's kind (`error.type`).
     pub error_type: String,
 }
 
+/// Labels of `workflow_steps_skipped_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SkipLabels {
+    /// The workflow's id.
     pub workflow: String,
+    /// Why: `upstream` or `condition`.
     pub reason: String,
 }
 
+/// Labels of `agent_cost_usd_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabels {
+    /// The agent kind (`http`, `llm`, …).
     pub agent: String,
+    /// The workflow's id.
     pub workflow: String,
+    /// The model called.
     pub model: String,
 }
 
+/// Labels of `agent_tokens_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TokenLabels {
+    /// The agent kind (`http`, `llm`, …).
     pub agent: String,
+    /// The workflow's id.
     pub workflow: String,
+    /// The model called.
     pub model: String,
+    /// `input` or `output`.
     pub direction: String,
 }
 
@@ -115,15 +148,25 @@ fn agent_histogram() -> Histogram {
 /// Every metric of SPEC §6, with the names dashboards and alerts rely on.
 pub struct Metrics {
     registry: Registry,
+    /// `workflow_runs_total`: runs ended.
     pub runs: Family<RunLabels, Counter>,
+    /// `workflow_duration_seconds`: run time, start to end.
     pub run_duration: HistogramFamily<WorkflowStatusLabels>,
+    /// `workflows_active`: runs in flight.
     pub active: Family<WorkflowLabel, Gauge>,
+    /// `workflow_queue_wait_seconds`: created to started.
     pub queue_wait: Histogram,
+    /// `agent_runs_total`: attempts ended.
     pub agent_runs: Family<AgentStatusLabels, Counter>,
+    /// `agent_duration_seconds`: attempt time.
     pub agent_duration: HistogramFamily<AgentLabels>,
+    /// `agent_errors_total`: failed attempts by error kind.
     pub agent_errors: Family<AgentErrorLabels, Counter>,
+    /// `agent_cost_usd_total`: model spend.
     pub agent_cost: Family<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    /// `agent_tokens_total`: model tokens.
     pub agent_tokens: Family<TokenLabels, Counter>,
+    /// `workflow_steps_skipped_total`: steps not run, by reason.
     pub steps_skipped: Family<SkipLabels, Counter>,
 }
 
@@ -140,6 +183,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every metric at zero, registered under its SPEC §6 name.
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
         let runs = Family::<RunLabels, Counter>::default();

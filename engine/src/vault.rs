@@ -19,14 +19,18 @@ pub enum KeySource {
     File(PathBuf),
 }
 
+/// What can go wrong sealing or opening a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
+    /// The key is missing or malformed.
     #[error("{0}")]
     Key(String),
+    /// A secret does not open with this key.
     #[error("secret \"{0}\" cannot be opened with this server's key (was the key changed or the key file replaced?)")]
     Open(String),
 }
 
+/// Seals and opens secrets at rest (XChaCha20-Poly1305) with the server's key.
 pub struct Vault {
     source: KeySource,
     cipher: Mutex<Option<XChaCha20Poly1305>>,
@@ -45,6 +49,7 @@ fn parse_key(hex_key: &str, from: &str) -> Result<XChaCha20Poly1305, VaultError>
 }
 
 impl Vault {
+    /// A vault whose key comes from `source`, read when first needed.
     pub fn new(source: KeySource) -> Vault {
         Vault {
             source,
@@ -204,8 +209,10 @@ const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Why a bounded hash did not run.
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
+    /// All hashing threads are taken.
     #[error("the server is busy checking other passwords; try again in a moment")]
     Busy,
+    /// The hash failed.
     #[error("{0}")]
     Failed(String),
 }

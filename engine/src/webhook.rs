@@ -13,7 +13,9 @@ use serde_json::{Map, Value};
 /// How far a signed timestamp may be from the server's clock, in seconds.
 pub const MAX_SKEW_S: i64 = 300;
 
+/// The header of a GitHub-style HMAC-SHA256 signature (`sha256=<hex>`).
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+/// The header of the delivery's unix time, signed with the body.
 pub const TIMESTAMP_HEADER: &str = "x-flowscope-timestamp";
 
 /// What the caller proved.

@@ -160,6 +160,7 @@ pub fn redirect_policy(policy: Arc<Policy>) -> reqwest::redirect::Policy {
 /// there fails.
 #[derive(Debug, Default)]
 pub struct GuardedResolver {
+    /// The policy every request is checked against.
     pub policy: Arc<Policy>,
 }
 

@@ -12,11 +12,15 @@ use super::{number_field, string_field, Agent, AgentContext, AgentError, AgentFu
 /// USD per million input and output tokens.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Price {
+    /// US dollars per million input tokens.
     pub input_per_mtok: f64,
+    /// US dollars per million output tokens.
     pub output_per_mtok: f64,
 }
 
+/// `llm`: an OpenAI-compatible chat completion, with its tokens and spend.
 pub struct Llm {
+    /// Prices by model name (`FLOWSCOPE_LLM_PRICES`).
     pub prices: HashMap<String, Price>,
     /// See [`super::egress`].
     pub egress: std::sync::Arc<super::egress::Policy>,

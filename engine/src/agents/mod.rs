@@ -27,11 +27,14 @@ use serde_json::Value;
 /// Why an attempt failed: a low-cardinality `kind` (metrics label, `error.type`) and a sentence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentError {
+    /// The error's kind (`error.type`: `timeout`, `http_status`, …).
     pub kind: &'static str,
+    /// The error, for people.
     pub message: String,
 }
 
 impl AgentError {
+    /// An error of `kind`.
     pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
         AgentError {
             kind,
@@ -76,11 +79,15 @@ pub(crate) fn describe(e: &dyn std::error::Error) -> String {
 /// What an agent may use besides its config.
 #[derive(Clone)]
 pub struct AgentContext {
+    /// The run the step belongs to.
     pub run_id: String,
+    /// The step.
     pub step_id: String,
+    /// The attempt's number, from 1.
     pub attempt: i64,
     /// The data `transform` evaluates over: `{inputs, steps: {<id>: {output}}}`.
     pub data: Arc<Value>,
+    /// The shared HTTP client (its egress policy applied).
     pub http: reqwest::Client,
     logs: Arc<Mutex<Log>>,
     /// Secret values, kept out of what agents put in spans (URLs, error messages).
@@ -88,6 +95,7 @@ pub struct AgentContext {
 }
 
 impl AgentContext {
+    /// The context of one attempt (no secrets: see `with_secrets`).
     pub fn new(
         run_id: String,
         step_id: String,
@@ -271,6 +279,7 @@ fn url_without_secrets(url: &str) -> String {
     }
 }
 
+/// What an agent's `run` returns: its output, or an error.
 pub type AgentFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, AgentError>> + Send + 'a>>;
 
 /// One kind of step.
@@ -375,6 +384,7 @@ impl Registry {
         &self.sandbox
     }
 
+    /// The agent of `kind`, when it is enabled.
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn Agent>> {
         self.agents.get(kind)
     }

@@ -42,7 +42,9 @@ use super::AgentError;
 /// How the sandbox's child process is started: a program and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxCommand {
+    /// The program to start (the server's own binary).
     pub program: PathBuf,
+    /// Its arguments (`sandbox`).
     pub args: Vec<String>,
 }
 

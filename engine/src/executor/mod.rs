@@ -38,16 +38,32 @@ use queue::{Queued, Scheduler};
 /// What can go wrong asking the engine for something.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The inputs do not match the workflow's declared inputs.
     #[error("the inputs do not fit the workflow")]
     InvalidInputs(Vec<Problem>),
+    /// The run cannot be retried in its status.
     #[error("run \"{id}\" is {status}; only failed, cancelled or timed-out runs can be retried")]
-    NotRetryable { id: String, status: RunStatus },
+    NotRetryable {
+        /// The run.
+        id: String,
+        /// Its status.
+        status: RunStatus,
+    },
+    /// The run ended already.
     #[error("run \"{id}\" already finished ({status})")]
-    AlreadyFinished { id: String, status: RunStatus },
+    AlreadyFinished {
+        /// The run.
+        id: String,
+        /// How it ended.
+        status: RunStatus,
+    },
+    /// A retry named a step the workflow does not have.
     #[error("step \"{0}\" is not part of this run's workflow")]
     UnknownStep(String),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The journal could not commit.
     #[error("cannot record the change: {0}")]
     Journal(String),
     /// A secret could not be stored or opened.
@@ -126,12 +142,15 @@ impl RetryMode {
 /// A request to start a run.
 #[derive(Debug, Clone, Default)]
 pub struct TriggerRequest {
+    /// The workflow to run.
     pub workflow_id: String,
     /// Latest when absent.
     pub version: Option<i64>,
+    /// The inputs given; declared defaults fill the rest.
     pub inputs: Map<String, Value>,
     /// manual, api, cron, webhook, retry, alert.
     pub trigger: String,
+    /// The W3C `traceparent` of the request: the run's root span links there.
     pub traceparent: Option<String>,
     /// Who started it, when a person or API token did (`alice`, `token:ci`).
     pub actor: Option<String>,
@@ -155,8 +174,11 @@ struct NewRunSpec {
 /// A cron occurrence to fire: see [`Engine::trigger_scheduled`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fire {
+    /// Which of the workflow's triggers fires.
     pub trigger_index: i64,
+    /// The occurrence's time (unix ms).
     pub fire_at: i64,
+    /// The schedule's next occurrence (unix ms).
     pub next_fire_at: i64,
 }
 
@@ -509,6 +531,7 @@ impl Engine {
         self.inner.events.subscribe()
     }
 
+    /// The store the engine records in.
     pub fn store(&self) -> &Store {
         &self.inner.store
     }

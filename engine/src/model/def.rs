@@ -18,13 +18,16 @@ pub struct WorkflowDef {
     /// Display name; the id is shown when it is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// What the workflow does, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Labels for search and the list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     /// Typed run inputs, in the order the Run form shows them.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub inputs: IndexMap<String, InputDef>,
+    /// What may start a run besides the API (manual, cron, webhook).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<TriggerDef>,
     /// Max runs of this workflow at once; unlimited when absent.
@@ -37,6 +40,7 @@ pub struct WorkflowDef {
         deserialize_with = "duration_text"
     )]
     pub timeout: Option<String>,
+    /// The steps, in the order the file gives them (their `needs` make the graph).
     pub steps: Vec<StepDef>,
 }
 
@@ -44,10 +48,13 @@ pub struct WorkflowDef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputDef {
+    /// The JSON type a value must have.
     #[serde(rename = "type")]
     pub ty: InputType,
+    /// Used when a trigger gives no value (the input is optional then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
+    /// What the input means, shown on the Run form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
@@ -56,11 +63,17 @@ pub struct InputDef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InputType {
+    /// Text.
     String,
+    /// Any JSON number.
     Number,
+    /// A whole number.
     Integer,
+    /// `true` or `false`.
     Boolean,
+    /// A JSON object.
     Object,
+    /// A JSON list.
     Array,
 }
 
@@ -77,6 +90,7 @@ impl InputType {
         }
     }
 
+    /// The name used in the file (`string`, `number`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             InputType::String => "string",
@@ -93,8 +107,11 @@ impl InputType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum TriggerDef {
+    /// Run from the UI or the API only.
     Manual(Empty),
+    /// On a cron schedule.
     Cron(CronDef),
+    /// `POST /hooks/{id}`, authenticated.
     Webhook(WebhookDef),
 }
 
@@ -121,13 +138,17 @@ pub struct Empty {}
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum CronDef {
+    /// `"0 2 * * *"`: the expression alone, in UTC.
     Expr(String),
+    /// `{schedule, timezone, catch_up}`.
     Full(CronFull),
 }
 
+/// The long form of a schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CronFull {
+    /// The cron expression (five or six fields).
     pub schedule: String,
     /// IANA zone name; UTC when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,6 +159,7 @@ pub struct CronFull {
 }
 
 impl CronDef {
+    /// The cron expression, whichever form was written.
     pub fn schedule(&self) -> &str {
         match self {
             CronDef::Expr(s) => s,
@@ -155,6 +177,7 @@ impl CronDef {
         }
     }
 
+    /// Whether runs missed while the hub was down are fired.
     pub fn catch_up(&self) -> bool {
         matches!(self, CronDef::Full(f) if f.catch_up)
     }
@@ -185,11 +208,14 @@ impl WorkflowDef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepDef {
+    /// Its id: unique in the workflow; `steps.<id>` in templates.
     pub id: String,
     /// Display name in the builder and monitor; the id when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Its agent kind (`http`, `llm`, `transform`, …).
     pub agent: String,
+    /// Steps that must end first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
     /// Runs the step only when this expression holds: minijinja, without braces, over
@@ -208,6 +234,7 @@ pub struct StepDef {
     /// Agent configuration; string values may be `{{ … }}` templates.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub with: Map<String, Value>,
+    /// Attempts after a failure; one attempt when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryDef>,
     #[serde(
@@ -215,6 +242,7 @@ pub struct StepDef {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "duration_text"
     )]
+    /// Time limit of one attempt (its render and its agent), e.g. `30s`.
     pub timeout: Option<String>,
     /// A failure here does not fail the run: the step ends `failed` (after its retries) and
     /// the steps that need it run, seeing its status.
@@ -226,18 +254,21 @@ pub struct StepDef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryDef {
+    /// Attempts in all, the first included.
     pub max_attempts: u32,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "duration_text"
     )]
+    /// Wait before the second attempt, doubled each time after (e.g. `1s`).
     pub backoff: Option<String>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "duration_text"
     )]
+    /// The longest wait between attempts.
     pub max_backoff: Option<String>,
 }
 

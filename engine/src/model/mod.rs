@@ -25,11 +25,14 @@ pub use validate::cron_shape;
 /// One thing wrong with a document: where (`steps[2].needs[0]`) and what, in plain English.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Problem {
+    /// Where (`steps[2].with.url`).
     pub path: String,
+    /// What is wrong, for people.
     pub message: String,
 }
 
 impl Problem {
+    /// A problem at `path`.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Problem {
             path: path.into(),
@@ -101,9 +104,11 @@ impl Workflow {
         })
     }
 
+    /// The definition as written.
     pub fn def(&self) -> &WorkflowDef {
         &self.def
     }
+    /// Its id.
     pub fn id(&self) -> &str {
         &self.def.id
     }
@@ -111,6 +116,7 @@ impl Workflow {
     pub fn name(&self) -> &str {
         self.def.name.as_deref().unwrap_or(&self.def.id)
     }
+    /// Its steps, in the file's order.
     pub fn steps(&self) -> &[StepDef] {
         &self.def.steps
     }
@@ -118,6 +124,7 @@ impl Workflow {
     pub fn topo_order(&self) -> &[usize] {
         &self.topo_order
     }
+    /// Its whole-run time limit.
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
     }

@@ -22,7 +22,9 @@ pub const MAX_EXPANDED_BYTES: usize = 4 * MAX_DOCUMENT_BYTES;
 /// The two accepted file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// YAML (a superset of JSON).
     Yaml,
+    /// JSON.
     Json,
 }
 

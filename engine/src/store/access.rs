@@ -7,19 +7,28 @@ use crate::access::{Role, TokenInfo, UserInfo};
 /// A user with the password hash, for sign-in.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
+    /// Its id.
     pub id: i64,
+    /// Its sign-in name.
     pub name: String,
+    /// Its argon2id hash (PHC string).
     pub password_hash: String,
+    /// Its role's name.
     pub role: String,
 }
 
 /// A secret as stored: sealed, hex-encoded.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SealedSecret {
+    /// Its name.
     pub name: String,
+    /// The nonce it was sealed with (hex).
     pub nonce: String,
+    /// The sealed value (hex).
     pub ciphertext: String,
+    /// When it was last set (unix ms).
     pub updated_at: i64,
+    /// Who last set it.
     pub updated_by: Option<String>,
 }
 
@@ -33,6 +42,7 @@ fn last_admin() -> StoreError {
 }
 
 impl Store {
+    /// How many users there are (none: the set-up page is open).
     pub async fn count_users(&self) -> Result<i64, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users").fetch_one(pool).await?
@@ -91,6 +101,7 @@ impl Store {
         Ok(inserted == 1)
     }
 
+    /// The user with this sign-in name.
     pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as("SELECT id, name, password_hash, role FROM users WHERE name = $1")
@@ -100,6 +111,7 @@ impl Store {
         }))
     }
 
+    /// Every user, by name.
     pub async fn users(&self) -> Result<Vec<UserInfo>, StoreError> {
         let rows: Vec<(i64, String, String, i64)> = on_pool!(self, pool => {
             sqlx::query_as("SELECT id, name, role, created_at FROM users ORDER BY name")
@@ -188,6 +200,7 @@ impl Store {
         }
     }
 
+    /// Stores a session (the SHA-256 of its cookie) for a user.
     pub async fn create_session(
         &self,
         token_hash: &str,
@@ -244,6 +257,7 @@ impl Store {
         Ok(())
     }
 
+    /// Ends a session (sign-out).
     pub async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query("DELETE FROM sessions WHERE token_hash = $1 OR expires_at < $2")
@@ -255,6 +269,7 @@ impl Store {
         Ok(())
     }
 
+    /// Stores an API token (the SHA-256 of its value); returns its id.
     pub async fn create_token(
         &self,
         name: &str,
@@ -294,6 +309,7 @@ impl Store {
             .transpose()
     }
 
+    /// Records that a token was used now.
     pub async fn touch_token(&self, id: i64, now: i64) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
@@ -305,6 +321,7 @@ impl Store {
         Ok(())
     }
 
+    /// Every token, newest first.
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         type Row = (
             i64,
@@ -378,6 +395,7 @@ impl Store {
         Ok(())
     }
 
+    /// Every stored secret, still sealed.
     pub async fn sealed_secrets(&self) -> Result<Vec<SealedSecret>, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as("SELECT name, nonce, ciphertext, updated_at, updated_by FROM secrets ORDER BY name")

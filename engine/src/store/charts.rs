@@ -10,11 +10,17 @@ use crate::records::RunSummary;
 /// One step attempt, for agent-duration and cost charts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptPoint {
+    /// The run.
     pub run_id: String,
+    /// Its workflow.
     pub workflow_id: String,
+    /// The agent kind.
     pub agent: String,
+    /// When it started (unix ms).
     pub started_at: i64,
+    /// When it ended (unix ms).
     pub finished_at: Option<i64>,
+    /// Its `agent.execute` span (hex).
     pub span_id: Option<String>,
     /// `cost_usd` of an `llm` attempt's output.
     pub cost_usd: Option<f64>,
@@ -23,7 +29,9 @@ pub struct AttemptPoint {
 /// Runs (newest first) and the attempts of those runs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChartData {
+    /// The runs in the chart's window.
     pub runs: Vec<RunSummary>,
+    /// Their attempts.
     pub attempts: Vec<AttemptPoint>,
 }
 

@@ -36,10 +36,15 @@ const DB_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"
 /// One process that runs workflows, as the `workers` table has it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, sqlx::FromRow)]
 pub struct WorkerRow {
+    /// Its id (unique per start).
     pub id: String,
+    /// Its name (host and process).
     pub name: String,
+    /// `server` or `worker`.
     pub kind: String,
+    /// When it started (unix ms).
     pub started_at: i64,
+    /// Its last heartbeat (unix ms).
     pub heartbeat_at: i64,
     /// Unfinished runs it holds.
     pub runs: i64,
@@ -397,10 +402,15 @@ impl Store {
 /// A step offer claimed by this worker: what it needs to run the agent.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedStep {
+    /// The run.
     pub run_id: String,
+    /// The step.
     pub step_id: String,
+    /// The attempt.
     pub attempt: i64,
+    /// The step's agent.
     pub agent: String,
+    /// JSON: the rendered `with`, the data, the timeout.
     pub payload: String,
 }
 

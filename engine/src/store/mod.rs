@@ -46,31 +46,51 @@ pub use workflows::VersionRecord;
 /// What can go wrong in the store; `server` maps each to an HTTP status.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A workflow of that id exists.
     #[error("workflow \"{0}\" already exists")]
     AlreadyExists(String),
+    /// No workflow of that id.
     #[error("workflow \"{0}\" not found")]
     NotFound(String),
+    /// No run of that id.
     #[error("run \"{0}\" not found")]
     RunNotFound(String),
     /// A stored value the code does not know (a status written by a newer version?).
     #[error("unreadable stored data: {0}")]
     Corrupt(String),
+    /// The workflow has no such version.
     #[error("workflow \"{id}\" has no version {version}")]
-    VersionNotFound { id: String, version: i64 },
+    VersionNotFound {
+        /// The workflow.
+        id: String,
+        /// The version asked for.
+        version: i64,
+    },
     /// A stored document no longer parses: reported, never silently dropped.
     #[error("stored version {version} of workflow \"{id}\" is unreadable: {problems:?}")]
     Unreadable {
+        /// The workflow.
         id: String,
+        /// The version.
         version: i64,
+        /// What no longer parses.
         problems: Vec<Problem>,
     },
     /// A change refused for a reason the caller can act on (a taken name, the last admin).
     #[error("{0}")]
     Refused(String),
+    /// The database URL cannot be used.
     #[error("invalid database URL \"{url}\": {reason}")]
-    BadUrl { url: String, reason: String },
+    BadUrl {
+        /// The URL, its password hidden ([`redact_url`]).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The database refused or failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A migration failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -115,7 +135,9 @@ impl StoreError {
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// An embedded SQLite file.
     Sqlite,
+    /// A PostgreSQL server.
     Postgres,
 }
 
@@ -184,7 +206,7 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)
                 .map_err(|e| StoreError::BadUrl {
-                    url: url.to_string(),
+                    url: redact_url(url),
                     reason: e.to_string(),
                 })?
                 // Batch scripts quote text by doubling `'` only (see `script`): exact with this on.
@@ -200,7 +222,7 @@ impl Store {
             Db::Postgres(pool)
         } else {
             return Err(StoreError::BadUrl {
-                url: url.to_string(),
+                url: redact_url(url),
                 reason: "expected sqlite://PATH or postgres://…".into(),
             });
         };
@@ -222,6 +244,7 @@ impl Store {
         self.changed.notify_one();
     }
 
+    /// Applies the migrations this build has (idempotent).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.db {
             Db::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
@@ -231,6 +254,7 @@ impl Store {
         Ok(())
     }
 
+    /// Which database this store talks to.
     pub fn backend(&self) -> Backend {
         match self.db {
             Db::Sqlite(_) => Backend::Sqlite,
@@ -283,9 +307,23 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     (path != Path::new(":memory:") && !path.as_os_str().is_empty()).then_some(path)
 }
 
+/// `url` with its password replaced by `***`: what logs and errors may show.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
 async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
     let bad = |reason: String| StoreError::BadUrl {
-        url: url.to_string(),
+        url: redact_url(url),
         reason,
     };
     let options = SqliteConnectOptions::from_str(url)
@@ -320,4 +358,20 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database URL the store cannot use is named in the error, its password hidden.
+    #[tokio::test]
+    async fn a_bad_url_error_does_not_show_the_password() {
+        let Err(err) = Store::connect("postgres://u:s3cret@h:notaport/db").await else {
+            panic!("a URL with a bad port connected");
+        };
+        let text = err.to_string();
+        assert!(text.contains("postgres://u:***@h:notaport/db"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
 }

@@ -20,16 +20,25 @@ use crate::records::{
 /// A new run: what is inserted when a workflow is triggered.
 #[derive(Debug, Clone)]
 pub struct NewRun {
+    /// The run's id (a UUID v7).
     pub id: String,
+    /// The workflow it runs.
     pub workflow_id: String,
+    /// The version it runs.
     pub workflow_version: i64,
+    /// What started it: manual, api, cron, webhook, retry, alert.
     pub trigger: String,
     /// Who started it (`alice`, `token:ci`), when a person or token did.
     pub actor: Option<String>,
+    /// Its inputs, defaults filled.
     pub inputs: Value,
+    /// The run it retries, if any.
     pub parent_run_id: Option<String>,
+    /// The W3C `traceparent` of the request that triggered it: its root span links there.
     pub traceparent: Option<String>,
+    /// When it was created (unix ms).
     pub created_at: i64,
+    /// Its steps' ids, in the workflow's order: each gets a pending row.
     pub step_ids: Vec<String>,
     /// Steps whose outputs are carried over (retry from a failed step): stored as succeeded.
     pub reused: Vec<(String, Value)>,
@@ -42,93 +51,141 @@ pub struct NewRun {
 /// One state change, persisted before the executor acts on it.
 #[derive(Debug, Clone)]
 pub enum Op {
+    /// A triggered run, with a pending row per step.
     CreateRun(Box<NewRun>),
+    /// The run leaves the queue: its first steps may start.
     StartRun {
+        /// The run.
         run_id: String,
+        /// When (unix ms).
         at: i64,
         /// `(trace_id, span_id)` of the run's root span.
         trace: Option<(String, String)>,
     },
+    /// A step's attempt starts (its rendered input stored).
     AttemptStarted {
+        /// The run.
         run_id: String,
+        /// The step.
         step_id: String,
+        /// The attempt's number, from 1.
         attempt: i64,
+        /// When the step became ready (unix ms).
         ready_at: i64,
+        /// When the attempt started (unix ms).
         at: i64,
+        /// The rendered `with`, secrets redacted.
         input: Value,
         /// A resumed step: earlier attempts left `running` by a stopped process are closed.
         resumed: bool,
         /// The attempt's `agent.execute` span.
         span_id: Option<String>,
+        /// The step's agent (for the attempt's row, which charts read).
         agent: String,
         /// The name of the worker that runs it (PostgreSQL), until another one claims it.
         worker: Option<std::sync::Arc<str>>,
     },
+    /// A step's attempt ended.
     AttemptFinished {
+        /// The run.
         run_id: String,
+        /// The step.
         step_id: String,
+        /// The attempt's number.
         attempt: i64,
         /// The step's state after this attempt: succeeded, failed, retrying or cancelled.
         status: StepStatus,
+        /// What the agent returned, on success.
         output: Option<Value>,
+        /// `(kind, message)` of its error, on failure.
         error: Option<(String, String)>,
+        /// Its log lines, secrets redacted.
         logs: Vec<String>,
+        /// When it ended (unix ms).
         at: i64,
     },
     /// Steps that will not run (skipped, cancelled): set together. A skip's reason is kept
     /// in `error_kind`: a skipped step has no error of its own.
     StepsEnded {
+        /// The run.
         run_id: String,
+        /// The steps.
         step_ids: Vec<String>,
+        /// Their status: skipped or cancelled.
         status: StepStatus,
+        /// Why they were skipped.
         reason: Option<SkipReason>,
+        /// When (unix ms).
         at: i64,
     },
     /// Items of a `for_each` step that ended (after their retries).
     ItemsEnded {
+        /// The run.
         run_id: String,
+        /// The `for_each` step.
         step_id: String,
+        /// The items, each with its outcome.
         items: Vec<ItemRecord>,
     },
+    /// The run ended.
     FinishRun {
+        /// The run.
         run_id: String,
+        /// How it ended.
         status: RunStatus,
+        /// Why it failed, for people.
         error: Option<String>,
+        /// When (unix ms).
         at: i64,
         /// The run held a concurrency slot: other processes are woken to claim a waiting run.
         frees_slot: bool,
     },
     /// A ready step offered to the other workers (PostgreSQL): see `executor::offers`.
     OfferStep {
+        /// The run.
         run_id: String,
+        /// The step.
         step_id: String,
+        /// The attempt offered.
         attempt: i64,
         /// The offering worker's id.
         owner: String,
+        /// The step's agent.
         agent: String,
         /// JSON: what the claimer needs to run the agent.
         payload: String,
+        /// When (unix ms).
         at: i64,
     },
     /// An offered attempt's result is recorded (by `AttemptFinished`): the attempt ran on
     /// `worker` from `started_at`, and the offer is gone.
     OfferDone {
+        /// The run.
         run_id: String,
+        /// The step.
         step_id: String,
+        /// The attempt.
         attempt: i64,
+        /// The worker that ran it.
         worker: String,
+        /// When it started there (unix ms).
         started_at: i64,
     },
     /// Every offer of a run ends (cancelled, timed out): a late result has nowhere to go.
     CloseOffers {
+        /// The run.
         run_id: String,
     },
     /// A cron occurrence fired by `run_id`, committed with that run's creation. Its key makes
     /// a second firing of the same occurrence (another process) fail the whole transaction.
     FireSchedule {
+        /// The workflow whose schedule fired.
         workflow_id: String,
+        /// Which of its triggers (its position in `triggers`).
         trigger_index: i64,
+        /// The occurrence's time (unix ms).
         fire_at: i64,
+        /// The run it created.
         run_id: String,
         /// The schedule's next occurrence after this firing.
         next_fire_at: i64,
@@ -138,8 +195,11 @@ pub enum Op {
 /// Filters of the run list; all optional, combined with AND.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
+    /// Runs of this workflow.
     pub workflow_id: Option<String>,
+    /// Runs in this status.
     pub status: Option<RunStatus>,
+    /// Runs started this way (manual, api, cron, …).
     pub trigger: Option<String>,
     /// Created at or after (unix ms).
     pub since: Option<i64>,
@@ -149,16 +209,22 @@ pub struct RunFilter {
     pub before: Option<String>,
     /// Run time (start to finish, ms) at least / below: a chart's histogram bucket.
     pub min_duration_ms: Option<i64>,
+    /// Run time below this (ms).
     pub max_duration_ms: Option<i64>,
+    /// At most this many runs (the page size).
     pub limit: i64,
 }
 
 /// A run the executor must pick up (queued, or running when the process stopped).
 #[derive(Debug, Clone)]
 pub struct Resumable {
+    /// The run.
     pub run: RunSummary,
+    /// Its inputs.
     pub inputs: Value,
+    /// A cancel was asked for before the process stopped.
     pub cancel_requested: bool,
+    /// Its steps, as stored.
     pub steps: Vec<StepRecord>,
     /// Of the request that triggered the run: its root span links there.
     pub traceparent: Option<String>,
@@ -248,7 +314,9 @@ fn corrupt(id: &str, what: &str, value: &str) -> StoreError {
 /// its output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValuePart {
+    /// The output (a step's, or with an attempt, that attempt's).
     Output,
+    /// An attempt's rendered input.
     Input,
     /// The attempt's log lines, as a JSON list.
     Logs,
@@ -782,10 +850,12 @@ pub struct HeldConnection(
 );
 
 impl HeldConnection {
+    /// Whether a connection is held now.
     pub fn is_held(&self) -> bool {
         self.0.is_some()
     }
 
+    /// Gives the connection back to the pool.
     pub fn release(&mut self) {
         self.0 = None;
     }

@@ -6,10 +6,13 @@ use super::{on_pool, Store, StoreError};
 /// A schedule as stored: its next occurrence, shared by every process.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ScheduleRow {
+    /// The workflow.
     pub workflow_id: String,
+    /// Which of its triggers.
     pub trigger_index: i64,
     /// Schedule and zone, as the definition had them when `next_fire_at` was computed.
     pub spec: String,
+    /// Its next occurrence (unix ms).
     pub next_fire_at: i64,
 }
 
@@ -23,6 +26,7 @@ impl Store {
         }))
     }
 
+    /// Every schedule.
     pub async fn schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as(
@@ -71,6 +75,7 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets a schedule (its trigger was removed).
     pub async fn delete_schedule(
         &self,
         workflow_id: &str,

@@ -12,9 +12,11 @@ use crate::records::{VersionInfo, WorkflowSummary};
 /// A whole stored version: the exact text saved and its validated form.
 #[derive(Debug, Clone)]
 pub struct VersionRecord {
+    /// Its workflow, number and time.
     pub info: VersionInfo,
     /// The document exactly as saved (export returns these bytes).
     pub source: String,
+    /// Its validated form.
     pub workflow: Workflow,
 }
 
