@@ -86,6 +86,42 @@ test('a broken YAML edit is reported with its place and nothing is saved', async
   expect((await request.get(`/api/v1/workflows/e2e-broken-${tag}`)).status()).toBe(404);
 });
 
+test('Tab indents in the YAML editor, and Esc then Tab leaves it', async ({ page }) => {
+  await openHydrated(page, '/workflows/new');
+  await page.getByRole('tab', { name: 'YAML' }).click();
+  const yaml = page.getByLabel('Workflow YAML');
+  await yaml.fill(`id: e2e-tab-${tag}\nsteps:\n- id: a`);
+  await yaml.press('End');
+  await page.keyboard.press('Enter');
+  // Without the indent this line would be a second list item, not the step's agent.
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('agent: simulate');
+  await expect(yaml).toHaveValue(`id: e2e-tab-${tag}\nsteps:\n- id: a\n  agent: simulate`);
+  await expect(page.getByRole('button', { name: 'Save' })).toBeEnabled();
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Tab');
+  expect(await yaml.evaluate(el => el === document.activeElement)).toBe(false);
+});
+
+test('leaving the builder with unsaved edits asks first', async ({ page }) => {
+  await openHydrated(page, '/workflows/new');
+  const crumb = page.locator('.crumbs').getByRole('link', { name: 'Workflows' });
+  // Nothing edited: the link just goes.
+  await crumb.click();
+  await expect(page).toHaveURL(/\/workflows$/);
+  await openHydrated(page, '/workflows/new');
+  await page.getByLabel('Id', { exact: true }).fill(`e2e-unsaved-${tag}`);
+  let asked = '';
+  page.once('dialog', d => { asked = d.message(); void d.dismiss(); });
+  await crumb.click();
+  await expect.poll(() => asked).toContain('Leave without saving?');
+  await expect(page).toHaveURL(/\/workflows\/new$/);
+  await expect(page.getByLabel('Id', { exact: true })).toHaveValue(`e2e-unsaved-${tag}`);
+  page.once('dialog', d => void d.accept());
+  await crumb.click();
+  await expect(page).toHaveURL(/\/workflows$/);
+});
+
 test('a one-step workflow is created with the keyboard alone', async ({ page, request }) => {
   await openHydrated(page, '/workflows/new');
   await tabTo(page, page.getByLabel('Id', { exact: true }));
@@ -100,6 +136,10 @@ test('a one-step workflow is created with the keyboard alone', async ({ page, re
   await tabTo(page, page.getByRole('button', { name: 'Save' }));
   await page.keyboard.press('Enter');
   await expect(page.getByRole('status')).toContainText(`Saved e2e-keys-${tag} v1`);
+  // Saved, it has an edit page: the address, the heading and the title say so.
+  await expect(page).toHaveURL(new RegExp(`/workflows/e2e-keys-${tag}/edit$`));
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText(`Edit e2e-keys-${tag}`);
+  await expect(page).toHaveTitle(`Edit e2e-keys-${tag} · Flowscope`);
   // Saving again from the same page makes version 2, not a conflict.
   await page.getByRole('button', { name: 'Save' }).click();
   await expect(page.getByRole('status')).toContainText(`Saved e2e-keys-${tag} v2`);

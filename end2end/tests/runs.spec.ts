@@ -230,3 +230,17 @@ test('the monitor shows runs before charts, and an older page does not claim to 
   await expect(page.getByLabel(/Live/)).toHaveCount(0);
   await expect(page.getByText('An older page: not live')).toBeVisible();
 });
+
+test('paging the monitor keeps its filters both ways', async ({ page, request }) => {
+  const wf = `paged-${tag}`;
+  await createWorkflow(request, `id: ${wf}\nname: Paged\nsteps:\n- id: a\n  agent: simulate\n`);
+  // One page (50) and one more, all of this workflow.
+  for (let i = 0; i < 51; i++) await trigger(request, wf);
+  await openHydrated(page, `/runs?workflow=${wf}&trigger=api`);
+  await page.getByRole('link', { name: 'Older runs →' }).click();
+  await expect(page).toHaveURL(new RegExp(`/runs\\?before=[^&]+&workflow=${wf}&trigger=api$`));
+  await expect(page.locator('table tbody tr')).toHaveCount(1);
+  await page.getByRole('link', { name: '← Newest' }).click();
+  await expect(page).toHaveURL(new RegExp(`/runs\\?workflow=${wf}&trigger=api$`));
+  await expect(page.locator('table tbody tr')).toHaveCount(50);
+});

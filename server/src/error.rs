@@ -136,3 +136,32 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// A server function's typed error ([`app::error::AppError`]) answers the status its kind
+/// means: server_fn answers every error 500, so a bad input looked like a server fault to
+/// clients, logs and the 5xx alerts. Only error answers are read (they are small).
+pub async fn server_fn_status(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key("serverfnerror")
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    use app::error::AppError;
+    parts.status = match serde_json::from_slice::<AppError>(&bytes) {
+        Ok(AppError::NotFound(_)) => StatusCode::NOT_FOUND,
+        Ok(AppError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+        Ok(AppError::Denied(_)) => StatusCode::FORBIDDEN,
+        // Arguments that did not decode: the request was malformed.
+        Ok(AppError::Transport(_)) => StatusCode::BAD_REQUEST,
+        Ok(AppError::Internal) | Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}

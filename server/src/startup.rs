@@ -344,6 +344,7 @@ pub fn router(
             _,
         >(context, app::shell))
         .with_state(leptos_options)
+        .layer(axum::middleware::from_fn(crate::error::server_fn_status))
         // Pages compressed as they render; the event streams (SSE) are left alone.
         .layer(tower_http::compression::CompressionLayer::new())
         .nest_service(

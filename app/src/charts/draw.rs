@@ -177,6 +177,28 @@ pub(super) fn civil(days: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// Ticks for a log axis over `[lo, hi]`: 1-2-5 in each decade, or 1-2-3-5-7 when that gives
+/// fewer than three (a narrow range of similar runs would get one tick, or none, from
+/// plotters' powers of ten).
+pub(super) fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let within = |mantissas: &[f64]| -> Vec<f64> {
+        if !(lo > 0.0 && hi > lo && hi.is_finite()) {
+            return Vec::new();
+        }
+        let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+        (first..=last)
+            .flat_map(|e| mantissas.iter().map(move |m| m * 10f64.powi(e)))
+            .filter(|v| *v >= lo && *v <= hi)
+            .collect()
+    };
+    let ticks = within(&[1.0, 2.0, 5.0]);
+    if ticks.len() >= 3 {
+        ticks
+    } else {
+        within(&[1.0, 2.0, 3.0, 5.0, 7.0])
+    }
+}
+
 pub(super) fn seconds_label(s: f64) -> String {
     format_duration((s * 1000.0).round() as i64)
 }

@@ -25,7 +25,13 @@ pub fn duration_over_time(runs: &[RunSummary], links: &TraceLinks) -> Option<Cha
     let mut marks = Vec::new();
     {
         let root = area(&mut svg);
-        let mut chart = chart_on!(&root, 58, x0..x1, (ylo..yhi).log_scale());
+        let ticks = log_ticks(ylo, yhi);
+        let mut chart = chart_on!(
+            &root,
+            58,
+            x0..x1,
+            (ylo..yhi).log_scale().with_key_points(ticks)
+        );
         draw_mesh!(
             chart,
             .x_labels(6)

@@ -174,3 +174,40 @@ fn cost_is_stacked_per_day_and_workflow() {
     );
     assert!(cost_per_day(&[], now).is_none());
 }
+
+/// Runs of similar length still get a readable y axis: at least three labelled ticks (a log
+/// axis of powers of ten gave a 1.3–7 s range none).
+#[test]
+fn a_narrow_duration_range_gets_several_y_ticks() {
+    let links = TraceLinks {
+        grafana_url: None,
+        tempo_uid: "tempo".into(),
+    };
+    let t0 = 1_700_000_000_000;
+    let runs: Vec<RunSummary> = [2_500, 3_000, 3_500]
+        .iter()
+        .enumerate()
+        .map(|(i, ms)| {
+            run(
+                &format!("r{i}"),
+                RunStatus::Succeeded,
+                t0 + i as i64 * 1000,
+                *ms,
+                None,
+            )
+        })
+        .collect();
+    let chart = duration_over_time(&runs, &links).expect("a chart");
+    let labelled: Vec<i64> = [1_000, 2_000, 3_000, 5_000, 7_000, 10_000]
+        .into_iter()
+        .filter(|ms| {
+            chart
+                .svg
+                .contains(&format!(">\n{}\n</text>", format_duration(*ms)))
+        })
+        .collect();
+    assert!(labelled.len() >= 3, "y ticks {labelled:?} in {}", chart.svg);
+    assert_eq!(log_ticks(1.25, 7.0), vec![2.0, 3.0, 5.0, 7.0]);
+    assert_eq!(log_ticks(0.05, 0.2).len(), 3);
+    assert!(log_ticks(0.0, 1.0).is_empty());
+}

@@ -258,7 +258,6 @@ impl Doc {
 
 #[component]
 fn Builder(original: String, source: String) -> impl IntoView {
-    let is_new = original.is_empty();
     let source_sig = RwSignal::new(source.clone());
     let checked = Memo::new(move |_| source_sig.with(|s| check(s)));
     let last_good = StoredValue::new(check(&source).0);
@@ -279,18 +278,47 @@ fn Builder(original: String, source: String) -> impl IntoView {
     provide_context(doc);
     let tab = RwSignal::new(Tab::Visual);
     let save = ServerAction::<SaveWorkflow>::new();
-    let original = StoredValue::new(original);
+    // What was last saved (or loaded): edits beyond it are lost if the page is left.
+    let clean = RwSignal::new(doc.source.get_untracked());
+    let dispatched = StoredValue::new(String::new());
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = save.value().get() {
+            clean.set(dispatched.get_value());
+        }
+    });
+    warn_before_leaving(Signal::derive(move || {
+        doc.source.with(|s| clean.with(|c| s != c))
+    }));
+    // The workflow being edited: empty until a new one is first saved.
+    let original = RwSignal::new(original);
     let saved = move || save.value().get().and_then(|r| r.ok());
     // Once a new workflow is saved, later saves are new versions of it, not a second create.
     Effect::new(move |_| {
         if let Some(s) = saved() {
-            original.set_value(s.id);
+            // It has an edit page now: the address and the title say so. Not a navigation:
+            // the saved note and the Run form stay.
+            #[cfg(feature = "hydrate")]
+            if original.get_untracked().is_empty() {
+                let url = format!("/workflows/{}/edit", s.id);
+                if let Ok(history) = window().history() {
+                    let _ = history.replace_state_with_url(
+                        &wasm_bindgen::JsValue::NULL,
+                        "",
+                        Some(&url),
+                    );
+                }
+                document().set_title(&crate::page_title(format!("Edit {}", s.id)));
+            }
+            original.set(s.id);
         }
     });
-    let heading = if is_new {
-        "New workflow".to_string()
-    } else {
-        format!("Edit {}", original.get_value())
+    let heading = move || {
+        let id = original.get();
+        if id.is_empty() {
+            "New workflow".to_string()
+        } else {
+            format!("Edit {id}")
+        }
     };
     view! {
         <section class="page builder">
@@ -303,7 +331,9 @@ fn Builder(original: String, source: String) -> impl IntoView {
                     <button class="button" type="button"
                         disabled=move || !doc.problems.with(Vec::is_empty) || save.pending().get()
                         on:click=move |_| {
-                            save.dispatch(SaveWorkflow { original: original.get_value(), source: doc.source.get_untracked() });
+                            let source = doc.source.get_untracked();
+                            dispatched.set_value(source.clone());
+                            save.dispatch(SaveWorkflow { original: original.get_untracked(), source });
                         }>
                         "Save"
                     </button>
@@ -333,12 +363,113 @@ fn Builder(original: String, source: String) -> impl IntoView {
             <div role="tabpanel" aria-label="YAML" hidden=move || tab.get() != Tab::Yaml>
                 <label class="visually-hidden" for="yaml">"Workflow YAML"</label>
                 <textarea id="yaml" class="code yaml-editor" spellcheck="false" rows="24"
+                    aria-describedby="yaml-keys"
                     prop:value=move || doc.shown.get()
+                    on:keydown=move |ev| indent_on_tab(&ev, doc)
                     on:input=move |ev| doc.source.set(event_target_value(&ev))></textarea>
+                <p id="yaml-keys" class="muted">"Tab indents two spaces; Esc, then Tab, moves on."</p>
             </div>
         </section>
     }
     .into_any()
+}
+
+/// While `dirty`, leaving the builder asks first: closing or reloading the tab (the browser's
+/// own prompt) and following a link inside the app (a confirm, before the router acts).
+fn warn_before_leaving(dirty: Signal<bool>) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::{closure::Closure, JsCast};
+        let unload = window_event_listener(leptos::ev::beforeunload, move |ev| {
+            if dirty.try_get_untracked().unwrap_or(false) {
+                ev.prevent_default();
+                ev.set_return_value("unsaved");
+            }
+        });
+        let click = Closure::<dyn Fn(leptos::web_sys::MouseEvent)>::new(
+            move |ev: leptos::web_sys::MouseEvent| {
+                if !dirty.try_get_untracked().unwrap_or(false) {
+                    return;
+                }
+                let link = ev
+                    .target()
+                    .and_then(|t| t.dyn_into::<leptos::web_sys::Element>().ok())
+                    .and_then(|el| el.closest("a[href]").ok().flatten());
+                // A link to another tab loses nothing.
+                if link.is_none_or(|a| a.get_attribute("target").is_some()) {
+                    return;
+                }
+                let leave = window()
+                    .confirm_with_message(
+                        "Leave without saving? Your edits to this workflow are lost.",
+                    )
+                    .unwrap_or(true);
+                if !leave {
+                    ev.prevent_default();
+                    ev.stop_immediate_propagation();
+                }
+            },
+        )
+        .into_js_value();
+        // Capturing, on the document: before the router's own click handler.
+        let _ = document().add_event_listener_with_callback_and_bool(
+            "click",
+            click.unchecked_ref(),
+            true,
+        );
+        let click = send_wrapper::SendWrapper::new(click);
+        on_cleanup(move || {
+            unload.remove();
+            let _ = document().remove_event_listener_with_callback_and_bool(
+                "click",
+                click.unchecked_ref(),
+                true,
+            );
+        });
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = dirty;
+}
+
+/// Tab in the YAML editor indents (two spaces, as YAML wants) instead of leaving it; after
+/// Esc the next Tab leaves, so the keyboard is never trapped.
+fn indent_on_tab(ev: &leptos::ev::KeyboardEvent, doc: Doc) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        thread_local! {
+            static RELEASED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        if ev.key() == "Escape" {
+            RELEASED.with(|r| r.set(true));
+            return;
+        }
+        let released = RELEASED.with(|r| r.replace(false));
+        if ev.key() != "Tab"
+            || released
+            || ev.shift_key()
+            || ev.ctrl_key()
+            || ev.alt_key()
+            || ev.meta_key()
+        {
+            return;
+        }
+        let Some(area) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<leptos::web_sys::HtmlTextAreaElement>().ok())
+        else {
+            return;
+        };
+        ev.prevent_default();
+        let (start, end) = (
+            area.selection_start().ok().flatten().unwrap_or(0),
+            area.selection_end().ok().flatten().unwrap_or(0),
+        );
+        let _ = area.set_range_text_with_start_and_end_and_mode("  ", start, end, "end");
+        doc.source.set(area.value());
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (ev, doc);
 }
 
 #[component]

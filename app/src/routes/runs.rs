@@ -377,21 +377,30 @@ fn RunTable(data: RunsPageData, query: RunQuery) -> impl IntoView {
             .find(|(w, _)| w == id)
             .map_or_else(|| id.to_string(), |(_, n)| n.clone())
     };
+    // Both pager links keep the filters, their values encoded.
+    let link = |pairs: Vec<(&str, String)>| {
+        let q = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", engine::links::encode_component(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        if q.is_empty() {
+            "/runs".to_string()
+        } else {
+            format!("/runs?{q}")
+        }
+    };
     let older = more.then(|| {
         let last = runs.last().map(|r| r.id.clone()).unwrap_or_default();
         let mut q = vec![("before", last)];
         q.extend(query.pairs());
-        let href = format!(
-            "/runs?{}",
-            q.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("&")
-        );
+        let href = link(q);
         view! { <a class="button secondary" rel="next" href=href>"Older runs →"</a> }
     });
-    let newest = (!query.before.is_empty())
-        .then(|| view! { <a class="button secondary" href="/runs">"← Newest"</a> });
+    let newest = (!query.before.is_empty()).then(|| {
+        let href = link(query.pairs());
+        view! { <a class="button secondary" href=href>"← Newest"</a> }
+    });
     let rows = runs
         .into_iter()
         .map(|r| {

@@ -807,12 +807,29 @@ async fn the_trigger_server_function_starts_a_run_and_reports_bad_inputs() {
         (Some("succeeded"), Some("manual"))
     );
     assert_eq!(run["inputs"], json!({ "who": "UI" }));
+    // Bad input is the caller's error, never a 500 (server_fn answers 500 for any error).
     let bad = call(r#"{"who": 7}"#).await.expect("call");
-    assert!(bad.status().is_server_error() || bad.status().is_client_error());
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         bad.text().await.expect("body").contains("inputs.who"),
         "the error names the input"
     );
+    let unknown = app
+        .client
+        .post(app.url("/api/trigger_run"))
+        .form(&[("workflow_id", "no-such-flow"), ("inputs_json", "")])
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let malformed = app
+        .client
+        .post(app.url("/api/trigger_run"))
+        .form(&[("inputs_json", "{}")])
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
