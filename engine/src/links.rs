@@ -59,13 +59,36 @@ pub fn grafana_explore_url(
     from_ms: i64,
     to_ms: i64,
 ) -> String {
+    explore(base, tempo_uid, trace_id, span_id, from_ms, to_ms)
+}
+
+/// Grafana Explore on a TraceQL search (`{ span.workflow.id = "x" && … }`) over a time range:
+/// where an alert's message sends a person to see the failing runs' traces.
+pub fn grafana_traceql_url(
+    base: &str,
+    tempo_uid: &str,
+    query: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> String {
+    explore(base, tempo_uid, query, None, from_ms, to_ms)
+}
+
+fn explore(
+    base: &str,
+    tempo_uid: &str,
+    query: &str,
+    span_id: Option<&str>,
+    from_ms: i64,
+    to_ms: i64,
+) -> String {
     let mut pane = json!({
         "datasource": tempo_uid,
         "queries": [{
             "refId": "A",
             "datasource": { "type": "tempo", "uid": tempo_uid },
             "queryType": "traceql",
-            "query": trace_id,
+            "query": query,
         }],
         "range": { "from": from_ms.to_string(), "to": to_ms.to_string() },
     });

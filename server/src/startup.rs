@@ -50,6 +50,8 @@ impl Application {
         let alerts = crate::api::alerts::AlertIntake::new(
             config.alert_token.clone(),
             config.alert_workflow.clone(),
+            config.public_url.clone(),
+            config.trace_links(),
         );
         let auth = crate::auth::Auth::new(
             store.clone(),

@@ -30,11 +30,26 @@ pub struct AlertIntake {
     pub token: Option<String>,
     /// The workflow each notification starts.
     pub workflow: String,
+    /// `FLOWSCOPE_PUBLIC_URL`: a workflow's failing runs are linked under it (Flowscope knows
+    /// its own address better than a rule file does).
+    pub public_url: String,
+    /// Where the failing runs' traces are searched, when Grafana is configured.
+    pub links: engine::links::TraceLinks,
 }
 
 impl AlertIntake {
-    pub fn new(token: Option<String>, workflow: String) -> AlertIntake {
-        AlertIntake { token, workflow }
+    pub fn new(
+        token: Option<String>,
+        workflow: String,
+        public_url: String,
+        links: engine::links::TraceLinks,
+    ) -> AlertIntake {
+        AlertIntake {
+            token,
+            workflow,
+            public_url,
+            links,
+        }
     }
 }
 
@@ -134,7 +149,10 @@ async fn alertmanager(
     };
     let mut inputs = Map::new();
     inputs.insert("status".into(), Value::String(status.into()));
-    inputs.insert("summary".into(), Value::String(summary(&n, &fresh)));
+    inputs.insert(
+        "summary".into(),
+        Value::String(summary(&n, &fresh, &intake, now)),
+    );
     let triggered = engine
         .trigger(TriggerRequest {
             workflow_id: intake.workflow.clone(),
@@ -173,8 +191,10 @@ async fn alertmanager(
     ))
 }
 
-/// One line for the message: the alerts' summaries (or names), how many, and where from.
-fn summary(n: &Notification, alerts: &[&Alert]) -> String {
+/// One line for the message: the alerts' summaries (or names), how many, then where to look:
+/// the workflow's failing runs (under this server's public URL), their traces in Grafana, the
+/// dashboard, the runbook, and the alert itself.
+fn summary(n: &Notification, alerts: &[&Alert], intake: &AlertIntake, now: i64) -> String {
     let mut names: Vec<String> = alerts
         .iter()
         .map(|a| {
@@ -194,7 +214,6 @@ fn summary(n: &Notification, alerts: &[&Alert]) -> String {
     if names.len() > 3 {
         text.push_str(&format!(" (and {} more)", names.len() - 3));
     }
-    // Where to look first: the failing runs (the SLO alerts carry the link), then the alert.
     let link = |key: &str| {
         alerts
             .iter()
@@ -202,11 +221,42 @@ fn summary(n: &Notification, alerts: &[&Alert]) -> String {
             .or_else(|| n.common_annotations.get(key))
             .filter(|u| !u.is_empty())
     };
-    if let Some(runs) = link("runs_url") {
-        text.push_str(&format!(" — failing runs: {runs}"));
+    let workflow = alerts
+        .iter()
+        .find_map(|a| a.labels.get("workflow"))
+        .filter(|w| !w.is_empty() && !w.contains(['"', '\\']));
+    match workflow {
+        Some(w) => text.push_str(&format!(
+            " — failing runs: {}/runs?workflow={}&status=failed",
+            intake.public_url.trim_end_matches('/'),
+            engine::links::encode_component(w)
+        )),
+        None => {
+            if let Some(runs) = link("runs_url") {
+                text.push_str(&format!(" — failing runs: {runs}"));
+            }
+        }
+    }
+    if let (Some(w), Some(grafana)) = (workflow, &intake.links.grafana_url) {
+        let query = format!(
+            "{{ name = \"workflow.execute\" && span.workflow.id = \"{w}\" && span.workflow.run.status = \"failed\" }}"
+        );
+        text.push_str(&format!(
+            " — traces: {}",
+            engine::links::grafana_traceql_url(
+                grafana,
+                &intake.links.tempo_uid,
+                &query,
+                now - 3_600_000,
+                now
+            )
+        ));
     }
     if let Some(dashboard) = link("dashboard_url") {
         text.push_str(&format!(" — dashboard: {dashboard}"));
+    }
+    if let Some(runbook) = link("runbook") {
+        text.push_str(&format!(" — runbook: {runbook}"));
     }
     if !n.external_url.is_empty() {
         text.push_str(&format!(" — {}", n.external_url));

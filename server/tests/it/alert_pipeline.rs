@@ -292,9 +292,18 @@ async fn pipeline(intervals: Intervals) {
         text.contains("Run success SLO (99 %) of payments") && text.contains(alertmanager.as_str()),
         "the message names the objective and the workflow, and links to Alertmanager: {text}"
     );
+    // Under this server's public URL (the default, here), and with the runbook and dashboard.
     assert!(
-        text.contains("failing runs: http://localhost:3000/runs?workflow=payments&status=failed"),
+        text.contains("failing runs: http://127.0.0.1:3000/runs?workflow=payments&status=failed"),
         "the message links to the failing runs: {text}"
+    );
+    assert!(
+        text.contains(" — dashboard: ") && text.contains("var-workflow=payments"),
+        "the message links to the workflow's dashboard: {text}"
+    );
+    assert!(
+        text.contains(" — runbook: observability/README.md"),
+        "the message names the runbook: {text}"
     );
     assert!(
         !slack.texts().iter().any(|t| t.contains("always-fails")),

@@ -305,3 +305,78 @@ async fn intake_off_or_an_unknown_workflow_is_a_clear_refusal() {
     let (status, _) = unknown.send(Some(TOKEN), &firing).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// A workflow's alert links where a person looks first: its failing runs under this server's
+/// public URL (not the rule file's guess), their traces in Grafana, the dashboard and the
+/// runbook.
+#[tokio::test]
+async fn a_workflows_alert_links_its_failing_runs_traces_and_runbook() {
+    let slack = common::Slack::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        alert_token: Some(TOKEN.into()),
+        alert_workflow: "notify-on-alert".into(),
+        secrets: [("SLACK_WEBHOOK".to_string(), slack.url.clone())].into(),
+        public_url: "https://hub.example.com".into(),
+        grafana_url: Some("https://grafana.example.com".into()),
+        ..common::quiet()
+    };
+    let base = common::serve_with(dir.path(), config).await;
+    let mut alert = payload("firing", "w1");
+    alert["alerts"][0]["labels"]["workflow"] = json!("payments");
+    alert["alerts"][0]["annotations"] = json!({
+        "summary": "payments burns its budget",
+        "runs_url": "http://localhost:3000/runs?workflow=payments&status=failed",
+        "dashboard_url": "https://grafana.example.com/d/flowscope-workflows?var-workflow=payments",
+        "runbook": "observability/README.md, When a workflow burns its budget"
+    });
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/alerts/alertmanager"))
+        .bearer_auth(TOKEN)
+        .json(&alert)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let run: Value = r.json().await.expect("json");
+    let id = run["run"]["id"].as_str().expect("a run");
+    let done = common::wait_finished(&reqwest::Client::new(), &base, id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let text = slack.texts().pop().expect("a message");
+    assert!(
+        text.contains(
+            " — failing runs: https://hub.example.com/runs?workflow=payments&status=failed"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("localhost:3000"), "{text}");
+    let traces = text
+        .split(" — traces: ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .expect("a traces link");
+    assert!(traces.starts_with("https://grafana.example.com/explore?schemaVersion=1&panes="));
+    let panes = engine::links::decode_component(
+        traces
+            .split("panes=")
+            .nth(1)
+            .and_then(|p| p.split('&').next())
+            .expect("panes"),
+    )
+    .expect("decodes");
+    let panes: Value = serde_json::from_str(&panes).expect("JSON");
+    assert_eq!(
+        panes["flowscope"]["queries"][0]["query"],
+        "{ name = \"workflow.execute\" && span.workflow.id = \"payments\" && span.workflow.run.status = \"failed\" }"
+    );
+    assert!(
+        text.contains(
+            " — dashboard: https://grafana.example.com/d/flowscope-workflows?var-workflow=payments"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(" — runbook: observability/README.md, When a workflow burns its budget"),
+        "{text}"
+    );
+}
