@@ -90,6 +90,8 @@ test('Tab indents in the YAML editor, and Esc then Tab leaves it', async ({ page
   await openHydrated(page, '/workflows/new');
   await page.getByRole('tab', { name: 'YAML' }).click();
   const yaml = page.getByLabel('Workflow YAML');
+  // Code is set in a monospace font (the builder's form font once overrode it).
+  expect(await yaml.evaluate(el => getComputedStyle(el).fontFamily)).toMatch(/mono/i);
   await yaml.fill(`id: e2e-tab-${tag}\nsteps:\n- id: a`);
   await yaml.press('End');
   await page.keyboard.press('Enter');

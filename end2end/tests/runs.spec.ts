@@ -244,3 +244,17 @@ test('paging the monitor keeps its filters both ways', async ({ page, request })
   await expect(page).toHaveURL(new RegExp(`/runs\\?workflow=${wf}&trigger=api$`));
   await expect(page.locator('table tbody tr')).toHaveCount(50);
 });
+
+test('on a phone the monitor labels each value of a run, since its header row is hidden', async ({ page, request }) => {
+  await trigger(request, 'hello');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await openHydrated(page, '/runs');
+  await expect(page.locator('table thead')).toBeHidden();
+  const cell = page.locator('table tbody tr').first().locator('td[data-label="Run time"]');
+  await expect(cell).toBeVisible();
+  expect(await cell.evaluate(td => getComputedStyle(td, '::before').content)).toBe('"Run time"');
+  // On a desktop the header says it once; the cells carry no label.
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await expect(page.locator('table thead')).toBeVisible();
+  expect(await cell.evaluate(td => getComputedStyle(td, '::before').content)).toBe('none');
+});

@@ -413,10 +413,10 @@ fn RunTable(data: RunsPageData, query: RunQuery) -> impl IntoView {
                         <a class="wf-name" href=format!("/runs/{}", r.id)>{name_of(&r.workflow_id)}</a>
                         <div class="wf-id mono">{format!("{} · v{}", r.workflow_id, r.workflow_version)}</div>
                     </td>
-                    <td>{r.started_by()}</td>
-                    <td><time datetime=r.created_at.to_string()>{format_ms(r.created_at)}</time></td>
-                    <td class="num">{wait.map(format_duration).unwrap_or_else(|| "–".into())}</td>
-                    <td class="num">{ran.map(format_duration).unwrap_or_else(|| "–".into())}</td>
+                    <td data-label="Trigger">{r.started_by()}</td>
+                    <td data-label="Created"><time datetime=r.created_at.to_string()>{format_ms(r.created_at)}</time></td>
+                    <td class="num" data-label="Queue wait">{wait.map(format_duration).unwrap_or_else(|| "–".into())}</td>
+                    <td class="num" data-label="Run time">{ran.map(format_duration).unwrap_or_else(|| "–".into())}</td>
                 </tr>
             }
         })

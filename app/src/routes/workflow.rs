@@ -340,9 +340,9 @@ fn RecentRuns(runs: Vec<RunSummary>, workflow_id: String) -> impl IntoView {
             view! {
                 <tr data-run=r.id.clone()>
                     <td><a href=format!("/runs/{}", r.id)><StatusBadge status=r.status.as_str()/></a></td>
-                    <td><time datetime=r.created_at.to_string()>{format_ms(r.created_at)}</time></td>
-                    <td>{r.started_by()}</td>
-                    <td class="num">{ran.unwrap_or_else(|| "–".into())}</td>
+                    <td data-label="Created"><time datetime=r.created_at.to_string()>{format_ms(r.created_at)}</time></td>
+                    <td data-label="Trigger">{r.started_by()}</td>
+                    <td class="num" data-label="Run time">{ran.unwrap_or_else(|| "–".into())}</td>
                 </tr>
             }
         })
