@@ -122,3 +122,18 @@ test('with sign-in off, Settings is one click from the navigation', async ({ pag
   await expect(page.getByRole('heading', { name: 'Settings', level: 1 })).toBeVisible();
   await expect(page.getByRole('heading', { name: 'Secrets' })).toBeVisible();
 });
+
+test('a workflow that reads a secret nobody set says so before it runs, and where to set it', async ({ page, request }) => {
+  const tag = Math.random().toString(36).slice(2, 8);
+  const name = `E2E_UNSET_${tag.toUpperCase()}`;
+  await createWorkflow(request, `id: e2e-secret-${tag}\nname: Secretive\nsteps:\n- id: call\n  agent: simulate\n  with: {output: '{{ secrets.${name} }}'}\n`);
+  await openHydrated(page, `/workflows/e2e-secret-${tag}`);
+  const note = page.getByRole('note');
+  await expect(note).toContainText(`Needs secret ${name}, which is not set.`);
+  await expect(note).toContainText(`FLOWSCOPE_SECRET_${name}`);
+  await note.getByRole('link', { name: 'add it in Settings → Secrets' }).click();
+  await expect(page).toHaveURL(/\/settings#secrets$/);
+  // A workflow whose secrets are all set (or that reads none) shows no such note.
+  await openHydrated(page, '/workflows/hello');
+  await expect(page.getByRole('note')).toHaveCount(0);
+});

@@ -26,6 +26,9 @@ pub struct WorkflowPageData {
     pub charts: Vec<crate::charts::Chart>,
     /// What may start a run of the latest version, as a person reads it.
     pub triggers: Vec<TriggerView>,
+    /// Secrets the latest version reads that are not set: its steps that read them fail.
+    #[serde(default)]
+    pub missing_secrets: Vec<String>,
 }
 
 /// One trigger of the latest version.
@@ -157,9 +160,12 @@ pub async fn get_workflow(id: String) -> Result<WorkflowPageData, AppError> {
         .remove(&id)
         .unwrap_or_default();
     let charts = charts_of(Some(&id), now).await?;
+    let missing_secrets =
+        expect_context::<engine::executor::Engine>().missing_secrets(&latest.workflow);
     Ok(WorkflowPageData {
         summary,
         versions,
+        missing_secrets,
         triggers: trigger_views(&latest.workflow, now),
         source: latest.source,
         runs,
@@ -195,6 +201,7 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
         stats,
         charts,
         triggers,
+        missing_secrets,
     } = data;
     // Erased views keep the page's type shallow enough for the compiler's depth limit.
     let triggers = view! { <Triggers triggers=triggers/> }.into_any();
@@ -226,6 +233,7 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                 </div>
             </header>
             {summary.description.clone().map(|d| view! { <p class="muted">{d}</p> })}
+            {(!missing_secrets.is_empty()).then(|| view! { <MissingSecrets names=missing_secrets/> })}
             <p role="status" aria-live="polite">
                 {move || match run.value().get() {
                     None => None,
@@ -399,5 +407,30 @@ fn VersionDiff(workflow_id: String, versions: Vec<i64>) -> impl IntoView {
             }.into_any(),
             Err(e) => view! { <ErrorNote error=e/> }.into_any(),
         })}
+    }
+}
+
+/// Before a run fails on it: the secrets this workflow reads that are not set, and where to
+/// set them.
+#[component]
+fn MissingSecrets(names: Vec<String>) -> impl IntoView {
+    let one = names.len() == 1;
+    let (what, them) = if one {
+        (format!("secret {}, which is", names[0]), "it")
+    } else {
+        (format!("secrets {}, which are", names.join(", ")), "them")
+    };
+    let env = if one {
+        format!("FLOWSCOPE_SECRET_{}", names[0])
+    } else {
+        "FLOWSCOPE_SECRET_<NAME>".to_string()
+    };
+    view! {
+        <div class="error-note missing-secrets" role="note">
+            <strong>{format!("Needs {what} not set.")}</strong>
+            {format!(" Steps that read {them} fail until then. Set {env} on the server, or ")}
+            <a href="/settings#secrets">{format!("add {them} in Settings → Secrets")}</a>
+            "."
+        </div>
     }
 }

@@ -423,6 +423,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "limit_work",
     "llm_response",
     "llm_status",
+    "secret_missing",
     "shutdown",
     "simulated",
     "spawn",

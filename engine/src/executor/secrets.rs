@@ -109,6 +109,17 @@ impl Engine {
         Ok(infos)
     }
 
+    /// The secrets `workflow` reads that are set nowhere (neither `FLOWSCOPE_SECRET_<NAME>`
+    /// nor Settings → Secrets): steps reading them fail until they are.
+    pub fn missing_secrets(&self, workflow: &crate::model::Workflow) -> Vec<String> {
+        let set = self.secret_set();
+        workflow
+            .secrets_used()
+            .into_iter()
+            .filter(|name| !set.map.contains_key(name))
+            .collect()
+    }
+
     pub(super) fn secret_set(&self) -> Arc<SecretSet> {
         self.inner
             .secrets

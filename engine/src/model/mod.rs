@@ -13,6 +13,7 @@ mod parse;
 pub mod template;
 mod validate;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -63,6 +64,9 @@ pub struct Workflow {
     deps: Vec<Vec<usize>>,
     children: Vec<Vec<usize>>,
     checks_status: Vec<bool>,
+    /// By step index: the secrets its `with` reads (`{{ secrets.NAME }}`), so a run can say
+    /// one is missing before the step starts instead of failing each attempt.
+    step_secrets: Vec<BTreeSet<String>>,
 }
 
 impl Workflow {
@@ -94,6 +98,17 @@ impl Workflow {
             .iter()
             .map(|s| s.condition.as_deref().is_some_and(condition_uses_status))
             .collect();
+        let step_secrets = def
+            .steps
+            .iter()
+            .map(|s| {
+                let mut names = BTreeSet::new();
+                for v in s.with.values() {
+                    secrets_in(v, &mut names);
+                }
+                names
+            })
+            .collect();
         Ok(Workflow {
             def,
             topo_order,
@@ -101,7 +116,18 @@ impl Workflow {
             deps,
             children,
             checks_status,
+            step_secrets,
         })
+    }
+
+    /// The secrets step `i` reads.
+    pub fn step_secrets(&self, i: usize) -> &BTreeSet<String> {
+        &self.step_secrets[i]
+    }
+
+    /// Every secret its steps read.
+    pub fn secrets_used(&self) -> BTreeSet<String> {
+        self.step_secrets.iter().flatten().cloned().collect()
     }
 
     /// The definition as written.
@@ -193,4 +219,21 @@ pub fn diff_text(old: &str, new: &str, old_label: &str, new_label: &str) -> Stri
         .context_radius(3)
         .header(old_label, new_label)
         .to_string()
+}
+
+/// The `secrets.NAME` a `with` value's templates read (only strings that mention `secrets`
+/// are compiled: validation compiled them all once already).
+fn secrets_in(value: &serde_json::Value, out: &mut BTreeSet<String>) {
+    match value {
+        serde_json::Value::String(s)
+            if s.contains("secrets") && (s.contains("{{") || s.contains("{%")) =>
+        {
+            if let Ok(refs) = template::references(s) {
+                out.extend(refs.secrets);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| secrets_in(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| secrets_in(v, out)),
+        _ => {}
+    }
 }

@@ -17,6 +17,8 @@ pub struct References {
     pub steps: BTreeSet<String>,
     /// `inputs.<name>` names.
     pub inputs: BTreeSet<String>,
+    /// `secrets.<name>` names.
+    pub secrets: BTreeSet<String>,
     /// Variables that are none of [`ROOTS`].
     pub unknown: BTreeSet<String>,
 }
@@ -42,6 +44,9 @@ pub fn references(source: &str) -> Result<References, String> {
             }
             ("inputs", Some(name)) => {
                 refs.inputs.insert(name.to_string());
+            }
+            ("secrets", Some(name)) => {
+                refs.secrets.insert(name.to_string());
             }
             (root, _) if ROOTS.contains(&root) => {}
             (root, _) => {

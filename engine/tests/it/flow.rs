@@ -359,6 +359,40 @@ async fn a_render_and_its_agent_share_one_timeout() {
     assert!(finished - ready >= 4000, "{slow:?}");
 }
 
+/// A step that reads a secret nobody set fails at once, naming it and where to set it, and is
+/// not retried; the engine lists the workflow's missing secrets before any run (the page
+/// says so). A secret that is set is not reported.
+#[tokio::test]
+async fn a_missing_secret_fails_its_step_once_and_is_reported_before_a_run() {
+    let h = harness_with(engine::executor::EngineConfig {
+        agents: local_agents(),
+        secrets: [("THERE".to_string(), "v".to_string())].into(),
+        ..Default::default()
+    })
+    .await;
+    let yaml = "id: secretive\nsteps:\n\
+        - {id: fine, agent: simulate, with: {output: '{{ secrets.THERE }}'}}\n\
+        - {id: lost, agent: simulate, needs: [fine], retry: {max_attempts: 5, backoff: 10ms}, with: {output: {nested: ['x {{ secrets.NOPE }}']}}}\n";
+    h.add(yaml).await;
+    let wf = engine::model::Workflow::parse(yaml).expect("valid");
+    assert_eq!(h.engine.missing_secrets(&wf), vec!["NOPE".to_string()]);
+    let d = h.run("secretive", json!({})).await;
+    assert_eq!(d.run.status, RunStatus::Failed);
+    assert_eq!(step_of(&d, "fine").status, StepStatus::Succeeded);
+    let lost = step_of(&d, "lost");
+    assert_eq!(
+        lost.error_kind.as_deref(),
+        Some("secret_missing"),
+        "{lost:?}"
+    );
+    assert_eq!(lost.attempts, 1, "not retried: {lost:?}");
+    let message = lost.error_message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("secret NOPE is not set") && message.contains("FLOWSCOPE_SECRET_NOPE"),
+        "{message}"
+    );
+}
+
 /// `{{ run.url }}` is the run's page under the public URL: what a notification links to.
 #[tokio::test]
 async fn templates_link_to_the_run_page_under_the_public_url() {

@@ -122,7 +122,7 @@ impl RunDriver {
                 let retry = workflow.steps()[idx].retry.as_ref();
                 // A crash loop is not retried: each retry would take the process down again.
                 let max_attempts = match e.kind {
-                    "crash_loop" => 0,
+                    "crash_loop" | "secret_missing" => 0,
                     // Its items were retried each; a new attempt would only resume the list.
                     _ if workflow.steps()[idx].for_each.is_some() => 1,
                     _ => retry.map(|r| r.max_attempts as i64).unwrap_or(1),

@@ -50,6 +50,8 @@ impl RunDriver {
             let mut spent = Duration::ZERO;
             let rendered = if let Some(e) = self.doomed.remove(&idx) {
                 Err(e)
+            } else if let Some(e) = self.missing_secret(idx) {
+                Err(e)
             } else if self.workflow.steps()[idx].for_each.is_some() {
                 self.plan_items(idx).map(Start::Items)
             } else if let Some((done, took)) = self.rendered.remove(&idx) {
@@ -271,6 +273,35 @@ impl RunDriver {
             Completion::Remote { watcher, reports }
         }
         .boxed()
+    }
+
+    /// A secret step `idx` reads that is not set: its attempt fails at once, and is not
+    /// retried (a retry cannot find it either), instead of failing each attempt on its
+    /// template.
+    fn missing_secret(&self, idx: usize) -> Option<template::RenderError> {
+        let used = self.workflow.step_secrets(idx);
+        if used.is_empty() {
+            return None;
+        }
+        let set = self.engine.secrets();
+        let missing: Vec<&str> = used
+            .iter()
+            .filter(|name| !set.map.contains_key(*name))
+            .map(String::as_str)
+            .collect();
+        (!missing.is_empty()).then(|| template::RenderError {
+            kind: "secret_missing",
+            message: format!(
+                "{} not set: set FLOWSCOPE_SECRET_{} on the server, or add {} in Settings → Secrets",
+                if missing.len() == 1 {
+                    format!("secret {} is", missing[0])
+                } else {
+                    format!("secrets {} are", missing.join(", "))
+                },
+                missing[0],
+                if missing.len() == 1 { "it" } else { "them" }
+            ),
+        })
     }
 
     /// Dooms the resumed steps that have been interrupted too often (see `doomed`).
