@@ -23,8 +23,14 @@ echo "== build (debug): server + wasm bundle (split: the builder is a lazily loa
 # --split is not optional once routes are lazy: unsplit, the bundle's JS imports a placeholder.
 # Into a site folder of its own: the release server `scripts/run.sh` started may be serving
 # target/site, and a debug bundle written there would stop its pages hydrating.
+site_state() { find target/site -type f -printf '%P %s %T@\n' 2>/dev/null | sort | md5sum; }
+release_site=$(site_state)
 LEPTOS_SITE_ROOT=target/site-debug cargo leptos build --split
 target/debug/flowscope precompress target/site-debug
+if [[ "$(site_state)" != "$release_site" ]]; then
+  echo "the test build changed target/site, which a running release server serves" >&2
+  exit 1
+fi
 
 echo "== browser tests (Chromium)"
 (cd end2end && npx playwright test)
