@@ -19,6 +19,10 @@ pub enum KeySource {
     File(PathBuf),
 }
 
+/// `FLOWSCOPE_SECRET_<NAME>` variables that configure the vault instead of naming a secret:
+/// the master key is never a template value.
+pub const VAULT_SETTINGS: &[&str] = &["KEY", "KEY_FILE"];
+
 /// What can go wrong sealing or opening a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {

@@ -114,8 +114,7 @@ impl Default for Config {
     }
 }
 
-/// `FLOWSCOPE_SECRET_<NAME>` variables that configure the vault instead of naming a secret.
-pub const VAULT_SETTINGS: &[&str] = &["KEY", "KEY_FILE"];
+pub use engine::vault::VAULT_SETTINGS;
 
 /// A setting that could not be used; `setting` is its environment-variable or file key.
 #[derive(Debug, thiserror::Error, PartialEq)]

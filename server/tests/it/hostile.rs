@@ -782,7 +782,12 @@ async fn the_vault_key_is_no_template_secret_and_names_are_escaped() {
     .await;
     let r = run(&client, &base, "leak").await;
     let (kind, message) = failure(&r);
-    assert_eq!(kind, "template", "{message}");
+    // Not a secret at all: the step fails before it renders, saying why.
+    assert_eq!(kind, "secret_missing", "{message}");
+    assert!(
+        message.contains("FLOWSCOPE_SECRET_KEY configures the vault"),
+        "{message}"
+    );
     assert!(!r.to_string().contains(&key));
     // A name that closes the title and opens a refresh is text, not markup.
     let name = "x</title><meta http-equiv=refresh content=0;url=https://evil.example>";

@@ -289,18 +289,28 @@ impl RunDriver {
             .filter(|name| !set.map.contains_key(*name))
             .map(String::as_str)
             .collect();
-        (!missing.is_empty()).then(|| template::RenderError {
+        let first = *missing.first()?;
+        let what = if missing.len() == 1 {
+            format!("secret {first} is")
+        } else {
+            format!("secrets {} are", missing.join(", "))
+        };
+        let them = if missing.len() == 1 { "it" } else { "them" };
+        let message = if crate::vault::VAULT_SETTINGS.contains(&first) {
+            // Set, but as the vault's own setting: saying "set it" would mislead.
+            format!(
+                "{what} not set: FLOWSCOPE_SECRET_{first} configures the vault and is never a \
+                 template secret; add {them} in Settings → Secrets, or read another name"
+            )
+        } else {
+            format!(
+                "{what} not set: set FLOWSCOPE_SECRET_{first} on the server, or add {them} in \
+                 Settings → Secrets"
+            )
+        };
+        Some(template::RenderError {
             kind: "secret_missing",
-            message: format!(
-                "{} not set: set FLOWSCOPE_SECRET_{} on the server, or add {} in Settings → Secrets",
-                if missing.len() == 1 {
-                    format!("secret {} is", missing[0])
-                } else {
-                    format!("secrets {} are", missing.join(", "))
-                },
-                missing[0],
-                if missing.len() == 1 { "it" } else { "them" }
-            ),
+            message,
         })
     }
 
