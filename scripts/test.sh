@@ -23,7 +23,8 @@ echo "== build (debug): server + wasm bundle (split: the builder is a lazily loa
 # --split is not optional once routes are lazy: unsplit, the bundle's JS imports a placeholder.
 # Into a site folder of its own: the release server `scripts/run.sh` started may be serving
 # target/site, and a debug bundle written there would stop its pages hydrating.
-site_state() { find target/site -type f -printf '%P %s %T@\n' 2>/dev/null | sort | md5sum; }
+# (No target/site on a clean clone: find fails, and that is an empty state, not an error.)
+site_state() { { find target/site -type f -printf '%P %s %T@\n' 2>/dev/null || true; } | sort | md5sum; }
 release_site=$(site_state)
 LEPTOS_SITE_ROOT=target/site-debug cargo leptos build --split
 target/debug/flowscope precompress target/site-debug
