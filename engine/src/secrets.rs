@@ -23,4 +23,13 @@ impl SecretSet {
         values.dedup();
         SecretSet { map, values }
     }
+
+    /// Of `names`, those not set: one rule for a run's step and for the workflow page.
+    pub(crate) fn missing<'a>(&self, names: impl IntoIterator<Item = &'a String>) -> Vec<&'a str> {
+        names
+            .into_iter()
+            .filter(|name| !self.map.contains_key(*name))
+            .map(String::as_str)
+            .collect()
+    }
 }

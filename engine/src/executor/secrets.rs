@@ -112,11 +112,11 @@ impl Engine {
     /// The secrets `workflow` reads that are set nowhere (neither `FLOWSCOPE_SECRET_<NAME>`
     /// nor Settings → Secrets): steps reading them fail until they are.
     pub fn missing_secrets(&self, workflow: &crate::model::Workflow) -> Vec<String> {
-        let set = self.secret_set();
-        workflow
-            .secrets_used()
+        let used = workflow.secrets_used();
+        self.secret_set()
+            .missing(&used)
             .into_iter()
-            .filter(|name| !set.map.contains_key(name))
+            .map(str::to_string)
             .collect()
     }
 

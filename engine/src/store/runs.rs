@@ -376,9 +376,7 @@ impl DetailBudget {
             }
         }
     }
-}
 
-impl DetailBudget {
     /// An attempt's log lines (a JSON list, at most about `MAX_LOG_BYTES`) if they fit, else
     /// one line that says where to read them.
     fn keep_logs(&mut self, logs: String, whole: impl FnOnce() -> String) -> String {

@@ -284,11 +284,7 @@ impl RunDriver {
             return None;
         }
         let set = self.engine.secrets();
-        let missing: Vec<&str> = used
-            .iter()
-            .filter(|name| !set.map.contains_key(*name))
-            .map(String::as_str)
-            .collect();
+        let missing = set.missing(used);
         let first = *missing.first()?;
         let what = if missing.len() == 1 {
             format!("secret {first} is")
