@@ -4,10 +4,10 @@
 #
 #   docker build -f observability/flowscope.Dockerfile -t flowscope .
 #
-# (observability/docker-compose.yml does this.) A cold build compiles cargo-leptos, the
-# wasm-bindgen CLI and the whole workspace in release mode: expect the better part of an hour
-# on two cores. The tool layers are cached after that, and the cache mounts keep the crate
-# downloads and compiled dependencies between builds.
+# (observability/docker-compose.yml does this.) A cold build compiles the site builder (the
+# workspace's `site` crate) and the whole workspace in release mode: expect about a quarter of an
+# hour on two cores. The cache mounts keep the crate downloads and compiled dependencies
+# between builds.
 
 ARG RUST_VERSION=1.95
 ARG NODE_VERSION=22
@@ -18,24 +18,7 @@ ARG BINARYEN_VERSION=132.0.0
 RUN npm install --prefix /opt/binaryen --no-audit --no-fund --silent "binaryen@${BINARYEN_VERSION}"
 
 FROM rust:${RUST_VERSION}-bookworm AS builder
-# cargo-leptos 0.3.11 needs rustc 1.96; 0.3.10 builds with 1.95.
-ARG CARGO_LEPTOS_VERSION=0.3.10
 RUN rustup target add wasm32-unknown-unknown
-# cargo install of a big tool: its release profile's fat LTO takes most of an hour on two cores,
-# so the tools (only) are installed without it, as scripts/setup.sh does.
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-    cargo install cargo-leptos --locked --version "${CARGO_LEPTOS_VERSION}"
-
-# The wasm-bindgen CLI must equal the wasm-bindgen crate in Cargo.lock exactly.
-COPY Cargo.lock /tmp/Cargo.lock
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    wb_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' /tmp/Cargo.lock) \
-    && test -n "$wb_version" \
-    && export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-    && { cargo install wasm-bindgen-cli --version "$wb_version" --locked \
-         || cargo install wasm-bindgen-cli --version "$wb_version"; } \
-    && test "$(wasm-bindgen --version)" = "wasm-bindgen $wb_version"
 
 COPY --from=wasm-opt /usr/local/bin/node /usr/local/bin/node
 COPY --from=wasm-opt /opt/binaryen /opt/binaryen
@@ -44,12 +27,11 @@ RUN wasm-opt --version
 
 WORKDIR /src
 COPY . .
-# As scripts/run.sh: type-erased views for server and bundle alike (release only; Cargo.toml's
-# disable-erase-components keeps cargo-leptos from adding the flag itself). The target dir is a
-# cache mount, so the artefacts are copied out in the same step.
+# As scripts/run.sh: the server and its site, precompressed (site/src/main.rs). The target dir is
+# a cache mount, so the artefacts are copied out in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    RUSTFLAGS="--cfg erase_components" cargo leptos build --release \
+    cargo run -q -p site -- --release \
     && test -s target/site/pkg/flowscope.wasm \
     && mkdir -p /out \
     && cp target/release/flowscope /out/flowscope \

@@ -18,16 +18,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== Rust tests (engine, app, server; store tests on SQLite and PostgreSQL)"
 cargo test --workspace --no-fail-fast
 
-# After the tests: the browser tests need the server binary exactly as cargo-leptos builds it.
+# After the tests: the debug server (the test build's, reused) and its site.
 echo "== build (debug): server + wasm bundle (split: the builder is a lazily loaded chunk) + CSS"
-# --split is not optional once routes are lazy: unsplit, the bundle's JS imports a placeholder.
 # Into a site folder of its own: the release server `scripts/run.sh` started may be serving
 # target/site, and a debug bundle written there would stop its pages hydrating.
 # (No target/site on a clean clone: find fails, and that is an empty state, not an error.)
 site_state() { { find target/site -type f -printf '%P %s %T@\n' 2>/dev/null || true; } | sort | md5sum; }
 release_site=$(site_state)
-LEPTOS_SITE_ROOT=target/site-debug cargo leptos build --split
-target/debug/flowscope precompress target/site-debug
+cargo run -q -p site -- --site-root target/site-debug
 if [[ "$(site_state)" != "$release_site" ]]; then
   echo "the test build changed target/site, which a running release server serves" >&2
   exit 1

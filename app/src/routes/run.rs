@@ -827,9 +827,17 @@ fn StepPanel(
     let toggled_id = info.id.clone();
     let on_toggle = move |ev: leptos::ev::Event| {
         let open = event_target::<leptos::web_sys::Element>(&ev).has_attribute("open");
-        ui.open.update(|o| {
-            o.insert(toggled_id.clone(), open);
-        });
+        // `toggle` also fires when the page opens a running step or closes it once it succeeds:
+        // only a toggle that departs from what the page wants is the person's, and kept.
+        let wanted = ui
+            .open
+            .with_untracked(|o| o.get(&toggled_id).copied())
+            .unwrap_or(attention);
+        if open != wanted {
+            ui.open.update(|o| {
+                o.insert(toggled_id.clone(), open);
+            });
+        }
     };
     let step_id = info.id.clone();
     let item_list = items.map(|counts| {
