@@ -1,4 +1,4 @@
-// Browser tests against a real Flowscope (debug build from `cargo run -p site`) on a fresh
+// Browser tests against a real Flowscope (debug build from `cargo site`) on a fresh
 // SQLite database, driven through Debian's Chromium: no browser is downloaded.
 import { defineConfig } from '@playwright/test';
 import * as os from 'os';
@@ -11,8 +11,8 @@ const otlpPort = port + 1;
 const authPort = port + 2;
 export const authBase = `http://127.0.0.1:${authPort}`;
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'flowscope-e2e-'));
-// The server binary as `cargo run -p site` left it (honours a custom CARGO_TARGET_DIR).
-// E2E_PROFILE=release runs the suite against `cargo run -p site -- --release` (scripts/run.sh).
+// The server binary as `cargo site` left it (honours a custom CARGO_TARGET_DIR).
+// E2E_PROFILE=release runs the suite against `cargo site --release` (scripts/run.sh).
 const targetDir = process.env.CARGO_TARGET_DIR ?? 'target';
 const profile = process.env.E2E_PROFILE ?? 'debug';
 // scripts/test.sh builds the debug site apart from the release one scripts/run.sh serves.

@@ -31,7 +31,7 @@ COPY . .
 # a cache mount, so the artefacts are copied out in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo run -q -p site -- --release \
+    cargo site --release \
     && test -s target/site/pkg/flowscope.wasm \
     && mkdir -p /out \
     && cp target/release/flowscope /out/flowscope \

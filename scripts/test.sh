@@ -13,7 +13,9 @@ amtool check-config observability/alertmanager/alertmanager.yml
 
 echo "== formatting and lints (rustfmt; clippy on every target, warnings are errors)"
 cargo fmt --all --check
+cargo fmt --manifest-path site/Cargo.toml --check
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --manifest-path site/Cargo.toml --all-targets -- -D warnings
 
 echo "== Rust tests (engine, app, server; store tests on SQLite and PostgreSQL)"
 cargo test --workspace --no-fail-fast
@@ -25,7 +27,7 @@ echo "== build (debug): server + wasm bundle (split: the builder is a lazily loa
 # (No target/site on a clean clone: find fails, and that is an empty state, not an error.)
 site_state() { { find target/site -type f -printf '%P %s %T@\n' 2>/dev/null || true; } | sort | md5sum; }
 release_site=$(site_state)
-cargo run -q -p site -- --site-root target/site-debug
+cargo site --site-root target/site-debug
 if [[ "$(site_state)" != "$release_site" ]]; then
   echo "the test build changed target/site, which a running release server serves" >&2
   exit 1

@@ -22,6 +22,11 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+/// The wasm-bindgen version this builder binds with (its `Cargo.toml` pins the library). The
+/// JS it writes must match the `wasm-bindgen` crate the app was compiled against, so a bump of
+/// one without the other stops here rather than in a browser.
+const WASM_BINDGEN: &str = "0.2.130";
+
 /// What the build needs from `[[workspace.metadata.leptos]]`.
 struct Config {
     output_name: String,
@@ -77,6 +82,7 @@ fn run() -> Result<()> {
         .parent()
         .context("the site crate sits in the workspace")?;
     std::env::set_current_dir(workspace)?;
+    check_wasm_bindgen(&workspace.join("Cargo.lock"))?;
     let mut config = Config::read(&workspace.join("Cargo.toml"))?;
     if let Some(root) = site_root {
         config.site_root = root;
@@ -118,6 +124,30 @@ fn run() -> Result<()> {
         config.site_root.display(),
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+fn check_wasm_bindgen(lock: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(lock).with_context(|| format!("reading {}", lock.display()))?;
+    let doc: toml::Value =
+        toml::from_str(&text).with_context(|| format!("parsing {}", lock.display()))?;
+    let locked = doc
+        .get("package")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+        .find(|p| p.get("name").and_then(|n| n.as_str()) == Some("wasm-bindgen"))
+        .and_then(|p| p.get("version"))
+        .and_then(|v| v.as_str())
+        .context("the workspace's Cargo.lock has no wasm-bindgen")?;
+    if locked != WASM_BINDGEN {
+        bail!(
+            "the app links wasm-bindgen {locked} but this builder binds with {WASM_BINDGEN}: \
+             pin wasm-bindgen-cli-support = \"={locked}\" in site/Cargo.toml and WASM_BINDGEN \
+             in site/src/main.rs"
+        );
+    }
     Ok(())
 }
 
@@ -176,8 +206,29 @@ fn rustflags(release: bool) -> String {
     flags.trim().to_owned()
 }
 
+/// A `cargo` for the main workspace, without what `cargo run` set for this process: build
+/// scripts that watch those variables (ring watches `CARGO_PKG_NAME`) would see them change and
+/// recompile, and the server `cargo test` built would not be reused.
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+            )
+        {
+            cargo.env_remove(name);
+        }
+    }
+    cargo
 }
 
 /// `cargo build` of the `flowscope` binary; returns its path.
