@@ -1,0 +1,121 @@
+//! Cancel, Retry, Retry from failed step, Retry from this step: each asks first, then opens the new run.
+
+use engine::records::RunStatus;
+use leptos::prelude::*;
+
+use super::*;
+use crate::auth::IfRole;
+use crate::components::ErrorNote;
+use engine::access::Role;
+
+/// Cancel / Retry / Retry from failed, each confirmed inline; a retry opens the new run.
+#[component]
+pub(super) fn RunActions(run_id: String, status: RunStatus, failed_steps: bool) -> impl IntoView {
+    let ui = expect_context::<RunUi>();
+    let run_id = StoredValue::new(run_id);
+    let finished = status.is_finished();
+    let retryable = matches!(
+        status,
+        RunStatus::Failed | RunStatus::Cancelled | RunStatus::TimedOut
+    );
+    let ask = move |p: Pending| {
+        move |_| {
+            ui.error.set(None);
+            ui.confirm.set(Some(p.clone()));
+        }
+    };
+    let whole_run = move || !matches!(ui.confirm.get(), None | Some(Pending::RetryFrom(_)));
+    view! {
+        <div class="actions">
+            <IfRole role=Role::Operator>
+                <Show when=move || !whole_run()>
+                    {(!finished).then(|| view! { <button class="button danger" on:click=ask(Pending::Cancel)>"Cancel run"</button> })}
+                    {retryable.then(|| view! { <button class="button secondary" on:click=ask(Pending::RetryWhole)>"Retry"</button> })}
+                    {(retryable && failed_steps).then(|| {
+                        // The same retry either way: what succeeded is reused.
+                        let label = if status == RunStatus::Failed { "Retry from failed step" } else { "Resume where it stopped" };
+                        view! { <button class="button" on:click=ask(Pending::RetryFailed)>{label}</button> }
+                    })}
+                </Show>
+            </IfRole>
+            {move || ui.confirm.get().filter(|_| whole_run()).map(|p| {
+                let question = match p {
+                    Pending::Cancel => "Cancel this run? Steps in flight are stopped.",
+                    Pending::RetryWhole => "Start a new run with the same inputs and version?",
+                    _ => "Start a new run that reuses the steps that succeeded?",
+                };
+                view! { <Confirm question=question run_id=run_id.get_value() pending=p/> }
+            })}
+            {move || ui.error.get().filter(|_| !matches!(ui.confirm.get(), Some(Pending::RetryFrom(_)))).map(|(lead, e)| view! { <ErrorNote error=e lead=lead/> })}
+        </div>
+    }
+}
+
+/// The time (unix ms) from `start`, one second later every second in the browser while
+/// `live`; constant on the server, so hydration sees the markup it rendered.
+pub(super) fn ticking(start: i64, live: bool) -> ReadSignal<i64> {
+    let (clock, set_clock) = signal(start);
+    if live {
+        // Effects run only in the browser.
+        Effect::new(move |_| {
+            let tick = set_interval_with_handle(
+                move || set_clock.update(|t| *t += 1000),
+                std::time::Duration::from_secs(1),
+            );
+            if let Ok(handle) = tick {
+                on_cleanup(move || handle.clear());
+            }
+        });
+    }
+    clock
+}
+
+/// "Question? [Yes] [No]": Yes runs the pending action.
+#[component]
+pub(super) fn Confirm(question: &'static str, run_id: String, pending: Pending) -> impl IntoView {
+    let ui = expect_context::<RunUi>();
+    let job = StoredValue::new((run_id, pending));
+    view! {
+        <div class="confirm" role="group" aria-label="Confirm">
+            <span>{question}</span>
+            <button class="button" on:click=move |_| { ui.act.dispatch(job.get_value()); } disabled=move || ui.act.pending().get()>"Yes"</button>
+            <button class="button secondary" on:click=move |_| ui.confirm.set(None)>"No"</button>
+        </div>
+    }
+}
+
+/// "Retry from this step": reuses the outputs of everything upstream of it.
+#[component]
+pub(super) fn RetryFromStep(run_id: String, step_id: String) -> impl IntoView {
+    let ui = expect_context::<RunUi>();
+    let mine = Pending::RetryFrom(step_id);
+    let asking = {
+        let mine = mine.clone();
+        move || ui.confirm.get().as_ref() == Some(&mine)
+    };
+    let ask = {
+        let mine = mine.clone();
+        move |_| {
+            ui.error.set(None);
+            ui.confirm.set(Some(mine.clone()));
+        }
+    };
+    let show_error = asking.clone();
+    // Copied into the role check's children, which may render more than once.
+    let (run_id, mine) = (StoredValue::new(run_id), StoredValue::new(mine));
+    view! {
+        <div class="actions">
+            <IfRole role=Role::Operator>
+                <Show when=asking.clone() fallback={
+                    let ask = ask.clone();
+                    move || view! {
+                        <button class="button secondary" on:click=ask.clone()>"Retry from this step"</button>
+                    }
+                }>
+                    <Confirm question="Run this step and everything after it again?" run_id=run_id.get_value() pending=mine.get_value()/>
+                </Show>
+            </IfRole>
+            {move || ui.error.get().filter(|_| show_error()).map(|(lead, e)| view! { <ErrorNote error=e lead=lead/> })}
+        </div>
+    }
+}
