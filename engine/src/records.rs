@@ -379,6 +379,10 @@ pub enum EventKind {
         status: StepStatus,
         /// The attempt it is on.
         attempt: i64,
+        /// Why it was not run, when it was skipped: live pages draw "if false" apart from
+        /// "an upstream failed" without reading the run again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        skip_reason: Option<SkipReason>,
     },
     /// Items of a `for_each` step ended (recorded): how many so far.
     Items {

@@ -128,6 +128,7 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
 
     check_a_model_call(&engine, &exporter).await;
     check_no_span_carries_a_secret(&engine, &exporter).await;
+    check_loops_and_skips(&engine, &exporter).await;
     drop(engine);
     check_fast_commits_are_counted_not_spanned(&store, &exporter).await;
 }
@@ -224,7 +225,113 @@ async fn store_with_workflows(dir: &std::path::Path, addr: SocketAddr) -> Store 
         .create_workflow(&leaky, &leaky_yaml)
         .await
         .expect("create");
+    // A loop over three items, a condition that is false, a step below it, and a condition
+    // that is true (`success()` written out).
+    let looped_yaml = "id: looped\nsteps:\n\
+         - {id: list, agent: transform, with: {jq: '[10, 20, 30]'}}\n\
+         - {id: each, agent: transform, needs: [list], for_each: steps.list.output, with: {jq: '.item + .index'}}\n\
+         - {id: never, agent: transform, needs: [list], if: 'false', with: {jq: '1'}}\n\
+         - {id: blocked, agent: transform, needs: [never], with: {jq: '1'}}\n\
+         - {id: counted, agent: transform, needs: [each], if: 'success() and steps.each.output | length == 3', with: {jq: '\"ok\"'}}\n"
+        .to_string();
+    let looped = Workflow::parse(&looped_yaml).expect("valid");
     store
+        .create_workflow(&looped, &looped_yaml)
+        .await
+        .expect("create");
+    store
+}
+
+/// A `for_each` step: an `agent.execute` span per item with `flowscope.item.index`, below the
+/// step's `step.for_each` span. Skipped steps: a `step.skipped` event on the root with the
+/// reason, and `workflow_steps_skipped_total` by reason.
+async fn check_loops_and_skips(engine: &Engine, exporter: &InMemorySpanExporter) {
+    let (run_id, status) = run_by_hand(engine, "looped").await;
+    assert_eq!(status, RunStatus::Succeeded);
+    let detail = engine.store().run_detail(&run_id).await.expect("detail");
+    let step = |id: &str| {
+        detail
+            .steps
+            .iter()
+            .find(|s| s.step_id == id)
+            .unwrap_or_else(|| panic!("no step {id}"))
+    };
+    assert_eq!(step("each").output, Some(serde_json::json!([10, 21, 32])));
+    assert_eq!(step("counted").output, Some(serde_json::json!("ok")));
+    for (id, reason) in [("never", "condition"), ("blocked", "upstream")] {
+        assert_eq!(
+            step(id).status,
+            engine::records::StepStatus::Skipped,
+            "{id}"
+        );
+        assert_eq!(
+            step(id).skip_reason.map(|r| r.as_str()),
+            Some(reason),
+            "{id}"
+        );
+    }
+
+    let spans = exporter.get_finished_spans().expect("spans");
+    let root = spans
+        .iter()
+        .find(|s| s.name == "workflow.execute" && attr_str(s, "workflow.run.id") == run_id)
+        .expect("the root span");
+    let in_trace = |s: &&SpanData| s.span_context.trace_id() == root.span_context.trace_id();
+    let loop_span = spans
+        .iter()
+        .filter(in_trace)
+        .find(|s| s.name == "step.for_each")
+        .expect("the loop's span");
+    assert_eq!(loop_span.parent_span_id, root.span_context.span_id());
+    let mut indexes: Vec<i64> = spans
+        .iter()
+        .filter(in_trace)
+        .filter(|s| s.name == "agent.execute" && attr_str(s, "agent.step.id") == "each")
+        .map(|s| {
+            assert_eq!(
+                s.parent_span_id,
+                loop_span.span_context.span_id(),
+                "item below its loop"
+            );
+            match attr(s, "flowscope.item.index") {
+                Some(Value::I64(i)) => i,
+                other => panic!("item span without an index: {other:?}"),
+            }
+        })
+        .collect();
+    indexes.sort_unstable();
+    assert_eq!(indexes, [0, 1, 2]);
+
+    let mut skipped: Vec<(String, String)> = root
+        .events
+        .iter()
+        .filter(|e| e.name == "step.skipped")
+        .map(|e| {
+            let get = |key: &str| {
+                e.attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == key)
+                    .map(|kv| kv.value.as_str().into_owned())
+                    .unwrap_or_default()
+            };
+            (get("agent.step.id"), get("flowscope.skip.reason"))
+        })
+        .collect();
+    skipped.sort();
+    assert_eq!(
+        skipped,
+        [
+            ("blocked".to_string(), "upstream".to_string()),
+            ("never".to_string(), "condition".to_string())
+        ]
+    );
+    let metrics = engine.metrics().encode();
+    for line in [
+        "workflow_steps_skipped_total{workflow=\"looped\",reason=\"condition\"} 1",
+        "workflow_steps_skipped_total{workflow=\"looped\",reason=\"upstream\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
 }
 
 /// One root per run, in a trace of its own, linked to the triggering request; its ids stored.

@@ -506,6 +506,7 @@ mod tests {
                     step_id: format!("step {i}"),
                     status: StepStatus::Running,
                     attempt: 1,
+                    skip_reason: None,
                 },
             })
             .collect();

@@ -2,7 +2,7 @@
 //! (`always()`, `failure()`), `continue_on_error`, skip reasons, and a resume after a crash
 //! between a failure and the step that handles it.
 
-use engine::records::{RunStatus, SkipReason, StepStatus};
+use engine::records::{EventKind, RunStatus, SkipReason, StepStatus};
 use serde_json::json;
 
 use crate::harness::*;
@@ -37,7 +37,30 @@ steps:
 
 async fn branches(h: &Harness) {
     h.add(BRANCHY).await;
+    let mut events = h.engine.subscribe();
     let d = h.run("branchy", json!({ "mode": "full" })).await;
+    // Live pages learn why a step was skipped from its event, without reading the run again.
+    let mut skipped = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let EventKind::Step {
+            step_id,
+            status: StepStatus::Skipped,
+            skip_reason,
+            ..
+        } = event.kind
+        {
+            assert_eq!(event.run_id, d.run.id);
+            skipped.push((step_id, skip_reason));
+        }
+    }
+    skipped.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        skipped,
+        [
+            ("after_quick".to_string(), Some(SkipReason::Upstream)),
+            ("quick".to_string(), Some(SkipReason::Condition))
+        ]
+    );
     assert_eq!(d.run.status, RunStatus::Succeeded, "{d:?}");
     assert_eq!(step_of(&d, "full").output, Some(json!(1)));
     let quick = step_of(&d, "quick");

@@ -99,6 +99,7 @@ impl RunDriver {
                         step_id,
                         status: StepStatus::Succeeded,
                         attempt,
+                        skip_reason: None,
                     },
                     at,
                 );
@@ -157,6 +158,7 @@ impl RunDriver {
                         step_id,
                         status,
                         attempt,
+                        skip_reason: None,
                     },
                     at,
                 );
@@ -264,6 +266,7 @@ impl RunDriver {
                     step_id: step_id.clone(),
                     status,
                     attempt: 0,
+                    skip_reason: reason,
                 },
                 at,
             );
@@ -312,6 +315,7 @@ impl RunDriver {
                 step_id,
                 status: StepStatus::Cancelled,
                 attempt,
+                skip_reason: None,
             },
             at,
         );

@@ -123,6 +123,7 @@ impl RunDriver {
                     step_id: step.id.clone(),
                     status: StepStatus::Running,
                     attempt,
+                    skip_reason: None,
                 },
                 now,
             );
