@@ -241,16 +241,17 @@ fn a_second_process_on_the_same_sqlite_file_is_refused() {
 
 /// SIGKILL with a `for_each` half done: on restart only the items not recorded run, and the
 /// step's list is whole and in order.
-#[tokio::test]
-async fn a_sigkill_inside_for_each_runs_no_recorded_item_again() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = format!("sqlite://{}", dir.path().join("items.db").display());
+/// A `for_each` step killed (SIGKILL) after some of its items were recorded: the next process
+/// runs only the rest, and the output is the whole list in order.
+async fn a_sigkill_inside_for_each(db: &str) {
     let client = reqwest::Client::new();
-    let mut server = start(&db);
+    let env = [("FLOWSCOPE_STEP_MAX_INTERRUPTIONS", "0")];
+    let mut server = common::procs::spawn("serve", db, &env);
+    let base = server.base.clone().expect("base");
     let list: Vec<String> = (0..40).map(|i| i.to_string()).collect();
     common::procs::create(
         &client,
-        &server.base,
+        &base,
         &format!(
             "id: loopy\ninputs: {{n: {{type: array, default: [{}]}}}}\nsteps:\n\
              - {{id: each, agent: simulate, for_each: inputs.n, concurrency: 4, \
@@ -259,7 +260,7 @@ async fn a_sigkill_inside_for_each_runs_no_recorded_item_again() {
         ),
     )
     .await;
-    let id = trigger(&client, &server.base, "loopy").await;
+    let id = trigger(&client, &base, "loopy").await;
     // The recorded items, in list order.
     let items = async |base: &str| -> Vec<Value> {
         let page: Value = client
@@ -273,7 +274,7 @@ async fn a_sigkill_inside_for_each_runs_no_recorded_item_again() {
         page["items"].as_array().cloned().unwrap_or_default()
     };
     let recorded: Vec<Value> = loop {
-        let found = items(&server.base).await;
+        let found = items(&base).await;
         if found.len() >= 8 {
             break found;
         }
@@ -283,8 +284,9 @@ async fn a_sigkill_inside_for_each_runs_no_recorded_item_again() {
     server.child.kill().expect("SIGKILL");
     server.child.wait().expect("reap");
 
-    let mut server = start(&db);
-    let run = finished_run(&client, &server.base, &id)
+    let server = common::procs::spawn("serve", db, &env);
+    let base = server.base.clone().expect("base");
+    let run = finished_run(&client, &base, &id)
         .await
         .expect("the run finished after the restart");
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -300,7 +302,7 @@ async fn a_sigkill_inside_for_each_runs_no_recorded_item_again() {
         Value::Array(whole),
         "the whole list, in order"
     );
-    let now = items(&server.base).await;
+    let now = items(&base).await;
     assert_eq!(now.len(), 40);
     for before in &recorded {
         let again = now
@@ -322,5 +324,102 @@ async fn a_sigkill_inside_for_each_runs_no_recorded_item_again() {
             before["index"]
         );
     }
-    server.child.kill().expect("kill");
+}
+
+#[tokio::test]
+async fn a_sigkill_inside_for_each_runs_no_recorded_item_again_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("items.db").display());
+    a_sigkill_inside_for_each(&db).await;
+}
+
+#[tokio::test]
+async fn a_sigkill_inside_for_each_runs_no_recorded_item_again_on_postgres() {
+    let db = common::procs::database("fs_durable_items").await;
+    a_sigkill_inside_for_each(&db).await;
+}
+
+/// A run whose step failed, killed (SIGKILL) while the `always()` step after it runs: the next
+/// process resumes into that step and no further. The failure is not run again, the clean-up
+/// finishes, and the run ends failed. On both stores.
+async fn a_sigkill_between_a_failure_and_its_always_step(db: &str) {
+    let client = reqwest::Client::new();
+    let env = [("FLOWSCOPE_STEP_MAX_INTERRUPTIONS", "0")];
+    let server = common::procs::spawn("serve", db, &env);
+    let base = server.base.clone().expect("base");
+    common::procs::create(
+        &client,
+        &base,
+        "id: mends\nsteps:\n\
+         - {id: broken, agent: simulate, with: {failure_rate: 1}}\n\
+         - id: cleanup\n  needs: [broken]\n  if: always()\n  agent: simulate\n  \
+           with: {latency: 1500ms, output: cleaned}\n",
+    )
+    .await;
+    let id = trigger(&client, &base, "mends").await;
+    let step = |run: &Value, id: &str| -> Value {
+        run["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["step_id"] == id))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    // Killed once the failure is recorded and the clean-up has started.
+    loop {
+        let run: Value = client
+            .get(format!("{base}/api/v1/runs/{id}"))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        assert!(
+            run["status"] == "queued" || run["status"] == "running",
+            "killed before the end: {run}"
+        );
+        if step(&run, "broken")["status"] == "failed"
+            && step(&run, "cleanup")["status"] == "running"
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut server = server;
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().expect("reap");
+
+    let server = common::procs::spawn("serve", db, &env);
+    let base = server.base.clone().expect("base");
+    let run = finished_run(&client, &base, &id)
+        .await
+        .expect("the run finished after the restart");
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["error"], "step broken failed", "{run}");
+    let broken = step(&run, "broken");
+    assert_eq!(
+        (&broken["status"], &broken["attempts"]),
+        (&Value::from("failed"), &Value::from(1)),
+        "the failure is not run again: {broken}"
+    );
+    let cleanup = step(&run, "cleanup");
+    assert_eq!(cleanup["status"], "succeeded", "{cleanup}");
+    assert_eq!(cleanup["output"], "cleaned", "{cleanup}");
+    assert_eq!(
+        cleanup["attempts"], 2,
+        "interrupted once, resumed once: {cleanup}"
+    );
+}
+
+#[tokio::test]
+async fn a_sigkill_between_a_failure_and_its_always_step_resumes_into_it_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("mends.db").display());
+    a_sigkill_between_a_failure_and_its_always_step(&db).await;
+}
+
+#[tokio::test]
+async fn a_sigkill_between_a_failure_and_its_always_step_resumes_into_it_on_postgres() {
+    let db = common::procs::database("fs_durable_always").await;
+    a_sigkill_between_a_failure_and_its_always_step(&db).await;
 }
