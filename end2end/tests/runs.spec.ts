@@ -110,6 +110,49 @@ steps:
   await expectDrawn(page, 'check');
 });
 
+test('a succeeded run runs again with changed inputs on the latest version', async ({ page, request }, info) => {
+  const greet = (word: string) => `id: e2e-greet-${tag}
+name: Greeter
+inputs:
+  who: { type: string, default: world }
+steps:
+- id: say
+  agent: transform
+  with: { jq: '"${word} " + .inputs.who' }
+`;
+  await createWorkflow(request, greet('hello'));
+  const id = await trigger(request, `e2e-greet-${tag}`);
+  await openHydrated(page, `/runs/${id}`);
+  await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'succeeded');
+  // A second version; the run page offers the run again, with its inputs to change.
+  const updated = await request.put(`/api/v1/workflows/e2e-greet-${tag}`, {
+    data: greet('hi'), headers: { 'content-type': 'application/yaml' },
+  });
+  expect(updated.status(), await updated.text()).toBe(200);
+  await page.getByRole('button', { name: 'Change inputs…' }).click();
+  const form = page.getByRole('form', { name: 'Run again with changed inputs' });
+  await expect(form.getByLabel('Inputs (JSON)')).toHaveValue(/"who": "world"/);
+  // A wrong type is refused where it was typed, naming the input; nothing starts.
+  await form.getByLabel('Inputs (JSON)').fill('{"who": 5}');
+  await form.getByRole('button', { name: 'Start run' }).click();
+  await expect(page.locator('.actions .error-note')).toContainText('Could not start the new run');
+  await expect(page.locator('.actions .error-note')).toContainText('who');
+  await expect(page).toHaveURL(new RegExp(id));
+  await page.screenshot({ path: info.outputPath('changed-inputs.png') });
+  await form.getByLabel('Inputs (JSON)').fill('{"who": "ada"}');
+  await form.getByLabel("Run the workflow's latest version").check();
+  await form.getByRole('button', { name: 'Start run' }).click();
+  await expect(page).not.toHaveURL(new RegExp(id));
+  await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'succeeded');
+  await expect(page.getByRole('heading', { level: 1 })).toContainText('Greeter #2');
+  await expect(page.locator('.facts')).toContainText('v2');
+  await page.locator('#step-say > summary').click();
+  await expect(page.locator('#step-say')).toContainText('hi ada');
+  // And plainly again, same inputs and version as this run.
+  await page.getByRole('button', { name: 'Run again' }).click();
+  await expect(page.getByRole('group', { name: 'Confirm' })).toContainText('same inputs and version');
+});
+
 test('a long run is cancelled from its page after confirming', async ({ page, request }) => {
   await createWorkflow(request, `id: e2e-long-${tag}
 name: Long wait

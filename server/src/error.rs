@@ -86,7 +86,9 @@ impl From<EngineError> for ApiError {
             EngineError::NotRetryable { .. } | EngineError::AlreadyFinished { .. } => {
                 ApiError::Conflict(e.to_string())
             }
-            EngineError::UnknownStep(_) => ApiError::BadRequest(e.to_string()),
+            EngineError::UnknownStep(_) | EngineError::RetryConflict(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
             EngineError::Store(s) => s.into(),
             EngineError::Journal(m) => ApiError::Internal(anyhow::anyhow!(m)),
             EngineError::AlreadyFired => ApiError::Conflict(e.to_string()),

@@ -42,7 +42,7 @@ pub enum EngineError {
     #[error("the inputs do not fit the workflow")]
     InvalidInputs(Vec<Problem>),
     /// The run cannot be retried in its status.
-    #[error("run \"{id}\" is {status}; only failed, cancelled or timed-out runs can be retried")]
+    #[error("run \"{id}\" is {status}; a run can be retried once it has finished")]
     NotRetryable {
         /// The run.
         id: String,
@@ -60,6 +60,9 @@ pub enum EngineError {
     /// A retry named a step the workflow does not have.
     #[error("step \"{0}\" is not part of this run's workflow")]
     UnknownStep(String),
+    /// A retry asked for something its mode cannot do (new inputs while keeping old outputs).
+    #[error("{0}")]
+    RetryConflict(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -125,6 +128,25 @@ pub enum RetryMode {
     FromFailed,
     /// Keep outputs of steps that are not this step or downstream of it; run the rest.
     FromStep(String),
+}
+
+/// What a whole retry may change: the inputs, the version. A retry that keeps outputs keeps
+/// both, since those outputs were made from them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RetryChanges {
+    /// Inputs instead of the run's (declared defaults fill the rest); `None` keeps the run's.
+    pub inputs: Option<Map<String, Value>>,
+    /// The workflow version to run instead of the run's.
+    pub version: Option<RetryVersion>,
+}
+
+/// The version a retry runs, when not the run's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryVersion {
+    /// The workflow's latest version.
+    Latest,
+    /// This version.
+    Exact(i64),
 }
 
 impl RetryMode {
@@ -403,19 +425,49 @@ impl Engine {
         mode: RetryMode,
         actor: Option<String>,
     ) -> Result<RunSummary, EngineError> {
+        self.retry_changed(run_id, mode, RetryChanges::default(), actor)
+            .await
+    }
+
+    /// Retries any finished run, succeeded included: whole (with `changes` to its inputs or
+    /// version, if any), from its failed steps, or from a step. The new run links to the old.
+    pub async fn retry_changed(
+        &self,
+        run_id: &str,
+        mode: RetryMode,
+        changes: RetryChanges,
+        actor: Option<String>,
+    ) -> Result<RunSummary, EngineError> {
         let old = self.inner.store.run_detail(run_id).await?;
-        if !matches!(
-            old.run.status,
-            RunStatus::Failed | RunStatus::Cancelled | RunStatus::TimedOut
-        ) {
+        if !old.run.status.is_finished() {
             return Err(EngineError::NotRetryable {
                 id: run_id.to_string(),
                 status: old.run.status,
             });
         }
-        let workflow = self
-            .workflow(&old.run.workflow_id, old.run.workflow_version)
-            .await?;
+        if mode != RetryMode::Whole && changes != RetryChanges::default() {
+            return Err(EngineError::RetryConflict(
+                "a retry that keeps step outputs keeps the inputs and version they were made \
+                 from; retry the whole run to change them"
+                    .into(),
+            ));
+        }
+        if mode == RetryMode::FromFailed && old.run.status == RunStatus::Succeeded {
+            return Err(EngineError::RetryConflict(format!(
+                "run \"{run_id}\" succeeded: it has no failed step to retry from"
+            )));
+        }
+        let version = match changes.version {
+            None => old.run.workflow_version,
+            Some(RetryVersion::Exact(v)) => v,
+            Some(RetryVersion::Latest) => {
+                self.inner
+                    .store
+                    .latest_version(&old.run.workflow_id)
+                    .await?
+            }
+        };
+        let workflow = self.workflow(&old.run.workflow_id, version).await?;
         let reused = match &mode {
             RetryMode::Whole => Vec::new(),
             RetryMode::FromFailed => succeeded_outputs(&old.steps, |_| true),
@@ -425,13 +477,19 @@ impl Engine {
                 succeeded_outputs(&old.steps, |id| !rerun.contains(id))
             }
         };
-        let inputs = match old.inputs {
-            Value::Object(m) => m,
-            _ => Map::new(),
+        let inputs = match (changes.inputs, old.inputs) {
+            // Checked like a trigger's: types, required names, defaults.
+            (Some(given), _) => resolve_inputs(&workflow, given)?,
+            // The run's own, as they were resolved then; on another version, checked again.
+            (None, Value::Object(m)) if version != old.run.workflow_version => {
+                resolve_inputs(&workflow, m)?
+            }
+            (None, Value::Object(m)) => m,
+            (None, _) => Map::new(),
         };
         self.enqueue_new(NewRunSpec {
             workflow,
-            version: old.run.workflow_version,
+            version,
             inputs,
             trigger: "retry".into(),
             actor,

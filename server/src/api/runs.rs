@@ -6,7 +6,7 @@
 //! | GET | `/runs?workflow=&status=&trigger=&since=&until=&cursor=&limit=` | newest first, cursor-paginated |
 //! | GET | `/runs/{id}` | the run with its steps and attempts |
 //! | POST | `/runs/{id}/cancel` | stop a queued or running run |
-//! | POST | `/runs/{id}/retry` | `{"from": "failed" \| "<step id>"}` or whole; 201 with the new run |
+//! | POST | `/runs/{id}/retry` | any finished run: `{"from": "failed" \| "<step id>"}`, or whole with optional `"inputs": {…}` and `"version": n \| "latest"`; 201 with the new run |
 //! | GET | `/runs/{id}/events` | Server-Sent Events of the run until it finishes |
 //! | GET | `/events?workflow=` | Server-Sent Events of every run (or one workflow's): the live monitor |
 
@@ -20,7 +20,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use engine::access::Principal;
-use engine::executor::{Engine, RetryMode, TriggerRequest};
+use engine::executor::{Engine, RetryChanges, RetryMode, RetryVersion, TriggerRequest};
 use engine::records::{EventKind, RunDetail, RunStatus, RunSummary};
 use engine::store::{RunFilter, Store, ValuePart};
 use futures::stream::{self, Stream};
@@ -314,6 +314,10 @@ async fn cancel(
 struct RetryBody {
     /// `failed` to keep succeeded steps, a step id to re-run from it; absent for a whole retry.
     from: Option<String>,
+    /// A whole retry's inputs, instead of the run's.
+    inputs: Option<Map<String, Value>>,
+    /// A whole retry's version: a number, or `"latest"`.
+    version: Option<Value>,
 }
 
 #[instrument(skip_all, fields(workflow.run.id = %id))]
@@ -326,8 +330,24 @@ async fn retry(
 ) -> Result<impl IntoResponse, ApiError> {
     let body: RetryBody = json_body(&headers, &body)?;
     let mode = RetryMode::from_request(body.from);
+    let version = match body.version {
+        None => None,
+        Some(Value::String(s)) if s == "latest" => Some(RetryVersion::Latest),
+        Some(v) => match v.as_i64() {
+            Some(n) if n > 0 => Some(RetryVersion::Exact(n)),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "version: expected a version number or \"latest\", got {v}"
+                )))
+            }
+        },
+    };
+    let changes = RetryChanges {
+        inputs: body.inputs,
+        version,
+    };
     let run = engine
-        .retry_as(&id, mode, caller.and_then(|c| c.actor()))
+        .retry_changed(&id, mode, changes, caller.and_then(|c| c.actor()))
         .await?;
     Ok((StatusCode::CREATED, Json(RunCreated { run })))
 }

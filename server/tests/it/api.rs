@@ -724,6 +724,115 @@ async fn a_failed_run_can_be_retried_from_the_failed_step_but_a_finished_one_not
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
+/// Any finished run, succeeded included, is retried whole with its own inputs and version, or
+/// with new inputs on the latest version; what cannot be done is refused, saying why.
+#[tokio::test]
+async fn any_finished_run_is_retried_with_its_inputs_or_new_ones_on_its_version_or_the_latest() {
+    let app = TestApp::spawn().await;
+    let greet = |word: &str| {
+        format!(
+            "id: greet\ninputs:\n  who: {{type: string, default: world}}\nsteps:\n\
+             - {{id: say, agent: transform, with: {{jq: '\"{word} \" + .inputs.who'}}}}\n"
+        )
+    };
+    assert_eq!(
+        app.post_doc("/api/v1/workflows", &greet("hello")).await.0,
+        StatusCode::CREATED
+    );
+    let (_, body) = app
+        .post_json(
+            "/api/v1/workflows/greet/runs",
+            json!({ "inputs": { "who": "ada" } }),
+        )
+        .await;
+    let id = body["run"]["id"].as_str().expect("id").to_string();
+    let (_, run) = app.follow(&id).await;
+    assert_eq!(run["status"], "succeeded");
+    // A second version: the retry runs the run's own unless asked for the latest.
+    assert_eq!(
+        app.put_doc("/api/v1/workflows/greet", &greet("hi")).await.0,
+        StatusCode::OK
+    );
+    let retried = async |body: Value| -> Value {
+        let (status, created) = app
+            .post_json(&format!("/api/v1/runs/{id}/retry"), body)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let new_id = created["run"]["id"].as_str().expect("id").to_string();
+        app.follow(&new_id).await.1
+    };
+    let output = |run: &Value| run["steps"][0]["output"].clone();
+
+    let same = retried(json!({})).await;
+    assert_eq!(
+        (
+            &same["status"],
+            &same["workflow_version"],
+            &same["inputs"],
+            &same["parent_run_id"]
+        ),
+        (
+            &json!("succeeded"),
+            &json!(1),
+            &json!({ "who": "ada" }),
+            &json!(id)
+        ),
+        "{same}"
+    );
+    assert_eq!(same["trigger"], "retry");
+    assert_eq!(output(&same), "hello ada");
+
+    let changed = retried(json!({ "inputs": { "who": "bob" }, "version": "latest" })).await;
+    assert_eq!(changed["workflow_version"], 2, "{changed}");
+    assert_eq!(output(&changed), "hi bob");
+    let pinned = retried(json!({ "version": 1, "inputs": {} })).await;
+    assert_eq!(
+        pinned["inputs"],
+        json!({ "who": "world" }),
+        "defaults fill in"
+    );
+    assert_eq!(output(&pinned), "hello world");
+
+    // Refusals: each a 4xx that says why, and no run made.
+    let (_, before) = app.get_json("/api/v1/runs?workflow=greet").await;
+    for (body, status, says) in [
+        (
+            json!({ "inputs": { "who": 5 } }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "who",
+        ),
+        (
+            json!({ "from": "failed" }),
+            StatusCode::BAD_REQUEST,
+            "no failed step",
+        ),
+        (
+            json!({ "from": "say", "inputs": {} }),
+            StatusCode::BAD_REQUEST,
+            "retry the whole run",
+        ),
+        (
+            json!({ "version": "newest" }),
+            StatusCode::BAD_REQUEST,
+            "\"latest\"",
+        ),
+        (json!({ "version": 9 }), StatusCode::NOT_FOUND, "9"),
+    ] {
+        let (got, answer) = app
+            .post_json(&format!("/api/v1/runs/{id}/retry"), body.clone())
+            .await;
+        assert_eq!(got, status, "{body} → {answer}");
+        let text = format!(
+            "{} {}",
+            answer["error"]["message"].as_str().unwrap_or_default(),
+            answer["error"]["problems"]
+        );
+        assert!(text.contains(says), "{body} → {answer}");
+    }
+    let (_, after) = app.get_json("/api/v1/runs?workflow=greet").await;
+    assert_eq!(before["runs"], after["runs"]);
+}
+
 #[tokio::test]
 async fn a_long_run_is_cancelled_from_the_api() {
     let app = TestApp::spawn().await;

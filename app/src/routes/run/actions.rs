@@ -10,14 +10,24 @@ use engine::access::Role;
 
 /// Cancel / Retry / Retry from failed, each confirmed inline; a retry opens the new run.
 #[component]
-pub(super) fn RunActions(run_id: String, status: RunStatus, failed_steps: bool) -> impl IntoView {
+pub(super) fn RunActions(
+    run_id: String,
+    status: RunStatus,
+    failed_steps: bool,
+    inputs: serde_json::Value,
+) -> impl IntoView {
     let ui = expect_context::<RunUi>();
     let run_id = StoredValue::new(run_id);
     let finished = status.is_finished();
-    let retryable = matches!(
-        status,
-        RunStatus::Failed | RunStatus::Cancelled | RunStatus::TimedOut
-    );
+    // Any finished run, succeeded included, can run again.
+    let retryable = finished;
+    let again = if status == RunStatus::Succeeded {
+        "Run again"
+    } else {
+        "Retry"
+    };
+    let inputs =
+        StoredValue::new(serde_json::to_string_pretty(&inputs).unwrap_or_else(|_| "{}".into()));
     let ask = move |p: Pending| {
         move |_| {
             ui.error.set(None);
@@ -30,7 +40,8 @@ pub(super) fn RunActions(run_id: String, status: RunStatus, failed_steps: bool) 
             <IfRole role=Role::Operator>
                 <Show when=move || !whole_run()>
                     {(!finished).then(|| view! { <button class="button danger" on:click=ask(Pending::Cancel)>"Cancel run"</button> })}
-                    {retryable.then(|| view! { <button class="button secondary" on:click=ask(Pending::RetryWhole)>"Retry"</button> })}
+                    {retryable.then(|| view! { <button class="button secondary" on:click=ask(Pending::RetryWhole)>{again}</button> })}
+                    {retryable.then(|| view! { <button class="button secondary" on:click=ask(Pending::RetryChanged(inputs.get_value(), false))>"Change inputs…"</button> })}
                     {(retryable && failed_steps).then(|| {
                         // The same retry either way: what succeeded is reused.
                         let label = if status == RunStatus::Failed { "Retry from failed step" } else { "Resume where it stopped" };
@@ -39,12 +50,15 @@ pub(super) fn RunActions(run_id: String, status: RunStatus, failed_steps: bool) 
                 </Show>
             </IfRole>
             {move || ui.confirm.get().filter(|_| whole_run()).map(|p| {
+                if let Pending::RetryChanged(text, latest) = p {
+                    return view! { <ChangedInputs run_id=run_id.get_value() text=text latest=latest/> }.into_any();
+                }
                 let question = match p {
                     Pending::Cancel => "Cancel this run? Steps in flight are stopped.",
                     Pending::RetryWhole => "Start a new run with the same inputs and version?",
                     _ => "Start a new run that reuses the steps that succeeded?",
                 };
-                view! { <Confirm question=question run_id=run_id.get_value() pending=p/> }
+                view! { <Confirm question=question run_id=run_id.get_value() pending=p/> }.into_any()
             })}
             {move || ui.error.get().filter(|_| !matches!(ui.confirm.get(), Some(Pending::RetryFrom(_)))).map(|(lead, e)| view! { <ErrorNote error=e lead=lead/> })}
         </div>
@@ -68,6 +82,41 @@ pub(super) fn ticking(start: i64, live: bool) -> ReadSignal<i64> {
         });
     }
     clock
+}
+
+/// The run's inputs as JSON to edit, and whether to run the workflow's latest version: a new
+/// run, whole. Problems come back with their paths (`inputs.who: …`) under the form.
+#[component]
+fn ChangedInputs(run_id: String, text: String, latest: bool) -> impl IntoView {
+    let ui = expect_context::<RunUi>();
+    let (text, set_text) = signal(text);
+    let (latest, set_latest) = signal(latest);
+    let run_id = StoredValue::new(run_id);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        ui.error.set(None);
+        ui.act.dispatch((
+            run_id.get_value(),
+            Pending::RetryChanged(text.get_untracked(), latest.get_untracked()),
+        ));
+    };
+    view! {
+        <form class="changed-inputs" on:submit=submit aria-label="Run again with changed inputs">
+            <label for="retry-inputs">"Inputs (JSON)"</label>
+            <textarea id="retry-inputs" class="mono" rows="6" spellcheck="false"
+                prop:value=move || text.get()
+                on:input=move |ev| set_text.set(event_target_value(&ev))></textarea>
+            <label class="check">
+                <input type="checkbox" prop:checked=move || latest.get()
+                    on:change=move |ev| set_latest.set(event_target_checked(&ev))/>
+                "Run the workflow's latest version"
+            </label>
+            <div class="row">
+                <button class="button" type="submit" disabled=move || ui.act.pending().get()>"Start run"</button>
+                <button class="button secondary" type="button" on:click=move |_| ui.confirm.set(None)>"Cancel"</button>
+            </div>
+        </form>
+    }
 }
 
 /// "Question? [Yes] [No]": Yes runs the pending action.

@@ -182,11 +182,48 @@ pub async fn retry_run(id: String, mode: String, step: Option<String>) -> Result
         .map_err(engine_error)
 }
 
+/// Starts a new run of this one's workflow, whole, with `inputs_json` (a JSON object; declared
+/// defaults fill the rest) on the run's version or, with `latest`, the workflow's latest.
+#[server(endpoint = "retry_changed_run")]
+pub async fn retry_changed_run(
+    id: String,
+    inputs_json: String,
+    latest: bool,
+) -> Result<String, AppError> {
+    crate::auth::require(engine::access::Action::Operate)?;
+    use engine::executor::{RetryChanges, RetryMode, RetryVersion};
+    let inputs = serde_json::from_str(&inputs_json)
+        .map_err(|e| AppError::Invalid(format!("the inputs must be a JSON object: {e}")))?;
+    let changes = RetryChanges {
+        inputs: Some(inputs),
+        version: latest.then_some(RetryVersion::Latest),
+    };
+    let engine = expect_context::<engine::executor::Engine>();
+    engine
+        .retry_changed(
+            &id,
+            RetryMode::Whole,
+            changes,
+            crate::auth::current().and_then(|p| p.actor()),
+        )
+        .await
+        .map(|r| r.id)
+        .map_err(engine_error)
+}
+
 #[cfg(feature = "ssr")]
 pub(super) fn engine_error(e: engine::executor::EngineError) -> AppError {
     use engine::executor::EngineError as E;
     match e {
         E::Store(e) => e.into(),
+        // Each problem with its path: `inputs.who: expected a string`.
+        E::InvalidInputs(problems) => AppError::Invalid(
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
         E::Journal(m) => {
             leptos::logging::error!("run action failed: {m}");
             AppError::Internal

@@ -155,7 +155,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
                 </h1>
                 <p class="mono run-id">{run.id.clone()}</p>
             </div>
-            <RunActions run_id=run.id.clone() status=run.status failed_steps=failed_steps(&detail.steps)/>
+            <RunActions run_id=run.id.clone() status=run.status failed_steps=failed_steps(&detail.steps) inputs=detail.inputs.clone()/>
         </header>
         {run.error.clone().map(|e| view! { <div class="error-note" role="note"><strong>{ended_because(run.status)}</strong>{e}</div> })}
     }
@@ -190,7 +190,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
         </section>
     }
     .into_any();
-    let retryable = finished && run.status != RunStatus::Succeeded;
+    let retryable = finished;
     let step_panels = steps
         .iter()
         .map(|s| {
@@ -295,6 +295,8 @@ enum Pending {
     RetryWhole,
     RetryFailed,
     RetryFrom(String),
+    /// A whole retry with these inputs (JSON text), on the latest version when true.
+    RetryChanged(String, bool),
 }
 
 /// What the person is doing on the page. It lives above the data, because the view is
@@ -325,6 +327,9 @@ impl RunUi {
                     Pending::RetryFailed => retry_run(id, "failed".into(), None).await.map(Some),
                     Pending::RetryFrom(step) => {
                         retry_run(id, "step".into(), Some(step)).await.map(Some)
+                    }
+                    Pending::RetryChanged(inputs, latest) => {
+                        retry_changed_run(id, inputs, latest).await.map(Some)
                     }
                 }
             }
