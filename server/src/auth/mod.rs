@@ -197,7 +197,7 @@ pub fn need(method: &Method, path: &str) -> Need {
         return Need::Role(
             match name {
                 n if READ_SERVER_FNS.contains(&n) => Action::Read,
-                "trigger_run" | "cancel_run" | "retry_run" => Action::Operate,
+                "trigger_run" | "cancel_run" | "retry_run" | "retry_changed_run" => Action::Operate,
                 "save_workflow" => Action::Edit,
                 _ => Action::Administer,
             }
