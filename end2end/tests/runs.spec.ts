@@ -221,6 +221,39 @@ steps:
   await expect(page.locator(`tr[data-run="${quiet}"]`)).toBeVisible();
 });
 
+test('the failed runs of a filtered view are retried together after confirming their count', async ({ page, request }, info) => {
+  await createWorkflow(request, `id: e2e-bulk-${tag}
+name: Bulk
+inputs:
+  fail: { type: boolean, default: false }
+steps:
+- id: go
+  agent: transform
+  with: { jq: 'if .inputs.fail then error("boom") else 1 end' }
+`);
+  const start = async (fail: boolean) => {
+    const r = await request.post(`/api/v1/workflows/e2e-bulk-${tag}/runs?wait=30s`, { data: { inputs: { fail } } });
+    expect(r.status(), await r.text()).toBe(200);
+    return (await r.json()).run.id as string;
+  };
+  const failed = [await start(true), await start(true)];
+  await start(false);
+  await openHydrated(page, `/runs?workflow=e2e-bulk-${tag}&status=failed`);
+  await page.getByRole('button', { name: 'Retry failed runs in this view…' }).click();
+  const confirm = page.getByRole('group', { name: 'Confirm' });
+  await expect(confirm).toContainText('Retry 2 runs from their failed steps?');
+  await page.screenshot({ path: info.outputPath('bulk-confirm.png'), fullPage: true });
+  await confirm.getByRole('button', { name: 'Yes' }).click();
+  await expect(page.getByRole('status')).toHaveText('Started 2 new runs.');
+  // Each failed run has exactly one retry, and nothing else was retried.
+  const r = await request.get(`/api/v1/runs?workflow=e2e-bulk-${tag}&trigger=retry`);
+  const retries = (await r.json()).runs as { parent_run_id: string }[];
+  expect(retries.map(run => run.parent_run_id).sort()).toEqual([...failed].sort());
+  // Nothing running in this view: said, not asked.
+  await page.getByRole('button', { name: 'Cancel running runs in this view…' }).click();
+  await expect(page.getByRole('status')).toHaveText('No running runs in this view to cancel.');
+});
+
 test('an unknown run is a 404 with a readable message', async ({ page }) => {
   const response = await page.goto('/runs/no-such-run');
   expect(response?.status()).toBe(404);

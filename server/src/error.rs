@@ -86,7 +86,7 @@ impl From<EngineError> for ApiError {
             EngineError::NotRetryable { .. } | EngineError::AlreadyFinished { .. } => {
                 ApiError::Conflict(e.to_string())
             }
-            EngineError::UnknownStep(_) | EngineError::RetryConflict(_) => {
+            EngineError::UnknownStep(_) | EngineError::Refused(_) => {
                 ApiError::BadRequest(e.to_string())
             }
             EngineError::Store(s) => s.into(),

@@ -88,13 +88,11 @@ pub const RANGES: &[(&str, &str, i64)] = &[
 
 pub const TRIGGERS: &[&str] = &["manual", "api", "cron", "webhook", "retry", "alert"];
 
-#[server(endpoint = "list_runs")]
-pub async fn list_runs(query: RunQuery) -> Result<RunsPageData, AppError> {
-    crate::auth::require(engine::access::Action::Read)?;
-    use engine::store::{now_ms, RunFilter};
-    let store = expect_context::<engine::store::Store>();
+/// The store's filter for the monitor's query at `now` (its page cursor included).
+#[cfg(feature = "ssr")]
+fn filter_of(query: RunQuery, now: i64) -> Result<engine::store::RunFilter, AppError> {
+    use engine::store::RunFilter;
     let status = RunStatus::parse_filter(&query.status).map_err(AppError::Invalid)?;
-    let now = now_ms();
     let since = match query.range.as_str() {
         "" => None,
         r => Some(
@@ -111,7 +109,7 @@ pub async fn list_runs(query: RunQuery) -> Result<RunsPageData, AppError> {
         (a, b) => a.or(b),
     };
     let non_empty = |s: String| (!s.is_empty()).then_some(s);
-    let filter = RunFilter {
+    Ok(RunFilter {
         workflow_id: non_empty(query.workflow),
         status,
         trigger: non_empty(query.trigger),
@@ -122,7 +120,15 @@ pub async fn list_runs(query: RunQuery) -> Result<RunsPageData, AppError> {
         max_duration_ms: number("max_ms", &query.max_ms)?,
         // One extra tells whether there is an older page.
         limit: PAGE + 1,
-    };
+    })
+}
+
+#[server(endpoint = "list_runs")]
+pub async fn list_runs(query: RunQuery) -> Result<RunsPageData, AppError> {
+    crate::auth::require(engine::access::Action::Read)?;
+    let store = expect_context::<engine::store::Store>();
+    let now = engine::store::now_ms();
+    let filter = filter_of(query, now)?;
     let mut runs = store.list_runs(&filter).await?;
     let more = runs.len() as i64 > PAGE;
     runs.truncate(PAGE as usize);
@@ -137,6 +143,78 @@ pub async fn list_runs(query: RunQuery) -> Result<RunsPageData, AppError> {
         workflows,
         more,
         now,
+    })
+}
+
+/// What a bulk action over the monitor's view would touch, or did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BulkResult {
+    /// Runs it applies to (a dry run) or was applied to.
+    pub matched: usize,
+    /// When they were counted (unix ms): the act that follows takes only runs created before.
+    pub as_of: i64,
+    /// Runs that could not be acted on.
+    pub refused: usize,
+}
+
+/// `retry` (from each run's failed steps) or `cancel` every run the monitor's filters select
+/// (the page cursor aside), at most 1,000; with `dry_run`, count them. `until` (from a dry
+/// run's `as_of`) keeps runs that arrived since out.
+#[server(endpoint = "bulk_runs")]
+pub async fn bulk_runs(
+    query: RunQuery,
+    action: String,
+    dry_run: bool,
+    until: Option<i64>,
+) -> Result<BulkResult, AppError> {
+    crate::auth::require(engine::access::Action::Operate)?;
+    use engine::executor::{BulkAction, Engine, RetryMode};
+    let action = match action.as_str() {
+        "retry" => BulkAction::Retry(RetryMode::FromFailed),
+        "cancel" => BulkAction::Cancel,
+        other => {
+            return Err(AppError::Invalid(format!(
+                "unknown bulk action \"{other}\""
+            )))
+        }
+    };
+    let engine = expect_context::<Engine>();
+    let now = engine::store::now_ms();
+    let mut filter = filter_of(
+        RunQuery {
+            before: String::new(),
+            ..query
+        },
+        now,
+    )?;
+    if let Some(until) = until {
+        filter.until = Some(filter.until.map_or(until, |u| u.min(until)));
+    }
+    let refusal = |e: engine::executor::EngineError| match e {
+        engine::executor::EngineError::Store(e) => AppError::from(e),
+        other => AppError::Invalid(other.to_string()),
+    };
+    if dry_run {
+        let matched = engine
+            .bulk_targets(&filter, &action)
+            .await
+            .map_err(refusal)?
+            .len();
+        return Ok(BulkResult {
+            matched,
+            as_of: now,
+            refused: 0,
+        });
+    }
+    let actor = crate::auth::current().and_then(|p| p.actor());
+    let outcome = engine
+        .bulk(&filter, &action, actor)
+        .await
+        .map_err(refusal)?;
+    Ok(BulkResult {
+        matched: outcome.done.len() + outcome.refused.len(),
+        as_of: now,
+        refused: outcome.refused.len(),
     })
 }
 
@@ -172,6 +250,7 @@ pub fn RunsPage() -> impl IntoView {
         })
     });
     let data = Resource::new(move || query.get(), list_runs);
+    let bulk = BulkUi::new(query);
     // Not live: charts redraw when the workflow filter changes or the page is reloaded.
     let charts = Resource::new(move || query.with(|q| q.workflow.clone()), runs_charts);
     let paused = RwSignal::new(false);
@@ -196,7 +275,7 @@ pub fn RunsPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match data.await {
                         Err(e) => view! { <ErrorNote error=e/> }.into_any(),
-                        Ok(d) => view! { <Filters query=query.get_untracked() workflows=d.workflows.clone()/> <RunTable data=d query=query.get_untracked()/> }.into_any(),
+                        Ok(d) => view! { <Filters query=query.get_untracked() workflows=d.workflows.clone()/> <BulkActions ui=bulk/> <RunTable data=d query=query.get_untracked()/> }.into_any(),
                     }
                 })}
             </Transition>
@@ -246,6 +325,134 @@ fn encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// A bulk action's state on the monitor. It lives above the data, because the runs (and the
+/// view around them) are rebuilt on every live change: a count awaiting its yes survives that.
+#[derive(Clone, Copy)]
+struct BulkUi {
+    /// The counted action awaiting a yes: (action, runs, counted at).
+    pending: RwSignal<Option<(&'static str, usize, i64)>>,
+    note: RwSignal<Option<String>>,
+    error: RwSignal<Option<(&'static str, AppError)>>,
+    count: Action<&'static str, (&'static str, Result<BulkResult, AppError>)>,
+    act: Action<(&'static str, i64), (&'static str, Result<BulkResult, AppError>)>,
+}
+
+impl BulkUi {
+    fn new(query: Memo<RunQuery>) -> BulkUi {
+        let pending = RwSignal::new(None::<(&'static str, usize, i64)>);
+        let note = RwSignal::new(None::<String>);
+        let error = RwSignal::new(None::<(&'static str, AppError)>);
+        let count = Action::new(move |action: &&'static str| {
+            let (action, query) = (*action, query.get_untracked());
+            async move { (action, bulk_runs(query, action.into(), true, None).await) }
+        });
+        let act = Action::new(move |(action, as_of): &(&'static str, i64)| {
+            let (action, as_of, query) = (*action, *as_of, query.get_untracked());
+            async move {
+                (
+                    action,
+                    bulk_runs(query, action.into(), false, Some(as_of)).await,
+                )
+            }
+        });
+        let failed_to = |action: &str| match action {
+            "retry" => "Could not retry the runs",
+            _ => "Could not cancel the runs",
+        };
+        // Other filters, another view: what was counted no longer applies.
+        Effect::new(move |_| {
+            query.track();
+            pending.set(None);
+            note.set(None);
+            error.set(None);
+        });
+        Effect::new(move |_| match count.value().get() {
+            Some((action, Ok(r))) if r.matched == 0 => note.set(Some(match action {
+                "retry" => "No failed runs in this view to retry.".into(),
+                _ => "No running runs in this view to cancel.".into(),
+            })),
+            Some((action, Ok(r))) => pending.set(Some((action, r.matched, r.as_of))),
+            Some((action, Err(e))) => error.set(Some((failed_to(action), e))),
+            None => {}
+        });
+        Effect::new(move |_| match act.value().get() {
+            Some((action, Ok(r))) => {
+                pending.set(None);
+                let done = r.matched - r.refused;
+                let plural = if done == 1 { "" } else { "s" };
+                let mut said = match action {
+                    "retry" => format!("Started {done} new run{plural}."),
+                    _ => format!("Cancelling {done} run{plural}."),
+                };
+                if r.refused > 0 {
+                    said.push_str(&format!(
+                        " {} could not be (they changed meanwhile).",
+                        r.refused
+                    ));
+                }
+                note.set(Some(said));
+            }
+            Some((action, Err(e))) => {
+                pending.set(None);
+                error.set(Some((failed_to(action), e)));
+            }
+            None => {}
+        });
+        BulkUi {
+            pending,
+            note,
+            error,
+            count,
+            act,
+        }
+    }
+}
+
+/// Retry the failed runs of this view, or cancel its running ones: counted first, then
+/// confirmed with the count, then done for exactly the runs counted (none that came after).
+#[component]
+fn BulkActions(ui: BulkUi) -> impl IntoView {
+    let BulkUi {
+        pending,
+        note,
+        error,
+        count,
+        act,
+    } = ui;
+    let ask = move |action: &'static str| {
+        move |_| {
+            note.set(None);
+            error.set(None);
+            pending.set(None);
+            count.dispatch(action);
+        }
+    };
+    view! {
+        <crate::auth::IfRole role=engine::access::Role::Operator>
+            <div class="actions bulk">
+                <button class="button secondary" on:click=ask("retry") disabled=move || count.pending().get()>"Retry failed runs in this view…"</button>
+                <button class="button secondary" on:click=ask("cancel") disabled=move || count.pending().get()>"Cancel running runs in this view…"</button>
+                {move || pending.get().map(|(action, n, as_of)| {
+                    let plural = if n == 1 { "" } else { "s" };
+                    let question = match action {
+                        "retry" => format!("Retry {n} run{plural} from their failed steps? Each starts a new run."),
+                        _ => format!("Cancel {n} run{plural}? Steps in flight are stopped."),
+                    };
+                    view! {
+                        <div class="confirm" role="group" aria-label="Confirm">
+                            <span>{question}</span>
+                            <button class="button" on:click=move |_| { act.dispatch((action, as_of)); } disabled=move || act.pending().get()>"Yes"</button>
+                            <button class="button secondary" on:click=move |_| pending.set(None)>"No"</button>
+                        </div>
+                    }
+                })}
+                {move || note.get().map(|n| view! { <p class="muted" role="status">{n}</p> })}
+                {move || error.get().map(|(lead, e)| view! { <ErrorNote error=e lead=lead/> })}
+            </div>
+        </crate::auth::IfRole>
+    }
 }
 
 /// The filter form: a GET form, so it works without JavaScript and the URL is shareable.

@@ -10,6 +10,7 @@
 //! a step that was running gets a new attempt.
 
 mod attempt;
+mod bulk;
 mod cluster;
 mod journal;
 mod offers;
@@ -33,6 +34,7 @@ use crate::records::{Event, EventKind, RunStatus, RunSummary, StepRecord, StepSt
 use crate::secrets::SecretSet;
 use crate::store::{Resumable, Store, StoreError};
 use crate::telemetry::Metrics;
+pub use bulk::{BulkAction, BulkOutcome, MAX_BULK};
 use queue::{Queued, Scheduler};
 
 /// What can go wrong asking the engine for something.
@@ -60,9 +62,10 @@ pub enum EngineError {
     /// A retry named a step the workflow does not have.
     #[error("step \"{0}\" is not part of this run's workflow")]
     UnknownStep(String),
-    /// A retry asked for something its mode cannot do (new inputs while keeping old outputs).
+    /// The request cannot be done as asked (new inputs for a retry that keeps outputs, a bulk
+    /// action over too many runs); the message says why and what to do instead.
     #[error("{0}")]
-    RetryConflict(String),
+    Refused(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -446,14 +449,14 @@ impl Engine {
             });
         }
         if mode != RetryMode::Whole && changes != RetryChanges::default() {
-            return Err(EngineError::RetryConflict(
+            return Err(EngineError::Refused(
                 "a retry that keeps step outputs keeps the inputs and version they were made \
                  from; retry the whole run to change them"
                     .into(),
             ));
         }
         if mode == RetryMode::FromFailed && old.run.status == RunStatus::Succeeded {
-            return Err(EngineError::RetryConflict(format!(
+            return Err(EngineError::Refused(format!(
                 "run \"{run_id}\" succeeded: it has no failed step to retry from"
             )));
         }

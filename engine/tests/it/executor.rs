@@ -283,7 +283,7 @@ async fn retry_from_failed_reuses_succeeded_outputs_and_reruns_the_failed_step()
     // A succeeded run can be retried whole (see the API's tests), but not from its failures.
     let not_failed = h.engine.retry(&d.run.id, RetryMode::FromFailed).await;
     assert!(
-        matches!(not_failed, Err(EngineError::RetryConflict(_))),
+        matches!(not_failed, Err(EngineError::Refused(_))),
         "a succeeded run has no failed step to retry from: {not_failed:?}"
     );
     let whole = h
@@ -835,4 +835,79 @@ async fn a_resumed_run_keeps_the_deadline_it_started_with() {
         .await
         .expect("detail");
     assert_eq!(step_of(&d, "only").attempts, 0, "its step never started");
+}
+
+/// A bulk action over more runs than `MAX_BULK` is refused whole, saying to narrow the filter;
+/// narrowed below it, the same selection is taken, newest first. Both stores.
+async fn a_bulk_action_over_too_many_runs_is_refused(h: &Harness) {
+    use engine::executor::{BulkAction, MAX_BULK};
+    h.add("id: many\nsteps:\n- {id: a, agent: transform, with: {jq: '1'}}\n")
+        .await;
+    let mut ids = Vec::new();
+    for _ in 0..=MAX_BULK {
+        ids.push(h.start("many", json!({})).await);
+    }
+    for id in &ids {
+        h.engine.wait(id).await.expect("wait");
+    }
+    let all = engine::store::RunFilter {
+        workflow_id: Some("many".into()),
+        ..Default::default()
+    };
+    let action = BulkAction::Retry(RetryMode::Whole);
+    match h.engine.bulk_targets(&all, &action).await {
+        Err(EngineError::Refused(why)) => assert!(why.contains("narrow"), "{why}"),
+        other => panic!(
+            "more than {MAX_BULK} runs selected: {:?}",
+            other.map(|r| r.len())
+        ),
+    }
+    assert!(
+        matches!(
+            h.engine.bulk(&all, &action, None).await,
+            Err(EngineError::Refused(_))
+        ),
+        "and nothing is retried"
+    );
+    let retries = engine::store::RunFilter {
+        trigger: Some("retry".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    let retries = h.engine.store().list_runs(&retries).await.expect("list");
+    assert!(retries.is_empty(), "nothing is retried: {retries:?}");
+    // Narrowed by time to the newest 400 or so: taken whole, newest first.
+    let newest = engine::store::RunFilter {
+        limit: 500,
+        ..all.clone()
+    };
+    let newest = h.engine.store().list_runs(&newest).await.expect("list");
+    let narrowed = engine::store::RunFilter {
+        since: Some(newest[399].created_at),
+        ..all
+    };
+    let targets = h
+        .engine
+        .bulk_targets(&narrowed, &action)
+        .await
+        .expect("within the limit");
+    assert!(
+        (400..=MAX_BULK).contains(&targets.len()),
+        "{}",
+        targets.len()
+    );
+    assert!(
+        targets.windows(2).all(|w| w[0].id > w[1].id),
+        "newest first"
+    );
+}
+
+#[tokio::test]
+async fn a_bulk_action_over_too_many_runs_is_refused_on_sqlite() {
+    a_bulk_action_over_too_many_runs_is_refused(&harness().await).await;
+}
+
+#[tokio::test]
+async fn a_bulk_action_over_too_many_runs_is_refused_on_postgres() {
+    a_bulk_action_over_too_many_runs_is_refused(&pg_harness().await).await;
 }

@@ -7,6 +7,7 @@
 //! | GET | `/runs/{id}` | the run with its steps and attempts |
 //! | POST | `/runs/{id}/cancel` | stop a queued or running run |
 //! | POST | `/runs/{id}/retry` | any finished run: `{"from": "failed" \| "<step id>"}`, or whole with optional `"inputs": {…}` and `"version": n \| "latest"`; 201 with the new run |
+//! | POST | `/runs/bulk?workflow=&status=&trigger=&since=&until=` | `{"action": "cancel" \| "retry", "from": …, "dry_run": true}`: the runs the filters select (at most 1,000), counted or acted on |
 //! | GET | `/runs/{id}/events` | Server-Sent Events of the run until it finishes |
 //! | GET | `/events?workflow=` | Server-Sent Events of every run (or one workflow's): the live monitor |
 
@@ -20,7 +21,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use engine::access::Principal;
-use engine::executor::{Engine, RetryChanges, RetryMode, RetryVersion, TriggerRequest};
+use engine::executor::{BulkAction, Engine, RetryChanges, RetryMode, RetryVersion, TriggerRequest};
 use engine::records::{EventKind, RunDetail, RunStatus, RunSummary};
 use engine::store::{RunFilter, Store, ValuePart};
 use futures::stream::{self, Stream};
@@ -38,6 +39,7 @@ pub fn router() -> Router<ApiState> {
         .route("/runs/{id}", get(show))
         .route("/runs/{id}/cancel", post(cancel))
         .route("/runs/{id}/retry", post(retry))
+        .route("/runs/bulk", post(bulk))
         .route("/runs/{id}/events", get(events))
         .route("/runs/{id}/steps/{step}/items", get(items))
         .route("/runs/{id}/steps/{step}/output", get(value))
@@ -180,25 +182,31 @@ struct RunPage {
     next_cursor: Option<String>,
 }
 
+impl ListQuery {
+    fn filter(self) -> Result<RunFilter, ApiError> {
+        let status = RunStatus::parse_filter(self.status.as_deref().unwrap_or(""))
+            .map_err(ApiError::BadRequest)?;
+        Ok(RunFilter {
+            workflow_id: self.workflow,
+            status,
+            trigger: self.trigger,
+            since: self.since,
+            until: self.until,
+            before: self.cursor,
+            min_duration_ms: self.min_ms,
+            max_duration_ms: self.max_ms,
+            limit: self.limit.unwrap_or(50).clamp(1, 500),
+        })
+    }
+}
+
 #[instrument(skip_all)]
 async fn list(
     State(store): State<Store>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<RunPage>, ApiError> {
-    let status =
-        RunStatus::parse_filter(q.status.as_deref().unwrap_or("")).map_err(ApiError::BadRequest)?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let filter = RunFilter {
-        workflow_id: q.workflow,
-        status,
-        trigger: q.trigger,
-        since: q.since,
-        until: q.until,
-        before: q.cursor,
-        min_duration_ms: q.min_ms,
-        max_duration_ms: q.max_ms,
-        limit,
-    };
+    let filter = q.filter()?;
+    let limit = filter.limit;
     let runs = store.list_runs(&filter).await?;
     let next_cursor = (runs.len() as i64 == limit)
         .then(|| runs.last().map(|r| r.id.clone()))
@@ -350,6 +358,102 @@ async fn retry(
         .retry_changed(&id, mode, changes, caller.and_then(|c| c.actor()))
         .await?;
     Ok((StatusCode::CREATED, Json(RunCreated { run })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BulkBody {
+    /// `cancel` or `retry`.
+    action: String,
+    /// For `retry`: `failed` or a step id, as a single retry takes it; absent for whole.
+    from: Option<String>,
+    /// Count the runs, act on none.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Serialize)]
+struct BulkAnswer {
+    /// Runs the filters select that the action applies to.
+    matched: usize,
+    /// When they were selected (unix ms): pass as `until` to act on exactly these after a
+    /// dry run, not on runs that arrived since.
+    as_of: i64,
+    dry_run: bool,
+    /// Runs acted on, with the new run of a retry.
+    done: Vec<BulkDone>,
+    /// Runs that could not be acted on, with why.
+    refused: Vec<BulkRefused>,
+}
+
+#[derive(Serialize)]
+struct BulkDone {
+    run_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_run_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct BulkRefused {
+    run_id: String,
+    error: String,
+}
+
+/// Cancels or retries every run the list's filters select (at most 1,000; more is refused),
+/// or with `dry_run` counts them.
+#[instrument(skip_all)]
+async fn bulk(
+    State(engine): State<Engine>,
+    Query(q): Query<ListQuery>,
+    caller: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<BulkAnswer>, ApiError> {
+    let body: BulkBody = json_body(&headers, &body)?;
+    let action = match body.action.as_str() {
+        "cancel" if body.from.is_none() => BulkAction::Cancel,
+        "cancel" => {
+            return Err(ApiError::BadRequest(
+                "from: only a retry starts from a step".into(),
+            ))
+        }
+        "retry" => BulkAction::Retry(RetryMode::from_request(body.from)),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "action: \"{other}\" is not one of cancel, retry"
+            )))
+        }
+    };
+    let filter = q.filter()?;
+    let as_of = engine::store::now_ms();
+    if body.dry_run {
+        let matched = engine.bulk_targets(&filter, &action).await?.len();
+        return Ok(Json(BulkAnswer {
+            matched,
+            as_of,
+            dry_run: true,
+            done: Vec::new(),
+            refused: Vec::new(),
+        }));
+    }
+    let outcome = engine
+        .bulk(&filter, &action, caller.and_then(|c| c.actor()))
+        .await?;
+    Ok(Json(BulkAnswer {
+        matched: outcome.done.len() + outcome.refused.len(),
+        as_of,
+        dry_run: false,
+        done: outcome
+            .done
+            .into_iter()
+            .map(|(run_id, new_run_id)| BulkDone { run_id, new_run_id })
+            .collect(),
+        refused: outcome
+            .refused
+            .into_iter()
+            .map(|(run_id, error)| BulkRefused { run_id, error })
+            .collect(),
+    }))
 }
 
 /// Streams the run's events; the first event is a snapshot of its state, the stream ends

@@ -181,9 +181,10 @@ pub fn need(method: &Method, path: &str) -> Need {
                 (_, ["users" | "tokens" | "secrets" | "workers", ..]) => Action::Administer,
                 (true, _) => Action::Read,
                 (false, ["validate"]) => Action::Read,
-                (false, ["workflows", _, "runs"] | ["runs", _, "cancel" | "retry"]) => {
-                    Action::Operate
-                }
+                (
+                    false,
+                    ["workflows", _, "runs"] | ["runs", "bulk"] | ["runs", _, "cancel" | "retry"],
+                ) => Action::Operate,
                 (
                     false,
                     ["workflows"] | ["workflows", _] | ["workflows", _, "archive" | "restore"],
@@ -197,7 +198,9 @@ pub fn need(method: &Method, path: &str) -> Need {
         return Need::Role(
             match name {
                 n if READ_SERVER_FNS.contains(&n) => Action::Read,
-                "trigger_run" | "cancel_run" | "retry_run" | "retry_changed_run" => Action::Operate,
+                "trigger_run" | "cancel_run" | "retry_run" | "retry_changed_run" | "bulk_runs" => {
+                    Action::Operate
+                }
                 "save_workflow" => Action::Edit,
                 _ => Action::Administer,
             }

@@ -180,6 +180,7 @@ fn route_cases(run: &str) -> Vec<Case> {
         case(Method::POST, "/api/trigger_run", form("workflow_id=hello&inputs_json="), "operator"),
         case(Method::POST, "/api/cancel_run", form(&format!("id={run}")), "operator"),
         case(Method::POST, "/api/retry_run", form(&format!("id={run}&mode=whole")), "operator"),
+        case(Method::POST, "/api/bulk_runs", form("query[workflow]=none&query[status]=&query[trigger]=&query[range]=&query[before]=&action=cancel&dry_run=true"), "operator"),
         case(Method::POST, "/api/retry_changed_run", form(&format!("id={run}&inputs_json=%7B%7D&latest=false")), "operator"),
         case(Method::POST, "/api/save_workflow", form("source=x"), "editor"),
         case(Method::POST, "/api/access_list", form(""), "admin"),

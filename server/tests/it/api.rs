@@ -833,6 +833,128 @@ async fn any_finished_run_is_retried_with_its_inputs_or_new_ones_on_its_version_
     assert_eq!(before["runs"], after["runs"]);
 }
 
+/// Bulk actions act on what the monitor's filters select: a dry run counts, the act takes
+/// `until` from it so runs that arrive after do not join, and each run is reported.
+#[tokio::test]
+async fn runs_selected_by_filters_are_counted_then_retried_or_cancelled_in_bulk() {
+    let app = TestApp::spawn().await;
+    app.post_doc(
+        "/api/v1/workflows",
+        "id: flip\ninputs:\n  fail: {type: boolean, default: false}\nsteps:\n\
+         - {id: go, agent: transform, with: {jq: 'if .inputs.fail then error(\"boom\") else 1 end'}}\n",
+    )
+    .await;
+    app.post_doc(
+        "/api/v1/workflows",
+        "id: slow\nsteps:\n- {id: wait, agent: delay, with: {duration: 1h}}\n",
+    )
+    .await;
+    let start = async |workflow: &str, inputs: Value| -> String {
+        let (_, body) = app
+            .post_json(
+                &format!("/api/v1/workflows/{workflow}/runs"),
+                json!({ "inputs": inputs }),
+            )
+            .await;
+        body["run"]["id"].as_str().expect("id").to_string()
+    };
+    let mut failed = Vec::new();
+    for fail in [true, false, true, false, true] {
+        let id = start("flip", json!({ "fail": fail })).await;
+        app.follow(&id).await;
+        if fail {
+            failed.push(id);
+        }
+    }
+    let slow = [
+        start("slow", json!({})).await,
+        start("slow", json!({})).await,
+    ];
+
+    let bulk = async |query: &str, body: Value| -> (StatusCode, Value) {
+        app.post_json(&format!("/api/v1/runs/bulk?{query}"), body)
+            .await
+    };
+    let (status, counted) = bulk(
+        "workflow=flip&status=failed",
+        json!({ "action": "retry", "from": "failed", "dry_run": true }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{counted}");
+    assert_eq!(
+        (
+            counted["matched"].as_u64(),
+            counted["done"].as_array().map(Vec::len)
+        ),
+        (Some(3), Some(0))
+    );
+    // A run that arrives after the count is not retried.
+    let late = start("flip", json!({ "fail": true })).await;
+    app.follow(&late).await;
+    let (_, retried) = bulk(
+        &format!("workflow=flip&status=failed&until={}", counted["as_of"]),
+        json!({ "action": "retry", "from": "failed" }),
+    )
+    .await;
+    let mut done: Vec<String> = retried["done"]
+        .as_array()
+        .expect("done")
+        .iter()
+        .map(|d| d["run_id"].as_str().expect("id").to_string())
+        .collect();
+    done.sort();
+    failed.sort();
+    assert_eq!(done, failed, "{retried}");
+    for d in retried["done"].as_array().expect("done") {
+        let new_id = d["new_run_id"].as_str().expect("a new run");
+        let (_, run) = app.follow(new_id).await;
+        assert_eq!(
+            (&run["trigger"], &run["parent_run_id"]),
+            (&json!("retry"), &d["run_id"])
+        );
+    }
+
+    // Cancel without a status: only the running ones are touched, and they end cancelled.
+    let (_, counted) = bulk(
+        "workflow=flip",
+        json!({ "action": "cancel", "dry_run": true }),
+    )
+    .await;
+    assert_eq!(
+        counted["matched"], 0,
+        "finished runs are not cancelled: {counted}"
+    );
+    let (_, cancelled) = bulk("workflow=slow", json!({ "action": "cancel" })).await;
+    assert_eq!(cancelled["matched"], 2, "{cancelled}");
+    for id in &slow {
+        assert_eq!(app.follow(id).await.1["status"], "cancelled");
+    }
+
+    for (query, body, says) in [
+        (
+            "",
+            json!({ "action": "delete" }),
+            "not one of cancel, retry",
+        ),
+        (
+            "",
+            json!({ "action": "cancel", "from": "failed" }),
+            "only a retry",
+        ),
+        ("status=exploded", json!({ "action": "retry" }), "exploded"),
+    ] {
+        let (status, answer) = bulk(query, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} → {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(says),
+            "{answer}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_long_run_is_cancelled_from_the_api() {
     let app = TestApp::spawn().await;
