@@ -327,6 +327,9 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// A bulk action's answer, with which action it was (`retry`, `cancel`).
+type BulkAnswer = (&'static str, Result<BulkResult, AppError>);
+
 /// A bulk action's state on the monitor. It lives above the data, because the runs (and the
 /// view around them) are rebuilt on every live change: a count awaiting its yes survives that.
 #[derive(Clone, Copy)]
@@ -335,8 +338,8 @@ struct BulkUi {
     pending: RwSignal<Option<(&'static str, usize, i64)>>,
     note: RwSignal<Option<String>>,
     error: RwSignal<Option<(&'static str, AppError)>>,
-    count: Action<&'static str, (&'static str, Result<BulkResult, AppError>)>,
-    act: Action<(&'static str, i64), (&'static str, Result<BulkResult, AppError>)>,
+    count: Action<&'static str, BulkAnswer>,
+    act: Action<(&'static str, i64), BulkAnswer>,
 }
 
 impl BulkUi {
