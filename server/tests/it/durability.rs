@@ -365,26 +365,14 @@ async fn a_sigkill_between_a_failure_and_its_always_step(db: &str) {
             .unwrap_or(Value::Null)
     };
     // Killed once the failure is recorded and the clean-up has started.
-    loop {
-        let run: Value = client
-            .get(format!("{base}/api/v1/runs/{id}"))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+    common::wait_run(&client, &base, &id, |run| {
         assert!(
             run["status"] == "queued" || run["status"] == "running",
             "killed before the end: {run}"
         );
-        if step(&run, "broken")["status"] == "failed"
-            && step(&run, "cleanup")["status"] == "running"
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        step(run, "broken")["status"] == "failed" && step(run, "cleanup")["status"] == "running"
+    })
+    .await;
     let mut server = server;
     server.child.kill().expect("SIGKILL");
     server.child.wait().expect("reap");
