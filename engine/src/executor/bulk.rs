@@ -49,11 +49,18 @@ impl Engine {
         filter: &RunFilter,
         action: &BulkAction,
     ) -> Result<Vec<RunSummary>, EngineError> {
-        // Cancel looks only at queued and running runs: without a status filter, a scan of
-        // every finished run would find none to cancel.
+        // Each pass reads only statuses the action applies to: a scan that skipped runs it
+        // cannot act on (a million succeeded runs, for a retry of failures) would be unbounded.
         let statuses: Vec<Option<RunStatus>> = match (action, filter.status) {
+            (_, Some(s)) if !action.applies(s) => return Ok(Vec::new()),
             (_, Some(s)) => vec![Some(s)],
             (BulkAction::Cancel, None) => vec![Some(RunStatus::Queued), Some(RunStatus::Running)],
+            (BulkAction::Retry(RetryMode::FromFailed), None) => vec![
+                Some(RunStatus::Failed),
+                Some(RunStatus::Cancelled),
+                Some(RunStatus::TimedOut),
+            ],
+            // Every finished status: only the few runs still going are read and skipped.
             (BulkAction::Retry(_), None) => vec![None],
         };
         let mut out = Vec::new();

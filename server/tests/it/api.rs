@@ -888,6 +888,15 @@ async fn runs_selected_by_filters_are_counted_then_retried_or_cancelled_in_bulk(
         ),
         (Some(3), Some(0))
     );
+    let (_, none) = bulk(
+        "workflow=flip&status=succeeded",
+        json!({ "action": "retry", "from": "failed", "dry_run": true }),
+    )
+    .await;
+    assert_eq!(
+        none["matched"], 0,
+        "a succeeded run has no failure to retry: {none}"
+    );
     // A run that arrives after the count is not retried.
     let late = start("flip", json!({ "fail": true })).await;
     app.follow(&late).await;
