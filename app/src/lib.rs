@@ -14,6 +14,7 @@ pub mod charts;
 pub mod components;
 pub mod error;
 pub mod routes;
+pub mod run_form;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

@@ -21,7 +21,7 @@ test('sign in, manage users, tokens and secrets, sign out', async ({ page }, inf
   // An admin sees every action.
   await openHydrated(page, `${base}/workflows`);
   await expect(page.getByRole('link', { name: 'New workflow' })).toBeVisible();
-  await expect(page.getByRole('button', { name: 'Run hello' })).toBeVisible();
+  await expect(page.getByRole('link', { name: 'Run hello' })).toBeVisible();
 
   await openHydrated(page, `${base}/settings`);
   await expect(page.getByRole('heading', { name: 'Settings' })).toBeVisible();
@@ -72,9 +72,9 @@ test('sign in, manage users, tokens and secrets, sign out', async ({ page }, inf
   await openHydrated(page, `${base}/workflows`);
   await expect(page.getByRole('heading', { name: 'Workflows' })).toBeVisible();
   await expect(page.getByRole('link', { name: 'New workflow' })).toHaveCount(0);
-  await expect(page.getByRole('button', { name: 'Run hello' })).toHaveCount(0);
+  await expect(page.getByRole('link', { name: 'Run hello' })).toHaveCount(0);
   await openHydrated(page, `${base}/workflows/hello`);
   await expect(page.locator('#main').getByRole('link', { name: 'Runs', exact: true })).toBeVisible();
   await expect(page.getByRole('link', { name: 'Edit' })).toHaveCount(0);
-  await expect(page.getByRole('button', { name: 'Run with defaults' })).toHaveCount(0);
+  await expect(page.getByRole('button', { name: 'Run…' })).toHaveCount(0);
 });

@@ -56,9 +56,56 @@ test('a workflow page shows its definition and versions and starts a run', async
   await expect(page.getByRole('heading', { name: 'Hello, Flowscope', level: 1 })).toBeVisible();
   await expect(page.getByLabel('Workflow YAML')).toContainText('id: hello');
   await expect(page.getByRole('table', { name: 'Versions' }).getByRole('cell', { name: 'v1' })).toBeVisible();
-  await page.getByRole('button', { name: 'Run with defaults' }).click();
-  await expect(page.getByRole('status')).toContainText('Run queued:');
   await page.screenshot({ path: info.outputPath('workflow.png'), fullPage: true });
+  await page.getByRole('button', { name: 'Run…' }).click();
+  const form = page.getByRole('form', { name: 'Run inputs' });
+  await expect(form.getByLabel('who (string)')).toHaveValue('world');
+  await form.getByRole('button', { name: 'Run' }).click();
+  await expect(page).toHaveURL(/\/runs\//);
+  await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'succeeded');
+});
+
+test('the Run form has a widget per input type, says what is wrong where, and runs a chosen version', async ({ page, request }, info) => {
+  const tag = Math.random().toString(36).slice(2, 8);
+  const doc = (word: string) => `id: e2e-typed-${tag}
+name: Typed
+inputs:
+  count: { type: integer, default: 2 }
+  loud: { type: boolean, default: false }
+  names: { type: array, default: [ada] }
+steps:
+- id: say
+  agent: transform
+  with: { jq: '"${word} " + (.inputs.names | join(",")) + " x" + (.inputs.count | tostring) + (if .inputs.loud then "!" else "" end)' }
+`;
+  await createWorkflow(request, doc('hello'));
+  const updated = await request.put(`/api/v1/workflows/e2e-typed-${tag}`, {
+    data: doc('hi'), headers: { 'content-type': 'application/yaml' },
+  });
+  expect(updated.status(), await updated.text()).toBe(200);
+  await openHydrated(page, `/workflows/e2e-typed-${tag}?run`);
+  const form = page.getByRole('form', { name: 'Run inputs' });
+  await expect(form.getByLabel('count (integer)')).toHaveValue('2');
+  await expect(form.getByLabel('loud (boolean)')).not.toBeChecked();
+  await expect(form.getByLabel('names (array)')).toHaveValue(/"ada"/);
+  // Wrong text: each field says what is wrong with it, and nothing starts.
+  await form.getByLabel('count (integer)').fill('2.5');
+  await form.getByLabel('names (array)').fill('{"not": "a list"}');
+  await form.getByRole('button', { name: 'Run' }).click();
+  await expect(form.locator('#run-input-count-error')).toHaveText('expected a whole number');
+  await expect(form.locator('#run-input-names-error')).toHaveText('expected a JSON list');
+  await page.screenshot({ path: info.outputPath('run-form.png'), fullPage: true });
+  await expect(page).toHaveURL(/\/workflows\//);
+  await form.getByLabel('count (integer)').fill('3');
+  await form.getByLabel('names (array)').fill('["ada", "bob"]');
+  await form.getByLabel('loud (boolean)').check();
+  await form.getByLabel('Version').selectOption('1');
+  await form.getByRole('button', { name: 'Run' }).click();
+  await expect(page).toHaveURL(/\/runs\//);
+  await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'succeeded');
+  await expect(page.locator('.facts')).toContainText('v1');
+  await page.locator('#step-say > summary').click();
+  await expect(page.locator('#step-say')).toContainText('hello ada,bob x3!');
 });
 
 test('an unknown workflow is a 404 with a readable message', async ({ page }) => {
@@ -69,7 +116,9 @@ test('an unknown workflow is a 404 with a readable message', async ({ page }) =>
 
 test('the list starts a run, then shows its outcome and stats', async ({ page }) => {
   await openHydrated(page, '/workflows');
-  await page.getByRole('button', { name: 'Run hello' }).click();
+  await page.getByRole('link', { name: 'Run hello' }).click();
+  await expect(page).toHaveURL(/\/workflows\/hello\?run/);
+  await page.getByRole('form', { name: 'Run inputs' }).getByRole('button', { name: 'Run' }).click();
   await expect(page).toHaveURL(/\/runs\//);
   await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'succeeded');
   await openHydrated(page, '/workflows');
@@ -107,11 +156,12 @@ steps:
   agent: simulate
 `);
   await openHydrated(page, `/workflows?q=${id}`);
-  await page.getByRole('button', { name: `Run ${id}` }).click();
-  const alert = page.getByRole('alert');
-  await expect(alert).toContainText('Could not start the run:');
-  await expect(alert).toContainText('who');
-  await expect(alert).not.toContainText('Could not load');
+  await page.getByRole('link', { name: `Run ${id}` }).click();
+  const form = page.getByRole('form', { name: 'Run inputs' });
+  await form.getByRole('button', { name: 'Run' }).click();
+  // The server's refusal lands under the field it names.
+  await expect(form.locator('#run-input-who-error')).toContainText(/required|missing/);
+  await expect(page.getByText('Could not load')).toHaveCount(0);
   await expect(page).toHaveURL(/\/workflows/);
 });
 

@@ -88,16 +88,16 @@ fn run() -> Result<()> {
         config.site_root = root;
     }
     let started = std::time::Instant::now();
+    let rustflags = rustflags(release);
+    let server = compile_server(workspace, release, &rustflags)?;
+    let wasm = compile_wasm(&config, workspace, release, &rustflags)?;
+    // Compiled: only now is the old site replaced (a failed build leaves it serving). A fresh
+    // pkg folder: chunks and compressed copies of an older build must not linger.
     let pkg = config.site_root.join(&config.pkg_dir);
-    // A fresh pkg folder: chunks and compressed copies of an older build must not linger.
     if pkg.exists() {
         std::fs::remove_dir_all(&pkg).with_context(|| format!("clearing {}", pkg.display()))?;
     }
     std::fs::create_dir_all(&pkg).with_context(|| format!("creating {}", pkg.display()))?;
-
-    let rustflags = rustflags(release);
-    let server = compile_server(workspace, release, &rustflags)?;
-    let wasm = compile_wasm(&config, workspace, release, &rustflags)?;
     let main_wasm = split(&config, &wasm, &pkg)?;
     bindgen(&config, &main_wasm, &pkg)?;
     if release {

@@ -11,12 +11,10 @@
 
 use engine::catalog::{self, FieldSpec, FieldType};
 use engine::layout::{layout, NODE_H, NODE_W};
-use engine::model::{
-    parse_def, to_yaml, InputType, Problem, RetryDef, StepDef, Workflow, WorkflowDef,
-};
+use engine::model::{parse_def, to_yaml, Problem, RetryDef, StepDef, Workflow, WorkflowDef};
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_navigate, use_params_map};
+use leptos_router::hooks::use_params_map;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -802,75 +800,16 @@ fn WithField(step: String, spec: FieldSpec, value: Option<Value>) -> impl IntoVi
     }
 }
 
-/// Asks for the workflow's inputs (typed, with defaults), starts a run and opens it.
+/// The Run form of the saved workflow, with the inputs the document declares.
 #[component]
 fn RunForm(workflow_id: String) -> impl IntoView {
     let doc = expect_context::<Doc>();
     let inputs = doc
         .def
         .get_untracked()
-        .map(|d| d.inputs)
+        .map(|d| d.inputs.into_iter().collect())
         .unwrap_or_default();
-    let values = RwSignal::new(
-        inputs
-            .iter()
-            .map(|(k, i)| {
-                (
-                    k.clone(),
-                    i.default
-                        .as_ref()
-                        .map(|v| field_text(FieldType::Json, Some(v)))
-                        .unwrap_or_default(),
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
-    let types: Vec<(String, InputType)> = inputs.iter().map(|(k, i)| (k.clone(), i.ty)).collect();
-    let run = ServerAction::<super::workflows::TriggerRun>::new();
-    let navigate = use_navigate();
-    Effect::new(move |_| {
-        if let Some(Ok(run_id)) = run.value().get() {
-            navigate(&format!("/runs/{run_id}"), Default::default());
-        }
-    });
-    let wf = StoredValue::new(workflow_id);
-    let start = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let mut object = Map::new();
-        for ((name, text), (_, ty)) in values.get_untracked().into_iter().zip(&types) {
-            if text.trim().is_empty() {
-                continue;
-            }
-            let v = match ty {
-                InputType::String => Value::String(text),
-                _ => serde_json::from_str(&text).unwrap_or(Value::String(text)),
-            };
-            object.insert(name, v);
-        }
-        run.dispatch(super::workflows::TriggerRun {
-            workflow_id: wf.get_value(),
-            inputs_json: Value::Object(object).to_string(),
-        });
-    };
-    view! {
-        <form class="panel run-form" on:submit=start aria-label="Run inputs">
-            <h2>"Run it"</h2>
-            {inputs.iter().enumerate().map(|(i, (name, def))| view! {
-                <label class="field">
-                    <span>{format!("{name} ({})", def.ty.as_str())}</span>
-                    <input type="text" name=name.clone()
-                        prop:value=move || values.with(|v| v[i].1.clone())
-                        on:input=move |ev| { let t = event_target_value(&ev); values.update(|v| v[i].1 = t) }/>
-                    {def.description.clone().map(|d| view! { <small class="muted">{d}</small> })}
-                </label>
-            }).collect_view()}
-            <button class="button" type="submit" disabled=move || run.pending().get()>"Run"</button>
-            {move || match run.value().get() {
-                Some(Err(e)) => Some(view! { <ErrorNote error=e lead="Could not start the run"/> }),
-                _ => None,
-            }}
-        </form>
-    }
+    view! { <crate::run_form::RunForm workflow_id=workflow_id inputs=inputs/> }
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub struct WorkflowPageData {
     /// Secrets the latest version reads that are not set: its steps that read them fail.
     #[serde(default)]
     pub missing_secrets: Vec<String>,
+    /// The latest version's declared inputs, in order: the Run form's fields.
+    #[serde(default)]
+    pub inputs: Vec<(String, engine::model::InputDef)>,
 }
 
 /// One trigger of the latest version.
@@ -167,6 +170,13 @@ pub async fn get_workflow(id: String) -> Result<WorkflowPageData, AppError> {
         versions,
         missing_secrets,
         triggers: trigger_views(&latest.workflow, now),
+        inputs: latest
+            .workflow
+            .def()
+            .inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         source: latest.source,
         runs,
         stats,
@@ -202,13 +212,24 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
         charts,
         triggers,
         missing_secrets,
+        inputs,
     } = data;
+    // `?run` (the list's Run button) opens the Run form.
+    let asked = leptos_router::hooks::use_query_map().with_untracked(|q| q.get("run").is_some());
+    let running = RwSignal::new(asked);
+    let form = {
+        let (id, versions) = (
+            summary.id.clone(),
+            versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        );
+        view! { <crate::run_form::RunForm workflow_id=id inputs=inputs versions=versions/> }
+            .into_any()
+    };
     // Erased views keep the page's type shallow enough for the compiler's depth limit.
     let triggers = view! { <Triggers triggers=triggers/> }.into_any();
     let charts = view! { <Charts stats=stats charts=charts/> }.into_any();
     let recent = view! { <RecentRuns runs=runs workflow_id=summary.id.clone()/> }.into_any();
     let diff = view! { <VersionDiff workflow_id=summary.id.clone() versions=versions.iter().map(|v| v.version).collect()/> }.into_any();
-    let run = ServerAction::<super::workflows::TriggerRun>::new();
     let workflow_id = StoredValue::new(summary.id.clone());
     view! {
         <Title text=summary.name.clone()/>
@@ -224,27 +245,14 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                     </IfRole>
                     <a class="button secondary" href=format!("/runs?workflow={}", workflow_id.get_value())>"Runs"</a>
                     <IfRole role=Role::Operator>
-                        <ActionForm action=run>
-                            <input type="hidden" name="workflow_id" value=workflow_id.get_value()/>
-                            <input type="hidden" name="inputs_json" value=""/>
-                            <button class="button" type="submit">"Run with defaults"</button>
-                        </ActionForm>
+                        <button class="button" aria-expanded=move || running.get().to_string()
+                            on:click=move |_| running.update(|r| *r = !*r)>"Run…"</button>
                     </IfRole>
                 </div>
             </header>
+            <div class="run-form-slot" hidden=move || !running.get()>{form}</div>
             {summary.description.clone().map(|d| view! { <p class="muted">{d}</p> })}
             {(!missing_secrets.is_empty()).then(|| view! { <MissingSecrets names=missing_secrets/> })}
-            <p role="status" aria-live="polite">
-                {move || match run.value().get() {
-                    None => None,
-                    Some(Ok(run_id)) => Some(view! {
-                        <span>"Run queued: "
-                            <a class="mono" href=format!("/runs/{run_id}")>{run_id.clone()}</a>
-                        </span>
-                    }.into_any()),
-                    Some(Err(e)) => Some(view! { <ErrorNote error=e lead="Could not start the run"/> }.into_any()),
-                }}
-            </p>
             {triggers}
             {charts}
             {recent}

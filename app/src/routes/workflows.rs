@@ -100,10 +100,14 @@ fn list_href(query: &str, page: usize) -> String {
     }
 }
 
-/// Starts a run ("manual" trigger) with inputs given as a JSON object text; missing inputs
-/// take their defaults. Returns the new run's id.
+/// Starts a run ("manual" trigger) of `version` (latest when absent) with inputs given as a
+/// JSON object text; missing inputs take their defaults. Returns the new run's id.
 #[server(endpoint = "trigger_run")]
-pub async fn trigger_run(workflow_id: String, inputs_json: String) -> Result<String, AppError> {
+pub async fn trigger_run(
+    workflow_id: String,
+    inputs_json: String,
+    #[server(default)] version: Option<i64>,
+) -> Result<String, AppError> {
     crate::auth::require(engine::access::Action::Operate)?;
     use engine::executor::{Engine, EngineError, TriggerRequest};
     let inputs = if inputs_json.trim().is_empty() {
@@ -115,6 +119,7 @@ pub async fn trigger_run(workflow_id: String, inputs_json: String) -> Result<Str
     let engine = expect_context::<Engine>();
     let request = TriggerRequest {
         workflow_id,
+        version,
         inputs,
         trigger: "manual".into(),
         actor: crate::auth::current().and_then(|p| p.actor()),
@@ -306,31 +311,17 @@ fn WorkflowTable(list: WorkflowList, query: String) -> impl IntoView {
     .into_any()
 }
 
-/// Starts a run with the defaults and opens it.
+/// Opens the workflow's Run form (its inputs, defaults filled).
 #[component]
 fn RunButton(workflow_id: String) -> impl IntoView {
-    let run = ServerAction::<TriggerRun>::new();
-    let navigate = leptos_router::hooks::use_navigate();
-    Effect::new(move |_| {
-        if let Some(Ok(id)) = run.value().get() {
-            navigate(&format!("/runs/{id}"), Default::default());
-        }
-    });
     let label = format!("Run {workflow_id}");
+    let href = format!("/workflows/{workflow_id}?run");
     // Copied into the role check's children, which may render more than once.
-    let (workflow_id, label) = (StoredValue::new(workflow_id), StoredValue::new(label));
+    let (href, label) = (StoredValue::new(href), StoredValue::new(label));
     view! {
         <IfRole role=Role::Operator>
-            <ActionForm action=run>
-                <input type="hidden" name="workflow_id" value=workflow_id.get_value()/>
-                <input type="hidden" name="inputs_json" value=""/>
-                <button class="button secondary small" type="submit" aria-label=label.get_value()>"Run"</button>
-            </ActionForm>
+            <a class="button secondary small" href=href.get_value() aria-label=label.get_value()>"Run…"</a>
         </IfRole>
-        {move || match run.value().get() {
-            Some(Err(e)) => Some(view! { <ErrorNote error=e lead="Could not start the run"/> }),
-            _ => None,
-        }}
     }
 }
 
