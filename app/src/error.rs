@@ -14,6 +14,10 @@ pub enum AppError {
     /// The request was understood but is not acceptable; the message says why.
     #[error("{0}")]
     Invalid(String),
+    /// What is wrong with the request's values (a document, a run's inputs), each at its path
+    /// (`inputs.who`): a form can put each under its field.
+    #[error("{}", join_problems(.0))]
+    Problems(Vec<engine::model::Problem>),
     /// The caller is not signed in, or their role does not allow this.
     #[error("{0}")]
     Denied(String),
@@ -25,6 +29,33 @@ pub enum AppError {
     /// The call did not reach the server or its answer could not be read.
     #[error("could not reach the server: {0}")]
     Transport(String),
+}
+
+/// The engine's refusals, in its own words (a person can act on them); its failures, logged
+/// here and answered as [`AppError::Internal`].
+#[cfg(feature = "ssr")]
+impl From<engine::executor::EngineError> for AppError {
+    fn from(e: engine::executor::EngineError) -> Self {
+        use engine::executor::EngineError as E;
+        match e {
+            E::Store(e) => e.into(),
+            E::InvalidInputs(problems) => AppError::Problems(problems),
+            E::Journal(m) => {
+                leptos::logging::error!("run action failed: {m}");
+                AppError::Internal
+            }
+            other => AppError::Invalid(other.to_string()),
+        }
+    }
+}
+
+/// `inputs.who: expected string; inputs.n: is required`.
+fn join_problems(problems: &[engine::model::Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl FromServerFnError for AppError {

@@ -2,7 +2,7 @@
 //! checkbox for a boolean, JSON for an object or a list), defaults filled, each field's
 //! problem under it, and where versions are known a choice of which to run.
 
-use engine::model::{InputDef, InputType};
+use engine::model::{InputDef, InputType, Problem};
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 use serde_json::{Map, Value};
@@ -59,23 +59,25 @@ fn initial_text(def: &InputDef) -> String {
     }
 }
 
-/// Sorts the server's refusal (`inputs.who: expected string; …`) onto the fields it names;
-/// what names no field is returned whole.
-fn by_field(names: &[String], message: &str) -> (Vec<Option<String>>, Option<String>) {
+/// Sorts the server's problems onto the fields they name (`inputs.who`, `inputs.who[0]`);
+/// the ones that name no field are returned together.
+fn by_field(names: &[String], problems: Vec<Problem>) -> (Vec<Option<String>>, Vec<Problem>) {
     let mut fields = vec![None::<String>; names.len()];
     let mut rest = Vec::new();
-    for part in message.split("; ") {
+    for problem in problems {
         let at = names.iter().position(|n| {
-            part.strip_prefix("inputs.")
+            problem
+                .path
+                .strip_prefix("inputs.")
                 .and_then(|p| p.strip_prefix(n.as_str()))
-                .is_some_and(|p| p.starts_with(':') || p.starts_with('.') || p.starts_with('['))
+                .is_some_and(|p| p.is_empty() || p.starts_with('.') || p.starts_with('['))
         });
         match at {
-            Some(i) => fields[i] = Some(part.split_once(": ").map_or(part, |(_, m)| m).to_string()),
-            None => rest.push(part),
+            Some(i) => fields[i] = Some(problem.message),
+            None => rest.push(problem),
         }
     }
-    (fields, (!rest.is_empty()).then(|| rest.join("; ")))
+    (fields, rest)
 }
 
 /// Asks for the workflow's inputs, starts a run (of `versions`' choice, latest by default)
@@ -104,10 +106,10 @@ pub fn RunForm(
     let field_names = StoredValue::new(names.clone());
     Effect::new(move |_| match run.value().get() {
         Some(Ok(run_id)) => navigate(&format!("/runs/{run_id}"), Default::default()),
-        Some(Err(AppError::Invalid(message))) => {
-            let (fields, rest) = by_field(&field_names.get_value(), &message);
+        Some(Err(AppError::Problems(problems))) => {
+            let (fields, rest) = by_field(&field_names.get_value(), problems);
             errors.set(fields);
-            general.set(rest.map(AppError::Invalid));
+            general.set((!rest.is_empty()).then_some(AppError::Problems(rest)));
         }
         Some(Err(e)) => general.set(Some(e)),
         None => {}
@@ -251,12 +253,15 @@ mod tests {
         let names = vec!["who".to_string(), "whom".to_string()];
         let (fields, rest) = by_field(
             &names,
-            "inputs.whom: expected string, found a number; inputs: unknown input \"x\"",
+            vec![
+                Problem::new("inputs.whom", "expected string, found a number"),
+                Problem::new("inputs", "unknown input \"x\""),
+            ],
         );
         assert_eq!(
             fields,
             vec![None, Some("expected string, found a number".to_string())]
         );
-        assert_eq!(rest.as_deref(), Some("inputs: unknown input \"x\""));
+        assert_eq!(rest, vec![Problem::new("inputs", "unknown input \"x\"")]);
     }
 }

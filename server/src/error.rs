@@ -159,7 +159,7 @@ pub async fn server_fn_status(
     use app::error::AppError;
     parts.status = match serde_json::from_slice::<AppError>(&bytes) {
         Ok(AppError::NotFound(_)) => StatusCode::NOT_FOUND,
-        Ok(AppError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+        Ok(AppError::Invalid(_) | AppError::Problems(_)) => StatusCode::UNPROCESSABLE_ENTITY,
         Ok(AppError::Denied(_)) => StatusCode::FORBIDDEN,
         // Arguments that did not decode: the request was malformed.
         Ok(AppError::Transport(_)) => StatusCode::BAD_REQUEST,

@@ -32,15 +32,7 @@ pub struct Saved {
 #[server(endpoint = "save_workflow")]
 pub async fn save_workflow(original: String, source: String) -> Result<Saved, AppError> {
     crate::auth::require(engine::access::Action::Edit)?;
-    let workflow = Workflow::parse(&source).map_err(|problems| {
-        AppError::Invalid(
-            problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
+    let workflow = Workflow::parse(&source).map_err(AppError::Problems)?;
     if !original.is_empty() && workflow.id() != original {
         return Err(AppError::Invalid(format!(
             "id: this editor saves \"{original}\"; to make a new workflow, use New workflow"

@@ -168,16 +168,10 @@ pub async fn bulk_runs(
     until: Option<i64>,
 ) -> Result<BulkResult, AppError> {
     crate::auth::require(engine::access::Action::Operate)?;
-    use engine::executor::{BulkAction, Engine, RetryMode};
-    let action = match action.as_str() {
-        "retry" => BulkAction::Retry(RetryMode::FromFailed),
-        "cancel" => BulkAction::Cancel,
-        other => {
-            return Err(AppError::Invalid(format!(
-                "unknown bulk action \"{other}\""
-            )))
-        }
-    };
+    use engine::executor::{BulkAction, Engine};
+    // The monitor's retry is from each run's failed steps.
+    let from = (action == "retry").then(|| "failed".to_string());
+    let action = BulkAction::from_request(&action, from).map_err(AppError::Invalid)?;
     let engine = expect_context::<Engine>();
     let now = engine::store::now_ms();
     let mut filter = filter_of(
@@ -190,15 +184,11 @@ pub async fn bulk_runs(
     if let Some(until) = until {
         filter.until = Some(filter.until.map_or(until, |u| u.min(until)));
     }
-    let refusal = |e: engine::executor::EngineError| match e {
-        engine::executor::EngineError::Store(e) => AppError::from(e),
-        other => AppError::Invalid(other.to_string()),
-    };
     if dry_run {
         let matched = engine
             .bulk_targets(&filter, &action)
             .await
-            .map_err(refusal)?
+            .map_err(AppError::from)?
             .len();
         return Ok(BulkResult {
             matched,
@@ -210,7 +200,7 @@ pub async fn bulk_runs(
     let outcome = engine
         .bulk(&filter, &action, actor)
         .await
-        .map_err(refusal)?;
+        .map_err(AppError::from)?;
     Ok(BulkResult {
         matched: outcome.done.len() + outcome.refused.len(),
         as_of: now,

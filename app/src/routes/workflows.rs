@@ -127,13 +127,7 @@ pub async fn trigger_run(
     };
     match engine.trigger(request).await {
         Ok(run) => Ok(run.id),
-        Err(EngineError::InvalidInputs(problems)) => Err(AppError::Invalid(
-            problems
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        )),
+        Err(EngineError::InvalidInputs(problems)) => Err(AppError::Problems(problems)),
         Err(EngineError::Store(e)) => Err(e.into()),
         Err(e) => {
             leptos::logging::error!("trigger failed: {e}");

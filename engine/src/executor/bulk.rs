@@ -20,6 +20,17 @@ pub enum BulkAction {
 }
 
 impl BulkAction {
+    /// The action a request names: `cancel`, or `retry` with `from` as a single retry takes it
+    /// (`failed`, a step id, or nothing for whole). The error says what is wrong.
+    pub fn from_request(action: &str, from: Option<String>) -> Result<BulkAction, String> {
+        match action {
+            "cancel" if from.is_none() => Ok(BulkAction::Cancel),
+            "cancel" => Err("from: only a retry starts from a step".into()),
+            "retry" => Ok(BulkAction::Retry(RetryMode::from_request(from))),
+            other => Err(format!("action: \"{other}\" is not one of cancel, retry")),
+        }
+    }
+
     /// Whether the action applies to a run in `status`.
     fn applies(&self, status: RunStatus) -> bool {
         match self {

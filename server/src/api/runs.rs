@@ -410,20 +410,7 @@ async fn bulk(
     body: Bytes,
 ) -> Result<Json<BulkAnswer>, ApiError> {
     let body: BulkBody = json_body(&headers, &body)?;
-    let action = match body.action.as_str() {
-        "cancel" if body.from.is_none() => BulkAction::Cancel,
-        "cancel" => {
-            return Err(ApiError::BadRequest(
-                "from: only a retry starts from a step".into(),
-            ))
-        }
-        "retry" => BulkAction::Retry(RetryMode::from_request(body.from)),
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "action: \"{other}\" is not one of cancel, retry"
-            )))
-        }
-    };
+    let action = BulkAction::from_request(&body.action, body.from).map_err(ApiError::BadRequest)?;
     let filter = q.filter()?;
     let as_of = engine::store::now_ms();
     if body.dry_run {

@@ -20,7 +20,6 @@ pub(super) fn RunActions(
     let run_id = StoredValue::new(run_id);
     let finished = status.is_finished();
     // Any finished run, succeeded included, can run again.
-    let retryable = finished;
     let again = if status == RunStatus::Succeeded {
         "Run again"
     } else {
@@ -40,9 +39,9 @@ pub(super) fn RunActions(
             <IfRole role=Role::Operator>
                 <Show when=move || !whole_run()>
                     {(!finished).then(|| view! { <button class="button danger" on:click=ask(Pending::Cancel)>"Cancel run"</button> })}
-                    {retryable.then(|| view! { <button class="button secondary" on:click=ask(Pending::RetryWhole)>{again}</button> })}
-                    {retryable.then(|| view! { <button class="button secondary" on:click=ask(Pending::RetryChanged(inputs.get_value(), false))>"Change inputs…"</button> })}
-                    {(retryable && failed_steps).then(|| {
+                    {finished.then(|| view! { <button class="button secondary" on:click=ask(Pending::RetryWhole)>{again}</button> })}
+                    {finished.then(|| view! { <button class="button secondary" on:click=ask(Pending::RetryChanged(inputs.get_value(), false))>"Change inputs…"</button> })}
+                    {(finished && failed_steps).then(|| {
                         // The same retry either way: what succeeded is reused.
                         let label = if status == RunStatus::Failed { "Retry from failed step" } else { "Resume where it stopped" };
                         view! { <button class="button" on:click=ask(Pending::RetryFailed)>{label}</button> }

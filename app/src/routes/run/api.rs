@@ -159,7 +159,7 @@ pub(super) fn shorten_value(v: &mut Option<Value>, max: usize, whole: &str) -> u
 pub async fn cancel_run(id: String) -> Result<(), AppError> {
     crate::auth::require(engine::access::Action::Operate)?;
     let engine = expect_context::<engine::executor::Engine>();
-    engine.cancel(&id).await.map_err(engine_error)
+    engine.cancel(&id).await.map_err(AppError::from)
 }
 
 /// Starts a new run from this one: `mode` is `whole`, `failed` (reuse what succeeded) or
@@ -179,7 +179,7 @@ pub async fn retry_run(id: String, mode: String, step: Option<String>) -> Result
         .retry_as(&id, mode, crate::auth::current().and_then(|p| p.actor()))
         .await
         .map(|r| r.id)
-        .map_err(engine_error)
+        .map_err(AppError::from)
 }
 
 /// Starts a new run of this one's workflow, whole, with `inputs_json` (a JSON object; declared
@@ -208,27 +208,5 @@ pub async fn retry_changed_run(
         )
         .await
         .map(|r| r.id)
-        .map_err(engine_error)
-}
-
-#[cfg(feature = "ssr")]
-pub(super) fn engine_error(e: engine::executor::EngineError) -> AppError {
-    use engine::executor::EngineError as E;
-    match e {
-        E::Store(e) => e.into(),
-        // Each problem with its path: `inputs.who: expected a string`.
-        E::InvalidInputs(problems) => AppError::Invalid(
-            problems
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-        E::Journal(m) => {
-            leptos::logging::error!("run action failed: {m}");
-            AppError::Internal
-        }
-        // The rest are refusals the user can act on, best said in the engine's own words.
-        other => AppError::Invalid(other.to_string()),
-    }
+        .map_err(AppError::from)
 }

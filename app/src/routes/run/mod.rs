@@ -190,7 +190,6 @@ fn RunView(data: RunPageData) -> impl IntoView {
         </section>
     }
     .into_any();
-    let retryable = finished;
     let step_panels = steps
         .iter()
         .map(|s| {
@@ -199,7 +198,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
             // The latest attempt's span is the one selected in the trace.
             let href = trace_href(attempts.last().and_then(|a| a.span_id.as_deref()));
             let items = detail.items.iter().find(|c| c.step_id == s.id).cloned();
-            view! { <StepPanel info=s.clone() record=record attempts=attempts items=items run_id=run.id.clone() retryable=retryable trace_href=href/> }.into_any()
+            view! { <StepPanel info=s.clone() record=record attempts=attempts items=items run_id=run.id.clone() retryable=finished trace_href=href/> }.into_any()
         })
         .collect::<Vec<_>>();
     view! {
