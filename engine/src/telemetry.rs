@@ -261,9 +261,31 @@ impl Metrics {
         &self.registry
     }
 
-    /// Creates a run's outcome series at zero when it starts. Prometheus' `rate()` cannot see
-    /// the first increment of a series it has never scraped, so without this a workflow's first
-    /// failure would be invisible to the SLO alerts.
+    /// Creates the outcome series of every trigger that can start `workflow` at zero: the UI
+    /// (`manual`), the API, retries, and its cron and webhook triggers if it declares them.
+    /// Prometheus' `rate()` cannot see the first increment of a series it has never scraped,
+    /// so a workflow's first failures would otherwise be invisible to the SLO alerts if they
+    /// came between two scrapes. Called at start and at each scrape, for every workflow.
+    pub fn expect_workflow(&self, workflow: &crate::model::Workflow) {
+        use crate::model::TriggerDef;
+        let triggers = &workflow.def().triggers;
+        let cron = triggers.iter().any(|t| matches!(t, TriggerDef::Cron(_)));
+        let webhook = triggers.iter().any(|t| matches!(t, TriggerDef::Webhook(_)));
+        for (trigger, declared) in [
+            ("manual", true),
+            ("api", true),
+            ("retry", true),
+            ("cron", cron),
+            ("webhook", webhook),
+        ] {
+            if declared {
+                self.expect_run(workflow.id(), trigger);
+            }
+        }
+    }
+
+    /// Creates a run's outcome series at zero when it starts (its trigger may be one
+    /// [`Metrics::expect_workflow`] did not foresee: an alert's).
     pub fn expect_run(&self, workflow: &str, trigger: &str) {
         for status in ["succeeded", "failed", "timed_out", "cancelled"] {
             let labels = RunLabels {

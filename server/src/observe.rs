@@ -75,6 +75,11 @@ pub fn router(engine: Engine, server: Arc<ServerMetrics>) -> Router {
 }
 
 async fn metrics(State((engine, server)): State<(Engine, Arc<ServerMetrics>)>) -> Response {
+    // Workflows saved since the last scrape, here or on another replica, get their series at
+    // zero now, before any of their runs can end (see `Metrics::expect_workflow`).
+    if let Err(e) = engine.expect_workflow_series().await {
+        tracing::warn!(error = %e, "cannot create the workflows' metric series");
+    }
     let mut text = String::with_capacity(24 * 1024);
     // Writing to a String cannot fail.
     let _ =

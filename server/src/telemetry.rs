@@ -115,7 +115,19 @@ impl Telemetry {
                 .with_location(false)
                 .with_threads(false)
                 .with_target(false)
-                .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+                .with_filter(
+                    tracing_subscriber::filter::LevelFilter::INFO.and(
+                        // A store operation is traced as part of what asked for it (a request, a
+                        // run): alone (a heartbeat, a scheduler tick) it would be a trace of one
+                        // span every few seconds. (No level of its own: the hint says so.)
+                        tracing_subscriber::filter::DynFilterFn::new(|meta, cx| {
+                            !(meta.is_span()
+                                && meta.name() == "db.query"
+                                && cx.lookup_current().is_none())
+                        })
+                        .with_max_level_hint(tracing_subscriber::filter::LevelFilter::TRACE),
+                    ),
+                )
         });
         // Logs go to stderr: stdout is for what a command prints (`bench` children's JSON).
         let console = tracing_subscriber::fmt::layer()

@@ -318,6 +318,9 @@ impl Engine {
                     .map(|u| u.trim_end_matches('/').to_string()),
             }),
         };
+        if let Err(e) = engine.expect_workflow_series().await {
+            tracing::warn!(error = %e, "cannot create the workflows' metric series yet");
+        }
         if let Err(e) = engine.reload_secrets().await {
             tracing::error!(error = %e, "stored secrets are unavailable until this is fixed");
         }
@@ -604,6 +607,20 @@ impl Engine {
     /// The metric registry `/metrics` serves.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    /// Creates the outcome series of every stored workflow at zero (see
+    /// [`Metrics::expect_workflow`]): at start, and before each scrape, so that a workflow saved
+    /// on any replica has its series on every process before its runs end. One query, and the
+    /// versions it has not parsed yet.
+    pub async fn expect_workflow_series(&self) -> Result<(), EngineError> {
+        for summary in self.inner.store.list_workflows(false).await? {
+            // A version that no longer parses has its series made by its runs, as before.
+            if let Ok(workflow) = self.workflow(&summary.id, summary.latest_version).await {
+                self.inner.metrics.expect_workflow(&workflow);
+            }
+        }
+        Ok(())
     }
 
     /// The workflow of a run's pinned version, from cache or the store.

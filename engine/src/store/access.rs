@@ -41,8 +41,12 @@ fn last_admin() -> StoreError {
     StoreError::Refused("this is the last admin: make another user admin first".into())
 }
 
+/// `(id, name, role, last_used_at)` of an API token.
+pub type TokenHolder = (i64, String, Role, Option<i64>);
+
 impl Store {
     /// How many users there are (none: the set-up page is open).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT users", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "users"))]
     pub async fn count_users(&self) -> Result<i64, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users").fetch_one(pool).await?
@@ -50,6 +54,7 @@ impl Store {
     }
 
     /// Creates a user; a taken name is [`StoreError::Refused`].
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "INSERT users", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "INSERT", db.collection.name = "users"))]
     pub async fn create_user(
         &self,
         name: &str,
@@ -80,6 +85,7 @@ impl Store {
 
     /// Creates the first user, an admin, only while there is no user at all (first-run
     /// set-up); `false` when someone was first.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "INSERT users", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "INSERT", db.collection.name = "users"))]
     pub async fn create_first_admin(
         &self,
         name: &str,
@@ -102,6 +108,7 @@ impl Store {
     }
 
     /// The user with this sign-in name.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT users", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "users"))]
     pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as("SELECT id, name, password_hash, role FROM users WHERE name = $1")
@@ -112,6 +119,7 @@ impl Store {
     }
 
     /// Every user, by name.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT users", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "users"))]
     pub async fn users(&self) -> Result<Vec<UserInfo>, StoreError> {
         let rows: Vec<(i64, String, String, i64)> = on_pool!(self, pool => {
             sqlx::query_as("SELECT id, name, role, created_at FROM users ORDER BY name")
@@ -131,6 +139,7 @@ impl Store {
     }
 
     /// Changes a user's role; the last admin cannot be demoted.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE users", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "users"))]
     pub async fn set_user_role(&self, id: i64, new: Role) -> Result<(), StoreError> {
         let changed = on_pool!(self, pool => {
             sqlx::query(
@@ -151,6 +160,7 @@ impl Store {
     }
 
     /// Sets a new password and signs the user out everywhere.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE users", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "users"))]
     pub async fn set_user_password(&self, id: i64, password_hash: &str) -> Result<(), StoreError> {
         let changed = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -172,6 +182,7 @@ impl Store {
     }
 
     /// Deletes a user (and so their sessions); the last admin cannot be deleted.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "DELETE users", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "DELETE", db.collection.name = "users"))]
     pub async fn delete_user(&self, id: i64) -> Result<(), StoreError> {
         let deleted = on_pool!(self, pool => {
             sqlx::query(
@@ -201,6 +212,7 @@ impl Store {
     }
 
     /// Stores a session (the SHA-256 of its cookie) for a user.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "INSERT sessions", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "INSERT", db.collection.name = "sessions"))]
     pub async fn create_session(
         &self,
         token_hash: &str,
@@ -222,6 +234,7 @@ impl Store {
 
     /// The user name and role behind a live session, and when it was last used: a session
     /// lives until `expires_at` and while it was used after `idle_since`.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT sessions", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "sessions"))]
     pub async fn session_user(
         &self,
         token_hash: &str,
@@ -246,6 +259,7 @@ impl Store {
     }
 
     /// Records that a session was used at `now` (keeps it from idling out).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE sessions", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "sessions"))]
     pub async fn touch_session(&self, token_hash: &str, now: i64) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query("UPDATE sessions SET seen_at = $2 WHERE token_hash = $1")
@@ -258,6 +272,7 @@ impl Store {
     }
 
     /// Ends a session (sign-out).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "DELETE sessions", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "DELETE", db.collection.name = "sessions"))]
     pub async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query("DELETE FROM sessions WHERE token_hash = $1 OR expires_at < $2")
@@ -270,6 +285,7 @@ impl Store {
     }
 
     /// Stores an API token (the SHA-256 of its value); returns its id.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "INSERT api_tokens", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "INSERT", db.collection.name = "api_tokens"))]
     pub async fn create_token(
         &self,
         name: &str,
@@ -293,10 +309,8 @@ impl Store {
     }
 
     /// `(id, name, role, last_used_at)` of a token that is not revoked.
-    pub async fn token_by_hash(
-        &self,
-        token_hash: &str,
-    ) -> Result<Option<(i64, String, Role, Option<i64>)>, StoreError> {
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT api_tokens", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "api_tokens"))]
+    pub async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenHolder>, StoreError> {
         let row: Option<(i64, String, String, Option<i64>)> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT id, name, role, last_used_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
@@ -310,6 +324,7 @@ impl Store {
     }
 
     /// Records that a token was used now.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE api_tokens", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "api_tokens"))]
     pub async fn touch_token(&self, id: i64, now: i64) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
@@ -322,6 +337,7 @@ impl Store {
     }
 
     /// Every token, newest first.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT api_tokens", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "api_tokens"))]
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         type Row = (
             i64,
@@ -357,6 +373,7 @@ impl Store {
     }
 
     /// Revokes a token at once; `false` when there is no such live token.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE api_tokens", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "api_tokens"))]
     pub async fn revoke_token(&self, id: i64, now: i64) -> Result<bool, StoreError> {
         let n = on_pool!(self, pool => {
             sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
@@ -370,6 +387,7 @@ impl Store {
     }
 
     /// Stores (or replaces) a sealed secret.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "INSERT secrets", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "INSERT", db.collection.name = "secrets"))]
     pub async fn put_secret(
         &self,
         name: &str,
@@ -396,6 +414,7 @@ impl Store {
     }
 
     /// Every stored secret, still sealed.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT secrets", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "secrets"))]
     pub async fn sealed_secrets(&self) -> Result<Vec<SealedSecret>, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as("SELECT name, nonce, ciphertext, updated_at, updated_by FROM secrets ORDER BY name")
@@ -405,6 +424,7 @@ impl Store {
     }
 
     /// `false` when there was no such secret.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "DELETE secrets", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "DELETE", db.collection.name = "secrets"))]
     pub async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
         let n = on_pool!(self, pool => {
             sqlx::query("DELETE FROM secrets WHERE name = $1")

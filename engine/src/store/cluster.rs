@@ -71,6 +71,7 @@ impl Store {
     }
 
     /// Records a new worker with a fresh heartbeat.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "INSERT workers", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "INSERT", db.collection.name = "workers"))]
     pub async fn register_worker(
         &self,
         id: &str,
@@ -98,6 +99,7 @@ impl Store {
     /// Renews a worker's lease and returns how many workers are alive, itself included.
     /// `None`: the lease had already expired (or the row is gone), so others may hold its
     /// runs now; the worker must give them up and join again.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE workers", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "workers"))]
     pub async fn heartbeat(&self, id: &str, lease_ms: i64) -> Result<Option<i64>, StoreError> {
         let alive: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "UPDATE workers SET heartbeat_at = {DB_NOW_MS} WHERE id = $1 AND heartbeat_at >= {DB_NOW_MS} - $2 \
@@ -111,6 +113,7 @@ impl Store {
     }
 
     /// Claims up to `limit` unclaimed runs without a concurrency limit, oldest first.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "runs"))]
     pub async fn claim_new(&self, me: &str, limit: i64) -> Result<Vec<Resumable>, StoreError> {
         let pool = self.pg()?;
         let rows: Vec<ClaimRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -127,6 +130,7 @@ impl Store {
 
     /// Claims up to `limit` unfinished runs whose worker's lease expired (or whose worker is
     /// gone), oldest first. Their concurrency slots were already counted, so limits hold.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "runs"))]
     pub async fn claim_orphans(
         &self,
         me: &str,
@@ -164,6 +168,7 @@ impl Store {
     /// Claims unclaimed runs of workflows with a `concurrency` limit, keeping to the limit
     /// across every process: each workflow's claim holds its workflow row's lock while it
     /// counts the runs already claimed.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "runs"))]
     pub async fn claim_limited(&self, me: &str, limit: i64) -> Result<Vec<Resumable>, StoreError> {
         let pool = self.pg()?;
         let workflows: Vec<String> = sqlx::query_scalar(
@@ -215,6 +220,7 @@ impl Store {
 
     /// Gives back a worker's unfinished runs (graceful shutdown) and removes the worker;
     /// others are woken to claim them at once. Returns how many runs were released.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "runs"))]
     pub async fn release_worker(&self, me: &str) -> Result<u64, StoreError> {
         let pool = self.pg()?;
         let mut tx = pool.begin().await?;
@@ -263,6 +269,7 @@ impl Store {
     }
 
     /// Ends a run nobody has claimed yet as cancelled; its workflow id when it did.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "runs"))]
     pub async fn cancel_unclaimed(&self, id: &str, at: i64) -> Result<Option<String>, StoreError> {
         let pool = self.pg()?;
         let mut tx = pool.begin().await?;
@@ -289,6 +296,7 @@ impl Store {
 
     /// Runs this worker holds whose cancellation was requested: the polling fallback of
     /// `flowscope_cancel`.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "runs"))]
     pub async fn cancels_for(&self, me: &str) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM runs WHERE owner = $1 AND status IN ('queued', 'running') AND cancel_requested IS NOT NULL",
@@ -299,6 +307,7 @@ impl Store {
     }
 
     /// Every registered worker with its unfinished runs; the oldest heartbeats last.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT workers", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "workers"))]
     pub async fn workers(&self) -> Result<Vec<WorkerRow>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT w.id, w.name, w.kind, w.started_at, w.heartbeat_at, \
@@ -311,6 +320,7 @@ impl Store {
 
     /// [`Store::workers`] and the database's clock (unix ms), to tell how long each has been
     /// silent whatever the reader's clock says.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT workers", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "workers"))]
     pub async fn workers_now(&self) -> Result<(Vec<WorkerRow>, i64), StoreError> {
         let workers = self.workers().await?;
         let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {DB_NOW_MS}")))
@@ -320,6 +330,7 @@ impl Store {
     }
 
     /// Deletes one worker's row (its unfinished runs become claimable at once).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "DELETE workers", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "DELETE", db.collection.name = "workers"))]
     pub async fn forget_worker(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM workers WHERE id = $1")
             .bind(id)
@@ -329,6 +340,7 @@ impl Store {
     }
 
     /// Deletes workers silent for longer than `older_than_ms` that hold no unfinished run.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "DELETE workers", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "DELETE", db.collection.name = "workers"))]
     pub async fn forget_workers(&self, older_than_ms: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM workers w WHERE heartbeat_at < {DB_NOW_MS} - $1 \
@@ -341,6 +353,7 @@ impl Store {
     }
 
     /// Sends `payload` on `channel` to every listening process.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "NOTIFY", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "NOTIFY"))]
     pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(channel)
@@ -417,6 +430,7 @@ pub struct ClaimedStep {
 /// Step offers (migration 0007): see `executor::offers`.
 impl Store {
     /// Claims up to `limit` unclaimed offers of the agents this worker runs, oldest first.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE step_offers", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "step_offers"))]
     pub async fn claim_steps(
         &self,
         me: &str,
@@ -438,6 +452,7 @@ impl Store {
     }
 
     /// Takes back an offer nobody has claimed: true when the owner may run the step itself.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "DELETE step_offers", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "DELETE", db.collection.name = "step_offers"))]
     pub async fn withdraw_offer(
         &self,
         run_id: &str,
@@ -458,6 +473,7 @@ impl Store {
 
     /// Writes the result of a claimed offer and tells its owner. False when the claim is not
     /// this worker's anymore (its lease lapsed, the run ended or moved): the result is dropped.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE step_offers", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "step_offers"))]
     pub async fn report_step(
         &self,
         me: &str,
@@ -488,6 +504,7 @@ impl Store {
     }
 
     /// Results of a run's offered steps: `(step_id, attempt, result JSON)`.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT step_offers", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "step_offers"))]
     pub async fn step_results(
         &self,
         run_id: &str,
@@ -502,6 +519,7 @@ impl Store {
 
     /// Offers claimed by workers whose lease expired (or that are gone) and never answered go
     /// back to be claimed again; returns how many.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE step_offers", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "step_offers"))]
     pub async fn reoffer_lost_steps(&self, lease_ms: i64) -> Result<u64, StoreError> {
         let mut tx = self.pg()?.begin().await?;
         let n = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -526,6 +544,7 @@ impl Store {
 /// Figures of the database itself, for `bench --workers`.
 impl Store {
     /// Transactions committed in this database so far (`pg_stat_database`).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT pg_stat_database", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "pg_stat_database"))]
     pub async fn commits(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
@@ -535,6 +554,7 @@ impl Store {
     }
 
     /// Row and relation locks held right now in this database.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT pg_locks", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "pg_locks"))]
     pub async fn lock_count(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE d.datname = current_database()",
@@ -544,6 +564,7 @@ impl Store {
     }
 
     /// Dead rows in the run tables and how often autovacuum has cleaned them.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT pg_stat_user_tables", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "pg_stat_user_tables"))]
     pub async fn table_stats(&self) -> Result<(i64, i64), StoreError> {
         Ok(sqlx::query_as(
             "SELECT COALESCE(sum(n_dead_tup), 0)::BIGINT, COALESCE(sum(autovacuum_count), 0)::BIGINT FROM pg_stat_user_tables \
@@ -569,6 +590,7 @@ impl Store {
     }
 
     /// Start-to-finish times of runs, in ms, as the database has them.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "runs"))]
     pub async fn run_times_ms(&self, ids: &[String]) -> Result<Vec<f64>, StoreError> {
         let times: Vec<i64> = sqlx::query_scalar(
             "SELECT finished_at - started_at FROM runs WHERE id = ANY($1) AND finished_at IS NOT NULL",

@@ -374,4 +374,65 @@ mod tests {
         assert!(text.contains("postgres://u:***@h:notaport/db"), "{text}");
         assert!(!text.contains("s3cret"), "{text}");
     }
+
+    /// Every operation of the store is a database span (`db.query`, by attribute or by
+    /// [`db_span`]), but for these: the connection's life (no query of a run or a request),
+    /// the run journal's commits (spanned where they are committed, `executor/run/record.rs`),
+    /// and operations made of spanned ones.
+    #[test]
+    fn every_store_operation_is_a_database_span() {
+        const NOT_QUERIES: &[&str] = &["connect", "workflows_changed", "migrate", "ready", "close"];
+        const SPANNED_ELSEWHERE: &[&str] = &["apply", "apply_fenced", "apply_held"];
+        const COMPOSITE: &[&str] = &["seed_examples", "workflow_stats", "workflow_stats_of"];
+        // Test databases, and the raw access the benchmark's tools use.
+        const TOOLS: &[&str] = &["execute_raw", "hold_snapshot", "listen"];
+        let files = [
+            ("access.rs", include_str!("access.rs")),
+            ("charts.rs", include_str!("charts.rs")),
+            ("cluster.rs", include_str!("cluster.rs")),
+            ("mod.rs", include_str!("mod.rs")),
+            ("runs/mod.rs", include_str!("runs/mod.rs")),
+            ("runs/write.rs", include_str!("runs/write.rs")),
+            ("schedules.rs", include_str!("schedules.rs")),
+            ("stats.rs", include_str!("stats.rs")),
+            ("workflows.rs", include_str!("workflows.rs")),
+        ];
+        let mut checked = 0;
+        for (file, text) in files {
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let Some(rest) = line
+                    .trim_start()
+                    .strip_prefix("pub async fn ")
+                    .or_else(|| line.trim_start().strip_prefix("pub(crate) async fn "))
+                else {
+                    continue;
+                };
+                let name = rest.split(['(', '<']).next().unwrap_or_default();
+                if [NOT_QUERIES, SPANNED_ELSEWHERE, COMPOSITE, TOOLS]
+                    .iter()
+                    .any(|list| list.contains(&name))
+                {
+                    continue;
+                }
+                let attribute = lines[..i]
+                    .iter()
+                    .rev()
+                    .take_while(|l| {
+                        l.trim_start().starts_with("#[") || l.trim_start().starts_with("///")
+                    })
+                    .any(|l| l.contains("name = \"db.query\""));
+                let indent = line.len() - line.trim_start().len();
+                let end = format!("{}}}", " ".repeat(indent));
+                let body = lines[i..].iter().take_while(|l| **l != end);
+                let by_hand = body.clone().any(|l| l.contains("db_span("));
+                assert!(
+                    attribute || by_hand,
+                    "{file}: {name} is not a database span"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 60, "{checked} operations");
+    }
 }

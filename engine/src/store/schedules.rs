@@ -18,6 +18,7 @@ pub struct ScheduleRow {
 
 impl Store {
     /// `(id, latest_version)` of every workflow that is not archived.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT workflows", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "workflows"))]
     pub async fn active_workflow_versions(&self) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as("SELECT id, latest_version FROM workflows WHERE archived_at IS NULL")
@@ -27,6 +28,7 @@ impl Store {
     }
 
     /// Every schedule.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT schedules", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "schedules"))]
     pub async fn schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as(
@@ -39,6 +41,7 @@ impl Store {
 
     /// Stores a new or edited schedule; an unchanged one (same spec) is left as it is, so a
     /// process that starts late does not move another's next occurrence.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "INSERT schedules", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "INSERT", db.collection.name = "schedules"))]
     pub async fn put_schedule(&self, row: &ScheduleRow) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query(
@@ -58,6 +61,7 @@ impl Store {
     }
 
     /// Moves a schedule on without firing (its run could not start).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE schedules", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "schedules"))]
     pub async fn set_next_fire(
         &self,
         workflow_id: &str,
@@ -76,6 +80,7 @@ impl Store {
     }
 
     /// Forgets a schedule (its trigger was removed).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "DELETE schedules", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "DELETE", db.collection.name = "schedules"))]
     pub async fn delete_schedule(
         &self,
         workflow_id: &str,
@@ -92,6 +97,7 @@ impl Store {
     }
 
     /// Forgets fired occurrences and webhook signatures older than `before` (unix ms).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "DELETE schedule_fires", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "DELETE", db.collection.name = "schedule_fires"))]
     pub async fn prune_trigger_records(&self, before: i64) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query("DELETE FROM schedule_fires WHERE fire_at < $1")
@@ -112,6 +118,7 @@ impl Store {
     /// alert not announced as firing, or the resolution of one that was. (A resolution of an
     /// alert never announced as firing is not news.) One statement each, so two replicas
     /// given the same notification announce it once.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "INSERT alert_announcements", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "INSERT", db.collection.name = "alert_announcements"))]
     pub async fn announce_alert(
         &self,
         group_key: &str,
@@ -150,6 +157,7 @@ impl Store {
 
     /// Takes back [`Store::announce_alert`] when the announcement could not be made, so the
     /// next delivery of the same notification is news again.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "DELETE alert_announcements", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "DELETE", db.collection.name = "alert_announcements"))]
     pub async fn unannounce_alert(
         &self,
         group_key: &str,
@@ -173,6 +181,7 @@ impl Store {
     }
 
     /// Forgets a recorded signature whose delivery was refused after all.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "DELETE webhook_deliveries", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "DELETE", db.collection.name = "webhook_deliveries"))]
     pub async fn forget_delivery(&self, signature: &str) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query("DELETE FROM webhook_deliveries WHERE signature = $1")
@@ -184,6 +193,7 @@ impl Store {
     }
 
     /// Records a webhook signature; `false` when it was seen before (a replay).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "INSERT webhook_deliveries", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "INSERT", db.collection.name = "webhook_deliveries"))]
     pub async fn record_delivery(
         &self,
         signature: &str,

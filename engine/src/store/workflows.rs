@@ -266,6 +266,7 @@ impl Store {
 
     /// The latest version number of a workflow: a one-row read, where [`Store::version`]
     /// also reads and parses the source (a trigger finds the definition in the engine's cache).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT workflows", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "workflows"))]
     pub async fn latest_version(&self, id: &str) -> Result<i64, StoreError> {
         let latest: Option<i64> = on_pool!(self, pool => {
             sqlx::query_scalar("SELECT latest_version FROM workflows WHERE id = $1")
@@ -277,6 +278,7 @@ impl Store {
     }
 
     /// Hides (`true`) or restores (`false`) a workflow; its versions and runs are kept.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE workflows", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "workflows"))]
     pub async fn set_archived(
         &self,
         id: &str,

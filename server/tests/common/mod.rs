@@ -1,11 +1,10 @@
-//! Shared by the telemetry, alert and stack tests: a Flowscope on a fresh SQLite database, one
-//! run of the seeded `hello` workflow through the API, waiting for a run to finish, a
-//! Slack-compatible receiver, and the files of
-//! `observability/`.
+//! Shared by the server's tests: the typed test client (`hub`), real `flowscope` processes
+//! (`procs`), a Slack-compatible receiver, raw HTTP, and the files of `observability/`.
 
 // Each test binary uses part of this module.
 #![allow(dead_code)]
 
+pub mod hub;
 pub mod procs;
 
 use std::net::TcpListener;
@@ -20,12 +19,6 @@ use flowscope::config::Config;
 use flowscope::startup::Application;
 use serde_json::Value;
 
-/// Serves Flowscope (port 0, SQLite in `dir`) on the current runtime; returns its base URL.
-/// Cron triggers stay off (an example's schedule would add runs a test does not expect).
-pub async fn serve(dir: &Path) -> String {
-    serve_with(dir, quiet()).await
-}
-
 /// The default settings without the cron scheduler.
 pub fn quiet() -> Config {
     Config {
@@ -34,15 +27,7 @@ pub fn quiet() -> Config {
     }
 }
 
-/// [`serve`] with other settings; its address and database are set here.
-pub async fn serve_with(dir: &Path, config: Config) -> String {
-    let (base, server) = serve_stoppable(dir, config).await;
-    // Runs as long as the test.
-    std::mem::forget(server);
-    base
-}
-
-/// A server from [`serve_stoppable`]: [`Stoppable::stop`] shuts it down and waits until it
+/// A server from [`serve_stoppable_on`]: [`Stoppable::stop`] shuts it down and waits until it
 /// has let go of its database.
 pub struct Stoppable {
     stop: tokio::sync::oneshot::Sender<()>,
@@ -56,19 +41,25 @@ impl Stoppable {
     }
 }
 
-/// [`serve_with`], for a test that stops the server (a restart on the same database).
-pub async fn serve_stoppable(dir: &Path, config: Config) -> (String, Stoppable) {
+/// Serves `config` on its database with the key file in `dir` and the site in `site` (the
+/// build's `target/site` when `None`).
+pub async fn serve_stoppable_on(
+    dir: &Path,
+    config: Config,
+    site: Option<&Path>,
+) -> (String, Stoppable) {
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url: format!("sqlite://{}", dir.join("flowscope.db").display()),
         secret_key: engine::vault::KeySource::File(dir.join("secret.key")),
         // The fakes these tests start (Slack, echo servers) listen on loopback.
         egress_allow_private: true,
         ..config
     };
+    let default_site = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site");
+    let site = site.map_or(default_site.to_string(), |s| s.display().to_string());
     let options = leptos::prelude::LeptosOptions::builder()
         .output_name("flowscope")
-        .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site"))
+        .site_root(site)
         .build();
     let app = Application::build(&config, options).await.expect("app");
     let base = format!("http://{}", app.local_addr());
@@ -77,53 +68,6 @@ pub async fn serve_stoppable(dir: &Path, config: Config) -> (String, Stoppable) 
         let _ = stopped.await;
     }));
     (base, Stoppable { stop, done })
-}
-
-/// Triggers `hello` (with `traceparent`, if given) and returns the run once it has finished.
-pub async fn run_hello(client: &reqwest::Client, base: &str, traceparent: Option<&str>) -> Value {
-    let mut request = client
-        .post(format!("{base}/api/v1/workflows/hello/runs"))
-        .json(&serde_json::json!({ "inputs": { "who": "telemetry" } }));
-    if let Some(tp) = traceparent {
-        request = request.header("traceparent", tp);
-    }
-    let created: Value = request
-        .send()
-        .await
-        .expect("trigger")
-        .json()
-        .await
-        .expect("json");
-    let id = created["run"]["id"].as_str().expect("run id").to_string();
-    wait_finished(client, base, &id).await
-}
-
-/// Polls the run until it has finished; returns it.
-pub async fn wait_finished(client: &reqwest::Client, base: &str, id: &str) -> Value {
-    wait_run(client, base, id, |run| run["finished_at"].is_i64()).await
-}
-
-/// Polls the run until `done` holds for it; returns it.
-pub async fn wait_run(
-    client: &reqwest::Client,
-    base: &str,
-    id: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    loop {
-        let run: Value = client
-            .get(format!("{base}/api/v1/runs/{id}"))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if done(&run) {
-            return run;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 /// A Slack-compatible incoming webhook on loopback: what the `notify` agent posts to.

@@ -6,7 +6,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
 use sqlx::PgPool;
 
 /// A `flowscope serve` or `flowscope worker` child, killed with the test.
@@ -109,29 +108,6 @@ pub async fn database(name: &str) -> String {
     store.migrate().await.expect("migrate");
     store.close().await;
     engine::store::scratch::database_url(&admin, name)
-}
-
-pub async fn create(client: &reqwest::Client, base: &str, yaml: &str) {
-    let r = client
-        .post(format!("{base}/api/v1/workflows"))
-        .body(yaml.to_string())
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-}
-
-pub async fn trigger(client: &reqwest::Client, base: &str, workflow: &str) -> String {
-    let r: Value = client
-        .post(format!("{base}/api/v1/workflows/{workflow}/runs"))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("trigger")
-        .json()
-        .await
-        .expect("json");
-    r["run"]["id"].as_str().expect("run id").to_string()
 }
 
 /// Waits until no run is queued or running (a hang guard of five minutes, not a limit).

@@ -4,99 +4,28 @@
 //! run; and a secret that never comes back out.
 
 use crate::common;
-
-use std::time::Duration;
+use crate::common::hub::{Client, Hub, ADMIN};
 
 use flowscope::config::Config;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-const ADMIN: (&str, &str) = ("admin", "admin-password-1");
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client")
-}
-
-async fn serve_auth(dir: &std::path::Path, admin: bool) -> String {
-    common::serve_with(
-        dir,
-        Config {
-            auth: true,
-            admin_user: admin.then(|| (ADMIN.0.to_string(), ADMIN.1.to_string())),
-            ..common::quiet()
-        },
-    )
-    .await
-}
-
 /// Posts the sign-in form; the response (a 303) as it came.
-async fn login(c: &reqwest::Client, base: &str, name: &str, password: &str) -> reqwest::Response {
-    c.post(format!("{base}/auth/login"))
+async fn login(app: &Client, name: &str, password: &str) -> reqwest::Response {
+    app.request(Method::POST, "/auth/login")
         .form(&[("name", name), ("password", password), ("next", "/runs")])
         .send()
         .await
         .expect("login")
 }
 
-/// Signs in and returns the `Cookie` header value to send.
-async fn session(c: &reqwest::Client, base: &str, name: &str, password: &str) -> String {
-    let r = login(c, base, name, password).await;
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert_eq!(r.headers()[LOCATION], "/runs", "signed in, back to `next`");
-    let set = r.headers()[SET_COOKIE].to_str().expect("ascii").to_string();
-    assert!(
-        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
-        "{set}"
-    );
-    set.split(';').next().expect("pair").to_string()
-}
-
-/// Creates an API token with `role` as the admin session; returns its value.
-async fn token(c: &reqwest::Client, base: &str, cookie: &str, name: &str, role: &str) -> String {
-    let r = c
-        .post(format!("{base}/api/v1/tokens"))
-        .header(COOKIE, cookie)
-        .json(&json!({ "name": name, "role": role }))
-        .send()
-        .await
-        .expect("create token");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let body: Value = r.json().await.expect("json");
-    body["token"].as_str().expect("token").to_string()
-}
-
-async fn finished_run(c: &reqwest::Client, base: &str, auth: &str) -> String {
-    let created: Value = c
-        .post(format!("{base}/api/v1/workflows/hello/runs"))
-        .header(AUTHORIZATION, auth)
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("trigger")
-        .json()
-        .await
-        .expect("json");
-    let id = created["run"]["id"].as_str().expect("id").to_string();
-    loop {
-        let run: Value = c
-            .get(format!("{base}/api/v1/runs/{id}"))
-            .header(AUTHORIZATION, auth)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if run["finished_at"].is_i64() {
-            return id;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Signs in through the form, checking the session cookie's flags on every sign-in; a client
+/// sending that cookie, and the `Cookie` header value itself.
+async fn session(hub: &Hub, name: &str, password: &str) -> (Client, String) {
+    let app = hub.signed_in(name, password).await;
+    let cookie = app.cookie().expect("a session").to_string();
+    (app, cookie)
 }
 
 /// One request of the matrix: what it is, and the smallest role that may make it.
@@ -203,39 +132,34 @@ fn route_cases(run: &str) -> Vec<Case> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_refuses_the_roles_below_its_own() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = serve_auth(dir.path(), true).await;
-    let c = client();
-    let admin = session(&c, &base, ADMIN.0, ADMIN.1).await;
+    let hub = Hub::start_with_auth().await;
+    let anonymous = hub.client();
+    let (admin, _) = session(&hub, ADMIN.0, ADMIN.1).await;
     let mut tokens = Vec::new();
     for role in ROLES {
-        tokens.push((
-            role,
-            token(&c, &base, &admin, &format!("t-{role}"), role).await,
-        ));
+        let token = admin.token(&format!("t-{role}"), role).await;
+        tokens.push((role, anonymous.with_token(&token)));
     }
-    let admin_bearer = format!("Bearer {}", tokens[3].1);
-    let run = finished_run(&c, &base, &admin_bearer).await;
+    let admin_token = &tokens[3].1;
+    let run = admin_token.trigger("hello", json!({})).await;
+    admin_token.wait_finished(&run).await;
 
     let cases = route_cases(&run);
 
     let mut checked = 0;
     for case in &cases {
-        let send = |auth: Option<&str>| {
-            let mut r = c.request(case.method.clone(), format!("{base}{}", case.path));
-            if let Some(a) = auth {
-                r = r.header(AUTHORIZATION, a);
-            }
+        let send = |caller: &Client| {
+            let mut r = caller.request(case.method.clone(), &case.path);
             if let Some((ct, body)) = &case.body {
                 r = r.header(CONTENT_TYPE, *ct).body(body.clone());
             }
             r.send()
         };
         // Without credentials: 401, or a page's redirect to sign-in.
-        let anonymous = send(None).await.expect("send");
+        let r = send(&anonymous).await.expect("send");
         if case.path.starts_with("/api/") {
             assert_eq!(
-                anonymous.status(),
+                r.status(),
                 StatusCode::UNAUTHORIZED,
                 "{} {} without credentials",
                 case.method,
@@ -243,17 +167,17 @@ async fn every_route_refuses_the_roles_below_its_own() {
             );
         } else {
             assert_eq!(
-                anonymous.status(),
+                r.status(),
                 StatusCode::SEE_OTHER,
                 "{} {}",
                 case.method,
                 case.path
             );
-            let to = anonymous.headers()[LOCATION].to_str().expect("ascii");
+            let to = r.headers()[LOCATION].to_str().expect("ascii");
             assert!(to.starts_with("/login?next="), "{to}");
         }
-        for (role, value) in &tokens {
-            let r = send(Some(&format!("Bearer {value}"))).await.expect("send");
+        for (role, caller) in &tokens {
+            let r = send(caller).await.expect("send");
             let status = r.status();
             let body = r.text().await.unwrap_or_default();
             if rank(role) < rank(case.needs) {
@@ -283,28 +207,25 @@ async fn every_route_refuses_the_roles_below_its_own() {
 
     // Public: health, metrics, the sign-in page, and a wrong token there is not even read.
     for path in ["/healthz", "/readyz", "/metrics", "/login", "/setup"] {
-        let r = c.get(format!("{base}{path}")).send().await.expect("get");
-        assert_eq!(r.status(), StatusCode::OK, "{path} is public");
+        let (status, _) = anonymous.get(path).await;
+        assert_eq!(status, StatusCode::OK, "{path} is public");
     }
     // A wrong or malformed token is refused, never treated as anonymous-but-allowed.
-    let r = c
-        .get(format!("{base}/api/v1/workflows"))
-        .header(AUTHORIZATION, "Bearer fs_0000")
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = anonymous
+        .with_token("fs_0000")
+        .get("/api/v1/workflows")
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_sign_out_and_the_failed_attempt_limit() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = serve_auth(dir.path(), true).await;
-    let c = client();
+    let hub = Hub::start_with_auth().await;
+    let anonymous = hub.client();
 
     // A page without a session sends the browser to sign in, remembering where it was going.
-    let r = c
-        .get(format!("{base}/runs?status=failed"))
+    let r = anonymous
+        .request(Method::GET, "/runs?status=failed")
         .send()
         .await
         .expect("get");
@@ -312,7 +233,7 @@ async fn sign_in_sign_out_and_the_failed_attempt_limit() {
     assert_eq!(r.headers()[LOCATION], "/login?next=/runs%3Fstatus%3Dfailed");
 
     // Wrong password: back to the form with a message, no cookie.
-    let r = login(&c, &base, ADMIN.0, "wrong-password").await;
+    let r = login(&anonymous, ADMIN.0, "wrong-password").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert!(r.headers().get(SET_COOKIE).is_none());
     assert!(r.headers()[LOCATION]
@@ -320,24 +241,15 @@ async fn sign_in_sign_out_and_the_failed_attempt_limit() {
         .unwrap()
         .starts_with("/login?error="));
 
-    let cookie = session(&c, &base, ADMIN.0, ADMIN.1).await;
-    let me: Value = c
-        .get(format!("{base}/api/v1/me"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .expect("me")
-        .json()
-        .await
-        .expect("json");
+    let (admin, cookie) = session(&hub, ADMIN.0, ADMIN.1).await;
+    let (_, me) = admin.get("/api/v1/me").await;
     assert_eq!(
         me,
         json!({ "name": "admin", "role": "admin", "via": "session" })
     );
     // The page shows who is signed in, and no "No sign-in" warning.
-    let page = c
-        .get(format!("{base}/workflows"))
-        .header(COOKIE, &cookie)
+    let page = admin
+        .request(Method::GET, "/workflows")
         .send()
         .await
         .expect("page")
@@ -348,8 +260,8 @@ async fn sign_in_sign_out_and_the_failed_attempt_limit() {
 
     // Only the hash of the cookie is stored.
     let value = cookie.split_once('=').expect("pair").1;
-    let db = std::fs::read(dir.path().join("flowscope.db")).expect("db");
-    let wal = std::fs::read(dir.path().join("flowscope.db-wal")).unwrap_or_default();
+    let db = std::fs::read(hub.dir().join("flowscope.db")).expect("db");
+    let wal = std::fs::read(hub.dir().join("flowscope.db-wal")).unwrap_or_default();
     let hay = [db, wal].concat();
     assert!(
         !hay.windows(value.len()).any(|w| w == value.as_bytes()),
@@ -357,8 +269,8 @@ async fn sign_in_sign_out_and_the_failed_attempt_limit() {
     );
 
     // Behind TLS (as a proxy reports it) the cookie is Secure.
-    let r = c
-        .post(format!("{base}/auth/login"))
+    let r = anonymous
+        .request(Method::POST, "/auth/login")
         .header("x-forwarded-proto", "https")
         .form(&[("name", ADMIN.0), ("password", ADMIN.1)])
         .send()
@@ -375,8 +287,8 @@ async fn sign_in_sign_out_and_the_failed_attempt_limit() {
     );
 
     // An open redirect is not possible through `next`.
-    let r = c
-        .post(format!("{base}/auth/login"))
+    let r = anonymous
+        .request(Method::POST, "/auth/login")
         .form(&[
             ("name", ADMIN.0),
             ("password", ADMIN.1),
@@ -388,9 +300,8 @@ async fn sign_in_sign_out_and_the_failed_attempt_limit() {
     assert_eq!(r.headers()[LOCATION], "/workflows");
 
     // Sign-out ends the session on the server, not only in the browser.
-    let r = c
-        .post(format!("{base}/auth/logout"))
-        .header(COOKIE, &cookie)
+    let r = admin
+        .request(Method::POST, "/auth/logout")
         .send()
         .await
         .expect("logout");
@@ -399,19 +310,14 @@ async fn sign_in_sign_out_and_the_failed_attempt_limit() {
         .to_str()
         .unwrap()
         .contains("Max-Age=0"));
-    let r = c
-        .get(format!("{base}/api/v1/me"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .expect("me");
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (status, _) = admin.get("/api/v1/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Five failures for a name, then even the right password is refused for a while.
     for _ in 0..5 {
-        login(&c, &base, ADMIN.0, "guess").await;
+        login(&anonymous, ADMIN.0, "guess").await;
     }
-    let r = login(&c, &base, ADMIN.0, ADMIN.1).await;
+    let r = login(&anonymous, ADMIN.0, ADMIN.1).await;
     assert!(
         r.headers().get(SET_COOKIE).is_none(),
         "rate-limited sign-in must not succeed"
@@ -422,18 +328,22 @@ async fn sign_in_sign_out_and_the_failed_attempt_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_run_creates_the_admin_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = serve_auth(dir.path(), false).await;
-    let c = client();
-    let r = c
-        .get(format!("{base}/workflows"))
+    let hub = Hub::start_with(Config {
+        auth: true,
+        ..common::quiet()
+    })
+    .await;
+    let anonymous = hub.client();
+    let r = anonymous
+        .request(Method::GET, "/workflows")
         .send()
         .await
         .expect("get");
     assert_eq!(r.headers()[LOCATION], "/setup", "no user yet: set-up first");
 
     let setup = |name: &'static str, password: &'static str, confirm: &'static str| {
-        c.post(format!("{base}/auth/setup"))
+        anonymous
+            .request(Method::POST, "/auth/setup")
             .form(&[("name", name), ("password", password), ("confirm", confirm)])
             .send()
     };
@@ -460,15 +370,13 @@ async fn the_first_run_creates_the_admin_once() {
         .next()
         .unwrap()
         .to_string();
-    let me: Value = c
-        .get(format!("{base}/api/v1/me"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .expect("me")
-        .json()
-        .await
-        .expect("json");
+    let (_, me) = anonymous
+        .send(
+            anonymous
+                .request(Method::GET, "/api/v1/me")
+                .header(COOKIE, &cookie),
+        )
+        .await;
     assert_eq!(me["role"], "admin");
 
     // Nobody else can claim the hub afterwards.
@@ -480,7 +388,7 @@ async fn the_first_run_creates_the_admin_once() {
         .unwrap()
         .starts_with("/login?error="));
     assert_eq!(
-        login(&c, &base, "mallory", "long-password")
+        login(&anonymous, "mallory", "long-password")
             .await
             .headers()
             .get(SET_COOKIE),
@@ -490,55 +398,36 @@ async fn the_first_run_creates_the_admin_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_record_use_and_stop_at_revocation_and_runs_record_who() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = serve_auth(dir.path(), true).await;
-    let c = client();
-    let admin = session(&c, &base, ADMIN.0, ADMIN.1).await;
-    let ci = token(&c, &base, &admin, "ci", "operator").await;
+    let hub = Hub::start_with_auth().await;
+    let (admin, _) = session(&hub, ADMIN.0, ADMIN.1).await;
+    let ci = admin.token("ci", "operator").await;
     assert!(ci.starts_with("fs_") && ci.len() == 67, "{ci}");
-    let bearer = format!("Bearer {ci}");
+    let ci_client = hub.client().with_token(&ci);
 
-    let run = finished_run(&c, &base, &bearer).await;
-    let detail: Value = c
-        .get(format!("{base}/api/v1/runs/{run}"))
-        .header(COOKIE, &admin)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let run = ci_client.trigger("hello", json!({})).await;
+    ci_client.wait_finished(&run).await;
+    let detail = admin.get_run(&run).await;
     assert_eq!(detail["trigger"], "api");
     assert_eq!(detail["actor"], "token:ci");
 
     // Started from the UI by a signed-in person: manual, by them.
-    let r = c
-        .post(format!("{base}/api/trigger_run"))
-        .header(COOKIE, &admin)
-        .form(&[("workflow_id", "hello"), ("inputs_json", "")])
-        .send()
-        .await
-        .expect("trigger");
-    assert_eq!(r.status(), StatusCode::OK);
-    let id: String = r.json().await.expect("id");
-    let detail: Value = c
-        .get(format!("{base}/api/v1/runs/{id}"))
-        .header(COOKIE, &admin)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let (status, id) = admin
+        .send(
+            admin
+                .request(Method::POST, "/api/trigger_run")
+                .form(&[("workflow_id", "hello"), ("inputs_json", "")]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let detail = admin.get_run(id.as_str().expect("id")).await;
     assert_eq!(
         (detail["trigger"].as_str(), detail["actor"].as_str()),
         (Some("manual"), Some("admin"))
     );
 
     // The list shows the token's last use, never its value.
-    let listed = c
-        .get(format!("{base}/api/v1/tokens"))
-        .header(COOKIE, &admin)
+    let listed = admin
+        .request(Method::GET, "/api/v1/tokens")
         .send()
         .await
         .expect("list")
@@ -558,21 +447,11 @@ async fn tokens_record_use_and_stop_at_revocation_and_runs_record_who() {
     assert!(entry["last_used_at"].is_i64(), "{entry}");
 
     let id = entry["id"].as_i64().expect("id");
-    let r = c
-        .delete(format!("{base}/api/v1/tokens/{id}"))
-        .header(COOKIE, &admin)
-        .send()
-        .await
-        .expect("revoke");
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = c
-        .get(format!("{base}/api/v1/runs"))
-        .header(AUTHORIZATION, &bearer)
-        .send()
-        .await
-        .expect("get");
+    let (status, _) = admin.delete(&format!("/api/v1/tokens/{id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = ci_client.get("/api/v1/runs").await;
     assert_eq!(
-        r.status(),
+        status,
         StatusCode::UNAUTHORIZED,
         "a revoked token stops at once"
     );
@@ -580,66 +459,43 @@ async fn tokens_record_use_and_stop_at_revocation_and_runs_record_who() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_change_at_once_and_the_last_admin_stays() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = serve_auth(dir.path(), true).await;
-    let c = client();
-    let admin = session(&c, &base, ADMIN.0, ADMIN.1).await;
-    let r = c
-        .post(format!("{base}/api/v1/users"))
-        .header(COOKIE, &admin)
-        .json(&json!({ "name": "ann", "password": "ann-password", "role": "viewer" }))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let ann_id = r.json::<Value>().await.expect("json")["user"]["id"]
-        .as_i64()
-        .expect("id");
-    let ann = session(&c, &base, "ann", "ann-password").await;
-    let trigger = |cookie: String| {
-        c.post(format!("{base}/api/v1/workflows/hello/runs"))
-            .header(COOKIE, cookie)
-            .json(&json!({}))
-            .send()
-    };
+    let hub = Hub::start_with_auth().await;
+    let (admin, _) = session(&hub, ADMIN.0, ADMIN.1).await;
+    let (status, body) = admin
+        .post_json(
+            "/api/v1/users",
+            json!({ "name": "ann", "password": "ann-password", "role": "viewer" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let ann_id = body["user"]["id"].as_i64().expect("id");
+    let (ann, _) = session(&hub, "ann", "ann-password").await;
+    let trigger = || ann.post_json("/api/v1/workflows/hello/runs", json!({}));
+    assert_eq!(trigger().await.0, StatusCode::FORBIDDEN);
+    let (status, _) = admin
+        .put_json(
+            &format!("/api/v1/users/{ann_id}"),
+            json!({ "role": "operator" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(
-        trigger(ann.clone()).await.expect("t").status(),
-        StatusCode::FORBIDDEN
-    );
-    let r = c
-        .put(format!("{base}/api/v1/users/{ann_id}"))
-        .header(COOKIE, &admin)
-        .json(&json!({ "role": "operator" }))
-        .send()
-        .await
-        .expect("promote");
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(
-        trigger(ann.clone()).await.expect("t").status(),
+        trigger().await.0,
         StatusCode::ACCEPTED,
         "the same session, the new role"
     );
 
     // A taken name and a bad role are clear errors.
-    let r = c
-        .post(format!("{base}/api/v1/users"))
-        .header(COOKIE, &admin)
-        .json(&json!({ "name": "ann", "password": "ann-password", "role": "root" }))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let (status, _) = admin
+        .post_json(
+            "/api/v1/users",
+            json!({ "name": "ann", "password": "ann-password", "role": "root" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // The only admin can be neither demoted nor deleted.
-    let users: Value = c
-        .get(format!("{base}/api/v1/users"))
-        .header(COOKIE, &admin)
-        .send()
-        .await
-        .expect("users")
-        .json()
-        .await
-        .expect("json");
+    let (_, users) = admin.get("/api/v1/users").await;
     let admin_id = users["users"]
         .as_array()
         .unwrap()
@@ -648,14 +504,15 @@ async fn roles_change_at_once_and_the_last_admin_stays() {
         .unwrap()["id"]
         .as_i64()
         .unwrap();
+    let path = format!("/api/v1/users/{admin_id}");
     for r in [
-        c.put(format!("{base}/api/v1/users/{admin_id}"))
+        admin
+            .request(Method::PUT, &path)
             .json(&json!({ "role": "viewer" })),
-        c.delete(format!("{base}/api/v1/users/{admin_id}")),
+        admin.request(Method::DELETE, &path),
     ] {
-        let r = r.header(COOKIE, &admin).send().await.expect("send");
-        assert_eq!(r.status(), StatusCode::CONFLICT);
-        let body: Value = r.json().await.expect("json");
+        let (status, body) = admin.send(r).await;
+        assert_eq!(status, StatusCode::CONFLICT);
         assert!(
             body["error"]["message"]
                 .as_str()
@@ -666,25 +523,20 @@ async fn roles_change_at_once_and_the_last_admin_stays() {
     }
 
     // A new password signs the user out everywhere.
-    let r = c
-        .put(format!("{base}/api/v1/users/{ann_id}"))
-        .header(COOKIE, &admin)
-        .json(&json!({ "password": "new-ann-password" }))
-        .send()
-        .await
-        .expect("password");
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(
-        trigger(ann).await.expect("t").status(),
-        StatusCode::UNAUTHORIZED
-    );
+    let (status, _) = admin
+        .put_json(
+            &format!("/api/v1/users/{ann_id}"),
+            json!({ "password": "new-ann-password" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(trigger().await.0, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_secret_is_sealed_used_and_never_shown() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = common::serve(dir.path()).await;
-    let c = client();
+    let hub = Hub::start().await;
+    let app = hub.client();
     let value = "s3cr3t-value-4f1d9c";
 
     // A receiver that echoes what it is sent: the step's output then holds the secret.
@@ -698,23 +550,17 @@ async fn a_stored_secret_is_sealed_used_and_never_shown() {
     let echo_url = format!("http://{}/echo", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, echo).await });
 
-    let r = c
-        .put(format!("{base}/api/v1/secrets/API_KEY"))
-        .json(&json!({ "value": value }))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let bad = c
-        .put(format!("{base}/api/v1/secrets/not-a-name"))
-        .json(&json!({ "value": value }))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let (status, _) = app
+        .put_json("/api/v1/secrets/API_KEY", json!({ "value": value }))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app
+        .put_json("/api/v1/secrets/not-a-name", json!({ "value": value }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    let listed = c
-        .get(format!("{base}/api/v1/secrets"))
+    let listed = app
+        .request(Method::GET, "/api/v1/secrets")
         .send()
         .await
         .expect("list")
@@ -727,13 +573,13 @@ async fn a_stored_secret_is_sealed_used_and_never_shown() {
     );
 
     // Sealed at rest: the plaintext is nowhere in the database files; the key file is private.
-    let mut hay = std::fs::read(dir.path().join("flowscope.db")).expect("db");
-    hay.extend(std::fs::read(dir.path().join("flowscope.db-wal")).unwrap_or_default());
+    let mut hay = std::fs::read(hub.dir().join("flowscope.db")).expect("db");
+    hay.extend(std::fs::read(hub.dir().join("flowscope.db-wal")).unwrap_or_default());
     assert!(
         !hay.windows(value.len()).any(|w| w == value.as_bytes()),
         "the secret is stored in plain text"
     );
-    let key = dir.path().join("secret.key");
+    let key = hub.dir().join("secret.key");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -754,30 +600,8 @@ async fn a_stored_secret_is_sealed_used_and_never_shown() {
          - id: shape\n  agent: transform\n  needs: [call]\n  with:\n    jq: '\"{{{{ secrets.API_KEY }}}}\" + \"-suffix\"'\n\
          - id: fail\n  agent: http\n  needs: [shape]\n  with:\n    url: \"http://127.0.0.1:1/{{{{ secrets.API_KEY }}}}\"\n"
     );
-    let r = c
-        .post(format!("{base}/api/v1/workflows"))
-        .header(CONTENT_TYPE, "application/yaml")
-        .body(workflow)
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(
-        r.status(),
-        StatusCode::CREATED,
-        "{}",
-        r.text().await.unwrap_or_default()
-    );
-    let created: Value = c
-        .post(format!("{base}/api/v1/workflows/uses-secret/runs"))
-        .json(&json!({}))
-        .send()
-        .await
-        .expect("trigger")
-        .json()
-        .await
-        .expect("json");
-    let id = created["run"]["id"].as_str().expect("id").to_string();
-    let run = common::wait_finished(&c, &base, &id).await;
+    app.create(&workflow).await;
+    let run = app.run("uses-secret", json!({})).await;
     let text = run.to_string();
     assert_eq!(run["status"], "failed", "{text}");
     let call = run["steps"]
@@ -797,14 +621,10 @@ async fn a_stored_secret_is_sealed_used_and_never_shown() {
     assert!(!text.contains(value), "the secret came back out: {text}");
 
     // Deleting it leaves the name unset.
-    let r = c
-        .delete(format!("{base}/api/v1/secrets/API_KEY"))
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let listed = c
-        .get(format!("{base}/api/v1/secrets"))
+    let (status, _) = app.delete("/api/v1/secrets/API_KEY").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let listed = app
+        .request(Method::GET, "/api/v1/secrets")
         .send()
         .await
         .expect("list")

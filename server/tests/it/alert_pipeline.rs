@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use serde_norway::Value as Yaml;
 
 use crate::common;
+use crate::common::hub::{Client, Hub};
 
 const TOKEN: &str = "pipeline-token-0123456789";
 const ALERT: &str = "FlowscopeRunSuccessBudgetBurnFast";
@@ -130,21 +131,6 @@ async fn get_json(client: &reqwest::Client, url: &str) -> Option<Value> {
     client.get(url).send().await.ok()?.json().await.ok()
 }
 
-/// Starts a run of `workflow` without waiting for it.
-async fn trigger(client: &reqwest::Client, base: &str, workflow: &str, inputs: Value) {
-    let response = client
-        .post(format!("{base}/api/v1/workflows/{workflow}/runs"))
-        .json(&json!({ "inputs": inputs }))
-        .send()
-        .await
-        .expect("trigger");
-    assert!(
-        response.status().is_success(),
-        "trigger {workflow}: {}",
-        response.status()
-    );
-}
-
 /// What Prometheus and Alertmanager hold, for a failure message.
 async fn diagnosis(client: &reqwest::Client, prometheus: &str, alertmanager: &str) -> String {
     let alerts = get_json(client, &format!("{prometheus}/api/v1/alerts")).await;
@@ -219,37 +205,30 @@ async fn failing_runs_reach_slack_with_the_production_intervals() {
 }
 
 async fn pipeline(intervals: Intervals) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let client = reqwest::Client::new();
     let slack = common::Slack::start().await;
-    let base = common::serve_with(
-        dir.path(),
-        Config {
-            alert_token: Some(TOKEN.into()),
-            secrets: [("SLACK_WEBHOOK".to_string(), slack.url.clone())].into(),
-            ..common::quiet()
-        },
-    )
+    let hub = Hub::start_with(Config {
+        alert_token: Some(TOKEN.into()),
+        secrets: [("SLACK_WEBHOOK".to_string(), slack.url.clone())].into(),
+        ..common::quiet()
+    })
     .await;
+    let flowscope = hub.client();
+    // Prometheus' and Alertmanager's APIs.
+    let client = flowscope.http.clone();
 
-    let stack = Stack::start(dir.path(), &client, &base, &slack.url, &intervals).await;
+    let stack = Stack::start(hub.dir(), &client, &hub.base, &slack.url, &intervals).await;
     let (prometheus, alertmanager) = (&stack.prometheus, &stack.alertmanager);
 
     // The workflow that burns its budget: every run fails or succeeds as its input says.
-    let created = client
-        .post(format!("{base}/api/v1/workflows"))
-        .header("content-type", "application/yaml")
-        .body(
+    flowscope
+        .create(
             "id: payments\nname: Payments\ninputs:\n  failure_rate: { type: number, default: 1 }\n\
              steps:\n- id: charge\n  agent: simulate\n  with: { failure_rate: '{{ inputs.failure_rate }}' }\n",
         )
-        .send()
-        .await
-        .expect("create");
-    assert!(created.status().is_success(), "{}", created.status());
+        .await;
     // The seeded example that fails on purpose fails as much, and never pages.
     for _ in 0..20 {
-        trigger(&client, &base, "always-fails", json!({})).await;
+        flowscope.trigger("always-fails", json!({})).await;
     }
 
     // Runs fail, one every half second, until the message arrives.
@@ -273,7 +252,9 @@ async fn pipeline(intervals: Intervals) {
             slack.texts(),
             diagnosis(&client, prometheus, alertmanager).await
         );
-        trigger(&client, &base, "payments", json!({ "failure_rate": 1 })).await;
+        flowscope
+            .trigger("payments", json!({ "failure_rate": 1 }))
+            .await;
         failures += 1;
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
@@ -312,19 +293,17 @@ async fn pipeline(intervals: Intervals) {
     );
 
     // It went through Flowscope's notification workflow, as an alert-triggered run.
-    let alert_runs = get_json(&client, &format!("{base}/api/v1/runs?trigger=alert"))
-        .await
-        .expect("runs");
+    let (_, alert_runs) = flowscope.get("/api/v1/runs?trigger=alert").await;
     let runs = alert_runs["runs"].as_array().cloned().unwrap_or_default();
     assert!(
         runs.iter().any(|r| r["workflow_id"] == "notify-on-alert"),
         "{alert_runs}"
     );
 
-    check_dashboards(&client, &base, prometheus).await;
+    check_dashboards(&flowscope, prometheus).await;
 
     if !intervals.production {
-        resolves_once(&client, &base, &slack, &stack).await;
+        resolves_once(&flowscope, &slack, &stack).await;
     }
 }
 
@@ -419,7 +398,7 @@ impl Stack {
 
 /// Successful runs dilute the failures below 14.4 % in both windows: Prometheus resolves the
 /// alert, Alertmanager sends it resolved, and Flowscope says so once.
-async fn resolves_once(client: &reqwest::Client, base: &str, slack: &common::Slack, stack: &Stack) {
+async fn resolves_once(flowscope: &Client, slack: &common::Slack, stack: &Stack) {
     let firing = format!("[firing] {ALERT}");
     let resolved = format!("[resolved] {ALERT}");
     let mut successes = 0;
@@ -428,10 +407,12 @@ async fn resolves_once(client: &reqwest::Client, base: &str, slack: &common::Sla
             successes < 20_000,
             "no resolved message after {successes} successful runs; Slack got {:?}\n{}",
             slack.texts(),
-            diagnosis(client, &stack.prometheus, &stack.alertmanager).await
+            diagnosis(&flowscope.http, &stack.prometheus, &stack.alertmanager).await
         );
         for _ in 0..10 {
-            trigger(client, base, "payments", json!({ "failure_rate": 0 })).await;
+            flowscope
+                .trigger("payments", json!({ "failure_rate": 0 }))
+                .await;
             successes += 1;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -516,9 +497,9 @@ const CONTRACT: &[&str] = &[
 ];
 
 /// Metric families Flowscope serves (from `/metrics`), SPEC §6 names, and recording rules.
-async fn known_names(client: &reqwest::Client, base: &str) -> BTreeSet<String> {
-    let text = client
-        .get(format!("{base}/metrics"))
+async fn known_names(flowscope: &Client) -> BTreeSet<String> {
+    let text = flowscope
+        .request(reqwest::Method::GET, "/metrics")
         .send()
         .await
         .expect("metrics")
@@ -581,8 +562,9 @@ fn is_known(known: &BTreeSet<String>, name: &str) -> bool {
             .any(|family| known.contains(family))
 }
 
-async fn check_dashboards(client: &reqwest::Client, base: &str, prometheus: &str) {
-    let known = known_names(client, base).await;
+async fn check_dashboards(flowscope: &Client, prometheus: &str) {
+    let client = &flowscope.http;
+    let known = known_names(flowscope).await;
     let queries = dashboard_queries();
     assert!(
         queries.len() >= 20,

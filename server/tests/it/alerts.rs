@@ -3,41 +3,37 @@
 //! and resolved messages.
 
 use flowscope::config::Config;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::common;
+use crate::common::hub::{Client, Hub};
 
 const TOKEN: &str = "alert-token-0123456789";
 
 struct Stack {
-    base: String,
-    client: reqwest::Client,
+    hub: Hub,
+    client: Client,
     slack: common::Slack,
-    dir: tempfile::TempDir,
     config: Config,
-    server: common::Stoppable,
 }
 
 /// Flowscope with alert intake on (unless `token` is None), and a Slack-compatible receiver
 /// that the seeded `notify-on-alert` workflow posts to.
 async fn stack(token: Option<&str>, workflow: &str) -> Stack {
     let slack = common::Slack::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
     let config = Config {
         alert_token: token.map(str::to_string),
         alert_workflow: workflow.to_string(),
         secrets: [("SLACK_WEBHOOK".to_string(), slack.url.clone())].into(),
         ..common::quiet()
     };
-    let (base, server) = common::serve_stoppable(dir.path(), config.clone()).await;
+    let hub = Hub::start_with(config.clone()).await;
     Stack {
-        base,
-        client: reqwest::Client::new(),
+        client: hub.client(),
+        hub,
         slack,
-        dir,
         config,
-        server,
     }
 }
 
@@ -67,36 +63,39 @@ fn payload(status: &str, fingerprint: &str) -> Value {
 
 impl Stack {
     async fn send(&self, token: Option<&str>, body: &str) -> (StatusCode, Value) {
-        let mut request = self
-            .client
-            .post(format!("{}/api/v1/alerts/alertmanager", self.base))
+        let client = match token {
+            Some(t) => self.client.with_token(t),
+            None => self.client.clone(),
+        };
+        let request = client
+            .request(Method::POST, "/api/v1/alerts/alertmanager")
             .header("content-type", "application/json")
             .body(body.to_string());
-        if let Some(t) = token {
-            request = request.bearer_auth(t);
-        }
-        let r = request.send().await.expect("send");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
+        client.send(request).await
     }
 
     async fn alert_runs(&self) -> Vec<Value> {
-        let page: Value = self
-            .client
-            .get(format!("{}/api/v1/runs?trigger=alert", self.base))
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
+        let (_, page) = self.client.get("/api/v1/runs?trigger=alert").await;
         page["runs"].as_array().cloned().unwrap_or_default()
     }
 
     /// Waits for the run to finish; returns its status.
     async fn finished(&self, id: &str) -> String {
-        let run = common::wait_finished(&self.client, &self.base, id).await;
+        let run = self.client.wait_finished(id).await;
         run["status"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Stops the server and starts it again on the same database and settings.
+    async fn restart(self) -> Stack {
+        let url = format!("sqlite://{}", self.hub.dir().join("flowscope.db").display());
+        let dir = self.hub.stop().await;
+        let hub = Hub::start_on(&url, self.config.clone(), dir).await;
+        Stack {
+            client: hub.client(),
+            hub,
+            slack: self.slack,
+            config: self.config,
+        }
     }
 }
 
@@ -148,24 +147,7 @@ async fn a_firing_alert_is_announced_once_and_its_resolution_once() {
 
     // After a restart on the same database, what went out is known: the repeat is not news,
     // and its resolution is.
-    let Stack {
-        server,
-        dir,
-        config,
-        slack,
-        client,
-        ..
-    } = s;
-    server.stop().await;
-    let (base, server) = common::serve_stoppable(dir.path(), config.clone()).await;
-    let s = Stack {
-        base,
-        client,
-        slack,
-        dir,
-        config,
-        server,
-    };
+    let s = s.restart().await;
     let (status, body) = s.send(Some(TOKEN), &firing).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["announced"], 0);
@@ -312,7 +294,6 @@ async fn intake_off_or_an_unknown_workflow_is_a_clear_refusal() {
 #[tokio::test]
 async fn a_workflows_alert_links_its_failing_runs_traces_and_runbook() {
     let slack = common::Slack::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
     let config = Config {
         alert_token: Some(TOKEN.into()),
         alert_workflow: "notify-on-alert".into(),
@@ -321,7 +302,8 @@ async fn a_workflows_alert_links_its_failing_runs_traces_and_runbook() {
         grafana_url: Some("https://grafana.example.com".into()),
         ..common::quiet()
     };
-    let base = common::serve_with(dir.path(), config).await;
+    let hub = Hub::start_with(config).await;
+    let client = hub.client().with_token(TOKEN);
     let mut alert = payload("firing", "w1");
     alert["alerts"][0]["labels"]["workflow"] = json!("payments");
     alert["alerts"][0]["annotations"] = json!({
@@ -330,17 +312,10 @@ async fn a_workflows_alert_links_its_failing_runs_traces_and_runbook() {
         "dashboard_url": "https://grafana.example.com/d/flowscope-workflows?var-workflow=payments",
         "runbook": "observability/README.md, When a workflow burns its budget"
     });
-    let r = reqwest::Client::new()
-        .post(format!("{base}/api/v1/alerts/alertmanager"))
-        .bearer_auth(TOKEN)
-        .json(&alert)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let run: Value = r.json().await.expect("json");
+    let (status, run) = client.post_json("/api/v1/alerts/alertmanager", alert).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
     let id = run["run"]["id"].as_str().expect("a run");
-    let done = common::wait_finished(&reqwest::Client::new(), &base, id).await;
+    let done = client.wait_finished(id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let text = slack.texts().pop().expect("a message");
     assert!(

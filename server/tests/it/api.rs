@@ -3,100 +3,20 @@
 
 use std::process::Command;
 
-use flowscope::config::Config;
-use flowscope::startup::Application;
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-struct TestApp {
-    base: String,
-    client: Client,
-    _dir: tempfile::TempDir,
-}
+use crate::common;
+use crate::common::hub::{Client, Hub};
 
-impl TestApp {
-    async fn spawn() -> TestApp {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("api.db").display());
-        TestApp::spawn_on(url, dir).await
-    }
-
-    async fn spawn_on(database_url: String, dir: tempfile::TempDir) -> TestApp {
-        TestApp::spawn_site(
-            database_url,
-            dir,
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site"),
-        )
-        .await
-    }
-
-    async fn spawn_site(database_url: String, dir: tempfile::TempDir, site: &str) -> TestApp {
-        let config = Config {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            database_url,
-            // No cron runs besides the ones a test starts.
-            scheduler: false,
-            ..Config::default()
-        };
-        let options = leptos::prelude::LeptosOptions::builder()
-            .output_name("flowscope")
-            .site_root(site)
-            .build();
-        let app = Application::build(&config, options)
-            .await
-            .expect("build app");
-        let base = format!("http://{}", app.local_addr());
-        tokio::spawn(app.run_until(std::future::pending()));
-        TestApp {
-            base,
-            client: Client::new(),
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn post_doc(&self, path: &str, doc: &str) -> (StatusCode, Value) {
-        let r = self
-            .client
-            .post(self.url(path))
-            .header("content-type", "application/yaml")
-            .body(doc.to_string())
-            .send()
-            .await
-            .expect("send");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn put_doc(&self, path: &str, doc: &str) -> (StatusCode, Value) {
-        let r = self
-            .client
-            .put(self.url(path))
-            .body(doc.to_string())
-            .send()
-            .await
-            .expect("send");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get_json(&self, path: &str) -> (StatusCode, Value) {
-        let r = self.client.get(self.url(path)).send().await.expect("send");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn ids(&self) -> Vec<String> {
-        let (_, list) = self.get_json("/api/v1/workflows").await;
-        list.as_array()
-            .expect("list")
-            .iter()
-            .map(|w| w["id"].as_str().expect("id").to_string())
-            .collect()
-    }
+/// The workflows' ids, as the list shows them.
+async fn ids(app: &Client) -> Vec<String> {
+    let (_, list) = app.get("/api/v1/workflows").await;
+    list.as_array()
+        .expect("list")
+        .iter()
+        .map(|w| w["id"].as_str().expect("id").to_string())
+        .collect()
 }
 
 fn doc(id: &str, latency: &str) -> String {
@@ -120,9 +40,10 @@ fn error_paths(body: &Value, code: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn health_and_readiness_answer() {
-    let app = TestApp::spawn().await;
-    assert_eq!(app.get_json("/healthz").await.0, StatusCode::OK);
-    let (status, body) = app.get_json("/readyz").await;
+    let hub = Hub::start().await;
+    let app = hub.client();
+    assert_eq!(app.get("/healthz").await.0, StatusCode::OK);
+    let (status, body) = app.get("/readyz").await;
     assert_eq!(
         (status, body["status"].as_str()),
         (StatusCode::OK, Some("ready"))
@@ -131,8 +52,9 @@ async fn health_and_readiness_answer() {
 
 #[tokio::test]
 async fn the_examples_are_seeded_into_an_empty_database() {
-    let app = TestApp::spawn().await;
-    let ids = app.ids().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
+    let ids = ids(&app).await;
     assert!(
         ids.contains(&"hello".into()) && ids.contains(&"always-fails".into()),
         "{ids:?}"
@@ -141,18 +63,19 @@ async fn the_examples_are_seeded_into_an_empty_database() {
 
 #[tokio::test]
 async fn a_created_workflow_can_be_read_versioned_exported_and_diffed() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let v1 = doc("report", "1ms");
-    let (status, body) = app.post_doc("/api/v1/workflows", &v1).await;
+    let (status, body) = app.post_yaml("/api/v1/workflows", &v1).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["version"]["version"], 1);
 
     let v2 = doc("report", "5ms");
-    let (status, body) = app.put_doc("/api/v1/workflows/report", &v2).await;
+    let (status, body) = app.put_yaml("/api/v1/workflows/report", &v2).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["version"]["version"], 2);
 
-    let (_, shown) = app.get_json("/api/v1/workflows/report").await;
+    let (_, shown) = app.get("/api/v1/workflows/report").await;
     assert_eq!(shown["latest_version"], 2);
     assert_eq!(shown["latest"]["source"], v2);
     assert_eq!(
@@ -160,7 +83,7 @@ async fn a_created_workflow_can_be_read_versioned_exported_and_diffed() {
         "5ms"
     );
 
-    let (_, versions) = app.get_json("/api/v1/workflows/report/versions").await;
+    let (_, versions) = app.get("/api/v1/workflows/report/versions").await;
     assert_eq!(
         versions
             .as_array()
@@ -170,11 +93,11 @@ async fn a_created_workflow_can_be_read_versioned_exported_and_diffed() {
             .collect::<Vec<_>>(),
         [Some(2), Some(1)]
     );
-    let (_, old) = app.get_json("/api/v1/workflows/report/versions/1").await;
+    let (_, old) = app.get("/api/v1/workflows/report/versions/1").await;
     assert_eq!(old["source"], v1);
 
     let exported = app
-        .client
+        .http
         .get(app.url("/api/v1/workflows/report/export?version=1"))
         .send()
         .await
@@ -186,9 +109,7 @@ async fn a_created_workflow_can_be_read_versioned_exported_and_diffed() {
         "export returns the saved bytes"
     );
 
-    let (_, diff) = app
-        .get_json("/api/v1/workflows/report/diff?from=1&to=2")
-        .await;
+    let (_, diff) = app.get("/api/v1/workflows/report/diff?from=1&to=2").await;
     let diff = diff["diff"].as_str().expect("diff");
     assert!(
         diff.contains("-    latency: 1ms") && diff.contains("+    latency: 5ms"),
@@ -198,9 +119,10 @@ async fn a_created_workflow_can_be_read_versioned_exported_and_diffed() {
 
 #[tokio::test]
 async fn export_then_import_round_trips_byte_for_byte() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let exported = app
-        .client
+        .http
         .get(app.url("/api/v1/workflows/hello/export"))
         .send()
         .await
@@ -210,11 +132,11 @@ async fn export_then_import_round_trips_byte_for_byte() {
         .expect("text");
     let renamed = exported.replacen("id: hello", "id: hello-copy", 1);
     assert_eq!(
-        app.post_doc("/api/v1/workflows", &renamed).await.0,
+        app.post_yaml("/api/v1/workflows", &renamed).await.0,
         StatusCode::CREATED
     );
     let again = app
-        .client
+        .http
         .get(app.url("/api/v1/workflows/hello-copy/export"))
         .send()
         .await
@@ -225,7 +147,7 @@ async fn export_then_import_round_trips_byte_for_byte() {
     assert_eq!(again, renamed);
     // The canonical form the validator reports is the text itself: the examples are canonical.
     let r = app
-        .client
+        .http
         .post(app.url("/api/v1/validate"))
         .body(exported.clone())
         .send()
@@ -239,8 +161,9 @@ async fn export_then_import_round_trips_byte_for_byte() {
 
 #[tokio::test]
 async fn invalid_documents_get_422_with_every_problem_and_nothing_is_stored() {
-    let app = TestApp::spawn().await;
-    let before = app.ids().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
+    let before = ids(&app).await;
     let cases: &[(&str, &str)] = &[
         ("id: x\nsteps: [\n", ""),                                                                         // invalid YAML
         ("{\"id\": \"x\", ", ""),                                                                          // invalid JSON
@@ -252,7 +175,7 @@ async fn invalid_documents_get_422_with_every_problem_and_nothing_is_stored() {
         ("id: t\nsteps:\n- {id: a, agent: notify, with: {webhook_url: 'http://h', text: '{{ inputs.x '}}\n", "steps[0].with.text"),
     ];
     for (body, path) in cases {
-        let (status, err) = app.post_doc("/api/v1/workflows", body).await;
+        let (status, err) = app.post_yaml("/api/v1/workflows", body).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {err}");
         let paths = error_paths(&err, "invalid_workflow");
         assert!(!paths.is_empty(), "{err}");
@@ -263,29 +186,31 @@ async fn invalid_documents_get_422_with_every_problem_and_nothing_is_stored() {
             );
         }
     }
-    assert_eq!(app.ids().await, before, "nothing was stored");
+    assert_eq!(ids(&app).await, before, "nothing was stored");
 }
 
 #[tokio::test]
 async fn an_oversized_document_is_refused_with_413() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let big = format!("{}#{}\n", doc("big", "1ms"), "x".repeat(300 * 1024));
-    let (status, body) = app.post_doc("/api/v1/workflows", &big).await;
+    let (status, body) = app.post_yaml("/api/v1/workflows", &big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     error_paths(&body, "too_large");
     let huge = "x".repeat(3 * 1024 * 1024);
     assert_eq!(
-        app.post_doc("/api/v1/workflows", &huge).await.0,
+        app.post_yaml("/api/v1/workflows", &huge).await.0,
         StatusCode::PAYLOAD_TOO_LARGE
     );
-    assert!(!app.ids().await.contains(&"big".into()));
+    assert!(!ids(&app).await.contains(&"big".into()));
 }
 
 #[tokio::test]
 async fn bodies_that_are_not_utf8_text_or_of_the_wrong_type_are_refused() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let r = app
-        .client
+        .http
         .post(app.url("/api/v1/workflows"))
         .body(vec![0xff, 0xfe, 0x00])
         .send()
@@ -293,7 +218,7 @@ async fn bodies_that_are_not_utf8_text_or_of_the_wrong_type_are_refused() {
         .expect("send");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = app
-        .client
+        .http
         .post(app.url("/api/v1/workflows"))
         .header("content-type", "image/png")
         .body("id: x")
@@ -305,25 +230,27 @@ async fn bodies_that_are_not_utf8_text_or_of_the_wrong_type_are_refused() {
 
 #[tokio::test]
 async fn creating_an_existing_id_is_a_409_and_keeps_the_original() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let (status, body) = app
-        .post_doc("/api/v1/workflows", &doc("hello", "9ms"))
+        .post_yaml("/api/v1/workflows", &doc("hello", "9ms"))
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     error_paths(&body, "conflict");
-    let (_, shown) = app.get_json("/api/v1/workflows/hello").await;
+    let (_, shown) = app.get("/api/v1/workflows/hello").await;
     assert_eq!(shown["latest_version"], 1);
 }
 
 #[tokio::test]
 async fn updates_must_target_an_existing_workflow_with_the_same_id() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let (status, body) = app
-        .put_doc("/api/v1/workflows/nope", &doc("nope", "1ms"))
+        .put_yaml("/api/v1/workflows/nope", &doc("nope", "1ms"))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, body) = app
-        .put_doc("/api/v1/workflows/hello", &doc("other", "1ms"))
+        .put_yaml("/api/v1/workflows/hello", &doc("other", "1ms"))
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(error_paths(&body, "invalid_workflow"), ["id"]);
@@ -331,9 +258,11 @@ async fn updates_must_target_an_existing_workflow_with_the_same_id() {
 
 #[tokio::test]
 async fn racing_saves_of_one_workflow_all_become_versions() {
-    let app = TestApp::spawn().await;
-    app.post_doc("/api/v1/workflows", &doc("busy", "1ms")).await;
-    let client = app.client.clone();
+    let hub = Hub::start().await;
+    let app = hub.client();
+    app.post_yaml("/api/v1/workflows", &doc("busy", "1ms"))
+        .await;
+    let client = app.http.clone();
     let saves: Vec<_> = (0..10)
         .map(|i| {
             let (client, url) = (client.clone(), app.url("/api/v1/workflows/busy"));
@@ -351,40 +280,41 @@ async fn racing_saves_of_one_workflow_all_become_versions() {
     for s in saves {
         assert_eq!(s.await.expect("join"), StatusCode::OK);
     }
-    let (_, versions) = app.get_json("/api/v1/workflows/busy/versions").await;
+    let (_, versions) = app.get("/api/v1/workflows/busy/versions").await;
     assert_eq!(versions.as_array().expect("list").len(), 11);
 }
 
 #[tokio::test]
 async fn archiving_hides_a_workflow_and_restoring_shows_it_again() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let r = app
-        .client
+        .http
         .post(app.url("/api/v1/workflows/hello/archive"))
         .send()
         .await
         .expect("archive");
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(!app.ids().await.contains(&"hello".into()));
-    let (_, all) = app.get_json("/api/v1/workflows?archived=true").await;
+    assert!(!ids(&app).await.contains(&"hello".into()));
+    let (_, all) = app.get("/api/v1/workflows?archived=true").await;
     assert!(all
         .as_array()
         .expect("list")
         .iter()
         .any(|w| w["id"] == "hello" && w["archived_at"].is_i64()));
     assert_eq!(
-        app.get_json("/api/v1/workflows/hello/versions/1").await.0,
+        app.get("/api/v1/workflows/hello/versions/1").await.0,
         StatusCode::OK,
         "versions are kept"
     );
-    app.client
+    app.http
         .post(app.url("/api/v1/workflows/hello/restore"))
         .send()
         .await
         .expect("restore");
-    assert!(app.ids().await.contains(&"hello".into()));
+    assert!(ids(&app).await.contains(&"hello".into()));
     let r = app
-        .client
+        .http
         .post(app.url("/api/v1/workflows/nope/archive"))
         .send()
         .await
@@ -394,9 +324,10 @@ async fn archiving_hides_a_workflow_and_restoring_shows_it_again() {
 
 #[tokio::test]
 async fn validate_reports_problems_without_saving() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let (status, body) = app
-        .post_doc(
+        .post_yaml(
             "/api/v1/validate",
             "id: v\nsteps:\n- {id: a, agent: delay, needs: [zz], with: {}}\n",
         )
@@ -413,20 +344,21 @@ async fn validate_reports_problems_without_saving() {
         paths.contains(&"steps[0].needs[0]") && paths.contains(&"steps[0].with"),
         "{paths:?}"
     );
-    let (_, ok) = app.post_doc("/api/v1/validate", &doc("v", "1ms")).await;
+    let (_, ok) = app.post_yaml("/api/v1/validate", &doc("v", "1ms")).await;
     assert_eq!(ok["valid"], true);
-    assert!(!app.ids().await.contains(&"v".into()));
+    assert!(!ids(&app).await.contains(&"v".into()));
 }
 
 #[tokio::test]
 async fn unknown_things_are_json_404s() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     for path in [
         "/api/v1/workflows/nope",
         "/api/v1/workflows/hello/versions/99",
         "/api/v1/nothing-here",
     ] {
-        let (status, body) = app.get_json(path).await;
+        let (status, body) = app.get(path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         error_paths(&body, "not_found");
     }
@@ -434,9 +366,10 @@ async fn unknown_things_are_json_404s() {
 
 #[tokio::test]
 async fn the_workflows_page_is_rendered_on_the_server_with_the_seeded_workflows() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let r = app
-        .client
+        .http
         .get(app.url("/workflows"))
         .send()
         .await
@@ -452,7 +385,7 @@ async fn the_workflows_page_is_rendered_on_the_server_with_the_seeded_workflows(
         "hydration scripts point at the built bundle"
     );
     let r = app
-        .client
+        .http
         .get(app.url("/no/such/page"))
         .send()
         .await
@@ -463,9 +396,10 @@ async fn the_workflows_page_is_rendered_on_the_server_with_the_seeded_workflows(
 
 #[tokio::test]
 async fn the_list_server_function_answers_over_http() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let r = app
-        .client
+        .http
         .post(app.url("/api/list_workflows"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("query=hello&page=1")
@@ -501,17 +435,21 @@ async fn the_server_runs_on_postgres_too() {
         .expect("PostgreSQL on 127.0.0.1:5432")
         .close()
         .await;
-    let app = TestApp::spawn_on(
-        engine::store::scratch::database_url(&admin, &name),
+    let hub = Hub::start_on(
+        &engine::store::scratch::database_url(&admin, &name),
+        common::quiet(),
         tempfile::tempdir().expect("dir"),
     )
     .await;
-    assert!(app.ids().await.contains(&"hello".into()));
+    let app = hub.client();
+    assert!(ids(&app).await.contains(&"hello".into()));
     assert_eq!(
-        app.post_doc("/api/v1/workflows", &doc("pg", "1ms")).await.0,
+        app.post_yaml("/api/v1/workflows", &doc("pg", "1ms"))
+            .await
+            .0,
         StatusCode::CREATED
     );
-    assert_eq!(app.get_json("/readyz").await.0, StatusCode::OK);
+    assert_eq!(app.get("/readyz").await.0, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -577,47 +515,10 @@ async fn the_validate_command_prints_problems_and_exits_non_zero() {
     );
 }
 
-impl TestApp {
-    async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let r = self
-            .client
-            .post(self.url(path))
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Follows the run's event stream until it ends and returns the final run.
-    async fn follow(&self, run_id: &str) -> (Vec<String>, Value) {
-        let mut r = self
-            .client
-            .get(self.url(&format!("/api/v1/runs/{run_id}/events")))
-            .send()
-            .await
-            .expect("events");
-        assert_eq!(r.headers()["content-type"], "text/event-stream");
-        let mut text = String::new();
-        while let Some(chunk) = r.chunk().await.expect("chunk") {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-        }
-        let names = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("event: "))
-            .map(str::to_string)
-            .collect();
-        (
-            names,
-            self.get_json(&format!("/api/v1/runs/{run_id}")).await.1,
-        )
-    }
-}
-
 #[tokio::test]
 async fn a_triggered_run_is_queued_at_once_streams_its_events_and_succeeds() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let (status, body) = app
         .post_json(
             "/api/v1/workflows/hello/runs",
@@ -645,7 +546,8 @@ async fn a_triggered_run_is_queued_at_once_streams_its_events_and_succeeds() {
 
 #[tokio::test]
 async fn bad_run_requests_get_clear_errors_and_start_nothing() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let (status, body) = app
         .post_json(
             "/api/v1/workflows/hello/runs",
@@ -672,21 +574,22 @@ async fn bad_run_requests_get_clear_errors_and_start_nothing() {
             .0,
         StatusCode::BAD_REQUEST
     );
-    let (_, page) = app.get_json("/api/v1/runs").await;
+    let (_, page) = app.get("/api/v1/runs").await;
     assert!(page["runs"].as_array().expect("runs").is_empty());
     assert_eq!(
-        app.get_json("/api/v1/runs?status=exploded").await.0,
+        app.get("/api/v1/runs?status=exploded").await.0,
         StatusCode::BAD_REQUEST
     );
     assert_eq!(
-        app.get_json("/api/v1/runs/no-such-run").await.0,
+        app.get("/api/v1/runs/no-such-run").await.0,
         StatusCode::NOT_FOUND
     );
 }
 
 #[tokio::test]
 async fn a_failed_run_can_be_retried_from_the_failed_step_but_a_finished_one_not_cancelled() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let (_, body) = app
         .post_json("/api/v1/workflows/always-fails/runs", json!({}))
         .await;
@@ -728,7 +631,8 @@ async fn a_failed_run_can_be_retried_from_the_failed_step_but_a_finished_one_not
 /// with new inputs on the latest version; what cannot be done is refused, saying why.
 #[tokio::test]
 async fn any_finished_run_is_retried_with_its_inputs_or_new_ones_on_its_version_or_the_latest() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let greet = |word: &str| {
         format!(
             "id: greet\ninputs:\n  who: {{type: string, default: world}}\nsteps:\n\
@@ -736,7 +640,7 @@ async fn any_finished_run_is_retried_with_its_inputs_or_new_ones_on_its_version_
         )
     };
     assert_eq!(
-        app.post_doc("/api/v1/workflows", &greet("hello")).await.0,
+        app.post_yaml("/api/v1/workflows", &greet("hello")).await.0,
         StatusCode::CREATED
     );
     let (_, body) = app
@@ -750,7 +654,9 @@ async fn any_finished_run_is_retried_with_its_inputs_or_new_ones_on_its_version_
     assert_eq!(run["status"], "succeeded");
     // A second version: the retry runs the run's own unless asked for the latest.
     assert_eq!(
-        app.put_doc("/api/v1/workflows/greet", &greet("hi")).await.0,
+        app.put_yaml("/api/v1/workflows/greet", &greet("hi"))
+            .await
+            .0,
         StatusCode::OK
     );
     let retried = async |body: Value| -> Value {
@@ -794,7 +700,7 @@ async fn any_finished_run_is_retried_with_its_inputs_or_new_ones_on_its_version_
     assert_eq!(output(&pinned), "hello world");
 
     // Refusals: each a 4xx that says why, and no run made.
-    let (_, before) = app.get_json("/api/v1/runs?workflow=greet").await;
+    let (_, before) = app.get("/api/v1/runs?workflow=greet").await;
     for (body, status, says) in [
         (
             json!({ "inputs": { "who": 5 } }),
@@ -829,7 +735,7 @@ async fn any_finished_run_is_retried_with_its_inputs_or_new_ones_on_its_version_
         );
         assert!(text.contains(says), "{body} → {answer}");
     }
-    let (_, after) = app.get_json("/api/v1/runs?workflow=greet").await;
+    let (_, after) = app.get("/api/v1/runs?workflow=greet").await;
     assert_eq!(before["runs"], after["runs"]);
 }
 
@@ -837,14 +743,15 @@ async fn any_finished_run_is_retried_with_its_inputs_or_new_ones_on_its_version_
 /// `until` from it so runs that arrive after do not join, and each run is reported.
 #[tokio::test]
 async fn runs_selected_by_filters_are_counted_then_retried_or_cancelled_in_bulk() {
-    let app = TestApp::spawn().await;
-    app.post_doc(
+    let hub = Hub::start().await;
+    let app = hub.client();
+    app.post_yaml(
         "/api/v1/workflows",
         "id: flip\ninputs:\n  fail: {type: boolean, default: false}\nsteps:\n\
          - {id: go, agent: transform, with: {jq: 'if .inputs.fail then error(\"boom\") else 1 end'}}\n",
     )
     .await;
-    app.post_doc(
+    app.post_yaml(
         "/api/v1/workflows",
         "id: slow\nsteps:\n- {id: wait, agent: delay, with: {duration: 1h}}\n",
     )
@@ -966,8 +873,9 @@ async fn runs_selected_by_filters_are_counted_then_retried_or_cancelled_in_bulk(
 
 #[tokio::test]
 async fn a_long_run_is_cancelled_from_the_api() {
-    let app = TestApp::spawn().await;
-    app.post_doc(
+    let hub = Hub::start().await;
+    let app = hub.client();
+    app.post_yaml(
         "/api/v1/workflows",
         "id: long\nsteps:\n- {id: wait, agent: delay, with: {duration: 1h}}\n",
     )
@@ -986,7 +894,8 @@ async fn a_long_run_is_cancelled_from_the_api() {
 
 #[tokio::test]
 async fn the_run_list_filters_and_pages_with_a_cursor() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let mut ids = Vec::new();
     for wf in ["hello", "hello", "hello", "always-fails"] {
         let (_, body) = app
@@ -997,7 +906,7 @@ async fn the_run_list_filters_and_pages_with_a_cursor() {
     for id in &ids {
         app.follow(id).await;
     }
-    let (_, page1) = app.get_json("/api/v1/runs?workflow=hello&limit=2").await;
+    let (_, page1) = app.get("/api/v1/runs?workflow=hello&limit=2").await;
     let first: Vec<&str> = page1["runs"]
         .as_array()
         .expect("runs")
@@ -1007,7 +916,7 @@ async fn the_run_list_filters_and_pages_with_a_cursor() {
     assert_eq!(first, [ids[2].as_str(), ids[1].as_str()], "newest first");
     let cursor = page1["next_cursor"].as_str().expect("cursor");
     let (_, page2) = app
-        .get_json(&format!(
+        .get(&format!(
             "/api/v1/runs?workflow=hello&limit=2&cursor={cursor}"
         ))
         .await;
@@ -1019,7 +928,7 @@ async fn the_run_list_filters_and_pages_with_a_cursor() {
         .collect();
     assert_eq!(second, [ids[0].as_str()]);
     assert!(page2["next_cursor"].is_null());
-    let (_, failed) = app.get_json("/api/v1/runs?status=failed").await;
+    let (_, failed) = app.get("/api/v1/runs?status=failed").await;
     let failed: Vec<&str> = failed["runs"]
         .as_array()
         .expect("runs")
@@ -1031,9 +940,10 @@ async fn the_run_list_filters_and_pages_with_a_cursor() {
 
 #[tokio::test]
 async fn the_trigger_server_function_starts_a_run_and_reports_bad_inputs() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let call = |inputs: &'static str| {
-        app.client
+        app.http
             .post(app.url("/api/trigger_run"))
             .form(&[("workflow_id", "hello"), ("inputs_json", inputs)])
             .send()
@@ -1055,7 +965,7 @@ async fn the_trigger_server_function_starts_a_run_and_reports_bad_inputs() {
         "the error names the input"
     );
     let unknown = app
-        .client
+        .http
         .post(app.url("/api/trigger_run"))
         .form(&[("workflow_id", "no-such-flow"), ("inputs_json", "")])
         .send()
@@ -1063,7 +973,7 @@ async fn the_trigger_server_function_starts_a_run_and_reports_bad_inputs() {
         .expect("call");
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let malformed = app
-        .client
+        .http
         .post(app.url("/api/trigger_run"))
         .form(&[("inputs_json", "{}")])
         .send()
@@ -1074,9 +984,10 @@ async fn the_trigger_server_function_starts_a_run_and_reports_bad_inputs() {
 
 #[tokio::test]
 async fn the_monitor_stream_carries_changes_of_the_workflow_it_follows_only() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let mut stream = app
-        .client
+        .http
         .get(app.url("/api/v1/events?workflow=hello"))
         .send()
         .await
@@ -1125,11 +1036,10 @@ async fn site_files_go_out_precompressed_and_revalidated_and_pages_compressed() 
     std::fs::write(pkg.join("flowscope.wasm"), &wasm).expect("write");
     let done = flowscope::assets::precompress(site.path()).expect("precompress");
     assert_eq!(done.files, 1);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("api.db").display());
-    let app = TestApp::spawn_site(url, dir, site.path().to_str().expect("utf-8")).await;
+    let hub = Hub::start_site(site.path()).await;
+    let app = hub.client();
     let get = |encoding: Option<&'static str>| {
-        let mut r = app.client.get(app.url("/pkg/flowscope.wasm"));
+        let mut r = app.http.get(app.url("/pkg/flowscope.wasm"));
         if let Some(e) = encoding {
             r = r.header("accept-encoding", e);
         }
@@ -1165,7 +1075,7 @@ async fn site_files_go_out_precompressed_and_revalidated_and_pages_compressed() 
     let r = get(Some("br")).await.expect("get");
     let modified = r.headers()["last-modified"].clone();
     let again = app
-        .client
+        .http
         .get(app.url("/pkg/flowscope.wasm"))
         .header("accept-encoding", "br")
         .header("if-modified-since", modified)
@@ -1177,7 +1087,7 @@ async fn site_files_go_out_precompressed_and_revalidated_and_pages_compressed() 
 
     // Pages are compressed as they render.
     let page = app
-        .client
+        .http
         .get(app.url("/workflows"))
         .header("accept-encoding", "gzip")
         .send()
@@ -1196,14 +1106,15 @@ async fn site_files_go_out_precompressed_and_revalidated_and_pages_compressed() 
 
 #[tokio::test]
 async fn a_trigger_can_wait_for_the_finished_run() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let post = |path: &str| {
         let inputs = if path.contains("/hello/") {
             json!({ "who": "waiter" })
         } else {
             json!({})
         };
-        app.client
+        app.http
             .post(app.url(path))
             .json(&json!({ "inputs": inputs }))
             .send()
@@ -1234,7 +1145,7 @@ async fn a_trigger_can_wait_for_the_finished_run() {
 
     // Still running when the wait is over: 202 with the run, as without a wait.
     let (status, _) = app
-        .post_doc(
+        .post_yaml(
             "/api/v1/workflows",
             "id: slow\nname: slow\nsteps:\n- id: a\n  agent: delay\n  with: { duration: 1m }\n",
         )
@@ -1266,9 +1177,10 @@ async fn a_trigger_can_wait_for_the_finished_run() {
 
 #[tokio::test]
 async fn a_for_each_steps_items_are_listed_a_page_at_a_time_and_filtered_by_status() {
-    let app = TestApp::spawn().await;
+    let hub = Hub::start().await;
+    let app = hub.client();
     let (status, body) = app
-        .post_doc(
+        .post_yaml(
             "/api/v1/workflows",
             "id: loop\nname: loop\ninputs: {xs: {type: array}}\nsteps:\n\
              - id: each\n  agent: transform\n  for_each: inputs.xs\n  continue_on_error: true\n  \
@@ -1278,7 +1190,7 @@ async fn a_for_each_steps_items_are_listed_a_page_at_a_time_and_filtered_by_stat
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let xs: Vec<i64> = (1..=12).collect();
     let r = app
-        .client
+        .http
         .post(app.url("/api/v1/workflows/loop/runs?wait=30s"))
         .json(&json!({ "inputs": { "xs": xs } }))
         .send()
@@ -1293,7 +1205,7 @@ async fn a_for_each_steps_items_are_listed_a_page_at_a_time_and_filtered_by_stat
     );
     let id = run["id"].as_str().expect("id");
     let path = format!("/api/v1/runs/{id}/steps/each/items");
-    let (status, first) = app.get_json(&format!("{path}?limit=5")).await;
+    let (status, first) = app.get(&format!("{path}?limit=5")).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     let index = |page: &Value| -> Vec<i64> {
         page["items"]
@@ -1310,14 +1222,14 @@ async fn a_for_each_steps_items_are_listed_a_page_at_a_time_and_filtered_by_stat
         "item 2 at index 1"
     );
     assert_eq!(first["next_after"], json!(4));
-    let (_, second) = app.get_json(&format!("{path}?limit=5&after=4")).await;
+    let (_, second) = app.get(&format!("{path}?limit=5&after=4")).await;
     assert_eq!(index(&second), vec![5, 6, 7, 8, 9]);
-    let (_, failed) = app.get_json(&format!("{path}?status=failed")).await;
+    let (_, failed) = app.get(&format!("{path}?status=failed")).await;
     assert_eq!(index(&failed), vec![4, 9], "items 5 and 10 failed");
     assert_eq!(failed["items"][0]["error_kind"], "jq_runtime");
     assert_eq!(failed["next_after"], Value::Null);
-    let (status, bad) = app.get_json(&format!("{path}?status=running")).await;
+    let (status, bad) = app.get(&format!("{path}?status=running")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
-    let (status, _) = app.get_json("/api/v1/runs/nope/steps/each/items").await;
+    let (status, _) = app.get("/api/v1/runs/nope/steps/each/items").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -2,6 +2,7 @@
 //! codes), runs and export.
 
 use crate::common;
+use crate::common::hub::Hub;
 
 use std::process::Output;
 
@@ -27,9 +28,9 @@ fn out(o: &Output) -> String {
 
 #[tokio::test]
 async fn apply_run_runs_and_export_work_with_exit_codes_a_script_can_use() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = common::serve(dir.path()).await;
-    let file = dir.path().join("greet.yaml");
+    let hub = Hub::start().await;
+    let base = hub.base.clone();
+    let file = hub.dir().join("greet.yaml");
     let v1 = "id: greet\nname: Greet\ninputs:\n  who: { type: string }\n  times: { type: integer, default: 1 }\nsteps:\n  - id: say\n    agent: transform\n    with: { jq: '\"hi \" + .inputs.who' }\n";
     std::fs::write(&file, v1).expect("write");
     let path = file.to_str().expect("utf-8 path");
@@ -50,7 +51,7 @@ async fn apply_run_runs_and_export_work_with_exit_codes_a_script_can_use() {
     assert!(out(&o).contains("greet saved as version 2"), "{}", out(&o));
 
     // An invalid file: every problem with its path, exit 1, nothing saved.
-    let bad = dir.path().join("bad.yaml");
+    let bad = hub.dir().join("bad.yaml");
     std::fs::write(
         &bad,
         v2.replace("needs: []", "")
@@ -109,16 +110,13 @@ async fn apply_run_runs_and_export_work_with_exit_codes_a_script_can_use() {
 /// authenticating with what it printed.
 #[tokio::test]
 async fn token_commands_make_a_token_the_server_and_the_cli_accept() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = format!("sqlite://{}", dir.path().join("flowscope.db").display());
-    let base = common::serve_with(
-        dir.path(),
-        flowscope::config::Config {
-            auth: true,
-            ..common::quiet()
-        },
-    )
+    let hub = Hub::start_with(flowscope::config::Config {
+        auth: true,
+        ..common::quiet()
+    })
     .await;
+    let base = hub.base.clone();
+    let db = format!("sqlite://{}", hub.dir().join("flowscope.db").display());
     let local = |args: &'static [&'static str]| {
         let db = db.clone();
         async move {

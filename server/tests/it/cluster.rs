@@ -5,15 +5,17 @@
 //! The database itself is checked with SQL after each load.
 
 use crate::common;
+use crate::common::hub::Client;
 
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::procs::{all_finished, create, database, spawn, trigger, Proc};
+use common::procs::{all_finished, database, spawn, Proc};
 
 use engine::store::{NewRun, Op};
 use futures::StreamExt;
+use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -52,10 +54,9 @@ async fn a_server_and_three_workers_run_1000_runs_each_step_recorded_once() {
     let db = database("fs_cluster_load").await;
     let server = spawn("serve", &db, &[]);
     let workers: Vec<Proc> = (0..3).map(|_| spawn("worker", &db, &[])).collect();
-    let base = server.base.clone().expect("base");
-    let client = reqwest::Client::new();
+    let client = Client::new(server.base.as_deref().expect("base"));
     for yaml in [CHAIN, FAN, LIMITED, FLAKY] {
-        create(&client, &base, yaml).await;
+        client.create(yaml).await;
     }
     let mix: Vec<&str> = (0..1000)
         .map(|i| match i % 10 {
@@ -66,7 +67,7 @@ async fn a_server_and_three_workers_run_1000_runs_each_step_recorded_once() {
         })
         .collect();
     let ids: Vec<String> = futures::stream::iter(mix.iter())
-        .map(|w| trigger(&client, &base, w))
+        .map(|w| client.trigger(w, json!({})))
         .buffer_unordered(8)
         .collect()
         .await;
@@ -144,18 +145,17 @@ async fn a_server_and_three_workers_run_1000_runs_each_step_recorded_once() {
 async fn killing_workers_at_random_moments_loses_no_run_and_repeats_no_outcome() {
     let db = database("fs_cluster_kill").await;
     let server = spawn("serve", &db, &[]);
-    let base = server.base.clone().expect("base");
-    let client = reqwest::Client::new();
+    let client = Client::new(server.base.as_deref().expect("base"));
     let sturdy = "id: sturdy\nsteps:\n- {id: a, agent: simulate, with: {latency: 30ms, output: 1}}\n- {id: b, agent: simulate, needs: [a], with: {latency: 30ms}}\n- {id: c, agent: simulate, needs: [a], with: {latency: 50ms}}\n- {id: d, agent: transform, needs: [b, c], with: {jq: '.steps.a.output + 1'}}\n";
-    create(&client, &base, sturdy).await;
+    client.create(sturdy).await;
     let mut workers: Vec<Proc> = (0..3).map(|_| spawn("worker", &db, &[])).collect();
 
     let trigger_all = {
-        let (client, base) = (client.clone(), base.clone());
+        let client = client.clone();
         tokio::spawn(async move {
             let mut ids = Vec::new();
             for _ in 0..300 {
-                ids.push(trigger(&client, &base, "sturdy").await);
+                ids.push(client.trigger("sturdy", json!({})).await);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             ids
@@ -234,11 +234,10 @@ async fn a_worker_back_after_its_lease_expired_writes_nothing_and_joins_again() 
     let db = database("fs_cluster_stale").await;
     // This server runs nothing itself: the worker does.
     let server = spawn("serve", &db, &[("FLOWSCOPE_WORKER_MAX_RUNS", "0")]);
-    let base = server.base.clone().expect("base");
-    let client = reqwest::Client::new();
-    create(&client, &base, SLOW).await;
+    let client = Client::new(server.base.as_deref().expect("base"));
+    client.create(SLOW).await;
     let first = spawn("worker", &db, &[]);
-    let run = trigger(&client, &base, "slow").await;
+    let run = client.trigger("slow", json!({})).await;
     let pool = PgPool::connect(&db).await.expect("connect");
     let owner = owner_once_started(&pool, &run).await;
 
@@ -304,7 +303,7 @@ async fn a_worker_back_after_its_lease_expired_writes_nothing_and_joins_again() 
         "the old id is gone: {workers:?}"
     );
     assert_eq!(workers.iter().filter(|(_, k)| k == "worker").count(), 2);
-    let again = trigger(&client, &base, "slow").await;
+    let again = client.trigger("slow", json!({})).await;
     all_finished(&pool).await;
     let status: String = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
         .bind(&again)
@@ -319,22 +318,20 @@ async fn a_worker_back_after_its_lease_expired_writes_nothing_and_joins_again() 
 async fn a_run_on_a_worker_is_watched_live_and_cancelled_from_the_server() {
     let db = database("fs_cluster_remote").await;
     let server = spawn("serve", &db, &[("FLOWSCOPE_WORKER_MAX_RUNS", "0")]);
-    let base = server.base.clone().expect("base");
-    let client = reqwest::Client::new();
-    create(
-        &client,
-        &base,
-        "id: endless\nconcurrency: 1\nsteps:\n- {id: first, agent: simulate, with: {latency: 50ms}}\n- {id: wait, agent: delay, needs: [first], with: {duration: 10m}}\n",
-    )
-    .await;
+    let client = Client::new(server.base.as_deref().expect("base"));
+    client
+        .create(
+            "id: endless\nconcurrency: 1\nsteps:\n- {id: first, agent: simulate, with: {latency: 50ms}}\n- {id: wait, agent: delay, needs: [first], with: {duration: 10m}}\n",
+        )
+        .await;
     let worker = spawn("worker", &db, &[]);
-    let run = trigger(&client, &base, "endless").await;
+    let run = client.trigger("endless", json!({})).await;
     // A second run waits for the first (concurrency 1), unclaimed.
-    let queued = trigger(&client, &base, "endless").await;
+    let queued = client.trigger("endless", json!({})).await;
 
     // The server runs nothing, so every event on its stream came from the worker.
     let mut stream = client
-        .get(format!("{base}/api/v1/runs/{run}/events"))
+        .request(Method::GET, &format!("/api/v1/runs/{run}/events"))
         .send()
         .await
         .expect("events");
@@ -383,12 +380,9 @@ async fn a_run_on_a_worker_is_watched_live_and_cancelled_from_the_server() {
 
     // Cancelled on the server, stopped on the worker; the queued one ends without a slot.
     for id in [&queued, &run] {
-        let r = client
-            .post(format!("{base}/api/v1/runs/{id}/cancel"))
-            .send()
-            .await
-            .expect("cancel");
-        assert!(r.status().is_success(), "{}", r.status());
+        let cancel = client.request(Method::POST, &format!("/api/v1/runs/{id}/cancel"));
+        let (status, _) = client.send(cancel).await;
+        assert!(status.is_success(), "{status}");
     }
     all_finished(&pool).await;
     let statuses: HashMap<String, String> = sqlx::query_as("SELECT id, status FROM runs")
@@ -409,13 +403,13 @@ async fn a_run_on_a_worker_is_watched_live_and_cancelled_from_the_server() {
     assert_eq!(wait.0, "cancelled", "the worker closed the delay's attempt");
 
     // The worker's own /metrics counts the run it ran (the server ran none).
-    let metrics = format!("{}/metrics", worker.base.clone().expect("metrics address"));
+    let scrape = Client::new(worker.base.as_deref().expect("metrics address"));
     let counted =
         "workflow_runs_total{workflow=\"endless\",status=\"cancelled\",trigger=\"api\"} 1";
     let mut text = String::new();
     for _ in 0..100 {
-        text = client
-            .get(&metrics)
+        text = scrape
+            .request(Method::GET, "/metrics")
             .send()
             .await
             .expect("scrape the worker")
@@ -432,7 +426,7 @@ async fn a_run_on_a_worker_is_watched_live_and_cancelled_from_the_server() {
 
     // The settings page lists both processes, this server marked as such.
     let settings = client
-        .get(format!("{base}/settings"))
+        .request(Method::GET, "/settings")
         .send()
         .await
         .expect("settings")
@@ -631,12 +625,11 @@ async fn join_output(pool: &PgPool, run: &str) -> (String, Option<String>) {
 async fn ready_steps_beyond_the_owners_slots_run_on_other_workers_each_recorded_once() {
     let db = database("fs_cluster_steps").await;
     let server = spawn("serve", &db, &[("FLOWSCOPE_WORKER_MAX_RUNS", "0")]);
-    let base = server.base.clone().expect("base");
-    let client = reqwest::Client::new();
-    create(&client, &base, WIDE).await;
+    let client = Client::new(server.base.as_deref().expect("base"));
+    client.create(WIDE).await;
     let _workers = narrow_workers(&db);
     let pool = PgPool::connect(&db).await.expect("connect");
-    let run = trigger(&client, &base, "wide").await;
+    let run = client.trigger("wide", json!({})).await;
     all_finished(&pool).await;
 
     let (status, output) = join_output(&pool, &run).await;
@@ -669,7 +662,7 @@ async fn ready_steps_beyond_the_owners_slots_run_on_other_workers_each_recorded_
     assert!(by_worker.iter().all(|(_, n)| *n <= 4), "{by_worker:?}");
     // The run page names the worker of each attempt.
     let page = client
-        .get(format!("{base}/runs/{run}"))
+        .request(Method::GET, &format!("/runs/{run}"))
         .send()
         .await
         .expect("page")
@@ -693,12 +686,11 @@ async fn ready_steps_beyond_the_owners_slots_run_on_other_workers_each_recorded_
 async fn a_worker_killed_while_running_anothers_step_loses_nothing() {
     let db = database("fs_cluster_steps_kill").await;
     let server = spawn("serve", &db, &[("FLOWSCOPE_WORKER_MAX_RUNS", "0")]);
-    let base = server.base.clone().expect("base");
-    let client = reqwest::Client::new();
-    create(&client, &base, WIDE).await;
+    let client = Client::new(server.base.as_deref().expect("base"));
+    client.create(WIDE).await;
     let mut workers = narrow_workers(&db);
     let pool = PgPool::connect(&db).await.expect("connect");
-    let run = trigger(&client, &base, "wide").await;
+    let run = client.trigger("wide", json!({})).await;
 
     // Wait for a worker running a step of a run it does not own, then SIGKILL it.
     let mut claimant = None;
@@ -758,10 +750,9 @@ async fn a_worker_killed_while_running_anothers_step_loses_nothing() {
 async fn cancelling_a_run_stops_its_steps_on_other_workers() {
     let db = database("fs_cluster_steps_cancel").await;
     let server = spawn("serve", &db, &[("FLOWSCOPE_WORKER_MAX_RUNS", "0")]);
-    let base = server.base.clone().expect("base");
-    let client = reqwest::Client::new();
+    let client = Client::new(server.base.as_deref().expect("base"));
     let long = "id: long\nsteps:\n- {id: a, agent: delay, with: {duration: 1h}}\n- {id: b, agent: delay, with: {duration: 1h}}\n- {id: c, agent: delay, with: {duration: 1h}}\n";
-    create(&client, &base, long).await;
+    client.create(long).await;
     let workers: Vec<Proc> = ["w1", "w2"]
         .iter()
         .map(|name| {
@@ -776,7 +767,7 @@ async fn cancelling_a_run_stops_its_steps_on_other_workers() {
         })
         .collect();
     let pool = PgPool::connect(&db).await.expect("connect");
-    let run = trigger(&client, &base, "long").await;
+    let run = client.trigger("long", json!({})).await;
     // One slot each: the owner runs one delay, the other worker claims one, one waits.
     let mut claimant: Option<String> = None;
     for _ in 0..200 {
@@ -793,12 +784,9 @@ async fn cancelling_a_run_stops_its_steps_on_other_workers() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let claimant = claimant.expect("the other worker claimed a step");
-    let r = client
-        .post(format!("{base}/api/v1/runs/{run}/cancel"))
-        .send()
-        .await
-        .expect("cancel");
-    assert!(r.status().is_success(), "{}", r.status());
+    let cancel = client.request(Method::POST, &format!("/api/v1/runs/{run}/cancel"));
+    let (status, _) = client.send(cancel).await;
+    assert!(status.is_success(), "{status}");
     all_finished(&pool).await;
     let remote = &workers[if claimant == "w1" { 0 } else { 1 }];
     let mut stopped = false;
@@ -970,8 +958,7 @@ async fn a_fan_out_wider_than_the_only_workers_slots_finishes_through_its_own_wi
     // nobody else claims, so it takes its own offers back as its slots free up: 150 of them,
     // many more at once than its 16 database connections.
     let server = spawn("serve", &db, &[("FLOWSCOPE_WORKER_MAX_RUNS", "0")]);
-    let base = server.base.clone().expect("base");
-    let client = reqwest::Client::new();
+    let client = Client::new(server.base.as_deref().expect("base"));
     let mut yaml = "id: big\nsteps:\n- {id: root, agent: simulate}\n".to_string();
     for i in 0..200 {
         yaml.push_str(&format!(
@@ -986,7 +973,7 @@ async fn a_fan_out_wider_than_the_only_workers_slots_finishes_through_its_own_wi
             .join(", "),
     );
     yaml.push_str("], with: {jq: '[.steps[] | .output | numbers] | add'}}\n");
-    create(&client, &base, &yaml).await;
+    client.create(&yaml).await;
     let worker = spawn(
         "worker",
         &db,
@@ -996,7 +983,7 @@ async fn a_fan_out_wider_than_the_only_workers_slots_finishes_through_its_own_wi
         ],
     );
     let pool = PgPool::connect(&db).await.expect("connect");
-    let run = trigger(&client, &base, "big").await;
+    let run = client.trigger("big", json!({})).await;
     all_finished(&pool).await;
     let (status, output): (String, Option<String>) = sqlx::query_as(
         "SELECT r.status, s.output FROM runs r JOIN run_steps s ON s.run_id = r.id AND s.step_id = 'sum' WHERE r.id = $1",

@@ -3,13 +3,14 @@
 //! run completes with each step's outcome recorded exactly once and no finished step re-run.
 
 use crate::common;
+use crate::common::hub::Client;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::procs::trigger;
-use serde_json::Value;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
 
 const WORKFLOW: &str = "id: sturdy\nsteps:\n- {id: a, agent: simulate, with: {latency: 40ms, output: 1}}\n- {id: b, agent: simulate, needs: [a], with: {latency: 40ms}}\n- {id: c, agent: simulate, needs: [a], with: {latency: 60ms}}\n- {id: d, agent: transform, needs: [b, c], with: {jq: '.steps.a.output + 1'}}\n- {id: e, agent: simulate, needs: [d], with: {latency: 40ms, output: '{{ steps.d.output }}'}}\n";
 
@@ -55,16 +56,9 @@ fn start(db_url: &str) -> Server {
 }
 
 /// Polls a run until it has finished; `None` if it has not within a minute (a hang guard).
-async fn finished_run(client: &reqwest::Client, base: &str, id: &str) -> Option<Value> {
+async fn finished_run(client: &Client, id: &str) -> Option<Value> {
     for _ in 0..600 {
-        let run: Value = client
-            .get(format!("{base}/api/v1/runs/{id}"))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+        let run = client.get_run(id).await;
         if run["status"] != "queued" && run["status"] != "running" {
             return Some(run);
         }
@@ -77,19 +71,13 @@ async fn finished_run(client: &reqwest::Client, base: &str, id: &str) -> Option<
 async fn killing_the_server_at_many_moments_loses_no_run_and_repeats_no_finished_step() {
     let dir = tempfile::tempdir().expect("dir");
     let db = format!("sqlite://{}", dir.path().join("kill.db").display());
-    let client = reqwest::Client::new();
 
     let mut server = start(&db);
-    let r = client
-        .post(format!("{}/api/v1/workflows", server.base))
-        .body(WORKFLOW)
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), 201);
+    let client = Client::new(&server.base);
+    client.create(WORKFLOW).await;
     let mut run_ids = Vec::new();
     for _ in 0..6 {
-        run_ids.push(trigger(&client, &server.base, "sturdy").await);
+        run_ids.push(client.trigger("sturdy", json!({})).await);
     }
 
     // Kill at varied moments: right after start-up, mid-step, between steps.
@@ -99,13 +87,15 @@ async fn killing_the_server_at_many_moments_loses_no_run_and_repeats_no_finished
         server.child.wait().expect("reap");
         server = start(&db);
         // More work arrives while recovering.
-        run_ids.push(trigger(&client, &server.base, "sturdy").await);
+        let client = Client::new(&server.base);
+        run_ids.push(client.trigger("sturdy", json!({})).await);
     }
 
     // Let the last process finish everything (a bounded wait, only as a hang guard).
+    let client = Client::new(&server.base);
     let mut finished = Vec::new();
     for id in &run_ids {
-        finished.extend(finished_run(&client, &server.base, id).await);
+        finished.extend(finished_run(&client, id).await);
     }
     server.child.kill().expect("kill");
     assert_eq!(
@@ -164,19 +154,14 @@ async fn killing_the_server_at_many_moments_loses_no_run_and_repeats_no_finished
 async fn sigterm_shuts_down_cleanly_and_the_next_start_resumes_the_run() {
     let dir = tempfile::tempdir().expect("dir");
     let db = format!("sqlite://{}/term.db", dir.path().display());
-    let client = reqwest::Client::new();
     let mut server = start(&db);
+    let client = Client::new(&server.base);
     let long = "id: slow\nsteps:\n- {id: wait, agent: delay, with: {duration: 3s}}\n- {id: after, agent: simulate, needs: [wait]}\n";
-    client
-        .post(format!("{}/api/v1/workflows", server.base))
-        .body(long)
-        .send()
-        .await
-        .expect("create");
-    let id = trigger(&client, &server.base, "slow").await;
+    client.create(long).await;
+    let id = client.trigger("slow", json!({})).await;
     // A browser watching the run: the stream stays open while the run goes on.
     let stream = client
-        .get(format!("{}/api/v1/runs/{id}/events", server.base))
+        .request(Method::GET, &format!("/api/v1/runs/{id}/events"))
         .send()
         .await
         .expect("events");
@@ -194,7 +179,7 @@ async fn sigterm_shuts_down_cleanly_and_the_next_start_resumes_the_run() {
     drop(stream);
 
     let server = start(&db);
-    let final_status = finished_run(&client, &server.base, &id)
+    let final_status = finished_run(&Client::new(&server.base), &id)
         .await
         .map(|run| run["status"].clone())
         .unwrap_or(Value::Null);
@@ -244,37 +229,29 @@ fn a_second_process_on_the_same_sqlite_file_is_refused() {
 /// A `for_each` step killed (SIGKILL) after some of its items were recorded: the next process
 /// runs only the rest, and the output is the whole list in order.
 async fn a_sigkill_inside_for_each(db: &str) {
-    let client = reqwest::Client::new();
     let env = [("FLOWSCOPE_STEP_MAX_INTERRUPTIONS", "0")];
     let mut server = common::procs::spawn("serve", db, &env);
-    let base = server.base.clone().expect("base");
+    let client = Client::new(server.base.as_deref().expect("base"));
     let list: Vec<String> = (0..40).map(|i| i.to_string()).collect();
-    common::procs::create(
-        &client,
-        &base,
-        &format!(
+    client
+        .create(&format!(
             "id: loopy\ninputs: {{n: {{type: array, default: [{}]}}}}\nsteps:\n\
              - {{id: each, agent: simulate, for_each: inputs.n, concurrency: 4, \
              with: {{latency: 60ms, output: {{n: '{{{{ item }}}}'}}}}}}\n",
             list.join(", ")
-        ),
-    )
-    .await;
-    let id = trigger(&client, &base, "loopy").await;
+        ))
+        .await;
+    let id = client.trigger("loopy", json!({})).await;
     // The recorded items, in list order.
-    let items = async |base: &str| -> Vec<Value> {
-        let page: Value = client
-            .get(format!("{base}/api/v1/runs/{id}/steps/each/items"))
-            .send()
-            .await
-            .expect("items")
-            .json()
-            .await
-            .expect("json");
+    let items = async |client: &Client| -> Vec<Value> {
+        let (status, page) = client
+            .get(&format!("/api/v1/runs/{id}/steps/each/items"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
         page["items"].as_array().cloned().unwrap_or_default()
     };
     let recorded: Vec<Value> = loop {
-        let found = items(&base).await;
+        let found = items(&client).await;
         if found.len() >= 8 {
             break found;
         }
@@ -285,8 +262,8 @@ async fn a_sigkill_inside_for_each(db: &str) {
     server.child.wait().expect("reap");
 
     let server = common::procs::spawn("serve", db, &env);
-    let base = server.base.clone().expect("base");
-    let run = finished_run(&client, &base, &id)
+    let client = Client::new(server.base.as_deref().expect("base"));
+    let run = finished_run(&client, &id)
         .await
         .expect("the run finished after the restart");
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -302,7 +279,7 @@ async fn a_sigkill_inside_for_each(db: &str) {
         Value::Array(whole),
         "the whole list, in order"
     );
-    let now = items(&base).await;
+    let now = items(&client).await;
     assert_eq!(now.len(), 40);
     for before in &recorded {
         let again = now
@@ -343,20 +320,18 @@ async fn a_sigkill_inside_for_each_runs_no_recorded_item_again_on_postgres() {
 /// process resumes into that step and no further. The failure is not run again, the clean-up
 /// finishes, and the run ends failed. On both stores.
 async fn a_sigkill_between_a_failure_and_its_always_step(db: &str) {
-    let client = reqwest::Client::new();
     let env = [("FLOWSCOPE_STEP_MAX_INTERRUPTIONS", "0")];
     let server = common::procs::spawn("serve", db, &env);
-    let base = server.base.clone().expect("base");
-    common::procs::create(
-        &client,
-        &base,
-        "id: mends\nsteps:\n\
-         - {id: broken, agent: simulate, with: {failure_rate: 1}}\n\
-         - id: cleanup\n  needs: [broken]\n  if: always()\n  agent: simulate\n  \
-           with: {latency: 1500ms, output: cleaned}\n",
-    )
-    .await;
-    let id = trigger(&client, &base, "mends").await;
+    let client = Client::new(server.base.as_deref().expect("base"));
+    client
+        .create(
+            "id: mends\nsteps:\n\
+             - {id: broken, agent: simulate, with: {failure_rate: 1}}\n\
+             - id: cleanup\n  needs: [broken]\n  if: always()\n  agent: simulate\n  \
+               with: {latency: 1500ms, output: cleaned}\n",
+        )
+        .await;
+    let id = client.trigger("mends", json!({})).await;
     let step = |run: &Value, id: &str| -> Value {
         run["steps"]
             .as_array()
@@ -365,21 +340,22 @@ async fn a_sigkill_between_a_failure_and_its_always_step(db: &str) {
             .unwrap_or(Value::Null)
     };
     // Killed once the failure is recorded and the clean-up has started.
-    common::wait_run(&client, &base, &id, |run| {
-        assert!(
-            run["status"] == "queued" || run["status"] == "running",
-            "killed before the end: {run}"
-        );
-        step(run, "broken")["status"] == "failed" && step(run, "cleanup")["status"] == "running"
-    })
-    .await;
+    client
+        .wait_run(&id, |run| {
+            assert!(
+                run["status"] == "queued" || run["status"] == "running",
+                "killed before the end: {run}"
+            );
+            step(run, "broken")["status"] == "failed" && step(run, "cleanup")["status"] == "running"
+        })
+        .await;
     let mut server = server;
     server.child.kill().expect("SIGKILL");
     server.child.wait().expect("reap");
 
     let server = common::procs::spawn("serve", db, &env);
-    let base = server.base.clone().expect("base");
-    let run = finished_run(&client, &base, &id)
+    let client = Client::new(server.base.as_deref().expect("base"));
+    let run = finished_run(&client, &id)
         .await
         .expect("the run finished after the restart");
     assert_eq!(run["status"], "failed", "{run}");

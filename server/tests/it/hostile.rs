@@ -5,15 +5,16 @@
 //! step with its reason, that the server keeps serving, and that nothing stored is wrong.
 
 use crate::common;
+use crate::common::hub::Client;
 
 use std::time::{Duration, Instant};
 
 use common::procs::{spawn, Proc};
-use reqwest::{Client, StatusCode};
-use serde_json::Value;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
 
-/// A server on a fresh SQLite file, with `env` on top of the defaults.
-fn serve(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> (Proc, String) {
+/// A server on a fresh SQLite file, with `env` on top of the defaults; a client of it.
+fn serve(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> (Proc, Client) {
     let db = format!("sqlite://{}", dir.path().join("flowscope.db").display());
     let key = dir.path().join("secret.key");
     let mut all = vec![(
@@ -22,18 +23,8 @@ fn serve(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> (Proc, String) {
     )];
     all.extend_from_slice(env);
     let p = spawn("serve", &db, &all);
-    let base = p.base.clone().expect("base url");
-    (p, base)
-}
-
-async fn create(client: &Client, base: &str, yaml: &str) {
-    common::procs::create(client, base, yaml).await;
-}
-
-/// Triggers `workflow` and waits for its run to finish; the run's JSON.
-async fn run(client: &Client, base: &str, workflow: &str) -> Value {
-    let id = common::procs::trigger(client, base, workflow).await;
-    common::wait_finished(client, base, &id).await
+    let app = Client::new(p.base.as_deref().expect("base url"));
+    (p, app)
 }
 
 /// The run's failed step error kind and message.
@@ -52,10 +43,10 @@ fn failure(run: &Value) -> (String, String) {
 }
 
 /// `/healthz` answers, and how long it took.
-async fn healthz(client: &Client, base: &str) -> Duration {
+async fn healthz(app: &Client) -> Duration {
     let start = Instant::now();
-    let r = client
-        .get(format!("{base}/healthz"))
+    let r = app
+        .request(Method::GET, "/healthz")
         .send()
         .await
         .expect("healthz");
@@ -72,8 +63,7 @@ fn jq_workflow(id: &str, program: &str, timeout: &str) -> String {
 #[tokio::test]
 async fn runaway_jq_programs_fail_their_step_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().expect("dir");
-    let (_server, base) = serve(&dir, &[]);
-    let client = Client::new();
+    let (_server, app) = serve(&dir, &[]);
     for (id, program) in [
         ("recurse", "def f: [f]; f"),
         ("deep", "reduce range(100000) as $i (0; [.])"),
@@ -84,18 +74,21 @@ async fn runaway_jq_programs_fail_their_step_and_the_server_keeps_serving() {
             &format!("{}1{}", "[".repeat(5000), "]".repeat(5000)),
         ),
     ] {
-        create(&client, &base, &jq_workflow(id, program, "3s")).await;
+        app.create(&jq_workflow(id, program, "3s")).await;
     }
     // Two endless programs at once: the server must answer meanwhile.
-    let endless: Vec<String> = futures_ids(&client, &base, "endless", 2).await;
+    let mut endless = Vec::new();
+    for _ in 0..2 {
+        endless.push(app.trigger("endless", json!({})).await);
+    }
     let mut worst = Duration::ZERO;
     for _ in 0..10 {
-        worst = worst.max(healthz(&client, &base).await);
+        worst = worst.max(healthz(&app).await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!("/healthz while two endless jq steps ran: worst of 10 = {worst:?}");
     for id in endless {
-        let r = common::wait_finished(&client, &base, &id).await;
+        let r = app.wait_finished(&id).await;
         assert_eq!(r["status"], "failed", "{r}");
         assert_eq!(failure(&r).0, "timeout", "{r}");
     }
@@ -105,40 +98,27 @@ async fn runaway_jq_programs_fail_their_step_and_the_server_keeps_serving() {
         ("many", "limit_outputs"),
     ];
     for (id, kind) in expect {
-        let r = run(&client, &base, id).await;
+        let r = app.run(id, json!({})).await;
         assert_eq!(r["status"], "failed", "{id}: {r}");
         let (got, message) = failure(&r);
         assert_eq!(got, kind, "{id}: {message}");
         assert!(!message.is_empty());
     }
-    let r = run(&client, &base, "parse-bomb").await;
+    let r = app.run("parse-bomb", json!({})).await;
     assert_eq!(r["status"], "failed", "{r}");
     assert!(failure(&r).0.starts_with("limit_") || failure(&r).0 == "jq_compile");
     // Still serving, and still running ordinary work.
-    healthz(&client, &base).await;
-    create(
-        &client,
-        &base,
-        &jq_workflow("fine", ".inputs | length", "3s"),
-    )
-    .await;
-    let r = run(&client, &base, "fine").await;
+    healthz(&app).await;
+    app.create(&jq_workflow("fine", ".inputs | length", "3s"))
+        .await;
+    let r = app.run("fine", json!({})).await;
     assert_eq!(r["status"], "succeeded", "{r}");
-}
-
-async fn futures_ids(client: &Client, base: &str, workflow: &str, n: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for _ in 0..n {
-        ids.push(common::procs::trigger(client, base, workflow).await);
-    }
-    ids
 }
 
 #[tokio::test]
 async fn bombs_and_bad_bodies_get_a_json_4xx_and_nothing_is_stored() {
     let dir = tempfile::tempdir().expect("dir");
-    let (server, base) = serve(&dir, &[]);
-    let client = Client::new();
+    let (server, app) = serve(&dir, &[]);
     // A billion laughs (nine levels of nine aliases), refused by the parser's alias limit;
     // and a wide one under that limit (one 2,000-item list named 200 times), refused by the
     // expansion budget.
@@ -161,30 +141,28 @@ async fn bombs_and_bad_bodies_get_a_json_4xx_and_nothing_is_stored() {
         (&wide, "expands to more than"),
     ] {
         // Validation answers the problem (200, `valid: false`); saving refuses it (422).
-        let r = client
-            .post(format!("{base}/api/v1/validate"))
-            .body(bomb.clone())
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), StatusCode::OK);
-        let body: Value = r.json().await.expect("JSON");
+        let (status, body) = app
+            .send(
+                app.request(Method::POST, "/api/v1/validate")
+                    .body(bomb.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
         assert_eq!(body["valid"], false);
         assert!(body["problems"].to_string().contains(says), "{body}");
-        let r = client
-            .post(format!("{base}/api/v1/workflows"))
-            .body(bomb.clone())
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        let body: Value = r.json().await.expect("a JSON error");
+        let (status, body) = app
+            .send(
+                app.request(Method::POST, "/api/v1/workflows")
+                    .body(bomb.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(body["error"].to_string().contains(says), "{body}");
     }
     // Bodies over the limit, declared or streamed, and malformed JSON.
     let big = vec![b'x'; 3 * 1024 * 1024];
-    let r = client
-        .post(format!("{base}/api/v1/validate"))
+    let r = app
+        .request(Method::POST, "/api/v1/validate")
         .body(big)
         .send()
         .await
@@ -196,24 +174,20 @@ async fn bombs_and_bad_bodies_get_a_json_4xx_and_nothing_is_stored() {
         r.json::<Value>().await.expect("json")["error"]["code"],
         "too_large"
     );
-    let r = client
-        .post(format!("{base}/api/v1/workflows/hello/runs"))
-        .header("content-type", "application/json")
-        .body("{\"inputs\": ")
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert!(r.json::<Value>().await.expect("json")["error"]["message"].is_string());
+    let (status, body) = app
+        .send(
+            app.request(Method::POST, "/api/v1/workflows/hello/runs")
+                .header("content-type", "application/json")
+                .body("{\"inputs\": "),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"]["message"].is_string());
     // A made-up method is not a new metric series.
-    let odd = reqwest::Method::from_bytes(b"BREW").expect("method");
-    let _ = client
-        .request(odd, format!("{base}/runs"))
-        .send()
-        .await
-        .expect("brew");
-    let metrics = client
-        .get(format!("{base}/metrics"))
+    let odd = Method::from_bytes(b"BREW").expect("method");
+    let _ = app.request(odd, "/runs").send().await.expect("brew");
+    let metrics = app
+        .request(Method::GET, "/metrics")
         .send()
         .await
         .expect("metrics")
@@ -226,14 +200,7 @@ async fn bombs_and_bad_bodies_get_a_json_4xx_and_nothing_is_stored() {
         "{metrics}"
     );
     // Nothing was stored.
-    let list: Value = client
-        .get(format!("{base}/api/v1/workflows"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let (_, list) = app.get("/api/v1/workflows").await;
     assert!(list
         .as_array()
         .expect("list")
@@ -245,38 +212,28 @@ async fn bombs_and_bad_bodies_get_a_json_4xx_and_nothing_is_stored() {
 #[tokio::test]
 async fn foreign_hosts_and_non_canonical_paths_never_reach_a_page() {
     let dir = tempfile::tempdir().expect("dir");
-    let (_server, base) = serve(
+    let (_server, app) = serve(
         &dir,
         &[
             ("FLOWSCOPE_AUTH", "true"),
             ("FLOWSCOPE_PUBLIC_URL", "https://hub.example.com"),
         ],
     );
-    let client = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
     // DNS rebinding: a page whose own name points at us.
     for host in ["evil.example:3000", "hub.example.com.evil.example"] {
-        let r = client
-            .get(format!("{base}/healthz"))
-            .header("host", host)
-            .send()
-            .await
-            .expect("get");
-        assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST, "{host}");
-        assert_eq!(
-            r.json::<Value>().await.expect("json")["error"]["code"],
-            "misdirected_host"
-        );
+        let (status, body) = app
+            .send(app.request(Method::GET, "/healthz").header("host", host))
+            .await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{host}");
+        assert_eq!(body["error"]["code"], "misdirected_host");
     }
-    let r = client
-        .get(format!("{base}/healthz"))
-        .header("host", "hub.example.com")
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(r.status(), StatusCode::OK);
+    let (status, _) = app
+        .send(
+            app.request(Method::GET, "/healthz")
+                .header("host", "hub.example.com"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     // Signed out: every spelling of a way round the gate is refused before any page renders.
     for path in [
         "/pkg/../settings",
@@ -289,24 +246,20 @@ async fn foreign_hosts_and_non_canonical_paths_never_reach_a_page() {
         "/pkg/%2fsettings",
         "/pkg/..%5csettings",
     ] {
-        let r = common::raw_request(&base, "GET", path, &[]).await;
+        let r = common::raw_request(&app.base, "GET", path, &[]).await;
         assert_eq!(r.status, 400, "{path}: {}", r.body);
         assert!(!r.body.contains("Settings"), "{path} rendered a page");
     }
     // A trailing slash is sent to the canonical page, which still needs a sign-in.
-    let r = client
-        .get(format!("{base}/settings/"))
+    let r = app
+        .request(Method::GET, "/settings/")
         .send()
         .await
         .expect("get");
     assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
     assert_eq!(r.headers()["location"], "/settings");
-    let r = client
-        .get(format!("{base}/settings"))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (status, _) = app.get("/settings").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
     // `next` after sign-in stays on this site, whatever it is given.
     for next in [
         "/\t/evil.example",
@@ -315,17 +268,14 @@ async fn foreign_hosts_and_non_canonical_paths_never_reach_a_page() {
         "https://evil.example",
         "/x\ny",
     ] {
-        let r = client
-            .post(format!("{base}/auth/login"))
-            .form(&[
+        let (status, _) = app
+            .send(app.request(Method::POST, "/auth/login").form(&[
                 ("name", "nobody"),
                 ("password", "wrong-password"),
                 ("next", next),
-            ])
-            .send()
-            .await
-            .expect("login");
-        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{next:?}");
+            ]))
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{next:?}");
     }
 }
 
@@ -343,16 +293,13 @@ fn folding_bomb() -> String {
 #[tokio::test]
 async fn templates_that_can_grow_render_in_the_sandbox_and_a_bomb_fails_its_step() {
     let dir = tempfile::tempdir().expect("dir");
-    let (server, base) = serve(&dir, &[]);
-    let client = Client::new();
+    let (server, app) = serve(&dir, &[]);
     // Templates the server cannot vouch for still render, in the child, with their types.
-    create(
-        &client,
-        &base,
+    app.create(
         "id: loops\nname: loops\ninputs:\n  items: { type: array, default: [1, 2, 3] }\nsteps:\n- id: t\n  agent: simulate\n  with:\n    output:\n      text: \"{% for i in inputs.items %}{{ i * 2 }},{% endfor %}\"\n      next: \"{{ inputs.items | length + 1 }}\"\n      plain: \"{{ inputs.items | length }}\"\n",
     )
     .await;
-    let r = run(&client, &base, "loops").await;
+    let r = app.run("loops", json!({})).await;
     assert_eq!(r["status"], "succeeded", "{r}");
     let output = &r["steps"][0]["output"];
     assert_eq!(output["text"], "2,4,6,", "{r}");
@@ -365,14 +312,10 @@ async fn templates_that_can_grow_render_in_the_sandbox_and_a_bomb_fails_its_step
         "id: fold\nname: fold\nsteps:\n- id: t\n  agent: simulate\n  with:\n    output: \"{}\"\n",
         folding_bomb()
     );
-    let r = client
-        .post(format!("{base}/api/v1/validate"))
-        .body(folding)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::OK);
-    let body: Value = r.json().await.expect("JSON");
+    let (status, body) = app
+        .send(app.request(Method::POST, "/api/v1/validate").body(folding))
+        .await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(body["valid"], false, "{body}");
     let problem = &body["problems"][0];
     assert_eq!(problem["path"], "steps[0].with.output", "{body}");
@@ -382,13 +325,11 @@ async fn templates_that_can_grow_render_in_the_sandbox_and_a_bomb_fails_its_step
             .contains("constant expression"),
         "{body}"
     );
-    create(
-        &client,
-        &base,
+    app.create(
         &format!("id: bomb\nname: bomb\ninputs:\n  n: {{ type: integer, default: 100000000 }}\nsteps:\n- id: t\n  agent: simulate\n  with:\n    output: {{ text: \"{TEMPLATE_BOMB}\" }}\n"),
     )
     .await;
-    let r = run(&client, &base, "bomb").await;
+    let r = app.run("bomb", json!({})).await;
     assert_eq!(r["status"], "failed", "{r}");
     let (kind, message) = failure(&r);
     assert_eq!(kind, "limit_memory", "{message}");
@@ -397,7 +338,7 @@ async fn templates_that_can_grow_render_in_the_sandbox_and_a_bomb_fails_its_step
     let grown = peak_rss_kib(&server.pid()).saturating_sub(before);
     println!("the server's peak grew {grown} KiB while the bombs went off (from {before} KiB)");
     assert!(grown < 50_000, "the server's peak grew {grown} KiB");
-    healthz(&client, &base).await;
+    healthz(&app).await;
 }
 
 /// A deploy is not a crash: a step stopped by graceful shutdowns, more times than the
@@ -405,31 +346,21 @@ async fn templates_that_can_grow_render_in_the_sandbox_and_a_bomb_fails_its_step
 #[tokio::test]
 async fn graceful_restarts_do_not_count_as_crashes() {
     let dir = tempfile::tempdir().expect("dir");
-    let client = Client::new();
-    let (mut server, base) = serve(&dir, &[]);
-    create(
-        &client,
-        &base,
+    let (mut server, app) = serve(&dir, &[]);
+    app.create(
         "id: long\nname: long\nsteps:\n- id: s\n  agent: delay\n  with:\n    duration: 10m\n",
     )
     .await;
-    let id = common::procs::trigger(&client, &base, "long").await;
-    until_attempt_runs(&client, &base, &id, 1).await;
+    let id = app.trigger("long", json!({})).await;
+    until_attempt_runs(&app, &id, 1).await;
     for attempt in 2..=5 {
         assert!(server.terminate().success());
-        let base;
-        (server, base) = serve(&dir, &[]);
-        until_attempt_runs(&client, &base, &id, attempt).await;
+        let app;
+        (server, app) = serve(&dir, &[]);
+        until_attempt_runs(&app, &id, attempt).await;
     }
-    let base = server.base.clone().expect("base");
-    let run: Value = client
-        .get(format!("{base}/api/v1/runs/{id}"))
-        .send()
-        .await
-        .expect("run")
-        .json()
-        .await
-        .expect("JSON");
+    let app = Client::new(server.base.as_deref().expect("base"));
+    let run = app.get_run(&id).await;
     let kinds: Vec<&str> = run["attempts"]
         .as_array()
         .expect("attempts")
@@ -441,24 +372,20 @@ async fn graceful_restarts_do_not_count_as_crashes() {
         ["shutdown", "shutdown", "shutdown", "shutdown", "open"],
         "{run}"
     );
-    healthz(&client, &base).await;
+    healthz(&app).await;
 }
 
 /// One sign-in through a proxy that says the client is `client`, with `cookies`: where it
 /// sends the browser, and the `name=value` of each cookie it sets.
 async fn sign_in(
-    base: &str,
+    app: &Client,
     name: &str,
     password: &str,
     client: &str,
     cookies: &str,
 ) -> (String, Vec<String>) {
-    let http = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let r = http
-        .post(format!("{base}/auth/login"))
+    let r = app
+        .request(Method::POST, "/auth/login")
         .header("x-forwarded-for", format!("{client}, 127.0.0.1"))
         .header("cookie", cookies)
         .form(&[("name", name), ("password", password)])
@@ -484,7 +411,7 @@ async fn sign_in(
 #[tokio::test]
 async fn sign_in_limits_follow_the_client_not_only_the_name() {
     let dir = tempfile::tempdir().expect("dir");
-    let (_server, base) = serve(
+    let (_server, app) = serve(
         &dir,
         &[
             ("FLOWSCOPE_AUTH", "true"),
@@ -495,7 +422,7 @@ async fn sign_in_limits_follow_the_client_not_only_the_name() {
     );
     let limited = |location: &str| location.contains("Too%20many");
     // The owner signs in once from their browser: it is remembered for that name.
-    let (location, set) = sign_in(&base, "root", "correct-horse", "192.0.2.1", "").await;
+    let (location, set) = sign_in(&app, "root", "correct-horse", "192.0.2.1", "").await;
     assert_eq!(location, "/workflows");
     let device = set
         .iter()
@@ -504,37 +431,37 @@ async fn sign_in_limits_follow_the_client_not_only_the_name() {
         .clone();
     // Someone else fails five times for the name: the name is closed to unknown browsers…
     for _ in 0..5 {
-        let (location, _) = sign_in(&base, "root", "guess", "203.0.113.7", "").await;
+        let (location, _) = sign_in(&app, "root", "guess", "203.0.113.7", "").await;
         assert!(location.contains("do%20not%20match"), "{location}");
     }
-    let (location, _) = sign_in(&base, "root", "guess", "203.0.113.7", "").await;
+    let (location, _) = sign_in(&app, "root", "guess", "203.0.113.7", "").await;
     assert!(limited(&location), "{location}");
-    let (location, _) = sign_in(&base, "root", "correct-horse", "203.0.113.8", "").await;
+    let (location, _) = sign_in(&app, "root", "correct-horse", "203.0.113.8", "").await;
     assert!(limited(&location), "an unknown browser waits: {location}");
     // …but not to the owner's, which signs in with the right password.
-    let (location, set) = sign_in(&base, "root", "correct-horse", "192.0.2.1", &device).await;
+    let (location, set) = sign_in(&app, "root", "correct-horse", "192.0.2.1", &device).await;
     assert_eq!(location, "/workflows");
     assert!(
         set.iter().any(|c| c.starts_with("flowscope_session=")),
         "{set:?}"
     );
     // The cookie trusts only that name, and a stolen one gets five guesses.
-    let (location, _) = sign_in(&base, "nobody", "x", "192.0.2.2", &device).await;
+    let (location, _) = sign_in(&app, "nobody", "x", "192.0.2.2", &device).await;
     assert!(location.contains("do%20not%20match"), "{location}");
     for _ in 0..5 {
-        let (location, _) = sign_in(&base, "root", "guess", "192.0.2.3", &device).await;
+        let (location, _) = sign_in(&app, "root", "guess", "192.0.2.3", &device).await;
         assert!(location.contains("do%20not%20match"), "{location}");
     }
-    let (location, _) = sign_in(&base, "root", "guess", "192.0.2.3", &device).await;
+    let (location, _) = sign_in(&app, "root", "guess", "192.0.2.3", &device).await;
     assert!(limited(&location), "{location}");
     // Behind the proxy, one client's failures do not close the door to another.
     for i in 0..20 {
-        let (location, _) = sign_in(&base, &format!("u{i}"), "x", "198.51.100.1", "").await;
+        let (location, _) = sign_in(&app, &format!("u{i}"), "x", "198.51.100.1", "").await;
         assert!(!limited(&location), "{i}: {location}");
     }
-    let (location, _) = sign_in(&base, "u99", "x", "198.51.100.1", "").await;
+    let (location, _) = sign_in(&app, "u99", "x", "198.51.100.1", "").await;
     assert!(limited(&location), "{location}");
-    let (location, _) = sign_in(&base, "u98", "x", "198.51.100.2", "").await;
+    let (location, _) = sign_in(&app, "u98", "x", "198.51.100.2", "").await;
     assert!(!limited(&location), "another client: {location}");
 }
 
@@ -544,8 +471,7 @@ async fn sign_in_limits_follow_the_client_not_only_the_name() {
 #[tokio::test]
 async fn a_2000_step_run_of_large_outputs_holds_a_bounded_memory() {
     let dir = tempfile::tempdir().expect("dir");
-    let (server, base) = serve(&dir, &[]);
-    let client = Client::new();
+    let (server, app) = serve(&dir, &[]);
     let mut yaml = String::from("id: big\nname: big\nsteps:\n");
     for i in 0..2000 {
         let needs = if i == 0 {
@@ -557,19 +483,12 @@ async fn a_2000_step_run_of_large_outputs_holds_a_bounded_memory() {
             "- {{id: s{i}, agent: simulate{needs}, with: {{output_bytes: 200000}}}}\n"
         ));
     }
-    create(&client, &base, &yaml).await;
+    app.create(&yaml).await;
     let before = peak_rss_kib(&server.pid());
-    let id = common::procs::trigger(&client, &base, "big").await;
+    let id = app.trigger("big", json!({})).await;
     // The run's summary only: its detail holds the 400 MB of outputs.
     let status = loop {
-        let page: Value = client
-            .get(format!("{base}/api/v1/runs?workflow=big&limit=1"))
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("JSON");
+        let (_, page) = app.get("/api/v1/runs?workflow=big&limit=1").await;
         let run = &page["runs"][0];
         assert_eq!(run["id"], id.as_str());
         if run["status"] != "running" && run["status"] != "queued" {
@@ -590,8 +509,8 @@ async fn a_2000_step_run_of_large_outputs_holds_a_bounded_memory() {
     );
     // Reading it back (any viewer may) is bounded too: each large value is a marker with a
     // preview and where it is, 8 MiB of values at most.
-    let body = client
-        .get(format!("{base}/api/v1/runs/{id}"))
+    let body = app
+        .request(Method::GET, &format!("/api/v1/runs/{id}"))
         .send()
         .await
         .expect("detail")
@@ -608,14 +527,7 @@ async fn a_2000_step_run_of_large_outputs_holds_a_bounded_memory() {
     assert_eq!(first["output"]["bytes"], 200002);
     let whole = first["output"]["whole"].as_str().expect("whole");
     assert_eq!(whole, format!("/api/v1/runs/{id}/steps/s0/output"));
-    let value: Value = client
-        .get(format!("{base}{whole}"))
-        .send()
-        .await
-        .expect("value")
-        .json()
-        .await
-        .expect("JSON");
+    let (_, value) = app.get(whole).await;
     assert_eq!(value.as_str().map(str::len), Some(200_000));
     let read = peak_rss_kib(&server.pid()).saturating_sub(before);
     println!(
@@ -628,7 +540,7 @@ async fn a_2000_step_run_of_large_outputs_holds_a_bounded_memory() {
         read < 160 * 1024,
         "peak RSS grew by {read} KiB reading the run"
     );
-    healthz(&client, &base).await;
+    healthz(&app).await;
 }
 
 /// Peak resident memory of a process, in KiB.
@@ -644,7 +556,7 @@ fn peak_rss_kib(pid: &str) -> u64 {
 #[tokio::test]
 async fn a_flood_of_wrong_sign_ins_is_limited_before_any_hash() {
     let dir = tempfile::tempdir().expect("dir");
-    let (server, base) = serve(
+    let (server, app) = serve(
         &dir,
         &[
             ("FLOWSCOPE_AUTH", "true"),
@@ -652,16 +564,12 @@ async fn a_flood_of_wrong_sign_ins_is_limited_before_any_hash() {
             ("FLOWSCOPE_ADMIN_PASSWORD", "correct-horse"),
         ],
     );
-    let client = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
     let before = peak_rss_kib(&server.pid());
     let tries = (0..100).map(|i| {
-        let (client, base) = (client.clone(), base.clone());
+        let app = app.clone();
         tokio::spawn(async move {
-            let r = client
-                .post(format!("{base}/auth/login"))
+            let r = app
+                .request(Method::POST, "/auth/login")
                 .form(&[
                     ("name", format!("user{}", i % 10)),
                     ("password", "wrong-password".into()),
@@ -719,18 +627,15 @@ async fn hostile_upstream(gib: u64) -> String {
 #[tokio::test]
 async fn agents_read_at_most_their_cap_and_go_only_where_allowed() {
     let upstream = hostile_upstream(1).await;
-    let client = Client::new();
     // Private addresses allowed (the upstream is on loopback): a 1 GiB answer is cut, not held.
     let dir = tempfile::tempdir().expect("dir");
-    let (server, base) = serve(&dir, &[("FLOWSCOPE_EGRESS_ALLOW_PRIVATE", "true")]);
-    create(
-        &client,
-        &base,
-        &format!("id: huge\nname: huge\nsteps:\n- id: get\n  agent: http\n  with:\n    url: {upstream}/huge\n"),
-    )
+    let (server, app) = serve(&dir, &[("FLOWSCOPE_EGRESS_ALLOW_PRIVATE", "true")]);
+    app.create(&format!(
+        "id: huge\nname: huge\nsteps:\n- id: get\n  agent: http\n  with:\n    url: {upstream}/huge\n"
+    ))
     .await;
     let before = peak_rss_kib(&server.pid());
-    let r = run(&client, &base, "huge").await;
+    let r = app.run("huge", json!({})).await;
     let grown = peak_rss_kib(&server.pid()).saturating_sub(before);
     println!("a 1 GiB response: peak RSS +{} MiB", grown / 1024);
     assert_eq!(r["status"], "succeeded", "{r}");
@@ -742,7 +647,7 @@ async fn agents_read_at_most_their_cap_and_go_only_where_allowed() {
 
     // The default: loopback, private and metadata addresses are refused for every agent.
     let dir = tempfile::tempdir().expect("dir");
-    let (_server, base) = serve(&dir, &[]);
+    let (_server, app) = serve(&dir, &[]);
     let cases = [
         ("http-loopback", format!("agent: http\n  with:\n    url: {upstream}/ok")),
         ("notify-private", "agent: notify\n  with:\n    webhook_url: http://10.0.0.1/hook\n    text: hi".to_string()),
@@ -750,13 +655,11 @@ async fn agents_read_at_most_their_cap_and_go_only_where_allowed() {
         ("llm-localhost", "agent: llm\n  with:\n    base_url: http://localhost:9/v1\n    model: m\n    prompt: hi".to_string()),
     ];
     for (id, step) in &cases {
-        create(
-            &client,
-            &base,
-            &format!("id: {id}\nname: {id}\nsteps:\n- id: s\n  {step}\n"),
-        )
+        app.create(&format!(
+            "id: {id}\nname: {id}\nsteps:\n- id: s\n  {step}\n"
+        ))
         .await;
-        let r = run(&client, &base, id).await;
+        let r = app.run(id, json!({})).await;
         let (kind, message) = failure(&r);
         assert_eq!(kind, "http_refused", "{id}: {message}");
     }
@@ -766,21 +669,18 @@ async fn agents_read_at_most_their_cap_and_go_only_where_allowed() {
 async fn the_vault_key_is_no_template_secret_and_names_are_escaped() {
     let dir = tempfile::tempdir().expect("dir");
     let key = "ab".repeat(32);
-    let (_server, base) = serve(
+    let (_server, app) = serve(
         &dir,
         &[
             ("FLOWSCOPE_SECRET_KEY", &key),
             ("FLOWSCOPE_SECRET_TOKEN", "tok-123456"),
         ],
     );
-    let client = Client::new();
-    create(
-        &client,
-        &base,
+    app.create(
         "id: leak\nname: leak\nsteps:\n- id: s\n  agent: transform\n  with:\n    jq: '\"{{ secrets.KEY }}\"'\n",
     )
     .await;
-    let r = run(&client, &base, "leak").await;
+    let r = app.run("leak", json!({})).await;
     let (kind, message) = failure(&r);
     // Not a secret at all: the step fails before it renders, saying why.
     assert_eq!(kind, "secret_missing", "{message}");
@@ -791,14 +691,12 @@ async fn the_vault_key_is_no_template_secret_and_names_are_escaped() {
     assert!(!r.to_string().contains(&key));
     // A name that closes the title and opens a refresh is text, not markup.
     let name = "x</title><meta http-equiv=refresh content=0;url=https://evil.example>";
-    create(
-        &client,
-        &base,
-        &format!("id: named\nname: '{name}'\nsteps:\n- id: s\n  agent: simulate\n  with: {{}}\n"),
-    )
+    app.create(&format!(
+        "id: named\nname: '{name}'\nsteps:\n- id: s\n  agent: simulate\n  with: {{}}\n"
+    ))
     .await;
-    let page = client
-        .get(format!("{base}/workflows/named"))
+    let page = app
+        .request(Method::GET, "/workflows/named")
         .send()
         .await
         .expect("page")
@@ -818,8 +716,8 @@ async fn the_vault_key_is_no_template_secret_and_names_are_escaped() {
 
 /// Polls until the run's first step is running its `attempt`-th attempt. (The status alone
 /// says "running" from before a restart too, before the new process has started anything.)
-async fn until_attempt_runs(client: &Client, base: &str, id: &str, attempt: i64) {
-    common::wait_run(client, base, id, |run| {
+async fn until_attempt_runs(app: &Client, id: &str, attempt: i64) {
+    app.wait_run(id, |run| {
         run["steps"][0]["status"] == "running"
             && run["steps"][0]["attempts"].as_i64() == Some(attempt)
     })
@@ -829,26 +727,23 @@ async fn until_attempt_runs(client: &Client, base: &str, id: &str, attempt: i64)
 #[tokio::test]
 async fn a_step_that_keeps_killing_its_server_fails_instead_of_looping() {
     let dir = tempfile::tempdir().expect("dir");
-    let client = Client::new();
-    let (server, base) = serve(&dir, &[]);
-    create(
-        &client,
-        &base,
+    let (server, app) = serve(&dir, &[]);
+    app.create(
         "id: fatal\nname: fatal\nsteps:\n- id: s\n  agent: delay\n  retry: { max_attempts: 5 }\n  with:\n    duration: 10m\n",
     )
     .await;
-    let id = common::procs::trigger(&client, &base, "fatal").await;
-    until_attempt_runs(&client, &base, &id, 1).await;
+    let id = app.trigger("fatal", json!({})).await;
+    until_attempt_runs(&app, &id, 1).await;
     drop(server); // killed mid-step, as a crash would
                   // Twice more the step starts again on restart, and its server dies again.
     for attempt in 2..=3 {
-        let (server, base) = serve(&dir, &[]);
-        until_attempt_runs(&client, &base, &id, attempt).await;
+        let (server, app) = serve(&dir, &[]);
+        until_attempt_runs(&app, &id, attempt).await;
         drop(server);
     }
     // The third restart does not start it: the run fails, saying why, and the server serves.
-    let (server, base) = serve(&dir, &[]);
-    let run = common::wait_finished(&client, &base, &id).await;
+    let (server, app) = serve(&dir, &[]);
+    let run = app.wait_finished(&id).await;
     assert_eq!(run["status"], "failed", "{run}");
     let (kind, message) = failure(&run);
     assert_eq!(kind, "crash_loop", "{message}");
@@ -859,6 +754,6 @@ async fn a_step_that_keeps_killing_its_server_fails_instead_of_looping() {
         .filter(|a| a["error_kind"] == "interrupted")
         .count();
     assert_eq!(interrupted, 3, "{run}");
-    healthz(&client, &base).await;
+    healthz(&app).await;
     drop(server);
 }

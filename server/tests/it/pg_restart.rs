@@ -3,11 +3,13 @@
 //! recorded once. A test binary of its own: the restart would disturb any test beside it.
 
 use crate::common;
+use crate::common::hub::Client;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::procs::{all_finished, create, database, spawn, trigger};
+use common::procs::{all_finished, database, spawn};
+use serde_json::json;
 use sqlx::PgPool;
 
 #[tokio::test]
@@ -17,17 +19,15 @@ async fn runs_complete_after_postgresql_restarts_mid_run_and_no_process_crashes(
     let env = [("FLOWSCOPE_WORKER_LEASE", "20s")];
     let mut server = spawn("serve", &db, &env);
     let mut worker = spawn("worker", &db, &env);
-    let base = server.base.clone().expect("base");
-    let client = reqwest::Client::new();
-    create(
-        &client,
-        &base,
-        "id: through\nsteps:\n- {id: a, agent: simulate, with: {latency: 300ms, output: 1}}\n- {id: b, agent: delay, needs: [a], with: {duration: 1500ms}}\n- {id: c, agent: transform, needs: [b], with: {jq: '.steps.a.output + 1'}}\n",
-    )
-    .await;
+    let client = Client::new(server.base.as_deref().expect("base"));
+    client
+        .create(
+            "id: through\nsteps:\n- {id: a, agent: simulate, with: {latency: 300ms, output: 1}}\n- {id: b, agent: delay, needs: [a], with: {duration: 1500ms}}\n- {id: c, agent: transform, needs: [b], with: {jq: '.steps.a.output + 1'}}\n",
+        )
+        .await;
     let mut ids = Vec::new();
     for _ in 0..20 {
-        ids.push(trigger(&client, &base, "through").await);
+        ids.push(client.trigger("through", json!({})).await);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -79,10 +79,6 @@ async fn runs_complete_after_postgresql_restarts_mid_run_and_no_process_crashes(
     .expect("doubles");
     assert_eq!(doubled, 0, "no step outcome recorded twice");
     // The API answers again too.
-    let r = client
-        .get(format!("{base}/api/v1/runs?limit=1"))
-        .send()
-        .await
-        .expect("api");
-    assert!(r.status().is_success());
+    let (status, _) = client.get("/api/v1/runs?limit=1").await;
+    assert!(status.is_success());
 }

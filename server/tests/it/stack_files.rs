@@ -474,3 +474,69 @@ fn long_window_recordings_are_evaluated_less_often() {
         .expect("the long-window group");
     assert_eq!(group["interval"].as_str(), Some("1m"));
 }
+
+/// Seconds of a Prometheus duration as the shipped files write them (`15s`, `1m`).
+fn seconds(text: &str) -> u64 {
+    let (n, unit) = text.split_at(text.len() - 1);
+    let n: u64 = n.parse().unwrap_or_else(|_| panic!("a duration: {text}"));
+    match unit {
+        "s" => n,
+        "m" => n * 60,
+        _ => panic!("a duration in s or m: {text}"),
+    }
+}
+
+/// Failure to notification in under a minute, by construction: a page without `for` fires at
+/// the first evaluation after the scrape that holds the failure (it reads only recordings made
+/// before it in its own group, see tests/latency_test.yml), then waits Alertmanager's
+/// group_wait. Delivery through Flowscope gets what is left of the minute.
+#[test]
+fn the_worst_case_from_a_failure_to_a_page_is_under_a_minute() {
+    let prometheus = read_yaml("prometheus/prometheus.yml");
+    let scrape = seconds(str_of(&prometheus["global"]["scrape_interval"], "scrape"));
+    let evaluation = seconds(str_of(
+        &prometheus["global"]["evaluation_interval"],
+        "evaluation",
+    ));
+    let alertmanager = read_yaml("alertmanager/alertmanager.yml");
+    let route = &alertmanager["route"];
+    // Pages take the default route (tickets and the watchdog have their own).
+    let group_wait = seconds(str_of(&route["group_wait"], "group_wait"));
+    let worst = scrape + evaluation + group_wait;
+    assert!(
+        worst <= 45,
+        "scrape {scrape} + evaluation {evaluation} + group_wait {group_wait} s"
+    );
+
+    let slo = read_yaml("prometheus/rules/slo.yml");
+    let mut pages = 0;
+    for group in slo["groups"].as_sequence().expect("groups") {
+        let rules = group["rules"].as_sequence().expect("rules");
+        for (i, rule) in rules.iter().enumerate() {
+            let immediate = rule["alert"].is_string() && rule["for"].is_null();
+            if !immediate || rule["labels"]["severity"].as_str() != Some("page") {
+                continue;
+            }
+            pages += 1;
+            assert!(
+                group["interval"].is_null(),
+                "{:?} is evaluated at an interval of its own",
+                rule["alert"]
+            );
+            let expr = str_of(&rule["expr"], "expr");
+            for name in expr
+                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .filter(|w| w.starts_with("flowscope:"))
+            {
+                assert!(
+                    rules[..i]
+                        .iter()
+                        .any(|r| r["record"].as_str() == Some(name)),
+                    "{:?} reads {name}, which is not recorded before it in its group",
+                    rule["alert"]
+                );
+            }
+        }
+    }
+    assert_eq!(pages, 2, "the fast-burn pages of both SLOs");
+}

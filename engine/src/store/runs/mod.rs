@@ -243,6 +243,9 @@ fn step_record(run_id: &str, mut r: StepRow) -> Result<StepRecord, StoreError> {
     })
 }
 
+/// `(index, status, output, error message)` of a `for_each` item that has ended.
+pub type EndedItem = (i64, StepStatus, Option<Value>, Option<String>);
+
 impl Store {
     /// Runs, newest first, filtered; pass the last id of a page as `before` for the next.
     pub async fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
@@ -282,6 +285,7 @@ impl Store {
     /// The run's number among its workflow's runs, the first being 1: what people call it
     /// ("Nightly report #42"). Run ids grow with time, so it counts the ids up to this one
     /// (the `runs_by_workflow` index).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "runs"))]
     pub async fn run_number(&self, workflow_id: &str, id: &str) -> Result<i64, StoreError> {
         let n: i64 = on_pool!(self, pool => {
             sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE workflow_id = $1 AND id <= $2")
@@ -386,6 +390,7 @@ impl Store {
     /// `attempt` that attempt's output (its input with `input`). `None`: no such step or
     /// attempt, or nothing stored. Each is at most about 1 MiB (outputs past it are stored
     /// as a preview), so this read is bounded too.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT run_steps", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "run_steps"))]
     pub async fn step_value(
         &self,
         run_id: &str,
@@ -417,6 +422,7 @@ impl Store {
 
     /// The items of a `for_each` step that have ended, by position: those with `status` when
     /// given, from `after` (exclusive), at most `limit`.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT step_items", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "step_items"))]
     pub async fn step_items(
         &self,
         run_id: &str,
@@ -470,11 +476,12 @@ impl Store {
 
     /// The outcomes of a `for_each` step's items recorded so far, by position: what a resumed
     /// step does not run again.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT step_items", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "step_items"))]
     pub async fn ended_items(
         &self,
         run_id: &str,
         step_id: &str,
-    ) -> Result<Vec<(i64, StepStatus, Option<Value>, Option<String>)>, StoreError> {
+    ) -> Result<Vec<EndedItem>, StoreError> {
         let rows: Vec<(i64, String, Option<String>, Option<String>)> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT item, status, output, error_message FROM step_items WHERE run_id = $1 AND step_id = $2",
@@ -495,6 +502,7 @@ impl Store {
 
     /// For each step of a run: its attempts that a stopped process left behind, counting the
     /// one still marked `running`. A step that keeps killing its process shows here.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT step_attempts", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "step_attempts"))]
     pub async fn interruptions(&self, run_id: &str) -> Result<HashMap<String, i64>, StoreError> {
         let rows: Vec<(String, i64)> = on_pool!(self, pool => {
             sqlx::query_as(
@@ -511,6 +519,7 @@ impl Store {
 
     /// Closes the attempts still running as stopped by a graceful shutdown (one process, so
     /// all of them): [`Store::interruptions`] does not count them as crashes.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE step_attempts", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "step_attempts"))]
     pub async fn close_attempts_at_shutdown(&self, at: i64) -> Result<u64, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query(
@@ -526,6 +535,7 @@ impl Store {
     }
 
     /// A run's status alone (waiting for a run reads nothing else).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "runs"))]
     pub async fn run_status(&self, id: &str) -> Result<RunStatus, StoreError> {
         let status: Option<String> = on_pool!(self, pool => {
             sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
@@ -538,6 +548,7 @@ impl Store {
     }
 
     /// Unfinished runs (queued or running), oldest first: what a starting executor picks up.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "runs"))]
     pub async fn unfinished_runs(&self, limit: i64) -> Result<Vec<Resumable>, StoreError> {
         let rows: Vec<(String, Option<i64>, Option<String>)> = on_pool!(self, pool => {
             sqlx::query_as(
@@ -562,6 +573,7 @@ impl Store {
     }
 
     /// Marks a run for cancellation; returns its status at that moment.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "runs"))]
     pub async fn request_cancel(&self, id: &str, at: i64) -> Result<RunStatus, StoreError> {
         let status: Option<String> = on_pool!(self, pool => {
             sqlx::query_scalar(

@@ -13,7 +13,8 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use otlp::sink as otlp_sink;
 use serde_json::Value;
 
-mod common;
+use crate::common;
+use crate::common::hub::Hub;
 
 fn value(attrs: &[KeyValue], key: &str) -> Option<AnyValue> {
     attrs
@@ -49,7 +50,6 @@ fn exports_a_run(protocol: Protocol) {
     })
     .expect("telemetry");
     let subscriber = telemetry.subscriber("info");
-    let dir = tempfile::tempdir().expect("tempdir");
     // One thread runs the server, the engine and this test: the thread's default subscriber
     // sees every span.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -64,24 +64,20 @@ fn exports_a_run(protocol: Protocol) {
                 trace_commit_threshold: std::time::Duration::ZERO,
                 ..common::quiet()
             };
-            let base = common::serve_with(dir.path(), config).await;
-            let client = reqwest::Client::new();
+            let hub = Hub::start_with(config).await;
+            let client = hub.client();
             let tp = format!("00-{caller_trace}-b7ad6b7169203331-01");
-            let run = common::run_hello(&client, &base, Some(&tp)).await;
+            let request = client
+                .request(reqwest::Method::POST, "/api/v1/workflows/hello/runs")
+                .header("traceparent", tp)
+                .json(&serde_json::json!({ "inputs": { "who": "telemetry" } }));
+            let (_, created) = client.send(request).await;
+            let id = created["run"]["id"].as_str().expect("run id");
+            let run = client.wait_finished(id).await;
             tracing::info_span!("test.observer").in_scope(|| {
                 tracing::info!(run.id = %run["id"], "test saw the run finish");
             });
-            let created: Value = client
-                .post(format!("{base}/api/v1/workflows/always-fails/runs"))
-                .json(&serde_json::json!({}))
-                .send()
-                .await
-                .expect("trigger")
-                .json()
-                .await
-                .expect("json");
-            let id = created["run"]["id"].as_str().expect("run id");
-            let failed = common::wait_finished(&client, &base, id).await;
+            let failed = client.run("always-fails", serde_json::json!({})).await;
             (run, failed)
         })
     });
@@ -234,6 +230,19 @@ fn check_the_runs_trace(spans: &[Span], run: &Value, caller_trace: &str) {
     assert!(spans.iter().any(
         |s| hex(&s.trace_id) == trace_id && string(&s.attributes, "db.system.name") == "sqlite"
     ));
+    // Each inside what asked for it: start-up's reads (no request, no run) make no trace.
+    let db: Vec<&Span> = spans
+        .iter()
+        .filter(|s| !string(&s.attributes, "db.system.name").is_empty())
+        .collect();
+    assert!(db.len() > 3, "{} database spans", db.len());
+    for s in db {
+        assert!(
+            !s.parent_span_id.is_empty(),
+            "the database span {} is a trace of its own",
+            s.name
+        );
+    }
 }
 
 /// Every log record that arrived, each request's resource checked.
@@ -255,6 +264,7 @@ fn exported_logs(received: &otlp_sink::Received) -> Vec<LogRecord> {
 /// the engine's attempt spans use.
 #[test]
 fn spans_and_logs_arrive_over_grpc_and_http_protobuf() {
+    let _globals = crate::GLOBALS.blocking_lock();
     exports_a_run(Protocol::Grpc);
     exports_a_run(Protocol::HttpProtobuf);
 }
