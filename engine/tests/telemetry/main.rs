@@ -1,7 +1,11 @@
 //! SPEC §6 spans, checked in-process with the SDK's in-memory exporter: the span tree of a
 //! 3-step run with a retry and a failure, its link to the triggering request, the HTTP client
 //! span passing `traceparent` on, the ids stored with the run, and the metrics it counted.
-//! (Its own test binary: it installs a global subscriber.)
+//! (Its own test binary: it installs a global subscriber; it shares `it`'s harness.)
+
+#[path = "../it/harness.rs"]
+#[allow(dead_code)]
+mod harness;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +15,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use engine::executor::{Engine, EngineConfig, TriggerRequest};
-use engine::model::Workflow;
 use engine::records::RunStatus;
 use engine::store::Store;
 use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
@@ -20,16 +23,7 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
-/// Agents that may call the loopback servers these tests start (the default refuses them).
-fn local_agents() -> engine::agents::AgentSettings {
-    engine::agents::AgentSettings {
-        egress: engine::agents::egress::Policy {
-            allowed_hosts: None,
-            allow_private: true,
-        },
-        ..Default::default()
-    }
-}
+use harness::{local_agents, serve};
 
 fn attr(span: &SpanData, key: &str) -> Option<Value> {
     span.attributes
@@ -46,39 +40,25 @@ fn attr_str(span: &SpanData, key: &str) -> String {
 
 const SECRET: &str = "tok-5ecret-77aa";
 
-async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
     let exporter = install_tracer();
     // /flaky fails once then answers; /down always fails. Both record the traceparent sent.
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let addr = upstreams(seen.clone()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = store_with_workflows(dir.path(), addr).await;
-    let engine = Engine::start(
-        store.clone(),
-        EngineConfig {
-            secrets: [("TOKEN".to_string(), SECRET.to_string())].into(),
-            agents: engine::agents::AgentSettings {
-                llm_prices: engine::agents::llm::parse_prices("tiny-model=0.5/2.0")
-                    .expect("prices"),
-                ..local_agents()
-            },
-            // Every commit a span, however fast.
-            trace_commits_over: std::time::Duration::ZERO,
-            ..EngineConfig::default()
+    let h = harness::harness_with(EngineConfig {
+        secrets: [("TOKEN".to_string(), SECRET.to_string())].into(),
+        agents: engine::agents::AgentSettings {
+            llm_prices: engine::agents::llm::parse_prices("tiny-model=0.5/2.0").expect("prices"),
+            ..local_agents()
         },
-    )
-    .await
-    .expect("engine");
+        // Every commit a span, however fast.
+        trace_commits_over: std::time::Duration::ZERO,
+        ..EngineConfig::default()
+    })
+    .await;
+    add_workflows(&h, addr).await;
+    let (engine, store) = (&h.engine, h.engine.store().clone());
 
     // The trigger happens inside a request's span, as the API's handlers do.
     let request = tracing::info_span!(
@@ -126,10 +106,9 @@ async fn a_run_is_one_trace_with_a_span_per_attempt_linked_to_its_trigger() {
         "no exemplar with the run's trace id in\n{metrics}"
     );
 
-    check_a_model_call(&engine, &exporter).await;
-    check_no_span_carries_a_secret(&engine, &exporter).await;
-    check_loops_and_skips(&engine, &exporter).await;
-    drop(engine);
+    check_a_model_call(engine, &exporter).await;
+    check_no_span_carries_a_secret(engine, &exporter).await;
+    check_loops_and_skips(engine, &exporter).await;
     check_fast_commits_are_counted_not_spanned(&store, &exporter).await;
 }
 
@@ -192,39 +171,23 @@ async fn upstreams(seen: Arc<Mutex<Vec<String>>>) -> SocketAddr {
 
 /// A SQLite store with `traced` (three steps, a retry, a failure), `chatty` (a model call)
 /// and `leaky` (a secret in a URL).
-async fn store_with_workflows(dir: &std::path::Path, addr: SocketAddr) -> Store {
-    let store = Store::connect(&format!("sqlite://{}", dir.join("t.db").display()))
-        .await
-        .expect("connect");
-    store.migrate().await.expect("migrate");
+async fn add_workflows(h: &harness::Harness, addr: SocketAddr) {
     let yaml = format!(
         "id: traced\nname: Traced flow\nsteps:\n\
          - {{id: fetch, agent: http, with: {{url: 'http://{addr}/flaky'}}, retry: {{max_attempts: 2, backoff: 10ms}}}}\n\
          - {{id: shape, agent: transform, needs: [fetch], with: {{jq: '.steps.fetch.output.status'}}}}\n\
          - {{id: post, agent: http, needs: [shape], with: {{url: 'http://{addr}/down', method: POST}}}}\n"
     );
-    let workflow = Workflow::parse(&yaml).expect("valid");
-    store
-        .create_workflow(&workflow, &yaml)
-        .await
-        .expect("create");
+    h.add(&yaml).await;
     let chat_yaml = format!(
         "id: chatty\nsteps:\n- {{id: ask, agent: llm, with: {{base_url: 'http://{addr}/v1', model: tiny-model, prompt: hi}}}}\n"
     );
-    let chat = Workflow::parse(&chat_yaml).expect("valid");
-    store
-        .create_workflow(&chat, &chat_yaml)
-        .await
-        .expect("create");
+    h.add(&chat_yaml).await;
     // A workflow that puts a secret where spans could carry it: a URL path, an error.
     let leaky_yaml = "id: leaky\nsteps:\n\
          - {id: refused, agent: http, with: {url: 'http://127.0.0.1:1/{{ secrets.TOKEN }}/x'}}\n"
         .to_string();
-    let leaky = Workflow::parse(&leaky_yaml).expect("valid");
-    store
-        .create_workflow(&leaky, &leaky_yaml)
-        .await
-        .expect("create");
+    h.add(&leaky_yaml).await;
     // A loop over three items, a condition that is false, a step below it, and a condition
     // that is true (`success()` written out).
     let looped_yaml = "id: looped\nsteps:\n\
@@ -234,12 +197,7 @@ async fn store_with_workflows(dir: &std::path::Path, addr: SocketAddr) -> Store 
          - {id: blocked, agent: transform, needs: [never], with: {jq: '1'}}\n\
          - {id: counted, agent: transform, needs: [each], if: 'success() and steps.each.output | length == 3', with: {jq: '\"ok\"'}}\n"
         .to_string();
-    let looped = Workflow::parse(&looped_yaml).expect("valid");
-    store
-        .create_workflow(&looped, &looped_yaml)
-        .await
-        .expect("create");
-    store
+    h.add(&looped_yaml).await;
 }
 
 /// A `for_each` step: an `agent.execute` span per item with `flowscope.item.index`, below the
