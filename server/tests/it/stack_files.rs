@@ -540,3 +540,53 @@ fn the_worst_case_from_a_failure_to_a_page_is_under_a_minute() {
     }
     assert_eq!(pages, 2, "the fast-burn pages of both SLOs");
 }
+
+/// The first `x.y.z` in a program's `--version` output.
+fn version_of(program: &str) -> String {
+    let out = std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("{program} on PATH (scripts/setup.sh --test installs it): {e}"));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .find(|w| w.matches('.').count() == 2)
+        .unwrap_or_else(|| panic!("no version in {text}"))
+        .to_string()
+}
+
+/// The stack runs what the tests run where it can: Alertmanager is the version the alert tests
+/// drive (Debian's). Prometheus cannot be: the stack's metrics pipeline needs the OTLP receiver
+/// (`--web.enable-otlp-receiver`, Prometheus 3), which Debian's 2.42 does not have; the rules
+/// and the config are checked with its promtool, which reads them as 3 does.
+#[test]
+fn the_stack_pins_the_versions_the_tests_run_where_it_can() {
+    let compose = read_yaml("docker-compose.yml");
+    let image = |service: &str| {
+        str_of(
+            &compose["services"][service]["image"],
+            &format!("{service}.image"),
+        )
+        .to_string()
+    };
+    let tested = version_of("prometheus-alertmanager");
+    assert_eq!(
+        image("alertmanager"),
+        format!("prom/alertmanager:v{tested}")
+    );
+    let prometheus = image("prometheus");
+    assert!(
+        prometheus.starts_with("prom/prometheus:v3."),
+        "{prometheus}"
+    );
+    let command: Vec<&str> = compose["services"]["prometheus"]["command"]
+        .as_sequence()
+        .expect("prometheus command")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    assert!(
+        command.contains(&"--web.enable-otlp-receiver"),
+        "{command:?}"
+    );
+}
