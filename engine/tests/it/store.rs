@@ -858,6 +858,27 @@ async fn a_refused_batch_changes_nothing_and_later_batches_apply(store: Store) {
             serde_json::json!({ "i": i })
         );
     }
+    // The same across the scripts a large batch is cut into on SQLite (about 16 KiB each): a
+    // refusal in a later one undoes the earlier ones.
+    let big = serde_json::json!({ "pad": "x".repeat(40_000) });
+    let refused = store
+        .apply(&[
+            new_run("big-lost", big.clone(), &["a"]),
+            new_run("big-other", big.clone(), &["a"]),
+            new_run("big-lost", big, &["a"]),
+        ])
+        .await;
+    assert!(refused.is_err(), "a duplicate run id must be refused");
+    for id in ["big-lost", "big-other"] {
+        assert!(matches!(
+            store.run_detail(id).await,
+            Err(StoreError::RunNotFound(_))
+        ));
+    }
+    store
+        .apply(&[new_run("after-big", serde_json::json!({}), &["a"])])
+        .await
+        .expect("a later batch applies");
 }
 
 async fn workflow_stats_count_days_rates_and_p95(store: Store) {

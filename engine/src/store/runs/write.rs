@@ -10,6 +10,9 @@ use crate::records::{ItemRecord, RunStatus, SkipReason, StepStatus};
 use crate::store::script::{OptInt, OptText, Text};
 use crate::store::{Db, Store, StoreError};
 
+/// The size of one script of a SQLite batch (see [`Store::apply_held`]).
+const SQLITE_CHUNK: usize = 16 * 1024;
+
 /// A new run: what is inserted when a workflow is triggered.
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -214,17 +217,34 @@ impl Store {
         let mut sql = String::with_capacity(64 + 320 * ops.len());
         match &self.db {
             Db::Sqlite(pool) => {
+                // SQLite copies the rest of a script each time it prepares one of its statements
+                // (the text given is not NUL-terminated), so one script of a whole batch costs
+                // its size times its statements: chunks of about `SQLITE_CHUNK` bytes keep that
+                // linear, at one round trip to the connection's thread per chunk.
+                let mut chunks: Vec<String> = Vec::new();
                 sql.push_str("BEGIN;\n");
-                ops.iter().for_each(|op| write_op(&mut sql, op));
-                sql.push_str("COMMIT;\n");
-                let mut conn = pool.acquire().await?;
-                if let Err(e) = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
-                    // A statement failed mid-script: its transaction is still open here.
-                    if sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.is_err() {
-                        drop(conn.detach());
+                for op in ops {
+                    write_op(&mut sql, op);
+                    if sql.len() >= SQLITE_CHUNK {
+                        chunks.push(std::mem::take(&mut sql));
                     }
-                    return Err(e.into());
                 }
+                sql.push_str("COMMIT;\n");
+                chunks.push(sql);
+                let mut conn = pool.acquire().await?;
+                for chunk in chunks {
+                    if let Err(e) = sqlx::raw_sql(AssertSqlSafe(chunk))
+                        .execute(&mut *conn)
+                        .await
+                    {
+                        // A statement failed mid-script: its transaction is still open here.
+                        if sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.is_err() {
+                            drop(conn.detach());
+                        }
+                        return Err(e.into());
+                    }
+                }
+                return Ok(());
             }
             // Several statements in one simple query are one implicit transaction.
             Db::Postgres(pool) => {
