@@ -149,7 +149,7 @@ impl RunDriver {
             Ok(false) => Decision::Skip(SkipReason::Condition),
             // The step fails as it starts, with the reason (`condition` error kind).
             Err(e) => {
-                self.doomed.insert(i, e);
+                self.steps[i].doomed = Some(e);
                 Decision::Run
             }
         }

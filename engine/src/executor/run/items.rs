@@ -117,7 +117,10 @@ impl RunDriver {
             timeout: step.timeout.as_deref().and_then(|t| parse_duration(t).ok()),
             retry: step.retry.clone(),
             secrets: self.engine.secrets(),
-            parent: self.attempt_spans.get(&idx).and_then(|(s, _)| s.clone()),
+            parent: self.steps[idx]
+                .attempt_span
+                .as_ref()
+                .and_then(|(s, _)| s.clone()),
             trace_id: self.trace_id.clone(),
         });
         async move {

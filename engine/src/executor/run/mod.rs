@@ -90,8 +90,7 @@ enum Slot {
     Offered(CancellationToken),
 }
 
-/// What the driver knows of one step.
-#[derive(Debug, Clone)]
+/// What the driver knows of one step: its one state record.
 struct StepState {
     status: StepStatus,
     attempts: i64,
@@ -100,6 +99,36 @@ struct StepState {
     /// It was running when a previous process stopped: its open attempt is closed when it
     /// starts again.
     resumed: bool,
+    /// The attempt in flight here, if any: what cancellation must close.
+    in_flight: Option<i64>,
+    /// Why it fails as it starts: a condition that could not be evaluated, or a resumed step
+    /// whose process stopped [`MAX_INTERRUPTIONS`] times while running it (a step that kills
+    /// its server would otherwise do so at every start, for ever).
+    doomed: Option<RenderError>,
+    /// Its `with` rendered in the sandbox for its next start, and how long that took.
+    rendered: Option<Rendered>,
+    /// Its open attempt: when it started, and its `agent.execute` span (a context holding
+    /// it) when the trace is sampled.
+    attempt_span: Option<(Option<opentelemetry::Context>, Instant)>,
+    /// Offered to the other workers and still out: the attempt offered, and what stops its
+    /// wait for a slot here.
+    offered: Option<(i64, CancellationToken)>,
+}
+
+impl StepState {
+    fn pending() -> StepState {
+        StepState {
+            status: StepStatus::Pending,
+            attempts: 0,
+            ready_at: 0,
+            resumed: false,
+            in_flight: None,
+            doomed: None,
+            rendered: None,
+            attempt_span: None,
+            offered: None,
+        }
+    }
 }
 
 /// The in-memory state of one run while it executes.
@@ -118,12 +147,6 @@ pub(super) struct RunDriver {
     /// What templates and conditions read as `steps`: by step id, `{output, status}` of each
     /// finished step (and `error` of a failed one).
     outputs: Map<String, Value>,
-    /// Attempts in flight, by step index: what cancellation must close.
-    in_flight: HashMap<usize, i64>,
-    /// Steps that fail as they start, and why: a condition that could not be evaluated, or a
-    /// resumed step whose process stopped [`MAX_INTERRUPTIONS`] times while running it (a
-    /// step that kills its server would otherwise do so at every start, for ever).
-    doomed: HashMap<usize, RenderError>,
     /// Bytes of outputs held in `outputs` (see [`MAX_HELD_BYTES`]).
     held_bytes: usize,
     ops: Vec<Op>,
@@ -141,17 +164,13 @@ pub(super) struct RunDriver {
     /// The root span's OpenTelemetry context: the parent of attempt and commit spans, and
     /// the current context while the driver runs (log lines carry its ids).
     otel_cx: opentelemetry::Context,
-    /// Open attempts by step index: when each started, and its `agent.execute` span (a
-    /// context holding it) when the trace is sampled.
-    attempt_spans: HashMap<usize, (Option<opentelemetry::Context>, Instant)>,
     /// Commits of a sampled run, and the time it waited for them.
     commits: u32,
     commit_wait: Duration,
     /// The first failed step's error kind: the run's `error.type`.
     first_error: Option<&'static str>,
-    /// Offered steps still out, by step index: the attempt offered, and what stops its wait
-    /// for a slot here.
-    offered: HashMap<usize, (i64, CancellationToken)>,
+    /// How many steps are offered to the other workers and still out.
+    offers_out: usize,
     /// The future that waits for offered steps' results, when one is in flight: its number
     /// and what stops it.
     watching: Option<(u64, CancellationToken)>,
@@ -162,9 +181,6 @@ pub(super) struct RunDriver {
     /// Cancelled when this process shuts down: start no more steps, leave the run to others.
     /// None on SQLite: nothing to hand over, and nothing to poll on the hot path.
     drain: Option<CancellationToken>,
-    /// `with`s rendered in the sandbox, by step index, for the step's next start, with the
-    /// time the render took.
-    rendered: HashMap<usize, Rendered>,
 }
 
 impl RunDriver {
@@ -180,15 +196,7 @@ impl RunDriver {
             .enumerate()
             .map(|(i, s)| (s.id.as_str(), i))
             .collect();
-        let mut steps = vec![
-            StepState {
-                status: StepStatus::Pending,
-                attempts: 0,
-                ready_at: 0,
-                resumed: false,
-            };
-            defs.len()
-        ];
+        let mut steps: Vec<StepState> = defs.iter().map(|_| StepState::pending()).collect();
         let mut outputs = Map::new();
         for record in &state.steps {
             if let Some(&i) = index.get(record.step_id.as_str()) {
@@ -255,17 +263,14 @@ impl RunDriver {
             sampled,
             root_ids,
             created_at: state.run.created_at,
-            attempt_spans: HashMap::new(),
             commits: 0,
             commit_wait: Duration::ZERO,
             first_error: None,
             drain,
-            offered: HashMap::new(),
+            offers_out: 0,
             watching: None,
             watchers: 0,
-            doomed: HashMap::new(),
             cancelling: false,
-            rendered: HashMap::new(),
             held_bytes: 0,
             run_id: state.run.id.clone(),
             workflow_id: state.run.workflow_id.clone(),
@@ -277,9 +282,22 @@ impl RunDriver {
             workflow,
             steps,
             outputs,
-            in_flight: HashMap::new(),
             ops: Vec::new(),
             events: Vec::new(),
+        }
+    }
+
+    /// Takes step `idx`'s offer, if it has one out.
+    fn take_offer(&mut self, idx: usize) -> Option<(i64, CancellationToken)> {
+        let offer = self.steps[idx].offered.take();
+        self.offers_out -= usize::from(offer.is_some());
+        offer
+    }
+
+    /// Records the offer of step `idx`'s attempt.
+    fn put_offer(&mut self, idx: usize, offer: (i64, CancellationToken)) {
+        if self.steps[idx].offered.replace(offer).is_none() {
+            self.offers_out += 1;
         }
     }
 

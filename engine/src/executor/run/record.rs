@@ -41,7 +41,7 @@ impl RunDriver {
                 return;
             }
             Completion::Rendered { idx, result, took } => {
-                self.rendered.insert(idx, (result, took));
+                self.steps[idx].rendered = Some((result, took));
                 ready.push_back(idx);
                 return;
             }
@@ -53,12 +53,9 @@ impl RunDriver {
                 ended_at,
             } => (idx, attempt, result, logs, ended_at),
         };
-        self.in_flight.remove(&idx);
+        self.steps[idx].in_flight = None;
         // Withdrawn and run here: the offer is gone; stop waiting once none is out.
-        if !self.offered.is_empty()
-            && self.offered.remove(&idx).is_some()
-            && self.offered.is_empty()
-        {
+        if self.offers_out > 0 && self.take_offer(idx).is_some() && self.offers_out == 0 {
             if let Some((_, stop)) = self.watching.take() {
                 stop.cancel();
             }
@@ -198,10 +195,10 @@ impl RunDriver {
                 continue;
             };
             // Already recorded (a second read before the commit that removed the offer).
-            if self.offered.get(&idx).map(|(a, _)| *a) != Some(attempt) {
+            if self.steps[idx].offered.as_ref().map(|(a, _)| *a) != Some(attempt) {
                 continue;
             }
-            if let Some((_, resolved)) = self.offered.remove(&idx) {
+            if let Some((_, resolved)) = self.take_offer(idx) {
                 resolved.cancel();
             }
             let report: Report = serde_json::from_str(&text).unwrap_or_else(|e| Report {
@@ -235,7 +232,7 @@ impl RunDriver {
                 in_flight,
             );
         }
-        if !self.offered.is_empty() && self.watching.is_none() {
+        if self.offers_out > 0 && self.watching.is_none() {
             in_flight.push(self.watch_offers());
         }
     }
@@ -283,7 +280,7 @@ impl RunDriver {
 
     /// Closes an open attempt as cancelled (run cancelled or timed out).
     fn close_attempt(&mut self, idx: usize, attempt: i64, kind: &str, reason: &str, at: i64) {
-        if let Some((Some(cx), _)) = self.attempt_spans.remove(&idx) {
+        if let Some((Some(cx), _)) = self.steps[idx].attempt_span.take() {
             telemetry::end_span(
                 &cx,
                 vec![KeyValue::new(
@@ -359,7 +356,9 @@ impl RunDriver {
 
     /// Closes every attempt in flight (and any left open by a stopped process).
     fn close_in_flight(&mut self, kind: &str, reason: &str, at: i64) {
-        let mut in_flight: Vec<(usize, i64)> = self.in_flight.drain().collect();
+        let mut in_flight: Vec<(usize, i64)> = (self.steps.iter_mut().enumerate())
+            .filter_map(|(i, s)| s.in_flight.take().map(|a| (i, a)))
+            .collect();
         // Steps resumed from a stopped process but not restarted yet have an open attempt too.
         for i in 0..self.steps.len() {
             if std::mem::take(&mut self.steps[i].resumed) && self.steps[i].attempts > 0 {
@@ -370,8 +369,9 @@ impl RunDriver {
         for (idx, attempt) in in_flight {
             self.close_attempt(idx, attempt, kind, reason, at);
         }
-        if !self.offered.is_empty() {
-            self.offered.clear();
+        if self.offers_out > 0 {
+            self.steps.iter_mut().for_each(|s| s.offered = None);
+            self.offers_out = 0;
             if let Some((_, stop)) = self.watching.take() {
                 stop.cancel();
             }

@@ -48,13 +48,13 @@ impl RunDriver {
         while let Some(idx) = ready.pop_front() {
             // What a render in the sandbox took of the step's timeout.
             let mut spent = Duration::ZERO;
-            let rendered = if let Some(e) = self.doomed.remove(&idx) {
+            let rendered = if let Some(e) = self.steps[idx].doomed.take() {
                 Err(e)
             } else if let Some(e) = self.missing_secret(idx) {
                 Err(e)
             } else if self.workflow.steps()[idx].for_each.is_some() {
                 self.plan_items(idx).map(Start::Items)
-            } else if let Some((done, took)) = self.rendered.remove(&idx) {
+            } else if let Some((done, took)) = self.steps[idx].rendered.take() {
                 spent = took;
                 done.map(Start::Agent)
             } else {
@@ -105,7 +105,7 @@ impl RunDriver {
             let span_id = span
                 .as_ref()
                 .map(|cx| telemetry::hex(&cx.span().span_context().span_id().to_bytes()));
-            self.attempt_spans.insert(idx, (span, Instant::now()));
+            self.steps[idx].attempt_span = Some((span, Instant::now()));
             self.ops.push(Op::AttemptStarted {
                 run_id: self.run_id.clone(),
                 step_id: step.id.clone(),
@@ -144,7 +144,7 @@ impl RunDriver {
                 }
                 Ok(Start::Items(plan)) => {
                     in_flight.push(self.items_future(idx, attempt, plan));
-                    self.in_flight.insert(idx, attempt);
+                    self.steps[idx].in_flight = Some(attempt);
                     spawned += 1;
                 }
                 Ok(Start::Agent(with)) => {
@@ -156,12 +156,12 @@ impl RunDriver {
                         },
                     };
                     in_flight.push(self.attempt_future(idx, attempt, with, slot, spent));
-                    self.in_flight.insert(idx, attempt);
+                    self.steps[idx].in_flight = Some(attempt);
                     spawned += 1;
                 }
             }
         }
-        if !self.offered.is_empty() && self.watching.is_none() {
+        if self.offers_out > 0 && self.watching.is_none() {
             in_flight.push(self.watch_offers());
         }
         spawned
@@ -191,7 +191,7 @@ impl RunDriver {
             return None;
         }
         let step = &self.workflow.steps()[idx];
-        let traceparent = self.attempt_spans.get(&idx).and_then(|(cx, _)| {
+        let traceparent = self.steps[idx].attempt_span.as_ref().and_then(|(cx, _)| {
             let cx = cx.as_ref()?;
             let span = cx.span();
             let sc = span.span_context();
@@ -228,7 +228,7 @@ impl RunDriver {
             at: now_ms(),
         });
         let resolved = CancellationToken::new();
-        self.offered.insert(idx, (attempt, resolved.clone()));
+        self.put_offer(idx, (attempt, resolved.clone()));
         Some(resolved)
     }
 
@@ -324,17 +324,14 @@ impl RunDriver {
             let times = counts.get(&step.id).copied().unwrap_or(0);
             if self.steps[idx].resumed && times >= self.engine.inner.max_interruptions {
                 tracing::error!(run.id = %self.run_id, step.id = %step.id, times, "a step's process stopped every time it ran; failing the step");
-                self.doomed.insert(
-                    idx,
-                    template::RenderError {
-                        kind: "crash_loop",
-                        message: format!(
-                            "the process running this step stopped {} times while it ran, so \
+                self.steps[idx].doomed = Some(template::RenderError {
+                    kind: "crash_loop",
+                    message: format!(
+                        "the process running this step stopped {} times while it ran, so \
                              it is not started again (does the step crash the server?)",
-                            self.engine.inner.max_interruptions
-                        ),
-                    },
-                );
+                        self.engine.inner.max_interruptions
+                    ),
+                });
             }
         }
     }
@@ -413,7 +410,10 @@ impl RunDriver {
         .with_secrets(self.engine.secrets());
         let slots = self.engine.step_slots();
         let kind = step.agent.clone();
-        let span = self.attempt_spans.get(&idx).and_then(|(s, _)| s.clone());
+        let span = self.steps[idx]
+            .attempt_span
+            .as_ref()
+            .and_then(|(s, _)| s.clone());
         // Only an offered step may need to take its offer back.
         let withdraw = matches!(slot, Slot::Offered(_))
             .then(|| (self.engine.clone(), self.run_id.clone(), step.id.clone()));

@@ -20,7 +20,7 @@ impl RunDriver {
         idx: usize,
         result: &Result<Value, AgentError>,
     ) -> Option<opentelemetry::Context> {
-        let (span, started) = self.attempt_spans.remove(&idx)?;
+        let (span, started) = self.steps[idx].attempt_span.take()?;
         let step = &self.workflow.steps()[idx];
         // A `for_each` step's items are the attempts counted (see `items`); the step's own
         // span only groups them.
