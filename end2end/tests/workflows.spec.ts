@@ -1,3 +1,4 @@
+import * as fs from 'fs';
 import { test, expect } from '@playwright/test';
 import { createWorkflow, openHydrated } from './support';
 
@@ -55,7 +56,7 @@ test('a workflow page shows its definition and versions and starts a run', async
   await expect(page).toHaveURL(/\/workflows\/hello$/);
   await expect(page.getByRole('heading', { name: 'Hello, Flowscope', level: 1 })).toBeVisible();
   await expect(page.getByLabel('Workflow YAML')).toContainText('id: hello');
-  await expect(page.getByRole('table', { name: 'Versions' }).getByRole('cell', { name: 'v1' })).toBeVisible();
+  await expect(page.getByRole('table', { name: 'Versions' }).getByRole('cell', { name: 'v1', exact: true })).toBeVisible();
   await page.screenshot({ path: info.outputPath('workflow.png'), fullPage: true });
   await page.getByRole('button', { name: 'Run…' }).click();
   const form = page.getByRole('form', { name: 'Run inputs' });
@@ -186,4 +187,57 @@ test('a workflow that reads a secret nobody set says so before it runs, and wher
   // A workflow whose secrets are all set (or that reads none) shows no such note.
   await openHydrated(page, '/workflows/hello');
   await expect(page.getByRole('note')).toHaveCount(0);
+});
+
+test('a workflow is imported from a file, exported, archived, restored and deleted with its runs', async ({ page, request }, info) => {
+  const id = `e2e-life-${Math.random().toString(36).slice(2, 8)}`;
+  const yaml = `id: ${id}\nname: Life ${id}\nsteps:\n- id: a\n  agent: simulate\n  with:\n    latency: 1ms\n`;
+  await openHydrated(page, '/workflows');
+  const picker = page.getByLabel('Import a workflow file');
+  // A file with problems is refused beside the button, and nothing is saved.
+  await picker.setInputFiles({ name: 'bad.yaml', mimeType: 'application/yaml', buffer: Buffer.from(`id: ${id}\nsteps: []\n`) });
+  await expect(page.getByText('Could not import the file')).toBeVisible();
+  expect((await request.get(`/api/v1/workflows/${id}`)).status()).toBe(404);
+  await picker.setInputFiles({ name: `${id}.yaml`, mimeType: 'application/yaml', buffer: Buffer.from(yaml) });
+  await expect(page).toHaveURL(new RegExp(`/workflows/${id}$`));
+  await expect(page.getByRole('heading', { name: `Life ${id}`, level: 1 })).toBeVisible();
+
+  // Export gives back the file as it was imported, and so does each version's own link.
+  for (const name of ['Export', 'Export v1']) {
+    const download = page.waitForEvent('download');
+    await page.getByRole('link', { name, exact: true }).click();
+    const file = await download;
+    expect(file.suggestedFilename()).toBe(`${id}.v1.yaml`);
+    expect(fs.readFileSync(await file.path(), 'utf8')).toBe(yaml);
+  }
+
+  const run = await (await request.post(`/api/v1/workflows/${id}/runs`, { data: {} })).json();
+  await expect.poll(async () => (await (await request.get(`/api/v1/runs/${run.run.id}`)).json()).status).toBe('succeeded');
+
+  // Archived: the page says so, the list no longer shows it, the archived list does.
+  await page.getByRole('button', { name: 'Archive' }).click();
+  const note = page.getByRole('status').filter({ hasText: 'Hidden from the workflow list' });
+  await expect(note).toBeVisible();
+  await page.screenshot({ path: info.outputPath('workflow-archived.png'), fullPage: true });
+  await openHydrated(page, `/workflows?q=${id}`);
+  await expect(page.getByText(`No workflows match “${id}”.`)).toBeVisible();
+  await page.getByRole('link', { name: 'Archived', exact: true }).click();
+  await expect(page.getByRole('heading', { name: 'Archived workflows', level: 1 })).toBeVisible();
+  await page.getByRole('table', { name: 'Workflows' }).getByRole('link', { name: `Life ${id}` }).click();
+  await page.getByRole('button', { name: 'Restore' }).click();
+  await expect(note).toBeHidden();
+  await expect(page.getByRole('button', { name: 'Archive' })).toBeVisible();
+
+  // Delete asks first; keeping it changes nothing.
+  await page.getByRole('button', { name: 'Delete…' }).click();
+  const confirm = page.getByRole('group', { name: 'Confirm' });
+  await expect(confirm).toContainText(`Delete “Life ${id}” with all its versions and runs?`);
+  await confirm.getByRole('button', { name: 'Keep it' }).click();
+  await expect(confirm).toHaveCount(0);
+  expect((await request.get(`/api/v1/workflows/${id}`)).status()).toBe(200);
+  await page.getByRole('button', { name: 'Delete…' }).click();
+  await confirm.getByRole('button', { name: 'Delete', exact: true }).click();
+  await expect(page).toHaveURL(/\/workflows$/);
+  expect((await request.get(`/api/v1/workflows/${id}`)).status()).toBe(404);
+  expect((await request.get(`/api/v1/runs/${run.run.id}`)).status()).toBe(404);
 });

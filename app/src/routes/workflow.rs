@@ -143,6 +143,27 @@ pub async fn diff_versions(id: String, from: i64, to: i64) -> Result<String, App
     ))
 }
 
+/// Archives the workflow (`archived`: hidden from the list, its triggers kept, its runs kept)
+/// or restores it.
+#[server(endpoint = "archive_workflow")]
+pub async fn archive_workflow(id: String, archived: bool) -> Result<bool, AppError> {
+    crate::auth::require(engine::access::Action::Edit)?;
+    let store = expect_context::<engine::store::Store>();
+    Ok(store
+        .set_archived(&id, archived)
+        .await?
+        .archived_at
+        .is_some())
+}
+
+/// Deletes the workflow with its versions and runs: how many runs went with it.
+#[server(endpoint = "delete_workflow")]
+pub async fn delete_workflow(id: String) -> Result<i64, AppError> {
+    crate::auth::require(engine::access::Action::Edit)?;
+    let engine = expect_context::<engine::executor::Engine>();
+    Ok(engine.delete_workflow(&id).await?)
+}
+
 #[server(endpoint = "get_workflow")]
 pub async fn get_workflow(id: String) -> Result<WorkflowPageData, AppError> {
     crate::auth::require(engine::access::Action::Read)?;
@@ -231,6 +252,10 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
     let recent = view! { <RecentRuns runs=runs workflow_id=summary.id.clone()/> }.into_any();
     let diff = view! { <VersionDiff workflow_id=summary.id.clone() versions=versions.iter().map(|v| v.version).collect()/> }.into_any();
     let workflow_id = StoredValue::new(summary.id.clone());
+    let lifecycle = Lifecycle::new(summary.id.clone(), summary.archived_at.is_some());
+    let lifecycle_buttons = view! { <LifecycleButtons ui=lifecycle/> }.into_any();
+    let lifecycle_panel =
+        view! { <LifecyclePanel ui=lifecycle name=summary.name.clone()/> }.into_any();
     view! {
         <Title text=summary.name.clone()/>
         <section class="page">
@@ -244,6 +269,7 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                         <a class="button secondary" href=format!("/workflows/{}/edit", workflow_id.get_value())>"Edit"</a>
                     </IfRole>
                     <a class="button secondary" href=format!("/runs?workflow={}", workflow_id.get_value())>"Runs"</a>
+                    {lifecycle_buttons}
                     <IfRole role=Role::Operator>
                         <button class="button" aria-expanded=move || running.get().to_string()
                             on:click=move |_| running.update(|r| *r = !*r)>"Run…"</button>
@@ -251,6 +277,7 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                 </div>
             </header>
             <div class="run-form-slot" hidden=move || !running.get()>{form}</div>
+            {lifecycle_panel}
             {summary.description.clone().map(|d| view! { <p class="muted">{d}</p> })}
             {(!missing_secrets.is_empty()).then(|| view! { <MissingSecrets names=missing_secrets/> })}
             {triggers}
@@ -265,12 +292,14 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                     <h2 id="versions">"Versions"</h2>
                     <table class="table">
                         <caption class="visually-hidden">"Versions"</caption>
-                        <thead><tr><th scope="col">"Version"</th><th scope="col">"Saved"</th></tr></thead>
+                        <thead><tr><th scope="col">"Version"</th><th scope="col">"Saved"</th><th scope="col"><span class="visually-hidden">"Export"</span></th></tr></thead>
                         <tbody>
                             {versions.into_iter().map(|v| view! {
                                 <tr>
                                     <td class="mono">{format!("v{}", v.version)}</td>
                                     <td><time datetime=v.created_at.to_string()>{format_ms(v.created_at)}</time></td>
+                                    <td><a href=format!("/api/v1/workflows/{}/export?version={}", workflow_id.get_value(), v.version)
+                                        download="" aria-label=format!("Export v{}", v.version)>"Export"</a></td>
                                 </tr>
                             }).collect_view()}
                         </tbody>
@@ -279,6 +308,83 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                 </section>
             </div>
         </section>
+    }
+}
+
+/// Archive or restore, and delete (confirmed, with its runs): an editor's actions on the
+/// workflow itself, shared by the header's buttons and the panel below it.
+#[derive(Clone, Copy)]
+struct Lifecycle {
+    id: StoredValue<String>,
+    archived: RwSignal<bool>,
+    confirming: RwSignal<bool>,
+    toggle: Action<bool, Result<bool, AppError>>,
+    delete: Action<(), Result<i64, AppError>>,
+}
+
+impl Lifecycle {
+    fn new(workflow_id: String, archived: bool) -> Lifecycle {
+        let id = StoredValue::new(workflow_id);
+        let archived = RwSignal::new(archived);
+        let toggle = Action::new(move |to: &bool| archive_workflow(id.get_value(), *to));
+        Effect::new(move |_| {
+            if let Some(Ok(now)) = toggle.value().get() {
+                archived.set(now);
+            }
+        });
+        let delete = Action::new(move |_: &()| delete_workflow(id.get_value()));
+        let navigate = leptos_router::hooks::use_navigate();
+        Effect::new(move |_| {
+            if let Some(Ok(_)) = delete.value().get() {
+                navigate("/workflows", Default::default());
+            }
+        });
+        Lifecycle {
+            id,
+            archived,
+            confirming: RwSignal::new(false),
+            toggle,
+            delete,
+        }
+    }
+}
+
+/// Export, Archive or Restore, Delete…: in the page's header.
+#[component]
+fn LifecycleButtons(ui: Lifecycle) -> impl IntoView {
+    view! {
+        <a class="button secondary" href=move || format!("/api/v1/workflows/{}/export", ui.id.get_value()) download="">"Export"</a>
+        <IfRole role=Role::Editor>
+            <button class="button secondary" disabled=move || ui.toggle.pending().get()
+                on:click=move |_| { ui.toggle.dispatch(!ui.archived.get_untracked()); }>
+                {move || if ui.archived.get() { "Restore" } else { "Archive" }}
+            </button>
+            <button class="button secondary danger-text" aria-expanded=move || ui.confirming.get().to_string()
+                on:click=move |_| ui.confirming.set(true)>"Delete…"</button>
+        </IfRole>
+    }
+}
+
+/// Below the header: that the workflow is archived, the delete question, what went wrong.
+#[component]
+fn LifecyclePanel(ui: Lifecycle, name: String) -> impl IntoView {
+    let question =
+        format!("Delete “{name}” with all its versions and runs? This cannot be undone.");
+    view! {
+        <div class="note archived-note" role="status" hidden=move || !ui.archived.get()>
+            <strong>"Archived."</strong>
+            " Hidden from the workflow list; its runs are kept. Restore it to list it again."
+        </div>
+        {move || ui.confirming.get().then(|| view! {
+            <div class="confirm" role="group" aria-label="Confirm">
+                <span>{question.clone()}</span>
+                <button class="button danger" disabled=move || ui.delete.pending().get()
+                    on:click=move |_| { ui.delete.dispatch(()); }>"Delete"</button>
+                <button class="button secondary" on:click=move |_| ui.confirming.set(false)>"Keep it"</button>
+            </div>
+        })}
+        {move || ui.toggle.value().get().and_then(Result::err).map(|e| view! { <ErrorNote error=e lead="Could not change the workflow"/> })}
+        {move || ui.delete.value().get().and_then(Result::err).map(|e| view! { <ErrorNote error=e lead="Could not delete the workflow"/> })}
     }
 }
 

@@ -57,11 +57,19 @@ pub fn select_page(
 }
 
 /// One page of the workflows that are not archived and match `query`, with their run stats.
+/// (`archived`: the archived ones instead.)
 #[server(endpoint = "list_workflows")]
-pub async fn list_workflows(query: String, page: usize) -> Result<WorkflowList, AppError> {
+pub async fn list_workflows(
+    query: String,
+    page: usize,
+    #[server(default)] archived: bool,
+) -> Result<WorkflowList, AppError> {
     crate::auth::require(engine::access::Action::Read)?;
     let store = expect_context::<engine::store::Store>();
-    let all = store.list_workflows(false).await?;
+    let mut all = store.list_workflows(archived).await?;
+    if archived {
+        all.retain(|w| w.archived_at.is_some());
+    }
     let total = all.len();
     let (shown, matching, page, pages) = select_page(all, &query, page);
     let ids: Vec<&str> = shown.iter().map(|w| w.id.as_str()).collect();
@@ -84,9 +92,16 @@ pub async fn list_workflows(query: String, page: usize) -> Result<WorkflowList, 
     })
 }
 
-/// The list's URL for a search and page.
+/// The list's URL for a search and page (of the archived workflows with `archived=1`).
 fn list_href(query: &str, page: usize) -> String {
+    list_href_of(query, page, false)
+}
+
+fn list_href_of(query: &str, page: usize, archived: bool) -> String {
     let mut params = Vec::new();
+    if archived {
+        params.push("archived=1".to_string());
+    }
     if !query.is_empty() {
         params.push(format!("q={}", engine::links::encode_component(query)));
     }
@@ -161,7 +176,11 @@ pub fn WorkflowsPage() -> impl IntoView {
             )
         })
     });
-    let workflows = Resource::new(move || search.get(), |(q, page)| list_workflows(q, page));
+    let archived = Memo::new(move |_| params.with(|p| p.get("archived").is_some()));
+    let workflows = Resource::new(
+        move || (search.get(), archived.get()),
+        |((q, page), archived)| list_workflows(q, page, archived),
+    );
     let navigate = use_navigate();
     // Each keystroke replaces the URL (no history entry per letter) and refetches the page.
     let on_input = move |ev| {
@@ -179,7 +198,7 @@ pub fn WorkflowsPage() -> impl IntoView {
         <Title text="Workflows"/>
         <section class="page">
             <header class="page-header">
-                <h1>"Workflows"</h1>
+                <h1>{move || if archived.get() { "Archived workflows" } else { "Workflows" }}</h1>
                 // Without JavaScript, Enter submits the search as a plain GET.
                 <form class="search" role="search" method="get" action="/workflows"
                       on:submit=|ev| ev.prevent_default()>
@@ -195,9 +214,15 @@ pub fn WorkflowsPage() -> impl IntoView {
                         />
                     </label>
                 </form>
-                <IfRole role=Role::Editor>
-                    <a class="button" href="/workflows/new">"New workflow"</a>
-                </IfRole>
+                <div class="actions">
+                    <a class="button secondary" href=move || list_href_of("", 1, !archived.get())>
+                        {move || if archived.get() { "Active workflows" } else { "Archived" }}
+                    </a>
+                    <IfRole role=Role::Editor>
+                        <Import/>
+                        <a class="button" href="/workflows/new">"New workflow"</a>
+                    </IfRole>
+                </div>
             </header>
             <Transition fallback=|| view! { <p class="muted">"Loading workflows…"</p> }>
                 {move || Suspend::new(async move {
@@ -372,5 +397,54 @@ mod tests {
         assert_eq!(list_href("", 1), "/workflows");
         assert_eq!(list_href("", 2), "/workflows?page=2");
         assert_eq!(list_href("a b&c", 3), "/workflows?q=a%20b%26c&page=3");
+    }
+}
+
+/// "Import…": a workflow file (YAML or JSON) from this computer, saved as a new workflow, then
+/// opened; its problems are listed where the button is.
+#[component]
+fn Import() -> impl IntoView {
+    let save = Action::new(|source: &String| {
+        crate::routes::builder::save_workflow(String::new(), source.clone())
+    });
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(saved)) = save.value().get() {
+            navigate(&format!("/workflows/{}", saved.id), Default::default());
+        }
+    });
+    let on_change = move |ev: leptos::ev::Event| {
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::JsCast;
+            let Some(input) = ev
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+            else {
+                return;
+            };
+            let Some(file) = input.files().and_then(|f| f.get(0)) else {
+                return;
+            };
+            input.set_value("");
+            leptos::task::spawn_local(async move {
+                let text = wasm_bindgen_futures::JsFuture::from(file.text()).await;
+                if let Some(text) = text.ok().and_then(|t| t.as_string()) {
+                    save.dispatch(text);
+                }
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (ev, save);
+    };
+    view! {
+        <label class="button secondary file-button">
+            "Import…"
+            <input type="file" class="visually-hidden" accept=".yaml,.yml,.json,application/yaml,application/json"
+                aria-label="Import a workflow file" on:change=on_change/>
+        </label>
+        {move || save.value().get().and_then(Result::err).map(|e| view! {
+            <div class="import-error"><ErrorNote error=e lead="Could not import the file"/></div>
+        })}
     }
 }

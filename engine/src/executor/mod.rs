@@ -623,6 +623,14 @@ impl Engine {
         Ok(())
     }
 
+    /// Deletes a workflow with its runs (see [`Store::delete_workflow`]) and forgets its
+    /// parsed versions: a workflow created again under the same id starts at version 1.
+    pub async fn delete_workflow(&self, id: &str) -> Result<i64, EngineError> {
+        let runs = self.inner.store.delete_workflow(id).await?;
+        lock(&self.inner.workflows).retain(|(w, _), _| w != id);
+        Ok(runs)
+    }
+
     /// The workflow of a run's pinned version, from cache or the store.
     async fn workflow(&self, id: &str, version: i64) -> Result<Arc<Workflow>, EngineError> {
         if let Some(w) = lock(&self.inner.workflows).get(&(id.to_string(), version)) {

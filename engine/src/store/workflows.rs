@@ -300,6 +300,56 @@ impl Store {
         self.workflow(id).await
     }
 
+    /// Deletes a workflow with its versions, its runs and all recorded of them (steps,
+    /// attempts, items, offers), its schedules and webhook deliveries: the number of runs
+    /// deleted. Refused while one of its runs is queued or running (cancel them first), so no
+    /// driver is left writing to rows that are gone.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "DELETE workflows", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "DELETE", db.collection.name = "workflows"))]
+    pub async fn delete_workflow(&self, id: &str) -> Result<i64, StoreError> {
+        const OF_ITS_RUNS: &str = "run_id IN (SELECT id FROM runs WHERE workflow_id = $1)";
+        let deletes = [
+            format!("DELETE FROM step_items WHERE {OF_ITS_RUNS}"),
+            format!("DELETE FROM step_offers WHERE {OF_ITS_RUNS}"),
+            format!("DELETE FROM step_attempts WHERE {OF_ITS_RUNS}"),
+            format!("DELETE FROM run_steps WHERE {OF_ITS_RUNS}"),
+            "DELETE FROM schedule_fires WHERE workflow_id = $1".to_string(),
+            "DELETE FROM schedules WHERE workflow_id = $1".to_string(),
+            "DELETE FROM webhook_deliveries WHERE workflow_id = $1".to_string(),
+            "DELETE FROM runs WHERE workflow_id = $1".to_string(),
+            "DELETE FROM workflow_versions WHERE workflow_id = $1".to_string(),
+            "DELETE FROM workflows WHERE id = $1".to_string(),
+        ];
+        let runs = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let (found, open, runs): (i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM workflows WHERE id = $1), \
+                 (SELECT COUNT(*) FROM runs WHERE workflow_id = $1 AND status IN ('queued', 'running')), \
+                 (SELECT COUNT(*) FROM runs WHERE workflow_id = $1)",
+            )
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+            if found == 0 {
+                return Err(StoreError::NotFound(id.to_string()));
+            }
+            if open > 0 {
+                return Err(StoreError::Refused(format!(
+                    "{open} runs of \"{id}\" are queued or running: cancel them, then delete it"
+                )));
+            }
+            for sql in &deletes {
+                sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            runs
+        });
+        self.mark_changed();
+        Ok(runs)
+    }
+
     /// Loads the example workflows into an empty database; returns how many were created.
     pub async fn seed_examples(&self) -> Result<usize, StoreError> {
         let count: i64 = on_pool!(self, pool => {

@@ -100,7 +100,66 @@ both!(
     a_batch_wider_than_a_select_list_applies,
     alert_announcements_follow_transitions_and_racing_replicas_announce_once,
     a_runs_detail_carries_logs_within_its_budget,
+    a_deleted_workflow_takes_its_runs_and_waits_for_running_ones,
 );
+
+/// Deleting a workflow takes its versions, runs, steps and attempts and leaves the others';
+/// while one of its runs is still going it is refused and nothing changes.
+async fn a_deleted_workflow_takes_its_runs_and_waits_for_running_ones(store: Store) {
+    create_owned_run(&store, &["a"]).await;
+    let (w, t) = wf("other", "1ms");
+    store.create_workflow(&w, &t).await.expect("create");
+    let Op::CreateRun(mut kept) = new_run("kept", serde_json::json!({}), &["a"]) else {
+        unreachable!()
+    };
+    kept.workflow_id = "other".into();
+    store
+        .apply(&[Op::CreateRun(kept), started("a", 1, 100, false, None)])
+        .await
+        .expect("apply");
+    let refused = store.delete_workflow("one").await;
+    assert!(
+        matches!(&refused, Err(StoreError::Refused(m)) if m.contains("1 runs")),
+        "{refused:?}"
+    );
+    assert!(store.run_detail("r").await.is_ok(), "nothing deleted");
+    store
+        .apply(&[
+            finished("a", 1, StepStatus::Failed, 101),
+            Op::FinishRun {
+                run_id: "r".into(),
+                status: RunStatus::Failed,
+                error: Some("a failed".into()),
+                at: 102,
+                frees_slot: false,
+            },
+        ])
+        .await
+        .expect("finish");
+    assert_eq!(store.delete_workflow("one").await.expect("delete"), 1);
+    assert!(matches!(
+        store.workflow("one").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.run_detail("r").await,
+        Err(StoreError::RunNotFound(_))
+    ));
+    assert!(
+        store.run_detail("kept").await.is_ok(),
+        "another workflow's run stays"
+    );
+    assert!(matches!(
+        store.delete_workflow("one").await,
+        Err(StoreError::NotFound(_))
+    ));
+    // The id is free again: a new workflow under it starts at version 1.
+    let (w, t) = wf("one", "2ms");
+    assert_eq!(
+        store.create_workflow(&w, &t).await.expect("again").version,
+        1
+    );
+}
 
 /// Logs count against the 8 MiB a run's detail carries: 200 attempts of 60 KB logs (12 MB)
 /// come back as the first ones whole and the rest as a line naming where they are, and that

@@ -31,7 +31,7 @@ use crate::error::ApiError;
 pub fn router() -> Router<super::ApiState> {
     Router::new()
         .route("/workflows", get(list).post(create))
-        .route("/workflows/{id}", get(show).put(update))
+        .route("/workflows/{id}", get(show).put(update).delete(delete))
         .route("/workflows/{id}/archive", post(archive))
         .route("/workflows/{id}/restore", post(restore))
         .route("/workflows/{id}/versions", get(versions))
@@ -149,6 +149,17 @@ async fn archive(
     Path(id): Path<String>,
 ) -> Result<Json<WorkflowSummary>, ApiError> {
     Ok(Json(store.set_archived(&id, true).await?))
+}
+
+/// Deletes the workflow with its versions and runs; 409 while one of its runs is going.
+#[instrument(skip_all, fields(workflow.id = %id))]
+async fn delete(
+    State(engine): State<engine::executor::Engine>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let runs = engine.delete_workflow(&id).await?;
+    tracing::info!(workflow.id = %id, runs, "workflow deleted");
+    Ok(Json(serde_json::json!({ "deleted": id, "runs": runs })))
 }
 
 #[instrument(skip_all, fields(workflow.id = %id))]

@@ -201,7 +201,7 @@ pub fn need(method: &Method, path: &str) -> Need {
                 "trigger_run" | "cancel_run" | "retry_run" | "retry_changed_run" | "bulk_runs" => {
                     Action::Operate
                 }
-                "save_workflow" => Action::Edit,
+                "save_workflow" | "archive_workflow" | "delete_workflow" => Action::Edit,
                 _ => Action::Administer,
             }
             .role(),

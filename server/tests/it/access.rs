@@ -86,6 +86,7 @@ fn route_cases(run: &str) -> Vec<Case> {
         case(Method::PUT, "/api/v1/workflows/made", yaml(&doc("made")), "editor"),
         case(Method::POST, "/api/v1/workflows/made/archive", None, "editor"),
         case(Method::POST, "/api/v1/workflows/made/restore", None, "editor"),
+        case(Method::DELETE, "/api/v1/workflows/made", None, "editor"),
         // REST: administration.
         case(Method::GET, "/api/v1/users", None, "admin"),
         case(Method::POST, "/api/v1/users", json(json!({ "name": "u", "password": "longenough", "role": "viewer" })), "admin"),
@@ -112,6 +113,8 @@ fn route_cases(run: &str) -> Vec<Case> {
         case(Method::POST, "/api/bulk_runs", form("query[workflow]=none&query[status]=&query[trigger]=&query[range]=&query[before]=&action=cancel&dry_run=true"), "operator"),
         case(Method::POST, "/api/retry_changed_run", form(&format!("id={run}&inputs_json=%7B%7D&latest=false")), "operator"),
         case(Method::POST, "/api/save_workflow", form("source=x"), "editor"),
+        case(Method::POST, "/api/archive_workflow", form("id=hello&archived=false"), "editor"),
+        case(Method::POST, "/api/delete_workflow", form("id=nothing-here"), "editor"),
         case(Method::POST, "/api/access_list", form(""), "admin"),
         case(Method::POST, "/api/access_add_user", form("name=v&password=longenough&role=viewer"), "admin"),
         case(Method::POST, "/api/access_set_role", form("id=999&role=viewer"), "admin"),

@@ -892,6 +892,59 @@ async fn a_long_run_is_cancelled_from_the_api() {
     assert_eq!(run["status"], "cancelled");
 }
 
+/// A workflow goes with its versions and runs, but not while one of them runs; its id is free
+/// again afterwards, and the other workflows' runs stay.
+#[tokio::test]
+async fn a_workflow_is_deleted_with_its_runs_but_not_while_one_runs() {
+    let hub = Hub::start().await;
+    let app = hub.client();
+    app.create("id: long\nsteps:\n- {id: wait, agent: delay, with: {duration: 1h}}\n")
+        .await;
+    let other = app.run("hello", json!({})).await;
+    let id = app.trigger("long", json!({})).await;
+    app.wait_run(&id, |r| r["status"] == "running").await;
+    let (status, body) = app.delete("/api/v1/workflows/long").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1 runs") && m.contains("cancel")),
+        "{body}"
+    );
+    assert_eq!(app.get_run(&id).await["status"], "running");
+    let (status, _) = app
+        .post_json(&format!("/api/v1/runs/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    app.wait_finished(&id).await;
+
+    let (status, body) = app.delete("/api/v1/workflows/long").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({ "deleted": "long", "runs": 1 }));
+    assert_eq!(
+        app.get("/api/v1/workflows/long").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/runs/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.delete("/api/v1/workflows/long").await.0,
+        StatusCode::NOT_FOUND
+    );
+    let other_id = other["id"].as_str().expect("id");
+    assert_eq!(app.get_run(other_id).await["status"], "succeeded");
+    // The id starts over at version 1, on its new definition.
+    let (status, body) = app
+        .post_yaml("/api/v1/workflows", &doc("long", "1ms"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["version"]["version"], 1);
+    let run = app.run("long", json!({})).await;
+    assert_eq!(run["status"], "succeeded", "the new definition runs: {run}");
+}
+
 #[tokio::test]
 async fn the_run_list_filters_and_pages_with_a_cursor() {
     let hub = Hub::start().await;
