@@ -223,6 +223,10 @@ test('a workflow is imported from a file, exported, archived, restored and delet
   await expect(page.getByText(`No workflows match “${id}”.`)).toBeVisible();
   await page.getByRole('link', { name: 'Archived', exact: true }).click();
   await expect(page.getByRole('heading', { name: 'Archived workflows', level: 1 })).toBeVisible();
+  // Searching the archived list stays in it.
+  await page.getByRole('searchbox', { name: 'Search workflows' }).fill(id);
+  await expect(page).toHaveURL(new RegExp(`/workflows\\?archived=1&q=${id}$`));
+  await expect(page.getByText(/^1 (of \d+ )?workflows?$/)).toBeVisible();
   await page.getByRole('table', { name: 'Workflows' }).getByRole('link', { name: `Life ${id}` }).click();
   await page.getByRole('button', { name: 'Restore' }).click();
   await expect(note).toBeHidden();

@@ -93,11 +93,7 @@ pub async fn list_workflows(
 }
 
 /// The list's URL for a search and page (of the archived workflows with `archived=1`).
-fn list_href(query: &str, page: usize) -> String {
-    list_href_of(query, page, false)
-}
-
-fn list_href_of(query: &str, page: usize, archived: bool) -> String {
+fn list_href(query: &str, page: usize, archived: bool) -> String {
     let mut params = Vec::new();
     if archived {
         params.push("archived=1".to_string());
@@ -186,7 +182,7 @@ pub fn WorkflowsPage() -> impl IntoView {
     let on_input = move |ev| {
         let q = event_target_value(&ev);
         navigate(
-            &list_href(q.trim(), 1),
+            &list_href(q.trim(), 1, archived.get_untracked()),
             NavigateOptions {
                 replace: true,
                 scroll: false,
@@ -202,6 +198,7 @@ pub fn WorkflowsPage() -> impl IntoView {
                 // Without JavaScript, Enter submits the search as a plain GET.
                 <form class="search" role="search" method="get" action="/workflows"
                       on:submit=|ev| ev.prevent_default()>
+                    {move || archived.get().then(|| view! { <input type="hidden" name="archived" value="1"/> })}
                     <label>
                         <span class="visually-hidden">"Search workflows"</span>
                         <input
@@ -215,7 +212,7 @@ pub fn WorkflowsPage() -> impl IntoView {
                     </label>
                 </form>
                 <div class="actions">
-                    <a class="button secondary" href=move || list_href_of("", 1, !archived.get())>
+                    <a class="button secondary" href=move || list_href("", 1, !archived.get())>
                         {move || if archived.get() { "Active workflows" } else { "Archived" }}
                     </a>
                     <IfRole role=Role::Editor>
@@ -236,7 +233,8 @@ pub fn WorkflowsPage() -> impl IntoView {
                         }.into_any(),
                         Ok(list) => {
                             let query = search.with_untracked(|s| s.0.clone());
-                            view! { <WorkflowTable list query/> }.into_any()
+                            let archived = archived.get_untracked();
+                            view! { <WorkflowTable list query archived/> }.into_any()
                         }
                     }
                 })}
@@ -246,7 +244,7 @@ pub fn WorkflowsPage() -> impl IntoView {
 }
 
 #[component]
-fn WorkflowTable(list: WorkflowList, query: String) -> impl IntoView {
+fn WorkflowTable(list: WorkflowList, query: String, archived: bool) -> impl IntoView {
     let WorkflowList {
         rows,
         matching,
@@ -255,10 +253,11 @@ fn WorkflowTable(list: WorkflowList, query: String) -> impl IntoView {
         pages,
     } = list;
     let count = {
+        let noun = if total == 1 { "workflow" } else { "workflows" };
         let shown = if matching == total {
-            format!("{total} workflows")
+            format!("{total} {noun}")
         } else {
-            format!("{matching} of {total} workflows")
+            format!("{matching} of {total} {noun}")
         };
         if pages > 1 {
             format!("{shown} · page {page} of {pages}")
@@ -267,10 +266,10 @@ fn WorkflowTable(list: WorkflowList, query: String) -> impl IntoView {
         }
     };
     let previous = (page > 1).then(|| {
-        view! { <a class="button secondary" rel="prev" href=list_href(&query, page - 1)>"← Previous"</a> }
+        view! { <a class="button secondary" rel="prev" href=list_href(&query, page - 1, archived)>"← Previous"</a> }
     });
     let next = (page < pages).then(|| {
-        view! { <a class="button secondary" rel="next" href=list_href(&query, page + 1)>"Next →"</a> }
+        view! { <a class="button secondary" rel="next" href=list_href(&query, page + 1, archived)>"Next →"</a> }
     });
     if rows.is_empty() {
         return view! {
@@ -394,9 +393,13 @@ mod tests {
 
     #[test]
     fn list_links_carry_the_search_and_page() {
-        assert_eq!(list_href("", 1), "/workflows");
-        assert_eq!(list_href("", 2), "/workflows?page=2");
-        assert_eq!(list_href("a b&c", 3), "/workflows?q=a%20b%26c&page=3");
+        assert_eq!(list_href("", 1, false), "/workflows");
+        assert_eq!(list_href("", 2, false), "/workflows?page=2");
+        assert_eq!(
+            list_href("a b&c", 3, false),
+            "/workflows?q=a%20b%26c&page=3"
+        );
+        assert_eq!(list_href("x", 2, true), "/workflows?archived=1&q=x&page=2");
     }
 }
 
