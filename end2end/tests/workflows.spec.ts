@@ -245,3 +245,29 @@ test('a workflow is imported from a file, exported, archived, restored and delet
   expect((await request.get(`/api/v1/workflows/${id}`)).status()).toBe(404);
   expect((await request.get(`/api/v1/runs/${run.run.id}`)).status()).toBe(404);
 });
+
+test('a paused workflow says so, cannot be run from the page or the list, and runs again once resumed', async ({ page, request }, info) => {
+  const id = `e2e-pause-${Math.random().toString(36).slice(2, 8)}`;
+  await createWorkflow(request, `id: ${id}\nname: Pausable ${id}\nsteps:\n- id: a\n  agent: simulate\n  with:\n    latency: 1ms\n`);
+  await openHydrated(page, `/workflows/${id}`);
+  const run = page.getByRole('button', { name: 'Run…' });
+  await expect(run).toBeEnabled();
+  await page.getByRole('button', { name: 'Pause' }).click();
+  const note = page.getByRole('status').filter({ hasText: 'No run starts' });
+  await expect(note).toBeVisible();
+  await expect(run).toBeDisabled();
+  await page.screenshot({ path: info.outputPath('workflow-paused.png'), fullPage: true });
+  expect((await request.post(`/api/v1/workflows/${id}/runs`, { data: {} })).status()).toBe(409);
+
+  // The list marks it and offers no Run.
+  await openHydrated(page, `/workflows?q=${id}`);
+  const row = page.locator(`tr[data-workflow="${id}"]`);
+  await expect(row.getByText('Paused', { exact: true })).toBeVisible();
+  await expect(row.getByRole('link', { name: `Run ${id}` })).toHaveCount(0);
+
+  await row.getByRole('link', { name: `Pausable ${id}` }).click();
+  await page.getByRole('button', { name: 'Resume' }).click();
+  await expect(note).toBeHidden();
+  await expect(run).toBeEnabled();
+  expect((await request.post(`/api/v1/workflows/${id}/runs`, { data: {} })).status()).toBe(202);
+});

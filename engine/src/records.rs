@@ -22,6 +22,9 @@ pub struct WorkflowSummary {
     pub updated_at: i64,
     /// When it was archived; archived workflows are hidden from the default list.
     pub archived_at: Option<i64>,
+    /// When its triggers were paused: no run starts (cron passes, webhooks and Run refuse).
+    #[serde(default)]
+    pub paused_at: Option<i64>,
 }
 
 /// How a workflow has been doing: what the list and the workflow page chart.

@@ -229,6 +229,11 @@ impl Scheduler {
                             tick.fired.push((id.clone(), run.id, fire_at));
                         }
                         Err(EngineError::AlreadyFired) => {}
+                        Err(EngineError::Paused(_)) => {
+                            // A paused workflow's occurrences pass; resuming fires the next.
+                            tracing::info!(workflow.id = %id, occurrence = fire_at, "cron occurrence skipped: the workflow is paused");
+                            store.set_next_fire(id, *index, next).await?;
+                        }
                         Err(EngineError::InvalidInputs(problems)) => {
                             // The run cannot start: move on rather than retry forever.
                             tracing::error!(workflow.id = %id, ?problems, "a scheduled run cannot start: its inputs need values without defaults");

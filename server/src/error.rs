@@ -91,7 +91,7 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Store(s) => s.into(),
             EngineError::Journal(m) => ApiError::Internal(anyhow::anyhow!(m)),
-            EngineError::AlreadyFired => ApiError::Conflict(e.to_string()),
+            EngineError::AlreadyFired | EngineError::Paused(_) => ApiError::Conflict(e.to_string()),
             EngineError::Secrets(m) => ApiError::Unprocessable(m),
         }
     }

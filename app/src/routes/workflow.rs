@@ -156,6 +156,14 @@ pub async fn archive_workflow(id: String, archived: bool) -> Result<bool, AppErr
         .is_some())
 }
 
+/// Pauses (`paused`) or resumes the workflow's triggers; whether it is paused now.
+#[server(endpoint = "pause_workflow")]
+pub async fn pause_workflow(id: String, paused: bool) -> Result<bool, AppError> {
+    crate::auth::require(engine::access::Action::Operate)?;
+    let store = expect_context::<engine::store::Store>();
+    Ok(store.set_paused(&id, paused).await?.paused_at.is_some())
+}
+
 /// Deletes the workflow with its versions and runs: how many runs went with it.
 #[server(endpoint = "delete_workflow")]
 pub async fn delete_workflow(id: String) -> Result<i64, AppError> {
@@ -252,7 +260,11 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
     let recent = view! { <RecentRuns runs=runs workflow_id=summary.id.clone()/> }.into_any();
     let diff = view! { <VersionDiff workflow_id=summary.id.clone() versions=versions.iter().map(|v| v.version).collect()/> }.into_any();
     let workflow_id = StoredValue::new(summary.id.clone());
-    let lifecycle = Lifecycle::new(summary.id.clone(), summary.archived_at.is_some());
+    let lifecycle = Lifecycle::new(
+        summary.id.clone(),
+        summary.archived_at.is_some(),
+        summary.paused_at.is_some(),
+    );
     let lifecycle_buttons = view! { <LifecycleButtons ui=lifecycle/> }.into_any();
     let lifecycle_panel =
         view! { <LifecyclePanel ui=lifecycle name=summary.name.clone()/> }.into_any();
@@ -272,11 +284,13 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                     {lifecycle_buttons}
                     <IfRole role=Role::Operator>
                         <button class="button" aria-expanded=move || running.get().to_string()
+                            disabled=move || lifecycle.paused.get()
+                            title=move || lifecycle.paused.get().then_some("Paused: resume it to run")
                             on:click=move |_| running.update(|r| *r = !*r)>"Run…"</button>
                     </IfRole>
                 </div>
             </header>
-            <div class="run-form-slot" hidden=move || !running.get()>{form}</div>
+            <div class="run-form-slot" hidden=move || !running.get() || lifecycle.paused.get()>{form}</div>
             {lifecycle_panel}
             {summary.description.clone().map(|d| view! { <p class="muted">{d}</p> })}
             {(!missing_secrets.is_empty()).then(|| view! { <MissingSecrets names=missing_secrets/> })}
@@ -317,15 +331,24 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
 struct Lifecycle {
     id: StoredValue<String>,
     archived: RwSignal<bool>,
+    paused: RwSignal<bool>,
+    pause: Action<bool, Result<bool, AppError>>,
     confirming: RwSignal<bool>,
     toggle: Action<bool, Result<bool, AppError>>,
     delete: Action<(), Result<i64, AppError>>,
 }
 
 impl Lifecycle {
-    fn new(workflow_id: String, archived: bool) -> Lifecycle {
+    fn new(workflow_id: String, archived: bool, paused: bool) -> Lifecycle {
         let id = StoredValue::new(workflow_id);
         let archived = RwSignal::new(archived);
+        let paused = RwSignal::new(paused);
+        let pause = Action::new(move |to: &bool| pause_workflow(id.get_value(), *to));
+        Effect::new(move |_| {
+            if let Some(Ok(now)) = pause.value().get() {
+                paused.set(now);
+            }
+        });
         let toggle = Action::new(move |to: &bool| archive_workflow(id.get_value(), *to));
         Effect::new(move |_| {
             if let Some(Ok(now)) = toggle.value().get() {
@@ -342,6 +365,8 @@ impl Lifecycle {
         Lifecycle {
             id,
             archived,
+            paused,
+            pause,
             confirming: RwSignal::new(false),
             toggle,
             delete,
@@ -354,6 +379,12 @@ impl Lifecycle {
 fn LifecycleButtons(ui: Lifecycle) -> impl IntoView {
     view! {
         <a class="button secondary" href=move || format!("/api/v1/workflows/{}/export", ui.id.get_value()) download="">"Export"</a>
+        <IfRole role=Role::Operator>
+            <button class="button secondary" disabled=move || ui.pause.pending().get()
+                on:click=move |_| { ui.pause.dispatch(!ui.paused.get_untracked()); }>
+                {move || if ui.paused.get() { "Resume" } else { "Pause" }}
+            </button>
+        </IfRole>
         <IfRole role=Role::Editor>
             <button class="button secondary" disabled=move || ui.toggle.pending().get()
                 on:click=move |_| { ui.toggle.dispatch(!ui.archived.get_untracked()); }>
@@ -371,6 +402,10 @@ fn LifecyclePanel(ui: Lifecycle, name: String) -> impl IntoView {
     let question =
         format!("Delete “{name}” with all its versions and runs? This cannot be undone.");
     view! {
+        <div class="note paused-note" role="status" hidden=move || !ui.paused.get()>
+            <strong>"Paused."</strong>
+            " No run starts: its schedules pass, its webhook answers 409 and Run is off. Resume to start runs again."
+        </div>
         <div class="note archived-note" role="status" hidden=move || !ui.archived.get()>
             <strong>"Archived."</strong>
             " Hidden from the workflow list; its runs are kept. Restore it to list it again."
@@ -383,6 +418,7 @@ fn LifecyclePanel(ui: Lifecycle, name: String) -> impl IntoView {
                 <button class="button secondary" on:click=move |_| ui.confirming.set(false)>"Keep it"</button>
             </div>
         })}
+        {move || ui.pause.value().get().and_then(Result::err).map(|e| view! { <ErrorNote error=e lead="Could not pause or resume the workflow"/> })}
         {move || ui.toggle.value().get().and_then(Result::err).map(|e| view! { <ErrorNote error=e lead="Could not change the workflow"/> })}
         {move || ui.delete.value().get().and_then(Result::err).map(|e| view! { <ErrorNote error=e lead="Could not delete the workflow"/> })}
     }

@@ -288,6 +288,7 @@ fn WorkflowTable(list: WorkflowList, query: String, archived: bool) -> impl Into
                     <td>
                         <a class="wf-name" href=format!("/workflows/{}", w.id)>{w.name.clone()}</a>
                         <div class="wf-id mono">{format!("{} · v{}", w.id, w.latest_version)}</div>
+                        {w.paused_at.is_some().then(|| view! { <span class="badge paused">"Paused"</span> })}
                         {w.description.clone().map(|d| view! { <div class="muted wf-desc">{d}</div> })}
                     </td>
                     <td>
@@ -302,7 +303,11 @@ fn WorkflowTable(list: WorkflowList, query: String, archived: bool) -> impl Into
                     <td class="num">{rate.map(|r| format!("{r:.0} %")).unwrap_or_else(|| "–".into())}</td>
                     <td class="num">{stats.p95_ms_24h.map(format_duration).unwrap_or_else(|| "–".into())}</td>
                     <td><Sparkline values=stats.runs_per_day.to_vec() label=format!("Runs per day over 7 days: {:?}", stats.runs_per_day)/></td>
-                    <td><RunButton workflow_id=w.id.clone()/></td>
+                    <td>{if w.paused_at.is_some() {
+                        view! { <span class="muted small">"paused"</span> }.into_any()
+                    } else {
+                        view! { <RunButton workflow_id=w.id.clone()/> }.into_any()
+                    }}</td>
                 </tr>
             }
         })
@@ -357,6 +362,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             archived_at: None,
+            paused_at: None,
         }
     }
 

@@ -75,6 +75,9 @@ pub enum EngineError {
     /// A secret could not be stored or opened.
     #[error("{0}")]
     Secrets(String),
+    /// The workflow's triggers are paused: no run starts until it is resumed.
+    #[error("workflow \"{0}\" is paused: resume it to start runs")]
+    Paused(String),
     /// Another process already started the run of this cron occurrence.
     #[error("this occurrence of the schedule has already fired")]
     AlreadyFired,
@@ -374,10 +377,11 @@ impl Engine {
     /// Validates inputs, records a queued run and returns it at once.
     pub async fn trigger(&self, req: TriggerRequest) -> Result<RunSummary, EngineError> {
         // The definition comes from the cache: parsing it is most of a trigger's work.
-        let version = match req.version {
-            Some(v) => v,
-            None => self.inner.store.latest_version(&req.workflow_id).await?,
-        };
+        let (latest, paused) = self.inner.store.trigger_state(&req.workflow_id).await?;
+        if paused {
+            return Err(EngineError::Paused(req.workflow_id));
+        }
+        let version = req.version.unwrap_or(latest);
         let workflow = self.workflow(&req.workflow_id, version).await?;
         let inputs = resolve_inputs(&workflow, req.inputs)?;
         self.enqueue_new(NewRunSpec {
@@ -403,6 +407,9 @@ impl Engine {
         version: i64,
         fire: Fire,
     ) -> Result<RunSummary, EngineError> {
+        if self.inner.store.trigger_state(workflow_id).await?.1 {
+            return Err(EngineError::Paused(workflow_id.to_string()));
+        }
         let workflow = self.workflow(workflow_id, version).await?;
         let inputs = resolve_inputs(&workflow, Map::new())?;
         self.enqueue_new(NewRunSpec {
@@ -450,6 +457,16 @@ impl Engine {
                 id: run_id.to_string(),
                 status: old.run.status,
             });
+        }
+        // A paused workflow starts no runs, retries included.
+        if self
+            .inner
+            .store
+            .trigger_state(&old.run.workflow_id)
+            .await?
+            .1
+        {
+            return Err(EngineError::Paused(old.run.workflow_id));
         }
         if mode != RetryMode::Whole && changes != RetryChanges::default() {
             return Err(EngineError::Refused(

@@ -30,6 +30,7 @@ struct SummaryRow {
     created_at: i64,
     updated_at: i64,
     archived_at: Option<i64>,
+    paused_at: Option<i64>,
 }
 
 impl From<SummaryRow> for WorkflowSummary {
@@ -44,6 +45,7 @@ impl From<SummaryRow> for WorkflowSummary {
             created_at: r.created_at,
             updated_at: r.updated_at,
             archived_at: r.archived_at,
+            paused_at: r.paused_at,
         }
     }
 }
@@ -80,7 +82,7 @@ impl TryFrom<VersionRow> for VersionRecord {
 macro_rules! summary_sql {
     ($tail:literal) => {
         concat!(
-            "SELECT id, name, description, tags, latest_version, created_at, updated_at, archived_at FROM workflows",
+            "SELECT id, name, description, tags, latest_version, created_at, updated_at, archived_at, paused_at FROM workflows",
             $tail
         )
     };
@@ -268,13 +270,40 @@ impl Store {
     /// also reads and parses the source (a trigger finds the definition in the engine's cache).
     #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT workflows", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "workflows"))]
     pub async fn latest_version(&self, id: &str) -> Result<i64, StoreError> {
-        let latest: Option<i64> = on_pool!(self, pool => {
-            sqlx::query_scalar("SELECT latest_version FROM workflows WHERE id = $1")
+        Ok(self.trigger_state(id).await?.0)
+    }
+
+    /// A workflow's latest version and whether its triggers are paused: what a trigger reads,
+    /// in one query.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT workflows", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "workflows"))]
+    pub async fn trigger_state(&self, id: &str) -> Result<(i64, bool), StoreError> {
+        let row: Option<(i64, Option<i64>)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT latest_version, paused_at FROM workflows WHERE id = $1")
                 .bind(id.to_string())
                 .fetch_optional(pool)
                 .await?
         });
-        latest.ok_or_else(|| StoreError::NotFound(id.to_string()))
+        row.map(|(latest, paused)| (latest, paused.is_some()))
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    /// Pauses (`true`) or resumes (`false`) a workflow's triggers.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE workflows", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "workflows"))]
+    pub async fn set_paused(&self, id: &str, paused: bool) -> Result<WorkflowSummary, StoreError> {
+        let at = paused.then(now_ms);
+        let updated = on_pool!(self, pool => {
+            sqlx::query("UPDATE workflows SET paused_at = $2 WHERE id = $1")
+                .bind(id.to_string())
+                .bind(at)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if updated == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        self.mark_changed();
+        self.workflow(id).await
     }
 
     /// Hides (`true`) or restores (`false`) a workflow; its versions and runs are kept.

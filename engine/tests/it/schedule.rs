@@ -328,3 +328,95 @@ async fn two_processes_on_postgres_fire_each_occurrence_once() {
     let _ =
         engine::store::scratch::drop_database(&engine::store::scratch::admin_url(), &name).await;
 }
+
+/// A paused workflow starts nothing, on either store: its occurrences pass (stored as passed,
+/// so resuming does not fire them late), and a trigger or a retry is refused. Resumed, the
+/// next occurrence fires and triggers start runs.
+#[tokio::test]
+async fn a_paused_workflow_lets_its_occurrences_pass_and_refuses_triggers() {
+    let (store, _dir) = sqlite().await;
+    paused_workflows_start_nothing(store).await;
+    let (store, name) = postgres().await;
+    paused_workflows_start_nothing(store.clone()).await;
+    store.close().await;
+    let _ =
+        engine::store::scratch::drop_database(&engine::store::scratch::admin_url(), &name).await;
+}
+
+async fn paused_workflows_start_nothing(store: Store) {
+    use engine::executor::{EngineError, RetryMode, TriggerRequest};
+    add(&store, &workflow("nightly", "cron: '0 2 * * *'")).await;
+    let engine = engine(&store).await;
+    let mut scheduler = Scheduler::new(engine.clone());
+    scheduler
+        .tick(at("2026-03-01T01:00:00Z"))
+        .await
+        .expect("tick");
+    let before = engine
+        .trigger(TriggerRequest {
+            workflow_id: "nightly".into(),
+            trigger: "api".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("trigger");
+    engine.wait(&before.id).await.expect("finishes");
+
+    let paused = store.set_paused("nightly", true).await.expect("pause");
+    assert!(paused.paused_at.is_some());
+    assert_eq!(
+        store.trigger_state("nightly").await.expect("state"),
+        (1, true)
+    );
+    let t = scheduler
+        .tick(at("2026-03-01T02:00:00Z"))
+        .await
+        .expect("tick");
+    assert!(t.fired.is_empty(), "{t:?}");
+    assert_eq!(
+        t.next_due,
+        Some(at("2026-03-02T02:00:00Z")),
+        "the occurrence passed"
+    );
+    for version in [None, Some(1)] {
+        let refused = engine
+            .trigger(TriggerRequest {
+                workflow_id: "nightly".into(),
+                trigger: "api".into(),
+                version,
+                ..Default::default()
+            })
+            .await;
+        assert!(
+            matches!(&refused, Err(EngineError::Paused(id)) if id == "nightly"),
+            "{refused:?}"
+        );
+    }
+    let retried = engine.retry(&before.id, RetryMode::Whole).await;
+    assert!(
+        matches!(retried, Err(EngineError::Paused(_))),
+        "{retried:?}"
+    );
+
+    let resumed = store.set_paused("nightly", false).await.expect("resume");
+    assert_eq!(resumed.paused_at, None);
+    let t = scheduler
+        .tick(at("2026-03-01T03:00:00Z"))
+        .await
+        .expect("tick");
+    assert!(
+        t.fired.is_empty(),
+        "the passed occurrence does not fire late: {t:?}"
+    );
+    let t = scheduler
+        .tick(at("2026-03-02T02:00:00Z"))
+        .await
+        .expect("tick");
+    assert_eq!(t.fired.len(), 1, "{t:?}");
+    assert_eq!(cron_runs(&store, "nightly").await, 1);
+    let again = engine
+        .retry(&before.id, RetryMode::Whole)
+        .await
+        .expect("retry");
+    engine.wait(&again.id).await.expect("finishes");
+}

@@ -34,6 +34,8 @@ pub fn router() -> Router<super::ApiState> {
         .route("/workflows/{id}", get(show).put(update).delete(delete))
         .route("/workflows/{id}/archive", post(archive))
         .route("/workflows/{id}/restore", post(restore))
+        .route("/workflows/{id}/pause", post(pause))
+        .route("/workflows/{id}/resume", post(resume))
         .route("/workflows/{id}/versions", get(versions))
         .route("/workflows/{id}/versions/{version}", get(version))
         .route("/workflows/{id}/export", get(export))
@@ -149,6 +151,23 @@ async fn archive(
     Path(id): Path<String>,
 ) -> Result<Json<WorkflowSummary>, ApiError> {
     Ok(Json(store.set_archived(&id, true).await?))
+}
+
+/// Pauses the workflow's triggers: no run starts until it is resumed (409 to each trigger).
+#[instrument(skip_all, fields(workflow.id = %id))]
+async fn pause(
+    State(store): State<Store>,
+    Path(id): Path<String>,
+) -> Result<Json<WorkflowSummary>, ApiError> {
+    Ok(Json(store.set_paused(&id, true).await?))
+}
+
+#[instrument(skip_all, fields(workflow.id = %id))]
+async fn resume(
+    State(store): State<Store>,
+    Path(id): Path<String>,
+) -> Result<Json<WorkflowSummary>, ApiError> {
+    Ok(Json(store.set_paused(&id, false).await?))
 }
 
 /// Deletes the workflow with its versions and runs; 409 while one of its runs is going.

@@ -183,7 +183,9 @@ pub fn need(method: &Method, path: &str) -> Need {
                 (false, ["validate"]) => Action::Read,
                 (
                     false,
-                    ["workflows", _, "runs"] | ["runs", "bulk"] | ["runs", _, "cancel" | "retry"],
+                    ["workflows", _, "runs" | "pause" | "resume"]
+                    | ["runs", "bulk"]
+                    | ["runs", _, "cancel" | "retry"],
                 ) => Action::Operate,
                 (
                     false,
@@ -198,9 +200,8 @@ pub fn need(method: &Method, path: &str) -> Need {
         return Need::Role(
             match name {
                 n if READ_SERVER_FNS.contains(&n) => Action::Read,
-                "trigger_run" | "cancel_run" | "retry_run" | "retry_changed_run" | "bulk_runs" => {
-                    Action::Operate
-                }
+                "trigger_run" | "cancel_run" | "retry_run" | "retry_changed_run" | "bulk_runs"
+                | "pause_workflow" => Action::Operate,
                 "save_workflow" | "archive_workflow" | "delete_workflow" => Action::Edit,
                 _ => Action::Administer,
             }

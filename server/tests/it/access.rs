@@ -81,6 +81,8 @@ fn route_cases(run: &str) -> Vec<Case> {
         case(Method::POST, "/api/v1/workflows/hello/runs", json(json!({})), "operator"),
         case(Method::POST, &format!("/api/v1/runs/{run}/cancel"), None, "operator"),
         case(Method::POST, &format!("/api/v1/runs/{run}/retry"), None, "operator"),
+        case(Method::POST, "/api/v1/workflows/always-fails/pause", None, "operator"),
+        case(Method::POST, "/api/v1/workflows/always-fails/resume", None, "operator"),
         // REST: changing workflows.
         case(Method::POST, "/api/v1/workflows", yaml(&doc("made")), "editor"),
         case(Method::PUT, "/api/v1/workflows/made", yaml(&doc("made")), "editor"),
@@ -110,6 +112,7 @@ fn route_cases(run: &str) -> Vec<Case> {
         case(Method::POST, "/api/trigger_run", form("workflow_id=hello&inputs_json="), "operator"),
         case(Method::POST, "/api/cancel_run", form(&format!("id={run}")), "operator"),
         case(Method::POST, "/api/retry_run", form(&format!("id={run}&mode=whole")), "operator"),
+        case(Method::POST, "/api/pause_workflow", form("id=always-fails&paused=false"), "operator"),
         case(Method::POST, "/api/bulk_runs", form("query[workflow]=none&query[status]=&query[trigger]=&query[range]=&query[before]=&action=cancel&dry_run=true"), "operator"),
         case(Method::POST, "/api/retry_changed_run", form(&format!("id={run}&inputs_json=%7B%7D&latest=false")), "operator"),
         case(Method::POST, "/api/save_workflow", form("source=x"), "editor"),

@@ -390,3 +390,58 @@ async fn pages_carry_a_nonce_policy_and_cross_origin_writes_are_refused() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
 }
+
+/// A paused workflow answers its webhook 409 (the caller's proof checked first), its Run 409,
+/// the list says it is paused; resumed, both start runs again.
+#[tokio::test]
+async fn a_paused_workflow_refuses_its_webhook_and_run_until_resumed() {
+    let (_hub, client) = serve_hooked().await;
+    let body = r#"{"who": "paused"}"#;
+    let bearer = [("authorization", format!("Bearer {SECRET}"))];
+    let (status, summary) = client
+        .post_json("/api/v1/workflows/hooked/pause", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert!(summary["paused_at"].is_i64(), "{summary}");
+    let (_, listed) = client.get("/api/v1/workflows").await;
+    let hooked = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|w| w["id"] == "hooked")
+        .expect("listed");
+    assert!(hooked["paused_at"].is_i64(), "{hooked}");
+
+    assert_eq!(
+        post(&client, "hooked", body, &[]).await.0,
+        StatusCode::UNAUTHORIZED,
+        "no proof is still refused first"
+    );
+    let (status, answer) = post(&client, "hooked", body, &bearer).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("paused")),
+        "{answer}"
+    );
+    let (status, answer) = client
+        .post_json(
+            "/api/v1/workflows/hooked/runs",
+            json!({ "inputs": { "who": "x" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert!(runs_of(&client, "hooked", "webhook").await.is_empty());
+    assert!(runs_of(&client, "hooked", "api").await.is_empty());
+
+    let (status, summary) = client
+        .post_json("/api/v1/workflows/hooked/resume", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!(summary["paused_at"], Value::Null);
+    let (status, answer) = post(&client, "hooked", body, &bearer).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let run = client.run("hooked", json!({ "who": "again" })).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+}
