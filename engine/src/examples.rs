@@ -27,4 +27,8 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "notify-on-alert.yaml",
         include_str!("../../workflows/examples/notify-on-alert.yaml"),
     ),
+    (
+        "notify-failure.yaml",
+        include_str!("../../workflows/examples/notify-failure.yaml"),
+    ),
 ];

@@ -156,6 +156,7 @@ pub fn engine_config(config: &Config, kind: &'static str) -> EngineConfig {
         trace_commits_over: config.trace_commit_threshold,
         max_interruptions: config.step_max_interruptions,
         public_url: Some(config.public_url.clone()),
+        trace_links: config.trace_links(),
         ..EngineConfig::default()
     }
 }

@@ -107,6 +107,8 @@ pub struct EngineConfig {
     /// Where people reach Flowscope (`FLOWSCOPE_PUBLIC_URL`): templates read a run's page as
     /// `{{ run.url }}`. None: `run.url` is not defined.
     pub public_url: Option<String>,
+    /// Where trace links point: the `trace_url` an `on_failure` handler gets.
+    pub trace_links: crate::links::TraceLinks,
 }
 
 impl Default for EngineConfig {
@@ -121,6 +123,7 @@ impl Default for EngineConfig {
             trace_commits_over: std::time::Duration::from_millis(1),
             max_interruptions: run::MAX_INTERRUPTIONS,
             public_url: None,
+            trace_links: crate::links::TraceLinks::default(),
         }
     }
 }
@@ -235,6 +238,7 @@ struct Inner {
     max_interruptions: i64,
     /// `EngineConfig::public_url` without a trailing `/`.
     public_url: Option<String>,
+    trace_links: crate::links::TraceLinks,
     /// Cancelled when this process shuts down (SQLite): drivers stop where they are and
     /// nothing new starts; see [`Engine::shutdown`].
     halt: CancellationToken,
@@ -319,6 +323,7 @@ impl Engine {
                     .public_url
                     .as_deref()
                     .map(|u| u.trim_end_matches('/').to_string()),
+                trace_links: config.trace_links,
             }),
         };
         if let Err(e) = engine.expect_workflow_series().await {
@@ -638,6 +643,43 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Starts `handler` (a workflow's `on_failure`) for a run that failed or timed out:
+    /// trigger `failure`, the handler's inputs as given, and `failure` (what failed, where to
+    /// look) when the handler declares that input. A handler that cannot start is logged: the
+    /// failed run is already recorded and is what a person will look at.
+    pub(crate) async fn start_failure_handler(
+        &self,
+        handler: &crate::model::OnFailureDef,
+        failure: Value,
+    ) {
+        let failed_run = failure["run_id"].as_str().unwrap_or_default().to_string();
+        let started = async {
+            let (latest, _) = self.inner.store.trigger_state(&handler.workflow).await?;
+            let workflow = self.workflow(&handler.workflow, latest).await?;
+            let mut inputs = handler.inputs.clone();
+            if workflow.def().inputs.contains_key("failure") {
+                inputs.insert("failure".into(), failure);
+            }
+            self.trigger(TriggerRequest {
+                workflow_id: handler.workflow.clone(),
+                version: Some(latest),
+                inputs,
+                trigger: "failure".into(),
+                actor: Some(format!("run:{failed_run}")),
+                ..Default::default()
+            })
+            .await
+        };
+        match started.await {
+            Ok(run) => {
+                tracing::info!(workflow.run.id = %failed_run, handler.run.id = %run.id, workflow.id = %handler.workflow, "failure handler started")
+            }
+            Err(e) => {
+                tracing::error!(workflow.run.id = %failed_run, workflow.id = %handler.workflow, error = %e, "the failure handler could not start")
+            }
+        }
     }
 
     /// Deletes a workflow with its runs (see [`Store::delete_workflow`]) and forgets its

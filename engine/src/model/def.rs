@@ -40,8 +40,24 @@ pub struct WorkflowDef {
         deserialize_with = "duration_text"
     )]
     pub timeout: Option<String>,
+    /// A workflow to start when a run of this one fails or times out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailureDef>,
     /// The steps, in the order the file gives them (their `needs` make the graph).
     pub steps: Vec<StepDef>,
+}
+
+/// `on_failure: { workflow: notify-failure, inputs: {…} }`: started (trigger `failure`) when a
+/// run fails or times out, with these inputs, and with `failure` (the workflow, run, its links,
+/// the failed step and the error) when the handler declares an input of that name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnFailureDef {
+    /// The workflow to start.
+    pub workflow: String,
+    /// Its inputs, as given.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub inputs: Map<String, Value>,
 }
 
 /// One declared run input.

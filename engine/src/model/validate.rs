@@ -157,6 +157,22 @@ fn check_header(def: &WorkflowDef, problems: &mut Vec<Problem>) {
     if let Some(t) = &def.timeout {
         check_duration("timeout", t, problems);
     }
+    if let Some(handler) = &def.on_failure {
+        if !super::is_slug(&handler.workflow) {
+            problems.push(Problem::new(
+                "on_failure.workflow",
+                format!(
+                    "\"{}\" is not a workflow id (lowercase letters, digits and hyphens)",
+                    handler.workflow
+                ),
+            ));
+        } else if handler.workflow == def.id {
+            problems.push(Problem::new(
+                "on_failure.workflow",
+                "a workflow cannot handle its own failures (its handler's failure would start it again)",
+            ));
+        }
+    }
     if def.steps.is_empty() {
         problems.push(Problem::new("steps", "a workflow needs at least one step"));
     } else if def.steps.len() > MAX_STEPS {

@@ -316,6 +316,19 @@ impl Client {
         }
     }
 
+    /// Polls a run list (`/api/v1/runs?…`) until `done` holds for its runs; returns them.
+    pub async fn wait_run_list(&self, path: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        loop {
+            let (status, page) = self.get(path).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            let runs = page["runs"].as_array().cloned().unwrap_or_default();
+            if done(&runs) {
+                return runs;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Follows the run's event stream until it ends: the events' names, and the final run.
     pub async fn follow(&self, id: &str) -> (Vec<String>, Value) {
         let mut r = self

@@ -355,3 +355,60 @@ async fn a_workflows_alert_links_its_failing_runs_traces_and_runbook() {
         "{text}"
     );
 }
+
+/// A workflow's `on_failure` starts the seeded `notify-failure` when one of its runs fails:
+/// Slack gets the workflow, the failed step, its error and the run's links, and the handler's
+/// run says what started it. A workflow cannot name itself as its handler.
+#[tokio::test]
+async fn a_failed_run_starts_its_failure_handler_with_what_failed_and_where() {
+    let slack = common::Slack::start().await;
+    let hub = Hub::start_with(Config {
+        secrets: [("SLACK_WEBHOOK".to_string(), slack.url.clone())].into(),
+        public_url: "https://hub.example.com".into(),
+        ..common::quiet()
+    })
+    .await;
+    let client = hub.client();
+    client
+        .create(
+            "id: payments\non_failure: { workflow: notify-failure }\nsteps:\n\
+             - id: charge\n  agent: simulate\n  with: { failure_rate: 1 }\n",
+        )
+        .await;
+    let ok = client.run("hello", json!({})).await;
+    assert_eq!(ok["status"], "succeeded");
+    let failed = client.run("payments", json!({})).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let id = failed["id"].as_str().expect("id");
+    let step_error = failed["steps"][0]["error_message"]
+        .as_str()
+        .expect("an error");
+
+    let handler = client
+        .wait_run_list("/api/v1/runs?trigger=failure", |runs| !runs.is_empty())
+        .await;
+    assert_eq!(handler.len(), 1, "{handler:?}");
+    assert_eq!(handler[0]["workflow_id"], "notify-failure");
+    let done = client
+        .wait_finished(handler[0]["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["actor"], format!("run:{id}"));
+    let text = slack.texts().pop().expect("a message");
+    assert!(
+        text.starts_with(&format!(
+            "payments failed at charge: {step_error} — run: https://hub.example.com/runs/{id}"
+        )),
+        "{text}"
+    );
+    assert!(text.contains(" — trace: "), "{text}");
+
+    let (status, body) = client
+        .post_yaml(
+            "/api/v1/workflows",
+            "id: selfish\non_failure: { workflow: selfish }\nsteps:\n- id: a\n  agent: simulate\n",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["problems"][0]["path"], "on_failure.workflow");
+}

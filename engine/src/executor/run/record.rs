@@ -381,6 +381,46 @@ impl RunDriver {
         }
     }
 
+    /// What an `on_failure` handler is told of this run, if it failed or timed out and has
+    /// one (a handler's own run, trigger `failure`, starts no handler: no chains of them).
+    fn failure_view(&self, status: RunStatus, error: Option<&str>, at: i64) -> Option<Value> {
+        if !matches!(status, RunStatus::Failed | RunStatus::TimedOut)
+            || self.trigger == "failure"
+            || self.workflow.def().on_failure.is_none()
+        {
+            return None;
+        }
+        let failed_step = (self.steps.iter().zip(self.workflow.steps()))
+            .find(|(s, _)| s.status == StepStatus::Failed)
+            .map(|(_, def)| def.id.clone());
+        let inner = &self.engine.inner;
+        let run_url = match &inner.public_url {
+            Some(base) => format!("{base}/runs/{}", self.run_id),
+            None => format!("/runs/{}", self.run_id),
+        };
+        let trace_url = inner.trace_links.link(
+            &self.run_id,
+            self.trace_id.as_deref(),
+            None,
+            self.started_at.unwrap_or(self.created_at),
+            Some(at),
+        );
+        // The failed step's own error says more than the run's ("step x failed").
+        let step_error = failed_step
+            .as_ref()
+            .and_then(|id| self.outputs.get(id))
+            .and_then(|view| view["error"].as_str());
+        Some(serde_json::json!({
+            "workflow": self.workflow_id,
+            "run_id": self.run_id,
+            "status": status.as_str(),
+            "run_url": run_url,
+            "trace_url": trace_url,
+            "failed_step": failed_step,
+            "error": step_error.or(error),
+        }))
+    }
+
     pub(super) async fn finish(mut self, status: RunStatus, error: Option<String>) -> RunStatus {
         let at = now_ms();
         self.span.record("workflow.run.status", status.as_str());
@@ -419,6 +459,7 @@ impl RunDriver {
                 status: status.as_str().to_string(),
             })
             .observe(seconds, ex, ts);
+        let failure = self.failure_view(status, error.as_deref(), at);
         self.ops.push(Op::FinishRun {
             run_id: self.run_id.clone(),
             status,
@@ -438,6 +479,15 @@ impl RunDriver {
                 "flowscope.commit_ms",
                 self.commit_wait.as_secs_f64() * 1000.0,
             );
+        }
+        if let (Ok(()), Some(failure)) = (&committed, failure) {
+            // Off the driver: the run has ended, its handler is a run of its own.
+            let (engine, workflow) = (self.engine.clone(), self.workflow.clone());
+            tokio::spawn(async move {
+                if let Some(handler) = &workflow.def().on_failure {
+                    engine.start_failure_handler(handler, failure).await;
+                }
+            });
         }
         match committed {
             Ok(()) => status,
