@@ -383,7 +383,13 @@ mod tests {
     fn every_store_operation_is_a_database_span() {
         const NOT_QUERIES: &[&str] = &["connect", "workflows_changed", "migrate", "ready", "close"];
         const SPANNED_ELSEWHERE: &[&str] = &["apply", "apply_fenced", "apply_held"];
-        const COMPOSITE: &[&str] = &["seed_examples", "workflow_stats", "workflow_stats_of"];
+        const COMPOSITE: &[&str] = &[
+            "seed_examples",
+            "workflow_stats",
+            "workflow_stats_of",
+            "set_paused",
+            "set_archived",
+        ];
         // Test databases, and the raw access the benchmark's tools use.
         const TOOLS: &[&str] = &["execute_raw", "hold_snapshot", "listen"];
         let files = [

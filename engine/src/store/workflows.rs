@@ -288,34 +288,40 @@ impl Store {
     }
 
     /// Pauses (`true`) or resumes (`false`) a workflow's triggers.
-    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE workflows", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "workflows"))]
     pub async fn set_paused(&self, id: &str, paused: bool) -> Result<WorkflowSummary, StoreError> {
-        let at = paused.then(now_ms);
-        let updated = on_pool!(self, pool => {
-            sqlx::query("UPDATE workflows SET paused_at = $2 WHERE id = $1")
-                .bind(id.to_string())
-                .bind(at)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        if updated == 0 {
-            return Err(StoreError::NotFound(id.to_string()));
-        }
-        self.mark_changed();
-        self.workflow(id).await
+        self.set_since(
+            id,
+            "UPDATE workflows SET paused_at = $2 WHERE id = $1",
+            paused,
+        )
+        .await
     }
 
     /// Hides (`true`) or restores (`false`) a workflow; its versions and runs are kept.
-    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE workflows", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "workflows"))]
     pub async fn set_archived(
         &self,
         id: &str,
         archived: bool,
     ) -> Result<WorkflowSummary, StoreError> {
-        let at = archived.then(now_ms);
+        self.set_since(
+            id,
+            "UPDATE workflows SET archived_at = $2 WHERE id = $1",
+            archived,
+        )
+        .await
+    }
+
+    /// Sets a workflow's `…_at` column (`update`) to now, or clears it; its summary after.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "UPDATE workflows", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "UPDATE", db.collection.name = "workflows"))]
+    async fn set_since(
+        &self,
+        id: &str,
+        update: &'static str,
+        on: bool,
+    ) -> Result<WorkflowSummary, StoreError> {
+        let at = on.then(now_ms);
         let updated = on_pool!(self, pool => {
-            sqlx::query("UPDATE workflows SET archived_at = $2 WHERE id = $1")
+            sqlx::query(update)
                 .bind(id.to_string())
                 .bind(at)
                 .execute(pool)
