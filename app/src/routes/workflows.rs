@@ -422,6 +422,7 @@ fn Import() -> impl IntoView {
             navigate(&format!("/workflows/{}", saved.id), Default::default());
         }
     });
+    let too_big = RwSignal::new(None::<String>);
     let on_change = move |ev: leptos::ev::Event| {
         #[cfg(feature = "hydrate")]
         {
@@ -436,6 +437,19 @@ fn Import() -> impl IntoView {
                 return;
             };
             input.set_value("");
+            // Not read at all past what the server would take: a huge file would sit in the
+            // tab's memory only to be refused.
+            let limit = engine::model::MAX_DOCUMENT_BYTES;
+            if file.size() > limit as f64 {
+                too_big.set(Some(format!(
+                    "{} is {:.0} KB; a workflow file is at most {} KB",
+                    file.name(),
+                    file.size() / 1024.0,
+                    limit / 1024
+                )));
+                return;
+            }
+            too_big.set(None);
             leptos::task::spawn_local(async move {
                 let text = wasm_bindgen_futures::JsFuture::from(file.text()).await;
                 if let Some(text) = text.ok().and_then(|t| t.as_string()) {
@@ -444,7 +458,7 @@ fn Import() -> impl IntoView {
             });
         }
         #[cfg(not(feature = "hydrate"))]
-        let _ = (ev, save);
+        let _ = (ev, save, too_big);
     };
     view! {
         <label class="button secondary file-button">
@@ -452,6 +466,9 @@ fn Import() -> impl IntoView {
             <input type="file" class="visually-hidden" accept=".yaml,.yml,.json,application/yaml,application/json"
                 aria-label="Import a workflow file" on:change=on_change/>
         </label>
+        {move || too_big.get().map(|m| view! {
+            <div class="import-error"><ErrorNote error=AppError::Invalid(m) lead="Could not import the file"/></div>
+        })}
         {move || save.value().get().and_then(Result::err).map(|e| view! {
             <div class="import-error"><ErrorNote error=e lead="Could not import the file"/></div>
         })}
