@@ -88,6 +88,9 @@ const fn field(name: &'static str, ty: FieldType, required: bool, help: &'static
 }
 
 const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+/// Roles that may decide an approval, lowest first (see `access::Role`).
+pub const APPROVER_ROLES: &[&str] = &["viewer", "operator", "editor", "admin"];
+const ON_TIMEOUT: &[&str] = &["reject", "approve"];
 const DISTRIBUTIONS: &[&str] = &["fixed", "uniform", "exponential", "lognormal"];
 
 /// Every built-in agent, in the order the builder offers them.
@@ -135,6 +138,63 @@ pub const AGENTS: &[AgentSpec] = &[
             true,
             "How long to wait, e.g. 5s",
         )],
+        one_of: &[],
+    },
+    AgentSpec {
+        kind: "approval",
+        summary:
+            "Wait for a person to approve or reject; output {approved, by, at, comment, fields}",
+        fields: &[
+            field(
+                "prompt",
+                FieldType::Text,
+                true,
+                "What the person decides, shown on the run page",
+            ),
+            field(
+                "role",
+                FieldType::Enum(APPROVER_ROLES),
+                false,
+                "Who may decide: this role or above (default operator)",
+            ),
+            field(
+                "fields",
+                FieldType::Json,
+                false,
+                "Values the person fills in, declared like inputs: {name: {type: string}}",
+            ),
+            field(
+                "timeout",
+                FieldType::Duration,
+                false,
+                "How long to wait for a decision (default: for ever)",
+            ),
+            field(
+                "on_timeout",
+                FieldType::Enum(ON_TIMEOUT),
+                false,
+                "The decision when nobody decided in time (default reject)",
+            ),
+        ],
+        one_of: &[],
+    },
+    AgentSpec {
+        kind: "wait",
+        summary: "Wait for an event posted to /api/v1/events/{key}; output: its payload",
+        fields: &[
+            field(
+                "event",
+                FieldType::String,
+                true,
+                "The event's key, e.g. order-{{ inputs.id }}",
+            ),
+            field(
+                "timeout",
+                FieldType::Duration,
+                false,
+                "How long to wait before the step fails (default: for ever)",
+            ),
+        ],
         one_of: &[],
     },
     AgentSpec {

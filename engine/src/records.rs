@@ -62,6 +62,11 @@ pub enum RunStatus {
     Queued,
     /// Its steps are being run.
     Running,
+    /// Every step that can go on waits (an approval, an event, a long delay, a child run): it
+    /// holds no worker and no slot, and is woken when one of them is resolved or due.
+    Waiting,
+    /// Paused by a person: no new attempt starts until it is resumed.
+    Paused,
     /// Every step succeeded, was skipped, or failed with `continue_on_error`.
     Succeeded,
     /// A step failed.
@@ -121,6 +126,8 @@ macro_rules! status_text {
 status_text!(RunStatus {
     Queued = "queued",
     Running = "running",
+    Waiting = "waiting",
+    Paused = "paused",
     Succeeded = "succeeded",
     Failed = "failed",
     Cancelled = "cancelled",
@@ -177,7 +184,10 @@ impl RunStatus {
 
     /// Finished runs never change again.
     pub fn is_finished(self) -> bool {
-        !matches!(self, RunStatus::Queued | RunStatus::Running)
+        !matches!(
+            self,
+            RunStatus::Queued | RunStatus::Running | RunStatus::Waiting | RunStatus::Paused
+        )
     }
 }
 
@@ -312,6 +322,58 @@ pub struct RunDetail {
     /// Progress of each `for_each` step that has started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<ItemCounts>,
+    /// Its steps that wait (an approval, an event, a long delay, a child run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waits: Vec<WaitRecord>,
+}
+
+/// What a waiting step waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitKind {
+    /// A person's decision (agent `approval`).
+    Approval,
+    /// An event posted to `/api/v1/events/{key}` (agent `wait`).
+    Event,
+    /// A long `delay`: a wake-up time.
+    Delay,
+    /// A child run (agent `workflow`).
+    Workflow,
+}
+
+status_text!(WaitKind {
+    Approval = "approval",
+    Event = "event",
+    Delay = "delay",
+    Workflow = "workflow",
+});
+
+/// A step that waits without holding a worker: the run sleeps as this row until it is resolved
+/// (a decision, an event, the child's end) or falls due (a delay's end, a timeout).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitRecord {
+    /// The waiting step.
+    pub step_id: String,
+    /// Its attempt.
+    pub attempt: i64,
+    /// What it waits for.
+    pub kind: WaitKind,
+    /// The event's key, or the child run's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The step's rendered `with` (an approval's prompt, role and fields), secrets redacted.
+    pub detail: serde_json::Value,
+    /// Since when (unix ms).
+    pub since: i64,
+    /// Until when: a delay's end or a timeout (unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+    /// When it was resolved, if it has been and the run has not recorded it yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<i64>,
+    /// How: `{"output": …}`, or `{"error": {"kind", "message"}, "output"?: …}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<serde_json::Value>,
 }
 
 /// How far a `for_each` step has got: its items, and how many ended each way.

@@ -96,6 +96,24 @@ pub struct SkipLabels {
     pub reason: String,
 }
 
+/// Labels of `workflow_runs_waiting`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WaitingLabels {
+    /// The workflow's id.
+    pub workflow: String,
+    /// What the runs wait for: `approval`, `event`, `delay`, `workflow`, or `paused`.
+    pub reason: String,
+}
+
+/// Labels of `workflow_approval_decision_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// The workflow's id.
+    pub workflow: String,
+    /// `approved` or `rejected`.
+    pub decision: String,
+}
+
 /// Labels of `agent_cost_usd_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabels {
@@ -138,6 +156,14 @@ const AGENT_BUCKETS: &[f64] = &[
     60.0, 300.0,
 ];
 
+/// A person's decision: seconds to a week.
+const DECISION_BUCKETS: &[f64] = &[
+    1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 43200.0, 86400.0, 259200.0, 604800.0,
+];
+
+fn decision_histogram() -> Histogram {
+    Histogram::new(DECISION_BUCKETS.iter().copied())
+}
 fn run_histogram() -> Histogram {
     Histogram::new(RUN_BUCKETS.iter().copied())
 }
@@ -168,6 +194,12 @@ pub struct Metrics {
     pub agent_tokens: Family<TokenLabels, Counter>,
     /// `workflow_steps_skipped_total`: steps not run, by reason.
     pub steps_skipped: Family<SkipLabels, Counter>,
+    /// `workflow_runs_waiting`: parked runs, by what they wait for (read from the store at
+    /// each scrape: they belong to no process).
+    pub waiting: Family<WaitingLabels, Gauge>,
+    waiting_seen: std::sync::Mutex<std::collections::HashSet<WaitingLabels>>,
+    /// `workflow_approval_decision_seconds`: from an approval's start to its decision.
+    pub approval_decision: HistogramFamily<DecisionLabels>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -241,7 +273,24 @@ impl Metrics {
             "Steps that did not run: reason condition (their if: was false) or upstream",
             steps_skipped.clone(),
         );
+        let waiting = Family::<WaitingLabels, Gauge>::default();
+        registry.register(
+            "workflow_runs_waiting",
+            "Runs parked, waiting for an approval, an event, a delay, a child run, or paused",
+            waiting.clone(),
+        );
+        let approval_decision: HistogramFamily<DecisionLabels> =
+            Family::new_with_constructor(decision_histogram);
+        registry.register_with_unit(
+            "workflow_approval_decision",
+            "Time from an approval step's start to a person's decision",
+            Unit::Seconds,
+            approval_decision.clone(),
+        );
         Metrics {
+            waiting,
+            waiting_seen: Default::default(),
+            approval_decision,
             steps_skipped,
             registry,
             runs,
@@ -254,6 +303,32 @@ impl Metrics {
             agent_cost,
             agent_tokens,
         }
+    }
+
+    /// Sets `workflow_runs_waiting` to these counts; series no longer counted read 0.
+    pub fn set_waiting(&self, counts: &[(String, String, i64)]) {
+        let mut seen = self.waiting_seen.lock().unwrap_or_else(|p| p.into_inner());
+        for labels in seen.iter() {
+            self.waiting.get_or_create(labels).set(0);
+        }
+        for (workflow, reason, n) in counts {
+            let labels = WaitingLabels {
+                workflow: workflow.clone(),
+                reason: reason.clone(),
+            };
+            self.waiting.get_or_create(&labels).set(*n);
+            seen.insert(labels);
+        }
+    }
+
+    /// Counts a decision on an approval that waited `seconds`.
+    pub fn observe_decision(&self, workflow: &str, approved: bool, seconds: f64) {
+        self.approval_decision
+            .get_or_create(&DecisionLabels {
+                workflow: workflow.to_string(),
+                decision: if approved { "approved" } else { "rejected" }.to_string(),
+            })
+            .observe(seconds, None, None);
     }
 
     /// The registry, for a server that serves it beside metrics of its own.

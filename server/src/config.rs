@@ -77,6 +77,9 @@ pub struct Config {
     /// Times a step's process may stop while running it before the step fails as
     /// `crash_loop` (`FLOWSCOPE_STEP_MAX_INTERRUPTIONS`, default 3; 0: never).
     pub step_max_interruptions: i64,
+    /// How long an event nobody waited for is kept for waits that start later
+    /// (`FLOWSCOPE_EVENT_KEEP`, default 10m; 0s: not kept).
+    pub event_keep: std::time::Duration,
 }
 
 impl Default for Config {
@@ -110,6 +113,7 @@ impl Default for Config {
             egress_allow_private: false,
             trusted_proxies: Vec::new(),
             step_max_interruptions: 3,
+            event_keep: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -155,6 +159,7 @@ struct FileConfig {
     worker_max_steps: Option<usize>,
     worker_listen: Option<String>,
     trace_commit_threshold: Option<String>,
+    event_keep: Option<String>,
     public_url: Option<String>,
     egress_allow_private: Option<bool>,
     trusted_proxies: Option<String>,
@@ -458,6 +463,13 @@ impl Config {
                 .map(|v| ("trace_commit_threshold", v)))
         {
             config.trace_commit_threshold =
+                engine::model::parse_duration(v.trim()).map_err(|e| err(setting, e))?;
+        }
+        if let Some((setting, v)) = env("FLOWSCOPE_EVENT_KEEP")
+            .map(|v| ("FLOWSCOPE_EVENT_KEEP", v))
+            .or(file.event_keep.map(|v| ("event_keep", v)))
+        {
+            config.event_keep =
                 engine::model::parse_duration(v.trim()).map_err(|e| err(setting, e))?;
         }
         config.public_url = format!("http://{}", config.listen);

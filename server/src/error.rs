@@ -93,6 +93,8 @@ impl From<EngineError> for ApiError {
             EngineError::Journal(m) => ApiError::Internal(anyhow::anyhow!(m)),
             EngineError::AlreadyFired | EngineError::Paused(_) => ApiError::Conflict(e.to_string()),
             EngineError::Secrets(m) => ApiError::Unprocessable(m),
+            EngineError::Forbidden(m) => ApiError::Forbidden(m),
+            EngineError::Conflict(m) => ApiError::Conflict(m),
         }
     }
 }

@@ -157,6 +157,7 @@ pub fn engine_config(config: &Config, kind: &'static str) -> EngineConfig {
         max_interruptions: config.step_max_interruptions,
         public_url: Some(config.public_url.clone()),
         trace_links: config.trace_links(),
+        event_keep: config.event_keep,
         ..EngineConfig::default()
     }
 }

@@ -29,6 +29,7 @@ pub(super) fn status_color(status: RunStatus) -> RGBColor {
         RunStatus::TimedOut => RGBColor(224, 138, 30),
         RunStatus::Cancelled => RGBColor(138, 143, 152),
         RunStatus::Running | RunStatus::Queued => RGBColor(59, 130, 246),
+        RunStatus::Waiting | RunStatus::Paused => RGBColor(168, 85, 247),
     }
 }
 

@@ -314,7 +314,10 @@ impl Engine {
                 Ok(n) => match n.channel() {
                     RUNS_CHANNEL => c.wake.notify_one(),
                     STEPS_CHANNEL => c.steps_wake.notify_one(),
-                    STEP_DONE_CHANNEL => self.step_done(n.payload()),
+                    STEP_DONE_CHANNEL => {
+                        self.step_done(n.payload());
+                        self.signal_local(n.payload());
+                    }
                     CANCEL_CHANNEL => {
                         self.cancel_claimed_steps(n.payload());
                         self.cancel_if_local(n.payload());

@@ -17,6 +17,7 @@ mod offers;
 mod queue;
 mod run;
 mod secrets;
+mod waiting;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,6 +37,7 @@ use crate::store::{Resumable, Store, StoreError};
 use crate::telemetry::Metrics;
 pub use bulk::{BulkAction, BulkOutcome, MAX_BULK};
 use queue::{Queued, Scheduler};
+pub use waiting::{Decision, EventPosted, MAX_COMMENT_BYTES, MAX_EVENT_BYTES};
 
 /// What can go wrong asking the engine for something.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,12 @@ pub enum EngineError {
     /// Another process already started the run of this cron occurrence.
     #[error("this occurrence of the schedule has already fired")]
     AlreadyFired,
+    /// The caller's role may not do this (an approval that needs a higher role).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The run is not in a state where this can be done (a step decided already).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Tuning of one engine.
@@ -109,6 +117,10 @@ pub struct EngineConfig {
     pub public_url: Option<String>,
     /// Where trace links point: the `trace_url` an `on_failure` handler gets.
     pub trace_links: crate::links::TraceLinks,
+    /// A `delay` at least this long waits parked (holds no slot, survives restarts).
+    pub durable_delay: std::time::Duration,
+    /// How long an event nobody waited for is kept for waits that start later (0: not kept).
+    pub event_keep: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -124,6 +136,8 @@ impl Default for EngineConfig {
             max_interruptions: run::MAX_INTERRUPTIONS,
             public_url: None,
             trace_links: crate::links::TraceLinks::default(),
+            durable_delay: std::time::Duration::from_secs(10),
+            event_keep: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -242,6 +256,12 @@ struct Inner {
     /// Cancelled when this process shuts down (SQLite): drivers stop where they are and
     /// nothing new starts; see [`Engine::shutdown`].
     halt: CancellationToken,
+    /// Each live driver's signal: its waits were resolved, or a pause asked or lifted.
+    signals: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// Wakes the timer of parked runs (see `waiting`).
+    timer: tokio::sync::Notify,
+    durable_delay: std::time::Duration,
+    event_keep: std::time::Duration,
 }
 
 /// The engine; cheap to clone.
@@ -324,6 +344,10 @@ impl Engine {
                     .as_deref()
                     .map(|u| u.trim_end_matches('/').to_string()),
                 trace_links: config.trace_links,
+                signals: Mutex::default(),
+                timer: tokio::sync::Notify::new(),
+                durable_delay: config.durable_delay,
+                event_keep: config.event_keep,
             }),
         };
         if let Err(e) = engine.expect_workflow_series().await {
@@ -337,6 +361,7 @@ impl Engine {
             Some(outbox) => engine.join_cluster(outbox).await?,
             None => engine.recover(config.recover_limit).await?,
         }
+        engine.start_timer();
         Ok(engine)
     }
 
@@ -540,6 +565,8 @@ impl Engine {
                 .await?
             {
                 status if status.is_finished() => Err(EngineError::AlreadyFinished { id, status }),
+                // Parked: no driver holds it anywhere; woken, its driver ends it cancelled.
+                RunStatus::Waiting | RunStatus::Paused => engine.cancel_parked(&id).await,
                 // Unclaimed (a full concurrency limit may keep it so): it ends here and now.
                 RunStatus::Queued if engine.cluster().is_some() => {
                     let at = run::now_ms();
@@ -636,6 +663,9 @@ impl Engine {
     /// on any replica has its series on every process before its runs end. One query, and the
     /// versions it has not parsed yet.
     pub async fn expect_workflow_series(&self) -> Result<(), EngineError> {
+        // Parked runs belong to no process: every process reports them all, from the store.
+        let waiting = self.inner.store.waiting_counts().await?;
+        self.inner.metrics.set_waiting(&waiting);
         for summary in self.inner.store.list_workflows(false).await? {
             // A version that no longer parses has its series made by its runs, as before.
             if let Ok(workflow) = self.workflow(&summary.id, summary.latest_version).await {

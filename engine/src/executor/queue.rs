@@ -174,6 +174,8 @@ impl Engine {
             cancel_requested: false,
             steps,
             traceparent: new_traceparent,
+            waits: Vec::new(),
+            pause_requested: false,
         };
         lock(&self.inner.sched)
             .queue

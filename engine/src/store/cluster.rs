@@ -56,9 +56,10 @@ struct ClaimRow {
     run: RunRow,
     cancel_requested: Option<i64>,
     traceparent: Option<String>,
+    pause_requested: Option<i64>,
 }
 
-const CLAIM_COLUMNS: &str = "r.id, r.workflow_id, r.workflow_version, r.status, r.trigger, r.actor, r.parent_run_id, r.error, r.created_at, r.started_at, r.finished_at, r.trace_id, r.span_id, r.inputs, r.cancel_requested, r.traceparent";
+const CLAIM_COLUMNS: &str = "r.id, r.workflow_id, r.workflow_version, r.status, r.trigger, r.actor, r.parent_run_id, r.error, r.created_at, r.started_at, r.finished_at, r.trace_id, r.span_id, r.inputs, r.cancel_requested, r.traceparent, r.pause_requested";
 
 impl Store {
     fn pg(&self) -> Result<&PgPool, StoreError> {
@@ -391,6 +392,7 @@ impl Store {
         }
         let ids: Vec<String> = rows.iter().map(|r| r.run.id.clone()).collect();
         let mut steps = step_rows_of(pool, &ids).await?;
+        let mut waits = super::waits::waits_of_runs(pool, &ids).await?;
         let mut out = Vec::with_capacity(rows.len());
         for mut row in rows {
             let inputs = row
@@ -402,6 +404,8 @@ impl Store {
             let run = row.run.into_summary()?;
             out.push(Resumable {
                 steps: steps.remove(&run.id).unwrap_or_default(),
+                waits: waits.remove(&run.id).unwrap_or_default(),
+                pause_requested: row.pause_requested.is_some(),
                 run,
                 inputs,
                 cancel_requested: row.cancel_requested.is_some(),

@@ -17,6 +17,7 @@ mod schedules;
 pub mod scratch;
 mod script;
 mod stats;
+mod waits;
 mod workflows;
 
 use std::path::Path;
@@ -41,6 +42,7 @@ pub use runs::{
 };
 pub use schedules::{ScheduleRow, TIMESTAMPED_DELIVERY};
 pub use stats::id_floor;
+pub use waits::{Park, Resolved};
 pub use workflows::VersionRecord;
 
 /// What can go wrong in the store; `server` maps each to an HTTP status.

@@ -337,7 +337,7 @@ impl Store {
 
     /// Deletes a workflow with its versions, its runs and all recorded of them (steps,
     /// attempts, items, offers), its schedules and webhook deliveries: the number of runs
-    /// deleted. Refused while one of its runs is queued or running (cancel them first), so no
+    /// deleted. Refused while one of its runs is not finished (cancel them first), so no
     /// driver is left writing to rows that are gone.
     #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "DELETE workflows", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "DELETE", db.collection.name = "workflows"))]
     pub async fn delete_workflow(&self, id: &str) -> Result<i64, StoreError> {
@@ -345,6 +345,7 @@ impl Store {
         let deletes = [
             format!("DELETE FROM step_items WHERE {OF_ITS_RUNS}"),
             format!("DELETE FROM step_offers WHERE {OF_ITS_RUNS}"),
+            format!("DELETE FROM waits WHERE {OF_ITS_RUNS}"),
             format!("DELETE FROM step_attempts WHERE {OF_ITS_RUNS}"),
             format!("DELETE FROM run_steps WHERE {OF_ITS_RUNS}"),
             "DELETE FROM schedule_fires WHERE workflow_id = $1".to_string(),
@@ -358,7 +359,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let (found, open, runs): (i64, i64, i64) = sqlx::query_as(
                 "SELECT (SELECT COUNT(*) FROM workflows WHERE id = $1), \
-                 (SELECT COUNT(*) FROM runs WHERE workflow_id = $1 AND status IN ('queued', 'running')), \
+                 (SELECT COUNT(*) FROM runs WHERE workflow_id = $1 AND status IN ('queued', 'running', 'waiting', 'paused')), \
                  (SELECT COUNT(*) FROM runs WHERE workflow_id = $1)",
             )
             .bind(id.to_string())
@@ -369,7 +370,7 @@ impl Store {
             }
             if open > 0 {
                 return Err(StoreError::Refused(format!(
-                    "{open} runs of \"{id}\" are queued or running: cancel them, then delete it"
+                    "{open} runs of \"{id}\" are not finished: cancel them, then delete it"
                 )));
             }
             for sql in &deletes {

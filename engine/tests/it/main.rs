@@ -8,3 +8,4 @@ mod items;
 mod schedule;
 mod store;
 mod validation;
+mod waits;

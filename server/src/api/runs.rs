@@ -39,6 +39,10 @@ pub fn router() -> Router<ApiState> {
         .route("/runs/{id}", get(show))
         .route("/runs/{id}/cancel", post(cancel))
         .route("/runs/{id}/retry", post(retry))
+        .route("/runs/{id}/pause", post(pause))
+        .route("/runs/{id}/resume", post(resume))
+        .route("/runs/{id}/steps/{step}/decision", post(decide))
+        .route("/events/{key}", post(post_event))
         .route("/runs/bulk", post(bulk))
         .route("/runs/{id}/events", get(events))
         .route("/runs/{id}/steps/{step}/items", get(items))
@@ -315,6 +319,84 @@ async fn cancel(
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "run_id": id, "cancel_requested": true })),
     ))
+}
+
+/// Pauses a run: attempts in flight finish, none starts until it is resumed.
+#[instrument(skip_all, fields(workflow.run.id = %id))]
+async fn pause(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let was = engine.pause_run(&id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "run_id": id, "pause_requested": true, "status": was })),
+    ))
+}
+
+/// Resumes a paused run.
+#[instrument(skip_all, fields(workflow.run.id = %id))]
+async fn resume(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let was = engine.resume_run(&id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "run_id": id, "pause_requested": false, "status": was })),
+    ))
+}
+
+/// Decides an approval step: `{"approved": true|false, "comment": "…", "fields": {…}}`. Any
+/// signed-in role may call it; the approval's own `role` says who may decide.
+#[instrument(skip_all, fields(workflow.run.id = %id, agent.step.id = %step))]
+async fn decide(
+    State(engine): State<Engine>,
+    Path((id, step)): Path<(String, String)>,
+    caller: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest(
+            "the body is {\"approved\": true|false, \"comment\": \"…\", \"fields\": {…}}".into(),
+        ));
+    }
+    let decision: engine::executor::Decision = json_body(&headers, &body)?;
+    // Sign-in off: whoever reaches the server may do everything.
+    let (by, role) = match caller {
+        Some(Extension(p)) => (p.actor().unwrap_or_else(|| "anonymous".into()), p.role),
+        None => ("anonymous".into(), engine::access::Role::Admin),
+    };
+    let output = engine.decide(&id, &step, decision, &by, role).await?;
+    Ok((
+        StatusCode::OK,
+        Json(serde_json::json!({ "decision": output })),
+    ))
+}
+
+/// An event: every run waiting on `key` goes on with the JSON body as the waiting step's
+/// output; kept a while for waits that start later.
+#[instrument(skip_all, fields(event.key = %key))]
+async fn post_event(
+    State(engine): State<Engine>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    if body.len() > engine::executor::MAX_EVENT_BYTES {
+        return Err(ApiError::TooLarge(format!(
+            "an event's payload is at most {} bytes",
+            engine::executor::MAX_EVENT_BYTES
+        )));
+    }
+    let payload: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        json_body::<Value>(&headers, &body)?
+    };
+    let posted = engine.post_event(&key, payload).await?;
+    Ok((StatusCode::ACCEPTED, Json(posted)))
 }
 
 #[derive(Deserialize, Default)]

@@ -158,6 +158,8 @@ const READ_SERVER_FNS: &[&str] = &[
     "list_workflows",
     "get_run",
     "whoami",
+    // The approval's own `role` says who may decide (`Engine::decide`).
+    "decide_step",
 ];
 
 /// The role a request needs, from its method and path. Closed by default: a write this
@@ -185,8 +187,11 @@ pub fn need(method: &Method, path: &str) -> Need {
                     false,
                     ["workflows", _, "runs" | "pause" | "resume"]
                     | ["runs", "bulk"]
-                    | ["runs", _, "cancel" | "retry"],
+                    | ["runs", _, "cancel" | "retry" | "pause" | "resume"]
+                    | ["events", _],
                 ) => Action::Operate,
+                // The approval's own `role` says who may decide (`Engine::decide`).
+                (false, ["runs", _, "steps", _, "decision"]) => Action::Read,
                 (
                     false,
                     ["workflows"] | ["workflows", _] | ["workflows", _, "archive" | "restore"],
@@ -201,7 +206,7 @@ pub fn need(method: &Method, path: &str) -> Need {
             match name {
                 n if READ_SERVER_FNS.contains(&n) => Action::Read,
                 "trigger_run" | "cancel_run" | "retry_run" | "retry_changed_run" | "bulk_runs"
-                | "pause_workflow" => Action::Operate,
+                | "pause_workflow" | "pause_run" => Action::Operate,
                 "save_workflow" | "archive_workflow" | "delete_workflow" => Action::Edit,
                 _ => Action::Administer,
             }

@@ -38,6 +38,12 @@ pub(super) fn RunActions(
         <div class="actions">
             <IfRole role=Role::Operator>
                 <Show when=move || !whole_run()>
+                    {(!finished).then(|| {
+                        // At once: a pause stops nothing in flight, and a resume undoes it.
+                        let paused = status == RunStatus::Paused;
+                        let label = if paused { "Resume" } else { "Pause" };
+                        view! { <button class="button secondary" on:click=move |_| { ui.error.set(None); ui.act.dispatch((run_id.get_value(), Pending::Pause(!paused))); }>{label}</button> }
+                    })}
                     {(!finished).then(|| view! { <button class="button danger" on:click=ask(Pending::Cancel)>"Cancel run"</button> })}
                     {finished.then(|| view! { <button class="button secondary" on:click=ask(Pending::RetryWhole)>{again}</button> })}
                     {finished.then(|| view! { <button class="button secondary" on:click=ask(Pending::RetryChanged(inputs.get_value(), false))>"Change inputs…"</button> })}

@@ -16,11 +16,14 @@ mod actions;
 mod api;
 mod graph;
 mod steps;
+mod waits;
 use actions::*;
 pub use api::*;
 pub use graph::step_marks;
 use graph::*;
 use steps::*;
+use waits::WaitingPanel;
+pub use waits::{decide_step, pause_run};
 
 /// One step as the workflow version of the run declares it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,6 +176,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
         </dl>
     }
     .into_any();
+    let waiting = view! { <WaitingPanel run_id=run.id.clone() waits=detail.waits.clone() steps=steps.clone() now=now/> }.into_any();
     let graph = view! {
         <section aria-labelledby="graph-h" class="panel">
             <h2 id="graph-h">"Graph"</h2>
@@ -206,6 +210,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
         <section class="page run-page" data-status=run.status.as_str()>
             {header}
             {facts}
+            {waiting}
             {graph}
             {timeline}
             <section aria-labelledby="steps-h">
@@ -296,6 +301,8 @@ enum Pending {
     RetryFrom(String),
     /// A whole retry with these inputs (JSON text), on the latest version when true.
     RetryChanged(String, bool),
+    /// Pause (true) or resume the run: no confirmation asked.
+    Pause(bool),
 }
 
 /// What the person is doing on the page. It lives above the data, because the view is
@@ -330,6 +337,7 @@ impl RunUi {
                     Pending::RetryChanged(inputs, latest) => {
                         retry_changed_run(id, inputs, latest).await.map(Some)
                     }
+                    Pending::Pause(pause) => pause_run(id, pause).await.map(|_| None),
                 }
             }
         });
@@ -348,6 +356,8 @@ impl RunUi {
                     .or_else(|| confirm.get_untracked())
                 {
                     Some(Pending::Cancel) => "Could not cancel the run",
+                    Some(Pending::Pause(true)) => "Could not pause the run",
+                    Some(Pending::Pause(false)) => "Could not resume the run",
                     _ => "Could not start the new run",
                 };
                 error.set(Some((lead, e)));

@@ -50,8 +50,11 @@ impl RunDriver {
         let mut skips = Skips::default();
         for &i in workflow.topo_order() {
             match self.steps[i].status {
-                // A step that was running or retrying when the process stopped runs again.
-                StepStatus::Running | StepStatus::Retrying => ready.push_back(i),
+                // A step that was running or retrying when the process stopped runs again;
+                // one that waits (see `wait`) waits on.
+                StepStatus::Running | StepStatus::Retrying if self.steps[i].parked.is_none() => {
+                    ready.push_back(i)
+                }
                 StepStatus::Pending => match self.decide(i) {
                     Decision::Wait => {}
                     Decision::Run => ready.push_back(i),

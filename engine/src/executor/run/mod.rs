@@ -17,6 +17,9 @@ mod items;
 mod record;
 mod start;
 mod trace;
+mod wait;
+
+pub(crate) use wait::MAX_EVENT_KEY_BYTES;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -113,6 +116,10 @@ struct StepState {
     /// Offered to the other workers and still out: the attempt offered, and what stops its
     /// wait for a slot here.
     offered: Option<(i64, CancellationToken)>,
+    /// Its attempt waits without a worker (see `wait`).
+    parked: Option<wait::Parked>,
+    /// The output a failed attempt still records (a rejected approval's decision).
+    failed_output: Option<Value>,
 }
 
 impl StepState {
@@ -127,6 +134,8 @@ impl StepState {
             rendered: None,
             attempt_span: None,
             offered: None,
+            parked: None,
+            failed_output: None,
         }
     }
 }
@@ -181,6 +190,14 @@ pub(super) struct RunDriver {
     /// Cancelled when this process shuts down: start no more steps, leave the run to others.
     /// None on SQLite: nothing to hand over, and nothing to poll on the hot path.
     drain: Option<CancellationToken>,
+    /// Steps whose attempts wait without a worker.
+    parked: usize,
+    /// The run has waited: its end removes its waits.
+    had_waits: bool,
+    /// Asked to pause: no new attempt starts; once none is in flight, the run parks `paused`.
+    pausing: bool,
+    /// Waits resolved, a pause asked or lifted: look again.
+    signal: Arc<tokio::sync::Notify>,
 }
 
 impl RunDriver {
@@ -256,7 +273,12 @@ impl RunDriver {
             .or_else(|| root_ids.as_ref().map(|(t, _)| t.clone()));
         let sampled = telemetry::span_context(&span).is_some_and(|sc| sc.is_sampled());
         let otel_cx = span.context();
-        RunDriver {
+        let signal = engine.wait_signal(&state.run.id);
+        let mut driver = RunDriver {
+            parked: 0,
+            had_waits: false,
+            pausing: state.pause_requested,
+            signal,
             otel_cx,
             span,
             trace_id,
@@ -284,7 +306,9 @@ impl RunDriver {
             outputs,
             ops: Vec::new(),
             events: Vec::new(),
-        }
+        };
+        driver.adopt_waits(&state.waits);
+        driver
     }
 
     /// Takes step `idx`'s offer, if it has one out.
@@ -320,7 +344,9 @@ impl RunDriver {
             .cluster()
             .is_some()
             .then(|| (self.engine.clone(), self.run_id.clone()));
+        let (engine, run_id) = (self.engine.clone(), self.run_id.clone());
         let status = self.drive_inner(cancel).with_context(cx).await;
+        engine.forget_wait_signal(&run_id);
         if let Some((engine, run_id)) = offers {
             engine.forget_step_done_signal(&run_id);
         }
@@ -330,10 +356,15 @@ impl RunDriver {
 
     async fn drive_inner(mut self, cancel: CancellationToken) -> RunStatus {
         let now = now_ms();
-        if cancel.is_cancelled() {
-            return self
-                .end_all(RunStatus::Cancelled, "cancelled before it started")
-                .await;
+        // A parked run is woken to be cancelled: its clean-up steps still run.
+        let cancelled_early = cancel.is_cancelled();
+        if cancelled_early && (!self.started || !self.workflow.any_checks_status()) {
+            let why = if self.started {
+                "the run was cancelled"
+            } else {
+                "cancelled before it started"
+            };
+            return self.end_all(RunStatus::Cancelled, why).await;
         }
         if !self.started {
             // The run's duration (and its time limit) count from here.
@@ -361,6 +392,9 @@ impl RunDriver {
             self.find_crash_loops().await;
         }
         let mut ready = self.first_ready(now);
+        if cancelled_early {
+            self.begin_cleanup(&mut ready);
+        }
         // A resumed run keeps its original deadline: the time before the restart counts.
         let elapsed = Duration::from_millis(self.started_at.map_or(0, |s| (now - s).max(0)) as u64);
         let deadline = self
@@ -376,16 +410,34 @@ impl RunDriver {
             FuturesUnordered::new();
         let drain = self.drain.clone().unwrap_or_default();
         let can_drain = self.drain.is_some();
+        // Waits resolved while the run was parked, or fallen due.
+        if self.parked > 0 {
+            self.poll_waits(&mut ready, &mut in_flight).await;
+        }
+        let signal = self.signal.clone();
+        let poll = self
+            .engine
+            .cluster()
+            .is_some()
+            .then(|| self.engine.worker_poll());
 
         loop {
             let draining = can_drain && drain.is_cancelled();
-            let spawned = if draining {
+            let spawned = if draining || self.pausing {
                 0
             } else {
                 self.start_ready(&mut ready, &mut in_flight).await
             };
-            if in_flight.is_empty() && ready.is_empty() {
+            if in_flight.is_empty() && ready.is_empty() && self.parked == 0 {
                 break;
+            }
+            // Nothing runs, and what is left waits (or must not start): the run parks.
+            if in_flight.is_empty() && !draining && (ready.is_empty() || self.pausing) {
+                match self.park(&mut ready, &mut in_flight).await {
+                    wait::Parking::Parked(status) => return status,
+                    wait::Parking::GoOn => continue,
+                    wait::Parking::Failed => return RunStatus::Running,
+                }
             }
             // Shutting down with nothing in flight: record what finished, leave the rest.
             if in_flight.is_empty() {
@@ -401,6 +453,23 @@ impl RunDriver {
                     return RunStatus::Running;
                 }
             }
+            // When to look at the waits again without a signal: the next due time, and among
+            // several processes the poll interval (a resolution there is signalled, unless lost).
+            let look_again = (self.parked > 0)
+                .then(|| {
+                    let due = self
+                        .steps
+                        .iter()
+                        .filter_map(|s| s.parked.as_ref()?.due_at)
+                        .min();
+                    let due = due.map(|d| Duration::from_millis((d - now_ms()).max(0) as u64));
+                    match (due, poll) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                })
+                .flatten()
+                .map(|d| tokio::time::Instant::now() + d);
             let next = tokio::select! {
                 biased;
                 _ = cancel.cancelled(), if !self.cancelling => {
@@ -414,6 +483,14 @@ impl RunDriver {
                 }
                 _ = sleep_until(deadline) => return self.end_all(RunStatus::TimedOut, "the run exceeded its timeout").await,
                 _ = drain.cancelled(), if can_drain && !draining => continue,
+                _ = signal.notified() => {
+                    self.look_again(&mut ready, &mut in_flight).await;
+                    continue;
+                }
+                _ = sleep_until(look_again), if look_again.is_some() => {
+                    self.poll_waits(&mut ready, &mut in_flight).await;
+                    continue;
+                }
                 next = in_flight.next() => next,
             };
             let Some(first) = next else { continue };

@@ -120,7 +120,8 @@ impl RunDriver {
                 let retry = workflow.steps()[idx].retry.as_ref();
                 // A crash loop is not retried: each retry would take the process down again.
                 let max_attempts = match e.kind {
-                    "crash_loop" | "secret_missing" => 0,
+                    // A person said no: asking again is a new run's business.
+                    "crash_loop" | "secret_missing" | "rejected" => 0,
                     // Its items were retried each; a new attempt would only resume the list.
                     _ if workflow.steps()[idx].for_each.is_some() => 1,
                     _ => retry.map(|r| r.max_attempts as i64).unwrap_or(1),
@@ -130,13 +131,19 @@ impl RunDriver {
                 } else {
                     StepStatus::Failed
                 };
+                // A rejected approval's decision is its output still.
+                let kept = self.steps[idx].failed_output.take();
                 if status == StepStatus::Failed {
                     if !workflow.steps()[idx].continue_on_error {
                         self.first_error.get_or_insert(e.kind);
                     }
                     self.outputs.insert(
                         step_id.clone(),
-                        step_view(StepStatus::Failed, Value::Null, Some(&message)),
+                        step_view(
+                            StepStatus::Failed,
+                            kept.clone().unwrap_or(Value::Null),
+                            Some(&message),
+                        ),
                     );
                 }
                 self.steps[idx].status = status;
@@ -145,7 +152,7 @@ impl RunDriver {
                     step_id: step_id.clone(),
                     attempt,
                     status,
-                    output: None,
+                    output: kept,
                     error: Some((e.kind.to_string(), message)),
                     logs,
                     at,
@@ -359,8 +366,14 @@ impl RunDriver {
         let mut in_flight: Vec<(usize, i64)> = (self.steps.iter_mut().enumerate())
             .filter_map(|(i, s)| s.in_flight.take().map(|a| (i, a)))
             .collect();
-        // Steps resumed from a stopped process but not restarted yet have an open attempt too.
+        // Waiting steps, and steps resumed from a stopped process but not restarted yet, have
+        // an open attempt too.
         for i in 0..self.steps.len() {
+            if let Some(parked) = self.steps[i].parked.take() {
+                self.parked -= 1;
+                in_flight.push((i, parked.attempt));
+                continue;
+            }
             if std::mem::take(&mut self.steps[i].resumed) && self.steps[i].attempts > 0 {
                 in_flight.push((i, self.steps[i].attempts));
             }
@@ -460,6 +473,12 @@ impl RunDriver {
             })
             .observe(seconds, ex, ts);
         let failure = self.failure_view(status, error.as_deref(), at);
+        if self.had_waits {
+            self.ops.push(Op::EndWaits {
+                run_id: self.run_id.clone(),
+                step_id: None,
+            });
+        }
         self.ops.push(Op::FinishRun {
             run_id: self.run_id.clone(),
             status,

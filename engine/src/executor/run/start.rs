@@ -148,6 +148,9 @@ impl RunDriver {
                     spawned += 1;
                 }
                 Ok(Start::Agent(with)) => {
+                    if self.start_wait(idx, attempt, &with, now, ready, in_flight) {
+                        continue;
+                    }
                     let slot = match self.engine.step_slots().try_acquire_owned() {
                         Ok(permit) => Slot::Held(permit),
                         Err(_) => match self.offer(idx, attempt, &with, spent) {

@@ -52,6 +52,10 @@ pub struct Resumable {
     pub steps: Vec<StepRecord>,
     /// Of the request that triggered the run: its root span links there.
     pub traceparent: Option<String>,
+    /// Its waiting steps, resolved or not.
+    pub waits: Vec<crate::records::WaitRecord>,
+    /// A pause was asked for: no new attempt starts.
+    pub pause_requested: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -310,11 +314,12 @@ impl Store {
             Vec<StepRow>,
             Vec<AttemptRow>,
             Vec<(String, String, i64)>,
+            Vec<super::waits::WaitRow>,
         );
         let mut budget = DetailBudget {
             left: DETAIL_BUDGET_BYTES,
         };
-        let (run, steps, attempts, item_rows): Rows = async { Ok::<_, StoreError>(on_pool!(self, pool => {
+        let (run, steps, attempts, item_rows, waits): Rows = async { Ok::<_, StoreError>(on_pool!(self, pool => {
             let run: Option<RunRow> = sqlx::query_as(const_sql::RUN_BY_ID).bind(id.to_string()).fetch_optional(pool).await?;
             // Row by row, each value cut in SQL and the whole under a budget (see DETAIL_*).
             let mut steps = Vec::new();
@@ -341,7 +346,11 @@ impl Store {
             .bind(id.to_string())
             .fetch_all(pool)
             .await?;
-            (run, steps, attempts, items)
+            let waits: Vec<super::waits::WaitRow> = sqlx::query_as(super::waits::WAITS_OF_RUN)
+                .bind(id.to_string())
+                .fetch_all(pool)
+                .await?;
+            (run, steps, attempts, items, waits)
         })) }
         .instrument(span)
         .await?;
@@ -377,12 +386,17 @@ impl Store {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let items = item_counts(&attempts, item_rows);
+        let waits = waits
+            .into_iter()
+            .map(|w| super::waits::wait_record(id, w))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(RunDetail {
             run,
             inputs,
             steps,
             attempts,
             items,
+            waits,
         })
     }
 
@@ -550,16 +564,16 @@ impl Store {
     /// Unfinished runs (queued or running), oldest first: what a starting executor picks up.
     #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "runs"))]
     pub async fn unfinished_runs(&self, limit: i64) -> Result<Vec<Resumable>, StoreError> {
-        let rows: Vec<(String, Option<i64>, Option<String>)> = on_pool!(self, pool => {
+        let rows: Vec<(String, Option<i64>, Option<String>, Option<i64>)> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT id, cancel_requested, traceparent FROM runs WHERE status IN ('queued', 'running') ORDER BY id LIMIT $1",
+                "SELECT id, cancel_requested, traceparent, pause_requested FROM runs WHERE status IN ('queued', 'running') ORDER BY id LIMIT $1",
             )
             .bind(limit)
             .fetch_all(pool)
             .await?
         });
         let mut out = Vec::with_capacity(rows.len());
-        for (id, cancel, traceparent) in rows {
+        for (id, cancel, traceparent, pause) in rows {
             let detail = self.run_detail(&id).await?;
             out.push(Resumable {
                 run: detail.run,
@@ -567,9 +581,34 @@ impl Store {
                 cancel_requested: cancel.is_some(),
                 steps: detail.steps,
                 traceparent,
+                waits: detail.waits,
+                pause_requested: pause.is_some(),
             });
         }
         Ok(out)
+    }
+
+    /// One run as [`Store::unfinished_runs`] gives it: what a process that wakes it resumes.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "runs"))]
+    pub async fn resumable(&self, id: &str) -> Result<Resumable, StoreError> {
+        let row: Option<(Option<i64>, Option<String>, Option<i64>)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT cancel_requested, traceparent, pause_requested FROM runs WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await?
+        });
+        let (cancel, traceparent, pause) =
+            row.ok_or_else(|| StoreError::RunNotFound(id.to_string()))?;
+        let detail = self.run_detail(id).await?;
+        Ok(Resumable {
+            run: detail.run,
+            inputs: detail.inputs,
+            cancel_requested: cancel.is_some(),
+            steps: detail.steps,
+            traceparent,
+            waits: detail.waits,
+            pause_requested: pause.is_some(),
+        })
     }
 
     /// Marks a run for cancellation; returns its status at that moment.

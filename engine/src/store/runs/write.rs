@@ -172,6 +172,33 @@ pub enum Op {
         /// The run.
         run_id: String,
     },
+    /// A step's attempt waits without a worker (see `store::waits`): an event's wait resolves
+    /// at once when a kept event of its key is there.
+    BeginWait {
+        /// The run.
+        run_id: String,
+        /// The step.
+        step_id: String,
+        /// The attempt that waits.
+        attempt: i64,
+        /// What it waits for.
+        kind: crate::records::WaitKind,
+        /// The event's key, the child run's id.
+        key: Option<String>,
+        /// The rendered `with`, secrets redacted.
+        detail: Value,
+        /// When it started waiting (unix ms).
+        at: i64,
+        /// A delay's end or a timeout (unix ms).
+        due_at: Option<i64>,
+    },
+    /// Waits the run has recorded the end of: one step's, or (`None`) all of the run's.
+    EndWaits {
+        /// The run.
+        run_id: String,
+        /// The step, or every step.
+        step_id: Option<String>,
+    },
     /// A cron occurrence fired by `run_id`, committed with that run's creation. Its key makes
     /// a second firing of the same occurrence (another process) fail the whole transaction.
     FireSchedule {
@@ -335,6 +362,8 @@ fn write_fence(sql: &mut String, me: &str, ops: &[Op]) -> bool {
             | Op::OfferStep { run_id, .. }
             | Op::OfferDone { run_id, .. }
             | Op::CloseOffers { run_id }
+            | Op::BeginWait { run_id, .. }
+            | Op::EndWaits { run_id, .. }
             | Op::FinishRun { run_id, .. } => Some(run_id.as_str()),
             Op::CreateRun(_) | Op::FireSchedule { .. } => None,
         })
@@ -359,7 +388,7 @@ fn write_fence(sql: &mut String, me: &str, ops: &[Op]) -> bool {
 pub struct OpsSummary(u16);
 
 /// The statement kinds of [`OpsSummary`], in the order they are listed.
-const WRITES: [&str; 9] = [
+const WRITES: [&str; 10] = [
     "INSERT INTO runs",
     "INSERT INTO run_steps",
     "UPDATE runs",
@@ -369,6 +398,7 @@ const WRITES: [&str; 9] = [
     "INSERT INTO schedule_fires; UPDATE schedules",
     "INSERT INTO step_offers; DELETE FROM step_offers",
     "INSERT INTO step_items",
+    "INSERT INTO waits; DELETE FROM waits",
 ];
 
 impl OpsSummary {
@@ -398,6 +428,7 @@ pub fn summarize_ops(ops: &[Op]) -> OpsSummary {
             Op::OfferStep { .. } | Op::CloseOffers { .. } => 1 << 7,
             Op::OfferDone { .. } => 1 << 7 | 1 << 5,
             Op::ItemsEnded { .. } => 1 << 8,
+            Op::BeginWait { .. } | Op::EndWaits { .. } => 1 << 9,
         };
     }
     OpsSummary(bits)
@@ -474,6 +505,20 @@ fn write_op_pg(sql: &mut String, op: &Op, open: &mut usize) {
         other => {
             if std::mem::take(open) > 0 {
                 sql.push_str(";\n");
+            }
+            if let Op::BeginWait {
+                key: Some(key),
+                kind: crate::records::WaitKind::Event,
+                ..
+            } = other
+            {
+                // The lock an arriving event takes (`Store::post_event`): one of the two
+                // transactions sees the other's row.
+                let _ = writeln!(
+                    sql,
+                    "SELECT pg_advisory_xact_lock(hashtext({}));",
+                    Text(key)
+                );
             }
             write_op(sql, other);
         }
@@ -698,6 +743,57 @@ fn write_op(sql: &mut String, op: &Op) {
                 Text(run_id)
             );
         }
+        Op::BeginWait {
+            run_id,
+            step_id,
+            attempt,
+            kind,
+            key,
+            detail,
+            at,
+            due_at,
+        } => {
+            let _ = writeln!(
+                sql,
+                "INSERT INTO waits (run_id, step_id, attempt, kind, wait_key, detail, created_at, due_at) \
+                 VALUES ({}, {}, {attempt}, '{}', {}, {}, {at}, {}) \
+                 ON CONFLICT (run_id, step_id) DO UPDATE SET attempt = excluded.attempt, kind = excluded.kind, \
+                 wait_key = excluded.wait_key, detail = excluded.detail, created_at = excluded.created_at, \
+                 due_at = excluded.due_at, resolved_at = NULL, outcome = NULL;",
+                Text(run_id),
+                Text(step_id),
+                kind.as_str(),
+                OptText(key.as_deref()),
+                Text(&detail.to_string()),
+                OptInt(*due_at),
+            );
+            if let (crate::records::WaitKind::Event, Some(key)) = (kind, key) {
+                // An event that came first and is still kept resolves the wait at once.
+                let _ = writeln!(
+                    sql,
+                    "UPDATE waits SET resolved_at = {at}, outcome = (SELECT outcome FROM kept_events \
+                     WHERE event_key = {k} AND expires_at > {at} ORDER BY received_at DESC LIMIT 1) \
+                     WHERE run_id = {} AND step_id = {} AND EXISTS (SELECT 1 FROM kept_events \
+                     WHERE event_key = {k} AND expires_at > {at});",
+                    Text(run_id),
+                    Text(step_id),
+                    k = Text(key),
+                );
+            }
+        }
+        Op::EndWaits { run_id, step_id } => match step_id {
+            Some(step) => {
+                let _ = writeln!(
+                    sql,
+                    "DELETE FROM waits WHERE run_id = {} AND step_id = {};",
+                    Text(run_id),
+                    Text(step)
+                );
+            }
+            None => {
+                let _ = writeln!(sql, "DELETE FROM waits WHERE run_id = {};", Text(run_id));
+            }
+        },
         Op::StepsEnded {
             run_id,
             step_ids,
