@@ -83,6 +83,11 @@ fn route_cases(run: &str) -> Vec<Case> {
         case(Method::POST, &format!("/api/v1/runs/{run}/retry"), None, "operator"),
         case(Method::POST, "/api/v1/workflows/always-fails/pause", None, "operator"),
         case(Method::POST, "/api/v1/workflows/always-fails/resume", None, "operator"),
+        case(Method::POST, &format!("/api/v1/runs/{run}/pause"), None, "operator"),
+        case(Method::POST, &format!("/api/v1/runs/{run}/resume"), None, "operator"),
+        case(Method::POST, "/api/v1/events/some-key", json(json!({"ok": true})), "operator"),
+        // Past the gate, the approval's own role decides (Engine::decide).
+        case(Method::POST, &format!("/api/v1/runs/{run}/steps/greet/decision"), json(json!({"approved": true})), "viewer"),
         // REST: changing workflows.
         case(Method::POST, "/api/v1/workflows", yaml(&doc("made")), "editor"),
         case(Method::PUT, "/api/v1/workflows/made", yaml(&doc("made")), "editor"),
@@ -113,6 +118,8 @@ fn route_cases(run: &str) -> Vec<Case> {
         case(Method::POST, "/api/cancel_run", form(&format!("id={run}")), "operator"),
         case(Method::POST, "/api/retry_run", form(&format!("id={run}&mode=whole")), "operator"),
         case(Method::POST, "/api/pause_workflow", form("id=always-fails&paused=false"), "operator"),
+        case(Method::POST, "/api/pause_run", form(&format!("id={run}&pause=true")), "operator"),
+        case(Method::POST, "/api/decide_step", form(&format!("run_id={run}&step_id=greet&approved=true&comment=&fields_json=")), "viewer"),
         case(Method::POST, "/api/bulk_runs", form("query[workflow]=none&query[status]=&query[trigger]=&query[range]=&query[before]=&action=cancel&dry_run=true"), "operator"),
         case(Method::POST, "/api/retry_changed_run", form(&format!("id={run}&inputs_json=%7B%7D&latest=false")), "operator"),
         case(Method::POST, "/api/save_workflow", form("source=x"), "editor"),

@@ -18,3 +18,4 @@ mod hooks;
 mod hostile;
 mod pg_restart;
 mod stack_files;
+mod waits;
