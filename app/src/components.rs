@@ -62,6 +62,8 @@ pub fn StatusBadge(status: &'static str) -> impl IntoView {
         "queued" | "pending" => "○",
         "cancelled" => "⊘",
         "timed_out" => "⏱",
+        "waiting" => "⧗",
+        "paused" => "⏸",
         _ => "–",
     };
     view! {
