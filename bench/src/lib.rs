@@ -14,10 +14,12 @@ use serde::{Deserialize, Serialize};
 mod load;
 mod telemetry;
 pub mod ui;
+mod waits;
 mod workers;
 
 pub use load::run_load;
 pub use telemetry::run_telemetry;
+pub use waits::run_waits;
 pub use workers::run_workers;
 
 /// The shapes, in the order the table shows them.

@@ -66,12 +66,26 @@ pub enum Resolved {
     NotWaiting,
 }
 
+/// A [`WaitRow`] with its run's id first.
+type RunWaitRow = (
+    String,
+    String,
+    i64,
+    String,
+    Option<String>,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
 /// The waits of several runs, by run id (PostgreSQL: claims load a batch at once).
 pub(super) async fn waits_of_runs(
     pool: &sqlx::PgPool,
     ids: &[String],
 ) -> Result<std::collections::HashMap<String, Vec<WaitRecord>>, StoreError> {
-    let rows: Vec<(String, String, i64, String, Option<String>, String, i64, Option<i64>, Option<i64>, Option<String>)> =
+    let rows: Vec<RunWaitRow> =
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT run_id, {WAIT_COLUMNS} FROM waits WHERE run_id = ANY($1) ORDER BY created_at, step_id"
         )))
@@ -372,5 +386,15 @@ impl Store {
             .fetch_all(pool)
             .await?
         }))
+    }
+
+    /// The size of PostgreSQL database `name` in bytes (benchmarks).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT pg_database_size", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "pg_database"))]
+    pub async fn database_size(&self, name: &str) -> Result<i64, StoreError> {
+        let pool = self.pg()?;
+        Ok(sqlx::query_scalar("SELECT pg_database_size($1)")
+            .bind(name.to_string())
+            .fetch_one(pool)
+            .await?)
     }
 }

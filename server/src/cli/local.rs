@@ -134,6 +134,11 @@ pub(super) async fn bench(command: Command) -> anyhow::Result<()> {
             bench::run_load(&base, &load_workflow, rate, seconds, token.as_deref()).await
         }
         Command::Bench {
+            postgres,
+            waits: Some(n),
+            ..
+        } => bench::run_waits(&postgres, n).await,
+        Command::Bench {
             postgres, workers, ..
         } if !workers.is_empty() => bench::run_workers(&postgres, &workers).await,
         Command::Bench { ui: true, .. } => {

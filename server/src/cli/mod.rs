@@ -107,6 +107,9 @@ pub(crate) enum Command {
         /// Measure telemetry's cost instead: off, span ids only, full OTLP export (SQLite).
         #[arg(long)]
         telemetry: bool,
+        /// Measure N runs parked on approvals instead: memory, database size, decision latency.
+        #[arg(long)]
+        waits: Option<usize>,
         /// Measure N `flowscope worker` processes on one PostgreSQL instead (e.g. 1,2,4).
         #[arg(long, value_delimiter = ',')]
         workers: Vec<usize>,

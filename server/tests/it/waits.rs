@@ -27,9 +27,10 @@ steps:
 fn waiting_on(step: &'static str) -> impl Fn(&Value) -> bool {
     move |run: &Value| {
         run["status"] == "waiting"
-            && run["waits"]
-                .as_array()
-                .is_some_and(|w| w.iter().any(|w| w["step_id"] == step && w["resolved_at"].is_null()))
+            && run["waits"].as_array().is_some_and(|w| {
+                w.iter()
+                    .any(|w| w["step_id"] == step && w["resolved_at"].is_null())
+            })
     }
 }
 
@@ -43,33 +44,64 @@ async fn an_approval_and_an_event_move_a_waiting_run_on() {
     let id = operator.trigger("gated", json!({})).await;
     let run = operator.wait_run(&id, waiting_on("approve")).await;
     assert_eq!(run["waits"][0]["kind"], "approval");
-    assert_eq!(run["waits"][0]["detail"]["prompt"], format!("Release {id}?"));
+    assert_eq!(
+        run["waits"][0]["detail"]["prompt"],
+        format!("Release {id}?")
+    );
     // The monitor lists it under "waiting".
     let listed = operator
-        .wait_run_list("/api/v1/runs?status=waiting", |runs| runs.iter().any(|r| r["id"] == id))
+        .wait_run_list("/api/v1/runs?status=waiting", |runs| {
+            runs.iter().any(|r| r["id"] == id)
+        })
         .await;
     assert!(listed.iter().all(|r| r["status"] == "waiting"));
 
     let decision = format!("/api/v1/runs/{id}/steps/approve/decision");
     let (status, body) = operator
-        .post_json(&decision, json!({"approved": true, "fields": {"ticket": "T-9"}}))
+        .post_json(
+            &decision,
+            json!({"approved": true, "fields": {"ticket": "T-9"}}),
+        )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "the approval needs an editor: {body}");
-    assert!(body["error"]["message"].as_str().unwrap_or("").contains("editor"), "{body}");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the approval needs an editor: {body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("editor"),
+        "{body}"
+    );
     let (status, body) = editor.post_json(&decision, json!({"approved": true})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["problems"][0]["path"], "fields.ticket");
     let (status, body) = editor
-        .post_json(&decision, json!({"approved": true, "fields": {"ticket": "T-9"}, "verdict": 1}))
+        .post_json(
+            &decision,
+            json!({"approved": true, "fields": {"ticket": "T-9"}, "verdict": 1}),
+        )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "unknown keys are refused: {body}");
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "unknown keys are refused: {body}"
+    );
     let (status, body) = editor
-        .post_json(&decision, json!({"approved": true, "comment": "go", "fields": {"ticket": "T-9"}}))
+        .post_json(
+            &decision,
+            json!({"approved": true, "comment": "go", "fields": {"ticket": "T-9"}}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["decision"]["by"], "editor");
     let (status, _) = editor
-        .post_json(&decision, json!({"approved": false, "fields": {"ticket": "T-9"}}))
+        .post_json(
+            &decision,
+            json!({"approved": false, "fields": {"ticket": "T-9"}}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "decided once");
 
@@ -86,7 +118,11 @@ async fn an_approval_and_an_event_move_a_waiting_run_on() {
     assert_eq!(body["resolved"], 1);
     let run = operator.wait_finished(&id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    let done = run["steps"].as_array().and_then(|s| s.iter().find(|s| s["step_id"] == "done")).cloned().unwrap_or_default();
+    let done = run["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step_id"] == "done"))
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(done["output"], json!(["editor", "T-9", 3]));
 }
 
@@ -95,17 +131,26 @@ async fn event_keys_and_payloads_are_bounded() {
     let hub = Hub::start().await;
     let client = hub.client();
     let long = "k".repeat(201);
-    let (status, body) = client.post_json(&format!("/api/v1/events/{long}"), json!({})).await;
+    let (status, body) = client
+        .post_json(&format!("/api/v1/events/{long}"), json!({}))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let big = json!({ "blob": "x".repeat(1024 * 1024 + 1) });
     let (status, body) = client.post_json("/api/v1/events/big", big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     let (status, body) = client
-        .send(client.request(reqwest::Method::POST, "/api/v1/events/bad").header("content-type", "application/json").body("{not json"))
+        .send(
+            client
+                .request(reqwest::Method::POST, "/api/v1/events/bad")
+                .header("content-type", "application/json")
+                .body("{not json"),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     // A good one, nobody waiting: kept, and it says until when.
-    let (status, body) = client.post_json("/api/v1/events/early", json!({"ok": true})).await;
+    let (status, body) = client
+        .post_json("/api/v1/events/early", json!({"ok": true}))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["resolved"], 0);
     assert!(body["kept_until"].as_i64().is_some(), "{body}");
@@ -120,15 +165,25 @@ async fn a_run_is_paused_and_resumed_over_http() {
         .await;
     let id = client.trigger("steps2", json!({})).await;
     client.wait_run(&id, |r| r["status"] == "running").await;
-    let (status, body) = client.post_json(&format!("/api/v1/runs/{id}/pause"), json!({})).await;
+    let (status, body) = client
+        .post_json(&format!("/api/v1/runs/{id}/pause"), json!({}))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let run = client.wait_run(&id, |r| r["status"] == "paused").await;
-    let b = run["steps"].as_array().and_then(|s| s.iter().find(|s| s["step_id"] == "b")).cloned().unwrap_or_default();
+    let b = run["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step_id"] == "b"))
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(b["status"], "pending", "{run}");
-    let (status, body) = client.post_json(&format!("/api/v1/runs/{id}/resume"), json!({})).await;
+    let (status, body) = client
+        .post_json(&format!("/api/v1/runs/{id}/resume"), json!({}))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let run = client.wait_finished(&id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    let (status, _) = client.post_json(&format!("/api/v1/runs/{id}/pause"), json!({})).await;
+    let (status, _) = client
+        .post_json(&format!("/api/v1/runs/{id}/pause"), json!({}))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "a finished run cannot pause");
 }

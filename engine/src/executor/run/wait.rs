@@ -406,7 +406,7 @@ impl RunDriver {
                 .unwrap_or_else(Instant::now);
             self.steps[idx].attempt_span = Some((None, started));
         }
-        let _ = self.span.in_scope(|| {
+        self.span.in_scope(|| {
             tracing::info!(run.id = %self.run_id, step.id = %w.step_id, wait.kind = parked.kind.as_str(), "wait.end")
         });
         let (result, kept) = outcome_result(w.outcome.as_ref());

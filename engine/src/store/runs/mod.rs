@@ -39,6 +39,9 @@ pub struct RunFilter {
     pub limit: i64,
 }
 
+/// An unfinished run's id, cancel and pause requests, and traceparent.
+type UnfinishedRow = (String, Option<i64>, Option<String>, Option<i64>);
+
 /// A run the executor must pick up (queued, or running when the process stopped).
 #[derive(Debug, Clone)]
 pub struct Resumable {
@@ -564,7 +567,7 @@ impl Store {
     /// Unfinished runs (queued or running), oldest first: what a starting executor picks up.
     #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "runs"))]
     pub async fn unfinished_runs(&self, limit: i64) -> Result<Vec<Resumable>, StoreError> {
-        let rows: Vec<(String, Option<i64>, Option<String>, Option<i64>)> = on_pool!(self, pool => {
+        let rows: Vec<UnfinishedRow> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT id, cancel_requested, traceparent, pause_requested FROM runs WHERE status IN ('queued', 'running') ORDER BY id LIMIT $1",
             )
