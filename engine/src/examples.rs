@@ -31,4 +31,8 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "notify-failure.yaml",
         include_str!("../../workflows/examples/notify-failure.yaml"),
     ),
+    (
+        "gated-deploy.yaml",
+        include_str!("../../workflows/examples/gated-deploy.yaml"),
+    ),
 ];

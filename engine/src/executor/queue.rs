@@ -24,6 +24,8 @@ pub(super) struct Scheduler {
     pub(super) pending_cancels: std::collections::HashSet<String>,
     pub(super) active: HashMap<String, usize>,
     pub(super) running: HashMap<String, CancellationToken>,
+    /// Runs woken while their driver was still ending its turn: woken again once it has.
+    pub(super) rewake: std::collections::HashSet<String>,
 }
 
 impl Engine {
@@ -269,12 +271,21 @@ impl Engine {
     }
 
     pub(super) fn finished(&self, run_id: &str, workflow_id: &str, status: RunStatus) {
-        {
+        let rewake = {
             let mut sched = lock(&self.inner.sched);
             sched.running.remove(run_id);
             if let Some(n) = sched.active.get_mut(workflow_id) {
                 *n = n.saturating_sub(1);
             }
+            sched.rewake.remove(run_id)
+        };
+        if rewake {
+            let (engine, id) = (self.clone(), run_id.to_string());
+            tokio::spawn(async move {
+                if let Err(e) = engine.wake(&id).await {
+                    tracing::warn!(run.id = %id, error = %e, "cannot wake a run");
+                }
+            });
         }
         if status.is_finished() {
             self.notify_watchers(run_id, status);

@@ -94,10 +94,13 @@ impl Engine {
                 .await?;
             return Ok(());
         }
-        if lock(&self.inner.sched).running.contains_key(run_id) {
-            // Its driver is still ending its turn: it reads the change as it parks.
-            self.signal_local(run_id);
-            return Ok(());
+        {
+            let mut sched = lock(&self.inner.sched);
+            if sched.running.contains_key(run_id) {
+                // Its driver is still ending its turn: woken again once it has.
+                sched.rewake.insert(run_id.to_string());
+                return Ok(());
+            }
         }
         let state = self.inner.store.resumable(run_id).await?;
         self.adopt_one(state).await?;

@@ -47,10 +47,15 @@ pub(super) fn wait_record(run_id: &str, r: WaitRow) -> Result<WaitRecord, StoreE
 /// What parking a run came to.
 #[derive(Debug)]
 pub enum Park {
-    /// The run is parked (`waiting` or `paused`): its driver may go.
-    Parked,
+    /// The run is parked with this status (`waiting`, or `paused` when a pause is asked):
+    /// its driver may go.
+    Parked(RunStatus),
     /// Some of its waits were resolved meanwhile: the driver records them and goes on.
     Resolved(Vec<WaitRecord>),
+    /// A cancel was asked meanwhile: the driver ends the run.
+    Cancel,
+    /// It was to park paused, but the pause was lifted meanwhile: the driver goes on.
+    Resumed,
 }
 
 /// What resolving one wait came to.
@@ -123,33 +128,45 @@ impl Store {
         status: RunStatus,
         wake_at: Option<i64>,
     ) -> Result<Park, StoreError> {
-        let rows: Option<Vec<WaitRow>> = on_pool!(self, pool => {
+        let outcome: Result<Park, Vec<WaitRow>> = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            // The row lock (SQLite: the write lock) orders this against every resolution.
-            sqlx::query("UPDATE runs SET status = status WHERE id = $1")
-                .bind(run_id.to_string())
-                .execute(&mut *tx)
-                .await?;
+            // The row lock (SQLite: the write lock) orders this against every resolution,
+            // cancel and pause.
+            let asked: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+                "UPDATE runs SET status = status WHERE id = $1 RETURNING cancel_requested, pause_requested",
+            )
+            .bind(run_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (cancel, pause) = asked.ok_or_else(|| StoreError::RunNotFound(run_id.to_string()))?;
             let resolved: Vec<WaitRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {WAIT_COLUMNS} FROM waits WHERE run_id = $1 AND resolved_at IS NOT NULL"
             )))
             .bind(run_id.to_string())
             .fetch_all(&mut *tx)
             .await?;
-            if resolved.is_empty() {
+            let status = if pause.is_some() { RunStatus::Paused } else { status };
+            let outcome = if cancel.is_some() {
+                Ok(Park::Cancel)
+            } else if !resolved.is_empty() {
+                Err(resolved)
+            } else if status == RunStatus::Paused && pause.is_none() {
+                Ok(Park::Resumed)
+            } else {
                 sqlx::query("UPDATE runs SET status = $2, owner = NULL, wake_at = $3 WHERE id = $1")
                     .bind(run_id.to_string())
                     .bind(status.as_str())
-                    .bind(wake_at)
+                    .bind(if status == RunStatus::Paused { None } else { wake_at })
                     .execute(&mut *tx)
                     .await?;
-            }
+                Ok(Park::Parked(status))
+            };
             tx.commit().await?;
-            (!resolved.is_empty()).then_some(resolved)
+            outcome
         });
-        match rows {
-            None => Ok(Park::Parked),
-            Some(rows) => Ok(Park::Resolved(
+        match outcome {
+            Ok(park) => Ok(park),
+            Err(rows) => Ok(Park::Resolved(
                 rows.into_iter()
                     .map(|r| wait_record(run_id, r))
                     .collect::<Result<_, _>>()?,

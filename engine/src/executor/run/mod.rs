@@ -436,6 +436,15 @@ impl RunDriver {
                 match self.park(&mut ready, &mut in_flight).await {
                     wait::Parking::Parked(status) => return status,
                     wait::Parking::GoOn => continue,
+                    wait::Parking::Cancel => {
+                        if self.cancelling || !self.workflow.any_checks_status() {
+                            return self
+                                .end_all(RunStatus::Cancelled, "the run was cancelled")
+                                .await;
+                        }
+                        self.begin_cleanup(&mut ready);
+                        continue;
+                    }
                     wait::Parking::Failed => return RunStatus::Running,
                 }
             }

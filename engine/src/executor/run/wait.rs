@@ -50,6 +50,8 @@ struct Plan {
 pub(super) enum Parking {
     Parked(RunStatus),
     GoOn,
+    /// A cancel came in as the run was parking.
+    Cancel,
     Failed,
 }
 
@@ -468,7 +470,7 @@ impl RunDriver {
             .park_run(&self.run_id, status, wake_at)
             .await
         {
-            Ok(Park::Parked) => {
+            Ok(Park::Parked(status)) => {
                 let at = now_ms();
                 self.engine.publish(crate::records::Event {
                     run_id: self.run_id.clone(),
@@ -476,10 +478,15 @@ impl RunDriver {
                     at,
                     kind: EventKind::Run { status },
                 });
-                if let Some(at) = wake_at {
+                if let Some(at) = wake_at.filter(|_| status == RunStatus::Waiting) {
                     self.engine.timer_changed(at);
                 }
                 Parking::Parked(status)
+            }
+            Ok(Park::Cancel) => Parking::Cancel,
+            Ok(Park::Resumed) => {
+                self.pausing = false;
+                Parking::GoOn
             }
             Ok(Park::Resolved(waits)) => {
                 for w in waits {
