@@ -13,7 +13,7 @@ pub const MAX_BULK: usize = 1000;
 /// What to do with each selected run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BulkAction {
-    /// Cancel the runs still queued or running.
+    /// Cancel the runs not finished yet (queued, running, waiting, paused).
     Cancel,
     /// Retry the finished runs, each as [`Engine::retry_as`] would.
     Retry(RetryMode),
@@ -65,7 +65,12 @@ impl Engine {
         let statuses: Vec<Option<RunStatus>> = match (action, filter.status) {
             (_, Some(s)) if !action.applies(s) => return Ok(Vec::new()),
             (_, Some(s)) => vec![Some(s)],
-            (BulkAction::Cancel, None) => vec![Some(RunStatus::Queued), Some(RunStatus::Running)],
+            (BulkAction::Cancel, None) => vec![
+                Some(RunStatus::Queued),
+                Some(RunStatus::Running),
+                Some(RunStatus::Waiting),
+                Some(RunStatus::Paused),
+            ],
             (BulkAction::Retry(RetryMode::FromFailed), None) => vec![
                 Some(RunStatus::Failed),
                 Some(RunStatus::Cancelled),

@@ -753,7 +753,7 @@ async fn runs_selected_by_filters_are_counted_then_retried_or_cancelled_in_bulk(
     .await;
     app.post_yaml(
         "/api/v1/workflows",
-        "id: slow\nsteps:\n- {id: wait, agent: delay, with: {duration: 1h}}\n",
+        "id: slow\nsteps:\n- {id: wait, agent: simulate, with: {latency: 1h}}\n",
     )
     .await;
     let start = async |workflow: &str, inputs: Value| -> String {
@@ -877,7 +877,7 @@ async fn a_long_run_is_cancelled_from_the_api() {
     let app = hub.client();
     app.post_yaml(
         "/api/v1/workflows",
-        "id: long\nsteps:\n- {id: wait, agent: delay, with: {duration: 1h}}\n",
+        "id: long\nsteps:\n- {id: wait, agent: simulate, with: {latency: 1h}}\n",
     )
     .await;
     let (_, body) = app
@@ -898,7 +898,7 @@ async fn a_long_run_is_cancelled_from_the_api() {
 async fn a_workflow_is_deleted_with_its_runs_but_not_while_one_runs() {
     let hub = Hub::start().await;
     let app = hub.client();
-    app.create("id: long\nsteps:\n- {id: wait, agent: delay, with: {duration: 1h}}\n")
+    app.create("id: long\nsteps:\n- {id: wait, agent: simulate, with: {latency: 1h}}\n")
         .await;
     let other = app.run("hello", json!({})).await;
     let id = app.trigger("long", json!({})).await;

@@ -321,7 +321,7 @@ async fn a_run_on_a_worker_is_watched_live_and_cancelled_from_the_server() {
     let client = Client::new(server.base.as_deref().expect("base"));
     client
         .create(
-            "id: endless\nconcurrency: 1\nsteps:\n- {id: first, agent: simulate, with: {latency: 50ms}}\n- {id: wait, agent: delay, needs: [first], with: {duration: 10m}}\n",
+            "id: endless\nconcurrency: 1\nsteps:\n- {id: first, agent: simulate, with: {latency: 50ms}}\n- {id: wait, agent: simulate, needs: [first], with: {latency: 10m}}\n",
         )
         .await;
     let worker = spawn("worker", &db, &[]);
@@ -751,7 +751,7 @@ async fn cancelling_a_run_stops_its_steps_on_other_workers() {
     let db = database("fs_cluster_steps_cancel").await;
     let server = spawn("serve", &db, &[("FLOWSCOPE_WORKER_MAX_RUNS", "0")]);
     let client = Client::new(server.base.as_deref().expect("base"));
-    let long = "id: long\nsteps:\n- {id: a, agent: delay, with: {duration: 1h}}\n- {id: b, agent: delay, with: {duration: 1h}}\n- {id: c, agent: delay, with: {duration: 1h}}\n";
+    let long = "id: long\nsteps:\n- {id: a, agent: simulate, with: {latency: 1h}}\n- {id: b, agent: simulate, with: {latency: 1h}}\n- {id: c, agent: simulate, with: {latency: 1h}}\n";
     client.create(long).await;
     let workers: Vec<Proc> = ["w1", "w2"]
         .iter()

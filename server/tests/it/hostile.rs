@@ -348,7 +348,7 @@ async fn graceful_restarts_do_not_count_as_crashes() {
     let dir = tempfile::tempdir().expect("dir");
     let (mut server, app) = serve(&dir, &[]);
     app.create(
-        "id: long\nname: long\nsteps:\n- id: s\n  agent: delay\n  with:\n    duration: 10m\n",
+        "id: long\nname: long\nsteps:\n- id: s\n  agent: simulate\n  with:\n    latency: 10m\n",
     )
     .await;
     let id = app.trigger("long", json!({})).await;
@@ -729,7 +729,7 @@ async fn a_step_that_keeps_killing_its_server_fails_instead_of_looping() {
     let dir = tempfile::tempdir().expect("dir");
     let (server, app) = serve(&dir, &[]);
     app.create(
-        "id: fatal\nname: fatal\nsteps:\n- id: s\n  agent: delay\n  retry: { max_attempts: 5 }\n  with:\n    duration: 10m\n",
+        "id: fatal\nname: fatal\nsteps:\n- id: s\n  agent: simulate\n  retry: { max_attempts: 5 }\n  with:\n    latency: 10m\n",
     )
     .await;
     let id = app.trigger("fatal", json!({})).await;
