@@ -61,6 +61,21 @@ pub struct Resumable {
     pub pause_requested: bool,
 }
 
+impl Resumable {
+    /// A run's detail with what its row says of cancel and pause requests.
+    fn of(detail: RunDetail, (_, cancel, traceparent, pause): UnfinishedRow) -> Resumable {
+        Resumable {
+            run: detail.run,
+            inputs: detail.inputs,
+            cancel_requested: cancel.is_some(),
+            steps: detail.steps,
+            traceparent,
+            waits: detail.waits,
+            pause_requested: pause.is_some(),
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 pub(super) struct RunRow {
     pub(super) id: String,
@@ -576,17 +591,9 @@ impl Store {
             .await?
         });
         let mut out = Vec::with_capacity(rows.len());
-        for (id, cancel, traceparent, pause) in rows {
-            let detail = self.run_detail(&id).await?;
-            out.push(Resumable {
-                run: detail.run,
-                inputs: detail.inputs,
-                cancel_requested: cancel.is_some(),
-                steps: detail.steps,
-                traceparent,
-                waits: detail.waits,
-                pause_requested: pause.is_some(),
-            });
+        for row in rows {
+            let detail = self.run_detail(&row.0).await?;
+            out.push(Resumable::of(detail, row));
         }
         Ok(out)
     }
@@ -594,24 +601,15 @@ impl Store {
     /// One run as [`Store::unfinished_runs`] gives it: what a process that wakes it resumes.
     #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "runs"))]
     pub async fn resumable(&self, id: &str) -> Result<Resumable, StoreError> {
-        let row: Option<(Option<i64>, Option<String>, Option<i64>)> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT cancel_requested, traceparent, pause_requested FROM runs WHERE id = $1")
+        let row: Option<UnfinishedRow> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT id, cancel_requested, traceparent, pause_requested FROM runs WHERE id = $1")
                 .bind(id.to_string())
                 .fetch_optional(pool)
                 .await?
         });
-        let (cancel, traceparent, pause) =
-            row.ok_or_else(|| StoreError::RunNotFound(id.to_string()))?;
+        let row = row.ok_or_else(|| StoreError::RunNotFound(id.to_string()))?;
         let detail = self.run_detail(id).await?;
-        Ok(Resumable {
-            run: detail.run,
-            inputs: detail.inputs,
-            cancel_requested: cancel.is_some(),
-            steps: detail.steps,
-            traceparent,
-            waits: detail.waits,
-            pause_requested: pause.is_some(),
-        })
+        Ok(Resumable::of(detail, row))
     }
 
     /// Marks a run for cancellation; returns its status at that moment.
