@@ -187,16 +187,7 @@ pub fn Sparkline(values: Vec<i64>, label: String) -> impl IntoView {
     }
 }
 
-/// `850 ms`, `1.25 s`, `3 m 05 s`, `2 h 10 m`: durations as people read them.
-pub fn format_duration(ms: i64) -> String {
-    let ms = ms.max(0);
-    match ms {
-        0..=999 => format!("{ms} ms"),
-        1_000..=59_999 => format!("{:.2} s", ms as f64 / 1000.0),
-        60_000..=3_599_999 => format!("{} m {:02} s", ms / 60_000, ms % 60_000 / 1000),
-        _ => format!("{} h {:02} m", ms / 3_600_000, ms % 3_600_000 / 60_000),
-    }
-}
+pub use engine::records::format_duration;
 
 /// `2026-11-29 21:15 UTC` from unix milliseconds, without a date library in the wasm bundle.
 pub fn format_ms(ms: i64) -> String {

@@ -461,3 +461,14 @@ pub enum EventKind {
         total: i64,
     },
 }
+
+/// `850 ms`, `1.25 s`, `3 m 05 s`, `2 h 10 m`: durations as people read them.
+pub fn format_duration(ms: i64) -> String {
+    let ms = ms.max(0);
+    match ms {
+        0..=999 => format!("{ms} ms"),
+        1_000..=59_999 => format!("{:.2} s", ms as f64 / 1000.0),
+        60_000..=3_599_999 => format!("{} m {:02} s", ms / 60_000, ms % 60_000 / 1000),
+        _ => format!("{} h {:02} m", ms / 3_600_000, ms % 3_600_000 / 60_000),
+    }
+}

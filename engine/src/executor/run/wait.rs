@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use super::{now_ms, Completion, RunDriver};
 use crate::agents::AgentError;
 use crate::model::{parse_duration, InputDef};
-use crate::records::{EventKind, RunStatus, WaitKind, WaitRecord};
+use crate::records::{format_duration, EventKind, RunStatus, WaitKind, WaitRecord};
 use crate::render::redact;
 use crate::store::{Op, Park};
 
@@ -83,10 +83,10 @@ pub(crate) fn approval_fields(with: &Map<String, Value>) -> Result<Map<String, V
 
 /// The outcome a wait falls to at its due time: a delay's end, a timeout.
 fn due_outcome(kind: WaitKind, detail: &Value, since: i64, at: i64) -> Value {
-    let waited = |since: i64| format_duration(Duration::from_millis((at - since).max(0) as u64));
+    let waited = |since: i64| format_duration(at - since);
     // The step's own `timeout:` came before the wait's end.
     if let Some(limit) = detail[STEP_TIMEOUT].as_i64().filter(|l| at - since >= *l) {
-        let limit = format_duration(Duration::from_millis(limit as u64));
+        let limit = format_duration(limit);
         return json!({ "error": { "kind": "timeout", "message": format!("the step exceeded its timeout of {limit}") } });
     }
     match kind {
@@ -106,16 +106,6 @@ fn due_outcome(kind: WaitKind, detail: &Value, since: i64, at: i64) -> Value {
         WaitKind::Workflow => json!({ "error": { "kind": "timeout", "message": format!(
             "the child run did not end within {}", waited(since)
         ) } }),
-    }
-}
-
-fn format_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => format!("{} ms", d.as_millis()),
-        1..=119 => format!("{s} s"),
-        120..=7199 => format!("{} min", s / 60),
-        _ => format!("{} h", s / 3600),
     }
 }
 
