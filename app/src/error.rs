@@ -75,6 +75,7 @@ impl From<engine::store::StoreError> for AppError {
                 AppError::NotFound(e.to_string())
             }
             E::AlreadyExists(_) | E::Refused(_) => AppError::Invalid(e.to_string()),
+            E::CallCycle(problems) => AppError::Problems(problems),
             other => {
                 // Logged once here, where it is turned into a generic answer.
                 leptos::logging::error!("server function failed: {other}");

@@ -64,6 +64,7 @@ async fn fill(store: &Store, now: i64) -> anyhow::Result<()> {
             reused: vec![],
             concurrency: None,
             owner: None,
+            caller: None,
         })));
         ops.push(Op::StartRun {
             run_id: run_id.clone(),
@@ -81,6 +82,7 @@ async fn fill(store: &Store, now: i64) -> anyhow::Result<()> {
             error: None,
             at: at + 20 + (n % 50) as i64,
             frees_slot: false,
+            outputs: None,
         });
         if ops.len() >= 3_000 {
             store.apply(&ops).await?;

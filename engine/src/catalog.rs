@@ -198,6 +198,31 @@ pub const AGENTS: &[AgentSpec] = &[
         one_of: &[],
     },
     AgentSpec {
+        kind: "workflow",
+        summary: "Run another workflow and wait for it; output: its run's outputs",
+        fields: &[
+            field(
+                "workflow",
+                FieldType::String,
+                true,
+                "The id of the workflow to run (not a template: calls are checked on save)",
+            ),
+            field(
+                "version",
+                FieldType::Integer,
+                false,
+                "The version to run (default: its latest when the step starts)",
+            ),
+            field(
+                "inputs",
+                FieldType::Json,
+                false,
+                "Its inputs, e.g. {id: \"{{ item.id }}\"}; checked like a trigger's",
+            ),
+        ],
+        one_of: &[],
+    },
+    AgentSpec {
         kind: "notify",
         summary: "Post a message to a Slack-compatible incoming webhook",
         fields: &[

@@ -325,6 +325,47 @@ pub struct RunDetail {
     /// Its steps that wait (an approval, an event, a long delay, a child run).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waits: Vec<WaitRecord>,
+    /// Its outputs once it succeeded: the workflow's `outputs:`, else the output of each step
+    /// nothing depends on, by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<serde_json::Value>,
+    /// The run and step that called it, when a `workflow` step did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<Caller>,
+    /// The runs its `workflow` steps called, oldest first (at most [`MAX_LISTED_CHILDREN`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildRun>,
+}
+
+/// Child runs a run's detail lists, at most (a `for_each` may call thousands).
+pub const MAX_LISTED_CHILDREN: i64 = 200;
+
+/// Where a child run was called from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    /// The calling run.
+    pub run_id: String,
+    /// Its `workflow` step.
+    pub step_id: String,
+    /// The item of a `for_each` step, by index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<i64>,
+}
+
+/// A run a `workflow` step called.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChildRun {
+    /// The child run.
+    pub id: String,
+    /// The workflow it runs.
+    pub workflow_id: String,
+    /// Its state.
+    pub status: RunStatus,
+    /// The calling step.
+    pub step_id: String,
+    /// The item of a `for_each` step, by index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<i64>,
 }
 
 /// What a waiting step waits for.

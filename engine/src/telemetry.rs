@@ -441,6 +441,21 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
     })
 }
 
+/// The W3C `traceparent` of the span an OpenTelemetry context holds (an attempt's).
+pub fn traceparent_of(cx: &opentelemetry::Context) -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    })
+}
+
 /// Parses a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`) into a remote span context.
 pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
     let mut parts = value.trim().split('-');

@@ -108,6 +108,7 @@ impl From<StoreError> for ApiError {
             StoreError::AlreadyExists(_) | StoreError::Refused(_) => {
                 ApiError::Conflict(e.to_string())
             }
+            StoreError::CallCycle(problems) => ApiError::InvalidWorkflow(problems),
             e if e.is_unavailable() => ApiError::Unavailable(e),
             other => ApiError::Internal(other.into()),
         }

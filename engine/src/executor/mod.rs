@@ -11,6 +11,7 @@
 
 mod attempt;
 mod bulk;
+mod calls;
 mod cluster;
 mod journal;
 mod offers;
@@ -36,6 +37,7 @@ use crate::secrets::SecretSet;
 use crate::store::{Resumable, Store, StoreError};
 use crate::telemetry::Metrics;
 pub use bulk::{BulkAction, BulkOutcome, MAX_BULK};
+pub use calls::MAX_CALL_DEPTH;
 use queue::{Queued, Scheduler};
 pub use waiting::{Decision, EventPosted, MAX_COMMENT_BYTES, MAX_EVENT_BYTES};
 
@@ -214,6 +216,8 @@ struct NewRunSpec {
     reused: Vec<(String, Value)>,
     /// A cron occurrence this run fires: committed with the run, once across processes.
     fire: Option<Fire>,
+    /// The `workflow` step that calls it: its `traceparent` is then the root's parent.
+    caller: Option<crate::records::Caller>,
 }
 
 /// A cron occurrence to fire: see [`Engine::trigger_scheduled`].
@@ -424,6 +428,7 @@ impl Engine {
             traceparent: req.traceparent,
             reused: Vec::new(),
             fire: None,
+            caller: None,
         })
         .await
     }
@@ -452,6 +457,7 @@ impl Engine {
             traceparent: None,
             reused: Vec::new(),
             fire: Some(fire),
+            caller: None,
         })
         .await
     }
@@ -550,6 +556,7 @@ impl Engine {
             traceparent: None,
             reused,
             fire: None,
+            caller: None,
         })
         .await
     }

@@ -37,8 +37,11 @@ impl Engine {
     ) -> Result<RunSummary, EngineError> {
         // The request that triggered this run (an HTTP server span honouring any incoming
         // `traceparent`) is what the run's root span links to.
-        if let Some(current) = crate::telemetry::traceparent(&tracing::Span::current()) {
-            spec.traceparent = Some(current);
+        // A child run's parent is its caller's attempt, given.
+        if spec.caller.is_none() {
+            if let Some(current) = crate::telemetry::traceparent(&tracing::Span::current()) {
+                spec.traceparent = Some(current);
+            }
         }
         let engine = self.clone();
         tokio::spawn(async move { engine.enqueue_new_now(spec).await })
@@ -60,6 +63,7 @@ impl Engine {
             traceparent,
             reused,
             fire,
+            caller,
         } = spec;
         let now = run::now_ms();
         let id = uuid::Uuid::now_v7().to_string();
@@ -81,6 +85,7 @@ impl Engine {
             reused: reused.clone(),
             concurrency: workflow.def().concurrency.map(i64::from),
             owner: owner.as_deref().map(str::to_string),
+            caller,
         };
         match fire {
             // Its own transaction, not a journal batch: a key clash must fail this run only.

@@ -43,6 +43,10 @@ pub struct WorkflowDef {
     /// A workflow to start when a run of this one fails or times out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailureDef>,
+    /// The run's outputs (templates over `inputs`, `steps`, `run`), what a `workflow` step that
+    /// calls this one gets; without them, the output of each step nothing depends on, by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Map<String, Value>>,
     /// The steps, in the order the file gives them (their `needs` make the graph).
     pub steps: Vec<StepDef>,
 }

@@ -171,6 +171,14 @@ impl Workflow {
     pub fn any_checks_status(&self) -> bool {
         self.checks_status.iter().any(|&c| c)
     }
+
+    /// Steps nothing depends on: a run's outputs are theirs when `outputs:` is absent.
+    pub fn leaves(&self) -> impl Iterator<Item = &StepDef> {
+        (0..self.steps().len())
+            .filter(|&i| self.children(i).is_empty())
+            .map(|i| &self.steps()[i])
+    }
+
     /// The canonical YAML text of this workflow.
     pub fn to_yaml(&self) -> String {
         to_yaml(&self.def)

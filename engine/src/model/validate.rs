@@ -35,6 +35,7 @@ pub(super) fn validate(def: &WorkflowDef) -> Result<Vec<usize>, Vec<Problem>> {
             &mut problems,
         );
     }
+    check_outputs(def, &mut problems);
     match order {
         Some(order) if problems.is_empty() => Ok(order),
         _ => Err(problems),
@@ -514,6 +515,7 @@ fn check_step(
         }
         Some(spec) => check_with(&path, step, spec, problems),
     }
+    check_call(def, &path, step, problems);
     check_templates(def, &path, step, upstream, problems);
     if let Some(condition) = &step.condition {
         let cpath = format!("{path}.if");
@@ -546,6 +548,98 @@ fn check_step(
             "limits the items of a for_each at once: add for_each, or leave it out",
         )),
         _ => {}
+    }
+}
+
+/// A `workflow` step names its callee literally, so calls can be checked on save (a cycle
+/// between stored workflows is refused there); calling itself is refused here.
+fn check_call(def: &WorkflowDef, path: &str, step: &StepDef, problems: &mut Vec<Problem>) {
+    if step.agent != "workflow" {
+        return;
+    }
+    let wpath = format!("{path}.with.workflow");
+    match step.with.get("workflow").and_then(Value::as_str) {
+        Some(id) if id.contains("{{") || id.contains("{%") => problems.push(Problem::new(
+            wpath,
+            "names the workflow to run literally, not as a template (calls are checked on save)",
+        )),
+        Some(id) if !id.trim().is_empty() && !is_slug(id) => problems.push(Problem::new(
+            wpath,
+            format!("\"{id}\" is not a workflow id (lowercase letters, digits and hyphens)"),
+        )),
+        Some(id) if id == def.id => problems.push(Problem::new(
+            wpath,
+            "a workflow cannot call itself (its run would never end)",
+        )),
+        _ => {}
+    }
+    if let Some(v) = step.with.get("version").and_then(Value::as_i64) {
+        if v < 1 {
+            problems.push(Problem::new(
+                format!("{path}.with.version"),
+                "versions count from 1",
+            ));
+        }
+    }
+}
+
+/// `outputs:` templates read declared inputs, any step and `run`.
+fn check_outputs(def: &WorkflowDef, problems: &mut Vec<Problem>) {
+    let Some(outputs) = &def.outputs else {
+        return;
+    };
+    if outputs.is_empty() {
+        problems.push(Problem::new(
+            "outputs",
+            "names at least one output (leave it out for the outputs of the last steps)",
+        ));
+    }
+    for (name, value) in outputs {
+        if !is_identifier(name) {
+            problems.push(Problem::new(
+                format!("outputs.{name}"),
+                format!("\"{name}\" is not a valid output name: start with a letter or _, then letters, digits or _"),
+            ));
+        }
+        let mut strings = Vec::new();
+        collect_strings(&format!("outputs.{name}"), value, &mut strings);
+        for (spath, text) in strings {
+            if !text.contains("{{") && !text.contains("{%") {
+                continue;
+            }
+            let refs = match template::references(text) {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push(Problem::new(spath, e));
+                    continue;
+                }
+            };
+            for var in &refs.unknown {
+                problems.push(Problem::new(
+                    &spath,
+                    format!(
+                        "unknown variable \"{var}\"; templates can read {}",
+                        ROOTS.join(", ")
+                    ),
+                ));
+            }
+            for input in refs.inputs.iter().filter(|n| !def.inputs.contains_key(*n)) {
+                problems.push(Problem::new(
+                    &spath,
+                    format!("input \"{input}\" is not declared under inputs"),
+                ));
+            }
+            for id in refs
+                .steps
+                .iter()
+                .filter(|id| !def.steps.iter().any(|s| &s.id == *id))
+            {
+                problems.push(Problem::new(
+                    &spath,
+                    format!("refers to unknown step \"{id}\""),
+                ));
+            }
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! - `cluster`: claims, leases and wake-ups of several processes on PostgreSQL.
 
 mod access;
+mod calls;
 mod charts;
 pub mod cluster;
 mod runs;
@@ -81,6 +82,9 @@ pub enum StoreError {
     /// A change refused for a reason the caller can act on (a taken name, the last admin).
     #[error("{0}")]
     Refused(String),
+    /// A workflow whose `workflow` steps would call it again (through stored workflows).
+    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
+    CallCycle(Vec<Problem>),
     /// The database URL cannot be used.
     #[error("invalid database URL \"{url}\": {reason}")]
     BadUrl {

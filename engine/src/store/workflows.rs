@@ -6,7 +6,7 @@
 
 use super::{now_ms, on_pool, Store, StoreError};
 use crate::examples::EXAMPLES;
-use crate::model::Workflow;
+use crate::model::{Problem, Workflow};
 use crate::records::{VersionInfo, WorkflowSummary};
 
 /// A whole stored version: the exact text saved and its validated form.
@@ -131,6 +131,7 @@ impl Store {
         workflow: &Workflow,
         source: &str,
     ) -> Result<VersionInfo, StoreError> {
+        self.check_calls(workflow).await?;
         let now = now_ms();
         let id = workflow.id().to_string();
         on_pool!(self, pool => {
@@ -172,6 +173,7 @@ impl Store {
         workflow: &Workflow,
         source: &str,
     ) -> Result<VersionInfo, StoreError> {
+        self.check_calls(workflow).await?;
         let now = now_ms();
         let id = workflow.id().to_string();
         let version: i64 = on_pool!(self, pool => {
@@ -409,5 +411,71 @@ impl Store {
             }
         }
         Ok(created)
+    }
+}
+
+/// Workflows a call-cycle check reads at most: past them a hostile hub could make a save
+/// slow; a chain that long is refused as if it were a cycle.
+const MAX_CALL_GRAPH: usize = 1_000;
+
+impl Store {
+    /// Refuses `workflow` when its `workflow` steps reach it again through the latest
+    /// versions of stored workflows (a run would call itself for ever; the depth limit would
+    /// stop it, but only after a pile of runs). Versions pinned with `version:` are followed
+    /// as pinned.
+    async fn check_calls(&self, workflow: &Workflow) -> Result<(), StoreError> {
+        let calls = |steps: &[crate::model::StepDef]| -> Vec<(String, Option<i64>, String)> {
+            steps
+                .iter()
+                .filter(|s| s.agent == "workflow")
+                .filter_map(|s| {
+                    let id = s.with.get("workflow")?.as_str()?.to_string();
+                    let v = s.with.get("version").and_then(serde_json::Value::as_i64);
+                    Some((id, v, s.id.clone()))
+                })
+                .collect()
+        };
+        let first = calls(workflow.steps());
+        for (callee, version, step) in first {
+            // Depth-first from the callee, with the path that led there.
+            let mut stack = vec![(callee.clone(), version, vec![callee.clone()])];
+            let mut seen = std::collections::HashSet::new();
+            while let Some((id, version, path)) = stack.pop() {
+                if id == workflow.id() {
+                    let at = workflow
+                        .steps()
+                        .iter()
+                        .position(|s| s.id == step)
+                        .unwrap_or(0);
+                    return Err(StoreError::CallCycle(vec![Problem::new(
+                        format!("steps[{at}].with.workflow"),
+                        format!(
+                            "calls {} → {}: a run would call itself through these workflows",
+                            workflow.id(),
+                            path.join(" → ")
+                        ),
+                    )]));
+                }
+                if !seen.insert((id.clone(), version)) {
+                    continue;
+                }
+                if seen.len() > MAX_CALL_GRAPH {
+                    return Err(StoreError::Refused(format!(
+                        "step \"{step}\" calls more than {MAX_CALL_GRAPH} workflows deep or wide; \
+                         cannot check it for cycles"
+                    )));
+                }
+                // A workflow not stored (yet), or one that no longer parses, calls nothing.
+                let Ok(record) = self.version(&id, version).await else {
+                    continue;
+                };
+                for (next, v, _) in calls(record.workflow.steps()) {
+                    let mut p = path.clone();
+                    p.push(next.clone());
+                    stack.push((next, v, p));
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -800,6 +800,7 @@ async fn a_resumed_run_keeps_the_deadline_it_started_with() {
         reused: vec![],
         concurrency: None,
         owner: None,
+        caller: None,
     };
     use engine::store::Op;
     store

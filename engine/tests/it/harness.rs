@@ -161,6 +161,16 @@ pub(crate) fn kill_midway<T>(
     inputs: Value,
     until: impl AsyncFnOnce(&Harness, &str) -> T,
 ) -> Killed<T> {
+    kill_midway_among(&[], yaml, inputs, until)
+}
+
+/// [`kill_midway`] with `others` stored first (the workflows `yaml` calls).
+pub(crate) fn kill_midway_among<T>(
+    others: &[&str],
+    yaml: &str,
+    inputs: Value,
+    until: impl AsyncFnOnce(&Harness, &str) -> T,
+) -> Killed<T> {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("killed.db").display());
     let workflow = Workflow::parse(yaml).expect("valid");
@@ -168,6 +178,10 @@ pub(crate) fn kill_midway<T>(
     let (run_id, seen) = before.block_on(async {
         let store = Store::connect(&url).await.expect("connect");
         store.migrate().await.expect("migrate");
+        for other in others {
+            let w = Workflow::parse(other).expect("valid");
+            store.create_workflow(&w, other).await.expect("create");
+        }
         store
             .create_workflow(&workflow, yaml)
             .await

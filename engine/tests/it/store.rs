@@ -132,6 +132,7 @@ async fn a_deleted_workflow_takes_its_runs_and_waits_for_running_ones(store: Sto
                 error: Some("a failed".into()),
                 at: 102,
                 frees_slot: false,
+                outputs: None,
             },
         ])
         .await
@@ -599,6 +600,7 @@ fn new_run(id: &str, inputs: serde_json::Value, steps: &[&str]) -> Op {
         reused: vec![],
         concurrency: None,
         owner: None,
+        caller: None,
     }))
 }
 
@@ -648,6 +650,7 @@ async fn state_changes_keep_every_character_of_text(store: Store) {
             error: Some(NASTY.into()),
             at: 1_004,
             frees_slot: false,
+            outputs: None,
         },
     ];
     store.apply(&ops).await.expect("apply");
@@ -851,6 +854,7 @@ async fn attempt_transitions_write_the_same_rows_on_both_stores(store: Store) {
                     error: None,
                     at: 40,
                     frees_slot: false,
+                    outputs: None,
                 },
             ],
             Some("someone else"),
@@ -969,6 +973,7 @@ async fn workflow_stats_count_days_rates_and_p95(store: Store) {
                 error: None,
                 at: at + ms,
                 frees_slot: false,
+                outputs: None,
             });
         }
     };

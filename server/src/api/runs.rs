@@ -220,10 +220,10 @@ async fn list(
 
 #[instrument(skip_all, fields(workflow.run.id = %id))]
 async fn show(
-    State(store): State<Store>,
+    State(engine): State<Engine>,
     Path(id): Path<String>,
 ) -> Result<Json<RunDetail>, ApiError> {
-    Ok(Json(store.run_detail(&id).await?))
+    Ok(Json(engine.run_detail(&id).await?))
 }
 
 #[derive(Deserialize)]

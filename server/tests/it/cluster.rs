@@ -469,6 +469,7 @@ async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
                 reused: vec![],
                 concurrency: None,
                 owner: None,
+                caller: None,
             }))
         })
         .collect();
@@ -557,6 +558,7 @@ async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
                 error: None,
                 at: 3,
                 frees_slot: false,
+                outputs: None,
             }],
             Some("w0"),
         )
@@ -572,6 +574,7 @@ async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
                 error: None,
                 at: 3,
                 frees_slot: false,
+                outputs: None,
             }],
             Some("w1"),
         )

@@ -57,30 +57,36 @@ fn exports_a_run(protocol: Protocol) {
         .build()
         .expect("runtime");
     let caller_trace = "0af7651916cd43dd8448eb211c80319c";
-    let (run, failed): (Value, Value) = tracing::subscriber::with_default(subscriber, || {
-        runtime.block_on(async {
-            // Every commit a span, however fast: the run's storage time is in its trace.
-            let config = flowscope::config::Config {
-                trace_commit_threshold: std::time::Duration::ZERO,
-                ..common::quiet()
-            };
-            let hub = Hub::start_with(config).await;
-            let client = hub.client();
-            let tp = format!("00-{caller_trace}-b7ad6b7169203331-01");
-            let request = client
-                .request(reqwest::Method::POST, "/api/v1/workflows/hello/runs")
-                .header("traceparent", tp)
-                .json(&serde_json::json!({ "inputs": { "who": "telemetry" } }));
-            let (_, created) = client.send(request).await;
-            let id = created["run"]["id"].as_str().expect("run id");
-            let run = client.wait_finished(id).await;
-            tracing::info_span!("test.observer").in_scope(|| {
-                tracing::info!(run.id = %run["id"], "test saw the run finish");
-            });
-            let failed = client.run("always-fails", serde_json::json!({})).await;
-            (run, failed)
-        })
-    });
+    let (run, failed, parent, child): (Value, Value, Value, Value) =
+        tracing::subscriber::with_default(subscriber, || {
+            runtime.block_on(async {
+                // Every commit a span, however fast: the run's storage time is in its trace.
+                let config = flowscope::config::Config {
+                    trace_commit_threshold: std::time::Duration::ZERO,
+                    ..common::quiet()
+                };
+                let hub = Hub::start_with(config).await;
+                let client = hub.client();
+                let tp = format!("00-{caller_trace}-b7ad6b7169203331-01");
+                let request = client
+                    .request(reqwest::Method::POST, "/api/v1/workflows/hello/runs")
+                    .header("traceparent", tp)
+                    .json(&serde_json::json!({ "inputs": { "who": "telemetry" } }));
+                let (_, created) = client.send(request).await;
+                let id = created["run"]["id"].as_str().expect("run id");
+                let run = client.wait_finished(id).await;
+                tracing::info_span!("test.observer").in_scope(|| {
+                    tracing::info!(run.id = %run["id"], "test saw the run finish");
+                });
+                let failed = client.run("always-fails", serde_json::json!({})).await;
+                client.create(CHILD).await;
+                client.create(PARENT).await;
+                let parent = client.run("traced-parent", serde_json::json!({})).await;
+                let child_id = parent["children"][0]["id"].as_str().expect("a child run");
+                let child = client.get_run(child_id).await;
+                (run, failed, parent, child)
+            })
+        });
     // Shutdown flushes both providers: everything must have arrived when it returns.
     telemetry.shutdown();
 
@@ -91,6 +97,7 @@ fn exports_a_run(protocol: Protocol) {
     );
     let spans = exported_spans(&received);
     check_the_runs_trace(&spans, &run, caller_trace);
+    check_one_trace_across_a_call(&spans, &parent, &child);
     // Logs arrive with the resource and the trace context of the span they were written in.
     let records = exported_logs(&received);
     let seen = records
@@ -143,6 +150,46 @@ fn exports_a_run(protocol: Protocol) {
     );
     assert_eq!(run_line.severity_number, 17, "ERROR");
     assert!(body(run_line).contains("flaky_call"), "{}", body(run_line));
+}
+
+const CHILD: &str = "id: traced-child\ninputs:\n  n: {type: integer}\noutputs: {twice: '{{ steps.double.output }}'}\nsteps:\n- {id: double, agent: transform, with: {jq: '.inputs.n * 2'}}\n";
+const PARENT: &str = "id: traced-parent\nsteps:\n- {id: call, agent: workflow, with: {workflow: traced-child, inputs: {n: 21}}}\n";
+
+/// A child run is in its caller's trace: its root is a child of the calling attempt's span.
+fn check_one_trace_across_a_call(spans: &[Span], parent: &Value, child: &Value) {
+    assert_eq!(parent["status"], "succeeded", "{parent}");
+    assert_eq!(
+        parent["steps"][0]["output"],
+        serde_json::json!({"twice": 42})
+    );
+    assert_eq!(child["caller"]["run_id"], parent["id"]);
+    let trace = parent["trace_id"].as_str().expect("parent trace");
+    assert_eq!(
+        child["trace_id"].as_str(),
+        Some(trace),
+        "one trace: {child}"
+    );
+    let call = parent["attempts"][0]["span_id"]
+        .as_str()
+        .expect("the call's span");
+    let root = spans
+        .iter()
+        .find(|s| hex(&s.span_id) == child["span_id"].as_str().unwrap_or("?"))
+        .expect("the child's root span arrived");
+    assert_eq!(root.name, "workflow.execute");
+    assert_eq!(hex(&root.trace_id), trace);
+    assert_eq!(hex(&root.parent_span_id), call, "under the calling attempt");
+    let attempt = spans
+        .iter()
+        .find(|s| hex(&s.span_id) == call)
+        .expect("the calling attempt's span arrived");
+    assert_eq!(string(&attempt.attributes, "agent.kind"), "workflow");
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "agent.execute" && s.parent_span_id == root.span_id),
+        "the child's own step is in the same trace"
+    );
 }
 
 /// Every span that arrived, each request's resource checked.

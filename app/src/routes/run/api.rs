@@ -50,7 +50,9 @@ pub(super) fn shorten_for_page(detail: &mut engine::records::RunDetail) {
 pub async fn get_run(id: String) -> Result<RunPageData, AppError> {
     crate::auth::require(engine::access::Action::Read)?;
     let store = expect_context::<engine::store::Store>();
-    let mut detail = store.run_detail(&id).await?;
+    let mut detail = expect_context::<engine::executor::Engine>()
+        .run_detail(&id)
+        .await?;
     shorten_for_page(&mut detail);
     let version = store
         .version(&detail.run.workflow_id, Some(detail.run.workflow_version))

@@ -63,6 +63,10 @@ struct Items {
     /// The step's span, parent of the items' spans, when the trace is sampled.
     parent: Option<opentelemetry::Context>,
     trace_id: Option<String>,
+    /// The run's root span (`workflow` items in an unsampled trace: the child keeps it).
+    root_traceparent: Option<String>,
+    /// The run retries another: `workflow` items may re-use its children.
+    retry_run: bool,
 }
 
 /// One item's end: its record, and its output for the step's list.
@@ -122,6 +126,8 @@ impl RunDriver {
                 .as_ref()
                 .and_then(|(s, _)| s.clone()),
             trace_id: self.trace_id.clone(),
+            root_traceparent: telemetry::traceparent_of(&self.otel_cx),
+            retry_run: self.trigger == "retry",
         });
         async move {
             let result = run_all(items, plan, attempt > 1).await;
@@ -295,8 +301,13 @@ async fn run_item(items: Arc<Items>, index: usize, item: Value) -> Ended {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        // Released between attempts: a backoff holds no slot.
-        let permit = items.engine.step_slots().acquire_owned().await.ok();
+        // Released between attempts: a backoff holds no slot. A call holds none: its child
+        // takes the slots it needs.
+        let permit = if items.kind == "workflow" {
+            None
+        } else {
+            items.engine.step_slots().acquire_owned().await.ok()
+        };
         let began = Instant::now();
         let rendered = items.render(index, &item).await;
         let spent = began.elapsed();
@@ -320,6 +331,22 @@ async fn run_item(items: Arc<Items>, index: usize, item: Value) -> Ended {
         let clock = Instant::now();
         let result = match rendered {
             Err(e) => Err(AgentError::new(e.kind, e.message)),
+            Ok(with) if items.kind == "workflow" => {
+                let call = crate::executor::calls::Call {
+                    engine: items.engine.clone(),
+                    run_id: items.run_id.clone(),
+                    step_id: items.step_id.clone(),
+                    item: Some(index as i64),
+                    traceparent: span
+                        .as_ref()
+                        .or(items.parent.as_ref())
+                        .and_then(telemetry::traceparent_of)
+                        .or_else(|| items.root_traceparent.clone()),
+                    timeout: items.timeout,
+                    retry: items.retry_run,
+                };
+                call.run(&with, &mut Vec::new()).await
+            }
             Ok(with) => {
                 let ctx = AgentContext::new(
                     items.run_id.clone(),

@@ -261,7 +261,13 @@ impl RunDriver {
                     .as_deref()
                     .and_then(telemetry::parse_traceparent)
                 {
-                    span.add_link(trigger);
+                    // A child run is part of its caller's trace, under the calling attempt;
+                    // any other run links to the request that triggered it.
+                    if state.run.trigger == "workflow" {
+                        telemetry::set_remote_parent(&span, trigger);
+                    } else {
+                        span.add_link(trigger);
+                    }
                 }
                 telemetry::span_ids(&span)
             }

@@ -121,7 +121,10 @@ impl RunDriver {
                 // A crash loop is not retried: each retry would take the process down again.
                 let max_attempts = match e.kind {
                     // A person said no: asking again is a new run's business.
-                    "crash_loop" | "secret_missing" | "rejected" => 0,
+                    // Nothing another attempt could change: a missing workflow, inputs that do not fit, a
+                    // call too deep.
+                    "crash_loop" | "secret_missing" | "rejected" | "workflow_not_found"
+                    | "invalid_inputs" | "call_depth" => 0,
                     // Its items were retried each; a new attempt would only resume the list.
                     _ if workflow.steps()[idx].for_each.is_some() => 1,
                     _ => retry.map(|r| r.max_attempts as i64).unwrap_or(1),
@@ -434,7 +437,56 @@ impl RunDriver {
         }))
     }
 
-    pub(super) async fn finish(mut self, status: RunStatus, error: Option<String>) -> RunStatus {
+    /// The run's outputs, once it succeeded: its `outputs:` rendered, or for a child run
+    /// (whose caller reads them) the output of each step nothing depends on, by id.
+    async fn run_outputs(&self) -> Result<Option<Value>, crate::render::RenderError> {
+        let declared = match &self.workflow.def().outputs {
+            Some(declared) => declared,
+            None if self.trigger == "workflow" => {
+                let leaves = self.workflow.leaves().map(|s| {
+                    let output = self.outputs.get(&s.id).map(|v| v["output"].clone());
+                    (s.id.clone(), output.unwrap_or(Value::Null))
+                });
+                return Ok(Some(Value::Object(leaves.collect())));
+            }
+            None => return Ok(None),
+        };
+        let context = self.context(false);
+        let rendered = if declared.values().all(crate::render::all_bounded) {
+            crate::render::render(declared, &minijinja::Value::from_serialize(&context))?
+        } else {
+            crate::executor::attempt::render_in_sandbox(
+                self.engine.sandbox(),
+                declared,
+                &context,
+                None,
+            )
+            .await?
+        };
+        let (mut outputs, _) = limit_size(Value::Object(rendered));
+        redact(&mut outputs, &self.engine.secrets().values);
+        Ok(Some(outputs))
+    }
+
+    pub(super) async fn finish(
+        mut self,
+        mut status: RunStatus,
+        mut error: Option<String>,
+    ) -> RunStatus {
+        let mut outputs = None;
+        if status == RunStatus::Succeeded {
+            match self.run_outputs().await {
+                Ok(o) => outputs = o,
+                Err(e) => {
+                    status = RunStatus::Failed;
+                    self.first_error = Some("outputs");
+                    error = Some(format!(
+                        "the run's outputs could not be rendered: {}",
+                        e.message
+                    ));
+                }
+            }
+        }
         let at = now_ms();
         self.span.record("workflow.run.status", status.as_str());
         let error_type = match status {
@@ -485,6 +537,7 @@ impl RunDriver {
             error,
             at,
             frees_slot: self.workflow.def().concurrency.is_some(),
+            outputs,
         });
         self.event(EventKind::Run { status }, at);
         let committed = self.commit().await;
@@ -498,6 +551,15 @@ impl RunDriver {
                 "flowscope.commit_ms",
                 self.commit_wait.as_secs_f64() * 1000.0,
             );
+        }
+        // Children still going when their caller ends (cancelled, failed, timed out) have
+        // nobody to wait for them.
+        if committed.is_ok()
+            && status != RunStatus::Succeeded
+            && self.workflow.steps().iter().any(|s| s.agent == "workflow")
+        {
+            let (engine, run_id) = (self.engine.clone(), self.run_id.clone());
+            tokio::spawn(async move { engine.cancel_children(&run_id).await });
         }
         if let (Ok(()), Some(failure)) = (&committed, failure) {
             // Off the driver: the run has ended, its handler is a run of its own.

@@ -151,6 +151,14 @@ impl RunDriver {
                     if self.start_wait(idx, attempt, &with, now, ready, in_flight) {
                         continue;
                     }
+                    // A call holds no slot while its child runs, and is never offered: it
+                    // is the child that works.
+                    if self.workflow.steps()[idx].agent == "workflow" {
+                        in_flight.push(self.call_future(idx, attempt, with));
+                        self.steps[idx].in_flight = Some(attempt);
+                        spawned += 1;
+                        continue;
+                    }
                     let slot = match self.engine.step_slots().try_acquire_owned() {
                         Ok(permit) => Slot::Held(permit),
                         Err(_) => match self.offer(idx, attempt, &with, spent) {
@@ -194,17 +202,7 @@ impl RunDriver {
             return None;
         }
         let step = &self.workflow.steps()[idx];
-        let traceparent = self.steps[idx].attempt_span.as_ref().and_then(|(cx, _)| {
-            let cx = cx.as_ref()?;
-            let span = cx.span();
-            let sc = span.span_context();
-            Some(format!(
-                "00-{}-{}-{:02x}",
-                sc.trace_id(),
-                sc.span_id(),
-                sc.trace_flags().to_u8()
-            ))
-        });
+        let traceparent = self.attempt_traceparent(idx);
         let payload = Payload {
             with: with.clone(),
             data: self.agent_data(idx),
@@ -389,6 +387,46 @@ impl RunDriver {
                 _ => render(with, &ctx),
             },
         )
+    }
+
+    /// The `traceparent` of step `idx`'s attempt span, in a sampled trace.
+    pub(super) fn attempt_traceparent(&self, idx: usize) -> Option<String> {
+        let (cx, _) = self.steps[idx].attempt_span.as_ref()?;
+        telemetry::traceparent_of(cx.as_ref()?)
+    }
+
+    /// A `workflow` step's attempt: its child run, found or started, to its end.
+    fn call_future(
+        &self,
+        idx: usize,
+        attempt: i64,
+        with: Map<String, Value>,
+    ) -> BoxFuture<'static, Completion> {
+        let step = &self.workflow.steps()[idx];
+        let call = crate::executor::calls::Call {
+            engine: self.engine.clone(),
+            run_id: self.run_id.clone(),
+            step_id: step.id.clone(),
+            item: None,
+            // Unsampled, no attempt span: the root's still gives the child the same trace.
+            traceparent: self
+                .attempt_traceparent(idx)
+                .or_else(|| telemetry::traceparent_of(&self.otel_cx)),
+            timeout: step.timeout.as_deref().and_then(|t| parse_duration(t).ok()),
+            retry: self.trigger == "retry",
+        };
+        async move {
+            let mut logs = Vec::new();
+            let result = call.run(&with, &mut logs).await;
+            Completion::Attempt {
+                idx,
+                attempt,
+                result,
+                logs,
+                ended_at: now_ms(),
+            }
+        }
+        .boxed()
     }
 
     fn attempt_future(

@@ -76,6 +76,9 @@ impl Resumable {
     }
 }
 
+/// A child run: id, workflow, status, calling step and item.
+type ChildRow = (String, String, String, Option<String>, Option<i64>);
+
 #[derive(sqlx::FromRow)]
 pub(super) struct RunRow {
     pub(super) id: String,
@@ -94,6 +97,15 @@ pub(super) struct RunRow {
     /// Selected only where the whole run is read (the list leaves it out).
     #[sqlx(default)]
     pub(super) inputs: Option<String>,
+    /// These four too.
+    #[sqlx(default)]
+    pub(super) outputs: Option<String>,
+    #[sqlx(default)]
+    pub(super) caller_run_id: Option<String>,
+    #[sqlx(default)]
+    pub(super) caller_step_id: Option<String>,
+    #[sqlx(default)]
+    pub(super) caller_item: Option<i64>,
 }
 
 impl RunRow {
@@ -333,11 +345,12 @@ impl Store {
             Vec<AttemptRow>,
             Vec<(String, String, i64)>,
             Vec<super::waits::WaitRow>,
+            Vec<ChildRow>,
         );
         let mut budget = DetailBudget {
             left: DETAIL_BUDGET_BYTES,
         };
-        let (run, steps, attempts, item_rows, waits): Rows = async { Ok::<_, StoreError>(on_pool!(self, pool => {
+        let (run, steps, attempts, item_rows, waits, children): Rows = async { Ok::<_, StoreError>(on_pool!(self, pool => {
             let run: Option<RunRow> = sqlx::query_as(const_sql::RUN_BY_ID).bind(id.to_string()).fetch_optional(pool).await?;
             // Row by row, each value cut in SQL and the whole under a budget (see DETAIL_*).
             let mut steps = Vec::new();
@@ -368,7 +381,12 @@ impl Store {
                 .bind(id.to_string())
                 .fetch_all(pool)
                 .await?;
-            (run, steps, attempts, items, waits)
+            let children: Vec<ChildRow> = sqlx::query_as(const_sql::CHILDREN)
+                .bind(id.to_string())
+                .bind(crate::records::MAX_LISTED_CHILDREN)
+                .fetch_all(pool)
+                .await?;
+            (run, steps, attempts, items, waits, children)
         })) }
         .instrument(span)
         .await?;
@@ -378,7 +396,32 @@ impl Store {
             .take()
             .and_then(|i| serde_json::from_str(&i).ok())
             .unwrap_or(Value::Null);
+        let outputs = run
+            .outputs
+            .take()
+            .and_then(|o| serde_json::from_str(&o).ok());
+        let caller = match (run.caller_run_id.take(), run.caller_step_id.take()) {
+            (Some(run_id), Some(step_id)) => Some(crate::records::Caller {
+                run_id,
+                step_id,
+                item: run.caller_item,
+            }),
+            _ => None,
+        };
         let run = run.into_summary()?;
+        let children = children
+            .into_iter()
+            .map(|(child, workflow_id, status, step_id, item)| {
+                Ok(crate::records::ChildRun {
+                    status: RunStatus::parse(&status)
+                        .ok_or_else(|| corrupt(&child, "status", &status))?,
+                    id: child,
+                    workflow_id,
+                    step_id: step_id.unwrap_or_default(),
+                    item,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let steps = steps
             .into_iter()
             .map(|s| step_record(id, s))
@@ -415,6 +458,9 @@ impl Store {
             attempts,
             items,
             waits,
+            outputs,
+            caller,
+            children,
         })
     }
 
@@ -703,7 +749,11 @@ fn item_counts(attempts: &[AttemptRecord], rows: Vec<(String, String, i64)>) -> 
 }
 
 mod const_sql {
-    pub const RUN_BY_ID: &str = "SELECT id, workflow_id, workflow_version, status, trigger, actor, parent_run_id, error, created_at, started_at, finished_at, trace_id, span_id, inputs FROM runs WHERE id = $1";
+    pub const RUN_BY_ID: &str = "SELECT id, workflow_id, workflow_version, status, trigger, actor, parent_run_id, error, created_at, started_at, finished_at, trace_id, span_id, inputs, outputs, caller_run_id, caller_step_id, caller_item FROM runs WHERE id = $1";
+    /// The runs a run called, oldest first.
+    pub const CHILDREN: &str =
+        "SELECT id, workflow_id, status, caller_step_id, caller_item FROM runs \
+        WHERE caller_run_id = $1 ORDER BY id LIMIT $2";
     /// A run's detail: of values over `DETAIL_VALUE_BYTES` (65,536) only a 4,096-character
     /// preview leaves the database.
     pub const DETAIL_STEPS: &str = "SELECT step_id, status, attempts, \

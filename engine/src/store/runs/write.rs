@@ -42,6 +42,8 @@ pub struct NewRun {
     pub concurrency: Option<i64>,
     /// The worker that claims it as it is created (PostgreSQL); `None` leaves it to a claim.
     pub owner: Option<String>,
+    /// The run, step and item (of a `for_each`) that called it (agent `workflow`).
+    pub caller: Option<crate::records::Caller>,
 }
 
 /// One state change, persisted before the executor acts on it.
@@ -135,6 +137,8 @@ pub enum Op {
         at: i64,
         /// The run held a concurrency slot: other processes are woken to claim a waiting run.
         frees_slot: bool,
+        /// Its outputs (the workflow's `outputs:`, or a child run's), when it succeeded.
+        outputs: Option<Value>,
     },
     /// A ready step offered to the other workers (PostgreSQL): see `executor::offers`.
     OfferStep {
@@ -579,6 +583,16 @@ fn write_op(sql: &mut String, op: &Op) {
                 OptInt(run.concurrency),
                 OptText(run.owner.as_deref()),
             );
+            if let Some(c) = &run.caller {
+                let _ = writeln!(
+                    sql,
+                    "UPDATE runs SET caller_run_id = {}, caller_step_id = {}, caller_item = {} WHERE id = {};",
+                    Text(&c.run_id),
+                    Text(&c.step_id),
+                    OptInt(c.item),
+                    Text(&run.id),
+                );
+            }
             if run.step_ids.is_empty() {
                 return;
             }
@@ -863,14 +877,20 @@ fn write_op(sql: &mut String, op: &Op) {
             status,
             error,
             at,
+            outputs,
             ..
         } => {
             let _ = writeln!(
                 sql,
-                "UPDATE runs SET status = '{}', error = {}, finished_at = {at}, started_at = COALESCE(started_at, {at}) \
+                "UPDATE runs SET status = '{}', error = {}, finished_at = {at}, started_at = COALESCE(started_at, {at}){} \
                  WHERE id = {};",
                 status.as_str(),
                 OptText(error.as_deref()),
+                // Written only when there are some: most runs have none to keep.
+                match outputs {
+                    Some(o) => format!(", outputs = {}", Text(&o.to_string())),
+                    None => String::new(),
+                },
                 Text(run_id)
             );
         }
