@@ -10,6 +10,7 @@ mod access;
 mod alert_pipeline;
 mod alerts;
 mod api;
+mod calls;
 mod cli;
 mod cluster;
 mod durability;

@@ -15,6 +15,7 @@ pub(super) fn shorten_for_page(detail: &mut engine::records::RunDetail) {
     let cut = |v: &mut Option<Value>, budget: &mut usize, whole: &str| {
         *budget -= shorten_value(v, SHOWN_BYTES.min(*budget), whole);
     };
+    cut(&mut detail.outputs, &mut budget, &whole);
     for s in &mut detail.steps {
         let whole = format!("/api/v1/runs/{run}/steps/{}/output", s.step_id);
         cut(&mut s.output, &mut budget, &whole);

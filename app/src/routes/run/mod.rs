@@ -14,11 +14,13 @@ use crate::error::AppError;
 
 mod actions;
 mod api;
+mod calls;
 mod graph;
 mod steps;
 mod waits;
 use actions::*;
 pub use api::*;
+use calls::{ChildRuns, RunOutputs};
 pub use graph::step_marks;
 use graph::*;
 use steps::*;
@@ -171,12 +173,21 @@ fn RunView(data: RunPageData) -> impl IntoView {
             <div><dt>"Queue wait"</dt><dd>{queue_wait.map(format_duration).unwrap_or_else(|| "waiting…".into())}</dd></div>
             <div><dt>{if finished { "Run time" } else { "Running for" }}</dt><dd>{move || run_time().map(format_duration).unwrap_or_else(|| "–".into())}</dd></div>
             {run.parent_run_id.clone().map(|p| view! { <div><dt>"Retry of"</dt><dd><a class="mono" href=format!("/runs/{p}")>{short_id(&p)}</a></dd></div> })}
+            {detail.caller.clone().map(|c| {
+                let step = match c.item {
+                    Some(i) => format!(" · step {} · item {i}", c.step_id),
+                    None => format!(" · step {}", c.step_id),
+                };
+                view! { <div><dt>"Called by"</dt><dd><a class="mono" href=format!("/runs/{}", c.run_id) data-caller-run=c.run_id.clone()>{short_id(&c.run_id)}</a>{step}</dd></div> }
+            })}
             {usage.view()}
             <div><dt>"Trace"</dt><dd><a href=trace_href(None) data-trace-link="run">{trace_label}</a></dd></div>
         </dl>
     }
     .into_any();
     let waiting = view! { <WaitingPanel run_id=run.id.clone() waits=detail.waits.clone() steps=steps.clone() now=now/> }.into_any();
+    let calls = view! { <ChildRuns children=detail.children.clone()/> }.into_any();
+    let outputs = view! { <RunOutputs outputs=detail.outputs.clone()/> }.into_any();
     let graph = view! {
         <section aria-labelledby="graph-h" class="panel">
             <h2 id="graph-h">"Graph"</h2>
@@ -211,8 +222,10 @@ fn RunView(data: RunPageData) -> impl IntoView {
             {header}
             {facts}
             {waiting}
+            {calls}
             {graph}
             {timeline}
+            {outputs}
             <section aria-labelledby="steps-h">
                 <h2 id="steps-h">"Steps"</h2>
                 {step_panels}
