@@ -11,12 +11,14 @@ use engine::records::RunStatus;
 use engine::store::{scratch, Store};
 use serde::{Deserialize, Serialize};
 
+mod calls;
 mod load;
 mod telemetry;
 pub mod ui;
 mod waits;
 mod workers;
 
+pub use calls::run_calls;
 pub use load::run_load;
 pub use telemetry::run_telemetry;
 pub use waits::run_waits;

@@ -139,6 +139,11 @@ pub(super) async fn bench(command: Command) -> anyhow::Result<()> {
             ..
         } => bench::run_waits(&postgres, n).await,
         Command::Bench {
+            postgres,
+            calls: Some(n),
+            ..
+        } => bench::run_calls(&postgres, n).await,
+        Command::Bench {
             postgres, workers, ..
         } if !workers.is_empty() => bench::run_workers(&postgres, &workers).await,
         Command::Bench { ui: true, .. } => {

@@ -110,6 +110,9 @@ pub(crate) enum Command {
         /// Measure N runs parked on approvals instead: memory, database size, decision latency.
         #[arg(long)]
         waits: Option<usize>,
+        /// Measure one run calling a child workflow N times in a `for_each` instead.
+        #[arg(long)]
+        calls: Option<usize>,
         /// Measure N `flowscope worker` processes on one PostgreSQL instead (e.g. 1,2,4).
         #[arg(long, value_delimiter = ',')]
         workers: Vec<usize>,
