@@ -138,7 +138,7 @@ async fn finished_within(
 ) -> Result<Option<RunDetail>, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let detail = engine.store().run_detail(id).await?;
+        let detail = engine.run_detail(id).await?;
         if detail.run.status.is_finished() {
             return Ok(Some(detail));
         }
@@ -534,7 +534,7 @@ async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     // Subscribe before reading the snapshot, so no change falls between the two.
     let rx = engine.subscribe();
-    let detail = engine.store().run_detail(&id).await?;
+    let detail = engine.run_detail(&id).await?;
     let snapshot = SseEvent::default()
         .event("snapshot")
         .json_data(&detail)

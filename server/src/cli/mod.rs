@@ -59,6 +59,22 @@ pub(crate) enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Approve a step that waits for a decision (agent `approval`).
+    Approve(DecideArgs),
+    /// Reject a step that waits for a decision; the step fails as `rejected`.
+    Reject(DecideArgs),
+    /// Post an event: every run waiting on KEY (agent `wait`) goes on with the data as the
+    /// step's output; kept for waits that start soon after when nobody waits yet.
+    Event {
+        key: String,
+        /// The event's JSON payload (default: {}).
+        #[arg(long, short = 'd')]
+        data: Option<String>,
+    },
+    /// Pause a run: attempts in flight finish, no new one starts.
+    Pause { run: String },
+    /// Resume a paused run.
+    Resume { run: String },
     /// List the newest runs.
     Runs {
         #[arg(long)]
@@ -144,6 +160,21 @@ pub(crate) enum TokenAction {
     Revoke { id: i64 },
 }
 
+/// A decision on an approval step, from the command line.
+#[derive(Debug, clap::Args)]
+pub struct DecideArgs {
+    /// The run.
+    pub run: String,
+    /// The approval step.
+    pub step: String,
+    /// Why, for the record.
+    #[arg(long, short = 'm')]
+    pub comment: Option<String>,
+    /// A value of the approval's fields as name=value (JSON values are read as JSON).
+    #[arg(long = "field", short = 'f')]
+    pub fields: Vec<String>,
+}
+
 /// The whole program, after `main` (which only calls this).
 pub fn main() -> ExitCode {
     // The jq sandbox's child process (engine::agents::sandbox): none of the server starts.
@@ -181,6 +212,11 @@ fn main_with(cli: Cli) -> ExitCode {
             }
         },
         command @ (Command::Apply { .. }
+        | Command::Approve(_)
+        | Command::Reject(_)
+        | Command::Event { .. }
+        | Command::Pause { .. }
+        | Command::Resume { .. }
         | Command::Run { .. }
         | Command::Runs { .. }
         | Command::Export { .. }) => client(command, &cli.remote),
@@ -234,6 +270,11 @@ fn client(command: Command, remote: &remote::Remote) -> ExitCode {
                 limit,
             } => cli::runs(remote, workflow.as_deref(), status.as_deref(), limit).await,
             Command::Export { workflow, version } => cli::export(remote, &workflow, version).await,
+            Command::Approve(args) => cli::decide(remote, args, true).await,
+            Command::Reject(args) => cli::decide(remote, args, false).await,
+            Command::Event { key, data } => cli::event(remote, &key, data.as_deref()).await,
+            Command::Pause { run } => cli::pause(remote, &run, true).await,
+            Command::Resume { run } => cli::pause(remote, &run, false).await,
             _ => Ok(()),
         }
     });

@@ -1,5 +1,5 @@
 //! The commands that talk to a running Flowscope over its REST API: `apply`, `run`, `runs`,
-//! `export`. For a person's terminal and for CI, so every outcome is an exit code:
+//! `export`, `approve`/`reject`, `event`, `pause`/`resume`. For a person's terminal and for CI, so every outcome is an exit code:
 //!
 //! - 0: done (for `run --wait`: the run succeeded).
 //! - 1: the work was refused or did not succeed (invalid workflow, a failed, cancelled or
@@ -287,6 +287,9 @@ pub async fn run(
     match status {
         "succeeded" => {
             println!("run {id} succeeded{took}");
+            if let Some(outputs) = run.get("outputs").filter(|o| !o.is_null()) {
+                println!("outputs: {outputs}");
+            }
             Ok(())
         }
         _ => Err(Failure::Refused(format!(
@@ -361,4 +364,83 @@ pub async fn export(remote: &Remote, workflow: &str, version: Option<i64>) -> Re
             &serde_json::from_str(&body).unwrap_or(Value::String(body)),
         )),
     }
+}
+
+/// Approves or rejects an approval step: who decides is the token's user.
+pub async fn decide(
+    remote: &Remote,
+    args: super::DecideArgs,
+    approved: bool,
+) -> Result<(), Failure> {
+    let api = Api::new(remote);
+    let fields = parse_inputs(&args.fields)?;
+    let body =
+        serde_json::json!({ "approved": approved, "comment": args.comment, "fields": fields });
+    let (status, answer) = api
+        .send(
+            api.request(
+                reqwest::Method::POST,
+                &format!("/runs/{}/steps/{}/decision", args.run, args.step),
+            )
+            .json(&body),
+        )
+        .await?;
+    if !status.is_success() {
+        return Err(failure(status, &answer));
+    }
+    let by = answer["decision"]["by"].as_str().unwrap_or("?");
+    let verb = if approved { "approved" } else { "rejected" };
+    println!("step {} of run {} {verb} by {by}", args.step, args.run);
+    Ok(())
+}
+
+/// Posts an event; says how many waiting runs it resolved.
+pub async fn event(remote: &Remote, key: &str, data: Option<&str>) -> Result<(), Failure> {
+    let api = Api::new(remote);
+    let payload: Value = match data {
+        None => Value::Object(Map::new()),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| Failure::Trouble(format!("--data is not JSON: {e}")))?,
+    };
+    // One path segment, whatever the key holds (the guard refuses other spellings).
+    let segment: String = key
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let path = format!("/events/{segment}");
+    let (status, answer) = api
+        .send(api.request(reqwest::Method::POST, &path).json(&payload))
+        .await?;
+    if !status.is_success() {
+        return Err(failure(status, &answer));
+    }
+    let resolved = answer["resolved"].as_i64().unwrap_or(0);
+    let kept = if answer["kept_until"].is_i64() {
+        "; kept for waits that start soon"
+    } else {
+        ""
+    };
+    println!("event \"{key}\": resolved {resolved} waiting run(s){kept}");
+    Ok(())
+}
+
+/// Pauses (or resumes) a run.
+pub async fn pause(remote: &Remote, run: &str, pause: bool) -> Result<(), Failure> {
+    let api = Api::new(remote);
+    let action = if pause { "pause" } else { "resume" };
+    let (status, answer) = api
+        .send(api.request(reqwest::Method::POST, &format!("/runs/{run}/{action}")))
+        .await?;
+    if !status.is_success() {
+        return Err(failure(status, &answer));
+    }
+    let was = answer["status"].as_str().unwrap_or("?");
+    let asked = if pause { "pause" } else { "resume" };
+    println!("run {run}: {asked} requested (it was {was})");
+    Ok(())
 }

@@ -172,3 +172,79 @@ async fn token_commands_make_a_token_the_server_and_the_cli_accept() {
     let o = with_token(&["runs"]).await;
     assert_eq!(o.status.code(), Some(1), "a revoked token: {}", out(&o));
 }
+
+/// approve, reject, event and pause/resume from the command line, with an operator's token;
+/// `run --wait` prints a run's outputs.
+#[tokio::test]
+async fn approvals_events_and_pauses_from_the_command_line() {
+    let hub = Hub::start_with_auth().await;
+    let admin = hub.admin().await;
+    admin
+        .create("id: cli-gate\nsteps:\n- {id: ok, agent: approval, with: {prompt: Go?, fields: {ticket: {type: string}}}}\n- {id: paid, agent: wait, needs: [ok], with: {event: 'paid-{{ run.id }}'}}\n- {id: sum, agent: transform, needs: [paid], with: {jq: '[.steps.ok.output.fields.ticket, .steps.paid.output.amount]'}}\n")
+        .await;
+    let token = admin.token("cli-ops", "operator").await;
+    let base = hub.base.clone();
+    let with_token = |args: &[&str]| {
+        let mut all = vec!["--token", token.as_str()];
+        all.extend_from_slice(args);
+        all.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let call = async |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        flowscope(&base, &args).await
+    };
+
+    let run = admin.trigger("cli-gate", serde_json::json!({})).await;
+    let waiting = |step: &'static str| {
+        move |r: &serde_json::Value| {
+            r["waits"].as_array().is_some_and(|w| {
+                w.iter()
+                    .any(|w| w["step_id"] == step && w["resolved_at"].is_null())
+            }) && r["status"] == "waiting"
+        }
+    };
+    admin.wait_run(&run, waiting("ok")).await;
+    // A field that does not fit is refused (exit 1), naming it.
+    let o = call(with_token(&["approve", &run, "ok", "-f", "ticket=5"])).await;
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("ticket"), "{}", out(&o));
+    let o = call(with_token(&[
+        "approve",
+        &run,
+        "ok",
+        "-f",
+        "ticket=\"OPS-1\"",
+        "-m",
+        "fine",
+    ]))
+    .await;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("approved by token:cli-ops"), "{}", out(&o));
+    // Decided already: refused.
+    let o = call(with_token(&["reject", &run, "ok"])).await;
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+
+    admin.wait_run(&run, waiting("paid")).await;
+    let o = call(with_token(&["pause", &run])).await;
+    assert!(o.status.success(), "{}", out(&o));
+    admin.wait_run(&run, |r| r["status"] == "paused").await;
+    let o = call(with_token(&[
+        "event",
+        &format!("paid-{run}"),
+        "-d",
+        "{\"amount\": 12}",
+    ]))
+    .await;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("resolved 1 waiting run"), "{}", out(&o));
+    let o = call(with_token(&["resume", &run])).await;
+    assert!(o.status.success(), "{}", out(&o));
+    let done = admin.wait_finished(&run).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["outputs"], serde_json::json!({"sum": ["OPS-1", 12]}));
+
+    // run --wait prints the outputs.
+    let o = call(with_token(&["run", "hello", "-i", "who=cli", "--wait"])).await;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("outputs: {"), "{}", out(&o));
+}
