@@ -163,7 +163,9 @@ steps:
 `);
   const id = await trigger(request, `e2e-long-${tag}`);
   await openHydrated(page, `/runs/${id}`);
-  await expect(node(page, 'wait')).toHaveAttribute('data-status', 'running');
+  // A 5-minute delay sleeps parked: its box says so rather than "running".
+  await expect(node(page, 'wait')).toHaveAttribute('data-status', 'waiting');
+  await expect(node(page, 'wait')).toContainText('delay · sleeping');
   // No event arrives while the step waits, yet its clock moves: "Running for" and the bar's
   // duration count up in the page.
   const runningFor = page.locator('.facts div', { hasText: 'Running for' }).locator('dd');

@@ -14,6 +14,9 @@ pub(super) fn Dag(
     steps: Vec<StepInfo>,
     records: Vec<StepRecord>,
     items: Vec<ItemCounts>,
+    /// Running steps that wait (a decision, an event, a sleep, a child run), and for what.
+    #[prop(optional)]
+    waiting: Vec<(String, &'static str)>,
 ) -> impl IntoView {
     let ui = expect_context::<RunUi>();
     let deps: Vec<Vec<usize>> = steps.iter().map(|s| s.needs.clone()).collect();
@@ -29,6 +32,10 @@ pub(super) fn Dag(
         .zip(&l.nodes)
         .map(|(s, &(x, y))| {
             let (status, skip) = state_of(&s.id);
+            let waits_for = waiting
+                .iter()
+                .find(|(id, _)| *id == s.id && status == StepStatus::Running)
+                .map(|(_, what)| *what);
             let marks = step_marks(s.condition.is_some(), s.for_each.is_some());
             // Shorter beside the marks, so the two never overlap.
             let room = if marks.is_empty() { 20 } else { 20 - (marks.len() + 3).min(10) };
@@ -41,12 +48,16 @@ pub(super) fn Dag(
                 (None, Some(c)) if status == StepStatus::Running => {
                     format!("{}/{}", c.succeeded + c.failed, c.total)
                 }
-                _ => status.as_str().to_string(),
+                _ => waits_for.map_or_else(|| status.as_str().to_string(), str::to_string),
             };
-            let said = match skip {
-                Some(reason) => format!("{}: skipped, {}", s.name, reason.describe()),
-                None => format!("{}: {}", s.name, status.as_str()),
+            let said = match (skip, waits_for) {
+                (Some(reason), _) => format!("{}: skipped, {}", s.name, reason.describe()),
+                (None, Some(what)) => format!("{}: {what}", s.name),
+                (None, None) => format!("{}: {}", s.name, status.as_str()),
             };
+            // A step that waits is drawn as waiting: nothing runs, someone or something acts.
+            let shown = if waits_for.is_some() { "waiting" } else { status.as_str() };
+            let icon = if waits_for.is_some() { "⧗" } else { status_icon(status) };
             let agent_line = format!("{} · {}", s.agent, state_text);
             let tip = [
                 s.condition.as_ref().map(|c| format!("if: {c}")),
@@ -67,7 +78,7 @@ pub(super) fn Dag(
                 })
             };
             view! {
-                <g><a href=format!("#step-{}", s.id) on:click=open_step class="node" data-step=s.id.clone() data-status=status.as_str()
+                <g><a href=format!("#step-{}", s.id) on:click=open_step class="node" data-step=s.id.clone() data-status=shown
                    data-skip=skip.map(SkipReason::as_str) data-conditional=s.condition.is_some().then_some("true")
                    data-loop=s.for_each.is_some().then_some("true") aria-label=said>
                     <title>{(!tip.is_empty()).then_some(tip)}</title>
@@ -75,7 +86,7 @@ pub(super) fn Dag(
                     <text x=x + 28.0 y=y + 19.0 class="node-name">{label}</text>
                     <text x=x + 28.0 y=y + 35.0 class="node-agent">{agent_line}</text>
                     <text x=x + NODE_W - 8.0 y=y + 19.0 class="node-marks" text-anchor="end">{marks}</text>
-                    <text x=x + 10.0 y=y + 27.0 class="node-icon" aria-hidden="true">{status_icon(status)}</text>
+                    <text x=x + 10.0 y=y + 27.0 class="node-icon" aria-hidden="true">{icon}</text>
                 </a></g>
             }
         })

@@ -191,7 +191,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
     let graph = view! {
         <section aria-labelledby="graph-h" class="panel">
             <h2 id="graph-h">"Graph"</h2>
-            <Dag steps=steps.clone() records=detail.steps.clone() items=detail.items.clone()/>
+            <Dag steps=steps.clone() records=detail.steps.clone() items=detail.items.clone() waiting=waiting_steps(&detail)/>
         </section>
     }
     .into_any();
@@ -232,6 +232,31 @@ fn RunView(data: RunPageData) -> impl IntoView {
             </section>
         </section>
     }
+}
+
+/// Running steps that wait, and for what, as their graph box says it.
+fn waiting_steps(detail: &RunDetail) -> Vec<(String, &'static str)> {
+    use engine::records::WaitKind;
+    let waits = detail
+        .waits
+        .iter()
+        .filter(|w| w.resolved_at.is_none())
+        .map(|w| {
+            let what = match w.kind {
+                WaitKind::Approval => "awaits a decision",
+                WaitKind::Event => "awaits an event",
+                WaitKind::Delay => "sleeping",
+                WaitKind::Workflow => "awaits its child",
+            };
+            (w.step_id.clone(), what)
+        });
+    // A call waits for its child run while that one is not over.
+    let calls = detail
+        .children
+        .iter()
+        .filter(|c| c.item.is_none() && !c.status.is_finished())
+        .map(|c| (c.step_id.clone(), "awaits its child"));
+    waits.chain(calls).collect()
 }
 
 /// The lead of a finished run's error: a cancelled run did not fail.
