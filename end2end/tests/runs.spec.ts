@@ -336,3 +336,46 @@ test('on a phone the monitor labels each value of a run, since its header row is
   await expect(page.locator('table thead')).toBeVisible();
   expect(await cell.evaluate(td => getComputedStyle(td, '::before').content)).toBe('none');
 });
+
+test('a parent run and its child link both ways; the parent shows its outputs', async ({ page, request }, info) => {
+  await createWorkflow(request, `id: e2e-child-${tag}
+name: Child
+inputs:
+  n: { type: integer }
+outputs: { squared: '{{ steps.square.output }}' }
+steps:
+- id: square
+  agent: transform
+  with: { jq: '.inputs.n * .inputs.n' }
+`);
+  await createWorkflow(request, `id: e2e-parent-${tag}
+name: Parent
+steps:
+- id: call
+  agent: workflow
+  with: { workflow: e2e-child-${tag}, inputs: { n: 7 } }
+- id: report
+  agent: transform
+  needs: [call]
+  with: { jq: '"squared: " + (.steps.call.output.squared | tostring)' }
+`);
+  const id = await trigger(request, `e2e-parent-${tag}`);
+  await openHydrated(page, `/runs/${id}`);
+  await expect(page.locator('.run-title .badge')).toHaveAttribute('data-status', 'succeeded');
+  const children = page.locator('section[aria-labelledby="children-h"]');
+  await expect(children.locator('tbody tr')).toHaveCount(1);
+  await expect(children.locator('tbody tr')).toContainText('call');
+  await expect(children.locator('tbody tr')).toContainText(`e2e-child-${tag}`);
+  const outputs = page.locator('section[aria-labelledby="outputs-h"]');
+  await expect(outputs).toContainText('squared: 49');
+  await page.screenshot({ path: info.outputPath('run-parent.png'), fullPage: true });
+  // To the child, and back through "Called by".
+  await children.locator('a[data-child-run]').click();
+  await expect(page.getByRole('heading', { level: 1 })).toContainText('Child #1');
+  const calledBy = page.locator('.facts div', { hasText: 'Called by' });
+  await expect(calledBy).toContainText('step call');
+  await expect(page.locator('section[aria-labelledby="outputs-h"]')).toContainText('"squared": 49');
+  await calledBy.locator('a').click();
+  await expect(page).toHaveURL(new RegExp(`/runs/${id}$`));
+  await expect(page.getByRole('heading', { level: 1 })).toContainText('Parent #1');
+});
