@@ -5,7 +5,6 @@ use engine::records::{ChildRun, MAX_LISTED_CHILDREN};
 use leptos::prelude::*;
 use serde_json::Value;
 
-use super::steps::JsonBlock;
 use crate::components::StatusBadge;
 
 /// The runs this run's `workflow` steps called, each a link, with its state.
@@ -47,10 +46,11 @@ pub(super) fn ChildRuns(children: Vec<ChildRun>) -> impl IntoView {
 #[component]
 pub(super) fn RunOutputs(outputs: Option<Value>) -> impl IntoView {
     outputs.map(|o| {
+        let text = serde_json::to_string_pretty(&o).unwrap_or_default();
         view! {
             <section aria-labelledby="outputs-h" class="panel">
                 <h2 id="outputs-h">"Outputs"</h2>
-                <JsonBlock label="Outputs" value=Some(o) open=true/>
+                <pre class="code">{text}</pre>
             </section>
         }
     })
