@@ -35,4 +35,8 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "gated-deploy.yaml",
         include_str!("../../workflows/examples/gated-deploy.yaml"),
     ),
+    (
+        "greet-team.yaml",
+        include_str!("../../workflows/examples/greet-team.yaml"),
+    ),
 ];

@@ -528,6 +528,7 @@ fn Visual() -> impl IntoView {
 #[component]
 fn WorkflowFields() -> impl IntoView {
     let doc = expect_context::<Doc>();
+    let outputs_error = RwSignal::new(None::<String>);
     let value = move |f: fn(&WorkflowDef) -> String| {
         move || doc.def.with(|d| d.as_ref().map(f).unwrap_or_default())
     };
@@ -539,6 +540,33 @@ fn WorkflowFields() -> impl IntoView {
                 on:change=move |ev| { let v = event_target_value(&ev); doc.edit(|d| d.name = (!v.is_empty()).then_some(v)) }/></label>
             <label class="wide">"Description"<input type="text" prop:value=value(|d| d.description.clone().unwrap_or_default())
                 on:change=move |ev| { let v = event_target_value(&ev); doc.edit(|d| d.description = (!v.is_empty()).then_some(v)) }/></label>
+        </div>
+        <div class="form-row">
+            <label>"On failure, run"<input type="text" name="on_failure" placeholder="a workflow id, e.g. notify-failure"
+                prop:value=value(|d| d.on_failure.as_ref().map(|h| h.workflow.clone()).unwrap_or_default())
+                on:change=move |ev| {
+                    let v = event_target_value(&ev).trim().to_string();
+                    doc.edit(|d| {
+                        d.on_failure = match (v.is_empty(), d.on_failure.take()) {
+                            (true, _) => None,
+                            (false, Some(mut h)) => { h.workflow = v; Some(h) }
+                            (false, None) => Some(engine::model::OnFailureDef { workflow: v, inputs: Default::default() }),
+                        }
+                    })
+                }/></label>
+            <label class="wide">"Outputs (what a calling workflow step gets)"
+                <textarea name="outputs" rows="2" class="mono" placeholder=r#"{"total": "{{ steps.sum.output }}"}"#
+                    prop:value=value(|d| d.outputs.as_ref().map(|o| serde_json::to_string(o).unwrap_or_default()).unwrap_or_default())
+                    on:change=move |ev| {
+                        let v = event_target_value(&ev);
+                        match serde_json::from_str::<serde_json::Map<String, Value>>(&v) {
+                            _ if v.trim().is_empty() => { outputs_error.set(None); doc.edit(|d| d.outputs = None) }
+                            Ok(map) => { outputs_error.set(None); doc.edit(|d| d.outputs = Some(map)) }
+                            Err(e) => outputs_error.set(Some(format!("a JSON object of names to templates: {e}"))),
+                        }
+                    }></textarea>
+                {move || outputs_error.get().map(|e| view! { <span class="error-note" role="alert">{e}</span> })}
+            </label>
         </div>
     }
 }

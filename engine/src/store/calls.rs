@@ -15,6 +15,36 @@ fn item_key(item: Option<i64>) -> i64 {
     item.unwrap_or(-1)
 }
 
+/// A call's child: by the `runs_by_call` index (run, step, item), so a lookup reads the
+/// call's own rows whatever the number of the run's children.
+const FIND_ITEM_CALL: &str = "SELECT id, status FROM runs WHERE caller_run_id = $1 \
+    AND caller_step_id = $2 AND caller_item = $3 \
+    AND status NOT IN ('failed', 'cancelled', 'timed_out') ORDER BY id DESC LIMIT 1";
+/// The same for a step that is no `for_each` (`$3` is unused but bound: one binding for both).
+const FIND_STEP_CALL: &str = "SELECT id, status FROM runs WHERE caller_run_id = $1 \
+    AND caller_step_id = $2 AND caller_item IS NULL AND $3 = CAST(-1 AS BIGINT) \
+    AND status NOT IN ('failed', 'cancelled', 'timed_out') ORDER BY id DESC LIMIT 1";
+
+/// Succeeded children of the runs a run retries (its `parent_run_id` chain), for one step
+/// and item: by the `runs_by_call` index.
+const REUSABLE_ITEM_CALLS: &str = "WITH RECURSIVE chain(id, n) AS ( \
+    SELECT parent_run_id, 1 FROM runs WHERE id = $1 AND parent_run_id IS NOT NULL \
+    UNION ALL \
+    SELECT r.parent_run_id, c.n + 1 FROM runs r JOIN chain c ON r.id = c.id \
+    WHERE r.parent_run_id IS NOT NULL AND c.n < $4) \
+    SELECT id, workflow_id, inputs FROM runs WHERE caller_run_id IN (SELECT id FROM chain) \
+    AND caller_step_id = $2 AND caller_item = $3 AND status = 'succeeded' \
+    ORDER BY id DESC LIMIT 10";
+/// The same for a step that is no `for_each`.
+const REUSABLE_STEP_CALLS: &str = "WITH RECURSIVE chain(id, n) AS ( \
+    SELECT parent_run_id, 1 FROM runs WHERE id = $1 AND parent_run_id IS NOT NULL \
+    UNION ALL \
+    SELECT r.parent_run_id, c.n + 1 FROM runs r JOIN chain c ON r.id = c.id \
+    WHERE r.parent_run_id IS NOT NULL AND c.n < $4) \
+    SELECT id, workflow_id, inputs FROM runs WHERE caller_run_id IN (SELECT id FROM chain) \
+    AND caller_step_id = $2 AND caller_item IS NULL AND $3 = CAST(-1 AS BIGINT) AND status = 'succeeded' \
+    ORDER BY id DESC LIMIT 10";
+
 impl Store {
     /// The child run step `step_id` (item `item`) of run `run_id` called and that has not
     /// failed: one still going, or one that succeeded. The newest, if several.
@@ -26,16 +56,12 @@ impl Store {
         item: Option<i64>,
     ) -> Result<Option<(String, RunStatus)>, StoreError> {
         let row: Option<(String, String)> = on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT id, status FROM runs WHERE caller_run_id = $1 AND caller_step_id = $2 \
-                 AND COALESCE(caller_item, -1) = $3 \
-                 AND status NOT IN ('failed', 'cancelled', 'timed_out') ORDER BY id DESC LIMIT 1",
-            )
-            .bind(run_id.to_string())
-            .bind(step_id.to_string())
-            .bind(item_key(item))
-            .fetch_optional(pool)
-            .await?
+            sqlx::query_as(if item.is_some() { FIND_ITEM_CALL } else { FIND_STEP_CALL })
+                .bind(run_id.to_string())
+                .bind(step_id.to_string())
+                .bind(item_key(item))
+                .fetch_optional(pool)
+                .await?
         });
         row.map(|(id, status)| {
             let status = RunStatus::parse(&status).ok_or_else(|| {
@@ -55,23 +81,19 @@ impl Store {
         step_id: &str,
         item: Option<i64>,
     ) -> Result<Vec<(String, String, Value)>, StoreError> {
+        let sql = if item.is_some() {
+            REUSABLE_ITEM_CALLS
+        } else {
+            REUSABLE_STEP_CALLS
+        };
         let rows: Vec<(String, String, String)> = on_pool!(self, pool => {
-            sqlx::query_as(
-                "WITH RECURSIVE chain(id, n) AS ( \
-                   SELECT parent_run_id, 1 FROM runs WHERE id = $1 AND parent_run_id IS NOT NULL \
-                   UNION ALL \
-                   SELECT r.parent_run_id, c.n + 1 FROM runs r JOIN chain c ON r.id = c.id \
-                   WHERE r.parent_run_id IS NOT NULL AND c.n < $4) \
-                 SELECT id, workflow_id, inputs FROM runs WHERE caller_run_id IN (SELECT id FROM chain) \
-                 AND caller_step_id = $2 AND COALESCE(caller_item, -1) = $3 AND status = 'succeeded' \
-                 ORDER BY id DESC LIMIT 10",
-            )
-            .bind(run_id.to_string())
-            .bind(step_id.to_string())
-            .bind(item_key(item))
-            .bind(MAX_CHAIN)
-            .fetch_all(pool)
-            .await?
+            sqlx::query_as(sql)
+                .bind(run_id.to_string())
+                .bind(step_id.to_string())
+                .bind(item_key(item))
+                .bind(MAX_CHAIN)
+                .fetch_all(pool)
+                .await?
         });
         Ok(rows
             .into_iter()
