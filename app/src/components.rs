@@ -228,5 +228,6 @@ mod tests {
         assert_eq!(format_duration(1_250), "1.25 s");
         assert_eq!(format_duration(185_000), "3 m 05 s");
         assert_eq!(format_duration(7_800_000), "2 h 10 m");
+        assert_eq!(format_duration(90 * 86_400_000 + 3_600_000), "90 d 01 h");
     }
 }

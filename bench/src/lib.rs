@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 mod calls;
 mod load;
+mod retention;
 mod telemetry;
 pub mod ui;
 mod waits;
@@ -20,6 +21,7 @@ mod workers;
 
 pub use calls::run_calls;
 pub use load::run_load;
+pub use retention::run_prune;
 pub use telemetry::run_telemetry;
 pub use waits::run_waits;
 pub use workers::run_workers;

@@ -29,6 +29,13 @@ test('sign in, manage users, tokens and secrets, sign out', async ({ page }, inf
   await expect(page.locator('section[aria-labelledby="workers"]')).toContainText(
     'This server runs every workflow',
   );
+  // Storage: the database's size as /metrics has it, and how long runs are kept.
+  const storage = page.locator('section[aria-labelledby="storage"]');
+  await expect(storage).toContainText(/Database\s*[0-9]+\.[0-9] MB/);
+  const shownBytes = Number(await storage.locator('[data-database-bytes]').getAttribute('data-database-bytes'));
+  expect(shownBytes).toBeGreaterThan(100_000);
+  await expect(storage).toContainText('Finished runs are kept');
+  await expect(storage).toContainText('Pruned every 10 m 00 s');
 
   // A token is shown once, then listed without its value.
   const tokens = page.locator('section[aria-labelledby="tokens"]');

@@ -200,6 +200,12 @@ pub struct Metrics {
     waiting_seen: std::sync::Mutex<std::collections::HashSet<WaitingLabels>>,
     /// `workflow_approval_decision_seconds`: from an approval's start to its decision.
     pub approval_decision: HistogramFamily<DecisionLabels>,
+    /// `flowscope_runs_pruned_total`: finished runs deleted by retention, by this process.
+    pub runs_pruned: Counter,
+    /// `flowscope_database_size_bytes`: what the database takes on disk (read at each scrape).
+    pub database_size: Gauge,
+    /// `flowscope_database_free_bytes`: of that, free pages kept for reuse (SQLite).
+    pub database_free: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -287,7 +293,30 @@ impl Metrics {
             Unit::Seconds,
             approval_decision.clone(),
         );
+        let runs_pruned = Counter::default();
+        registry.register(
+            "flowscope_runs_pruned",
+            "Finished runs deleted by retention (a workflow's retention:, the server's defaults)",
+            runs_pruned.clone(),
+        );
+        let database_size = Gauge::default();
+        registry.register_with_unit(
+            "flowscope_database_size",
+            "What the database takes on disk",
+            Unit::Bytes,
+            database_size.clone(),
+        );
+        let database_free = Gauge::default();
+        registry.register_with_unit(
+            "flowscope_database_free",
+            "Free pages the database file keeps for reuse (SQLite)",
+            Unit::Bytes,
+            database_free.clone(),
+        );
         Metrics {
+            runs_pruned,
+            database_size,
+            database_free,
             waiting,
             waiting_seen: Default::default(),
             approval_decision,

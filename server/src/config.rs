@@ -80,6 +80,16 @@ pub struct Config {
     /// How long an event nobody waited for is kept for waits that start later
     /// (`FLOWSCOPE_EVENT_KEEP`, default 10m; 0s: not kept).
     pub event_keep: std::time::Duration,
+    /// Finished runs are kept this long when their workflow's `retention:` does not say
+    /// (`FLOWSCOPE_RETENTION_MAX_AGE`; unset: no age limit).
+    pub retention_max_age: Option<std::time::Duration>,
+    /// Only this many of a workflow's newest runs are kept when it does not say
+    /// (`FLOWSCOPE_RETENTION_MAX_RUNS`; unset: no limit).
+    pub retention_max_runs: Option<u64>,
+    /// Failed runs are kept this long whatever the limits (`FLOWSCOPE_RETENTION_KEEP_FAILED`).
+    pub retention_keep_failed: Option<std::time::Duration>,
+    /// Time between retention passes (`FLOWSCOPE_RETENTION_EVERY`, default 10m; 0s: none).
+    pub retention_every: std::time::Duration,
 }
 
 impl Default for Config {
@@ -114,6 +124,10 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             step_max_interruptions: 3,
             event_keep: std::time::Duration::from_secs(600),
+            retention_max_age: None,
+            retention_max_runs: None,
+            retention_keep_failed: None,
+            retention_every: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -160,6 +174,10 @@ struct FileConfig {
     worker_listen: Option<String>,
     trace_commit_threshold: Option<String>,
     event_keep: Option<String>,
+    retention_max_age: Option<String>,
+    retention_max_runs: Option<u64>,
+    retention_keep_failed: Option<String>,
+    retention_every: Option<String>,
     public_url: Option<String>,
     egress_allow_private: Option<bool>,
     trusted_proxies: Option<String>,
@@ -472,6 +490,52 @@ impl Config {
             config.event_keep =
                 engine::model::parse_duration(v.trim()).map_err(|e| err(setting, e))?;
         }
+        let positive = |setting: &str, v: &str| match engine::model::parse_duration(v.trim()) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err(err(
+                setting,
+                "must be longer than zero (leave it unset for no limit)",
+            )),
+            Err(e) => Err(err(setting, e)),
+        };
+        if let Some((setting, v)) = env("FLOWSCOPE_RETENTION_MAX_AGE")
+            .map(|v| ("FLOWSCOPE_RETENTION_MAX_AGE", v))
+            .or(file.retention_max_age.map(|v| ("retention_max_age", v)))
+        {
+            config.retention_max_age = Some(positive(setting, &v)?);
+        }
+        if let Some((setting, v)) = env("FLOWSCOPE_RETENTION_KEEP_FAILED")
+            .map(|v| ("FLOWSCOPE_RETENTION_KEEP_FAILED", v))
+            .or(file
+                .retention_keep_failed
+                .map(|v| ("retention_keep_failed", v)))
+        {
+            config.retention_keep_failed = Some(positive(setting, &v)?);
+        }
+        if let Some(v) = env("FLOWSCOPE_RETENTION_MAX_RUNS") {
+            let n: u64 = v.trim().parse().map_err(|_| {
+                err(
+                    "FLOWSCOPE_RETENTION_MAX_RUNS",
+                    format!("\"{v}\" is not a number"),
+                )
+            })?;
+            config.retention_max_runs = Some(n);
+        } else if let Some(n) = file.retention_max_runs {
+            config.retention_max_runs = Some(n);
+        }
+        if config.retention_max_runs == Some(0) {
+            return Err(err(
+                "FLOWSCOPE_RETENTION_MAX_RUNS",
+                "must be at least 1 (leave it unset for no limit)",
+            ));
+        }
+        if let Some((setting, v)) = env("FLOWSCOPE_RETENTION_EVERY")
+            .map(|v| ("FLOWSCOPE_RETENTION_EVERY", v))
+            .or(file.retention_every.map(|v| ("retention_every", v)))
+        {
+            config.retention_every =
+                engine::model::parse_duration(v.trim()).map_err(|e| err(setting, e))?;
+        }
         config.public_url = format!("http://{}", config.listen);
         if let Some((setting, v)) = env("FLOWSCOPE_PUBLIC_URL")
             .map(|v| ("FLOWSCOPE_PUBLIC_URL", v))
@@ -641,6 +705,43 @@ mod tests {
         assert_eq!(listen.worker_listen.to_string(), "0.0.0.0:9101");
         let bad = from(&[("FLOWSCOPE_WORKER_LISTEN", "port 9101")]).expect_err("bad");
         assert_eq!(bad.setting, "FLOWSCOPE_WORKER_LISTEN");
+    }
+
+    #[test]
+    fn retention_defaults_are_unset_until_given_and_checked() {
+        let none = from(&[]).expect("ok");
+        assert_eq!(
+            (
+                none.retention_max_age,
+                none.retention_max_runs,
+                none.retention_keep_failed
+            ),
+            (None, None, None)
+        );
+        assert_eq!(none.retention_every, std::time::Duration::from_secs(600));
+        let set = from(&[
+            ("FLOWSCOPE_RETENTION_MAX_AGE", "30d"),
+            ("FLOWSCOPE_RETENTION_MAX_RUNS", "10000"),
+            ("FLOWSCOPE_RETENTION_KEEP_FAILED", "90d"),
+            ("FLOWSCOPE_RETENTION_EVERY", "0s"),
+        ])
+        .expect("ok");
+        assert_eq!(
+            set.retention_max_age,
+            Some(std::time::Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(set.retention_max_runs, Some(10_000));
+        assert_eq!(set.retention_every, std::time::Duration::ZERO);
+        for (setting, value) in [
+            ("FLOWSCOPE_RETENTION_MAX_AGE", "0s"),
+            ("FLOWSCOPE_RETENTION_MAX_AGE", "a month"),
+            ("FLOWSCOPE_RETENTION_MAX_RUNS", "0"),
+            ("FLOWSCOPE_RETENTION_MAX_RUNS", "many"),
+            ("FLOWSCOPE_RETENTION_KEEP_FAILED", "-1d"),
+        ] {
+            let bad = from(&[(setting, value)]).expect_err(value);
+            assert_eq!(bad.setting, setting, "{value}");
+        }
     }
 
     #[test]

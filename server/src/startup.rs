@@ -158,6 +158,13 @@ pub fn engine_config(config: &Config, kind: &'static str) -> EngineConfig {
         public_url: Some(config.public_url.clone()),
         trace_links: config.trace_links(),
         event_keep: config.event_keep,
+        retention: engine::executor::RetentionConfig {
+            max_age: config.retention_max_age,
+            max_runs: config.retention_max_runs,
+            keep_failed: config.retention_keep_failed,
+            every: config.retention_every,
+            ..Default::default()
+        },
         ..EngineConfig::default()
     }
 }

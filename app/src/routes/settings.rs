@@ -21,6 +21,23 @@ pub struct AccessData {
     /// The processes running workflows on this database (PostgreSQL); `None` on SQLite, where
     /// this server is the only one.
     pub workers: Option<Vec<WorkerInfo>>,
+    /// The database's size and how long runs are kept.
+    pub storage: StorageInfo,
+}
+
+/// What the database takes, and the server's retention defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StorageInfo {
+    pub database_bytes: i64,
+    /// Of that, free pages kept for reuse (SQLite).
+    pub free_bytes: i64,
+    pub max_age_ms: Option<i64>,
+    pub max_runs: Option<u64>,
+    pub keep_failed_ms: Option<i64>,
+    /// Between passes; 0: pruning is off.
+    pub every_ms: i64,
+    /// Runs this process deleted since it started.
+    pub pruned: u64,
 }
 
 /// One process running workflows, as the settings page shows it.
@@ -69,6 +86,23 @@ pub async fn access_list() -> Result<AccessData, AppError> {
         tokens: store.tokens().await?,
         secrets: engine.secret_infos().await.map_err(engine_error)?,
         workers: workers(&engine).await?,
+        storage: storage(&engine).await?,
+    })
+}
+
+#[cfg(feature = "ssr")]
+async fn storage(engine: &engine::executor::Engine) -> Result<StorageInfo, AppError> {
+    let (database_bytes, free_bytes) = engine.store().database_bytes().await?;
+    let r = engine.retention();
+    let ms = |d: std::time::Duration| d.as_millis() as i64;
+    Ok(StorageInfo {
+        database_bytes,
+        free_bytes,
+        max_age_ms: r.max_age.map(ms),
+        max_runs: r.max_runs,
+        keep_failed_ms: r.keep_failed.map(ms),
+        every_ms: ms(r.every),
+        pruned: engine.metrics().runs_pruned.get(),
     })
 }
 
@@ -260,6 +294,7 @@ pub fn SettingsPage() -> impl IntoView {
                             <Tokens tokens=d.tokens.clone() create=create_token revoke=revoke_token/>
                             <Secrets secrets=d.secrets.clone() put=put_secret delete=delete_secret/>
                             <Workers workers=d.workers.clone()/>
+                            <Storage info=d.storage.clone()/>
                         }.into_any(),
                     }
                 })}
@@ -433,6 +468,51 @@ fn Secrets(
                 <button class="button" type="submit">"Save secret"</button>
             </ActionForm>
             {action_error(put.value(), "Could not save the secret")}
+        </section>
+    }
+}
+
+/// The database's size, and how long finished runs are kept.
+#[component]
+fn Storage(info: StorageInfo) -> impl IntoView {
+    let mb = |b: i64| format!("{:.1} MB", b as f64 / 1e6);
+    let limits: Vec<String> = [
+        info.max_age_ms
+            .map(|t| format!("for {}", format_duration(t))),
+        info.max_runs
+            .map(|n| format!("the newest {n} of each workflow")),
+        info.keep_failed_ms
+            .map(|t| format!("failed ones for {} in any case", format_duration(t))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let kept = if limits.is_empty() {
+        "Finished runs are kept until a workflow's retention: says otherwise (no server default is set).".to_string()
+    } else {
+        format!(
+            "Finished runs are kept {}, unless a workflow's retention: says otherwise.",
+            limits.join(", ")
+        )
+    };
+    let passes = if info.every_ms == 0 {
+        "Pruning is off on this server (FLOWSCOPE_RETENTION_EVERY=0s).".to_string()
+    } else {
+        format!(
+            "Pruned every {}: {} runs by this server since it started.",
+            format_duration(info.every_ms),
+            info.pruned
+        )
+    };
+    view! {
+        <section aria-labelledby="storage">
+            <h2 id="storage">"Storage"</h2>
+            <dl class="facts">
+                <div><dt>"Database"</dt><dd data-database-bytes=info.database_bytes>{mb(info.database_bytes)}</dd></div>
+                {(info.free_bytes > 0).then(|| view! { <div><dt>"Free, kept for reuse"</dt><dd>{mb(info.free_bytes)}</dd></div> })}
+            </dl>
+            <p>{kept}</p>
+            <p class="muted">{passes}</p>
         </section>
     }
 }

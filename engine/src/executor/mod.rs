@@ -16,6 +16,7 @@ mod cluster;
 mod journal;
 mod offers;
 mod queue;
+mod retention;
 mod run;
 mod secrets;
 mod waiting;
@@ -39,6 +40,7 @@ use crate::telemetry::Metrics;
 pub use bulk::{BulkAction, BulkOutcome, MAX_BULK};
 pub use calls::MAX_CALL_DEPTH;
 use queue::{Queued, Scheduler};
+pub use retention::{Pruned, RetentionConfig};
 pub use waiting::{Decision, EventPosted, MAX_COMMENT_BYTES, MAX_EVENT_BYTES};
 
 /// What can go wrong asking the engine for something.
@@ -123,6 +125,9 @@ pub struct EngineConfig {
     pub durable_delay: std::time::Duration,
     /// How long an event nobody waited for is kept for waits that start later (0: not kept).
     pub event_keep: std::time::Duration,
+    /// How long finished runs are kept when their workflow does not say, and how often they
+    /// are pruned.
+    pub retention: RetentionConfig,
 }
 
 impl Default for EngineConfig {
@@ -140,6 +145,7 @@ impl Default for EngineConfig {
             trace_links: crate::links::TraceLinks::default(),
             durable_delay: std::time::Duration::from_secs(10),
             event_keep: std::time::Duration::from_secs(600),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -266,6 +272,7 @@ struct Inner {
     timer: tokio::sync::Notify,
     durable_delay: std::time::Duration,
     event_keep: std::time::Duration,
+    retention: RetentionConfig,
 }
 
 /// The engine; cheap to clone.
@@ -352,6 +359,7 @@ impl Engine {
                 timer: tokio::sync::Notify::new(),
                 durable_delay: config.durable_delay,
                 event_keep: config.event_keep,
+                retention: config.retention,
             }),
         };
         if let Err(e) = engine.expect_workflow_series().await {
@@ -366,6 +374,7 @@ impl Engine {
             None => engine.recover(config.recover_limit).await?,
         }
         engine.start_timer();
+        engine.start_pruning();
         Ok(engine)
     }
 
@@ -673,6 +682,7 @@ impl Engine {
         // Parked runs belong to no process: every process reports them all, from the store.
         let waiting = self.inner.store.waiting_counts().await?;
         self.inner.metrics.set_waiting(&waiting);
+        self.measure_database().await?;
         for summary in self.inner.store.list_workflows(false).await? {
             // A version that no longer parses has its series made by its runs, as before.
             if let Ok(workflow) = self.workflow(&summary.id, summary.latest_version).await {

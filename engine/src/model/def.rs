@@ -43,6 +43,9 @@ pub struct WorkflowDef {
     /// A workflow to start when a run of this one fails or times out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailureDef>,
+    /// How long its finished runs are kept (each limit unset here: the server's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionDef>,
     /// The run's outputs (templates over `inputs`, `steps`, `run`), what a `workflow` step that
     /// calls this one gets; without them, the output of each step nothing depends on, by id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +65,31 @@ pub struct OnFailureDef {
     /// Its inputs, as given.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub inputs: Map<String, Value>,
+}
+
+/// `retention: { max_age: 30d, max_runs: 10000, keep_failed: 90d }`: a finished run is deleted
+/// once it is older than `max_age` or past the newest `max_runs`, unless it failed (or timed
+/// out) within `keep_failed`. Runs that have not finished are never deleted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionDef {
+    /// Finished runs older than this are deleted.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    pub max_age: Option<String>,
+    /// Only this many of the newest runs are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_runs: Option<u64>,
+    /// Failed and timed-out runs are kept this long whatever the other two say.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    pub keep_failed: Option<String>,
 }
 
 /// One declared run input.

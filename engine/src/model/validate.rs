@@ -174,6 +174,20 @@ fn check_header(def: &WorkflowDef, problems: &mut Vec<Problem>) {
             ));
         }
     }
+    if let Some(r) = &def.retention {
+        if let Some(t) = &r.max_age {
+            check_duration("retention.max_age", t, problems);
+        }
+        if let Some(t) = &r.keep_failed {
+            check_duration("retention.keep_failed", t, problems);
+        }
+        if r.max_runs == Some(0) {
+            problems.push(Problem::new(
+                "retention.max_runs",
+                "must be at least 1 (leave it out to keep any number)",
+            ));
+        }
+    }
     if def.steps.is_empty() {
         problems.push(Problem::new("steps", "a workflow needs at least one step"));
     } else if def.steps.len() > MAX_STEPS {
@@ -520,7 +534,7 @@ fn check_step(
     if let Some(condition) = &step.condition {
         let cpath = format!("{path}.if");
         match template::condition(condition) {
-            Ok(refs) => check_refs(def, &cpath, step, upstream, &refs, problems),
+            Ok(refs) => check_refs(def, &cpath, Some(step), upstream, &refs, problems),
             Err(e) => problems.push(Problem::new(cpath, e)),
         }
     }
@@ -528,7 +542,7 @@ fn check_step(
         let lpath = format!("{path}.for_each");
         match template::item_list(list) {
             Ok(refs) => {
-                check_refs(def, &lpath, step, upstream, &refs, problems);
+                check_refs(def, &lpath, Some(step), upstream, &refs, problems);
                 check_list_input(def, &lpath, list, problems);
             }
             Err(e) => problems.push(Problem::new(lpath, e)),
@@ -607,37 +621,9 @@ fn check_outputs(def: &WorkflowDef, problems: &mut Vec<Problem>) {
             if !text.contains("{{") && !text.contains("{%") {
                 continue;
             }
-            let refs = match template::references(text) {
-                Ok(r) => r,
-                Err(e) => {
-                    problems.push(Problem::new(spath, e));
-                    continue;
-                }
-            };
-            for var in &refs.unknown {
-                problems.push(Problem::new(
-                    &spath,
-                    format!(
-                        "unknown variable \"{var}\"; templates can read {}",
-                        ROOTS.join(", ")
-                    ),
-                ));
-            }
-            for input in refs.inputs.iter().filter(|n| !def.inputs.contains_key(*n)) {
-                problems.push(Problem::new(
-                    &spath,
-                    format!("input \"{input}\" is not declared under inputs"),
-                ));
-            }
-            for id in refs
-                .steps
-                .iter()
-                .filter(|id| !def.steps.iter().any(|s| &s.id == *id))
-            {
-                problems.push(Problem::new(
-                    &spath,
-                    format!("refers to unknown step \"{id}\""),
-                ));
+            match template::references(text) {
+                Ok(refs) => check_refs(def, &spath, None, None, &refs, problems),
+                Err(e) => problems.push(Problem::new(spath, e)),
             }
         }
     }
@@ -758,15 +744,16 @@ fn check_templates(
             refs.unknown
                 .retain(|v| !ITEM_VARIABLES.contains(&v.as_str()));
         }
-        check_refs(def, &spath, step, upstream, &refs, problems);
+        check_refs(def, &spath, Some(step), upstream, &refs, problems);
     }
 }
 
-/// What a template or condition reads: declared inputs, and only steps upstream of `step`.
+/// What a template or condition reads: declared inputs, and only steps upstream of `step`
+/// (any step for the run's `outputs:`, which has none).
 fn check_refs(
     def: &WorkflowDef,
     spath: &str,
-    step: &StepDef,
+    step: Option<&StepDef>,
     upstream: Option<&HashSet<usize>>,
     refs: &template::References,
     problems: &mut Vec<Problem>,
@@ -796,14 +783,14 @@ fn check_refs(
                 &spath,
                 format!("refers to unknown step \"{id}\""),
             )),
-            (Some(t), _) if def.steps[t].id == step.id => {
+            (Some(t), _) if step.is_some_and(|s| def.steps[t].id == s.id) => {
                 problems.push(Problem::new(&spath, "a step cannot read its own output"))
             }
             (Some(t), Some(up)) if !up.contains(&t) => problems.push(Problem::new(
                 &spath,
                 format!(
                     "reads steps.{id} but \"{id}\" is not upstream of \"{}\"; add it to needs",
-                    step.id
+                    step.map_or("", |s| s.id.as_str())
                 ),
             )),
             _ => {}

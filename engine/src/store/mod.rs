@@ -13,6 +13,7 @@ mod access;
 mod calls;
 mod charts;
 pub mod cluster;
+mod retention;
 mod runs;
 mod schedules;
 pub mod scratch;
@@ -37,6 +38,7 @@ use crate::model::Problem;
 pub use access::{SealedSecret, UserRow};
 pub use charts::{AttemptPoint, ChartData};
 pub use cluster::WorkerRow;
+pub use retention::PruneRule;
 pub use runs::{
     summarize_ops, HeldConnection, NewRun, Op, OpsSummary, Resumable, RunFilter, ValuePart,
     DETAIL_BUDGET_BYTES, DETAIL_VALUE_BYTES,
@@ -340,6 +342,9 @@ async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
+        // Pages freed by pruning go back to the file system (`incremental_vacuum` after a
+        // pass). Takes effect on a new file only: an older one reuses its free pages instead.
+        .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental)
         .foreign_keys(true);
     let path = options.get_filename();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -389,3 +389,29 @@ fn a_call_survives_a_restart() {
         assert_eq!(d.children[0].id, child);
     });
 }
+
+/// `outputs:` templates are checked on save like a step's: steps and inputs that exist.
+#[test]
+fn outputs_read_only_what_exists() {
+    let problems = Workflow::parse(
+        "id: outs\ninputs:\n  n: {type: integer}\noutputs:\n  a: '{{ steps.nope.output }}'\n  b: '{{ inputs.m }}'\n  c: '{{ steps.s.output }} of {{ inputs.n }}'\n  bad-name: 1\nsteps:\n- {id: s, agent: transform, with: {jq: '1'}}\n",
+    )
+    .expect_err("invalid outputs");
+    let said: Vec<(&str, &str)> = problems
+        .iter()
+        .map(|p| (p.path.as_str(), p.message.as_str()))
+        .collect();
+    assert_eq!(said.len(), 3, "{said:?}");
+    assert!(
+        said.contains(&("outputs.a", "refers to unknown step \"nope\"")),
+        "{said:?}"
+    );
+    assert!(
+        said.contains(&("outputs.b", "input \"m\" is not declared under inputs")),
+        "{said:?}"
+    );
+    assert!(
+        said.iter().any(|(p, _)| *p == "outputs.bad-name"),
+        "{said:?}"
+    );
+}

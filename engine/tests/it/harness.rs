@@ -54,6 +54,15 @@ pub(crate) async fn harness() -> Harness {
 
 /// The same engine on a fresh PostgreSQL database (`FLOWSCOPE_TEST_POSTGRES_URL`).
 pub(crate) async fn pg_harness() -> Harness {
+    pg_harness_with(EngineConfig {
+        agents: local_agents(),
+        ..EngineConfig::default()
+    })
+    .await
+}
+
+/// [`pg_harness`] with `config`.
+pub(crate) async fn pg_harness_with(config: EngineConfig) -> Harness {
     static N: AtomicUsize = AtomicUsize::new(0);
     let admin_url = engine::store::scratch::admin_url();
     let name = format!(
@@ -66,15 +75,7 @@ pub(crate) async fn pg_harness() -> Harness {
         .expect("PostgreSQL on 127.0.0.1:5432");
     store.migrate().await.expect("migrate");
     store.seed_examples().await.expect("seed");
-    let engine = Engine::start(
-        store,
-        EngineConfig {
-            agents: local_agents(),
-            ..EngineConfig::default()
-        },
-    )
-    .await
-    .expect("engine");
+    let engine = Engine::start(store, config).await.expect("engine");
     Harness {
         engine,
         _dir: tempfile::tempdir().expect("dir"),

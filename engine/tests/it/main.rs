@@ -6,6 +6,7 @@ mod executor;
 mod flow;
 mod harness;
 mod items;
+mod retention;
 mod schedule;
 mod store;
 mod validation;

@@ -144,6 +144,11 @@ pub(super) async fn bench(command: Command) -> anyhow::Result<()> {
             ..
         } => bench::run_calls(&postgres, n).await,
         Command::Bench {
+            postgres,
+            prune: Some(n),
+            ..
+        } => bench::run_prune(&postgres, n).await,
+        Command::Bench {
             postgres, workers, ..
         } if !workers.is_empty() => bench::run_workers(&postgres, &workers).await,
         Command::Bench { ui: true, .. } => {

@@ -129,6 +129,9 @@ pub(crate) enum Command {
         /// Measure one run calling a child workflow N times in a `for_each` instead.
         #[arg(long)]
         calls: Option<usize>,
+        /// Measure retention pruning N old runs while 3-step runs go on instead.
+        #[arg(long)]
+        prune: Option<usize>,
         /// Measure N `flowscope worker` processes on one PostgreSQL instead (e.g. 1,2,4).
         #[arg(long, value_delimiter = ',')]
         workers: Vec<usize>,

@@ -343,6 +343,9 @@ enum Pending {
     Pause(bool),
 }
 
+/// A decision as the approval form sends it: run, step, approve, comment, fields (JSON).
+type DecisionArgs = (String, String, bool, String, String);
+
 /// What the person is doing on the page. It lives above the data, because the view is
 /// rebuilt whenever the run changes: a half-confirmed action or an opened panel survives that.
 #[derive(Clone, Copy)]
@@ -356,6 +359,13 @@ struct RunUi {
     item_filter: RwSignal<std::collections::HashMap<String, &'static str>>,
     item_limit: RwSignal<std::collections::HashMap<String, i64>>,
     act: Action<(String, Pending), Result<Option<String>, AppError>>,
+    /// An approval form's text as typed, by (step, field; "" for the comment): a refetch that
+    /// rebuilds the form while someone types keeps it.
+    drafts: RwSignal<std::collections::HashMap<(String, String), String>>,
+    /// The decision sent last (run, step, approve, comment, fields) and its answer.
+    decide: Action<DecisionArgs, Result<(), AppError>>,
+    /// The step the last decision was for.
+    decide_for: RwSignal<Option<String>>,
 }
 
 impl RunUi {
@@ -409,6 +419,26 @@ impl RunUi {
             item_filter: RwSignal::new(Default::default()),
             item_limit: RwSignal::new(Default::default()),
             act,
+            drafts: RwSignal::new(Default::default()),
+            decide_for: RwSignal::new(None),
+            decide: Action::new(
+                |(run, step, approved, comment, fields): &(
+                    String,
+                    String,
+                    bool,
+                    String,
+                    String,
+                )| {
+                    let args = (
+                        run.clone(),
+                        step.clone(),
+                        *approved,
+                        comment.clone(),
+                        fields.clone(),
+                    );
+                    async move { decide_step(args.0, args.1, args.2, args.3, args.4).await }
+                },
+            ),
         }
     }
 }

@@ -172,39 +172,41 @@ fn ApprovalForm(
     step_id: String,
     fields: Vec<(String, String, Option<Value>)>,
 ) -> impl IntoView {
-    let values: Vec<RwSignal<String>> = fields
+    // Kept above the data (see `RunUi`): a refetch rebuilds this form, not what was typed
+    // or the answer to the last decision.
+    let ui = expect_context::<super::RunUi>();
+    let defaults: Vec<String> = fields
         .iter()
-        .map(|(_, ty, default)| {
-            RwSignal::new(match default {
-                None => String::new(),
-                Some(Value::String(s)) => s.clone(),
-                Some(v) if ty == "boolean" => v.to_string(),
-                Some(v) => v.to_string(),
-            })
+        .map(|(_, ty, default)| match default {
+            None => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(v) if ty == "boolean" => v.to_string(),
+            Some(v) => v.to_string(),
         })
         .collect();
-    let comment = RwSignal::new(String::new());
+    let draft = move |step: &str, name: &str, default: &str| {
+        ui.drafts
+            .with(|d| d.get(&(step.to_string(), name.to_string())).cloned())
+            .unwrap_or_else(|| default.to_string())
+    };
+    let set_draft = move |step: &str, name: &str, text: String| {
+        ui.drafts.update(|d| {
+            d.insert((step.to_string(), name.to_string()), text);
+        })
+    };
     let fields = StoredValue::new(fields);
-    let values = StoredValue::new(values);
+    let defaults = StoredValue::new(defaults);
     let ids = StoredValue::new((run_id, step_id.clone()));
-    let decide = Action::new(
-        |(run, step, approved, comment, fields): &(String, String, bool, String, String)| {
-            let args = (
-                run.clone(),
-                step.clone(),
-                *approved,
-                comment.clone(),
-                fields.clone(),
-            );
-            async move { decide_step(args.0, args.1, args.2, args.3, args.4).await }
-        },
-    );
     let send = move |approved: bool| {
+        let (run, step) = ids.get_value();
         let mut out = Map::new();
         fields.with_value(|fields| {
-            values.with_value(|values| {
-                for ((name, ty, _), value) in fields.iter().zip(values) {
-                    let text = value.get_untracked();
+            defaults.with_value(|defaults| {
+                for ((name, ty, _), default) in fields.iter().zip(defaults) {
+                    let text = ui
+                        .drafts
+                        .with_untracked(|d| d.get(&(step.clone(), name.clone())).cloned())
+                        .unwrap_or_else(|| default.clone());
                     if text.trim().is_empty() {
                         continue;
                     }
@@ -218,27 +220,32 @@ fn ApprovalForm(
                 }
             })
         });
-        let (run, step) = ids.get_value();
-        decide.dispatch((
-            run,
-            step,
-            approved,
-            comment.get_untracked(),
-            Value::Object(out).to_string(),
-        ));
+        let comment = ui
+            .drafts
+            .with_untracked(|d| d.get(&(step.clone(), String::new())).cloned())
+            .unwrap_or_default();
+        ui.decide_for.set(Some(step.clone()));
+        ui.decide
+            .dispatch((run, step, approved, comment, Value::Object(out).to_string()));
     };
     let inputs = fields.with_value(|fields| {
         fields
             .iter()
             .enumerate()
             .map(|(i, (name, ty, _))| {
-                let value = values.with_value(|v| v[i]);
+                let default = defaults.with_value(|d| d[i].clone());
                 let id = format!("field-{}-{name}", step_id);
+                let (step, field) = (step_id.clone(), name.clone());
+                let value = {
+                    let (step, field) = (step.clone(), field.clone());
+                    move || draft(&step, &field, &default)
+                };
+                let set = move |text: String| set_draft(&step, &field, text);
                 if ty == "boolean" {
                     view! {
                         <label class="check">
-                            <input type="checkbox" id=id.clone() prop:checked=move || value.get() == "true"
-                                on:change=move |ev| value.set(event_target_checked(&ev).to_string())/>
+                            <input type="checkbox" id=id.clone() prop:checked=move || value() == "true"
+                                on:change=move |ev| set(event_target_checked(&ev).to_string())/>
                             {name.clone()}
                         </label>
                     }
@@ -246,7 +253,7 @@ fn ApprovalForm(
                 } else {
                     view! {
                         <label for=id.clone()>{format!("{name} ({ty})")}</label>
-                        <input id=id type="text" prop:value=move || value.get() on:input=move |ev| value.set(event_target_value(&ev))/>
+                        <input id=id type="text" prop:value=value on:input=move |ev| set(event_target_value(&ev))/>
                     }
                     .into_any()
                 }
@@ -254,16 +261,32 @@ fn ApprovalForm(
             .collect::<Vec<_>>()
     });
     let comment_id = format!("comment-{step_id}");
+    let comment = {
+        let step = step_id.clone();
+        move || draft(&step, "", "")
+    };
+    let set_comment = {
+        let step = step_id.clone();
+        move |text: String| set_draft(&step, "", text)
+    };
+    // The answer shown is this step's: the last decision sent from this page was for it.
+    let this_step = step_id.clone();
+    let answer = move || {
+        ui.decide_for
+            .with(|s| s.as_deref() == Some(this_step.as_str()))
+            .then(|| ui.decide.value().get())
+            .flatten()
+    };
     view! {
         <form class="approval" aria-label="Decide" on:submit=move |ev| { ev.prevent_default(); send(true); }>
             {inputs}
             <label for=comment_id.clone()>"Comment"</label>
-            <textarea id=comment_id rows="2" prop:value=move || comment.get() on:input=move |ev| comment.set(event_target_value(&ev))></textarea>
+            <textarea id=comment_id rows="2" prop:value=comment on:input=move |ev| set_comment(event_target_value(&ev))></textarea>
             <div class="row">
-                <button class="button" type="submit" disabled=move || decide.pending().get()>"Approve"</button>
-                <button class="button secondary danger-text" type="button" disabled=move || decide.pending().get() on:click=move |_| send(false)>"Reject"</button>
+                <button class="button" type="submit" disabled=move || ui.decide.pending().get()>"Approve"</button>
+                <button class="button secondary danger-text" type="button" disabled=move || ui.decide.pending().get() on:click=move |_| send(false)>"Reject"</button>
             </div>
-            {move || match decide.value().get() {
+            {move || match answer() {
                 Some(Err(e)) => Some(view! { <ErrorNote error=e lead="Could not record the decision"/> }.into_any()),
                 Some(Ok(())) => Some(view! { <p class="note" role="status">"Decision recorded."</p> }.into_any()),
                 None => None,

@@ -1,0 +1,142 @@
+//! Pruning finished runs (a workflow's `retention:`, the server's defaults), a batch at a time,
+//! and what the database takes on disk.
+//!
+//! Which runs go is decided on run ids (UUIDv7: they sort by creation time) over the
+//! `runs_by_workflow (workflow_id, id)` index, so a batch reads only the rows it deletes.
+
+use std::fmt::Write as _;
+
+use super::script::Text;
+use super::{on_pool, stats::id_floor, Store, StoreError};
+
+/// What a workflow's runs are pruned to (unix ms cut-offs; `None`: no such limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneRule {
+    /// Runs created before this go.
+    pub created_before: Option<i64>,
+    /// Only this many of the newest runs stay.
+    pub max_runs: Option<u64>,
+    /// Failed and timed-out runs created at or after this stay whatever the other two say.
+    pub keep_failed_since: Option<i64>,
+}
+
+/// Above any run id (they start with a hex digit), in byte order and in any collation
+/// PostgreSQL may use (those can ignore punctuation such as `~`): a bound that protects
+/// nothing.
+const NO_ID: &str = "g";
+
+impl Store {
+    /// Deletes up to `batch` finished runs of `workflow_id` that `rule` lets go, with their
+    /// steps, attempts, items, offers and waits, in one transaction; returns how many.
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "DELETE runs", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "DELETE", db.collection.name = "runs", workflow.id = %workflow_id))]
+    pub async fn prune_runs(
+        &self,
+        workflow_id: &str,
+        rule: PruneRule,
+        batch: i64,
+    ) -> Result<usize, StoreError> {
+        // The oldest run kept by count; older ones go.
+        let by_count: Option<String> = match rule.max_runs {
+            None => None,
+            Some(n) => on_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "SELECT id FROM runs WHERE workflow_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2",
+                )
+                .bind(workflow_id.to_string())
+                .bind(n.saturating_sub(1).min(i64::MAX as u64) as i64)
+                .fetch_optional(pool)
+                .await?
+            }),
+        };
+        let by_age = rule.created_before.map(id_floor);
+        let Some(before) = by_count.into_iter().chain(by_age).max() else {
+            return Ok(0);
+        };
+        let keep_failed = rule
+            .keep_failed_since
+            .map_or_else(|| NO_ID.to_string(), id_floor);
+        let ids: Vec<String> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT id FROM runs WHERE workflow_id = $1 AND id < $2 \
+                 AND status IN ('succeeded', 'failed', 'cancelled', 'timed_out') \
+                 AND NOT (status IN ('failed', 'timed_out') AND id >= $3) \
+                 ORDER BY id LIMIT $4",
+            )
+            .bind(workflow_id.to_string())
+            .bind(before)
+            .bind(keep_failed)
+            .bind(batch)
+            .fetch_all(pool)
+            .await?
+        });
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut list = String::new();
+        for (i, id) in ids.iter().enumerate() {
+            let _ = write!(list, "{}{}", if i == 0 { "" } else { ", " }, Text(id));
+        }
+        let mut script = String::new();
+        for table in [
+            "step_items",
+            "step_offers",
+            "waits",
+            "step_attempts",
+            "run_steps",
+        ] {
+            let _ = writeln!(script, "DELETE FROM {table} WHERE run_id IN ({list});");
+        }
+        // A finished run stays finished (a retry is a new run), so what was selected goes.
+        let _ = writeln!(script, "DELETE FROM runs WHERE id IN ({list});");
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(script)).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        if let Some(before) = rule.created_before {
+            // The cron occurrences of those runs: none of them fires again.
+            on_pool!(self, pool => {
+                sqlx::query("DELETE FROM schedule_fires WHERE workflow_id = $1 AND fire_at < $2")
+                    .bind(workflow_id.to_string())
+                    .bind(before)
+                    .execute(pool)
+                    .await?;
+            });
+        }
+        Ok(ids.len())
+    }
+
+    /// Gives freed pages back to the file system, up to `pages` of them (SQLite with
+    /// incremental auto-vacuum; elsewhere nothing: PostgreSQL's autovacuum reuses them).
+    pub async fn give_back_space(&self, pages: i64) -> Result<(), StoreError> {
+        if let super::Db::Sqlite(pool) = &self.db {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "PRAGMA incremental_vacuum({pages})"
+            )))
+            .execute(pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// What the database takes on disk, in bytes, and how much of that is free pages it keeps
+    /// for reuse (SQLite; PostgreSQL: `pg_database_size`, and 0).
+    #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT size", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "database"))]
+    pub async fn database_bytes(&self) -> Result<(i64, i64), StoreError> {
+        Ok(match &self.db {
+            super::Db::Sqlite(pool) => {
+                sqlx::query_as(
+                    "SELECT p.page_count * s.page_size, f.freelist_count * s.page_size \
+                     FROM pragma_page_count() p, pragma_page_size() s, pragma_freelist_count() f",
+                )
+                .fetch_one(pool)
+                .await?
+            }
+            super::Db::Postgres(pool) => {
+                sqlx::query_as("SELECT pg_database_size(current_database()), CAST(0 AS BIGINT)")
+                    .fetch_one(pool)
+                    .await?
+            }
+        })
+    }
+}
