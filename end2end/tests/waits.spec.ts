@@ -72,6 +72,14 @@ test('an operator approves a step from the run page; a viewer sees no buttons', 
   await expect(form.getByRole('alert')).toContainText('fields.ticket');
   await form.getByLabel('ticket (string)').fill('CHG-42');
   await form.getByLabel('Comment').fill('window is open');
+  // The run changes while the form is half filled (paused, then resumed: the page refetches
+  // and redraws): what was typed stays.
+  await page.getByRole('button', { name: 'Pause' }).click();
+  await expect(page.locator('.run-title [data-status]')).toHaveText(/paused/i);
+  await page.getByRole('button', { name: 'Resume' }).click();
+  await expect(page.locator('.run-title [data-status]')).toHaveText(/waiting/i);
+  await expect(form.getByLabel('ticket (string)')).toHaveValue('CHG-42');
+  await expect(form.getByLabel('Comment')).toHaveValue('window is open');
   await form.getByRole('button', { name: 'Approve' }).click();
   await expect(page.locator('.run-title [data-status]')).toHaveText(/succeeded/i, { timeout: 15000 });
   await expect(page.locator('section.waiting')).toHaveCount(0);
