@@ -158,7 +158,6 @@ async fn one_store(label: &str, url: &str, n: usize) -> anyhow::Result<()> {
     let filled = Instant::now();
     fill(&store, n, now).await?;
     let fill_s = filled.elapsed().as_secs_f64();
-    let (size_before, _) = store.database_bytes().await?;
     let engine = Engine::start(
         store,
         EngineConfig {
@@ -171,13 +170,20 @@ async fn one_store(label: &str, url: &str, n: usize) -> anyhow::Result<()> {
     )
     .await?;
     let (alone, _) = throughput::<std::future::Ready<()>>(&engine, 10.0, None).await?;
+    let (size_before, _) = engine.store().database_bytes().await?;
+    let runs_before = engine.store().count_runs().await?;
     let pruning = engine.prune(now);
     let (during, side) = throughput(&engine, 0.0, Some(pruning)).await?;
+    let added = engine.store().count_runs().await?
+        + side
+            .as_ref()
+            .map_or(0, |(p, _)| p.as_ref().map_or(0, |p| p.runs as i64))
+        - runs_before;
     let (pruned, prune_s) = side.ok_or_else(|| anyhow::anyhow!("no pass"))?;
     let pruned = pruned?;
     let (size_after, free_after) = engine.store().database_bytes().await?;
     println!(
-        "| {label} | {} | {fill_s:.0} s | {prune_s:.1} s ({:.0} runs/s) | {alone:.0} | {during:.0} ({:+.0} %) | {:.0} MB → {:.0} MB ({:.0} MB free) |",
+        "| {label} | {} | {fill_s:.0} s | {prune_s:.1} s ({:.0} runs/s) | {alone:.0} | {during:.0} ({:+.0} %) | {:.0} MB → {:.0} MB ({:.0} MB free; {added} runs added meanwhile) |",
         pruned.runs,
         pruned.runs as f64 / prune_s,
         (during / alone - 1.0) * 100.0,
@@ -192,7 +198,7 @@ async fn one_store(label: &str, url: &str, n: usize) -> anyhow::Result<()> {
 
 /// Prints one table row per store.
 pub async fn run_prune(postgres_admin_url: &str, n: usize) -> anyhow::Result<()> {
-    println!("| store | runs pruned | writing them | the pass | 3-step runs/s alone | during the pass | database |");
+    println!("| store | runs pruned | writing them | the pass | 3-step runs/s alone | during the pass | database before the pass → after |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let dir = crate::tempfile_dir()?;
     let path = dir.join("prune.db");

@@ -106,6 +106,15 @@ impl Store {
         Ok(ids.len())
     }
 
+    /// How many runs there are (benchmarks).
+    pub async fn count_runs(&self) -> Result<i64, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM runs")
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
     /// Gives freed pages back to the file system, up to `pages` of them (SQLite with
     /// incremental auto-vacuum; elsewhere nothing: PostgreSQL's autovacuum reuses them).
     pub async fn give_back_space(&self, pages: i64) -> Result<(), StoreError> {
