@@ -86,16 +86,20 @@ impl Engine {
                 continue;
             }
             done.workflows += 1;
+            let mut after: Option<String> = None;
             loop {
                 if self.inner.halt.is_cancelled() {
                     return Ok(done);
                 }
-                let n = store.prune_runs(&summary.id, rule, config.batch).await?;
-                done.runs += n as u64;
-                self.inner.metrics.runs_pruned.inc_by(n as u64);
-                if (n as i64) < config.batch {
+                let batch = store
+                    .prune_runs(&summary.id, rule, config.batch, after.as_deref())
+                    .await?;
+                done.runs += batch.deleted as u64;
+                self.inner.metrics.runs_pruned.inc_by(batch.deleted as u64);
+                if (batch.scanned as i64) < config.batch {
                     break;
                 }
+                after = batch.last;
                 tokio::time::sleep(config.pause).await;
             }
         }

@@ -38,7 +38,7 @@ use crate::model::Problem;
 pub use access::{SealedSecret, UserRow};
 pub use charts::{AttemptPoint, ChartData};
 pub use cluster::WorkerRow;
-pub use retention::PruneRule;
+pub use retention::{PruneRule, Pruned as PrunedBatch};
 pub use runs::{
     summarize_ops, HeldConnection, NewRun, Op, OpsSummary, Resumable, RunFilter, ValuePart,
     DETAIL_BUDGET_BYTES, DETAIL_VALUE_BYTES,

@@ -20,6 +20,17 @@ pub struct PruneRule {
     pub keep_failed_since: Option<i64>,
 }
 
+/// What one batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Runs deleted.
+    pub deleted: usize,
+    /// Runs looked at (deleted, or kept: unfinished, failed within `keep_failed`).
+    pub scanned: usize,
+    /// The last run id looked at: where the next batch starts.
+    pub last: Option<String>,
+}
+
 /// Above any run id (they start with a hex digit), in byte order and in any collation
 /// PostgreSQL may use (those can ignore punctuation such as `~`): a bound that protects
 /// nothing.
@@ -34,7 +45,8 @@ impl Store {
         workflow_id: &str,
         rule: PruneRule,
         batch: i64,
-    ) -> Result<usize, StoreError> {
+        after: Option<&str>,
+    ) -> Result<Pruned, StoreError> {
         // The oldest run kept by count; older ones go.
         let by_count: Option<String> = match rule.max_runs {
             None => None,
@@ -50,27 +62,45 @@ impl Store {
         };
         let by_age = rule.created_before.map(id_floor);
         let Some(before) = by_count.into_iter().chain(by_age).max() else {
-            return Ok(0);
+            return Ok(Pruned::default());
         };
         let keep_failed = rule
             .keep_failed_since
             .map_or_else(|| NO_ID.to_string(), id_floor);
-        let ids: Vec<String> = on_pool!(self, pool => {
-            sqlx::query_scalar(
-                "SELECT id FROM runs WHERE workflow_id = $1 AND id < $2 \
-                 AND status IN ('succeeded', 'failed', 'cancelled', 'timed_out') \
-                 AND NOT (status IN ('failed', 'timed_out') AND id >= $3) \
-                 ORDER BY id LIMIT $4",
+        // The next `batch` runs by id after the last batch (not from the start: on PostgreSQL
+        // the index keeps the deleted rows' entries until vacuumed, and a scan from the start
+        // would step over all of them every batch); which of them go is decided here.
+        let rows: Vec<(String, String)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, status FROM runs WHERE workflow_id = $1 AND id < $2 AND id > $4 \
+                 ORDER BY id LIMIT $3",
             )
             .bind(workflow_id.to_string())
             .bind(before)
-            .bind(keep_failed)
             .bind(batch)
+            .bind(after.unwrap_or("").to_string())
             .fetch_all(pool)
             .await?
         });
+        let Some(last) = rows.last().map(|(id, _)| id.clone()) else {
+            return Ok(Pruned::default());
+        };
+        let ids: Vec<&String> = rows
+            .iter()
+            .filter(|(id, status)| {
+                let failed = status == "failed" || status == "timed_out";
+                let finished = failed || status == "succeeded" || status == "cancelled";
+                finished && !(failed && id.as_str() >= keep_failed.as_str())
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let scanned = rows.len();
         if ids.is_empty() {
-            return Ok(0);
+            return Ok(Pruned {
+                deleted: 0,
+                scanned,
+                last: Some(last),
+            });
         }
         let mut list = String::new();
         for (i, id) in ids.iter().enumerate() {
@@ -103,7 +133,11 @@ impl Store {
                     .await?;
             });
         }
-        Ok(ids.len())
+        Ok(Pruned {
+            deleted: ids.len(),
+            scanned,
+            last: Some(last),
+        })
     }
 
     /// How many runs there are (benchmarks).
