@@ -61,9 +61,10 @@ pub fn StatusBadge(status: &'static str) -> impl IntoView {
         "retrying" => "↻",
         "queued" | "pending" => "○",
         "cancelled" => "⊘",
-        "timed_out" => "⏱",
-        "waiting" => "⧗",
-        "paused" => "⏸",
+        // Glyphs a stock font has (DejaVu): ⏱, ⧗ and ⏸ showed as empty boxes here.
+        "timed_out" => "◷",
+        "waiting" => "◔",
+        "paused" => "∥",
         _ => "–",
     };
     view! {

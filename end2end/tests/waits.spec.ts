@@ -54,6 +54,11 @@ test('an operator approves a step from the run page; a viewer sees no buttons', 
   await expect(waiting).toContainText('Who can decide: operators and above.');
   await expect(waiting).toContainText('gives up at');
   await expect(page.locator('.run-title [data-status]')).toHaveText(/waiting/i);
+  // The graph draws the step as waiting, not running, and says what for.
+  const node = page.locator('svg.dag [data-step="approve"]');
+  await expect(node).toHaveAttribute('data-status', 'waiting');
+  await expect(node).toContainText('approval · waiting');
+  await expect(node).toHaveAttribute('aria-label', 'Approve the release: awaits a decision');
   await expect(page.getByRole('button', { name: 'Approve' })).toHaveCount(0);
   await expect(page.getByRole('button', { name: 'Reject' })).toHaveCount(0);
   await expect(page.getByRole('button', { name: 'Pause' })).toHaveCount(0);

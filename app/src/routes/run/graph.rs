@@ -48,7 +48,12 @@ pub(super) fn Dag(
                 (None, Some(c)) if status == StepStatus::Running => {
                     format!("{}/{}", c.succeeded + c.failed, c.total)
                 }
-                _ => waits_for.map_or_else(|| status.as_str().to_string(), str::to_string),
+                // The box has room for one word; the label and tooltip say what for.
+                _ => match waits_for {
+                    Some("sleeping") => "sleeping".to_string(),
+                    Some(_) => "waiting".to_string(),
+                    None => status.as_str().to_string(),
+                },
             };
             let said = match (skip, waits_for) {
                 (Some(reason), _) => format!("{}: skipped, {}", s.name, reason.describe()),
@@ -57,9 +62,10 @@ pub(super) fn Dag(
             };
             // A step that waits is drawn as waiting: nothing runs, someone or something acts.
             let shown = if waits_for.is_some() { "waiting" } else { status.as_str() };
-            let icon = if waits_for.is_some() { "⧗" } else { status_icon(status) };
+            let icon = if waits_for.is_some() { "◔" } else { status_icon(status) };
             let agent_line = format!("{} · {}", s.agent, state_text);
             let tip = [
+                waits_for.map(|w| format!("{}: {w}", s.name)),
                 s.condition.as_ref().map(|c| format!("if: {c}")),
                 s.for_each.as_ref().map(|l| format!("for each: {l}")),
             ]
