@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use engine::executor::{Engine, EngineConfig, TriggerRequest};
 use engine::model::Workflow;
 use engine::records::RunStatus;
-use engine::store::{scratch, Store};
+use engine::store::Store;
 use serde_json::{json, Map, Value};
 
 const CHILD: &str = "id: child\ninputs:\n  n: {type: integer}\noutputs:\n  twice: '{{ steps.double.output }}'\nsteps:\n- {id: double, agent: transform, with: {jq: '.inputs.n * 2'}}\n";
@@ -69,16 +69,8 @@ async fn one_store(label: &str, url: &str, n: usize) -> anyhow::Result<()> {
 pub async fn run_calls(postgres_admin_url: &str, n: usize) -> anyhow::Result<()> {
     println!("| store | calls in one for_each (50 at once) | whole run | calls/s | one child run alone, p50 ms |");
     println!("|---|---:|---:|---:|---:|");
-    let dir = crate::tempfile_dir()?;
-    let path = dir.join("calls.db");
-    let _ = std::fs::remove_file(&path);
-    one_store("SQLite", &format!("sqlite://{}", path.display()), n).await?;
-    let _ = std::fs::remove_dir_all(&dir);
-    let name = format!("flowscope_bench_calls_{}", std::process::id());
-    let store = scratch::create_database(postgres_admin_url, &name).await?;
-    store.close().await;
-    let url = scratch::database_url(postgres_admin_url, &name);
-    let result = one_store("PostgreSQL", &url, n).await;
-    scratch::drop_database(postgres_admin_url, &name).await?;
-    result
+    crate::on_both_stores(postgres_admin_url, "calls", async |label, url| {
+        one_store(label, &url, n).await
+    })
+    .await
 }

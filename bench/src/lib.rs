@@ -405,3 +405,24 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// Runs `one` on a fresh SQLite file named `name`, then on a fresh PostgreSQL database on
+/// `postgres_admin_url` (dropped after), passing the store's label and URL.
+async fn on_both_stores(
+    postgres_admin_url: &str,
+    name: &str,
+    one: impl AsyncFn(&'static str, String) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let path = dir.join(format!("{name}.db"));
+    let _ = std::fs::remove_file(&path);
+    one("SQLite", format!("sqlite://{}", path.display())).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = format!("flowscope_bench_{name}_{}", std::process::id());
+    let store = engine::store::scratch::create_database(postgres_admin_url, &db).await?;
+    store.close().await;
+    let url = engine::store::scratch::database_url(postgres_admin_url, &db);
+    let result = one("PostgreSQL", url).await;
+    engine::store::scratch::drop_database(postgres_admin_url, &db).await?;
+    result
+}

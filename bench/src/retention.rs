@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use engine::executor::{Engine, EngineConfig, RetentionConfig};
 use engine::model::Workflow;
 use engine::records::{RunStatus, StepStatus};
-use engine::store::{scratch, NewRun, Op, Store};
+use engine::store::{NewRun, Op, Store};
 use serde_json::json;
 
 const OLD: &str = "id: old\nretention: {max_age: 30d}\nsteps:\n- {id: s, agent: simulate}\n";
@@ -200,16 +200,8 @@ async fn one_store(label: &str, url: &str, n: usize) -> anyhow::Result<()> {
 pub async fn run_prune(postgres_admin_url: &str, n: usize) -> anyhow::Result<()> {
     println!("| store | runs pruned | writing them | the pass | 3-step runs/s alone | during the pass | database before the pass → after |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    let dir = crate::tempfile_dir()?;
-    let path = dir.join("prune.db");
-    let _ = std::fs::remove_file(&path);
-    one_store("SQLite", &format!("sqlite://{}", path.display()), n).await?;
-    let _ = std::fs::remove_dir_all(&dir);
-    let name = format!("flowscope_bench_prune_{}", std::process::id());
-    let store = scratch::create_database(postgres_admin_url, &name).await?;
-    store.close().await;
-    let url = scratch::database_url(postgres_admin_url, &name);
-    let result = one_store("PostgreSQL", &url, n).await;
-    scratch::drop_database(postgres_admin_url, &name).await?;
-    result
+    crate::on_both_stores(postgres_admin_url, "prune", async |label, url| {
+        one_store(label, &url, n).await
+    })
+    .await
 }

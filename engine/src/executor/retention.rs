@@ -105,16 +105,15 @@ impl Engine {
         }
         if done.runs > 0 {
             // A slice at a time: each takes the write lock only briefly.
-            loop {
-                let (_, free) = store.database_bytes().await?;
-                if free == 0 || self.inner.halt.is_cancelled() {
-                    break;
-                }
+            let (_, mut free) = store.database_bytes().await?;
+            while free > 0 && !self.inner.halt.is_cancelled() {
                 store.give_back_space(VACUUM_PAGES).await?;
                 let (_, left) = store.database_bytes().await?;
+                // No auto-vacuum (an older file): nothing goes back; stop.
                 if left >= free {
                     break;
                 }
+                free = left;
                 tokio::time::sleep(config.pause).await;
             }
         }
