@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 mod calls;
 mod load;
 mod retention;
+mod search;
 mod telemetry;
 pub mod ui;
 mod waits;
@@ -22,6 +23,7 @@ mod workers;
 pub use calls::run_calls;
 pub use load::run_load;
 pub use retention::run_prune;
+pub use search::run_search;
 pub use telemetry::run_telemetry;
 pub use waits::run_waits;
 pub use workers::run_workers;
@@ -408,6 +410,15 @@ impl Drop for Killed {
 
 /// Runs `one` on a fresh SQLite file named `name`, then on a fresh PostgreSQL database on
 /// `postgres_admin_url` (dropped after), passing the store's label and URL.
+/// A UUIDv7-shaped run id at `ms`, told apart by `n`: runs written as of the past.
+fn id_at(ms: i64, n: u64) -> String {
+    format!(
+        "{:08x}-{:04x}-7000-8000-{n:012x}",
+        (ms as u64) >> 16,
+        (ms as u64) & 0xFFFF
+    )
+}
+
 async fn on_both_stores(
     postgres_admin_url: &str,
     name: &str,

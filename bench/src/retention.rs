@@ -16,21 +16,13 @@ const OLD: &str = "id: old\nretention: {max_age: 30d}\nsteps:\n- {id: s, agent: 
 const CLIENTS: usize = 200;
 const DAY: i64 = 86_400_000;
 
-fn id_at(ms: i64, n: u64) -> String {
-    format!(
-        "{:08x}-{:04x}-7000-8000-{n:012x}",
-        (ms as u64) >> 16,
-        (ms as u64) & 0xFFFF
-    )
-}
-
 /// N finished runs of `old`, 60 to 90 days old, each with a step and its attempt.
 async fn fill(store: &Store, n: usize, now: i64) -> anyhow::Result<()> {
     let output = json!({"result": "x".repeat(200)});
     let mut ops = Vec::with_capacity(4_000);
     for i in 0..n as u64 {
         let at = now - 90 * DAY + (i as i64 * 30 * DAY / n.max(1) as i64);
-        let id = id_at(at, i);
+        let id = crate::id_at(at, i);
         ops.push(Op::CreateRun(Box::new(NewRun {
             id: id.clone(),
             workflow_id: "old".into(),
@@ -46,6 +38,7 @@ async fn fill(store: &Store, n: usize, now: i64) -> anyhow::Result<()> {
             concurrency: None,
             owner: None,
             caller: None,
+            labels: Default::default(),
         })));
         ops.push(Op::AttemptStarted {
             run_id: id.clone(),
@@ -76,6 +69,7 @@ async fn fill(store: &Store, n: usize, now: i64) -> anyhow::Result<()> {
             at: at + 5,
             frees_slot: false,
             outputs: None,
+            search: None,
         });
         if ops.len() >= 4_000 {
             store.apply(&ops).await?;

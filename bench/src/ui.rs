@@ -65,6 +65,7 @@ async fn fill(store: &Store, now: i64) -> anyhow::Result<()> {
             concurrency: None,
             owner: None,
             caller: None,
+            labels: Default::default(),
         })));
         ops.push(Op::StartRun {
             run_id: run_id.clone(),
@@ -83,6 +84,7 @@ async fn fill(store: &Store, now: i64) -> anyhow::Result<()> {
             at: at + 20 + (n % 50) as i64,
             frees_slot: false,
             outputs: None,
+            search: None,
         });
         if ops.len() >= 3_000 {
             store.apply(&ops).await?;

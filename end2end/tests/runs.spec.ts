@@ -379,3 +379,65 @@ steps:
   await expect(page).toHaveURL(new RegExp(`/runs/${id}$`));
   await expect(page.getByRole('heading', { level: 1 })).toContainText('Parent #1');
 });
+
+test('the monitor searches what runs carried and filters by a label clicked on a run', async ({ page, request }, info) => {
+  await createWorkflow(request, `id: e2e-search-${tag}
+name: Searched orders
+inputs:
+  order: { type: string }
+steps:
+- id: ship
+  agent: transform
+  with: { jq: '{shipped: .inputs.order, by: "courier"}' }
+`);
+  const start = async (order: string, env: string) => {
+    const r = await request.post(`/api/v1/workflows/e2e-search-${tag}/runs?wait=30s`,
+      { data: { inputs: { order }, labels: { env, suite: tag } } });
+    expect(r.status(), await r.text()).toBe(200);
+    return (await r.json()).run.id as string;
+  };
+  const a = await start(`ORD-${tag}-1742`, 'prod');
+  const b = await start(`ORD-${tag}-2001`, 'staging');
+  const c = await start(`ORD-${tag}-1799`, 'prod');
+
+  // A search typed into the box applies at Enter, is kept in the URL, and finds part of a
+  // word in another case.
+  await openHydrated(page, '/runs');
+  const search = page.getByRole('searchbox', { name: 'Search' });
+  await search.fill(`ord-${tag}-17`);
+  await search.press('Enter');
+  await expect(page).toHaveURL(new RegExp(`/runs\\?q=ord-${tag}-17$`));
+  const rows = page.locator('tbody tr');
+  await expect(rows).toHaveCount(2);
+  expect(await rows.evaluateAll(r => r.map(x => x.getAttribute('data-run')))).toEqual([c, a]);
+  await expect(search).toHaveValue(`ord-${tag}-17`);
+
+  // A run's label is a chip; clicking it narrows the view to that label, with the search kept.
+  await page.locator(`tr[data-run="${c}"] a.label`, { hasText: 'env:prod' }).click();
+  await expect(page).toHaveURL(/label=env%3Aprod/);
+  await expect(rows).toHaveCount(2);
+  await page.screenshot({ path: info.outputPath('monitor-search.png'), fullPage: true });
+  // A label typed into its field adds to the ones set; the chip with × removes one.
+  await page.getByLabel('Label').fill(`suite:${tag}`);
+  await page.getByLabel('Label').press('Enter');
+  await expect(page).toHaveURL(new RegExp(`label=suite%3A${tag}`));
+  await expect(rows).toHaveCount(2);
+  await page.locator('a[data-label-filter="env:prod"]').click();
+  await expect(page).not.toHaveURL(/env%3Aprod/);
+  await search.fill('');
+  await search.press('Enter');
+  await expect(rows).toHaveCount(3);
+  expect(await rows.evaluateAll(r => r.map(x => x.getAttribute('data-run')))).toEqual([c, b, a]);
+
+  // A search too short to look for says why, instead of an empty list.
+  await openHydrated(page, '/runs?q=ab');
+  await expect(page.getByText('shorter than 3 characters')).toBeVisible();
+
+  // The run page shows the labels, each a link to the runs that carry it.
+  await openHydrated(page, `/runs/${b}`);
+  const facts = page.locator('dl.facts');
+  await expect(facts.getByRole('link', { name: 'env:staging' })).toBeVisible();
+  await facts.getByRole('link', { name: `suite:${tag}` }).click();
+  await expect(page).toHaveURL(new RegExp(`/runs\\?label=suite%3A${tag}$`));
+  await expect(rows).toHaveCount(3);
+});

@@ -6,6 +6,7 @@
 //! - [`examples`]: the example workflows seeded into an empty database.
 //! - [`layout`]: the layered drawing of a workflow's DAG (run page, builder).
 //! - [`records`]: plain rows the store returns and the UI shows.
+//! - [`search`]: run labels and text search: their rules, shared by the server and the UI.
 //! - [`links`]: trace links to Grafana Explore (or the run's own timeline).
 //! - `telemetry` (feature `runtime`): the metric registry and span helpers (SPEC §6).
 //! - `store` (feature `runtime`): persistence on SQLite or PostgreSQL with sqlx.
@@ -40,6 +41,7 @@ pub mod records;
 pub mod render;
 #[cfg(feature = "runtime")]
 pub mod schedule;
+pub mod search;
 #[cfg(feature = "runtime")]
 pub(crate) mod secrets;
 #[cfg(feature = "runtime")]

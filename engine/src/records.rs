@@ -237,6 +237,9 @@ pub struct RunSummary {
     /// Its root `workflow.execute` span (hex), beside `trace_id`.
     #[serde(default)]
     pub span_id: Option<String>,
+    /// Labels given when it was triggered (`env: prod`), carried by its retries.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: crate::search::Labels,
 }
 
 impl RunSummary {

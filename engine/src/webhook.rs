@@ -90,6 +90,38 @@ pub fn inputs_of(body: &[u8], body_input: Option<&str>) -> Result<Map<String, Va
     Ok(Map::from_iter([(name.to_string(), value)]))
 }
 
+/// A run's labels from a webhook call, by the trigger's `labels:` mapping: a JSON Pointer
+/// into the body, or `header:NAME`. A label whose place is absent, or holds an object or a
+/// list, is left out; a value is cut to [`crate::search::MAX_LABEL_VALUE`] characters, its
+/// control characters made spaces: the sender's data must not refuse the delivery.
+pub fn labels_of<'a>(
+    mapping: &indexmap::IndexMap<String, String>,
+    body: &Value,
+    header: impl Fn(&str) -> Option<&'a str>,
+) -> crate::search::Labels {
+    let mut labels = crate::search::Labels::new();
+    for (key, from) in mapping {
+        let value = match from.strip_prefix("header:") {
+            Some(name) => header(name.trim()).map(str::to_string),
+            None => match body.pointer(from) {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(v @ (Value::Number(_) | Value::Bool(_))) => Some(v.to_string()),
+                _ => None,
+            },
+        };
+        let Some(value) = value else { continue };
+        let value: String = value
+            .chars()
+            .take(crate::search::MAX_LABEL_VALUE)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if !value.trim().is_empty() {
+            labels.insert(key.clone(), value);
+        }
+    }
+    labels
+}
+
 /// The run's inputs from the body: empty, or a JSON object.
 pub fn inputs(body: &[u8]) -> Result<Map<String, Value>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -112,6 +144,42 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_come_from_the_body_and_headers() {
+        let mapping: indexmap::IndexMap<String, String> = [
+            ("branch", "/ref"),
+            ("repo", "/repository/full_name"),
+            ("size", "/size"),
+            ("event", "header:X-GitHub-Event"),
+            ("gone", "/nothing/here"),
+            ("obj", "/repository"),
+            ("msg", "/message"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let body = serde_json::json!({
+            "ref": "refs/heads/main",
+            "repository": {"full_name": "acme/app"},
+            "size": 3,
+            "message": format!("line one\nline two{}", "x".repeat(500)),
+        });
+        let labels = labels_of(&mapping, &body, |h| {
+            (h == "X-GitHub-Event").then_some("push")
+        });
+        assert_eq!(labels["branch"], "refs/heads/main");
+        assert_eq!(labels["repo"], "acme/app");
+        assert_eq!(labels["size"], "3");
+        assert_eq!(labels["event"], "push");
+        assert!(!labels.contains_key("gone") && !labels.contains_key("obj"));
+        assert!(labels["msg"].starts_with("line one line two"));
+        assert_eq!(
+            labels["msg"].chars().count(),
+            crate::search::MAX_LABEL_VALUE
+        );
+        crate::search::check_labels(&labels).unwrap();
+    }
 
     #[test]
     fn extreme_timestamps_are_stale_not_an_overflow() {

@@ -22,7 +22,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use engine::executor::{Engine, TriggerRequest};
 use engine::model::TriggerDef;
-use serde_json::json;
+use serde_json::{json, Value};
 use tracing::instrument;
 
 use crate::error::ApiError;
@@ -101,6 +101,17 @@ async fn hook(
             ));
         }
     }
+    let labels = match hook.body_input.as_deref() {
+        _ if hook.labels.is_empty() => Default::default(),
+        Some(name) => webhook::labels_of(
+            &hook.labels,
+            inputs.get(name).unwrap_or(&Value::Null),
+            |h| headers.get(h).and_then(|v| v.to_str().ok()),
+        ),
+        None => webhook::labels_of(&hook.labels, &Value::Object(inputs.clone()), |h| {
+            headers.get(h).and_then(|v| v.to_str().ok())
+        }),
+    };
     let traceparent = crate::api::traceparent(&headers);
     let triggered = engine
         .trigger(TriggerRequest {
@@ -110,6 +121,7 @@ async fn hook(
             trigger: "webhook".into(),
             traceparent,
             actor: None,
+            labels,
         })
         .await
         .map_err(ApiError::from);

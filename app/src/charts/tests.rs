@@ -16,6 +16,7 @@ fn run(id: &str, status: RunStatus, start: i64, ms: i64, trace: Option<&str>) ->
         finished_at: Some(start + ms),
         trace_id: trace.map(str::to_string),
         span_id: None,
+        labels: Default::default(),
     }
 }
 

@@ -1,11 +1,10 @@
 //! `/runs`: the monitor — every run, newest first, live. Filters (workflow, status, trigger,
-//! time range) live in the URL, so a filtered view is a link and works before hydration;
+//! time range, labels, a search of inputs, outputs and errors) live in the URL, so a filtered view is a link and works before hydration;
 //! older pages follow a cursor. New runs and state changes arrive over `/api/v1/events`.
 
 use engine::records::{RunStatus, RunSummary};
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::Form;
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
@@ -36,9 +35,38 @@ pub struct RunQuery {
     pub min_ms: String,
     #[serde(default)]
     pub max_ms: String,
+    /// Words the runs' inputs, outputs or errors hold.
+    #[serde(default)]
+    pub q: String,
+    /// `key:value` labels the runs carry, all of them (`label=` repeats in the URL).
+    #[serde(default)]
+    pub labels: Vec<String>,
 }
 
 impl RunQuery {
+    /// The URL of the monitor with these filters (a new filter starts at the newest page).
+    pub fn href(&self) -> String {
+        let pairs: Vec<String> = self
+            .pairs()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={}", engine::links::encode_component(&v)))
+            .collect();
+        match pairs.is_empty() {
+            true => "/runs".to_string(),
+            false => format!("/runs?{}", pairs.join("&")),
+        }
+    }
+
+    /// These filters with one more label (`key:value`), if it is not there yet.
+    pub fn with_label(&self, label: &str) -> RunQuery {
+        let mut q = self.clone();
+        q.before.clear();
+        if !q.labels.iter().any(|l| l == label) {
+            q.labels.push(label.to_string());
+        }
+        q
+    }
+
     /// The filters as `key=value` pairs (without the page cursor), for links that keep them.
     pub fn pairs(&self) -> Vec<(&'static str, String)> {
         [
@@ -50,10 +78,12 @@ impl RunQuery {
             ("to", &self.to),
             ("min_ms", &self.min_ms),
             ("max_ms", &self.max_ms),
+            ("q", &self.q),
         ]
         .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (k, v.clone()))
+        .chain(self.labels.iter().map(|l| ("label", l)))
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| (k, v.trim().to_string()))
         .collect()
     }
 }
@@ -120,6 +150,15 @@ fn filter_of(query: RunQuery, now: i64) -> Result<engine::store::RunFilter, AppE
         max_duration_ms: number("max_ms", &query.max_ms)?,
         // One extra tells whether there is an older page.
         limit: PAGE + 1,
+        labels: query
+            .labels
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .take(engine::search::MAX_LABEL_FILTERS + 1)
+            .map(|l| engine::search::parse_label_filter(l))
+            .collect::<Result<_, _>>()
+            .map_err(AppError::Invalid)?,
+        search: engine::search::SearchQuery::parse(&query.q).map_err(AppError::Invalid)?,
     })
 }
 
@@ -236,6 +275,8 @@ pub fn RunsPage() -> impl IntoView {
                 to: get("to"),
                 min_ms: get("min_ms"),
                 max_ms: get("max_ms"),
+                q: get("q"),
+                labels: p.get_all("label").unwrap_or_default(),
             }
         })
     });
@@ -456,6 +497,23 @@ fn Filters(query: RunQuery, workflows: Vec<(String, String)>) -> impl IntoView {
     // script, the form's Apply does the same job.
     let navigate = leptos_router::hooks::use_navigate();
     let current = StoredValue::new(query.clone());
+    // The text fields apply at Enter or Apply: to the same clean URL, with what they hold.
+    let typed_q = RwSignal::new(query.q.clone());
+    let typed_label = RwSignal::new(String::new());
+    let submit = {
+        let navigate = navigate.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            let mut q = current.get_value();
+            q.q = typed_q.get_untracked();
+            let label = typed_label.get_untracked();
+            if !label.trim().is_empty() {
+                q = q.with_label(label.trim());
+            }
+            q.before.clear();
+            navigate(&q.href(), Default::default());
+        }
+    };
     let apply = move |field: &'static str| {
         let navigate = navigate.clone();
         move |ev: leptos::ev::Event| {
@@ -468,16 +526,7 @@ fn Filters(query: RunQuery, workflows: Vec<(String, String)>) -> impl IntoView {
                 _ => q.range = value,
             }
             q.before.clear();
-            let pairs: Vec<String> = q
-                .pairs()
-                .into_iter()
-                .map(|(k, v)| format!("{k}={}", encode(&v)))
-                .collect();
-            let href = match pairs.is_empty() {
-                true => "/runs".to_string(),
-                false => format!("/runs?{}", pairs.join("&")),
-            };
-            navigate(&href, Default::default());
+            navigate(&q.href(), Default::default());
         }
     };
     let option = |value: String, label: String, selected: bool| {
@@ -541,16 +590,38 @@ fn Filters(query: RunQuery, workflows: Vec<(String, String)>) -> impl IntoView {
             format!("/runs?{}", keep.join("&")),
         )
     });
+    // The labels filtered on: each a chip that removes it (and kept by the form as hidden
+    // fields, so a new label adds to them).
+    let label_chips: Vec<_> = query
+        .labels
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut without = query.clone();
+            without.before.clear();
+            without.labels.retain(|x| x != l);
+            view! {
+                <input type="hidden" name="label" value=l.clone()/>
+                <a class="label-chip" href=without.href() data-label-filter=l.clone()
+                   title="Remove this label filter">{l.clone()}" ×"</a>
+            }
+        })
+        .collect();
     view! {
-        <Form method="GET" action="/runs" attr:class="filters" attr:aria-label="Filter runs">
+        <form method="GET" action="/runs" class="filters" aria-label="Filter runs" on:submit=submit>
+            <label class="search">"Search"<input type="search" name="q" value=query.q.clone() maxlength="200"
+                placeholder="inputs, outputs, errors" on:input=move |ev| typed_q.set(event_target_value(&ev))/></label>
             <label>"Workflow"<select name="workflow" on:change=apply("workflow")><option value="">"Any"</option>{wfs}</select></label>
             <label>"Status"<select name="status" on:change=apply("status")><option value="">"Any"</option>{statuses}</select></label>
             <label>"Trigger"<select name="trigger" on:change=apply("trigger")><option value="">"Any"</option>{triggers}</select></label>
             <label>"Time"<select name="range" on:change=apply("range")><option value="">"All time"</option>{ranges}</select></label>
+            <label>"Label"<input type="text" name="label" placeholder="key:value" maxlength="264"
+                on:input=move |ev| typed_label.set(event_target_value(&ev))/></label>
             {narrowed.iter().map(|(k, v)| view! { <input type="hidden" name=*k value=v.clone()/> }).collect_view()}
+            {label_chips}
             <button class="button" type="submit">"Apply"</button>
             <a class="button secondary" href="/runs">"Clear"</a>
-        </Form>
+        </form>
         {chip.map(|(text, href)| view! {
             <p class="filter-chip" role="status">{text}" "<a href=href>"Show all times and durations"</a></p>
         })}
@@ -612,6 +683,13 @@ fn RunTable(data: RunsPageData, query: RunQuery) -> impl IntoView {
                     <td>
                         <a class="wf-name" href=format!("/runs/{}", r.id)>{name_of(&r.workflow_id)}</a>
                         <div class="wf-id mono">{format!("{} · v{}", r.workflow_id, r.workflow_version)}</div>
+                        {(!r.labels.is_empty()).then(|| view! {
+                            <div class="labels">{r.labels.iter().map(|(k, v)| {
+                                let label = format!("{k}:{v}");
+                                let href = query.with_label(&label).href();
+                                view! { <a class="label" href=href title="Show only runs with this label">{label}</a> }
+                            }).collect_view()}</div>
+                        })}
                     </td>
                     <td data-label="Trigger">{r.started_by()}</td>
                     <td data-label="Created"><time datetime=r.created_at.to_string()>{format_ms(r.created_at)}</time></td>

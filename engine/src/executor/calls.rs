@@ -217,6 +217,7 @@ impl Call {
                     step_id: self.step_id.clone(),
                     item: self.item,
                 }),
+                labels: Default::default(),
             })
             .await
             .map_err(|e| {

@@ -207,6 +207,8 @@ pub struct TriggerRequest {
     pub traceparent: Option<String>,
     /// Who started it, when a person or API token did (`alice`, `token:ci`).
     pub actor: Option<String>,
+    /// Its labels (`env: prod`): shown with it, filtered on, carried by its retries.
+    pub labels: crate::search::Labels,
 }
 
 /// Everything a new run is made from.
@@ -224,6 +226,7 @@ struct NewRunSpec {
     fire: Option<Fire>,
     /// The `workflow` step that calls it: its `traceparent` is then the root's parent.
     caller: Option<crate::records::Caller>,
+    labels: crate::search::Labels,
 }
 
 /// A cron occurrence to fire: see [`Engine::trigger_scheduled`].
@@ -424,6 +427,7 @@ impl Engine {
         if paused {
             return Err(EngineError::Paused(req.workflow_id));
         }
+        crate::search::check_labels(&req.labels).map_err(EngineError::Refused)?;
         let version = req.version.unwrap_or(latest);
         let workflow = self.workflow(&req.workflow_id, version).await?;
         let inputs = resolve_inputs(&workflow, req.inputs)?;
@@ -438,6 +442,7 @@ impl Engine {
             reused: Vec::new(),
             fire: None,
             caller: None,
+            labels: req.labels,
         })
         .await
     }
@@ -467,6 +472,7 @@ impl Engine {
             reused: Vec::new(),
             fire: Some(fire),
             caller: None,
+            labels: Default::default(),
         })
         .await
     }
@@ -566,6 +572,7 @@ impl Engine {
             reused,
             fire: None,
             caller: None,
+            labels: old.run.labels,
         })
         .await
     }

@@ -64,6 +64,7 @@ impl Engine {
             reused,
             fire,
             caller,
+            labels,
         } = spec;
         let now = run::now_ms();
         let id = uuid::Uuid::now_v7().to_string();
@@ -86,6 +87,7 @@ impl Engine {
             concurrency: workflow.def().concurrency.map(i64::from),
             owner: owner.as_deref().map(str::to_string),
             caller,
+            labels: labels.clone(),
         };
         match fire {
             // Its own transaction, not a journal batch: a key clash must fail this run only.
@@ -128,6 +130,7 @@ impl Engine {
             finished_at: None,
             trace_id: None,
             span_id: None,
+            labels,
         };
         self.publish(Event {
             run_id: id,

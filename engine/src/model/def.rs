@@ -175,6 +175,10 @@ pub struct WebhookDef {
     /// the body's keys being the inputs. It must be declared, of type `object` or `array`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_input: Option<String>,
+    /// Labels of each run it starts, taken from the call: a JSON Pointer into the body
+    /// (`branch: /ref`) or a header (`event: header:X-GitHub-Event`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub labels: IndexMap<String, String>,
 }
 
 /// `{}` in the file: a trigger without settings.

@@ -138,6 +138,31 @@ fn check_header(def: &WorkflowDef, problems: &mut Vec<Problem>) {
                         Some(_) => {}
                     }
                 }
+                if hook.labels.len() > crate::search::MAX_LABELS {
+                    problems.push(Problem::new(
+                        format!("triggers[{i}].webhook.labels"),
+                        format!(
+                            "{} labels; a run has at most {}",
+                            hook.labels.len(),
+                            crate::search::MAX_LABELS
+                        ),
+                    ));
+                }
+                for (key, from) in &hook.labels {
+                    let path = format!("triggers[{i}].webhook.labels.{key}");
+                    if let Err(e) = crate::search::check_label_key(key) {
+                        problems.push(Problem::new(path.clone(), e));
+                    }
+                    let header = from.strip_prefix("header:").map(str::trim);
+                    if !(from.starts_with('/') || header.is_some_and(|h| !h.is_empty())) {
+                        problems.push(Problem::new(
+                            path,
+                            format!(
+                                "\"{from}\" is neither a JSON Pointer into the body (/ref, /repository/name) nor header:NAME"
+                            ),
+                        ));
+                    }
+                }
                 webhooks += 1;
                 if webhooks == 2 {
                     problems.push(Problem::new(

@@ -59,7 +59,7 @@ struct ClaimRow {
     pause_requested: Option<i64>,
 }
 
-const CLAIM_COLUMNS: &str = "r.id, r.workflow_id, r.workflow_version, r.status, r.trigger, r.actor, r.parent_run_id, r.error, r.created_at, r.started_at, r.finished_at, r.trace_id, r.span_id, r.inputs, r.cancel_requested, r.traceparent, r.pause_requested";
+const CLAIM_COLUMNS: &str = "r.id, r.workflow_id, r.workflow_version, r.status, r.trigger, r.actor, r.parent_run_id, r.error, r.created_at, r.started_at, r.finished_at, r.trace_id, r.span_id, r.labels, r.inputs, r.cancel_requested, r.traceparent, r.pause_requested";
 
 impl Store {
     pub(super) fn pg(&self) -> Result<&PgPool, StoreError> {

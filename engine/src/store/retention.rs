@@ -108,6 +108,8 @@ impl Store {
         }
         let mut script = String::new();
         for table in [
+            "run_labels",
+            "run_search",
             "step_items",
             "step_offers",
             "waits",
@@ -146,6 +148,19 @@ impl Store {
             sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM runs")
                 .fetch_one(pool)
                 .await?
+        }))
+    }
+
+    /// How many label rows and search texts there are (tests and benchmarks: none outlives
+    /// its run).
+    pub async fn count_label_and_search_rows(&self) -> Result<(i64, i64), StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT (SELECT CAST(COUNT(*) AS BIGINT) FROM run_labels), \
+                 (SELECT CAST(COUNT(*) AS BIGINT) FROM run_search)",
+            )
+            .fetch_one(pool)
+            .await?
         }))
     }
 

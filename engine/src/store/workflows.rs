@@ -345,6 +345,8 @@ impl Store {
     pub async fn delete_workflow(&self, id: &str) -> Result<i64, StoreError> {
         const OF_ITS_RUNS: &str = "run_id IN (SELECT id FROM runs WHERE workflow_id = $1)";
         let deletes = [
+            format!("DELETE FROM run_labels WHERE {OF_ITS_RUNS}"),
+            format!("DELETE FROM run_search WHERE {OF_ITS_RUNS}"),
             format!("DELETE FROM step_items WHERE {OF_ITS_RUNS}"),
             format!("DELETE FROM step_offers WHERE {OF_ITS_RUNS}"),
             format!("DELETE FROM waits WHERE {OF_ITS_RUNS}"),

@@ -801,6 +801,7 @@ async fn a_resumed_run_keeps_the_deadline_it_started_with() {
         concurrency: None,
         owner: None,
         caller: None,
+        labels: Default::default(),
     };
     use engine::store::Op;
     store

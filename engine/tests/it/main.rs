@@ -8,6 +8,7 @@ mod harness;
 mod items;
 mod retention;
 mod schedule;
+mod search;
 mod store;
 mod validation;
 mod waits;

@@ -44,6 +44,7 @@ fn run_ops(workflow: &str, id: &str, at: i64, status: Option<RunStatus>) -> Vec<
             concurrency: None,
             owner: None,
             caller: None,
+            labels: [("seq".to_string(), id.to_string())].into(),
         })),
         Op::StartRun {
             run_id: id.into(),
@@ -85,6 +86,7 @@ fn run_ops(workflow: &str, id: &str, at: i64, status: Option<RunStatus>) -> Vec<
             at: at + 1,
             frees_slot: false,
             outputs: None,
+            search: Some(format!("the text of {id}")),
         });
     }
     ops
@@ -158,6 +160,12 @@ async fn prunes_what_the_limits_let_go(h: Harness) {
     let kept = store.run_detail(&aged_ids[2]).await.expect("kept");
     assert_eq!(kept.attempts.len(), 1);
     assert_eq!(kept.steps.len(), 1);
+    // Their labels and text too: one label on each of the 6 runs kept, a text on the 5 of
+    // them that finished.
+    assert_eq!(
+        store.count_label_and_search_rows().await.expect("count"),
+        (6, 5)
+    );
     // A second pass finds nothing more; the counter says what went.
     assert_eq!(h.engine.prune(NOW).await.expect("again").runs, 0);
     let metrics = h.engine.metrics().encode();

@@ -133,6 +133,7 @@ async fn a_deleted_workflow_takes_its_runs_and_waits_for_running_ones(store: Sto
                 at: 102,
                 frees_slot: false,
                 outputs: None,
+                search: None,
             },
         ])
         .await
@@ -601,6 +602,7 @@ fn new_run(id: &str, inputs: serde_json::Value, steps: &[&str]) -> Op {
         concurrency: None,
         owner: None,
         caller: None,
+        labels: Default::default(),
     }))
 }
 
@@ -651,6 +653,7 @@ async fn state_changes_keep_every_character_of_text(store: Store) {
             at: 1_004,
             frees_slot: false,
             outputs: None,
+            search: None,
         },
     ];
     store.apply(&ops).await.expect("apply");
@@ -855,6 +858,7 @@ async fn attempt_transitions_write_the_same_rows_on_both_stores(store: Store) {
                     at: 40,
                     frees_slot: false,
                     outputs: None,
+                    search: None,
                 },
             ],
             Some("someone else"),
@@ -974,6 +978,7 @@ async fn workflow_stats_count_days_rates_and_p95(store: Store) {
                 at: at + ms,
                 frees_slot: false,
                 outputs: None,
+                search: None,
             });
         }
     };

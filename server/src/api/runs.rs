@@ -2,12 +2,12 @@
 //!
 //! | method | path | does |
 //! |---|---|---|
-//! | POST | `/workflows/{id}/runs?wait=30s` | trigger (`{"inputs": {…}, "version": n}`); 202 with the queued run, or with `wait` (at most 5m) 200 with the finished run (steps, outputs, errors) if it ends in time |
-//! | GET | `/runs?workflow=&status=&trigger=&since=&until=&cursor=&limit=` | newest first, cursor-paginated |
+//! | POST | `/workflows/{id}/runs?wait=30s` | trigger (`{"inputs": {…}, "labels": {"k": "v"}, "version": n}`); 202 with the queued run, or with `wait` (at most 5m) 200 with the finished run (steps, outputs, errors) if it ends in time |
+//! | GET | `/runs?workflow=&status=&trigger=&since=&until=&label=k:v&q=&cursor=&limit=` | newest first, cursor-paginated; `label` repeats; `q` searches inputs, outputs and errors |
 //! | GET | `/runs/{id}` | the run with its steps and attempts |
 //! | POST | `/runs/{id}/cancel` | stop a queued or running run |
 //! | POST | `/runs/{id}/retry` | any finished run: `{"from": "failed" \| "<step id>"}`, or whole with optional `"inputs": {…}` and `"version": n \| "latest"`; 201 with the new run |
-//! | POST | `/runs/bulk?workflow=&status=&trigger=&since=&until=` | `{"action": "cancel" \| "retry", "from": …, "dry_run": true}`: the runs the filters select (at most 1,000), counted or acted on |
+//! | POST | `/runs/bulk?workflow=&status=&trigger=&since=&until=&label=&q=` | `{"action": "cancel" \| "retry", "from": …, "dry_run": true}`: the runs the filters select (at most 1,000), counted or acted on |
 //! | GET | `/runs/{id}/events` | Server-Sent Events of the run until it finishes |
 //! | GET | `/events?workflow=` | Server-Sent Events of every run (or one workflow's): the live monitor |
 
@@ -67,6 +67,9 @@ struct TriggerBody {
     #[serde(default)]
     inputs: Map<String, Value>,
     version: Option<i64>,
+    /// `{"env": "prod"}`: shown with the run and filtered on (`label=env:prod`).
+    #[serde(default)]
+    labels: Map<String, Value>,
 }
 
 #[derive(Serialize)]
@@ -106,6 +109,7 @@ async fn trigger(
         }
     };
     let body: TriggerBody = json_body(&headers, &body)?;
+    let labels = engine::search::labels_from_json(&body.labels).map_err(ApiError::BadRequest)?;
     // Before the trigger: the run's end cannot fall between it and the wait.
     let events = wait.map(|_| engine.subscribe());
     let traceparent = crate::api::traceparent(&headers);
@@ -117,6 +121,7 @@ async fn trigger(
             trigger: "api".into(),
             traceparent,
             actor: caller.and_then(|c| c.actor()),
+            labels,
         })
         .await?;
     tracing::Span::current().record("workflow.run.id", run.id.as_str());
@@ -177,6 +182,36 @@ struct ListQuery {
     /// Run time in milliseconds: at least / below.
     min_ms: Option<i64>,
     max_ms: Option<i64>,
+    /// Words the run's inputs, outputs or errors hold.
+    q: Option<String>,
+}
+
+/// The query's `label=k:v` pairs (repeatable, so not a field of [`ListQuery`]).
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Pairs(Vec<(String, String)>);
+
+impl Pairs {
+    fn labels(&self) -> Result<Vec<(String, String)>, ApiError> {
+        let given: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(k, _)| k == "label")
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.trim().is_empty())
+            .collect();
+        if given.len() > engine::search::MAX_LABEL_FILTERS {
+            return Err(ApiError::BadRequest(format!(
+                "label: {} filters given; at most {} at once",
+                given.len(),
+                engine::search::MAX_LABEL_FILTERS
+            )));
+        }
+        given
+            .into_iter()
+            .map(|v| engine::search::parse_label_filter(v).map_err(ApiError::BadRequest))
+            .collect()
+    }
 }
 
 #[derive(Serialize)]
@@ -187,10 +222,14 @@ struct RunPage {
 }
 
 impl ListQuery {
-    fn filter(self) -> Result<RunFilter, ApiError> {
+    fn filter(self, pairs: &Pairs) -> Result<RunFilter, ApiError> {
         let status = RunStatus::parse_filter(self.status.as_deref().unwrap_or(""))
             .map_err(ApiError::BadRequest)?;
+        let search = engine::search::SearchQuery::parse(self.q.as_deref().unwrap_or(""))
+            .map_err(ApiError::BadRequest)?;
         Ok(RunFilter {
+            labels: pairs.labels()?,
+            search,
             workflow_id: self.workflow,
             status,
             trigger: self.trigger,
@@ -208,8 +247,9 @@ impl ListQuery {
 async fn list(
     State(store): State<Store>,
     Query(q): Query<ListQuery>,
+    Query(pairs): Query<Pairs>,
 ) -> Result<Json<RunPage>, ApiError> {
-    let filter = q.filter()?;
+    let filter = q.filter(&pairs)?;
     let limit = filter.limit;
     let runs = store.list_runs(&filter).await?;
     let next_cursor = (runs.len() as i64 == limit)
@@ -487,13 +527,14 @@ struct BulkRefused {
 async fn bulk(
     State(engine): State<Engine>,
     Query(q): Query<ListQuery>,
+    Query(pairs): Query<Pairs>,
     caller: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<BulkAnswer>, ApiError> {
     let body: BulkBody = json_body(&headers, &body)?;
     let action = BulkAction::from_request(&body.action, body.from).map_err(ApiError::BadRequest)?;
-    let filter = q.filter()?;
+    let filter = q.filter(&pairs)?;
     let as_of = engine::store::now_ms();
     if body.dry_run {
         let matched = engine.bulk_targets(&filter, &action).await?.len();
@@ -625,6 +666,17 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned + Default>(
             "send the body as application/json, not \"{content_type}\""
         )));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("the body does not fit: {e}")))
+    // With the path of what does not fit (`labels: invalid type …`).
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
+        let path = e.path().to_string();
+        match path.as_str() {
+            "." | "" => ApiError::BadRequest(format!("the body does not fit: {}", e.inner())),
+            _ => ApiError::BadRequest(format!("the body does not fit: {path}: {}", e.inner())),
+        }
+    })?;
+    reader
+        .end()
+        .map_err(|e| ApiError::BadRequest(format!("the body does not fit: {e}")))?;
+    Ok(value)
 }

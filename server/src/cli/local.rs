@@ -149,6 +149,11 @@ pub(super) async fn bench(command: Command) -> anyhow::Result<()> {
             ..
         } => bench::run_prune(&postgres, n).await,
         Command::Bench {
+            postgres,
+            search: Some(n),
+            ..
+        } => bench::run_search(&postgres, n).await,
+        Command::Bench {
             postgres, workers, ..
         } if !workers.is_empty() => bench::run_workers(&postgres, &workers).await,
         Command::Bench { ui: true, .. } => {

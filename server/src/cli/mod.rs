@@ -56,6 +56,9 @@ pub(crate) enum Command {
         /// Run this version instead of the latest.
         #[arg(long)]
         version: Option<i64>,
+        /// A label of the run as key=value (env=prod); repeatable.
+        #[arg(long = "label", short = 'l')]
+        labels: Vec<String>,
         #[arg(long)]
         wait: bool,
     },
@@ -81,6 +84,12 @@ pub(crate) enum Command {
         workflow: Option<String>,
         #[arg(long)]
         status: Option<String>,
+        /// Only runs with this label, as key=value; repeatable.
+        #[arg(long = "label", short = 'l')]
+        labels: Vec<String>,
+        /// Only runs whose inputs, outputs or errors hold these words.
+        #[arg(long = "search", short = 'q')]
+        search: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
@@ -132,6 +141,9 @@ pub(crate) enum Command {
         /// Measure retention pruning N old runs while 3-step runs go on instead.
         #[arg(long)]
         prune: Option<usize>,
+        /// Measure label filters and text search over N runs instead.
+        #[arg(long)]
+        search: Option<usize>,
         /// Measure N `flowscope worker` processes on one PostgreSQL instead (e.g. 1,2,4).
         #[arg(long, value_delimiter = ',')]
         workers: Vec<usize>,
@@ -262,16 +274,28 @@ fn client(command: Command, remote: &remote::Remote) -> ExitCode {
                 workflow,
                 inputs,
                 version,
+                labels,
                 wait,
             } => {
                 let inputs = cli::parse_inputs(&inputs)?;
-                cli::run(remote, &workflow, inputs, version, wait).await
+                let labels = cli::parse_labels(&labels)?;
+                cli::run(remote, &workflow, inputs, labels, version, wait).await
             }
             Command::Runs {
                 workflow,
                 status,
+                labels,
+                search,
                 limit,
-            } => cli::runs(remote, workflow.as_deref(), status.as_deref(), limit).await,
+            } => {
+                let filter = cli::RunsFilter {
+                    workflow,
+                    status,
+                    labels: cli::parse_labels(&labels)?,
+                    search,
+                };
+                cli::runs(remote, &filter, limit).await
+            }
             Command::Export { workflow, version } => cli::export(remote, &workflow, version).await,
             Command::Approve(args) => cli::decide(remote, args, true).await,
             Command::Reject(args) => cli::decide(remote, args, false).await,

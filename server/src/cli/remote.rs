@@ -215,16 +215,30 @@ pub fn parse_inputs(pairs: &[String]) -> Result<Map<String, Value>, Failure> {
     Ok(inputs)
 }
 
+/// `k=v` pairs as labels (`env=prod`), checked as the server checks them.
+pub fn parse_labels(pairs: &[String]) -> Result<engine::search::Labels, Failure> {
+    let mut labels = engine::search::Labels::new();
+    for pair in pairs {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| Failure::Trouble(format!("--label \"{pair}\" is not key=value")))?;
+        labels.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    engine::search::check_labels(&labels).map_err(Failure::Trouble)?;
+    Ok(labels)
+}
+
 /// Triggers a run; with `wait`, follows it to the end and answers with its outcome.
 pub async fn run(
     remote: &Remote,
     workflow: &str,
     inputs: Map<String, Value>,
+    labels: engine::search::Labels,
     version: Option<i64>,
     wait: bool,
 ) -> Result<(), Failure> {
     let api = Api::new(remote);
-    let mut body = serde_json::json!({ "inputs": inputs });
+    let mut body = serde_json::json!({ "inputs": inputs, "labels": labels });
     if let Some(v) = version {
         body["version"] = v.into();
     }
@@ -302,20 +316,33 @@ pub async fn run(
     }
 }
 
+/// What `flowscope runs` lists.
+pub struct RunsFilter {
+    /// Runs of this workflow.
+    pub workflow: Option<String>,
+    /// Runs in this status.
+    pub status: Option<String>,
+    /// Runs with every one of these labels.
+    pub labels: engine::search::Labels,
+    /// Words their inputs, outputs or errors hold.
+    pub search: Option<String>,
+}
+
 /// The newest runs as a table.
-pub async fn runs(
-    remote: &Remote,
-    workflow: Option<&str>,
-    status: Option<&str>,
-    limit: i64,
-) -> Result<(), Failure> {
+pub async fn runs(remote: &Remote, filter: &RunsFilter, limit: i64) -> Result<(), Failure> {
     let api = Api::new(remote);
     let mut query = vec![("limit", limit.to_string())];
-    if let Some(w) = workflow {
-        query.push(("workflow", w.to_string()));
+    if let Some(w) = &filter.workflow {
+        query.push(("workflow", w.clone()));
     }
-    if let Some(s) = status {
-        query.push(("status", s.to_string()));
+    if let Some(s) = &filter.status {
+        query.push(("status", s.clone()));
+    }
+    for (k, v) in &filter.labels {
+        query.push(("label", format!("{k}:{v}")));
+    }
+    if let Some(q) = &filter.search {
+        query.push(("q", q.clone()));
     }
     let (code, page) = api
         .send(api.request(reqwest::Method::GET, "/runs").query(&query))
@@ -324,7 +351,7 @@ pub async fn runs(
         return Err(failure(code, &page));
     }
     println!(
-        "{:<36}  {:<24}  {:<10}  {:<8}  {:>10}",
+        "{:<36}  {:<24}  {:<10}  {:<8}  {:>10}  LABELS",
         "RUN", "WORKFLOW", "STATUS", "TRIGGER", "RUN TIME"
     );
     for r in page["runs"].as_array().into_iter().flatten() {
@@ -332,13 +359,20 @@ pub async fn runs(
             (Some(s), Some(f)) => format!("{} ms", f - s),
             _ => "–".into(),
         };
+        let labels: Vec<String> = r["labels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
         println!(
-            "{:<36}  {:<24}  {:<10}  {:<8}  {:>10}",
+            "{:<36}  {:<24}  {:<10}  {:<8}  {:>10}  {}",
             r["id"].as_str().unwrap_or("?"),
             r["workflow_id"].as_str().unwrap_or("?"),
             r["status"].as_str().unwrap_or("?"),
             r["trigger"].as_str().unwrap_or("?"),
-            took
+            took,
+            labels.join(",")
         );
     }
     Ok(())

@@ -1286,3 +1286,100 @@ async fn a_for_each_steps_items_are_listed_a_page_at_a_time_and_filtered_by_stat
     let (status, _) = app.get("/api/v1/runs/nope/steps/each/items").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The ids of a run list page, newest first.
+fn ids_of(page: &Value) -> Vec<String> {
+    page["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn runs_are_labelled_at_trigger_then_filtered_searched_and_acted_on_in_bulk() {
+    let hub = Hub::start().await;
+    let app = hub.client();
+    let mut ids = Vec::new();
+    for (who, env) in [
+        ("Ada Lovelace", "prod"),
+        ("Bob", "staging"),
+        ("Ada King", "prod"),
+    ] {
+        let (status, body) = app
+            .post_json(
+                "/api/v1/workflows/hello/runs",
+                json!({"inputs": {"who": who}, "labels": {"env": env, "build": 7}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["run"]["labels"]["env"], env, "{body}");
+        ids.push(body["run"]["id"].as_str().expect("id").to_string());
+    }
+    for id in &ids {
+        app.follow(id).await;
+    }
+    let run = app.get_run(&ids[0]).await;
+    assert_eq!(run["labels"], json!({"env": "prod", "build": "7"}));
+
+    let (_, page) = app.get("/api/v1/runs?label=env:prod").await;
+    assert_eq!(ids_of(&page), [ids[2].clone(), ids[0].clone()]);
+    let (_, page) = app
+        .get("/api/v1/runs?label=env:prod&label=build:7&q=lovelace")
+        .await;
+    assert_eq!(ids_of(&page), [ids[0].clone()]);
+    // An output: hello's greeting, in another case.
+    let (_, page) = app.get("/api/v1/runs?q=HELLO,%20BOB").await;
+    assert_eq!(ids_of(&page), [ids[1].clone()]);
+    let (_, page) = app.get("/api/v1/runs?q=ada").await;
+    assert_eq!(ids_of(&page), [ids[2].clone(), ids[0].clone()]);
+
+    // Bulk by label: counted, then retried; each retry keeps its labels.
+    let (status, counted) = app
+        .post_json(
+            "/api/v1/runs/bulk?label=env:prod&status=succeeded",
+            json!({"action": "retry", "dry_run": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{counted}");
+    assert_eq!(counted["matched"], 2, "{counted}");
+
+    // Bad labels and searches are 400s that say what is wrong; nothing starts.
+    for (body, says) in [
+        (
+            json!({"labels": {"env": ["a"]}}),
+            "labels.env: a label's value is a string",
+        ),
+        (
+            json!({"labels": {"has space": "x"}}),
+            "\"has space\" may hold",
+        ),
+        (
+            json!({"labels": {"env": "x".repeat(201)}}),
+            "longer than 200",
+        ),
+        (json!({"labels": "env=prod"}), "labels"),
+    ] {
+        let (status, refused) = app.post_json("/api/v1/workflows/hello/runs", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(says),
+            "{says}: {refused}"
+        );
+    }
+    for (query, says) in [
+        ("label=env", "not key:value"),
+        ("q=ab", "shorter than 3"),
+        ("label=a:1&label=b:1&label=c:1&label=d:1&label=e:1&label=f:1&label=g:1&label=h:1&label=i:1", "at most 8"),
+    ] {
+        let (status, refused) = app.get(&format!("/api/v1/runs?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {refused}");
+        assert!(refused["error"]["message"].as_str().unwrap_or_default().contains(says), "{says}: {refused}");
+    }
+    let (_, all) = app.get("/api/v1/runs?workflow=hello").await;
+    assert_eq!(ids_of(&all).len(), 3, "no refused trigger started a run");
+}

@@ -104,6 +104,43 @@ async fn apply_run_runs_and_export_work_with_exit_codes_a_script_can_use() {
     );
     assert!(listed.contains("succeeded"), "{listed}");
     assert!(!listed.contains("always-fails"), "{listed}");
+
+    // Labels given with -l are kept and filter the list; -q searches what runs carried.
+    let o = flowscope(
+        &base,
+        &[
+            "run",
+            "greet",
+            "-i",
+            "who=Grace Hopper",
+            "-l",
+            "env=ci",
+            "-l",
+            "team=core",
+            "--wait",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", out(&o));
+    let o = flowscope(&base, &["runs", "-l", "env=ci"]).await;
+    let listed = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(
+        listed.lines().count(),
+        2,
+        "a heading and the one run: {listed}"
+    );
+    assert!(listed.contains("env=ci,team=core"), "{listed}");
+    let o = flowscope(&base, &["runs", "-q", "hopper"]).await;
+    let listed = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(listed.contains("env=ci"), "{listed}");
+    // A label that is not key=value is a usage error; one the server refuses is 2 as well,
+    // checked before anything is sent.
+    let o = flowscope(&base, &["run", "greet", "-l", "env"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    let o = flowscope(&base, &["run", "greet", "-i", "who=x", "-l", "bad key=x"]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(out(&o).contains("bad key"), "{}", out(&o));
 }
 
 /// `flowscope token` on the database (beside a running server), and the API commands

@@ -470,6 +470,7 @@ async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
                 concurrency: None,
                 owner: None,
                 caller: None,
+                labels: Default::default(),
             }))
         })
         .collect();
@@ -559,6 +560,7 @@ async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
                 at: 3,
                 frees_slot: false,
                 outputs: None,
+                search: None,
             }],
             Some("w0"),
         )
@@ -575,6 +577,7 @@ async fn claims_never_overlap_and_the_fence_refuses_a_lost_claim() {
                 at: 3,
                 frees_slot: false,
                 outputs: None,
+                search: None,
             }],
             Some("w1"),
         )

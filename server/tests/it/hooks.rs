@@ -179,13 +179,17 @@ async fn a_body_input_takes_a_whole_payload_without_declared_fields() {
     client
         .create(
             "id: on-push\nname: On push\ninputs:\n  payload: { type: object }\n\
-             triggers:\n- webhook: { secret: HOOK, body_input: payload }\n\
+             triggers:\n- webhook: { secret: HOOK, body_input: payload, \
+             labels: { branch: /ref, repo: /repository/full_name, event: 'header:X-GitHub-Event', gone: /nope } }\n\
              steps:\n- id: branch\n  agent: transform\n  with: { jq: '.inputs.payload.ref' }\n",
         )
         .await;
     // A GitHub push event: keys nobody declared, nested, signed as GitHub signs it.
     let push = r#"{"ref": "refs/heads/main", "after": "9f2c", "repository": {"full_name": "acme/app"}, "commits": [{"id": "9f2c", "message": "fix"}]}"#;
-    let signed = [("x-hub-signature-256", sign(push.as_bytes()))];
+    let signed = [
+        ("x-hub-signature-256", sign(push.as_bytes())),
+        ("x-github-event", "push".to_string()),
+    ];
     let (status, created) = post(&client, "on-push", push, &signed).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{created}");
     let id = created["run"]["id"].as_str().expect("run id");
@@ -194,6 +198,15 @@ async fn a_body_input_takes_a_whole_payload_without_declared_fields() {
     let sent: Value = serde_json::from_str(push).expect("json");
     assert_eq!(run["inputs"], json!({ "payload": sent }));
     assert_eq!(run["steps"][0]["output"], "refs/heads/main");
+    // The trigger's labels, from the body and a header; one whose place is absent is left out.
+    assert_eq!(
+        run["labels"],
+        json!({"branch": "refs/heads/main", "repo": "acme/app", "event": "push"})
+    );
+    let (_, page) = client
+        .get("/api/v1/runs?label=repo:acme/app&label=event:push")
+        .await;
+    assert_eq!(page["runs"].as_array().map(Vec::len), Some(1), "{page}");
     // Not JSON: a 400 that says where the body was to go, and no run.
     let bearer = [("authorization", format!("Bearer {SECRET}"))];
     let (status, refused) = post(&client, "on-push", "ref=main", &bearer).await;

@@ -172,6 +172,13 @@ fn RunView(data: RunPageData) -> impl IntoView {
             <div><dt>"Created"</dt><dd><time datetime=run.created_at.to_string()>{format_ms(run.created_at)}</time></dd></div>
             <div><dt>"Queue wait"</dt><dd>{queue_wait.map(format_duration).unwrap_or_else(|| "waiting…".into())}</dd></div>
             <div><dt>{if finished { "Run time" } else { "Running for" }}</dt><dd>{move || run_time().map(format_duration).unwrap_or_else(|| "–".into())}</dd></div>
+            {(!run.labels.is_empty()).then(|| view! {
+                <div><dt>"Labels"</dt><dd class="labels">{run.labels.iter().map(|(k, v)| {
+                    let label = format!("{k}:{v}");
+                    let href = format!("/runs?label={}", engine::links::encode_component(&label));
+                    view! { <a class="label" href=href title="Runs with this label">{label}</a> }
+                }).collect_view()}</dd></div>
+            })}
             {run.parent_run_id.clone().map(|p| view! { <div><dt>"Retry of"</dt><dd><a class="mono" href=format!("/runs/{p}")>{short_id(&p)}</a></dd></div> })}
             {detail.caller.clone().map(|c| {
                 let step = match c.item {

@@ -468,6 +468,28 @@ impl RunDriver {
         Ok(Some(outputs))
     }
 
+    /// What search reads of the run: its inputs, its outputs (declared, or those of the steps
+    /// nothing depends on) and the errors of the run and its steps.
+    fn search_document(&self, declared: Option<&Value>, error: Option<&str>) -> String {
+        let mut errors: Vec<&str> = error.into_iter().collect();
+        errors.extend(
+            self.outputs
+                .values()
+                .filter_map(|v| v.get("error").and_then(Value::as_str)),
+        );
+        match declared {
+            Some(outputs) => crate::search::document(&self.inputs, [outputs], &errors),
+            None => {
+                let leaves = self
+                    .workflow
+                    .leaves()
+                    .filter_map(|s| self.outputs.get(&s.id))
+                    .map(|v| &v["output"]);
+                crate::search::document(&self.inputs, leaves, &errors)
+            }
+        }
+    }
+
     pub(super) async fn finish(
         mut self,
         mut status: RunStatus,
@@ -531,6 +553,7 @@ impl RunDriver {
                 step_id: None,
             });
         }
+        let search = Some(self.search_document(outputs.as_ref(), error.as_deref()));
         self.ops.push(Op::FinishRun {
             run_id: self.run_id.clone(),
             status,
@@ -538,6 +561,7 @@ impl RunDriver {
             at,
             frees_slot: self.workflow.def().concurrency.is_some(),
             outputs,
+            search,
         });
         self.event(EventKind::Run { status }, at);
         let committed = self.commit().await;

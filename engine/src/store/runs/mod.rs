@@ -8,6 +8,7 @@ pub use write::{summarize_ops, HeldConnection, NewRun, Op, OpsSummary};
 use futures::TryStreamExt;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use tracing::Instrument;
 
 use super::{on_pool, Store, StoreError};
@@ -37,6 +38,69 @@ pub struct RunFilter {
     pub max_duration_ms: Option<i64>,
     /// At most this many runs (the page size).
     pub limit: i64,
+    /// Runs carrying every one of these labels (key, value).
+    pub labels: Vec<(String, String)>,
+    /// Runs whose inputs, outputs or errors hold every word.
+    pub search: Option<crate::search::SearchQuery>,
+}
+
+/// The conditions of a filter's labels and search, numbered from `$10`, with their values.
+///
+/// A label is looked up by key and value in `run_labels`. A search matches finished runs in
+/// `run_search` (an FTS5 trigram index on SQLite, a `pg_trgm` one on PostgreSQL), and runs
+/// still going by their inputs: their text is written when they end.
+fn found_by(backend: super::Backend, f: &RunFilter) -> (String, Vec<String>) {
+    let mut sql = String::new();
+    let mut texts: Vec<String> = Vec::new();
+    let param = |texts: &mut Vec<String>, value: String| {
+        texts.push(value);
+        format!("${}", 9 + texts.len())
+    };
+    for (key, value) in f.labels.iter().take(crate::search::MAX_LABEL_FILTERS) {
+        let k = param(&mut texts, key.clone());
+        let v = param(&mut texts, value.clone());
+        let _ = write!(
+            sql,
+            "\n               AND id IN (SELECT run_id FROM run_labels WHERE key = {k} AND value = {v})"
+        );
+    }
+    if let Some(q) = &f.search {
+        let going: Vec<String> = q
+            .like_patterns()
+            .into_iter()
+            .map(|p| {
+                let p = param(&mut texts, p);
+                match backend {
+                    super::Backend::Sqlite => format!("inputs LIKE {p} ESCAPE '\\'"),
+                    super::Backend::Postgres => format!("inputs ILIKE {p} ESCAPE '\\'"),
+                }
+            })
+            .collect();
+        let finished = match backend {
+            super::Backend::Sqlite => {
+                let m = param(&mut texts, q.fts5());
+                format!(
+                    "SELECT s.run_id FROM run_search s WHERE s.id IN \
+                     (SELECT rowid FROM run_search_text WHERE run_search_text MATCH {m})"
+                )
+            }
+            super::Backend::Postgres => {
+                let all: Vec<String> = q
+                    .like_patterns()
+                    .into_iter()
+                    .map(|p| format!("body ILIKE {} ESCAPE '\\'", param(&mut texts, p)))
+                    .collect();
+                format!("SELECT run_id FROM run_search WHERE {}", all.join(" AND "))
+            }
+        };
+        let _ = write!(
+            sql,
+            "\n               AND (id IN ({finished}) \
+             OR (status IN ('queued', 'running', 'waiting', 'paused') AND {}))",
+            going.join(" AND ")
+        );
+    }
+    (sql, texts)
 }
 
 /// An unfinished run's id, cancel and pause requests, and traceparent.
@@ -106,6 +170,9 @@ pub(super) struct RunRow {
     pub(super) caller_step_id: Option<String>,
     #[sqlx(default)]
     pub(super) caller_item: Option<i64>,
+    /// JSON object; NULL for a run without labels.
+    #[sqlx(default)]
+    labels: Option<String>,
 }
 
 impl RunRow {
@@ -125,6 +192,11 @@ impl RunRow {
             finished_at: self.finished_at,
             trace_id: self.trace_id,
             span_id: self.span_id,
+            // Written by the engine from checked labels; a damaged value shows none.
+            labels: self
+                .labels
+                .and_then(|l| serde_json::from_str(&l).ok())
+                .unwrap_or_default(),
         })
     }
 }
@@ -290,27 +362,33 @@ impl Store {
             "runs",
             "SELECT … FROM runs WHERE <filters> ORDER BY id DESC LIMIT ?",
         );
-        let rows: Vec<RunRow> = async { Ok::<_, StoreError>(on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT id, workflow_id, workflow_version, status, trigger, actor, parent_run_id, error, created_at, started_at, finished_at, trace_id, span_id
-                 FROM runs
-                 WHERE ($1 IS NULL OR workflow_id = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR trigger = $3)
-                   AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5) AND ($6 IS NULL OR id < $6)
-                   AND ($8 IS NULL OR finished_at - started_at >= $8) AND ($9 IS NULL OR finished_at - started_at < $9)
-                 ORDER BY id DESC LIMIT $7",
-            )
-            .bind(f.workflow_id.clone())
-            .bind(f.status.map(|s| s.as_str()))
-            .bind(f.trigger.clone())
-            .bind(f.since)
-            .bind(f.until)
-            .bind(f.before.clone())
-            .bind(limit)
-            .bind(f.min_duration_ms)
-            .bind(f.max_duration_ms)
-            .fetch_all(pool)
-            .await?
-        })) }
+        let (found_by, texts) = found_by(self.backend(), f);
+        let sql = format!(
+            "SELECT id, workflow_id, workflow_version, status, trigger, actor, parent_run_id, error, created_at, started_at, finished_at, trace_id, span_id, labels
+             FROM runs
+             WHERE ($1 IS NULL OR workflow_id = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR trigger = $3)
+               AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5) AND ($6 IS NULL OR id < $6)
+               AND ($8 IS NULL OR finished_at - started_at >= $8) AND ($9 IS NULL OR finished_at - started_at < $9){found_by}
+             ORDER BY id DESC LIMIT $7"
+        );
+        let rows: Vec<RunRow> = async {
+            Ok::<_, StoreError>(on_pool!(self, pool => {
+                let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(f.workflow_id.clone())
+                    .bind(f.status.map(|s| s.as_str()))
+                    .bind(f.trigger.clone())
+                    .bind(f.since)
+                    .bind(f.until)
+                    .bind(f.before.clone())
+                    .bind(limit)
+                    .bind(f.min_duration_ms)
+                    .bind(f.max_duration_ms);
+                for text in &texts {
+                    query = query.bind(text.clone());
+                }
+                query.fetch_all(pool).await?
+            }))
+        }
         .instrument(span)
         .await?;
         rows.into_iter().map(RunRow::into_summary).collect()
@@ -749,7 +827,7 @@ fn item_counts(attempts: &[AttemptRecord], rows: Vec<(String, String, i64)>) -> 
 }
 
 mod const_sql {
-    pub const RUN_BY_ID: &str = "SELECT id, workflow_id, workflow_version, status, trigger, actor, parent_run_id, error, created_at, started_at, finished_at, trace_id, span_id, inputs, outputs, caller_run_id, caller_step_id, caller_item FROM runs WHERE id = $1";
+    pub const RUN_BY_ID: &str = "SELECT id, workflow_id, workflow_version, status, trigger, actor, parent_run_id, error, created_at, started_at, finished_at, trace_id, span_id, inputs, outputs, caller_run_id, caller_step_id, caller_item, labels FROM runs WHERE id = $1";
     /// The runs a run called, oldest first.
     pub const CHILDREN: &str =
         "SELECT id, workflow_id, status, caller_step_id, caller_item FROM runs \

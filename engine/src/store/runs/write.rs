@@ -44,6 +44,8 @@ pub struct NewRun {
     pub owner: Option<String>,
     /// The run, step and item (of a `for_each`) that called it (agent `workflow`).
     pub caller: Option<crate::records::Caller>,
+    /// Its labels, checked ([`crate::search::check_labels`]).
+    pub labels: crate::search::Labels,
 }
 
 /// One state change, persisted before the executor acts on it.
@@ -139,6 +141,8 @@ pub enum Op {
         frees_slot: bool,
         /// Its outputs (the workflow's `outputs:`, or a child run's), when it succeeded.
         outputs: Option<Value>,
+        /// What search reads of it ([`crate::search::document`]).
+        search: Option<String>,
     },
     /// A ready step offered to the other workers (PostgreSQL): see `executor::offers`.
     OfferStep {
@@ -583,6 +587,27 @@ fn write_op(sql: &mut String, op: &Op) {
                 OptInt(run.concurrency),
                 OptText(run.owner.as_deref()),
             );
+            if !run.labels.is_empty() {
+                let json = serde_json::to_string(&run.labels).unwrap_or_default();
+                let _ = writeln!(
+                    sql,
+                    "UPDATE runs SET labels = {} WHERE id = {};",
+                    Text(&json),
+                    Text(&run.id)
+                );
+                sql.push_str("INSERT INTO run_labels (run_id, key, value) VALUES ");
+                for (i, (key, value)) in run.labels.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    let _ = write!(
+                        sql,
+                        "{sep}({}, {}, {})",
+                        Text(&run.id),
+                        Text(key),
+                        Text(value)
+                    );
+                }
+                sql.push_str(";\n");
+            }
             if let Some(c) = &run.caller {
                 let _ = writeln!(
                     sql,
@@ -878,6 +903,7 @@ fn write_op(sql: &mut String, op: &Op) {
             error,
             at,
             outputs,
+            search,
             ..
         } => {
             let _ = writeln!(
@@ -893,6 +919,14 @@ fn write_op(sql: &mut String, op: &Op) {
                 },
                 Text(run_id)
             );
+            if let Some(body) = search {
+                let _ = writeln!(
+                    sql,
+                    "INSERT INTO run_search (run_id, body) VALUES ({}, {}) ON CONFLICT (run_id) DO NOTHING;",
+                    Text(run_id),
+                    Text(body)
+                );
+            }
         }
     }
 }
