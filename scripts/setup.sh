@@ -10,6 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+SCHEMATHESIS_VERSION=4.32.5
+SPEC_VALIDATOR_VERSION=0.9.0
 BINARYEN_VERSION=132.0.0      # Debian's binaryen (108) breaks hydration; npm's is current
 want_test=false
 [[ "${1:-}" == "--test" ]] && want_test=true
@@ -51,6 +53,13 @@ if $want_test; then
     say "starting PostgreSQL"
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start
     for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  # The API contract's checkers (scripts/contract.sh), from PyPI, pinned.
+  if [[ ! -x .tools/py/bin/st || ! -x .tools/py/bin/openapi-spec-validator ]]; then
+    say "installing schemathesis $SCHEMATHESIS_VERSION and openapi-spec-validator $SPEC_VALIDATOR_VERSION into .tools/py"
+    python3 -m venv .tools/py
+    .tools/py/bin/pip install --quiet --disable-pip-version-check \
+      "schemathesis==$SCHEMATHESIS_VERSION" "openapi-spec-validator==$SPEC_VALIDATOR_VERSION"
   fi
   if [[ ! -d end2end/node_modules/@playwright/test ]]; then
     say "installing the browser-test packages (no browser download)"

@@ -33,5 +33,8 @@ if [[ "$(site_state)" != "$release_site" ]]; then
   exit 1
 fi
 
+echo "== the API contract: OpenAPI validator, schemathesis against a live server"
+scripts/contract.sh
+
 echo "== browser tests (Chromium)"
 (cd end2end && npx playwright test)

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// A user's or API token's role. Each includes everything of the roles before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads everything: workflows, runs, charts.
@@ -97,6 +98,7 @@ pub fn check_password(password: &str) -> Result<(), String> {
 
 /// How a request proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Via {
     /// A signed-in browser's session cookie.
@@ -109,6 +111,7 @@ pub enum Via {
 
 /// Who is making a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Principal {
     /// The user's name, or the token's name.
     pub name: String,
@@ -131,6 +134,7 @@ impl Principal {
 
 /// A user as the admin page lists them (never with the password hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserInfo {
     /// Its id.
     pub id: i64,
@@ -144,6 +148,7 @@ pub struct UserInfo {
 
 /// An API token as listed (its value is shown once, at creation, and never stored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenInfo {
     /// Its id.
     pub id: i64,
@@ -163,6 +168,7 @@ pub struct TokenInfo {
 
 /// A stored secret as listed: its name and history, never its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecretInfo {
     /// Its name (`{{ secrets.<name> }}`).
     pub name: String,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// One row of the workflow list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkflowSummary {
     /// Its id: the file's `id`, the URL's `/workflows/{id}`.
     pub id: String,
@@ -29,6 +30,7 @@ pub struct WorkflowSummary {
 
 /// How a workflow has been doing: what the list and the workflow page chart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkflowStats {
     /// How its newest finished run ended.
     pub last_status: Option<RunStatus>,
@@ -44,6 +46,7 @@ pub struct WorkflowStats {
 
 /// A version's identity and time, without its text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "runtime", derive(sqlx::FromRow))]
 pub struct VersionInfo {
     /// The workflow it is a version of.
@@ -56,6 +59,7 @@ pub struct VersionInfo {
 
 /// The life of a run (SPEC §4): `queued → running → succeeded | failed | cancelled | timed_out`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Created, waiting for a slot (its workflow's `concurrency`, or the process's).
@@ -80,6 +84,7 @@ pub enum RunStatus {
 /// The life of a step: `pending → running → succeeded | failed | skipped | cancelled`,
 /// with `retrying` while it waits out a backoff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// Its needs have not ended yet.
@@ -146,6 +151,7 @@ status_text!(StepStatus {
 
 /// Why a step was skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SkipReason {
     /// Its `if:` was false.
@@ -206,6 +212,7 @@ impl StepStatus {
 
 /// A run as the list and the monitor show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunSummary {
     /// Its id (a UUID v7: ordered by creation).
     pub id: String,
@@ -254,6 +261,7 @@ impl RunSummary {
 
 /// One step of a run, with its latest outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepRecord {
     /// Its id in the workflow.
     pub step_id: String,
@@ -281,6 +289,7 @@ pub struct StepRecord {
 
 /// One attempt of a step: what it was given, what it gave back, and its log lines.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptRecord {
     /// The step it is an attempt of.
     pub step_id: String,
@@ -312,6 +321,7 @@ pub struct AttemptRecord {
 
 /// A whole run: summary, inputs, steps and every attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunDetail {
     /// Its summary (flattened into the same JSON object).
     #[serde(flatten)]
@@ -345,6 +355,7 @@ pub const MAX_LISTED_CHILDREN: i64 = 200;
 
 /// Where a child run was called from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Caller {
     /// The calling run.
     pub run_id: String,
@@ -357,6 +368,7 @@ pub struct Caller {
 
 /// A run a `workflow` step called.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChildRun {
     /// The child run.
     pub id: String,
@@ -373,6 +385,7 @@ pub struct ChildRun {
 
 /// What a waiting step waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WaitKind {
     /// A person's decision (agent `approval`).
@@ -395,6 +408,7 @@ status_text!(WaitKind {
 /// A step that waits without holding a worker: the run sleeps as this row until it is resolved
 /// (a decision, an event, the child's end) or falls due (a delay's end, a timeout).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WaitRecord {
     /// The waiting step.
     pub step_id: String,
@@ -422,6 +436,7 @@ pub struct WaitRecord {
 
 /// How far a `for_each` step has got: its items, and how many ended each way.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ItemCounts {
     /// The `for_each` step.
     pub step_id: String,
@@ -435,6 +450,7 @@ pub struct ItemCounts {
 
 /// One item of a `for_each` step, once it has ended: its own attempt sequence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ItemRecord {
     /// Its position in the list, from 0.
     pub index: i64,
@@ -459,6 +475,7 @@ pub struct ItemRecord {
 /// A change the executor publishes after committing it: what the live UI and the
 /// `/api/v1/runs/{id}/events` stream carry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// The run it happened in.
     pub run_id: String,
@@ -473,6 +490,7 @@ pub struct Event {
 
 /// What an [`Event`] says happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// The run changed status.

@@ -8,7 +8,22 @@ use axum::Json;
 use engine::executor::EngineError;
 use engine::model::Problem;
 use engine::store::StoreError;
-use serde_json::json;
+
+/// What every error answers: `{"error": {"code", "message", "problems"}}`.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// An error: a stable code, a sentence for people, and for a document or inputs that do not
+/// fit, every problem with its path.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// `bad_request`, `not_found`, `invalid_workflow`, …
+    pub code: String,
+    pub message: String,
+    pub problems: Vec<Problem>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -127,8 +142,13 @@ impl IntoResponse for ApiError {
             ApiError::InvalidWorkflow(p) | ApiError::InvalidInputs(p) => p.clone(),
             _ => Vec::new(),
         };
-        let body =
-            json!({ "error": { "code": code, "message": self.to_string(), "problems": problems } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message: self.to_string(),
+                problems,
+            },
+        };
         let mut response = (status, Json(body)).into_response();
         if matches!(self, ApiError::TooLarge(_)) {
             // The body was left unread, so the connection cannot carry another request: say so,

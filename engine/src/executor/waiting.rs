@@ -26,6 +26,7 @@ pub const MAX_COMMENT_BYTES: usize = 4096;
 
 /// A person's decision on an approval step.
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
     /// Approve (true) or reject.
@@ -35,11 +36,13 @@ pub struct Decision {
     pub comment: Option<String>,
     /// Values of the approval's `fields`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub fields: Map<String, Value>,
 }
 
 /// What posting an event did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventPosted {
     /// The waits it resolved (one per waiting run).
     pub resolved: usize,

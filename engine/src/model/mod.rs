@@ -25,6 +25,7 @@ pub use validate::cron_shape;
 
 /// One thing wrong with a document: where (`steps[2].needs[0]`) and what, in plain English.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     /// Where (`steps[2].with.url`).
     pub path: String,

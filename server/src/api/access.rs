@@ -23,10 +23,10 @@ use axum::response::IntoResponse;
 use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
 use engine::access::{check_name, check_secret_name, Principal, Role};
+use engine::access::{SecretInfo, TokenInfo, UserInfo};
 use engine::executor::Engine;
 use engine::store::{now_ms, Store};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::runs::json_body;
 use super::ApiState;
@@ -44,8 +44,45 @@ pub fn router() -> Router<ApiState> {
         .route("/secrets/{name}", put(put_secret).delete(delete_secret))
 }
 
+#[utoipa::path(get, path = "/api/v1/me", tag = "access", responses((status = 200, body = Principal), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 async fn me(Extension(caller): Extension<Principal>) -> Json<Principal> {
     Json(caller)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Users {
+    users: Vec<UserInfo>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct UserView {
+    id: i64,
+    name: String,
+    role: Role,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct CreatedUser {
+    user: UserView,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Tokens {
+    tokens: Vec<TokenInfo>,
+}
+
+/// A new token: `token` is shown this once (only its hash is kept).
+#[derive(Serialize, utoipa::ToSchema)]
+struct CreatedToken {
+    id: i64,
+    name: String,
+    role: Role,
+    token: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Secrets {
+    secrets: Vec<SecretInfo>,
 }
 
 fn role(value: &str) -> Result<Role, ApiError> {
@@ -56,11 +93,14 @@ fn role(value: &str) -> Result<Role, ApiError> {
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/users", tag = "access", responses((status = 200, body = Users), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 async fn users(State(store): State<Store>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(json!({ "users": store.users().await? })))
+    Ok(Json(Users {
+        users: store.users().await?,
+    }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
     name: String,
@@ -68,6 +108,7 @@ struct NewUser {
     role: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/users", tag = "access", request_body(content((NewUser = "application/json"))), responses((status = 201, body = CreatedUser), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 async fn create_user(
     State(store): State<Store>,
     headers: HeaderMap,
@@ -83,17 +124,20 @@ async fn create_user(
     tracing::info!(user = %name, %role, "user created");
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "user": { "id": id, "name": name, "role": role } })),
+        Json(CreatedUser {
+            user: UserView { id, name, role },
+        }),
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UserChange {
     role: Option<String>,
     password: Option<String>,
 }
 
+#[utoipa::path(put, path = "/api/v1/users/{id}", tag = "access", params(("id" = i64, Path, description = "The user's id")), request_body(content((UserChange = "application/json"))), responses((status = 204, description = "Changed"), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 async fn update_user(
     State(store): State<Store>,
     Path(id): Path<i64>,
@@ -119,6 +163,7 @@ async fn update_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "access", params(("id" = i64, Path, description = "The user's id")), responses((status = 204, description = "Deleted"), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 async fn delete_user(
     State(store): State<Store>,
     Path(id): Path<i64>,
@@ -127,17 +172,21 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "access", responses((status = 200, body = Tokens), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 async fn tokens(State(store): State<Store>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(json!({ "tokens": store.tokens().await? })))
+    Ok(Json(Tokens {
+        tokens: store.tokens().await?,
+    }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewToken {
     name: String,
     role: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "access", request_body(content((NewToken = "application/json"))), responses((status = 201, body = CreatedToken), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 async fn create_token(
     State(store): State<Store>,
     Extension(caller): Extension<Principal>,
@@ -161,10 +210,16 @@ async fn create_token(
     tracing::info!(token = %name, %role, by = %caller.name, "API token created");
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": id, "name": name, "role": role, "token": token })),
+        Json(CreatedToken {
+            id,
+            name,
+            role,
+            token,
+        }),
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "access", params(("id" = i64, Path, description = "The token's id")), responses((status = 204, description = "Revoked"), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 async fn revoke_token(
     State(store): State<Store>,
     Path(id): Path<i64>,
@@ -178,16 +233,20 @@ async fn revoke_token(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/secrets", tag = "access", responses((status = 200, body = Secrets), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 async fn secrets(State(engine): State<Engine>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(json!({ "secrets": engine.secret_infos().await? })))
+    Ok(Json(Secrets {
+        secrets: engine.secret_infos().await?,
+    }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SecretValue {
     value: String,
 }
 
+#[utoipa::path(put, path = "/api/v1/secrets/{name}", tag = "access", params(("name" = String, Path, description = "The secret's name (letters, digits, _)")), request_body(content((SecretValue = "application/json"))), responses((status = 204, description = "Stored, sealed"), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 async fn put_secret(
     State(engine): State<Engine>,
     Path(name): Path<String>,
@@ -207,6 +266,7 @@ async fn put_secret(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/api/v1/secrets/{name}", tag = "access", params(("name" = String, Path, description = "The secret's name (letters, digits, _)")), responses((status = 204, description = "Deleted"), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 async fn delete_secret(
     State(engine): State<Engine>,
     Path(name): Path<String>,

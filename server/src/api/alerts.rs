@@ -18,10 +18,20 @@ use axum::routing::post;
 use axum::{Json, Router};
 use engine::executor::{Engine, EngineError, TriggerRequest};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::ApiState;
 use crate::error::ApiError;
+
+/// What a notification started: the run of the notification workflow, and how many alerts
+/// it announces.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Announced {
+    run: Option<engine::records::RunSummary>,
+    announced: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
 
 /// Where alerts go, from the config.
 #[derive(Clone, Debug, Default)]
@@ -84,6 +94,7 @@ pub fn router() -> Router<ApiState> {
     Router::new().route("/alerts/alertmanager", post(alertmanager))
 }
 
+#[utoipa::path(post, path = "/api/v1/alerts/alertmanager", tag = "alerts", request_body(content((Object = "application/json")), description = "Alertmanager's webhook payload (version 4), or Grafana's (version 1)"), responses((status = 202, body = Announced), (status = 200, description = "Every alert in it was announced already", body = Announced), (status = "default", description = "An error", body = crate::error::ErrorBody)), security(("bearer" = [])))]
 async fn alertmanager(
     State(intake): State<AlertIntake>,
     State(engine): State<Engine>,
@@ -137,9 +148,11 @@ async fn alertmanager(
     if fresh.is_empty() {
         return Ok((
             StatusCode::OK,
-            Json(
-                json!({ "run": null, "announced": 0, "reason": "every alert in it was announced already in this state" }),
-            ),
+            Json(Announced {
+                run: None,
+                announced: 0,
+                reason: Some("every alert in it was announced already in this state".into()),
+            }),
         ));
     }
     let status = if fresh.iter().any(|a| a.status == "firing") {
@@ -187,7 +200,11 @@ async fn alertmanager(
     tracing::info!(workflow.run.id = %run.id, alerts = fresh.len(), status = n.status, "alert notification started a run");
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "run": run, "announced": fresh.len() })),
+        Json(Announced {
+            run: Some(run),
+            announced: fresh.len(),
+            reason: None,
+        }),
     ))
 }
 

@@ -53,31 +53,79 @@ pub fn router() -> Router<ApiState> {
 
 /// The processes that run workflows on this database, with their heartbeats and the runs
 /// each holds (PostgreSQL; on SQLite this one process does everything, and the list is empty).
-async fn workers(State(store): State<Store>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/workers", tag = "runs", responses((status = 200, body = Workers), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
+async fn workers(State(store): State<Store>) -> Result<Json<Workers>, ApiError> {
     let workers = match store.backend() {
         engine::store::Backend::Postgres => store.workers().await?,
         engine::store::Backend::Sqlite => Vec::new(),
     };
-    Ok(Json(serde_json::json!({ "workers": workers })))
+    Ok(Json(Workers { workers }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TriggerBody {
+    /// The run's inputs; declared defaults fill the rest.
     #[serde(default)]
+    #[schema(value_type = Object)]
     inputs: Map<String, Value>,
+    /// This version instead of the latest.
     version: Option<i64>,
     /// `{"env": "prod"}`: shown with the run and filtered on (`label=env:prod`).
     #[serde(default)]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     labels: Map<String, Value>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct RunCreated {
     run: RunSummary,
 }
 
-#[derive(Deserialize)]
+/// A run that finished while the trigger waited.
+#[derive(Serialize, utoipa::ToSchema)]
+struct RunFinished {
+    run: RunDetail,
+}
+
+/// What a cancel, pause or resume asked for.
+#[derive(Serialize, utoipa::ToSchema)]
+struct RunRequest {
+    run_id: String,
+    /// A cancel: asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancel_requested: Option<bool>,
+    /// A pause (true) or a resume (false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pause_requested: Option<bool>,
+    /// A pause or resume: the run's status when it was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<RunStatus>,
+}
+
+/// An approval's decision, as the step's output records it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Decided {
+    decision: Value,
+}
+
+/// The processes that run workflows (PostgreSQL).
+#[derive(Serialize, utoipa::ToSchema)]
+struct Workers {
+    workers: Vec<engine::store::WorkerRow>,
+}
+
+/// `label=key:value`, repeatable: runs carrying every one.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct LabelParams {
+    /// `key:value`; repeat for more (at most 8, all required).
+    label: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TriggerQuery {
     /// How long to hold the request for the run to finish (`30s`).
     wait: Option<String>,
@@ -86,6 +134,7 @@ struct TriggerQuery {
 /// The longest `?wait=` held: past it a client follows `/runs/{id}/events` instead.
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
+#[utoipa::path(post, path = "/api/v1/workflows/{id}/runs", tag = "runs", params(("id" = String, Path, description = "The workflow's id", example = "hello"), TriggerQuery), request_body(content((TriggerBody = "application/json")), description = "Optional: an empty body means the defaults"), responses((status = 202, description = "Queued (or, with wait, still going)", body = RunCreated), (status = 200, description = "With wait: the run finished in time", body = RunFinished), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.id = %id, workflow.run.id))]
 async fn trigger(
     State(engine): State<Engine>,
@@ -127,7 +176,7 @@ async fn trigger(
     tracing::Span::current().record("workflow.run.id", run.id.as_str());
     if let (Some(wait), Some(events)) = (wait, events) {
         if let Some(done) = finished_within(&engine, events, &run.id, wait).await? {
-            return Ok((StatusCode::OK, Json(serde_json::json!({ "run": done }))).into_response());
+            return Ok((StatusCode::OK, Json(RunFinished { run: done })).into_response());
         }
     }
     Ok((StatusCode::ACCEPTED, Json(RunCreated { run })).into_response())
@@ -170,14 +219,22 @@ async fn finished_within(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Runs of this workflow.
     workflow: Option<String>,
+    /// Runs in this status (comma-separated for several).
     status: Option<String>,
+    /// Runs started this way: manual, api, cron, webhook, retry, alert, workflow.
     trigger: Option<String>,
+    /// Created at or after (unix ms).
     since: Option<i64>,
+    /// Created before (unix ms).
     until: Option<i64>,
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
+    /// Runs per page, 1 to 500 (default 50).
     limit: Option<i64>,
     /// Run time in milliseconds: at least / below.
     min_ms: Option<i64>,
@@ -214,7 +271,7 @@ impl Pairs {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct RunPage {
     runs: Vec<RunSummary>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
@@ -243,6 +300,7 @@ impl ListQuery {
     }
 }
 
+#[utoipa::path(get, operation_id = "list_runs", path = "/api/v1/runs", tag = "runs", params(ListQuery, LabelParams), responses((status = 200, body = RunPage), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all)]
 async fn list(
     State(store): State<Store>,
@@ -258,6 +316,7 @@ async fn list(
     Ok(Json(RunPage { runs, next_cursor }))
 }
 
+#[utoipa::path(get, operation_id = "show_run", path = "/api/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "The run's id")), responses((status = 200, body = RunDetail), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.run.id = %id))]
 async fn show(
     State(engine): State<Engine>,
@@ -266,7 +325,8 @@ async fn show(
     Ok(Json(engine.run_detail(&id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ItemsQuery {
     /// `succeeded` or `failed`; absent for every item that ended.
@@ -276,7 +336,8 @@ struct ItemsQuery {
     limit: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ValueQuery {
     attempt: Option<i64>,
     /// With `attempt`: `input` for its rendered input, `logs` for its log lines; else the
@@ -286,6 +347,7 @@ struct ValueQuery {
 
 /// One stored value whole, where a run's detail carries a marker (values over 64 KiB): a
 /// step's output, or an attempt's output, input or log lines.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/steps/{step}/output", tag = "runs", params(("id" = String, Path, description = "The run's id"), ("step" = String, Path, description = "The step's id"), ValueQuery), responses((status = 200, description = "The stored value, whole (any JSON)", body = serde_json::Value), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.run.id = %id, agent.step.id = %step))]
 async fn value(
     State(store): State<Store>,
@@ -312,7 +374,7 @@ async fn value(
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ItemPage {
     items: Vec<engine::records::ItemRecord>,
     /// Where the next page starts, when there may be one.
@@ -320,6 +382,7 @@ struct ItemPage {
 }
 
 /// The items of a `for_each` step that have ended, in list order, a page at a time.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/steps/{step}/items", tag = "runs", params(("id" = String, Path, description = "The run's id"), ("step" = String, Path, description = "The step's id"), ItemsQuery), responses((status = 200, body = ItemPage), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.run.id = %id, agent.step.id = %step))]
 async fn items(
     State(store): State<Store>,
@@ -349,6 +412,7 @@ async fn items(
     Ok(Json(ItemPage { items, next_after }))
 }
 
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "The run's id")), responses((status = 202, body = RunRequest), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.run.id = %id))]
 async fn cancel(
     State(engine): State<Engine>,
@@ -357,11 +421,17 @@ async fn cancel(
     engine.cancel(&id).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "run_id": id, "cancel_requested": true })),
+        Json(RunRequest {
+            run_id: id,
+            cancel_requested: Some(true),
+            pause_requested: None,
+            status: None,
+        }),
     ))
 }
 
 /// Pauses a run: attempts in flight finish, none starts until it is resumed.
+#[utoipa::path(post, operation_id = "pause_run", path = "/api/v1/runs/{id}/pause", tag = "runs", params(("id" = String, Path, description = "The run's id")), responses((status = 202, body = RunRequest), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.run.id = %id))]
 async fn pause(
     State(engine): State<Engine>,
@@ -370,11 +440,17 @@ async fn pause(
     let was = engine.pause_run(&id).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "run_id": id, "pause_requested": true, "status": was })),
+        Json(RunRequest {
+            run_id: id,
+            cancel_requested: None,
+            pause_requested: Some(true),
+            status: Some(was),
+        }),
     ))
 }
 
 /// Resumes a paused run.
+#[utoipa::path(post, operation_id = "resume_run", path = "/api/v1/runs/{id}/resume", tag = "runs", params(("id" = String, Path, description = "The run's id")), responses((status = 202, body = RunRequest), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.run.id = %id))]
 async fn resume(
     State(engine): State<Engine>,
@@ -383,12 +459,18 @@ async fn resume(
     let was = engine.resume_run(&id).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "run_id": id, "pause_requested": false, "status": was })),
+        Json(RunRequest {
+            run_id: id,
+            cancel_requested: None,
+            pause_requested: Some(false),
+            status: Some(was),
+        }),
     ))
 }
 
 /// Decides an approval step: `{"approved": true|false, "comment": "…", "fields": {…}}`. Any
 /// signed-in role may call it; the approval's own `role` says who may decide.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/steps/{step}/decision", tag = "runs", params(("id" = String, Path, description = "The run's id"), ("step" = String, Path, description = "The step's id")), request_body(content((engine::executor::Decision = "application/json"))), responses((status = 200, body = Decided), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.run.id = %id, agent.step.id = %step))]
 async fn decide(
     State(engine): State<Engine>,
@@ -409,14 +491,12 @@ async fn decide(
         None => ("anonymous".into(), engine::access::Role::Admin),
     };
     let output = engine.decide(&id, &step, decision, &by, role).await?;
-    Ok((
-        StatusCode::OK,
-        Json(serde_json::json!({ "decision": output })),
-    ))
+    Ok((StatusCode::OK, Json(Decided { decision: output })))
 }
 
 /// An event: every run waiting on `key` goes on with the JSON body as the waiting step's
 /// output; kept a while for waits that start later.
+#[utoipa::path(post, path = "/api/v1/events/{key}", tag = "runs", params(("key" = String, Path, description = "The event's key")), request_body(content((serde_json::Value = "application/json")), description = "The payload: any JSON (empty: null)"), responses((status = 202, body = engine::executor::EventPosted), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(event.key = %key))]
 async fn post_event(
     State(engine): State<Engine>,
@@ -439,17 +519,19 @@ async fn post_event(
     Ok((StatusCode::ACCEPTED, Json(posted)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RetryBody {
     /// `failed` to keep succeeded steps, a step id to re-run from it; absent for a whole retry.
     from: Option<String>,
     /// A whole retry's inputs, instead of the run's.
+    #[schema(value_type = Option<Object>)]
     inputs: Option<Map<String, Value>>,
     /// A whole retry's version: a number, or `"latest"`.
     version: Option<Value>,
 }
 
+#[utoipa::path(post, path = "/api/v1/runs/{id}/retry", tag = "runs", params(("id" = String, Path, description = "The run's id")), request_body(content((RetryBody = "application/json")), description = "Optional: an empty body means the defaults"), responses((status = 201, body = RunCreated), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.run.id = %id))]
 async fn retry(
     State(engine): State<Engine>,
@@ -482,7 +564,7 @@ async fn retry(
     Ok((StatusCode::CREATED, Json(RunCreated { run })))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BulkBody {
     /// `cancel` or `retry`.
@@ -494,7 +576,7 @@ struct BulkBody {
     dry_run: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct BulkAnswer {
     /// Runs the filters select that the action applies to.
     matched: usize,
@@ -508,14 +590,14 @@ struct BulkAnswer {
     refused: Vec<BulkRefused>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct BulkDone {
     run_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     new_run_id: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct BulkRefused {
     run_id: String,
     error: String,
@@ -523,6 +605,7 @@ struct BulkRefused {
 
 /// Cancels or retries every run the list's filters select (at most 1,000; more is refused),
 /// or with `dry_run` counts them.
+#[utoipa::path(post, path = "/api/v1/runs/bulk", tag = "runs", params(ListQuery, LabelParams), request_body(content((BulkBody = "application/json"))), responses((status = 200, body = BulkAnswer), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all)]
 async fn bulk(
     State(engine): State<Engine>,
@@ -568,6 +651,7 @@ async fn bulk(
 
 /// Streams the run's events; the first event is a snapshot of its state, the stream ends
 /// after the run's final event.
+#[utoipa::path(get, path = "/api/v1/runs/{id}/events", tag = "runs", params(("id" = String, Path, description = "The run's id")), responses((status = 200, description = "Server-Sent Events: a `snapshot` of the run, then a `change` per change until it finishes", content_type = "text/event-stream", body = String), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.run.id = %id))]
 async fn events(
     State(engine): State<Engine>,
@@ -611,13 +695,16 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
+    /// Only this workflow's runs.
     workflow: Option<String>,
 }
 
 /// Every change of every run (or of one workflow's runs), as it is committed; `resync` when
 /// this client fell behind and should reload what it shows.
+#[utoipa::path(get, path = "/api/v1/events", tag = "runs", params(EventsQuery), responses((status = 200, description = "Server-Sent Events: a `change` per change of every run, or of one workflow's; `resync` when the client fell behind", content_type = "text/event-stream", body = String)))]
 #[instrument(skip_all)]
 async fn all_events(
     State(engine): State<Engine>,

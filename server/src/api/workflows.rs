@@ -43,24 +43,28 @@ pub fn router() -> Router<super::ApiState> {
         .route("/validate", post(validate))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// The archived workflows instead.
     #[serde(default)]
     archived: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Saved {
     workflow: WorkflowSummary,
     version: VersionInfo,
 }
 
 /// A version as the API shows it: the saved text and its parsed definition.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct VersionView {
     #[serde(flatten)]
     info: VersionInfo,
     source: String,
+    /// The parsed definition, as JSON.
+    #[schema(value_type = Object)]
     definition: Value,
 }
 
@@ -78,6 +82,7 @@ fn parse(doc: &str) -> Result<Workflow, ApiError> {
     Workflow::parse(doc).map_err(ApiError::InvalidWorkflow)
 }
 
+#[utoipa::path(get, operation_id = "list_workflows", path = "/api/v1/workflows", tag = "workflows", params(ListQuery), responses((status = 200, body = Vec<WorkflowSummary>), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all)]
 async fn list(
     State(store): State<Store>,
@@ -86,6 +91,7 @@ async fn list(
     Ok(Json(store.list_workflows(q.archived).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/workflows", tag = "workflows", request_body(description = "The workflow document, YAML or JSON", content((String = "text/yaml"), (Object = "application/json"))), responses((status = 201, body = Saved), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.id))]
 async fn create(
     State(store): State<Store>,
@@ -104,6 +110,7 @@ async fn create(
     ))
 }
 
+#[utoipa::path(put, path = "/api/v1/workflows/{id}", tag = "workflows", params(("id" = String, Path, description = "The workflow's id", example = "hello")), request_body(description = "The workflow document, YAML or JSON", content((String = "text/yaml"), (Object = "application/json"))), responses((status = 200, body = Saved), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.id = %id))]
 async fn update(
     State(store): State<Store>,
@@ -128,13 +135,14 @@ async fn update(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct WorkflowView {
     #[serde(flatten)]
     summary: WorkflowSummary,
     latest: VersionView,
 }
 
+#[utoipa::path(get, operation_id = "show_workflow", path = "/api/v1/workflows/{id}", tag = "workflows", params(("id" = String, Path, description = "The workflow's id", example = "hello")), responses((status = 200, body = WorkflowView), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.id = %id))]
 async fn show(
     State(store): State<Store>,
@@ -145,6 +153,7 @@ async fn show(
     Ok(Json(WorkflowView { summary, latest }))
 }
 
+#[utoipa::path(post, path = "/api/v1/workflows/{id}/archive", tag = "workflows", params(("id" = String, Path, description = "The workflow's id", example = "hello")), responses((status = 200, body = WorkflowSummary), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.id = %id))]
 async fn archive(
     State(store): State<Store>,
@@ -154,6 +163,7 @@ async fn archive(
 }
 
 /// Pauses the workflow's triggers: no run starts until it is resumed (409 to each trigger).
+#[utoipa::path(post, operation_id = "pause_workflow", path = "/api/v1/workflows/{id}/pause", tag = "workflows", params(("id" = String, Path, description = "The workflow's id", example = "hello")), responses((status = 200, body = WorkflowSummary), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.id = %id))]
 async fn pause(
     State(store): State<Store>,
@@ -162,6 +172,7 @@ async fn pause(
     Ok(Json(store.set_paused(&id, true).await?))
 }
 
+#[utoipa::path(post, operation_id = "resume_workflow", path = "/api/v1/workflows/{id}/resume", tag = "workflows", params(("id" = String, Path, description = "The workflow's id", example = "hello")), responses((status = 200, body = WorkflowSummary), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.id = %id))]
 async fn resume(
     State(store): State<Store>,
@@ -171,16 +182,27 @@ async fn resume(
 }
 
 /// Deletes the workflow with its versions and runs; 409 while one of its runs is going.
+#[utoipa::path(delete, path = "/api/v1/workflows/{id}", tag = "workflows", params(("id" = String, Path, description = "The workflow's id", example = "hello")), responses((status = 200, body = Deleted), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.id = %id))]
 async fn delete(
     State(engine): State<engine::executor::Engine>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deleted>, ApiError> {
     let runs = engine.delete_workflow(&id).await?;
     tracing::info!(workflow.id = %id, runs, "workflow deleted");
-    Ok(Json(serde_json::json!({ "deleted": id, "runs": runs })))
+    Ok(Json(Deleted { deleted: id, runs }))
 }
 
+/// What a delete removed.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Deleted {
+    /// The workflow's id.
+    deleted: String,
+    /// Its runs, deleted with it.
+    runs: i64,
+}
+
+#[utoipa::path(post, path = "/api/v1/workflows/{id}/restore", tag = "workflows", params(("id" = String, Path, description = "The workflow's id", example = "hello")), responses((status = 200, body = WorkflowSummary), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.id = %id))]
 async fn restore(
     State(store): State<Store>,
@@ -189,6 +211,7 @@ async fn restore(
     Ok(Json(store.set_archived(&id, false).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/workflows/{id}/versions", tag = "workflows", params(("id" = String, Path, description = "The workflow's id", example = "hello")), responses((status = 200, body = Vec<VersionInfo>), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.id = %id))]
 async fn versions(
     State(store): State<Store>,
@@ -197,6 +220,7 @@ async fn versions(
     Ok(Json(store.list_versions(&id).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/workflows/{id}/versions/{version}", tag = "workflows", params(("id" = String, Path, description = "The workflow's id", example = "hello"), ("version" = i64, Path, description = "A version number")), responses((status = 200, body = VersionView), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.id = %id, workflow.version = version))]
 async fn version(
     State(store): State<Store>,
@@ -205,11 +229,14 @@ async fn version(
     Ok(Json(store.version(&id, Some(version)).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ExportQuery {
+    /// This version instead of the latest.
     version: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/workflows/{id}/export", tag = "workflows", params(("id" = String, Path, description = "The workflow's id", example = "hello"), ExportQuery), responses((status = 200, description = "The saved text, byte for byte", content((Object = "application/yaml"), (Object = "application/json"))), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.id = %id))]
 async fn export(
     State(store): State<Store>,
@@ -234,19 +261,21 @@ async fn export(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DiffQuery {
     from: i64,
     to: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DiffView {
     from: i64,
     to: i64,
     diff: String,
 }
 
+#[utoipa::path(get, path = "/api/v1/workflows/{id}/diff", tag = "workflows", params(("id" = String, Path, description = "The workflow's id", example = "hello"), DiffQuery), responses((status = 200, body = DiffView), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all, fields(workflow.id = %id))]
 async fn diff(
     State(store): State<Store>,
@@ -268,7 +297,7 @@ async fn diff(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Validation {
     valid: bool,
     problems: Vec<Problem>,
@@ -277,6 +306,7 @@ struct Validation {
     canonical: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/validate", tag = "workflows", request_body(description = "The workflow document, YAML or JSON", content((String = "text/yaml"), (Object = "application/json"))), responses((status = 200, body = Validation), (status = "default", description = "An error", body = crate::error::ErrorBody)))]
 #[instrument(skip_all)]
 async fn validate(Document(doc): Document) -> Json<Validation> {
     match Workflow::parse(&doc) {

@@ -1383,3 +1383,50 @@ async fn runs_are_labelled_at_trigger_then_filtered_searched_and_acted_on_in_bul
     let (_, all) = app.get("/api/v1/runs?workflow=hello").await;
     assert_eq!(ids_of(&all).len(), 3, "no refused trigger started a run");
 }
+
+#[tokio::test]
+async fn the_api_contract_is_served_and_names_every_operation_once() {
+    let hub = Hub::start().await;
+    let app = hub.client();
+    let (status, doc) = app.get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut ids = std::collections::BTreeSet::new();
+    let mut operations = 0;
+    for (path, item) in paths {
+        assert!(path.starts_with("/api/v1/"), "{path}");
+        for (method, op) in item.as_object().expect("path item") {
+            operations += 1;
+            let id = op["operationId"].as_str().expect("operationId");
+            assert!(ids.insert(id.to_string()), "{id} twice");
+            let responses = op["responses"].as_object().expect("responses");
+            assert!(
+                responses.keys().any(|k| k.starts_with('2')),
+                "{method} {path}: no success answer"
+            );
+        }
+    }
+    // The routers' 42 operations (the module docs list them), this document included.
+    assert_eq!(operations, 42, "{:?}", paths.keys().collect::<Vec<_>>());
+    // What this session added is in it: the list's labels and search, the trigger's labels,
+    // and the error shape every operation shares.
+    let list = &doc["paths"]["/api/v1/runs"]["get"]["parameters"];
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"label") && names.contains(&"q"),
+        "{names:?}"
+    );
+    let schemas = &doc["components"]["schemas"];
+    assert!(
+        schemas["TriggerBody"]["properties"]["labels"].is_object(),
+        "{}",
+        schemas["TriggerBody"]
+    );
+    assert_eq!(schemas["ErrorBody"]["required"], json!(["error"]));
+}
