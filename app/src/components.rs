@@ -190,6 +190,56 @@ pub fn Sparkline(values: Vec<i64>, label: String) -> impl IntoView {
 
 pub use engine::records::format_duration;
 
+/// A moment as people read it: the server renders it in UTC (it cannot know the reader's
+/// zone, and hydration must see the same text); once in the browser it becomes the reader's
+/// local time with how long ago (`2026-12-05 10:46 · 3 min ago`), the UTC time in its tooltip.
+#[component]
+pub fn LocalTime(ms: i64) -> impl IntoView {
+    let text = RwSignal::new(format_ms(ms));
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| text.set(local_text(ms, js_sys::Date::now() as i64)));
+    view! { <time datetime=iso_ms(ms) title=format_ms(ms) data-local-time="">{move || text.get()}</time> }
+}
+
+/// `2026-12-05 10:46 · 3 min ago` in the browser's time zone.
+#[cfg(feature = "hydrate")]
+fn local_text(ms: i64, now: i64) -> String {
+    let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64));
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} · {}",
+        d.get_full_year(),
+        d.get_month() + 1,
+        d.get_date(),
+        d.get_hours(),
+        d.get_minutes(),
+        relative(ms, now)
+    )
+}
+
+/// How long ago (or from now) `ms` is, at `now`: `just now`, `3 min ago`, `in 2 h`, `5 d ago`.
+pub fn relative(ms: i64, now: i64) -> String {
+    let delta = (now - ms) / 1000;
+    let size = delta.abs();
+    let amount = match size {
+        0..=44 => return "just now".into(),
+        45..=5_399 => format!("{} min", (size + 30) / 60),
+        5_400..=129_599 => format!("{} h", (size + 1_800) / 3_600),
+        _ => format!("{} d", (size + 43_200) / 86_400),
+    };
+    match delta >= 0 {
+        true => format!("{amount} ago"),
+        false => format!("in {amount}"),
+    }
+}
+
+/// `2026-11-29T21:15:04Z`: a `<time>`'s machine-readable value.
+pub fn iso_ms(ms: i64) -> String {
+    let text = format_ms(ms);
+    let secs = ms.div_euclid(1000).rem_euclid(60);
+    // `YYYY-MM-DD HH:MM UTC` → `YYYY-MM-DDTHH:MM:SSZ`
+    format!("{}T{}:{secs:02}Z", &text[..10], &text[11..16])
+}
+
 /// `2026-11-29 21:15 UTC` from unix milliseconds, without a date library in the wasm bundle.
 pub fn format_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -209,6 +259,23 @@ pub fn format_ms(ms: i64) -> String {
         rem / 3600,
         rem % 3600 / 60
     )
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn relative_times_round_to_what_people_say() {
+        let now = 1_800_000_000_000;
+        assert_eq!(relative(now - 10_000, now), "just now");
+        assert_eq!(relative(now - 3 * 60_000, now), "3 min ago");
+        assert_eq!(relative(now - 89 * 60_000, now), "89 min ago");
+        assert_eq!(relative(now - 2 * 3_600_000, now), "2 h ago");
+        assert_eq!(relative(now - 3 * 86_400_000, now), "3 d ago");
+        assert_eq!(relative(now + 5 * 60_000, now), "in 5 min");
+        assert_eq!(iso_ms(1_764_450_904_000), "2025-11-29T21:15:04Z");
+    }
 }
 
 #[cfg(test)]

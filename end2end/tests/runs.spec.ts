@@ -441,3 +441,46 @@ steps:
   await expect(page).toHaveURL(new RegExp(`/runs\\?label=suite%3A${tag}$`));
   await expect(rows).toHaveCount(3);
 });
+
+test.describe('read from another time zone', () => {
+  test.use({ timezoneId: 'Asia/Kolkata' });
+
+  test('times are the reader\'s own with how long ago, UTC in the tooltip; the timeline has a time axis', async ({ page, request }, info) => {
+    await createWorkflow(request, `id: e2e-time-${tag}
+name: Timed
+steps:
+- id: first
+  agent: simulate
+  with: { latency: 300ms }
+- id: second
+  needs: [first]
+  agent: simulate
+  with: { latency: 200ms }
+`);
+    const r = await request.post(`/api/v1/workflows/e2e-time-${tag}/runs?wait=30s`, { data: {} });
+    expect(r.status(), await r.text()).toBe(200);
+    const run = (await r.json()).run.run;
+    await openHydrated(page, `/runs/${run.id}`);
+    // Kolkata is UTC+05:30: the minutes move too, so a UTC time cannot pass for it.
+    const local = new Date(run.created_at + 330 * 60_000);
+    const two = (n: number) => String(n).padStart(2, '0');
+    const expected = `${local.getUTCFullYear()}-${two(local.getUTCMonth() + 1)}-${two(local.getUTCDate())} `
+      + `${two(local.getUTCHours())}:${two(local.getUTCMinutes())}`;
+    const created = page.locator('dl.facts time');
+    await expect(created).toHaveText(new RegExp(`^${expected} · (just now|\\d+ min ago)$`));
+    await expect(created).toHaveAttribute('title', / UTC$/);
+
+    // The time axis: round ticks from +0 across the run, each a readable label in the track.
+    const ticks = page.locator('.gantt-axis .gantt-tick');
+    expect(await ticks.count()).toBeGreaterThanOrEqual(3);
+    await expect(ticks.first()).toHaveText('+0 ms');
+    const track = await page.locator('.gantt-axis .gantt-track').boundingBox();
+    for (const tick of await ticks.all()) {
+      const box = await tick.boundingBox();
+      expect(box!.width).toBeGreaterThan(10);
+      expect(box!.x).toBeGreaterThanOrEqual(track!.x - 1);
+      expect(box!.x + box!.width).toBeLessThanOrEqual(track!.x + track!.width + box!.width / 2 + 1);
+    }
+    await page.locator('#timeline').screenshot({ path: info.outputPath('timeline.png') });
+  });
+});

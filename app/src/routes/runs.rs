@@ -8,7 +8,9 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
-use crate::components::{follow_events, format_duration, format_ms, ErrorNote, StatusBadge};
+use crate::components::{
+    follow_events, format_duration, format_ms, ErrorNote, LocalTime, StatusBadge,
+};
 use crate::error::AppError;
 
 /// Runs per page.
@@ -692,7 +694,7 @@ fn RunTable(data: RunsPageData, query: RunQuery) -> impl IntoView {
                         })}
                     </td>
                     <td data-label="Trigger">{r.started_by()}</td>
-                    <td data-label="Created"><time datetime=r.created_at.to_string()>{format_ms(r.created_at)}</time></td>
+                    <td data-label="Created"><LocalTime ms=r.created_at/></td>
                     <td class="num" data-label="Queue wait">{wait.map(format_duration).unwrap_or_else(|| "–".into())}</td>
                     <td class="num" data-label="Run time">{ran.map(format_duration).unwrap_or_else(|| "–".into())}</td>
                 </tr>

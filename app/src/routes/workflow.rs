@@ -8,7 +8,7 @@ use leptos_router::hooks::use_params_map;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::IfRole;
-use crate::components::{format_duration, format_ms, ErrorNote, LoadError, Sparkline, StatusBadge};
+use crate::components::{format_duration, ErrorNote, LoadError, LocalTime, Sparkline, StatusBadge};
 use crate::error::AppError;
 use engine::access::Role;
 
@@ -311,7 +311,7 @@ fn WorkflowView(data: WorkflowPageData) -> impl IntoView {
                             {versions.into_iter().map(|v| view! {
                                 <tr>
                                     <td class="mono">{format!("v{}", v.version)}</td>
-                                    <td><time datetime=v.created_at.to_string()>{format_ms(v.created_at)}</time></td>
+                                    <td><LocalTime ms=v.created_at/></td>
                                     <td><a href=format!("/api/v1/workflows/{}/export?version={}", workflow_id.get_value(), v.version)
                                         download="" aria-label=format!("Export v{}", v.version)>"Export"</a></td>
                                 </tr>
@@ -498,7 +498,7 @@ fn RecentRuns(runs: Vec<RunSummary>, workflow_id: String) -> impl IntoView {
             view! {
                 <tr data-run=r.id.clone()>
                     <td><a href=format!("/runs/{}", r.id)><StatusBadge status=r.status.as_str()/></a></td>
-                    <td data-label="Created"><time datetime=r.created_at.to_string()>{format_ms(r.created_at)}</time></td>
+                    <td data-label="Created"><LocalTime ms=r.created_at/></td>
                     <td data-label="Trigger">{r.started_by()}</td>
                     <td class="num" data-label="Run time">{ran.unwrap_or_else(|| "–".into())}</td>
                 </tr>

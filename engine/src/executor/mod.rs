@@ -378,6 +378,7 @@ impl Engine {
         }
         engine.start_timer();
         engine.start_pruning();
+        engine.start_indexing();
         Ok(engine)
     }
 

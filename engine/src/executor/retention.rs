@@ -154,6 +154,34 @@ impl Engine {
         });
     }
 
+    /// Builds SQLite's search index from the run texts written since, every 250 ms (at once
+    /// again while there is a backlog): a batch a transaction, off the runs' commits.
+    pub(super) fn start_indexing(&self) {
+        if self.inner.store.backend() != crate::store::Backend::Sqlite {
+            return;
+        }
+        const BATCH: i64 = 2_000;
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let halt = engine.inner.halt.clone();
+            let mut wait = Duration::from_millis(250);
+            loop {
+                tokio::select! {
+                    _ = halt.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = match engine.inner.store.index_search_texts(BATCH).await {
+                    Ok(n) if n as i64 == BATCH => Duration::from_millis(5),
+                    Ok(_) => Duration::from_millis(250),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "search index not built; trying again");
+                        Duration::from_secs(5)
+                    }
+                };
+            }
+        });
+    }
+
     /// The server's retention defaults.
     pub fn retention(&self) -> &RetentionConfig {
         &self.inner.retention

@@ -151,6 +151,65 @@ impl Store {
         }))
     }
 
+    /// Adds up to `limit` of the run texts written since the last call to SQLite's full-text
+    /// index, in one transaction: how many. (PostgreSQL's index is kept as they are written.)
+    pub async fn index_search_texts(&self, limit: i64) -> Result<u64, StoreError> {
+        let super::Db::Sqlite(pool) = &self.db else {
+            return Ok(0);
+        };
+        let mut tx = pool.begin().await?;
+        let upto: i64 = sqlx::query_scalar("SELECT upto FROM run_search_indexed")
+            .fetch_one(&mut *tx)
+            .await?;
+        let last: Option<i64> = sqlx::query_scalar(
+            "SELECT max(id) FROM (SELECT id FROM run_search WHERE id > $1 ORDER BY id LIMIT $2)",
+        )
+        .bind(upto)
+        .bind(limit)
+        .fetch_one(&mut *tx)
+        .await?;
+        let Some(last) = last else {
+            return Ok(0);
+        };
+        let added = sqlx::query(
+            "INSERT INTO run_search_text (rowid, body) \
+             SELECT id, body FROM run_search WHERE id > $1 AND id <= $2",
+        )
+        .bind(upto)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("UPDATE run_search_indexed SET upto = $1")
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// Refreshes PostgreSQL's planner statistics, as autovacuum does after many writes
+    /// (benchmarks: right after a bulk load the planner would still think the tables empty).
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        if let super::Db::Postgres(pool) = &self.db {
+            sqlx::query("ANALYZE").execute(pool).await?;
+        }
+        Ok(())
+    }
+
+    /// Checks SQLite's search index against the texts it indexes (FTS5's integrity check);
+    /// an error says what is wrong.
+    pub async fn check_search_index(&self) -> Result<(), StoreError> {
+        if let super::Db::Sqlite(pool) = &self.db {
+            sqlx::query(
+                "INSERT INTO run_search_text (run_search_text, rank) VALUES ('integrity-check', 1)",
+            )
+            .execute(pool)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// How many label rows and search texts there are (tests and benchmarks: none outlives
     /// its run).
     pub async fn count_label_and_search_rows(&self) -> Result<(i64, i64), StoreError> {

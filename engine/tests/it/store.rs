@@ -101,7 +101,140 @@ both!(
     alert_announcements_follow_transitions_and_racing_replicas_announce_once,
     a_runs_detail_carries_logs_within_its_budget,
     a_deleted_workflow_takes_its_runs_and_waits_for_running_ones,
+    search_finds_texts_before_and_after_they_are_indexed_and_forgets_deleted_ones,
+    a_search_of_many_matches_pages_newest_first,
 );
+
+/// More matches than are listed as ids: the runs are read newest first and checked one by
+/// one, before the index is built and after, and page by page with the cursor.
+async fn a_search_of_many_matches_pages_newest_first(store: Store) {
+    let (w, t) = wf("one", "1ms");
+    store.create_workflow(&w, &t).await.expect("create");
+    let mut ops = Vec::new();
+    for i in 0..2_100 {
+        let id = format!("r{i:05}");
+        ops.push(new_run(&id, serde_json::json!({}), &[]));
+        ops.push(Op::FinishRun {
+            run_id: id.clone(),
+            status: engine::records::RunStatus::Succeeded,
+            error: None,
+            at: 2_000,
+            frees_slot: false,
+            outputs: None,
+            // Every run says "shipped"; one in seven was late.
+            search: Some(format!(
+                "order {id} shipped{}",
+                if i % 7 == 0 { ", late" } else { "" }
+            )),
+        });
+    }
+    store.apply(&ops).await.expect("runs");
+    let page = async |q: &str, before: Option<&str>| -> Vec<String> {
+        let runs = store
+            .list_runs(&engine::store::RunFilter {
+                search: engine::search::SearchQuery::parse(q).expect("query"),
+                before: before.map(str::to_string),
+                limit: 3,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        runs.into_iter().map(|r| r.id).collect()
+    };
+    for pass in ["written", "indexed"] {
+        assert_eq!(
+            page("shipped", None).await,
+            ["r02099", "r02098", "r02097"],
+            "{pass}"
+        );
+        assert_eq!(
+            page("SHIPPED", Some("r02097")).await,
+            ["r02096", "r02095", "r02094"],
+            "{pass}"
+        );
+        // 300 late runs: few enough to be listed by id.
+        assert_eq!(
+            page("late shipped", None).await,
+            ["r02093", "r02086", "r02079"],
+            "{pass}"
+        );
+        assert_eq!(
+            page("r0000 shipped", Some("r00007")).await,
+            ["r00006", "r00005", "r00004"],
+            "{pass}"
+        );
+        store.index_search_texts(10_000).await.expect("index");
+    }
+}
+
+/// Run texts are found as soon as they are written (SQLite's index is built afterwards, a
+/// batch at a time), and after; deleting runs takes them out of the index, which stays sound.
+async fn search_finds_texts_before_and_after_they_are_indexed_and_forgets_deleted_ones(
+    store: Store,
+) {
+    let (w, t) = wf("one", "1ms");
+    store.create_workflow(&w, &t).await.expect("create");
+    let finish = |id: &str, text: &str| {
+        vec![
+            new_run(id, serde_json::json!({}), &[]),
+            Op::FinishRun {
+                run_id: id.into(),
+                status: engine::records::RunStatus::Succeeded,
+                error: None,
+                at: 2_000,
+                frees_slot: false,
+                outputs: None,
+                search: Some(text.into()),
+            },
+        ]
+    };
+    let found = async |q: &str| -> Vec<String> {
+        let runs = store
+            .list_runs(&engine::store::RunFilter {
+                search: engine::search::SearchQuery::parse(q).expect("query"),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        runs.into_iter().map(|r| r.id).collect()
+    };
+    store
+        .apply(&finish("r1", "{\"order\": \"ORD-1742\"}"))
+        .await
+        .expect("r1");
+    store
+        .apply(&finish("r2", "payment declined: ORD-2001"))
+        .await
+        .expect("r2");
+    assert_eq!(found("ord-17").await, ["r1"], "written, not indexed yet");
+    assert_eq!(
+        store.index_search_texts(1).await.expect("index"),
+        match store.backend() {
+            engine::store::Backend::Sqlite => 1,
+            engine::store::Backend::Postgres => 0,
+        }
+    );
+    assert_eq!(found("ord-17").await, ["r1"], "indexed");
+    assert_eq!(found("declined ord-20").await, ["r2"], "not yet indexed");
+    store.index_search_texts(100).await.expect("index");
+    assert_eq!(found("ORD").await, ["r2", "r1"]);
+    store
+        .apply(&finish("r3", "ORD-3 comes after"))
+        .await
+        .expect("r3");
+    // Deleting the workflow deletes its runs' texts, indexed (r1, r2) or not (r3).
+    store.delete_workflow("one").await.expect("delete");
+    assert_eq!(found("ord").await, Vec::<String>::new());
+    store
+        .check_search_index()
+        .await
+        .expect("the index matches its table");
+    assert_eq!(
+        store.count_label_and_search_rows().await.expect("count"),
+        (0, 0)
+    );
+}
 
 /// Deleting a workflow takes its versions, runs, steps and attempts and leaves the others';
 /// while one of its runs is still going it is refused and nothing changes.

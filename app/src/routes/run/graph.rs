@@ -132,6 +132,23 @@ pub(super) fn truncate(s: &str, max: usize) -> String {
 
 /// A Gantt of every attempt: the wait before it (queue or retry backoff) drawn apart from its
 /// execution; bars keep a minimum width so 5 ms steps stay visible.
+/// Offsets (ms) of the timeline's ticks over `span`: a 1, 2 or 5 times a power of ten step that
+/// gives 3 to 8 of them, from 0.
+pub(super) fn axis_ticks(span: i64) -> Vec<i64> {
+    let span = span.max(1);
+    let mut step = 1i64;
+    'find: loop {
+        for m in [1, 2, 5] {
+            if span / (step * m) <= 7 {
+                step *= m;
+                break 'find;
+            }
+        }
+        step *= 10;
+    }
+    (0..=span / step).map(|i| i * step).collect()
+}
+
 #[component]
 pub(super) fn Timeline(detail: RunDetail, steps: Vec<StepInfo>, end: i64) -> impl IntoView {
     let start = detail.run.created_at;
@@ -185,6 +202,13 @@ pub(super) fn Timeline(detail: RunDetail, steps: Vec<StepInfo>, end: i64) -> imp
             previous_end = Some(stop);
         }
     }
+    // A time axis: round steps from the run's creation, 3 to 8 of them across.
+    let ticks = axis_ticks(end - start)
+        .into_iter()
+        .map(|t| {
+            view! { <span class="gantt-tick" style=format!("left:{:.3}%", pct(start + t))>{format!("+{}", format_duration(t))}</span> }
+        })
+        .collect_view();
     view! {
         <div class="gantt" role="table" aria-label="Timeline of step attempts">
             <div class="gantt-legend muted">
@@ -192,7 +216,29 @@ pub(super) fn Timeline(detail: RunDetail, steps: Vec<StepInfo>, end: i64) -> imp
                 <span><span class="swatch gantt-bar"></span>" running"</span>
                 <span>{format!("0 – {}", format_duration(end - start))}</span>
             </div>
+            <div class="gantt-row gantt-axis" aria-hidden="true">
+                <span class="gantt-label"></span>
+                <span class="gantt-track">{ticks}</span>
+                <span class="gantt-dur"></span>
+            </div>
             {rows}
         </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::axis_ticks;
+
+    #[test]
+    fn the_axis_has_a_few_round_ticks() {
+        assert_eq!(axis_ticks(1_000), [0, 200, 400, 600, 800, 1000]);
+        assert_eq!(axis_ticks(461), [0, 100, 200, 300, 400]);
+        assert_eq!(axis_ticks(7), [0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(axis_ticks(90_000), [0, 20_000, 40_000, 60_000, 80_000]);
+        for span in [1, 3, 99, 1_234, 86_400_000] {
+            let n = axis_ticks(span).len();
+            assert!((1..=8).contains(&n), "{span}: {n} ticks");
+        }
     }
 }

@@ -9,7 +9,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::components::{follow_events, format_duration, format_ms, LoadError, StatusBadge};
+use crate::components::{follow_events, format_duration, LoadError, LocalTime, StatusBadge};
 use crate::error::AppError;
 
 mod actions;
@@ -169,7 +169,7 @@ fn RunView(data: RunPageData) -> impl IntoView {
         <dl class="facts">
             <div><dt>"Workflow"</dt><dd><a href=format!("/workflows/{}", run.workflow_id)>{run.workflow_id.clone()}</a>{format!(" · v{}", run.workflow_version)}</dd></div>
             <div><dt>"Trigger"</dt><dd>{run.started_by()}</dd></div>
-            <div><dt>"Created"</dt><dd><time datetime=run.created_at.to_string()>{format_ms(run.created_at)}</time></dd></div>
+            <div><dt>"Created"</dt><dd><LocalTime ms=run.created_at/></dd></div>
             <div><dt>"Queue wait"</dt><dd>{queue_wait.map(format_duration).unwrap_or_else(|| "waiting…".into())}</dd></div>
             <div><dt>{if finished { "Run time" } else { "Running for" }}</dt><dd>{move || run_time().map(format_duration).unwrap_or_else(|| "–".into())}</dd></div>
             {(!run.labels.is_empty()).then(|| view! {

@@ -97,13 +97,17 @@ fn WaitRow(run_id: String, wait: WaitRecord, name: String, now: i64) -> impl Int
         WaitKind::Workflow => "waits for its child run".to_string(),
     };
     let since = view! {
-        " since "<time datetime=wait.since.to_string()>{format_ms(wait.since)}</time>
+        " since "<LocalTime ms=wait.since/>
         {format!(" ({} ago)", format_duration((now - wait.since).max(0)))}
     };
     let until = wait.until.map(|u| {
         let left = (u - now).max(0);
-        let lead = if wait.kind == WaitKind::Delay { " · until " } else { " · gives up at " };
-        view! { {lead}<time datetime=u.to_string()>{format_ms(u)}</time>{format!(" (in {})", format_duration(left))} }
+        let lead = if wait.kind == WaitKind::Delay {
+            " · until "
+        } else {
+            " · gives up at "
+        };
+        view! { {lead}<LocalTime ms=u/>{format!(" (in {})", format_duration(left))} }
     });
     let body = match wait.kind {
         WaitKind::Approval => {

@@ -44,12 +44,26 @@ pub struct RunFilter {
     pub search: Option<crate::search::SearchQuery>,
 }
 
+/// At most this many matches of a search are listed as ids; with more, the run list is read
+/// newest first, each run checked against the index, and soon has its page.
+const FEW_MATCHES: usize = 2_000;
+
+/// The runs a search matches, when they are few: their ids (finished runs from the index,
+/// and runs still going by their inputs). `None` when they are many.
+type Candidates = Option<Vec<String>>;
+
 /// The conditions of a filter's labels and search, numbered from `$10`, with their values.
 ///
-/// A label is looked up by key and value in `run_labels`. A search matches finished runs in
-/// `run_search` (an FTS5 trigram index on SQLite, a `pg_trgm` one on PostgreSQL), and runs
-/// still going by their inputs: their text is written when they end.
-fn found_by(backend: super::Backend, f: &RunFilter) -> (String, Vec<String>) {
+/// A label is looked up by key and value in `run_labels`. A search of few matches is the list
+/// of their ids (looked up by key: a rare word over 1,000,000 runs takes milliseconds); of
+/// many, a check of each run's text newest first (the page fills within a few hundred runs). The index is `run_search` (FTS5 trigrams on SQLite, built a batch at a time,
+/// the rows past its mark read directly; `pg_trgm` on PostgreSQL). Runs still going are
+/// matched by their inputs: their text is written when they end.
+fn found_by(
+    backend: super::Backend,
+    f: &RunFilter,
+    candidates: Option<&Candidates>,
+) -> (String, Vec<String>) {
     let mut sql = String::new();
     let mut texts: Vec<String> = Vec::new();
     let param = |texts: &mut Vec<String>, value: String| {
@@ -64,41 +78,41 @@ fn found_by(backend: super::Backend, f: &RunFilter) -> (String, Vec<String>) {
             "\n               AND id IN (SELECT run_id FROM run_labels WHERE key = {k} AND value = {v})"
         );
     }
-    if let Some(q) = &f.search {
-        let going: Vec<String> = q
-            .like_patterns()
-            .into_iter()
-            .map(|p| {
-                let p = param(&mut texts, p);
-                match backend {
-                    super::Backend::Sqlite => format!("inputs LIKE {p} ESCAPE '\\'"),
-                    super::Backend::Postgres => format!("inputs ILIKE {p} ESCAPE '\\'"),
-                }
-            })
-            .collect();
-        let finished = match backend {
-            super::Backend::Sqlite => {
-                let m = param(&mut texts, q.fts5());
-                format!(
-                    "SELECT s.run_id FROM run_search s WHERE s.id IN \
-                     (SELECT rowid FROM run_search_text WHERE run_search_text MATCH {m})"
-                )
-            }
-            super::Backend::Postgres => {
-                let all: Vec<String> = q
-                    .like_patterns()
+    match (&f.search, candidates) {
+        (None, _) | (Some(_), None) => {}
+        (Some(_), Some(Some(ids))) if ids.is_empty() => sql.push_str("\n               AND 1 = 0"),
+        (Some(_), Some(Some(ids))) => {
+            let list: Vec<String> = ids
+                .iter()
+                .map(|id| super::script::Text(id).to_string())
+                .collect();
+            let _ = write!(sql, "\n               AND id IN ({})", list.join(", "));
+        }
+        (Some(q), Some(None)) => {
+            let like = match backend {
+                super::Backend::Sqlite => "LIKE",
+                super::Backend::Postgres => "ILIKE",
+            };
+            let all = |column: &str, texts: &mut Vec<String>| -> String {
+                q.like_patterns()
                     .into_iter()
-                    .map(|p| format!("body ILIKE {} ESCAPE '\\'", param(&mut texts, p)))
-                    .collect();
-                format!("SELECT run_id FROM run_search WHERE {}", all.join(" AND "))
-            }
-        };
-        let _ = write!(
-            sql,
-            "\n               AND (id IN ({finished}) \
-             OR (status IN ('queued', 'running', 'waiting', 'paused') AND {}))",
-            going.join(" AND ")
-        );
+                    .map(|p| format!("{column} {like} {} ESCAPE '\\'", param(texts, p)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            };
+            // Matches are common here: reading each run's text beats asking the index,
+            // which reads its whole lists for each check.
+            let indexed = format!(
+                "EXISTS (SELECT 1 FROM run_search s WHERE s.run_id = runs.id AND {})",
+                all("s.body", &mut texts)
+            );
+            let going = all("inputs", &mut texts);
+            let _ = write!(
+                sql,
+                "\n               AND ({indexed} \
+                 OR (status IN ('queued', 'running', 'waiting', 'paused') AND {going}))"
+            );
+        }
     }
     (sql, texts)
 }
@@ -362,7 +376,11 @@ impl Store {
             "runs",
             "SELECT … FROM runs WHERE <filters> ORDER BY id DESC LIMIT ?",
         );
-        let (found_by, texts) = found_by(self.backend(), f);
+        let candidates = match &f.search {
+            Some(q) => Some(self.search_candidates(q).await?),
+            None => None,
+        };
+        let (found_by, texts) = found_by(self.backend(), f, candidates.as_ref());
         let sql = format!(
             "SELECT id, workflow_id, workflow_version, status, trigger, actor, parent_run_id, error, created_at, started_at, finished_at, trace_id, span_id, labels
              FROM runs
@@ -392,6 +410,71 @@ impl Store {
         .instrument(span)
         .await?;
         rows.into_iter().map(RunRow::into_summary).collect()
+    }
+
+    /// The runs a search matches, if they are few ([`FEW_MATCHES`]): finished ones from the
+    /// index (and, on SQLite, the texts written since it was built), and those still going by
+    /// their inputs. `None` when there are more.
+    async fn search_candidates(
+        &self,
+        q: &crate::search::SearchQuery,
+    ) -> Result<Candidates, StoreError> {
+        let limit = FEW_MATCHES as i64 + 1;
+        let patterns = q.like_patterns();
+        let all = |column: &str, like: &str, from: usize| -> String {
+            (0..patterns.len())
+                .map(|i| format!("{column} {like} ${} ESCAPE '\\'", from + i))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let going_status = "status IN ('queued', 'running', 'waiting', 'paused')";
+        let (indexed, rest): (Vec<String>, Vec<String>) = match &self.db {
+            super::Db::Sqlite(pool) => {
+                let indexed = sqlx::query_scalar(
+                    "SELECT s.run_id FROM run_search s WHERE s.id IN \
+                     (SELECT rowid FROM run_search_text WHERE run_search_text MATCH $1 LIMIT $2)",
+                )
+                .bind(q.fts5())
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+                let sql = format!(
+                    "SELECT run_id FROM run_search WHERE id > (SELECT upto FROM run_search_indexed) AND {} \
+                     UNION ALL SELECT id FROM runs WHERE {going_status} AND {}",
+                    all("body", "LIKE", 1),
+                    all("inputs", "LIKE", 1)
+                );
+                let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+                for p in &patterns {
+                    query = query.bind(p.clone());
+                }
+                (indexed, query.fetch_all(pool).await?)
+            }
+            super::Db::Postgres(pool) => {
+                let sql = format!(
+                    "SELECT run_id FROM run_search WHERE {} LIMIT {limit}",
+                    all("body", "ILIKE", 1)
+                );
+                let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+                for p in &patterns {
+                    query = query.bind(p.clone());
+                }
+                let indexed = query.fetch_all(pool).await?;
+                let sql = format!(
+                    "SELECT id FROM runs WHERE {going_status} AND {}",
+                    all("inputs", "ILIKE", 1)
+                );
+                let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+                for p in &patterns {
+                    query = query.bind(p.clone());
+                }
+                (indexed, query.fetch_all(pool).await?)
+            }
+        };
+        if indexed.len() + rest.len() > FEW_MATCHES {
+            return Ok(None);
+        }
+        Ok(Some(indexed.into_iter().chain(rest).collect()))
     }
 
     /// The run's number among its workflow's runs, the first being 1: what people call it
