@@ -459,7 +459,7 @@ steps:
 `);
     const r = await request.post(`/api/v1/workflows/e2e-time-${tag}/runs?wait=30s`, { data: {} });
     expect(r.status(), await r.text()).toBe(200);
-    const run = (await r.json()).run.run;
+    const run = (await r.json()).run;
     await openHydrated(page, `/runs/${run.id}`);
     // Kolkata is UTC+05:30: the minutes move too, so a UTC time cannot pass for it.
     const local = new Date(run.created_at + 330 * 60_000);
