@@ -11,7 +11,7 @@
 # do not end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-py=.tools/py/bin
+py="$PWD/.tools/py/bin"
 port=${CONTRACT_PORT:-3931}
 examples=${CONTRACT_EXAMPLES:-30}
 token=contract-test-token-0123456789
@@ -39,7 +39,8 @@ check() { # $1: store name, $2: database URL
   echo "openapi-spec-validator:"
   "$py/openapi-spec-validator" "$dir/openapi.json"
   echo "schemathesis: every operation, $examples generated requests each and the stateful phase"
-  "$py/st" run "http://127.0.0.1:$port/api/v1/openapi.json" \
+  # From the scratch folder: schemathesis keeps a cache where it runs.
+  (cd "$dir" && "$py/st" run "http://127.0.0.1:$port/api/v1/openapi.json" \
     --url "http://127.0.0.1:$port" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,response_schema_conformance \
@@ -47,7 +48,7 @@ check() { # $1: store name, $2: database URL
     --max-examples "$examples" \
     --request-timeout 20 \
     --seed 1 \
-    --no-color || { echo "server log:"; tail -n 50 "$dir/server.log"; exit 1; }
+    --no-color) || { echo "server log:"; tail -n 50 "$dir/server.log"; exit 1; }
   kill "$server"
   wait "$server" 2>/dev/null || true
   server=
