@@ -234,31 +234,40 @@ pub fn relative(ms: i64, now: i64) -> String {
 
 /// `2026-11-29T21:15:04Z`: a `<time>`'s machine-readable value.
 pub fn iso_ms(ms: i64) -> String {
-    let text = format_ms(ms);
-    let secs = ms.div_euclid(1000).rem_euclid(60);
-    // `YYYY-MM-DD HH:MM UTC` → `YYYY-MM-DDTHH:MM:SSZ`
-    format!("{}T{}:{secs:02}Z", &text[..10], &text[11..16])
+    let secs = ms.div_euclid(1000);
+    let (year, month, day) = civil(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// `2026-11-29 21:15 UTC` from unix milliseconds, without a date library in the wasm bundle.
 pub fn format_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
     format!(
         "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
         rem / 3600,
         rem % 3600 / 60
     )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Hinnant's algorithm).
+pub fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

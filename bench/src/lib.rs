@@ -410,6 +410,47 @@ impl Drop for Killed {
 
 /// Runs `one` on a fresh SQLite file named `name`, then on a fresh PostgreSQL database on
 /// `postgres_admin_url` (dropped after), passing the store's label and URL.
+/// A queued one-step (`s`) run of `workflow` created at `at`, as the engine writes one: the
+/// first op of runs written as of the past.
+fn past_run(
+    id: &str,
+    workflow: &str,
+    at: i64,
+    inputs: serde_json::Value,
+    labels: engine::search::Labels,
+) -> engine::store::Op {
+    engine::store::Op::CreateRun(Box::new(engine::store::NewRun {
+        id: id.to_string(),
+        workflow_id: workflow.to_string(),
+        workflow_version: 1,
+        trigger: "api".into(),
+        actor: None,
+        inputs,
+        parent_run_id: None,
+        traceparent: None,
+        created_at: at,
+        step_ids: vec!["s".into()],
+        reused: vec![],
+        concurrency: None,
+        owner: None,
+        caller: None,
+        labels,
+    }))
+}
+
+/// Applies `ops` once there are `at_least` of them (1: whatever is left), in one batch.
+async fn apply_from(
+    store: &Store,
+    ops: &mut Vec<engine::store::Op>,
+    at_least: usize,
+) -> anyhow::Result<()> {
+    if ops.len() >= at_least.max(1) {
+        store.apply(ops).await?;
+        ops.clear();
+    }
+    Ok(())
+}
+
 /// A UUIDv7-shaped run id at `ms`, told apart by `n`: runs written as of the past.
 fn id_at(ms: i64, n: u64) -> String {
     format!(

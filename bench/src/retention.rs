@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use engine::executor::{Engine, EngineConfig, RetentionConfig};
 use engine::model::Workflow;
 use engine::records::{RunStatus, StepStatus};
-use engine::store::{NewRun, Op, Store};
+use engine::store::{Op, Store};
 use serde_json::json;
 
 const OLD: &str = "id: old\nretention: {max_age: 30d}\nsteps:\n- {id: s, agent: simulate}\n";
@@ -23,23 +23,13 @@ async fn fill(store: &Store, n: usize, now: i64) -> anyhow::Result<()> {
     for i in 0..n as u64 {
         let at = now - 90 * DAY + (i as i64 * 30 * DAY / n.max(1) as i64);
         let id = crate::id_at(at, i);
-        ops.push(Op::CreateRun(Box::new(NewRun {
-            id: id.clone(),
-            workflow_id: "old".into(),
-            workflow_version: 1,
-            trigger: "api".into(),
-            actor: None,
-            inputs: json!({"i": i}),
-            parent_run_id: None,
-            traceparent: None,
-            created_at: at,
-            step_ids: vec!["s".into()],
-            reused: vec![],
-            concurrency: None,
-            owner: None,
-            caller: None,
-            labels: Default::default(),
-        })));
+        ops.push(crate::past_run(
+            &id,
+            "old",
+            at,
+            json!({"i": i}),
+            Default::default(),
+        ));
         ops.push(Op::AttemptStarted {
             run_id: id.clone(),
             step_id: "s".into(),
@@ -71,15 +61,9 @@ async fn fill(store: &Store, n: usize, now: i64) -> anyhow::Result<()> {
             outputs: None,
             search: None,
         });
-        if ops.len() >= 4_000 {
-            store.apply(&ops).await?;
-            ops.clear();
-        }
+        crate::apply_from(store, &mut ops, 4_000).await?;
     }
-    if !ops.is_empty() {
-        store.apply(&ops).await?;
-    }
-    Ok(())
+    crate::apply_from(store, &mut ops, 1).await
 }
 
 /// 3-step runs from `CLIENTS` clients until `stop`; counts the runs that ended.

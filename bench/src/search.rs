@@ -7,7 +7,7 @@ use std::time::Instant;
 use engine::model::Workflow;
 use engine::records::RunStatus;
 use engine::search::SearchQuery;
-use engine::store::{NewRun, Op, RunFilter, Store};
+use engine::store::{Op, RunFilter, Store};
 use serde_json::json;
 
 const REGIONS: [&str; 5] = ["eu-west", "eu-north", "us-east", "us-west", "ap-south"];
@@ -30,30 +30,15 @@ async fn fill(store: &Store, n: usize, now: i64) -> anyhow::Result<()> {
         let error = failed.then(|| format!("payment declined for cust-{:05}", i % 50_000));
         let errors: Vec<&str> = error.as_deref().into_iter().collect();
         let search = engine::search::document(&inputs, (!failed).then_some(&output), &errors);
-        ops.push(Op::CreateRun(Box::new(NewRun {
-            id: id.clone(),
-            workflow_id: "orders".into(),
-            workflow_version: 1,
-            trigger: "api".into(),
-            actor: None,
-            inputs,
-            parent_run_id: None,
-            traceparent: None,
-            created_at: at,
-            step_ids: vec!["s".into()],
-            reused: vec![],
-            concurrency: None,
-            owner: None,
-            caller: None,
-            labels: [
-                (
-                    "env".to_string(),
-                    if i % 10 == 0 { "staging" } else { "prod" }.to_string(),
-                ),
-                ("team".to_string(), format!("t{:02}", i % 100)),
-            ]
-            .into(),
-        })));
+        let labels = [
+            (
+                "env",
+                if i % 10 == 0 { "staging" } else { "prod" }.to_string(),
+            ),
+            ("team", format!("t{:02}", i % 100)),
+        ];
+        let labels = labels.map(|(k, v)| (k.to_string(), v)).into();
+        ops.push(crate::past_run(&id, "orders", at, inputs, labels));
         ops.push(Op::FinishRun {
             run_id: id,
             status: if failed {
@@ -67,15 +52,9 @@ async fn fill(store: &Store, n: usize, now: i64) -> anyhow::Result<()> {
             outputs: None,
             search: Some(search),
         });
-        if ops.len() >= 3_000 {
-            store.apply(&ops).await?;
-            ops.clear();
-        }
+        crate::apply_from(store, &mut ops, 3_000).await?;
     }
-    if !ops.is_empty() {
-        store.apply(&ops).await?;
-    }
-    Ok(())
+    crate::apply_from(store, &mut ops, 1).await
 }
 
 /// The median time of the first page, and how many runs it held.

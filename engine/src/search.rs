@@ -119,6 +119,21 @@ pub fn parse_label_filter(text: &str) -> Result<(String, String), String> {
     Ok((key.to_string(), value.to_string()))
 }
 
+/// A request's `label=k:v` filters, checked: blank ones skipped, at most
+/// [`MAX_LABEL_FILTERS`], each [`parse_label_filter`]. The API and the monitor read them here.
+pub fn parse_label_filters<'a>(
+    given: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<(String, String)>, String> {
+    let given: Vec<&str> = given.into_iter().filter(|v| !v.trim().is_empty()).collect();
+    if given.len() > MAX_LABEL_FILTERS {
+        return Err(format!(
+            "label: {} filters given; at most {MAX_LABEL_FILTERS} at once",
+            given.len()
+        ));
+    }
+    given.into_iter().map(parse_label_filter).collect()
+}
+
 /// The shortest word search looks for: both indexes are of three-character pieces.
 pub const MIN_WORD: usize = 3;
 /// At most this many words in one search.
@@ -278,6 +293,11 @@ mod tests {
             .unwrap_err()
             .contains("not key:value"));
         assert!(parse_label_filter("env:").unwrap_err().contains("empty"));
+        assert_eq!(parse_label_filters(["a:1", " ", "b:2"]).unwrap().len(), 2);
+        let nine: Vec<String> = (0..9).map(|i| format!("k{i}:v")).collect();
+        assert!(parse_label_filters(nine.iter().map(String::as_str))
+            .unwrap_err()
+            .contains("at most 8"));
     }
 
     #[test]

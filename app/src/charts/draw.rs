@@ -11,7 +11,7 @@ pub(super) use plotters::prelude::*;
 pub(super) use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 pub(super) use super::Chart;
-pub(super) use crate::components::format_duration;
+pub(super) use crate::components::{civil, format_duration};
 
 pub(super) const W: u32 = 600;
 /// Points on the duration scatter, newest first.
@@ -163,19 +163,6 @@ pub(super) fn time_label(ms: i64, span: i64) -> String {
         let (_, mo, d) = civil(day);
         format!("{mo:02}-{d:02}")
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Hinnant's algorithm).
-pub(super) fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Ticks for a log axis over `[lo, hi]`: 1-2-5 in each decade, or 1-2-3-5-7 when that gives

@@ -152,13 +152,7 @@ fn filter_of(query: RunQuery, now: i64) -> Result<engine::store::RunFilter, AppE
         max_duration_ms: number("max_ms", &query.max_ms)?,
         // One extra tells whether there is an older page.
         limit: PAGE + 1,
-        labels: query
-            .labels
-            .iter()
-            .filter(|l| !l.trim().is_empty())
-            .take(engine::search::MAX_LABEL_FILTERS + 1)
-            .map(|l| engine::search::parse_label_filter(l))
-            .collect::<Result<_, _>>()
+        labels: engine::search::parse_label_filters(query.labels.iter().map(String::as_str))
             .map_err(AppError::Invalid)?,
         search: engine::search::SearchQuery::parse(&query.q).map_err(AppError::Invalid)?,
     })

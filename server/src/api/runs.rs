@@ -250,24 +250,12 @@ struct Pairs(Vec<(String, String)>);
 
 impl Pairs {
     fn labels(&self) -> Result<Vec<(String, String)>, ApiError> {
-        let given: Vec<&str> = self
+        let given = self
             .0
             .iter()
             .filter(|(k, _)| k == "label")
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.trim().is_empty())
-            .collect();
-        if given.len() > engine::search::MAX_LABEL_FILTERS {
-            return Err(ApiError::BadRequest(format!(
-                "label: {} filters given; at most {} at once",
-                given.len(),
-                engine::search::MAX_LABEL_FILTERS
-            )));
-        }
-        given
-            .into_iter()
-            .map(|v| engine::search::parse_label_filter(v).map_err(ApiError::BadRequest))
-            .collect()
+            .map(|(_, v)| v.as_str());
+        engine::search::parse_label_filters(given).map_err(ApiError::BadRequest)
     }
 }
 

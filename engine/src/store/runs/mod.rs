@@ -45,24 +45,29 @@ pub struct RunFilter {
 }
 
 /// At most this many matches of a search are listed as ids; with more, the run list is read
-/// newest first, each run checked against the index, and soon has its page.
+/// newest first, each run's text checked, and soon has its page.
 const FEW_MATCHES: usize = 2_000;
 
-/// The runs a search matches, when they are few: their ids (finished runs from the index,
-/// and runs still going by their inputs). `None` when they are many.
-type Candidates = Option<Vec<String>>;
+/// The runs a search matches.
+enum Matches {
+    /// Few: their ids (finished runs from the index, runs still going by their inputs).
+    Few(Vec<String>),
+    /// More than [`FEW_MATCHES`].
+    Many,
+}
 
 /// The conditions of a filter's labels and search, numbered from `$10`, with their values.
 ///
 /// A label is looked up by key and value in `run_labels`. A search of few matches is the list
 /// of their ids (looked up by key: a rare word over 1,000,000 runs takes milliseconds); of
-/// many, a check of each run's text newest first (the page fills within a few hundred runs). The index is `run_search` (FTS5 trigrams on SQLite, built a batch at a time,
-/// the rows past its mark read directly; `pg_trgm` on PostgreSQL). Runs still going are
-/// matched by their inputs: their text is written when they end.
+/// many, a check of each run's text newest first (the page fills within a few hundred runs).
+/// The index is `run_search` (FTS5 trigrams on SQLite, built a batch at a time, the rows past
+/// its mark read directly; `pg_trgm` on PostgreSQL). Runs still going are matched by their
+/// inputs: their text is written when they end.
 fn found_by(
     backend: super::Backend,
     f: &RunFilter,
-    candidates: Option<&Candidates>,
+    search: Option<(&crate::search::SearchQuery, Matches)>,
 ) -> (String, Vec<String>) {
     let mut sql = String::new();
     let mut texts: Vec<String> = Vec::new();
@@ -78,17 +83,19 @@ fn found_by(
             "\n               AND id IN (SELECT run_id FROM run_labels WHERE key = {k} AND value = {v})"
         );
     }
-    match (&f.search, candidates) {
-        (None, _) | (Some(_), None) => {}
-        (Some(_), Some(Some(ids))) if ids.is_empty() => sql.push_str("\n               AND 1 = 0"),
-        (Some(_), Some(Some(ids))) => {
+    match search {
+        None => {}
+        Some((_, Matches::Few(ids))) if ids.is_empty() => {
+            sql.push_str("\n               AND 1 = 0")
+        }
+        Some((_, Matches::Few(ids))) => {
             let list: Vec<String> = ids
                 .iter()
                 .map(|id| super::script::Text(id).to_string())
                 .collect();
             let _ = write!(sql, "\n               AND id IN ({})", list.join(", "));
         }
-        (Some(q), Some(None)) => {
+        Some((q, Matches::Many)) => {
             let like = match backend {
                 super::Backend::Sqlite => "LIKE",
                 super::Backend::Postgres => "ILIKE",
@@ -376,11 +383,11 @@ impl Store {
             "runs",
             "SELECT … FROM runs WHERE <filters> ORDER BY id DESC LIMIT ?",
         );
-        let candidates = match &f.search {
-            Some(q) => Some(self.search_candidates(q).await?),
+        let search = match &f.search {
+            Some(q) => Some((q, self.search_matches(q).await?)),
             None => None,
         };
-        let (found_by, texts) = found_by(self.backend(), f, candidates.as_ref());
+        let (found_by, texts) = found_by(self.backend(), f, search);
         let sql = format!(
             "SELECT id, workflow_id, workflow_version, status, trigger, actor, parent_run_id, error, created_at, started_at, finished_at, trace_id, span_id, labels
              FROM runs
@@ -414,11 +421,8 @@ impl Store {
 
     /// The runs a search matches, if they are few ([`FEW_MATCHES`]): finished ones from the
     /// index (and, on SQLite, the texts written since it was built), and those still going by
-    /// their inputs. `None` when there are more.
-    async fn search_candidates(
-        &self,
-        q: &crate::search::SearchQuery,
-    ) -> Result<Candidates, StoreError> {
+    /// their inputs.
+    async fn search_matches(&self, q: &crate::search::SearchQuery) -> Result<Matches, StoreError> {
         let limit = FEW_MATCHES as i64 + 1;
         let patterns = q.like_patterns();
         let all = |column: &str, like: &str, from: usize| -> String {
@@ -472,9 +476,9 @@ impl Store {
             }
         };
         if indexed.len() + rest.len() > FEW_MATCHES {
-            return Ok(None);
+            return Ok(Matches::Many);
         }
-        Ok(Some(indexed.into_iter().chain(rest).collect()))
+        Ok(Matches::Few(indexed.into_iter().chain(rest).collect()))
     }
 
     /// The run's number among its workflow's runs, the first being 1: what people call it

@@ -571,10 +571,13 @@ fn write_op(sql: &mut String, op: &Op) {
             );
         }
         Op::CreateRun(run) => {
+            // Most runs have no labels: NULL, and no `run_labels` rows.
+            let labels = (!run.labels.is_empty())
+                .then(|| serde_json::to_string(&run.labels).unwrap_or_default());
             let _ = writeln!(
                 sql,
-                "INSERT INTO runs (id, workflow_id, workflow_version, status, trigger, actor, inputs, parent_run_id, traceparent, created_at, concurrency, owner) \
-                 VALUES ({}, {}, {}, 'queued', {}, {}, {}, {}, {}, {}, {}, {});",
+                "INSERT INTO runs (id, workflow_id, workflow_version, status, trigger, actor, inputs, parent_run_id, traceparent, created_at, concurrency, owner, labels) \
+                 VALUES ({}, {}, {}, 'queued', {}, {}, {}, {}, {}, {}, {}, {}, {});",
                 Text(&run.id),
                 Text(&run.workflow_id),
                 run.workflow_version,
@@ -586,15 +589,9 @@ fn write_op(sql: &mut String, op: &Op) {
                 run.created_at,
                 OptInt(run.concurrency),
                 OptText(run.owner.as_deref()),
+                OptText(labels.as_deref()),
             );
             if !run.labels.is_empty() {
-                let json = serde_json::to_string(&run.labels).unwrap_or_default();
-                let _ = writeln!(
-                    sql,
-                    "UPDATE runs SET labels = {} WHERE id = {};",
-                    Text(&json),
-                    Text(&run.id)
-                );
                 sql.push_str("INSERT INTO run_labels (run_id, key, value) VALUES ");
                 for (i, (key, value)) in run.labels.iter().enumerate() {
                     let sep = if i == 0 { "" } else { ", " };
