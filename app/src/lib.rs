@@ -17,7 +17,7 @@ pub mod routes;
 pub mod run_form;
 
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, MetaTags, Title};
 use leptos_router::components::{Redirect, Route, Router, Routes};
 use leptos_router::{lazy_route, path, Lazy, LazyRoute, SsrMode};
 
@@ -32,6 +32,11 @@ pub fn content_security_policy(nonce: &str) -> String {
     )
 }
 
+/// The stylesheet's address, content-hashed when the site was built with hashes (the server
+/// provides it; the shell links it).
+#[derive(Debug, Clone)]
+pub struct StyleHref(pub String);
+
 /// The whole HTML document the server renders around [`App`].
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     #[cfg(feature = "ssr")]
@@ -44,6 +49,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
         }
     }
+    let style =
+        use_context::<StyleHref>().map_or_else(|| "/pkg/flowscope.css".to_string(), |s| s.0);
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -52,6 +59,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <link rel="stylesheet" id="leptos" href=style/>
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
@@ -75,7 +83,6 @@ pub fn App() -> impl IntoView {
         }
     });
     view! {
-        <Stylesheet id="leptos" href="/pkg/flowscope.css"/>
         <Title formatter=page_title/>
         <Router>
             <components::TopNav/>

@@ -113,6 +113,81 @@ async fn measure(client: &reqwest::Client, url: &str) -> anyhow::Result<(f64, f6
     Ok((pct(&times, 0.5), pct(&times, 0.99), bytes))
 }
 
+/// What loading a page costs in bytes on the wire.
+struct PageBytes {
+    /// The page, compressed as sent.
+    html: u64,
+    /// The site files it names (`/pkg/…`: JS, wasm, CSS, preloaded chunks), compressed as sent.
+    files: u64,
+    names: usize,
+    /// Loaded again: what the site files cost (a 304 has no body; an `immutable` file is not
+    /// asked for), and how many requests that takes.
+    warm_files: u64,
+    warm_requests: usize,
+}
+
+async fn page_bytes(client: &reqwest::Client, base: &str, path: &str) -> anyhow::Result<PageBytes> {
+    let accept = "br, gzip";
+    let r = client
+        .get(format!("{base}{path}"))
+        .header("accept-encoding", accept)
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "{path} answered {}", r.status());
+    let html = r.bytes().await?;
+    // The page is compressed: the names are read from a plain copy.
+    let plain = client
+        .get(format!("{base}{path}"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let mut names: Vec<String> = plain
+        .split("\"/pkg/")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(|name| format!("/pkg/{name}"))
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut bytes = PageBytes {
+        html: html.len() as u64,
+        files: 0,
+        names: names.len(),
+        warm_files: 0,
+        warm_requests: 0,
+    };
+    for name in &names {
+        let r = client
+            .get(format!("{base}{name}"))
+            .header("accept-encoding", accept)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "{name} answered {}", r.status());
+        let header = |h: &str| {
+            r.headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let immutable = header("cache-control").is_some_and(|c| c.contains("immutable"));
+        let modified = header("last-modified");
+        bytes.files += r.bytes().await?.len() as u64;
+        if immutable {
+            continue;
+        }
+        bytes.warm_requests += 1;
+        let mut again = client
+            .get(format!("{base}{name}"))
+            .header("accept-encoding", accept);
+        if let Some(m) = modified {
+            again = again.header("if-modified-since", m);
+        }
+        bytes.warm_files += again.send().await?.bytes().await?.len() as u64;
+    }
+    Ok(bytes)
+}
+
 /// Fills a database, then times the pages of the router `serve` builds over it (the server's
 /// own: this crate does not depend on the server, the server's `bench` command passes it).
 pub async fn run(serve: impl FnOnce(Store, Engine) -> axum::Router) -> anyhow::Result<()> {
@@ -208,6 +283,27 @@ pub async fn run(serve: impl FnOnce(Store, Engine) -> axum::Router) -> anyhow::R
         println!(
             "| {label} | {p50:.2} | {p99:.2} | {:.0} |",
             bytes as f64 / 1024.0
+        );
+    }
+    println!();
+    println!("## Bytes per page (as a browser that accepts brotli gets them)");
+    println!("| page | HTML KB | site files KB (names) | cold KB | warm KB | warm requests for site files |");
+    println!("|---|---|---|---|---|---|");
+    for (label, path) in [
+        ("/workflows", "/workflows".to_string()),
+        ("/runs", "/runs".to_string()),
+        ("/runs/:id (200-step DAG)", format!("/runs/{}", run.id)),
+        ("/workflows/new (the builder)", "/workflows/new".to_string()),
+    ] {
+        let b = page_bytes(&client, &base, &path).await?;
+        println!(
+            "| {label} | {:.1} | {:.1} ({}) | {:.1} | {:.1} | {} |",
+            b.html as f64 / 1024.0,
+            b.files as f64 / 1024.0,
+            b.names,
+            (b.html + b.files) as f64 / 1024.0,
+            (b.html + b.warm_files) as f64 / 1024.0,
+            b.warm_requests
         );
     }
     store.close().await;

@@ -310,3 +310,162 @@ test('a conditional loop is built in the form, run, and its items inspected', as
   await expect(panel.locator('.item[data-item="5"]')).toContainText('60');
   await page.screenshot({ path: info.outputPath('loop-run.png'), fullPage: true });
 });
+
+test('the workflow settings form writes inputs, triggers, tags and limits, and Undo and Redo step through edits', async ({ page }, info) => {
+  await openHydrated(page, '/workflows/new');
+  await page.getByLabel('Id', { exact: true }).fill(`e2e-settings-${tag}`);
+  await page.getByLabel('Id', { exact: true }).press('Tab');
+  const settings = page.getByRole('form', { name: 'Workflow settings' });
+  await settings.getByLabel('Tags (comma-separated)').fill('nightly, billing');
+  await settings.getByLabel('Tags (comma-separated)').press('Tab');
+  await settings.getByLabel('Runs at once').fill('3');
+  await settings.getByLabel('Runs at once').press('Tab');
+  await settings.getByLabel('Run timeout').fill('10m');
+  await settings.getByLabel('Run timeout').press('Tab');
+
+  // An input: added, renamed, typed, given a default.
+  await settings.getByRole('button', { name: 'Add input' }).click();
+  const row = settings.locator('.input-row').first();
+  await row.getByLabel('Name').fill('count');
+  await row.getByLabel('Name').press('Tab');
+  await settings.locator('.input-row[data-input="count"]').getByLabel('Type').selectOption('integer');
+  const count = settings.locator('.input-row[data-input="count"]');
+  await count.getByLabel('Default').fill('three');
+  await count.getByLabel('Default').press('Tab');
+  // A default of the wrong type is a problem, named where it is.
+  await expect(page.getByRole('alert')).toContainText('inputs.count');
+  await count.getByLabel('Default').fill('3');
+  await count.getByLabel('Default').press('Tab');
+  await expect(page.getByText('Valid — ready to save')).toBeVisible();
+
+  // Triggers: by hand, a schedule in a zone, a webhook with its secret.
+  await settings.getByLabel('By hand (the Run button and the API)').check();
+  await settings.getByRole('button', { name: 'Add schedule' }).click();
+  await settings.getByLabel('Schedule (cron)').fill('*/15 * * * *');
+  await settings.getByLabel('Schedule (cron)').press('Tab');
+  await settings.getByLabel('Time zone').fill('Europe/Paris');
+  await settings.getByLabel('Time zone').press('Tab');
+  await settings.getByLabel(/^Webhook/).check();
+  await settings.getByLabel('Secret name').fill('HOOK_TOKEN');
+  await settings.getByLabel('Secret name').press('Tab');
+  await expect(page.getByText('Valid — ready to save')).toBeVisible();
+  await page.screenshot({ path: info.outputPath('builder-settings.png'), fullPage: true });
+
+  await page.getByRole('tab', { name: 'YAML' }).click();
+  const yaml = page.getByLabel('Workflow YAML');
+  const text = await yaml.inputValue();
+  for (const part of ['tags:\n- nightly\n- billing', 'concurrency: 3', 'timeout: 10m', 'inputs:\n  count:\n    type: integer\n    default: 3',
+    '- manual: {}', "schedule: '*/15 * * * *'", 'timezone: Europe/Paris', 'secret: HOOK_TOKEN']) {
+    expect(text, part).toContain(part);
+  }
+
+  // Undo takes back the last edit (the secret), then the one before; Redo brings them back.
+  const undo = page.getByRole('button', { name: 'Undo' });
+  const redo = page.getByRole('button', { name: 'Redo' });
+  await expect(redo).toBeDisabled();
+  await undo.click();
+  await expect(yaml).not.toHaveValue(/HOOK_TOKEN/);
+  await expect(yaml).toHaveValue(/webhook/);
+  await undo.click();
+  await expect(yaml).not.toHaveValue(/webhook/);
+  await redo.click();
+  await redo.click();
+  await expect(yaml).toHaveValue(/secret: HOOK_TOKEN/);
+  await expect(redo).toBeDisabled();
+  // The keyboard does the same outside text fields.
+  await page.getByRole('tab', { name: 'YAML' }).focus();
+  await page.keyboard.press('Control+z');
+  await expect(yaml).not.toHaveValue(/HOOK_TOKEN/);
+  await page.keyboard.press('Control+Shift+z');
+  await expect(yaml).toHaveValue(/secret: HOOK_TOKEN/);
+
+  // Saved, the Run form offers the input with its default.
+  await page.getByRole('button', { name: 'Save' }).click();
+  await expect(page.getByRole('status').filter({ hasText: 'Saved' })).toContainText(`Saved e2e-settings-${tag} v1`);
+  await expect(page.getByLabel(/count/).first()).toHaveValue('3');
+});
+
+test('dragging from a step\'s dot onto another step connects them, and a loop is refused', async ({ page }) => {
+  await openHydrated(page, '/workflows/new');
+  await page.getByLabel('Id', { exact: true }).fill(`e2e-drag-${tag}`);
+  await page.getByLabel('Id', { exact: true }).press('Tab');
+  // Two steps side by side after `start`: neither needs the other yet.
+  await node(page, 'start').click();
+  await page.getByRole('button', { name: 'Add step' }).click();
+  await expect(node(page, 'simulate')).toBeVisible();
+  await page.getByRole('button', { name: 'Add beside simulate' }).click();
+  await expect(node(page, 'simulate_2')).toBeVisible();
+  const edges = page.locator('svg.builder-dag path.edge');
+  await expect(edges).toHaveCount(2);
+  const a = await node(page, 'simulate').boundingBox();
+  const b = await node(page, 'simulate_2').boundingBox();
+  expect(Math.abs(a!.x - b!.x), 'parallel steps share a column').toBeLessThan(2);
+
+  // Drag from simulate's dot to simulate_2's box.
+  const dragFrom = async (from: string, to: string) => {
+    const port = await page.locator(`svg.builder-dag [data-port-hit="${from}"]`).boundingBox();
+    const target = await node(page, to).boundingBox();
+    await page.mouse.move(port!.x + port!.width / 2, port!.y + port!.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(target!.x + target!.width / 2, target!.y + target!.height / 2, { steps: 8 });
+    // While dragging, a line follows the pointer.
+    await expect(page.locator('svg.builder-dag .drag-edge')).toBeVisible();
+    await page.mouse.up();
+    await expect(page.locator('svg.builder-dag .drag-edge')).toHaveCount(0);
+  };
+  await dragFrom('simulate', 'simulate_2');
+  await expect(page.locator('.graph-hint')).toHaveText('Connected: simulate_2 now needs simulate.');
+  await expect(edges).toHaveCount(3);
+  await page.getByRole('tab', { name: 'YAML' }).click();
+  await expect(page.getByLabel('Workflow YAML')).toHaveValue(/- id: simulate_2\n  agent: simulate\n  needs:\n  - start\n  - simulate\n/);
+  await page.getByRole('tab', { name: 'Visual' }).click();
+  // The other way round would be a loop: refused, nothing changes.
+  await dragFrom('simulate_2', 'start');
+  await expect(page.locator('.graph-hint')).toContainText('Not connected');
+  await expect(edges).toHaveCount(3);
+  await expect(page.getByText('Valid — ready to save')).toBeVisible();
+});
+
+test('the YAML editor colours the text and marks the lines that have problems', async ({ page }, info) => {
+  await openHydrated(page, '/workflows/new');
+  await page.getByRole('tab', { name: 'YAML' }).click();
+  const yaml = page.getByLabel('Workflow YAML');
+  await yaml.fill(`id: e2e-colours-${tag}\n# a comment\nsteps:\n- id: a\n  agent: simulate\n- id: b\n  agent: http\n  with:\n    url: ''\n    method: GET\n`);
+  // steps[1].with.url is required: line 9 is marked, in the gutter and on the line.
+  await expect(page.getByRole('alert')).toContainText('steps[1].with.url (line 9)');
+  const bad = page.locator('.yaml-gutter .y-num.y-bad');
+  await expect(bad).toHaveCount(1);
+  await expect(bad).toHaveText('9');
+  await expect(bad).toHaveAttribute('title', /url/);
+  const colour = (l: Locator) => l.evaluate(el => getComputedStyle(el).color);
+  const gutterNumber = page.locator('.yaml-gutter .y-num').nth(0);
+  expect(await colour(bad)).not.toBe(await colour(gutterNumber));
+  // What a person sees is the coloured copy: the textarea's own text is transparent, and the
+  // copy's lines sit exactly where the textarea's are.
+  expect(await colour(yaml)).toBe('rgba(0, 0, 0, 0)');
+  const lines = page.locator('.yaml-colours .y-line');
+  await expect(lines.nth(8)).toHaveClass(/y-bad/);
+  const key = lines.nth(0).locator('.y-key');
+  const str = lines.nth(4).locator('.y-str');
+  const comment = lines.nth(1).locator('.y-com');
+  await expect(key).toHaveText('id');
+  await expect(str).toHaveText('simulate');
+  const colours = new Set([await colour(key), await colour(str), await colour(comment), await colour(yaml)]);
+  expect(colours.size, 'keys, strings and comments differ').toBe(4);
+  const box = await yaml.boundingBox();
+  const lineBox = await lines.nth(8).boundingBox();
+  const numberBox = await bad.boundingBox();
+  const lineHeight = await yaml.evaluate(el => parseFloat(getComputedStyle(el).lineHeight));
+  const padTop = await yaml.evaluate(el => parseFloat(getComputedStyle(el).paddingTop));
+  expect(Math.abs(lineBox!.y - (box!.y + padTop + 8 * lineHeight))).toBeLessThan(1.5);
+  expect(Math.abs(numberBox!.y - lineBox!.y)).toBeLessThan(1.5);
+  await page.screenshot({ path: info.outputPath('yaml-editor.png') });
+  // Scrolled, the copy and the numbers move with the text.
+  await yaml.fill(Array.from({ length: 80 }, (_, i) => `# line ${i + 1}`).join('\n') + `\nid: e2e-colours-${tag}\nsteps:\n- id: a\n  agent: nope\n`);
+  await yaml.evaluate(el => { el.scrollTop = el.scrollHeight; el.dispatchEvent(new Event('scroll')); });
+  const last = page.locator('.yaml-gutter .y-num.y-bad').last();
+  await expect(last).toBeInViewport();
+  const lastBox = await last.boundingBox();
+  const lastLine = await page.locator('.yaml-colours .y-line.y-bad').last().boundingBox();
+  expect(Math.abs(lastBox!.y - lastLine!.y)).toBeLessThan(1.5);
+});

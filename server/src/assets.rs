@@ -3,16 +3,15 @@
 //!
 //! `flowscope precompress DIR` (run by `scripts/run.sh` and `scripts/test.sh` after the build)
 //! writes a brotli (`.br`) and a gzip (`.gz`) file beside each compressible file;
-//! [`service`] picks one by `Accept-Encoding` and answers `Cache-Control: no-cache` with
-//! `Last-Modified`, so a warm load costs a 304 per file, not the 1.4 MB bundle again.
+//! [`service`] picks one by `Accept-Encoding`. The site builder names the bundle's files after
+//! their content (`flowscope.<hash>.wasm`), so those are sent `immutable` and a warm load asks
+//! for none of them; other files are revalidated (`no-cache`, 304 when unchanged).
 
 use std::io::Write;
 use std::path::Path;
 
 use axum::http::{header, HeaderValue};
-use tower::Layer;
 use tower_http::services::ServeDir;
-use tower_http::set_header::{SetResponseHeader, SetResponseHeaderLayer};
 
 /// What a precompression did.
 #[derive(Debug, Default, PartialEq)]
@@ -88,11 +87,72 @@ pub fn precompress(dir: &Path) -> std::io::Result<Precompressed> {
     Ok(done)
 }
 
+/// Turns on leptos's hashed file names when the site builder wrote `pkg/hash.txt`, and
+/// returns the stylesheet's address to match (the shell links it).
+///
+/// leptos reads the hash file from beside the server binary; an absolute path is read as
+/// itself, so the hashes of the site actually served are the ones used.
+pub fn hashed_names(
+    mut options: leptos::prelude::LeptosOptions,
+    pkg: &Path,
+) -> (leptos::prelude::LeptosOptions, app::StyleHref) {
+    let hashes = pkg.join("hash.txt");
+    let css_hash = std::fs::read_to_string(&hashes).ok().and_then(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("css:").map(|h| h.trim().to_string()))
+    });
+    options.hash_files = css_hash.is_some();
+    if options.hash_files {
+        options.hash_file = std::path::absolute(&hashes)
+            .unwrap_or(hashes)
+            .to_string_lossy()
+            .as_ref()
+            .into();
+    }
+    let pkg_url = format!("/{}", options.site_pkg_dir.trim_matches('/'));
+    let name = &options.output_name;
+    let href = match css_hash {
+        Some(h) => format!("{pkg_url}/{name}.{h}.css"),
+        None => format!("{pkg_url}/{name}.css"),
+    };
+    (options, app::StyleHref(href))
+}
+
+/// Whether a file's name carries the site builder's content hash (`flowscope.<22 hex>.js`):
+/// such a file never changes under its name.
+pub fn is_hashed(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    name.split('.')
+        .any(|part| part.len() == 22 && part.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Serves `dir`: the brotli or gzip copy when the client accepts it (and it exists), else the
-/// file; always revalidated (`no-cache`), answered 304 when unchanged.
-pub fn service(dir: &Path) -> SetResponseHeader<ServeDir, HeaderValue> {
-    SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))
-        .layer(ServeDir::new(dir).precompressed_br().precompressed_gzip())
+/// file. Content-hashed names are kept by browsers for a year without asking again
+/// (`immutable`); the rest (images, snippets) are revalidated (`no-cache`, 304 when unchanged).
+pub fn service(dir: &Path) -> axum::Router {
+    axum::Router::new()
+        .fallback_service(ServeDir::new(dir).precompressed_br().precompressed_gzip())
+        .layer(axum::middleware::from_fn(cache_control))
+}
+
+async fn cache_control(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let hashed = is_hashed(request.uri().path());
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if status.is_success() || status == axum::http::StatusCode::NOT_MODIFIED {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(if hashed {
+                "public, max-age=31536000, immutable"
+            } else {
+                "no-cache"
+            }),
+        );
+    }
+    response
 }
 
 #[cfg(test)]

@@ -345,6 +345,11 @@ pub fn router(
     };
     let pkg = std::path::Path::new(leptos_options.site_root.as_ref())
         .join(leptos_options.site_pkg_dir.as_ref());
+    let (leptos_options, style) = crate::assets::hashed_names(leptos_options, &pkg);
+    let context = move || {
+        context();
+        provide_context(style.clone());
+    };
     let pages = Router::new()
         .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
             let options = leptos_options.clone();

@@ -107,6 +107,7 @@ fn run() -> Result<()> {
         &config.style_file,
         &pkg.join(format!("{}.css", config.output_name)),
     )?;
+    let hash = fingerprint(&config, &pkg)?;
     if config.assets_dir.is_dir() {
         copy_dir(&config.assets_dir, &config.site_root)?;
     }
@@ -120,11 +121,124 @@ fn run() -> Result<()> {
         bail!("{} precompress failed ({status})", server.display());
     }
     println!(
-        "site: {} built in {:.1} s",
+        "site: {} built in {:.1} s (assets named .{hash}.)",
         config.site_root.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The placeholder the split loader's name carries (leptos's `__wasm_split.{hash}.js`): the
+/// main wasm imports from it by that name, so it is replaced, at the same length, in every file.
+const SPLIT_PLACEHOLDER: &str = "______________________";
+
+/// Names the bundle's files after their content, so the server can let browsers keep them for
+/// a year (`Cache-Control: immutable`): a new build has new names, and pages name the new ones.
+///
+/// One hash of the whole bundle, 22 characters (the length of the split loader's placeholder),
+/// is put into every name: `flowscope.<hash>.js`, `.wasm`, `.css`, the split loader and manifest,
+/// and every lazily loaded chunk; the references between them are rewritten to match. The
+/// hashes go to `pkg/hash.txt` in the form leptos's `hash-files` reads (`js: <hash>`, …); the
+/// server turns hashing on when that file is there. Returns the hash.
+fn fingerprint(config: &Config, pkg: &Path) -> Result<String> {
+    use std::hash::{Hash, Hasher};
+    let mut files: Vec<PathBuf> = std::fs::read_dir(pkg)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let (mut a, mut b) = (
+        std::hash::DefaultHasher::new(),
+        std::hash::DefaultHasher::new(),
+    );
+    b.write_u8(0x5a);
+    for file in &files {
+        let bytes = std::fs::read(file)?;
+        file.file_name().hash(&mut a);
+        bytes.hash(&mut a);
+        file.file_name().hash(&mut b);
+        bytes.hash(&mut b);
+    }
+    let hash =
+        format!("{:016x}{:016x}", a.finish(), b.finish())[..SPLIT_PLACEHOLDER.len()].to_string();
+    let name = &config.output_name;
+    let chunks: Vec<String> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .filter_map(|p| p.file_stem()?.to_str().map(str::to_owned))
+        .filter(|stem| stem != name)
+        .collect();
+    let loader = format!("__wasm_split.{SPLIT_PLACEHOLDER}.js");
+    let manifest = "__wasm_split_manifest.json";
+    // Every reference, in every file (the wasm binaries included: same-length replacements).
+    let mut swaps: Vec<(String, String)> =
+        vec![(loader.clone(), format!("__wasm_split.{hash}.js"))];
+    swaps.push((format!("./{name}.js\""), format!("./{name}.{hash}.js\"")));
+    swaps.push((format!("./{name}.js'"), format!("./{name}.{hash}.js'")));
+    for chunk in &chunks {
+        swaps.push((
+            format!("./{chunk}.wasm\""),
+            format!("./{chunk}.{hash}.wasm\""),
+        ));
+        // The manifest lists chunks without the extension.
+        swaps.push((format!("\"{chunk}\""), format!("\"{chunk}.{hash}\"")));
+    }
+    for file in &files {
+        let ext = file.extension().and_then(|x| x.to_str()).unwrap_or("");
+        if !matches!(ext, "js" | "json" | "wasm") {
+            continue;
+        }
+        let bytes = std::fs::read(file)?;
+        let mut out = bytes.clone();
+        for (from, to) in &swaps {
+            // Only the loader's name may appear inside wasm, and it keeps its length.
+            if ext == "wasm" && from != &loader {
+                continue;
+            }
+            out = replace_bytes(&out, from.as_bytes(), to.as_bytes());
+        }
+        if out != bytes {
+            std::fs::write(file, out)?;
+        }
+    }
+    let renamed = |from: &str, to: String| -> Result<()> {
+        std::fs::rename(pkg.join(from), pkg.join(&to))
+            .with_context(|| format!("renaming {from} to {to}"))
+    };
+    for ext in ["js", "wasm", "css"] {
+        renamed(&format!("{name}.{ext}"), format!("{name}.{hash}.{ext}"))?;
+    }
+    if pkg.join(&loader).exists() {
+        renamed(&loader, format!("__wasm_split.{hash}.js"))?;
+        renamed(manifest, format!("__wasm_split_manifest.{hash}.json"))?;
+    }
+    for chunk in &chunks {
+        renamed(&format!("{chunk}.wasm"), format!("{chunk}.{hash}.wasm"))?;
+    }
+    std::fs::write(
+        pkg.join("hash.txt"),
+        ["js", "wasm", "css", "split", "manifest"]
+            .iter()
+            .map(|k| format!("{k}: {hash}\n"))
+            .collect::<String>(),
+    )?;
+    Ok(hash)
+}
+
+/// `haystack` with every `from` replaced by `to`.
+fn replace_bytes(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 fn check_wasm_bindgen(lock: &Path) -> Result<()> {

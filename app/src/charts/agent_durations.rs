@@ -119,5 +119,6 @@ pub fn agent_durations(
             .collect::<Vec<_>>()
             .join("; ")
             + ". Click a bar for the slowest attempt's trace.",
+        narrow: String::new(),
     })
 }

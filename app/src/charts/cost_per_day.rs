@@ -101,5 +101,6 @@ pub fn cost_per_day(attempts: &[AttemptPoint], now: i64) -> Option<Chart> {
             cost.len(),
             if cost.len() == 1 { "" } else { "s" }
         ),
+        narrow: String::new(),
     })
 }

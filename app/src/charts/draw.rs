@@ -13,7 +13,29 @@ pub(super) use plotters::style::text_anchor::{HPos, Pos, VPos};
 pub(super) use super::Chart;
 pub(super) use crate::components::{civil, format_duration};
 
+/// The drawing's width for a wide container; [`NARROW`] for a phone's (each chart is drawn at
+/// both, and the page shows the one that fits, so its text stays 12 px either way).
 pub(super) const W: u32 = 600;
+pub(super) const NARROW: u32 = 340;
+
+std::thread_local! {
+    /// The width charts on this thread draw at now (see [`at_width`]).
+    static WIDTH: std::cell::Cell<u32> = const { std::cell::Cell::new(W) };
+}
+
+/// How many axis labels fit where `wide` fit at the wide width (time labels are ~60 px).
+pub(super) fn fit(wide: usize) -> usize {
+    let width = WIDTH.with(|w| w.get());
+    (wide * width as usize / W as usize).max(2)
+}
+
+/// Runs `f` with charts drawn `width` wide.
+pub(super) fn at_width<T>(width: u32, f: impl FnOnce() -> T) -> T {
+    let was = WIDTH.with(|w| w.replace(width));
+    let out = f();
+    WIDTH.with(|w| w.set(was));
+    out
+}
 /// Points on the duration scatter, newest first.
 pub(super) const MAX_POINTS: usize = 200;
 pub(super) const H: u32 = 230;
@@ -79,8 +101,10 @@ pub(super) fn finish(svg: String, label: &str, marks: &[Mark]) -> String {
                 (y1 - y0).abs().max(2)
             ),
         };
+        // Named by aria-label, not <title>: the page shows its own tooltip (at once, on
+        // focus too), and a <title> would add the browser's, late, on top of it.
         layer.push_str(&format!(
-            "<a href=\"{}\" data-chart-link=\"{}\"><title>{}</title>{shape}</a>",
+            "<a href=\"{}\" data-chart-link=\"{}\" aria-label=\"{}\">{shape}</a>",
             esc(&m.href),
             m.kind,
             esc(&m.title)
@@ -125,25 +149,84 @@ macro_rules! draw_mesh {
 // Path-scoped, so each chart file gets them with `use super::draw::*`.
 pub(super) use {chart_on, draw_mesh};
 
+/// 12 px as drawn: plotters' SVG backend writes `font-size` as the size over 1.24.
 pub(super) fn text_style() -> TextStyle<'static> {
-    ("sans-serif", 12).into_font().color(&INK)
+    ("sans-serif", 12.0 * 1.24).into_font().color(&INK)
 }
 
 pub(super) fn area(svg: &mut String) -> DrawingArea<SVGBackend<'_>, Shift> {
-    SVGBackend::with_string(svg, (W, H)).into_drawing_area()
+    SVGBackend::with_string(svg, (WIDTH.with(|w| w.get()), H)).into_drawing_area()
 }
 
-/// Labels under categorical bars, centred on pixel positions from the chart's mapping.
+/// Labels under categorical bars, centred on pixel positions from the chart's mapping; when
+/// they would run into each other, every second (third, …) one is drawn.
 pub(super) fn category_labels(
     root: &DrawingArea<SVGBackend<'_>, Shift>,
     labels: Vec<((i32, i32), String)>,
 ) -> Option<()> {
     let style = text_style().pos(Pos::new(HPos::Center, VPos::Top));
-    for ((x, y), text) in labels {
+    let slot = labels
+        .windows(2)
+        .map(|w| (w[1].0 .0 - w[0].0 .0).unsigned_abs() as usize)
+        .min()
+        .unwrap_or(usize::MAX)
+        .max(1);
+    // 12 px sans-serif: about 7 px a character, and a gap.
+    let widest = labels
+        .iter()
+        .map(|(_, t)| t.chars().count() * 7 + 8)
+        .max()
+        .unwrap_or(0);
+    let every = widest.div_ceil(slot).max(1);
+    for ((x, y), text) in labels.into_iter().step_by(every) {
         root.draw(&Text::new(text, (x, y + 6), style.clone()))
             .ok()?;
     }
     Some(())
+}
+
+/// Points closer than this (px) are drawn over each other: one link opens them as a list.
+pub(super) const OVERLAP: i32 = 8;
+
+/// Groups of points that overlap on screen (single-linkage at [`OVERLAP`]), each a list of
+/// indices into `points`, in the order of their first member.
+pub(super) fn overlapping(points: &[(i32, i32)]) -> Vec<Vec<usize>> {
+    let mut group: Vec<usize> = (0..points.len()).collect();
+    fn root(group: &mut [usize], mut i: usize) -> usize {
+        while group[i] != i {
+            group[i] = group[group[i]];
+            i = group[i];
+        }
+        i
+    }
+    for i in 0..points.len() {
+        for j in i + 1..points.len() {
+            let (dx, dy) = (points[i].0 - points[j].0, points[i].1 - points[j].1);
+            if dx * dx + dy * dy < OVERLAP * OVERLAP {
+                let (a, b) = (root(&mut group, i), root(&mut group, j));
+                group[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..points.len() {
+        let r = root(&mut group, i);
+        groups.entry(r).or_default().push(i);
+    }
+    groups.into_values().collect()
+}
+
+/// A link's radius around a point at `at`: at most 7 px, and no further than half way to the
+/// nearest other link, so the point a person clicks is the one that opens.
+pub(super) fn hit_radius(at: (i32, i32), others: impl Iterator<Item = (i32, i32)>) -> i32 {
+    let nearest = others
+        .filter(|o| *o != at)
+        .map(|o| {
+            let (dx, dy) = ((o.0 - at.0) as f64, (o.1 - at.1) as f64);
+            (dx * dx + dy * dy).sqrt()
+        })
+        .fold(f64::INFINITY, f64::min);
+    ((nearest / 2.0).floor() as i32).clamp(4, 7)
 }
 
 /// Axis tick count for a count axis up to `max`: whole numbers only.

@@ -116,5 +116,6 @@ pub fn duration_histogram(
             .collect::<Vec<_>>()
             .join(", ")
             + ". Click a bar for its runs, its dot for a trace.",
+        narrow: String::new(),
     })
 }

@@ -34,7 +34,7 @@ pub fn duration_over_time(runs: &[RunSummary], links: &TraceLinks) -> Option<Cha
         );
         draw_mesh!(
             chart,
-            .x_labels(6)
+            .x_labels(fit(6))
             .y_labels(5)
             .x_label_formatter(&|x| time_label(*x, x1 - x0))
             .y_label_formatter(&|y| seconds_label(*y))
@@ -44,18 +44,97 @@ pub fn duration_over_time(runs: &[RunSummary], links: &TraceLinks) -> Option<Cha
                 Circle::new((*x, *y), 4, status_color(r.status).mix(0.85).filled())
             }))
             .ok()?;
-        for (r, x, y) in &points {
-            let (px, py) = chart.backend_coord(&(*x, *y));
+        let at: Vec<(i32, i32)> = points
+            .iter()
+            .map(|(_, x, y)| chart.backend_coord(&(*x, *y)))
+            .collect();
+        let groups = overlapping(&at);
+        // Where each link sits: a point, or the middle of points drawn over each other.
+        let centres: Vec<(i32, i32)> = groups
+            .iter()
+            .map(|g| {
+                let n = g.len() as i32;
+                let (sx, sy) = g
+                    .iter()
+                    .fold((0, 0), |(sx, sy), i| (sx + at[*i].0, sy + at[*i].1));
+                (sx / n, sy / n)
+            })
+            .collect();
+        for (g, &c) in groups.iter().zip(&centres) {
+            if let [one] = g[..] {
+                let (r, _, y) = points[one];
+                marks.push(Mark {
+                    href: trace_href(links, r),
+                    title: format!(
+                        "{} · {} · {} · {}",
+                        r.workflow_id,
+                        r.status.as_str(),
+                        seconds_label(y),
+                        crate::components::format_ms(r.created_at)
+                    ),
+                    kind: "run",
+                    shape: Shape::Circle {
+                        x: c.0,
+                        y: c.1,
+                        r: hit_radius(c, centres.iter().copied()),
+                    },
+                });
+                continue;
+            }
+            // Overlapping points: the link lists exactly these runs in the monitor (their
+            // creation times and run times bound them).
+            let runs: Vec<&RunSummary> = g.iter().map(|i| points[*i].0).collect();
+            let created = (
+                runs.iter().map(|r| r.created_at).min().unwrap_or(0),
+                runs.iter().map(|r| r.created_at).max().unwrap_or(0),
+            );
+            let ms: Vec<i64> = runs
+                .iter()
+                .filter_map(|r| run_time(r).map(|t| t.1.max(0)))
+                .collect();
+            let (lo, hi) = (
+                ms.iter().copied().min().unwrap_or(0),
+                ms.iter().copied().max().unwrap_or(0),
+            );
+            let workflow = runs
+                .iter()
+                .all(|r| r.workflow_id == runs[0].workflow_id)
+                .then(|| runs[0].workflow_id.as_str());
+            let failed = runs
+                .iter()
+                .filter(|r| r.status != RunStatus::Succeeded)
+                .count();
+            let spread = g
+                .iter()
+                .map(|i| {
+                    let (dx, dy) = ((at[*i].0 - c.0) as f64, (at[*i].1 - c.1) as f64);
+                    (dx * dx + dy * dy).sqrt().ceil() as i32
+                })
+                .max()
+                .unwrap_or(0);
             marks.push(Mark {
-                href: trace_href(links, r),
-                title: format!(
-                    "{} · {} · {}",
-                    r.status.as_str(),
-                    seconds_label(*y),
-                    crate::components::format_ms(r.created_at)
+                href: runs_href(
+                    workflow,
+                    &[
+                        format!("from={}", created.0),
+                        format!("to={}", created.1 + 1),
+                        format!("min_ms={lo}"),
+                        format!("max_ms={}", hi + 1),
+                    ],
                 ),
-                kind: "run",
-                shape: Shape::Circle { x: px, y: py, r: 7 },
+                title: format!(
+                    "{} runs here ({} not succeeded) · {}–{} · open the list",
+                    runs.len(),
+                    failed,
+                    seconds_label(lo as f64 / 1000.0),
+                    seconds_label(hi as f64 / 1000.0)
+                ),
+                kind: "runs",
+                shape: Shape::Circle {
+                    x: c.0,
+                    y: c.1,
+                    r: spread + 6,
+                },
             });
         }
         root.present().ok()?;
@@ -70,11 +149,12 @@ pub fn duration_over_time(runs: &[RunSummary], links: &TraceLinks) -> Option<Cha
         title: "Run duration over time".into(),
         svg: finish(svg, &label, &marks),
         summary: format!(
-            "The newest {} finished runs, from {} to {}; {} did not succeed. Click a point to open its trace.",
+            "The newest {} finished runs, from {} to {}; {} did not succeed. Click a point to open its trace; where points overlap, the list of their runs.",
             points.len(),
             seconds_label(ymin),
             seconds_label(ymax),
             failed
         ),
+        narrow: String::new(),
     })
 }

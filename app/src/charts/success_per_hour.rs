@@ -26,7 +26,7 @@ pub fn success_per_hour(runs: &[RunSummary], workflow: Option<&str>, now: i64) -
         draw_mesh!(
             chart,
             .disable_x_mesh()
-            .x_labels(7)
+            .x_labels(fit(7))
             .x_label_formatter(&|x| { time_label(start + (*x * HOUR_MS as f64) as i64, HOUR_MS * 24) })
             .y_labels(5)
             .y_label_formatter(&|y| format!("{y:.0} %"))
@@ -83,5 +83,6 @@ pub fn success_per_hour(runs: &[RunSummary], workflow: Option<&str>, now: i64) -
         summary: format!(
             "{ok} of {total} finished runs succeeded in the last 24 hours. Click an hour for its runs."
         ),
+        narrow: String::new(),
     })
 }

@@ -212,3 +212,127 @@ fn a_narrow_duration_range_gets_several_y_ticks() {
     assert_eq!(log_ticks(0.05, 0.2).len(), 3);
     assert!(log_ticks(0.0, 1.0).is_empty());
 }
+
+/// Runs drawn over each other share one link, to the monitor listing exactly them; a run
+/// apart keeps its own link to its trace, small enough not to cover its neighbours.
+#[test]
+fn overlapping_points_open_a_list_of_their_runs() {
+    let links = TraceLinks {
+        grafana_url: Some("http://g".into()),
+        tempo_uid: "tempo".into(),
+    };
+    let t0 = 1_700_000_000_000;
+    // Three runs a second apart over ten minutes, of almost the same length: one spot.
+    let mut runs: Vec<RunSummary> = (0..3)
+        .map(|i| {
+            run(
+                &format!("r{i}"),
+                RunStatus::Succeeded,
+                t0 + i * 1000,
+                1000 + i * 5,
+                Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            )
+        })
+        .collect();
+    runs.push(run(
+        "far",
+        RunStatus::Failed,
+        t0 + 600_000,
+        9_000,
+        Some("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"),
+    ));
+    let chart = duration_over_time(&runs, &links).expect("a chart");
+    let found = links_of(&chart.svg);
+    assert_eq!(found.len(), 2, "{found:?}");
+    let list = found
+        .iter()
+        .find(|l| l.0.starts_with("/runs?"))
+        .expect("a list link");
+    for part in [
+        "workflow=w",
+        &format!("from={t0}"),
+        &format!("to={}", t0 + 2001),
+        "min_ms=1000",
+        "max_ms=1011",
+    ] {
+        assert!(list.0.contains(part), "{part} in {}", list.0);
+    }
+    assert!(
+        chart
+            .svg
+            .contains("data-chart-link=\"runs\" aria-label=\"3 runs here (0 not succeeded)"),
+        "{}",
+        chart.svg
+    );
+    assert!(
+        found.iter().any(|l| l.0.starts_with("http://g")),
+        "the lone run opens its trace"
+    );
+    assert!(
+        !chart.svg.contains("<title>"),
+        "no native tooltip under the page's own"
+    );
+
+    // Points 10 px apart stay separate links, each within 5 px of its own point.
+    assert_eq!(
+        overlapping(&[(0, 0), (10, 0), (3, 4), (100, 100)]),
+        vec![vec![0, 2], vec![1], vec![3]]
+    );
+    assert_eq!(hit_radius((0, 0), [(10, 0), (0, 0)].into_iter()), 5);
+    assert_eq!(hit_radius((0, 0), std::iter::empty()), 7);
+}
+
+/// Every chart is drawn a second time for a phone's width, at the same text size.
+#[test]
+fn charts_are_drawn_for_a_narrow_width_too() {
+    let t0 = 1_700_000_000_000;
+    let runs: Vec<RunSummary> = (0..20)
+        .map(|i| {
+            run(
+                &format!("r{i}"),
+                RunStatus::Succeeded,
+                t0 + i * 60_000,
+                100 * (i + 1),
+                None,
+            )
+        })
+        .collect();
+    let chart = both_widths(|| duration_histogram(&runs, Some("w"), &TraceLinks::default()))
+        .expect("a chart");
+    assert!(chart.svg.contains("width=\"600\""), "{}", &chart.svg[..200]);
+    assert!(
+        chart.narrow.contains("width=\"340\""),
+        "{}",
+        &chart.narrow[..200]
+    );
+    let sizes = |svg: &str| -> Vec<f64> {
+        svg.split("font-size=\"")
+            .skip(1)
+            .filter_map(|t| t.split('"').next()?.parse().ok())
+            .collect()
+    };
+    for svg in [&chart.svg, &chart.narrow] {
+        let s = sizes(svg);
+        assert!(
+            !s.is_empty() && s.iter().all(|px| (11.5..=12.5).contains(px)),
+            "{s:?}"
+        );
+    }
+    // The narrow drawing leaves out labels that would collide, never shrinks them.
+    let labels = |svg: &str| svg.matches("text-anchor=\"middle\"").count();
+    assert!(
+        labels(&chart.narrow) <= labels(&chart.svg),
+        "{} vs {}",
+        labels(&chart.narrow),
+        labels(&chart.svg)
+    );
+    assert_eq!(
+        links_of(&chart.narrow).len(),
+        links_of(&chart.svg).len(),
+        "every bar is a link at both widths"
+    );
+    // One bar has one label, with nothing beside it to collide with.
+    let one = both_widths(|| duration_histogram(&runs[..1], Some("w"), &TraceLinks::default()))
+        .expect("a chart of one run");
+    assert_eq!(labels(&one.narrow), labels(&one.svg));
+}

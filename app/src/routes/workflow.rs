@@ -109,15 +109,16 @@ pub async fn charts_of(
 ) -> Result<Vec<crate::charts::Chart>, AppError> {
     let store = expect_context::<engine::store::Store>();
     let links = use_context::<engine::links::TraceLinks>().unwrap_or_default();
+    use crate::charts::*;
     let data = store
         .chart_data(workflow, now - 7 * 86_400_000, CHART_RUNS)
         .await?;
     Ok([
-        crate::charts::duration_over_time(&data.runs, &links),
-        crate::charts::duration_histogram(&data.runs, workflow, &links),
-        crate::charts::success_per_hour(&data.runs, workflow, now),
-        crate::charts::agent_durations(&data.attempts, &data.runs, &links),
-        crate::charts::cost_per_day(&data.attempts, now),
+        both_widths(|| duration_over_time(&data.runs, &links)),
+        both_widths(|| duration_histogram(&data.runs, workflow, &links)),
+        both_widths(|| success_per_hour(&data.runs, workflow, now)),
+        both_widths(|| agent_durations(&data.attempts, &data.runs, &links)),
+        both_widths(|| cost_per_day(&data.attempts, now)),
     ]
     .into_iter()
     .flatten()

@@ -1079,6 +1079,92 @@ async fn the_monitor_stream_carries_changes_of_the_workflow_it_follows_only() {
     );
 }
 
+/// A site built with content-hashed names: pages name the hashed files, browsers may keep those
+/// for a year, and what is not hashed is still revalidated.
+#[tokio::test]
+async fn hashed_site_files_are_named_by_pages_and_kept_immutable() {
+    let site = tempfile::tempdir().expect("site");
+    let pkg = site.path().join("pkg");
+    std::fs::create_dir_all(&pkg).expect("mkdir");
+    let hash = "0123456789abcdef012345";
+    for ext in ["js", "wasm", "css"] {
+        std::fs::write(
+            pkg.join(format!("flowscope.{hash}.{ext}")),
+            ext.repeat(5000),
+        )
+        .expect("write");
+    }
+    std::fs::write(pkg.join("logo.svg"), "<svg/>".repeat(100)).expect("write");
+    std::fs::write(
+        pkg.join("hash.txt"),
+        ["js", "wasm", "css", "split", "manifest"]
+            .map(|k| format!("{k}: {hash}\n"))
+            .concat(),
+    )
+    .expect("write");
+    flowscope::assets::precompress(site.path()).expect("precompress");
+    let hub = Hub::start_site(site.path()).await;
+    let app = hub.client();
+    let page = app
+        .http
+        .get(app.url("/workflows"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    for name in [
+        format!("/pkg/flowscope.{hash}.js"),
+        format!("/pkg/flowscope.{hash}.wasm"),
+        format!("/pkg/flowscope.{hash}.css"),
+    ] {
+        assert!(page.contains(&name), "{name} in the page");
+    }
+    assert!(
+        !page.contains("/pkg/flowscope.css"),
+        "no unhashed stylesheet"
+    );
+    for (path, cache) in [
+        (
+            format!("/pkg/flowscope.{hash}.wasm"),
+            "public, max-age=31536000, immutable",
+        ),
+        (
+            format!("/pkg/flowscope.{hash}.css"),
+            "public, max-age=31536000, immutable",
+        ),
+        ("/pkg/logo.svg".to_string(), "no-cache"),
+    ] {
+        let r = app
+            .http
+            .get(app.url(&path))
+            .header("accept-encoding", "br")
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(r.headers()["cache-control"], cache, "{path}");
+        assert_eq!(r.headers()["content-encoding"], "br", "{path}");
+    }
+    // Not found is not cached.
+    let r = app
+        .http
+        .get(app.url(&format!("/pkg/flowscope.{hash}.gone")))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.headers().get("cache-control").is_none());
+    assert!(flowscope::assets::is_hashed(
+        "/flowscope.0123456789abcdef012345.js"
+    ));
+    assert!(!flowscope::assets::is_hashed("/flowscope.js"));
+    assert!(!flowscope::assets::is_hashed(
+        "/snippets/leptos-0123456789abcdef/inline0.js"
+    ));
+}
+
 #[tokio::test]
 async fn site_files_go_out_precompressed_and_revalidated_and_pages_compressed() {
     use std::io::Read;

@@ -1,0 +1,54 @@
+import { test, expect } from '@playwright/test';
+import { openHydrated } from './support';
+
+// Every page, light and dark, desktop and phone: saved as screenshots to look at, and checked
+// for what breaks a page on a small screen (the page itself scrolling sideways) and for
+// contrast the theme forgot (text the colour of its background).
+
+const sizes = [
+  { name: 'desktop', width: 1280, height: 900 },
+  { name: 'phone', width: 390, height: 844 },
+];
+
+test('every page reads in both themes on a desktop and a phone', async ({ page }, info) => {
+  test.setTimeout(240_000);
+  // A run to show: the seeded hello workflow, run once.
+  const r = await page.request.post('/api/v1/workflows/hello/runs', { data: {} });
+  expect(r.status(), await r.text()).toBe(202);
+  const run = (await r.json()).run.id;
+  await expect.poll(async () => (await (await page.request.get(`/api/v1/runs/${run}`)).json()).status,
+    { timeout: 30_000 }).toBe('succeeded');
+  const pages = [
+    ['workflows', '/workflows'],
+    ['workflow', '/workflows/hello'],
+    ['builder', '/workflows/hello/edit'],
+    ['new-workflow', '/workflows/new'],
+    ['runs', '/runs'],
+    ['run', `/runs/${run}`],
+    ['settings', '/settings'],
+    ['not-found', '/no/such/page'],
+  ];
+  for (const scheme of ['light', 'dark'] as const) {
+    await page.emulateMedia({ colorScheme: scheme });
+    for (const size of sizes) {
+      await page.setViewportSize({ width: size.width, height: size.height });
+      for (const [name, path] of pages) {
+        await openHydrated(page, path);
+        const where = `${name} (${scheme}, ${size.name})`;
+        const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+        expect(overflow, `${where} scrolls sideways`).toBeLessThanOrEqual(0);
+        // The main heading is there and is not drawn in its background's colour.
+        const h1 = page.locator('h1').first();
+        await expect(h1, where).toBeVisible();
+        const [fg, bg] = await page.evaluate(() => {
+          const h = document.querySelector('h1')!;
+          return [getComputedStyle(h).color, getComputedStyle(document.body).backgroundColor];
+        });
+        expect(fg, where).not.toBe(bg);
+        await page.screenshot({ path: info.outputPath(`${name}-${scheme}-${size.name}.png`), fullPage: true });
+      }
+    }
+  }
+  await page.emulateMedia({ colorScheme: 'light' });
+  await page.setViewportSize({ width: 1280, height: 900 });
+});
