@@ -313,7 +313,7 @@ test('a conditional loop is built in the form, run, and its items inspected', as
 
 test('the workflow settings form writes inputs, triggers, tags and limits, and Undo and Redo step through edits', async ({ page }, info) => {
   await openHydrated(page, '/workflows/new');
-  await page.getByLabel('Id', { exact: true }).fill(`e2e-settings-${tag}`);
+  await page.getByLabel('Id', { exact: true }).fill(`e2e-form-${tag}`);
   await page.getByLabel('Id', { exact: true }).press('Tab');
   const settings = page.getByRole('form', { name: 'Workflow settings' });
   await settings.getByLabel('Tags (comma-separated)').fill('nightly, billing');
@@ -381,7 +381,7 @@ test('the workflow settings form writes inputs, triggers, tags and limits, and U
 
   // Saved, the Run form offers the input with its default.
   await page.getByRole('button', { name: 'Save' }).click();
-  await expect(page.getByRole('status').filter({ hasText: 'Saved' })).toContainText(`Saved e2e-settings-${tag} v1`);
+  await expect(page.getByRole('status').filter({ hasText: 'Saved' })).toContainText(`Saved e2e-form-${tag} v1`);
   await expect(page.getByLabel(/count/).first()).toHaveValue('3');
 });
 

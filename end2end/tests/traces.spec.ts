@@ -70,16 +70,18 @@ steps:
   // On the workflow page, the run's point on the duration chart opens the same trace.
   await openHydrated(page, `/workflows/${workflow}`);
   const chart = page.locator('[data-chart="duration"]');
-  await expect(chart.locator('svg')).toBeVisible();
+  // At this width the chart drawn 600 px wide is the one shown (the narrow one is for phones).
+  await expect(chart.locator('.chart-svg.wide svg')).toBeVisible();
+  await expect(chart.locator('.chart-svg.narrow svg')).toBeHidden();
   await page.screenshot({ path: info.outputPath('workflow-charts.png'), fullPage: true });
-  const point = chart.locator('a[data-chart-link="run"]');
+  const point = chart.locator('.chart-svg.wide a[data-chart-link="run"]');
   await expect(point).toHaveCount(1);
   const pointPane = paneOf(await clickAndCatch(page, point));
   expect(pointPane.queries[0].query).toBe(run.trace_id);
 
   // A histogram bar opens the runs in its bucket, this run among them.
   await openHydrated(page, `/workflows/${workflow}`);
-  await page.locator('[data-chart="histogram"] a[data-chart-link="bucket"]').first().click();
+  await page.locator('[data-chart="histogram"] .chart-svg.wide a[data-chart-link="bucket"]').first().click();
   await expect(page).toHaveURL(/\/runs\?workflow=.*min_ms=/);
   await expect(page.locator(`tr[data-run="${id}"]`)).toBeVisible();
   await expect(page.locator('.filter-chip')).toContainText('run time');

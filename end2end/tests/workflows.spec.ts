@@ -141,7 +141,7 @@ test('the workflow page compares two versions and lists its runs', async ({ page
   await compare.getByLabel('From').selectOption('1');
   await compare.getByLabel('To').selectOption('2');
   await compare.getByRole('button', { name: 'Compare' }).click();
-  const diff = page.getByLabel('Diff');
+  const diff = page.getByLabel('Diff', { exact: true });
   await expect(diff).toContainText('-    latency: 10ms');
   await expect(diff).toContainText('+    latency: 20ms');
 });
