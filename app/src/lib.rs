@@ -76,68 +76,91 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_context(auth::Me(Resource::new(|| (), |_| auth::whoami())));
-    // Effects run only in the browser, after hydration: tests wait for this marker.
-    Effect::new(move |_| {
-        if let Some(body) = document().body() {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    });
     view! {
         <Title formatter=page_title/>
         <Router>
             <components::TopNav/>
             <main id="main">
-                <Routes fallback=routes::not_found::NotFound>
+                <Routes fallback=|| view! { <routes::not_found::NotFound/><Ready/> }>
                     <Route path=path!("/") view=|| view! { <Redirect path="/workflows"/> }/>
-                    <Route path=path!("/workflows") view=routes::workflows::WorkflowsPage/>
+                    <Route path=path!("/workflows") view=|| view! { <routes::workflows::WorkflowsPage/><Ready/> }/>
                     <Route path=path!("/workflows/new") view={Lazy::<NewBuilder>::new()}/>
                     <Route path=path!("/workflows/:id/edit") view={Lazy::<EditBuilder>::new()}/>
                     // Async: the status (404 for an unknown id) is known before headers go out.
-                    <Route path=path!("/workflows/:id") view=routes::workflow::WorkflowPage ssr=SsrMode::Async/>
-                    <Route path=path!("/runs") view=routes::runs::RunsPage/>
-                    <Route path=path!("/runs/:id") view=routes::run::RunPage ssr=SsrMode::Async/>
-                    <Route path=path!("/login") view=routes::login::LoginPage/>
-                    <Route path=path!("/setup") view=routes::login::SetupPage/>
-                    <Route path=path!("/settings") view=routes::settings::SettingsPage/>
+                    <Route path=path!("/workflows/:id") view={Lazy::<WorkflowRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/runs") view={Lazy::<RunsRoute>::new()}/>
+                    <Route path=path!("/runs/:id") view={Lazy::<RunRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=path!("/login") view=|| view! { <routes::login::LoginPage/><Ready/> }/>
+                    <Route path=path!("/setup") view=|| view! { <routes::login::SetupPage/><Ready/> }/>
+                    <Route path=path!("/settings") view={Lazy::<SettingsRoute>::new()}/>
                 </Routes>
             </main>
         </Router>
     }
 }
 
-// The builder (forms, YAML, the template checker, validation) is the largest part of the
-// bundle and the least visited: in a release build split with `--split` it is a chunk of its
-// own, fetched when a builder page is opened.
+// Every page but the workflow list (where people land) and sign-in is loaded lazily: in a
+// release build split with `--split` each is a chunk of its own (code they share goes to shared
+// chunks), so the first page's wasm holds Leptos, the shell and that page. A page's chunks are
+// preloaded with it when it is the page loaded, and fetched once when it is navigated to.
+// The builder (forms, YAML, the template checker, validation) is the largest of them.
 
-/// `/workflows/new`, lazily loaded.
-#[derive(Clone)]
-pub struct NewBuilder;
-
-#[lazy_route]
-impl LazyRoute for NewBuilder {
-    fn data() -> Self {
-        NewBuilder
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <routes::builder::NewWorkflowPage/> }.into_any()
-    }
+/// Marks `<body data-hydrated>` once the page it ends has hydrated: effects run only in the
+/// browser, after hydration, and a lazily loaded page hydrates only when its chunk has come,
+/// after the rest of the app. Tests wait for this marker before they act.
+#[component]
+fn Ready() -> impl IntoView {
+    Effect::new(move |_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
 }
 
-/// `/workflows/:id/edit`, lazily loaded.
-#[derive(Clone)]
-pub struct EditBuilder;
+/// A route whose page component is loaded lazily.
+macro_rules! lazy_page {
+    ($(#[$doc:meta])* $name:ident => $page:expr) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name;
 
-#[lazy_route]
-impl LazyRoute for EditBuilder {
-    fn data() -> Self {
-        EditBuilder
-    }
+        #[lazy_route]
+        impl LazyRoute for $name {
+            fn data() -> Self {
+                $name
+            }
 
-    fn view(_this: Self) -> AnyView {
-        view! { <routes::builder::EditWorkflowPage/> }.into_any()
-    }
+            fn view(_this: Self) -> AnyView {
+                view! { {$page}<Ready/> }.into_any()
+            }
+        }
+    };
 }
+
+lazy_page!(
+    /// `/workflows/new`.
+    NewBuilder => routes::builder::NewWorkflowPage()
+);
+lazy_page!(
+    /// `/workflows/:id/edit`.
+    EditBuilder => routes::builder::EditWorkflowPage()
+);
+lazy_page!(
+    /// `/workflows/:id`: one workflow, its charts, versions and diff.
+    WorkflowRoute => routes::workflow::WorkflowPage()
+);
+lazy_page!(
+    /// `/runs`: the monitor.
+    RunsRoute => routes::runs::RunsPage()
+);
+lazy_page!(
+    /// `/runs/:id`: one run.
+    RunRoute => routes::run::RunPage()
+);
+lazy_page!(
+    /// `/settings`.
+    SettingsRoute => routes::settings::SettingsPage()
+);
 
 /// The browser entry point, called by the hydration script.
 #[cfg(feature = "hydrate")]

@@ -52,3 +52,26 @@ test('every page reads in both themes on a desktop and a phone', async ({ page }
   await page.emulateMedia({ colorScheme: 'light' });
   await page.setViewportSize({ width: 1280, height: 900 });
 });
+
+test('a second visit takes the site files from the browser cache without asking the server', async ({ page, context }) => {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  const asked: string[] = [];
+  const cached = new Set<string>();
+  const urls = new Map<string, string>();
+  cdp.on('Network.requestWillBeSent', e => { if (e.request.url.includes('/pkg/')) urls.set(e.requestId, e.request.url); });
+  cdp.on('Network.requestServedFromCache', e => cached.add(e.requestId));
+  cdp.on('Network.responseReceived', e => {
+    if (!e.response.url.includes('/pkg/')) return;
+    if (!e.response.fromDiskCache && !e.response.fromPrefetchCache && !cached.has(e.requestId)) asked.push(`${e.response.status} ${e.response.url}`);
+  });
+  // The first visit fetches the bundle (and, in a split build, each page's chunks).
+  for (const path of ['/workflows', '/runs']) await openHydrated(page, path);
+  expect(asked.length).toBeGreaterThanOrEqual(3);
+  expect(asked.every(a => /\.[0-9a-f]{22}\./.test(a)), asked.join('\n')).toBe(true);
+  // New page loads (not in-app navigations), as when the tab is opened again.
+  asked.length = 0;
+  for (const path of ['/workflows', '/runs']) await openHydrated(page, path);
+  expect(asked, 'files the server was asked for again').toEqual([]);
+  expect([...urls.values()].filter(u => /\.wasm$/.test(u)).length).toBeGreaterThanOrEqual(2);
+});
