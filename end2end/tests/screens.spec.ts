@@ -45,6 +45,12 @@ test('every page reads in both themes on a desktop and a phone', async ({ page }
           return [getComputedStyle(h).color, getComputedStyle(document.body).backgroundColor];
         });
         expect(fg, where).not.toBe(bg);
+        // Labels drawn side by side (the timeline's time axis) do not run into each other.
+        const touching = await page.evaluate(() => {
+          const boxes = [...document.querySelectorAll('.gantt-tick')].map(t => t.getBoundingClientRect()).filter(b => b.width > 0);
+          return boxes.filter((a, i) => boxes.some((b, j) => j > i && a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom)).length;
+        });
+        expect(touching, `${where}: time-axis labels overlap`).toBe(0);
         await page.screenshot({ path: info.outputPath(`${name}-${scheme}-${size.name}.png`), fullPage: true });
       }
     }

@@ -41,8 +41,8 @@ impl Stoppable {
     }
 }
 
-/// Serves `config` on its database with the key file in `dir` and the site in `site` (the
-/// build's `target/site` when `None`).
+/// Serves `config` on its database with the key file in `dir` and the site in `site` (when
+/// `None`: no site files at all).
 pub async fn serve_stoppable_on(
     dir: &Path,
     config: Config,
@@ -55,8 +55,12 @@ pub async fn serve_stoppable_on(
         egress_allow_private: true,
         ..config
     };
-    let default_site = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site");
-    let site = site.map_or(default_site.to_string(), |s| s.display().to_string());
+    // No built site unless one is given: what a page names must not depend on whether a
+    // release build (hashed names) happens to sit in `target/site`.
+    let site = site.map_or_else(
+        || dir.join("site").display().to_string(),
+        |s| s.display().to_string(),
+    );
     let options = leptos::prelude::LeptosOptions::builder()
         .output_name("flowscope")
         .site_root(site)

@@ -10,13 +10,16 @@ use serde_json::Value;
 use super::edit::*;
 use super::Doc;
 
+/// A field's text, read from the definition as it changes.
+fn shown(doc: Doc, f: fn(&WorkflowDef) -> String) -> impl Fn() -> String + Copy {
+    move || doc.def.with(|d| d.as_ref().map(f).unwrap_or_default())
+}
+
 /// The workflow's own settings, above the graph.
 #[component]
 pub fn WorkflowFields() -> impl IntoView {
     let doc = expect_context::<Doc>();
-    let value = move |f: fn(&WorkflowDef) -> String| {
-        move || doc.def.with(|d| d.as_ref().map(f).unwrap_or_default())
-    };
+    let value = move |f| shown(doc, f);
     view! {
         <div class="form-row">
             <label>"Id"<input type="text" prop:value=value(|d| d.id.clone())
@@ -34,9 +37,7 @@ pub fn WorkflowFields() -> impl IntoView {
 pub fn HandlerFields() -> impl IntoView {
     let doc = expect_context::<Doc>();
     let outputs_error = RwSignal::new(None::<String>);
-    let value = move |f: fn(&WorkflowDef) -> String| {
-        move || doc.def.with(|d| d.as_ref().map(f).unwrap_or_default())
-    };
+    let value = move |f| shown(doc, f);
     view! {
         <div class="form-row">
             <label>"On failure, run"<input type="text" name="on_failure" placeholder="a workflow id, e.g. notify-failure"
@@ -72,9 +73,7 @@ pub fn HandlerFields() -> impl IntoView {
 #[component]
 pub fn LimitsFields() -> impl IntoView {
     let doc = expect_context::<Doc>();
-    let value = move |f: fn(&WorkflowDef) -> String| {
-        move || doc.def.with(|d| d.as_ref().map(f).unwrap_or_default())
-    };
+    let value = move |f| shown(doc, f);
     view! {
         <div class="form-row">
             <label class="wide">"Tags (comma-separated)"<input type="text" name="tags" placeholder="nightly, billing"
