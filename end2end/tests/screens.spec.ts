@@ -45,6 +45,10 @@ test('every page reads in both themes on a desktop and a phone', async ({ page }
           return [getComputedStyle(h).color, getComputedStyle(document.body).backgroundColor];
         });
         expect(fg, where).not.toBe(bg);
+        // A table is never a bare header row: an empty one says so.
+        const bare = await page.evaluate(() =>
+          [...document.querySelectorAll('table')].filter(t => t.querySelectorAll('tbody tr').length === 0).length);
+        expect(bare, `${where}: tables with only a header`).toBe(0);
         // Labels drawn side by side (the timeline's time axis) do not run into each other.
         const touching = await page.evaluate(() => {
           const boxes = [...document.querySelectorAll('.gantt-tick')].map(t => t.getBoundingClientRect()).filter(b => b.width > 0);

@@ -303,6 +303,11 @@ pub fn SettingsPage() -> impl IntoView {
     }
 }
 
+/// The one row of a table with nothing in it yet: what goes there and how.
+fn empty_row(columns: usize, text: &'static str) -> impl IntoView {
+    view! { <tr class="empty-row"><td colspan=columns.to_string() class="muted">{text}</td></tr> }
+}
+
 #[component]
 fn Users(
     data: AccessData,
@@ -310,6 +315,10 @@ fn Users(
     set_role: ServerAction<SetRole>,
     delete: ServerAction<DeleteUser>,
 ) -> impl IntoView {
+    let none = data
+        .users
+        .is_empty()
+        .then(|| empty_row(4, "No users yet. Add the first below."));
     let rows = data
         .users
         .clone()
@@ -347,7 +356,7 @@ fn Users(
             })}
             <table class="table">
                 <thead><tr><th>"Name"</th><th>"Role"</th><th>"Created"</th><th></th></tr></thead>
-                <tbody>{rows}</tbody>
+                <tbody>{rows}{none}</tbody>
             </table>
             {action_error(set_role.value(), "Could not change the role")}
             {action_error(delete.value(), "Could not remove the user")}
@@ -369,6 +378,9 @@ fn Tokens(
     create: ServerAction<CreateToken>,
     revoke: ServerAction<RevokeToken>,
 ) -> impl IntoView {
+    let none = tokens
+        .is_empty()
+        .then(|| empty_row(7, "No API tokens yet. Create one below for a script or CI."));
     let rows = tokens
         .into_iter()
         .map(|t| {
@@ -403,7 +415,7 @@ fn Tokens(
             <p class="muted">"For the REST API and the CLI: " <code>"Authorization: Bearer fs_…"</code>", or " <code>"FLOWSCOPE_TOKEN"</code>"."</p>
             <table class="table">
                 <thead><tr><th>"Name"</th><th>"Role"</th><th>"Created by"</th><th>"Created"</th><th>"Last used"</th><th>"State"</th><th></th></tr></thead>
-                <tbody>{rows}</tbody>
+                <tbody>{rows}{none}</tbody>
             </table>
             {action_error(revoke.value(), "Could not revoke the token")}
             <ActionForm action=create attr:class="form-row">
@@ -431,6 +443,12 @@ fn Secrets(
     put: ServerAction<PutSecret>,
     delete: ServerAction<DeleteSecret>,
 ) -> impl IntoView {
+    let none = secrets.is_empty().then(|| {
+        empty_row(
+            5,
+            "No secrets yet. Save one below, or set FLOWSCOPE_SECRET_<NAME> on the server.",
+        )
+    });
     let rows = secrets
         .into_iter()
         .map(|s| {
@@ -459,7 +477,7 @@ fn Secrets(
             <p class="muted">"Used in steps as " <code>"{{ secrets.NAME }}"</code>". Values are encrypted at rest, never shown again, and redacted from everything a run stores."</p>
             <table class="table">
                 <thead><tr><th>"Name"</th><th>"Updated"</th><th>"By"</th><th>"Source"</th><th></th></tr></thead>
-                <tbody>{rows}</tbody>
+                <tbody>{rows}{none}</tbody>
             </table>
             {action_error(delete.value(), "Could not delete the secret")}
             <ActionForm action=put attr:class="form-row">
