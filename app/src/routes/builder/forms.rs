@@ -125,8 +125,7 @@ pub fn InputsFields() -> impl IntoView {
                         }/></label>
                     <label>"Type"<select name="input-type" on:change=move |ev| {
                             let t = input_type(&event_target_value(&ev));
-                            let k = key.get_value();
-                            doc.edit(|d| if let Some(i) = d.inputs.get_mut(&k) { i.ty = t });
+                            doc.edit_input(&key.get_value(), |i| i.ty = t);
                         }>
                         {INPUT_TYPES.iter().map(|t| view! { <option value=t.as_str() selected=*t == ty>{t.as_str()}</option> }).collect_view()}
                     </select></label>
@@ -134,15 +133,13 @@ pub fn InputsFields() -> impl IntoView {
                         prop:value=default_text(input.default.as_ref())
                         on:change=move |ev| {
                             let v = event_target_value(&ev);
-                            let k = key.get_value();
-                            doc.edit(|d| if let Some(i) = d.inputs.get_mut(&k) { i.default = input_default(i.ty, &v) });
+                            doc.edit_input(&key.get_value(), |i| i.default = input_default(i.ty, &v));
                         }/></label>
                     <label class="wide">"Description"<input type="text" name="input-description"
                         prop:value=input.description.clone().unwrap_or_default()
                         on:change=move |ev| {
                             let v = event_target_value(&ev).trim().to_string();
-                            let k = key.get_value();
-                            doc.edit(|d| if let Some(i) = d.inputs.get_mut(&k) { i.description = (!v.is_empty()).then_some(v) });
+                            doc.edit_input(&key.get_value(), |i| i.description = (!v.is_empty()).then_some(v));
                         }/></label>
                     <button class="button secondary small" type="button" aria-label=format!("Remove input {name}")
                         on:click=move |_| { let k = key.get_value(); doc.edit(|d| { d.inputs.shift_remove(&k); }) }>"Remove"</button>
@@ -274,8 +271,7 @@ pub fn StepForm(id: String) -> impl IntoView {
                         prop:value=step.condition.clone().unwrap_or_default()
                         on:change=move |ev| {
                             let v = event_target_value(&ev);
-                            let to = sid.get_value();
-                            doc.edit(|d| if let Some(s) = d.steps.iter_mut().find(|s| s.id == to) {
+                            doc.edit_step(&sid.get_value(), |s| {
                                 s.condition = (!v.trim().is_empty()).then(|| v.trim().to_string());
                             });
                         }/></label>
@@ -285,8 +281,7 @@ pub fn StepForm(id: String) -> impl IntoView {
                     <label class="check"><input type="checkbox" name="step-continue-on-error" prop:checked=step.continue_on_error
                         on:change=move |ev| {
                             let on = event_target_checked(&ev);
-                            let to = sid.get_value();
-                            doc.edit(|d| if let Some(s) = d.steps.iter_mut().find(|s| s.id == to) {
+                            doc.edit_step(&sid.get_value(), |s| {
                                 s.continue_on_error = on;
                             });
                         }/>"Continue on error: a failure here does not fail the run"</label>
@@ -296,8 +291,7 @@ pub fn StepForm(id: String) -> impl IntoView {
                             prop:value=step.for_each.clone().unwrap_or_default()
                             on:change=move |ev| {
                                 let v = event_target_value(&ev);
-                                let to = sid.get_value();
-                                doc.edit(|d| if let Some(s) = d.steps.iter_mut().find(|s| s.id == to) {
+                                doc.edit_step(&sid.get_value(), |s| {
                                     s.for_each = (!v.trim().is_empty()).then(|| v.trim().to_string());
                                     if s.for_each.is_none() {
                                         s.concurrency = None;
@@ -309,8 +303,7 @@ pub fn StepForm(id: String) -> impl IntoView {
                             prop:value=step.concurrency.map(|c| c.to_string()).unwrap_or_default()
                             on:change=move |ev| {
                                 let n = event_target_value(&ev).trim().parse::<u32>().ok();
-                                let to = sid.get_value();
-                                doc.edit(|d| if let Some(s) = d.steps.iter_mut().find(|s| s.id == to) {
+                                doc.edit_step(&sid.get_value(), |s| {
                                     s.concurrency = n;
                                 });
                             }/></label>
@@ -330,8 +323,7 @@ pub fn StepForm(id: String) -> impl IntoView {
                         <label>"Max attempts"<input type="number" min="1" prop:value=retry.as_ref().map(|r| r.max_attempts.to_string()).unwrap_or_default()
                             on:change=move |ev| {
                                 let n = event_target_value(&ev).trim().parse::<u32>().ok();
-                                let to = sid.get_value();
-                                doc.edit(|d| if let Some(s) = d.steps.iter_mut().find(|s| s.id == to) {
+                                doc.edit_step(&sid.get_value(), |s| {
                                     s.retry = n.map(|max_attempts| RetryDef {
                                         max_attempts,
                                         backoff: s.retry.as_ref().and_then(|r| r.backoff.clone()),
@@ -342,16 +334,14 @@ pub fn StepForm(id: String) -> impl IntoView {
                         <label>"Backoff"<input type="text" placeholder="1s" prop:value=retry.as_ref().and_then(|r| r.backoff.clone()).unwrap_or_default()
                             on:change=move |ev| {
                                 let v = event_target_value(&ev);
-                                let to = sid.get_value();
-                                doc.edit(|d| if let Some(r) = d.steps.iter_mut().find(|s| s.id == to).and_then(|s| s.retry.as_mut()) {
+                                doc.edit_step(&sid.get_value(), |s| if let Some(r) = s.retry.as_mut() {
                                     r.backoff = (!v.trim().is_empty()).then_some(v);
                                 });
                             }/></label>
                         <label>"Timeout"<input type="text" placeholder="30s" prop:value=step.timeout.clone().unwrap_or_default()
                             on:change=move |ev| {
                                 let v = event_target_value(&ev);
-                                let to = sid.get_value();
-                                doc.edit(|d| if let Some(s) = d.steps.iter_mut().find(|s| s.id == to) {
+                                doc.edit_step(&sid.get_value(), |s| {
                                     s.timeout = (!v.trim().is_empty()).then_some(v);
                                 });
                             }/></label>
@@ -374,16 +364,12 @@ fn WithField(step: String, spec: FieldSpec, value: Option<Value>) -> impl IntoVi
     let text = field_text(spec.ty, value.as_ref());
     let set = move |text: String| {
         let step = step.clone();
-        doc.edit(move |d| {
-            if let Some(s) = d.steps.iter_mut().find(|s| s.id == step) {
-                match field_value(spec.ty, &text) {
-                    Some(v) => {
-                        s.with.insert(spec.name.to_string(), v);
-                    }
-                    None => {
-                        s.with.remove(spec.name);
-                    }
-                }
+        doc.edit_step(&step, move |s| match field_value(spec.ty, &text) {
+            Some(v) => {
+                s.with.insert(spec.name.to_string(), v);
+            }
+            None => {
+                s.with.remove(spec.name);
             }
         });
     };

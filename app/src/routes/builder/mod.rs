@@ -15,7 +15,7 @@ mod graph;
 mod yaml;
 
 use engine::catalog;
-use engine::model::{to_yaml, Problem, WorkflowDef};
+use engine::model::{to_yaml, InputDef, Problem, StepDef, WorkflowDef};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
@@ -110,6 +110,8 @@ struct Doc {
     /// The last document that parsed, for the visual side while the YAML is mid-edit.
     def: Memo<Option<WorkflowDef>>,
     problems: Memo<Vec<Problem>>,
+    /// The line of each problem in the text, where it can be told.
+    lines: Memo<Vec<Option<usize>>>,
     selected: RwSignal<Option<String>>,
     /// Earlier documents (Undo) and undone ones (Redo), newest last.
     past: RwSignal<Vec<String>>,
@@ -131,6 +133,24 @@ impl Doc {
             self.typing.set_value(false);
             self.show(yaml);
         }
+    }
+
+    /// A visual edit of one step, by id (nothing, if it is gone).
+    fn edit_step(self, id: &str, f: impl FnOnce(&mut StepDef)) {
+        self.edit(|d| {
+            if let Some(s) = d.steps.iter_mut().find(|s| s.id == id) {
+                f(s);
+            }
+        });
+    }
+
+    /// A visual edit of one input, by name (nothing, if it is gone).
+    fn edit_input(self, name: &str, f: impl FnOnce(&mut InputDef)) {
+        self.edit(|d| {
+            if let Some(i) = d.inputs.get_mut(name) {
+                f(i);
+            }
+        });
     }
 
     /// Text typed in the YAML tab.
@@ -227,6 +247,9 @@ fn Builder(original: String, source: String) -> impl IntoView {
         shown: RwSignal::new(source),
         def,
         problems: Memo::new(move |_| checked.with(|(_, p)| p.clone())),
+        lines: Memo::new(move |_| {
+            source_sig.with(|s| checked.with(|(_, p)| yaml::problem_lines(s, p)))
+        }),
         selected: RwSignal::new(None),
         past: RwSignal::new(Vec::new()),
         future: RwSignal::new(Vec::new()),
@@ -436,6 +459,7 @@ fn Problems() -> impl IntoView {
         <div class="problems" aria-live="polite">
             {move || {
                 let problems = doc.problems.get();
+                let lines = doc.lines.get();
                 if problems.is_empty() {
                     view! { <p class="ok-note"><span aria-hidden="true">"✓ "</span>"Valid — ready to save"</p> }.into_any()
                 } else {
@@ -443,8 +467,7 @@ fn Problems() -> impl IntoView {
                         <div class="error-note" role="alert">
                             <strong>{format!("{} problem{} to fix before saving", problems.len(), if problems.len() == 1 { "" } else { "s" })}</strong>
                             <ul>
-                                {problems.into_iter().map(|p| {
-                                    let line = doc.source.with_untracked(|s| yaml::problem_line(s, &p));
+                                {problems.into_iter().zip(lines).map(|(p, line)| {
                                     view! {
                                         <li><code>{if p.path.is_empty() { "document".to_string() } else { p.path.clone() }}</code>
                                             {line.map(|l| view! { <span class="muted">{format!(" (line {})", l + 1)}</span> })}

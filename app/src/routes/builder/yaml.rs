@@ -202,11 +202,17 @@ fn shape(line: &str) -> Option<Line<'_>> {
     })
 }
 
-/// The line (0-based) a problem's path points at in a block-style document: the deepest part
-/// of the path that can be found, so a problem inside a flow map (`with: {url: …}`) still
-/// marks the line of `with`.
-pub fn locate(source: &str, path: &str) -> Option<usize> {
+/// [`locate_in`] on a whole text.
+#[cfg(test)]
+fn locate(source: &str, path: &str) -> Option<usize> {
     let lines: Vec<Option<Line>> = source.lines().map(shape).collect();
+    locate_in(&lines, path)
+}
+
+/// The line (0-based) a problem's path points at in a block-style document, given as its
+/// lines' shapes: the deepest part of the path that can be found, so a problem inside a flow
+/// map (`with: {url: …}`) still marks the line of `with`.
+fn locate_in(lines: &[Option<Line>], path: &str) -> Option<usize> {
     let mut range = 0..lines.len();
     // The block's own indent: its children sit deeper (or at it, for a list under a key).
     let mut parent: Option<usize> = None;
@@ -265,13 +271,19 @@ fn message_line(message: &str) -> Option<usize> {
     digits.parse::<usize>().ok()?.checked_sub(1)
 }
 
-/// The line each problem is on, where it can be told.
-pub fn problem_line(source: &str, problem: &Problem) -> Option<usize> {
-    if problem.path.is_empty() {
-        message_line(&problem.message)
-    } else {
-        locate(source, &problem.path)
-    }
+/// The line each problem is on, where it can be told (the document is read once for all).
+pub fn problem_lines(source: &str, problems: &[Problem]) -> Vec<Option<usize>> {
+    let lines: Vec<Option<Line>> = source.lines().map(shape).collect();
+    problems
+        .iter()
+        .map(|p| {
+            if p.path.is_empty() {
+                message_line(&p.message)
+            } else {
+                locate_in(&lines, &p.path)
+            }
+        })
+        .collect()
 }
 
 /// The coloured copy's HTML: a `<span class="y-line">` per line, problem lines marked.
@@ -307,11 +319,11 @@ pub fn YamlEditor() -> impl IntoView {
     let scroll = RwSignal::new((0i32, 0i32));
     // Lines with problems, each with what is wrong there.
     let marks = Memo::new(move |_| {
-        let problems = doc.problems.get();
-        doc.source.with(|s| {
+        let lines = doc.lines.get();
+        doc.problems.with(|problems| {
             let mut marks: Vec<(usize, String)> = Vec::new();
-            for p in &problems {
-                if let Some(l) = problem_line(s, p) {
+            for (p, line) in problems.iter().zip(lines) {
+                if let Some(l) = line {
                     let said = if p.path.is_empty() {
                         p.message.clone()
                     } else {
@@ -469,7 +481,8 @@ mod tests {
             "",
             "invalid YAML: mapping values are not allowed in this context at line 3 column 8",
         );
-        assert_eq!(problem_line(DOC, &parse), Some(2));
+        let url = Problem::new("steps[1].with.url", "required");
+        assert_eq!(problem_lines(DOC, &[parse, url]), vec![Some(2), Some(11)]);
     }
 
     #[test]
