@@ -36,6 +36,7 @@ pub(super) fn at_width<T>(width: u32, f: impl FnOnce() -> T) -> T {
     WIDTH.with(|w| w.set(was));
     out
 }
+
 /// Points on the duration scatter, newest first.
 pub(super) const MAX_POINTS: usize = 200;
 pub(super) const H: u32 = 230;
