@@ -264,6 +264,11 @@ test('a conditional loop is built in the form, run, and its items inspected', as
   await form.locator('[name="step-concurrency"]').fill('2');
   await form.locator('[name="step-concurrency"]').press('Tab');
   await form.getByLabel('Continue on error').check();
+  // Each item gets a second try, soon.
+  await form.getByLabel('Max attempts').fill('2');
+  await form.getByLabel('Max attempts').press('Tab');
+  await form.getByLabel('Backoff').fill('20ms');
+  await form.getByLabel('Backoff').press('Tab');
   await form.getByLabel('Step id').fill('each');
   await form.getByLabel('Step id').press('Tab');
   await expect(page.getByText('Valid — ready to save')).toBeVisible();
@@ -278,6 +283,7 @@ test('a conditional loop is built in the form, run, and its items inspected', as
   const text = await page.getByLabel('Workflow YAML').inputValue();
   expect(text).toContain('for_each: steps.list.output');
   expect(text).toContain('concurrency: 2');
+  expect(text).toMatch(/retry:\s*\n\s*max_attempts: 2\s*\n\s*backoff: 20ms/);
   await page.getByRole('tab', { name: 'Visual' }).click();
 
   await page.getByRole('button', { name: 'Save' }).click();
@@ -303,11 +309,20 @@ test('a conditional loop is built in the form, run, and its items inspected', as
   const item = panel.locator('.item[data-item="2"]');
   await item.locator('summary').first().click();
   await expect(item).toContainText('three is out');
-  await expect(item).toContainText('1 attempt');
+  await expect(item.locator('summary').first()).toContainText('2 attempts');
+  // Both attempts, in order: the first failed and was retried, the last failed for good.
+  const attempts = item.getByRole('list', { name: 'Attempts' }).getByRole('listitem');
+  await expect(attempts).toHaveCount(2);
+  await expect(attempts.nth(0)).toContainText(/Attempt 1\s*✕?\s*failed.*jq_runtime: jq error: three is out/);
+  await expect(attempts.nth(1)).toContainText(/Attempt 2.*failed/);
+  await item.screenshot({ path: info.outputPath('item-attempts.png') });
   await panel.getByRole('button', { name: 'Succeeded 5' }).click();
   await expect(panel.locator('.item')).toHaveCount(5);
   await panel.locator('.item[data-item="5"] summary').first().click();
   await expect(panel.locator('.item[data-item="5"]')).toContainText('60');
+  // An item that succeeded at once lists no attempts.
+  await expect(panel.locator('.item[data-item="5"] summary').first()).toContainText('1 attempt');
+  await expect(panel.locator('.item[data-item="5"]').getByRole('list', { name: 'Attempts' })).toHaveCount(0);
   await page.screenshot({ path: info.outputPath('loop-run.png'), fullPage: true });
 });
 

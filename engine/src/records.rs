@@ -470,6 +470,33 @@ pub struct ItemRecord {
     pub started_at: i64,
     /// When it ended (Unix time in milliseconds).
     pub finished_at: i64,
+    /// The attempts before its last, oldest first (each failed and was retried); the newest
+    /// [`ItemAttempt::KEPT`] when there were more.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_attempts: Vec<ItemAttempt>,
+}
+
+/// One attempt of an item that failed and was retried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ItemAttempt {
+    /// Its number, from 1.
+    pub attempt: i64,
+    /// Its error's kind (`error.type`).
+    pub error_kind: String,
+    /// Its error, for people (cut to [`ItemAttempt::MESSAGE_BYTES`]).
+    pub error_message: String,
+    /// When it started (Unix time in milliseconds).
+    pub started_at: i64,
+    /// When it ended.
+    pub finished_at: i64,
+}
+
+impl ItemAttempt {
+    /// Earlier attempts kept per item: an item may be retried 100 times, over 10,000 items.
+    pub const KEPT: usize = 20;
+    /// Bytes of an earlier attempt's message kept.
+    pub const MESSAGE_BYTES: usize = 1000;
 }
 
 /// A change the executor publishes after committing it: what the live UI and the

@@ -157,6 +157,29 @@ async fn picky(h: &Harness) {
         .expect("failed items");
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].output, None);
+    // Its first attempt is kept beside its last: what failed, and when.
+    let earlier = &failed[0].earlier_attempts;
+    assert_eq!(earlier.len(), 1, "{earlier:?}");
+    assert_eq!(earlier[0].attempt, 1);
+    assert_eq!(earlier[0].error_kind, "jq_runtime");
+    assert!(
+        earlier[0].error_message.contains("three is not allowed"),
+        "{earlier:?}"
+    );
+    assert!(
+        failed[0].started_at <= earlier[0].started_at
+            && earlier[0].started_at <= earlier[0].finished_at
+            && earlier[0].finished_at <= failed[0].finished_at,
+        "the first attempt ended before the item did: {:?}",
+        failed[0]
+    );
+    assert!(
+        items
+            .iter()
+            .filter(|i| i.index != 2)
+            .all(|i| i.earlier_attempts.is_empty()),
+        "items that succeeded at once have no earlier attempts"
+    );
     let counts = d
         .items
         .iter()
@@ -173,6 +196,102 @@ async fn a_failing_item_is_retried_alone_and_fails_its_step_on_sqlite() {
 #[tokio::test]
 async fn a_failing_item_is_retried_alone_and_fails_its_step_on_postgres() {
     picky(&pg_harness().await).await;
+}
+
+/// Odd items fail their first two calls and succeed on the third: each keeps the two failed
+/// attempts, in order, with the server's answer, and its last attempt's output.
+async fn flaky_items(h: &Harness) {
+    use axum::extract::Path;
+    use axum::routing::get;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let hits: Arc<Mutex<HashMap<u32, u32>>> = Arc::default();
+    let seen = hits.clone();
+    let addr = serve(axum::Router::new().route(
+        "/item/{n}",
+        get(move |Path(n): Path<u32>| {
+            let hit = {
+                let mut hits = seen.lock().expect("hits");
+                let hit = hits.entry(n).or_insert(0);
+                *hit += 1;
+                *hit
+            };
+            async move {
+                if n % 2 == 1 && hit < 3 {
+                    // 503 first, then 502: each attempt's own answer is kept.
+                    (
+                        axum::http::StatusCode::from_u16(504 - hit as u16).expect("a status"),
+                        format!("item {n} busy"),
+                    )
+                } else {
+                    (axum::http::StatusCode::OK, format!("item {n} done"))
+                }
+            }
+        }),
+    ))
+    .await;
+    h.add(&format!(
+        "id: flaky-items\ninputs: {{n: {{type: array}}}}\nsteps:\n\
+         - {{id: each, agent: http, for_each: inputs.n, retry: {{max_attempts: 3, backoff: 5ms}}, \
+            with: {{url: 'http://{addr}/item/{{{{ item }}}}'}}}}\n"
+    ))
+    .await;
+    let d = h.run("flaky-items", json!({ "n": [0, 1, 2, 3] })).await;
+    assert_eq!(d.run.status, RunStatus::Succeeded, "{d:?}");
+    let items = h
+        .engine
+        .store()
+        .step_items(&d.run.id, "each", None, None, 100)
+        .await
+        .expect("items");
+    let shape: Vec<(i64, StepStatus, i64, Vec<i64>)> = items
+        .iter()
+        .map(|i| {
+            let earlier = i.earlier_attempts.iter().map(|a| a.attempt).collect();
+            (i.index, i.status, i.attempts, earlier)
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (0, StepStatus::Succeeded, 1, vec![]),
+            (1, StepStatus::Succeeded, 3, vec![1, 2]),
+            (2, StepStatus::Succeeded, 1, vec![]),
+            (3, StepStatus::Succeeded, 3, vec![1, 2]),
+        ]
+    );
+    let three = &items[3];
+    for (a, status) in three.earlier_attempts.iter().zip(["503", "502"]) {
+        assert_eq!(a.error_kind, "http_status", "{a:?}");
+        assert!(
+            a.error_message
+                .ends_with(&format!("/item/3 answered {status}")),
+            "attempt {} says what the server answered: {a:?}",
+            a.attempt
+        );
+    }
+    let first = &three.earlier_attempts[0];
+    let second = &three.earlier_attempts[1];
+    assert!(
+        three.started_at <= first.started_at
+            && first.finished_at <= second.started_at
+            && second.finished_at <= three.finished_at,
+        "attempts in order: {three:?}"
+    );
+    assert_eq!(
+        three.output.as_ref().map(|o| o["body"].clone()),
+        Some(json!("item 3 done"))
+    );
+}
+
+#[tokio::test]
+async fn an_item_keeps_its_failed_attempts_before_the_one_that_succeeded_on_sqlite() {
+    flaky_items(&harness().await).await;
+}
+
+#[tokio::test]
+async fn an_item_keeps_its_failed_attempts_before_the_one_that_succeeded_on_postgres() {
+    flaky_items(&pg_harness().await).await;
 }
 
 #[tokio::test]

@@ -203,10 +203,54 @@ pub(super) fn ItemView(item: ItemRecord) -> impl IntoView {
             {item.error_message.clone().map(|m| view! {
                 <p class="attempt-error"><strong>{item.error_kind.clone().unwrap_or_default()}</strong>": "{m}</p>
             })}
+            <ItemAttempts item=item.clone()/>
             <JsonBlock label="Input" value=item.input.clone() open=false/>
             <JsonBlock label="Output" value=item.output.clone() open=true/>
         </details>
     }
+}
+
+/// An item's attempts, when it had more than one: each earlier one's error and time, then
+/// how the last ended.
+#[component]
+fn ItemAttempts(item: ItemRecord) -> impl IntoView {
+    let ItemRecord {
+        attempts,
+        status,
+        earlier_attempts,
+        ..
+    } = item;
+    (attempts > 1).then(|| {
+        let dropped = attempts - 1 - earlier_attempts.len() as i64;
+        let rows = earlier_attempts
+            .into_iter()
+            .map(|a| {
+                view! {
+                    <li data-attempt=a.attempt data-status="failed">
+                        <span class="mono">{format!("Attempt {}", a.attempt)}</span>
+                        <span class="state-text" data-status="failed">{status_icon(StepStatus::Failed)}" failed"</span>
+                        <span class="muted">{format_duration(a.finished_at - a.started_at)}</span>
+                        <span class="attempt-error"><strong>{a.error_kind}</strong>": "{a.error_message}</span>
+                    </li>
+                }
+            })
+            .collect_view();
+        view! {
+            <ol class="item-attempts" aria-label="Attempts">
+                {(dropped > 0).then(|| view! {
+                    <li class="muted">{format!("{dropped} earlier attempt{} not kept", if dropped == 1 { "" } else { "s" })}</li>
+                })}
+                {rows}
+                <li data-attempt=attempts data-status=status.as_str()>
+                    <span class="mono">{format!("Attempt {attempts}")}</span>
+                    <span class="state-text" data-status=status.as_str()>{status_icon(status)}" "{status.as_str()}</span>
+                    <span class="muted">"the last"</span>
+                </li>
+            </ol>
+        }
+        // Erased: the item list's view type is otherwise too deep for the compiler.
+        .into_any()
+    })
 }
 
 #[component]

@@ -21,7 +21,7 @@ use crate::agents::{Agent, AgentContext, AgentError};
 use crate::executor::attempt::{render_in_sandbox, run_agent};
 use crate::executor::Engine;
 use crate::model::{parse_duration, RetryDef};
-use crate::records::{Event, EventKind, ItemRecord, StepStatus};
+use crate::records::{Event, EventKind, ItemAttempt, ItemRecord, StepStatus};
 use crate::render::{self, redact, RenderError};
 use crate::secrets::SecretSet;
 use crate::store::Op;
@@ -299,8 +299,10 @@ async fn run_item(items: Arc<Items>, index: usize, item: Value) -> Ended {
     let started_at = now_ms();
     let max_attempts = items.retry.as_ref().map_or(1, |r| r.max_attempts as i64);
     let mut attempt = 0;
+    let mut earlier: Vec<ItemAttempt> = Vec::new();
     loop {
         attempt += 1;
+        let attempt_started = now_ms();
         // Released between attempts: a backoff holds no slot. A call holds none: its child
         // takes the slots it needs.
         let permit = if items.kind == "workflow" {
@@ -380,17 +382,19 @@ async fn run_item(items: Arc<Items>, index: usize, item: Value) -> Ended {
             clock,
             &result,
         );
-        let record = |status, output: Option<Value>, error: Option<(String, String)>| ItemRecord {
-            index: index as i64,
-            status,
-            attempts: attempt,
-            input: Some(input.clone()),
-            output,
-            error_kind: error.as_ref().map(|(k, _)| k.clone()),
-            error_message: error.map(|(_, m)| m),
-            started_at,
-            finished_at: now_ms(),
-        };
+        let mut record =
+            |status, output: Option<Value>, error: Option<(String, String)>| ItemRecord {
+                index: index as i64,
+                status,
+                attempts: attempt,
+                input: Some(input.clone()),
+                output,
+                error_kind: error.as_ref().map(|(k, _)| k.clone()),
+                error_message: error.map(|(_, m)| m),
+                started_at,
+                finished_at: now_ms(),
+                earlier_attempts: std::mem::take(&mut earlier),
+            };
         match result {
             Ok(output) => {
                 let (mut kept, _) = limit_size(output);
@@ -400,7 +404,19 @@ async fn run_item(items: Arc<Items>, index: usize, item: Value) -> Ended {
                     output: kept,
                 };
             }
-            Err(_) if attempt < max_attempts => {
+            Err(e) if attempt < max_attempts => {
+                if earlier.len() == ItemAttempt::KEPT {
+                    earlier.remove(0);
+                }
+                let mut message = render::redact_text(&e.message, &items.secrets.values);
+                message.truncate(message.floor_char_boundary(ItemAttempt::MESSAGE_BYTES));
+                earlier.push(ItemAttempt {
+                    attempt,
+                    error_kind: e.kind.to_string(),
+                    error_message: message,
+                    started_at: attempt_started,
+                    finished_at: now_ms(),
+                });
                 let retry = items.retry.as_ref();
                 tokio::time::sleep(backoff(
                     retry.and_then(|r| r.backoff.as_deref()),

@@ -684,10 +684,11 @@ impl Store {
             Option<String>,
             i64,
             i64,
+            Option<String>,
         );
         let rows: Vec<Row> = on_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT item, status, attempts, input, output, error_kind, error_message, started_at, finished_at
+                "SELECT item, status, attempts, input, output, error_kind, error_message, started_at, finished_at, earlier_attempts
                  FROM step_items WHERE run_id = $1 AND step_id = $2 AND item > $3 AND ($4 = '' OR status = $4)
                  ORDER BY item LIMIT $5",
             )
@@ -712,6 +713,16 @@ impl Store {
                     error_message: r.6,
                     started_at: r.7,
                     finished_at: r.8,
+                    earlier_attempts: match r.9 {
+                        None => Vec::new(),
+                        Some(text) => serde_json::from_str(&text).map_err(|_| {
+                            corrupt(
+                                run_id,
+                                "item attempts",
+                                &text[..text.floor_char_boundary(80)],
+                            )
+                        })?,
+                    },
                 })
             })
             .collect()

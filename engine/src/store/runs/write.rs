@@ -864,14 +864,16 @@ fn write_op(sql: &mut String, op: &Op) {
             for chunk in items.chunks(ITEM_ROWS) {
                 sql.push_str(
                     "INSERT INTO step_items (run_id, step_id, item, status, attempts, input, output, \
-                     error_kind, error_message, started_at, finished_at) VALUES ",
+                     error_kind, error_message, started_at, finished_at, earlier_attempts) VALUES ",
                 );
                 for (i, item) in chunk.iter().enumerate() {
                     let input = item.input.as_ref().map(|v| v.to_string());
                     let output = item.output.as_ref().map(|v| v.to_string());
+                    let earlier = (!item.earlier_attempts.is_empty())
+                        .then(|| serde_json::to_string(&item.earlier_attempts).unwrap_or_default());
                     let _ = write!(
                         sql,
-                        "{}({}, {}, {}, '{}', {}, {}, {}, {}, {}, {}, {})",
+                        "{}({}, {}, {}, '{}', {}, {}, {}, {}, {}, {}, {}, {})",
                         if i == 0 { "" } else { ", " },
                         Text(run_id),
                         Text(step_id),
@@ -884,13 +886,15 @@ fn write_op(sql: &mut String, op: &Op) {
                         OptText(item.error_message.as_deref()),
                         item.started_at,
                         item.finished_at,
+                        OptText(earlier.as_deref()),
                     );
                 }
                 sql.push_str(
                     " ON CONFLICT (run_id, step_id, item) DO UPDATE SET status = excluded.status, \
                      attempts = excluded.attempts, input = excluded.input, output = excluded.output, \
                      error_kind = excluded.error_kind, error_message = excluded.error_message, \
-                     started_at = excluded.started_at, finished_at = excluded.finished_at;\n",
+                     started_at = excluded.started_at, finished_at = excluded.finished_at, \
+                     earlier_attempts = excluded.earlier_attempts;\n",
                 );
             }
         }
