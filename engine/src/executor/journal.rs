@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{HeldConnection, Op, Store, StoreError};
+use crate::store::{DirectWriter, HeldConnection, Op, Store, StoreError};
 
 /// Most operations applied in one transaction.
 const MAX_BATCH_OPS: usize = 4096;
@@ -39,7 +39,31 @@ impl Journal {
     /// several), every batch checks the runs it changes are still that worker's.
     pub fn start(store: Store, fence: Option<Fence>) -> Journal {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(store, rx, fence));
+        // A SQLite file is written from a thread of its own, on a connection of its own: no
+        // hand-off between threads inside a commit (see `store::direct`).
+        let direct = match (store.file(), &fence) {
+            (Some(path), None) => match DirectWriter::open(&path) {
+                Ok(direct) => Some(direct),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the journal writes through the pool instead of its own connection");
+                    None
+                }
+            },
+            _ => None,
+        };
+        match direct {
+            Some(direct) => {
+                let spawned = std::thread::Builder::new()
+                    .name("flowscope-journal".into())
+                    .spawn(move || write_directly(direct, rx));
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "cannot start the journal's thread");
+                }
+            }
+            None => {
+                tokio::spawn(writer(store, rx, fence));
+            }
+        }
         Journal { tx }
     }
 
@@ -93,24 +117,7 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>, fence
             rx.recv().await
         };
         let Some(first) = next else { break };
-        let mut batch = vec![first];
-        let mut count = batch[0].ops.len();
-        while count < MAX_BATCH_OPS {
-            match rx.try_recv() {
-                Ok(s) => {
-                    count += s.ops.len();
-                    batch.push(s);
-                }
-                Err(_) => break,
-            }
-        }
-        // Moved, not cloned: ops carry inputs and outputs, and this is the hot path.
-        let mut ops: Vec<Op> = Vec::with_capacity(count);
-        let mut waiters = Vec::with_capacity(batch.len());
-        for s in batch {
-            waiters.push((ops.len()..ops.len() + s.ops.len(), s.done));
-            ops.extend(s.ops);
-        }
+        let (ops, waiters) = gather(first, &mut rx);
         // Only barriers: everything before them is applied already.
         if ops.is_empty() {
             waiters.into_iter().for_each(|(_, done)| {
@@ -140,6 +147,80 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>, fence
                 tracing::warn!("a state change of a run this worker no longer holds was refused");
                 for (_, done) in waiters {
                     let _ = done.send(Err(e.to_string()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "state change refused by the database");
+                for (_, done) in waiters {
+                    let _ = done.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// Takes every submission waiting, up to [`MAX_BATCH_OPS`] operations, after `first`: the
+/// batch, its operations in order, and each submitter's range of them.
+type Waiter = (std::ops::Range<usize>, oneshot::Sender<Result<(), String>>);
+
+fn gather(
+    first: Submission,
+    rx: &mut mpsc::UnboundedReceiver<Submission>,
+) -> (Vec<Op>, Vec<Waiter>) {
+    let mut batch = vec![first];
+    let mut count = batch[0].ops.len();
+    while count < MAX_BATCH_OPS {
+        match rx.try_recv() {
+            Ok(s) => {
+                count += s.ops.len();
+                batch.push(s);
+            }
+            Err(_) => break,
+        }
+    }
+    // Moved, not cloned: ops carry inputs and outputs, and this is the hot path.
+    let mut ops: Vec<Op> = Vec::with_capacity(count);
+    let mut waiters = Vec::with_capacity(batch.len());
+    for s in batch {
+        waiters.push((ops.len()..ops.len() + s.ops.len(), s.done));
+        ops.extend(s.ops);
+    }
+    (ops, waiters)
+}
+
+/// The writer of a SQLite file, on its own thread: blocks for the first submission, takes
+/// whatever else waits, applies it all in one transaction. Ends when every [`Journal`] is
+/// dropped.
+fn write_directly(mut direct: DirectWriter, mut rx: mpsc::UnboundedReceiver<Submission>) {
+    while let Some(first) = rx.blocking_recv() {
+        let (ops, waiters) = gather(first, &mut rx);
+        if ops.is_empty() {
+            waiters.into_iter().for_each(|(_, done)| {
+                let _ = done.send(Ok(()));
+            });
+            continue;
+        }
+        let mut apply = |ops: &[Op]| {
+            let mut delay = Duration::from_millis(50);
+            loop {
+                match direct.apply(ops) {
+                    Err(e) if e.is_unavailable() => {
+                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database unavailable; retrying");
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                    other => return other,
+                }
+            }
+        };
+        match apply(&ops) {
+            Ok(()) => waiters.into_iter().for_each(|(_, done)| {
+                let _ = done.send(Ok(()));
+            }),
+            // Refused: each submission alone, so one bad one cannot sink the rest.
+            Err(_) if waiters.len() > 1 => {
+                for (range, done) in waiters {
+                    let _ = done.send(apply(&ops[range]).map_err(|e| e.to_string()));
                 }
             }
             Err(e) => {

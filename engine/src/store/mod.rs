@@ -13,6 +13,7 @@ mod access;
 mod calls;
 mod charts;
 pub mod cluster;
+mod direct;
 mod retention;
 mod runs;
 mod schedules;
@@ -38,6 +39,7 @@ use crate::model::Problem;
 pub use access::{SealedSecret, UserRow};
 pub use charts::{AttemptPoint, ChartData};
 pub use cluster::WorkerRow;
+pub use direct::DirectWriter;
 pub use retention::{PruneRule, Pruned as PrunedBatch};
 pub use runs::{
     summarize_ops, HeldConnection, NewRun, Op, OpsSummary, Resumable, RunFilter, ValuePart,
@@ -101,6 +103,9 @@ pub enum StoreError {
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// SQLite refused or failed, on the journal's own connection ([`DirectWriter`]).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 impl StoreError {
@@ -135,6 +140,10 @@ impl StoreError {
                         "57P01" | "57P02" | "57P03" | "5" | "6" | "517" | "262"
                     )
             }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
             _ => false,
         }
     }
@@ -260,6 +269,15 @@ impl Store {
         }
         self.migrated.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// The SQLite file behind the store, if it is one (not PostgreSQL, not in memory).
+    pub fn file(&self) -> Option<std::path::PathBuf> {
+        match &self.db {
+            Db::Sqlite(pool) => Some(pool.connect_options().get_filename().to_path_buf())
+                .filter(|path| path.is_file()),
+            Db::Postgres(_) => None,
+        }
     }
 
     /// Which database this store talks to.

@@ -94,6 +94,7 @@ both!(
     unknown_versions_are_distinguished_from_unknown_workflows,
     state_changes_keep_every_character_of_text,
     a_refused_batch_changes_nothing_and_later_batches_apply,
+    the_journal_refuses_only_the_bad_submission_of_a_batch,
     workflow_stats_count_days_rates_and_p95,
     users_sessions_tokens_and_secrets_keep_their_rules,
     attempt_transitions_write_the_same_rows_on_both_stores,
@@ -1079,6 +1080,91 @@ async fn a_refused_batch_changes_nothing_and_later_batches_apply(store: Store) {
         .apply(&[new_run("after-big", serde_json::json!({}), &["a"])])
         .await
         .expect("a later batch applies");
+}
+
+/// Through the journal (on SQLite, its own thread and connection): submissions made together
+/// share transactions, yet a refused one fails alone, changes nothing, and the rest land,
+/// also when a batch is cut into several scripts.
+async fn the_journal_refuses_only_the_bad_submission_of_a_batch(store: Store) {
+    let (w, t) = wf("one", "1ms");
+    store.create_workflow(&w, &t).await.expect("create");
+    let journal = engine::executor::Journal::start(store.clone(), None);
+    let big = serde_json::json!({ "pad": "x".repeat(40_000) });
+    let submissions = (0..40).map(|i| {
+        let ops = match i % 10 {
+            // The same id twice: refused after its first insert succeeded.
+            3 => vec![
+                new_run(&format!("bad-{i}"), big.clone(), &["a"]),
+                new_run(&format!("bad-{i}"), serde_json::json!({}), &["a"]),
+            ],
+            7 => vec![new_run(&format!("good-{i}"), big.clone(), &["a"])],
+            _ => vec![new_run(
+                &format!("good-{i}"),
+                serde_json::json!({ "i": i }),
+                &["a"],
+            )],
+        };
+        let journal = journal.clone();
+        async move { (i, journal.commit(ops).await) }
+    });
+    let outcomes = futures::future::join_all(submissions).await;
+    for (i, outcome) in outcomes {
+        if i % 10 == 3 {
+            assert!(outcome.is_err(), "submission {i} repeats a run id");
+            assert!(matches!(
+                store.run_detail(&format!("bad-{i}")).await,
+                Err(StoreError::RunNotFound(_))
+            ));
+        } else {
+            outcome.unwrap_or_else(|e| panic!("submission {i}: {e}"));
+            let inputs = store
+                .run_detail(&format!("good-{i}"))
+                .await
+                .expect("read")
+                .inputs;
+            assert_eq!(inputs.get("i").is_some(), i % 10 != 7, "{i}");
+        }
+    }
+    // And what comes after lands too.
+    journal
+        .commit(vec![new_run("after", serde_json::json!({}), &["a"])])
+        .await
+        .expect("after");
+    store.run_detail("after").await.expect("read");
+}
+
+/// Another connection holding SQLite's write lock: the journal's own connection waits for it
+/// (the store's busy timeout) instead of failing, and commits once it is free.
+#[tokio::test]
+async fn the_journal_waits_for_another_writer_on_sqlite() {
+    let db = support::sqlite().await;
+    let store = db.store.clone();
+    let (w, t) = wf("one", "1ms");
+    store.create_workflow(&w, &t).await.expect("create");
+    let path = store.file().expect("a SQLite file");
+    let other = rusqlite::Connection::open(&path).expect("open");
+    other
+        .execute_batch("BEGIN IMMEDIATE; UPDATE workflows SET updated_at = updated_at;")
+        .expect("take the write lock");
+    let released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = released.clone();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        flag.store(true, Ordering::SeqCst);
+        other.execute_batch("COMMIT").expect("commit");
+    });
+    let journal = engine::executor::Journal::start(store.clone(), None);
+    journal
+        .commit(vec![new_run("waited", serde_json::json!({}), &["a"])])
+        .await
+        .expect("committed once the lock was free");
+    assert!(
+        released.load(Ordering::SeqCst),
+        "the commit cannot have landed while the other writer held the lock"
+    );
+    holder.join().expect("holder");
+    store.run_detail("waited").await.expect("read");
+    db.cleanup().await;
 }
 
 async fn workflow_stats_count_days_rates_and_p95(store: Store) {

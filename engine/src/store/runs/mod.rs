@@ -3,6 +3,7 @@
 //! API and recovery.
 
 mod write;
+pub(crate) use write::sqlite_script;
 pub use write::{summarize_ops, HeldConnection, NewRun, Op, OpsSummary};
 
 use futures::TryStreamExt;

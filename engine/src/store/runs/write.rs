@@ -249,23 +249,10 @@ impl Store {
         fence: Option<&str>,
         held: Option<&mut HeldConnection>,
     ) -> Result<(), StoreError> {
-        let mut sql = String::with_capacity(64 + 320 * ops.len());
         match &self.db {
             Db::Sqlite(pool) => {
-                // SQLite copies the rest of a script each time it prepares one of its statements
-                // (the text given is not NUL-terminated), so one script of a whole batch costs
-                // its size times its statements: chunks of about `SQLITE_CHUNK` bytes keep that
-                // linear, at one round trip to the connection's thread per chunk.
-                let mut chunks: Vec<String> = Vec::new();
-                sql.push_str("BEGIN;\n");
-                for op in ops {
-                    write_op(&mut sql, op);
-                    if sql.len() >= SQLITE_CHUNK {
-                        chunks.push(std::mem::take(&mut sql));
-                    }
-                }
-                sql.push_str("COMMIT;\n");
-                chunks.push(sql);
+                // One round trip to the connection's thread per chunk.
+                let chunks = sqlite_script(ops);
                 let mut conn = pool.acquire().await?;
                 for chunk in chunks {
                     if let Err(e) = sqlx::raw_sql(AssertSqlSafe(chunk))
@@ -283,6 +270,7 @@ impl Store {
             }
             // Several statements in one simple query are one implicit transaction.
             Db::Postgres(pool) => {
+                let mut sql = String::with_capacity(64 + 320 * ops.len());
                 // The fence and the calls after it share one `SELECT` while no other statement
                 // comes between: one statement for a chain step, not three.
                 let mut open = usize::from(fence.is_some_and(|me| write_fence(&mut sql, me, ops)));
@@ -319,6 +307,26 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// A batch as SQLite script chunks of about [`SQLITE_CHUNK`] bytes, `BEGIN` to `COMMIT`.
+///
+/// SQLite copies the rest of a script each time it prepares one of its statements (the text
+/// given is not NUL-terminated), so one script of a whole batch costs its size times its
+/// statements: chunks keep that linear.
+pub(crate) fn sqlite_script(ops: &[Op]) -> Vec<String> {
+    let mut sql = String::with_capacity(64 + 320 * ops.len().min(64));
+    let mut chunks: Vec<String> = Vec::new();
+    sql.push_str("BEGIN;\n");
+    for op in ops {
+        write_op(&mut sql, op);
+        if sql.len() >= SQLITE_CHUNK {
+            chunks.push(std::mem::take(&mut sql));
+        }
+    }
+    sql.push_str("COMMIT;\n");
+    chunks.push(sql);
+    chunks
 }
 
 /// A PostgreSQL connection kept by one writer between batches ([`Store::apply_held`]). Give
