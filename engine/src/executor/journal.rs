@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{DirectWriter, HeldConnection, Op, Store, StoreError};
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use crate::store::{Backend, DirectWriter, HeldConnection, Op, Store, StoreError};
 
 /// Most operations applied in one transaction.
 const MAX_BATCH_OPS: usize = 4096;
@@ -103,22 +105,35 @@ impl Journal {
 pub type Fence = Arc<RwLock<Arc<str>>>;
 
 async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>, fence: Option<Fence>) {
-    let mut held = HeldConnection::default();
+    // PostgreSQL: a commit waits for its WAL flush, and meanwhile a second batch can be
+    // applied on another connection (the server flushes both at once). Runs never have two
+    // dependent submissions in flight (each waits for its acknowledgement), so batches in
+    // flight together touch different state. An in-memory SQLite has one connection.
+    let width = if store.backend() == Backend::Postgres {
+        BATCHES_IN_FLIGHT
+    } else {
+        1
+    };
+    let mut free: Vec<HeldConnection> = (0..width).map(|_| HeldConnection::default()).collect();
+    let mut in_flight = FuturesUnordered::new();
     loop {
-        let next = if held.is_held() {
-            match tokio::time::timeout(HOLD_IDLE, rx.recv()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    held.release();
-                    rx.recv().await
-                }
+        let next = tokio::select! {
+            biased;
+            Some(held) = in_flight.next(), if !in_flight.is_empty() => {
+                free.push(held);
+                continue;
             }
-        } else {
-            rx.recv().await
+            next = next_submission(&mut rx, &mut free), if !free.is_empty() => next,
         };
         let Some(first) = next else { break };
         let (ops, waiters) = gather(first, &mut rx);
-        // Only barriers: everything before them is applied already.
+        // A barrier (a submission with no ops) is answered once everything before it is
+        // applied: the batches in flight first.
+        if waiters.iter().any(|(range, _)| range.is_empty()) {
+            while let Some(held) = in_flight.next().await {
+                free.push(held);
+            }
+        }
         if ops.is_empty() {
             waiters.into_iter().for_each(|(_, done)| {
                 let _ = done.send(Ok(()));
@@ -128,35 +143,68 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>, fence
         let fence = fence
             .as_ref()
             .map(|f| f.read().unwrap_or_else(|e| e.into_inner()).clone());
-        let fence = fence.as_deref();
-        held.release_if_held_for(HOLD_MAX);
-        match apply_with_retry(&store, &ops, fence, &mut held).await {
-            Ok(()) => waiters.into_iter().for_each(|(_, done)| {
-                let _ = done.send(Ok(()));
-            }),
-            // Refused (not unreachable): apply each submission alone so one bad one cannot sink the rest.
-            Err(_) if waiters.len() > 1 => {
-                for (range, done) in waiters {
-                    let result = apply_with_retry(&store, &ops[range], fence, &mut held)
-                        .await
-                        .map_err(|e| e.to_string());
-                    let _ = done.send(result);
-                }
+        let Some(held) = free.pop() else { continue };
+        in_flight.push(commit_batch(store.clone(), ops, waiters, fence, held));
+    }
+    while in_flight.next().await.is_some() {}
+}
+
+/// Batches applied at once on PostgreSQL, each on its own connection.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// The next submission, giving the free connections back to the pool after [`HOLD_IDLE`]
+/// without one.
+async fn next_submission(
+    rx: &mut mpsc::UnboundedReceiver<Submission>,
+    free: &mut [HeldConnection],
+) -> Option<Submission> {
+    if free.iter().any(HeldConnection::is_held) {
+        if let Ok(next) = tokio::time::timeout(HOLD_IDLE, rx.recv()).await {
+            return next;
+        }
+        free.iter_mut().for_each(HeldConnection::release);
+    }
+    rx.recv().await
+}
+
+/// Applies one batch on `held`'s connection and answers its submitters; gives the connection
+/// back for the next batch.
+async fn commit_batch(
+    store: Store,
+    ops: Vec<Op>,
+    waiters: Vec<Waiter>,
+    fence: Option<Arc<str>>,
+    mut held: HeldConnection,
+) -> HeldConnection {
+    let fence = fence.as_deref();
+    held.release_if_held_for(HOLD_MAX);
+    match apply_with_retry(&store, &ops, fence, &mut held).await {
+        Ok(()) => waiters.into_iter().for_each(|(_, done)| {
+            let _ = done.send(Ok(()));
+        }),
+        // Refused (not unreachable): apply each submission alone so one bad one cannot sink the rest.
+        Err(_) if waiters.len() > 1 => {
+            for (range, done) in waiters {
+                let result = apply_with_retry(&store, &ops[range], fence, &mut held)
+                    .await
+                    .map_err(|e| e.to_string());
+                let _ = done.send(result);
             }
-            Err(e) if e.is_fenced() => {
-                tracing::warn!("a state change of a run this worker no longer holds was refused");
-                for (_, done) in waiters {
-                    let _ = done.send(Err(e.to_string()));
-                }
+        }
+        Err(e) if e.is_fenced() => {
+            tracing::warn!("a state change of a run this worker no longer holds was refused");
+            for (_, done) in waiters {
+                let _ = done.send(Err(e.to_string()));
             }
-            Err(e) => {
-                tracing::error!(error = %e, "state change refused by the database");
-                for (_, done) in waiters {
-                    let _ = done.send(Err(e.to_string()));
-                }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "state change refused by the database");
+            for (_, done) in waiters {
+                let _ = done.send(Err(e.to_string()));
             }
         }
     }
+    held
 }
 
 /// Takes every submission waiting, up to [`MAX_BATCH_OPS`] operations, after `first`: the
@@ -242,6 +290,11 @@ async fn apply_with_retry(
     let mut delay = Duration::from_millis(50);
     loop {
         match store.apply_held(ops, fence, Some(held)).await {
+            // Two batches in flight may, rarely, lock the same rows in opposite orders.
+            Err(e) if e.is_conflict() => {
+                tracing::info!(error = %e, "a batch met another in the database; applying it again");
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(1..10))).await;
+            }
             Err(e) if e.is_unavailable() => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database unavailable; retrying");
                 tokio::time::sleep(delay).await;

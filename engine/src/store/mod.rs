@@ -120,6 +120,12 @@ impl StoreError {
         matches!(self, StoreError::Database(sqlx::Error::PoolClosed))
     }
 
+    /// PostgreSQL broke a deadlock or a serialization conflict by aborting this transaction:
+    /// nothing of it was written, and applying it again is right.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("40P01" | "40001")))
+    }
+
     /// The database could not be reached (as opposed to refusing a query): worth a retry.
     pub fn is_unavailable(&self) -> bool {
         match self {

@@ -450,9 +450,37 @@ pub fn summarize_ops(ops: &[Op]) -> OpsSummary {
     OpsSummary(bits)
 }
 
-/// [`write_op`] for PostgreSQL: an attempt's start and end, the hot path, call the functions
-/// of migration 0008, whose statements run on plans the connection keeps. Both stores write
-/// the same rows with the same values.
+/// What a new run writes besides its row and steps: its labels and its caller, if any.
+fn write_run_extras(sql: &mut String, run: &NewRun) {
+    if !run.labels.is_empty() {
+        sql.push_str("INSERT INTO run_labels (run_id, key, value) VALUES ");
+        for (i, (key, value)) in run.labels.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            let _ = write!(
+                sql,
+                "{sep}({}, {}, {})",
+                Text(&run.id),
+                Text(key),
+                Text(value)
+            );
+        }
+        sql.push_str(";\n");
+    }
+    if let Some(c) = &run.caller {
+        let _ = writeln!(
+            sql,
+            "UPDATE runs SET caller_run_id = {}, caller_step_id = {}, caller_item = {} WHERE id = {};",
+            Text(&c.run_id),
+            Text(&c.step_id),
+            OptInt(c.item),
+            Text(&run.id),
+        );
+    }
+}
+
+/// [`write_op`] for PostgreSQL: a run's creation, start and end and an attempt's start and
+/// end, the hot path, call the functions of migrations 0008 and 0017, whose statements run
+/// on plans the connection keeps. Both stores write the same rows with the same values.
 ///
 /// Consecutive calls are items of one `SELECT` (`open` counts the items of the one not yet
 /// terminated), which PostgreSQL evaluates in order. Any other statement ends it first, and
@@ -466,7 +494,86 @@ fn write_op_pg(sql: &mut String, op: &Op, open: &mut usize) {
         sql.push_str(if *open > 0 { ",\n  " } else { "SELECT " });
         *open += 1;
     };
+    // Any other statement ends the open `SELECT` first.
+    let end = |sql: &mut String, open: &mut usize| {
+        if std::mem::take(open) > 0 {
+            sql.push_str(";\n");
+        }
+    };
     match op {
+        Op::CreateRun(run) => {
+            call(sql, open);
+            let labels = (!run.labels.is_empty())
+                .then(|| serde_json::to_string(&run.labels).unwrap_or_default());
+            let _ = write!(
+                sql,
+                "flowscope_run_created({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, ARRAY[",
+                Text(&run.id),
+                Text(&run.workflow_id),
+                run.workflow_version,
+                Text(&run.trigger),
+                OptText(run.actor.as_deref()),
+                Text(&run.inputs.to_string()),
+                OptText(run.parent_run_id.as_deref()),
+                OptText(run.traceparent.as_deref()),
+                run.created_at,
+                OptInt(run.concurrency),
+                OptText(run.owner.as_deref()),
+                OptText(labels.as_deref()),
+            );
+            for (i, step) in run.step_ids.iter().enumerate() {
+                let _ = write!(sql, "{}{}", if i == 0 { "" } else { ", " }, Text(step));
+            }
+            sql.push_str("]::TEXT[], ARRAY[");
+            for (i, step) in run.step_ids.iter().enumerate() {
+                let reused = run
+                    .reused
+                    .iter()
+                    .find(|(id, _)| id == step)
+                    .map(|(_, out)| out.to_string());
+                let _ = write!(
+                    sql,
+                    "{}{}",
+                    if i == 0 { "" } else { ", " },
+                    OptText(reused.as_deref())
+                );
+            }
+            sql.push_str("]::TEXT[])");
+            if !run.labels.is_empty() || run.caller.is_some() {
+                end(sql, open);
+                write_run_extras(sql, run);
+            }
+        }
+        Op::StartRun { run_id, at, trace } => {
+            call(sql, open);
+            let _ = write!(
+                sql,
+                "flowscope_run_started({}, {at}, {}, {})",
+                Text(run_id),
+                OptText(trace.as_ref().map(|t| t.0.as_str())),
+                OptText(trace.as_ref().map(|t| t.1.as_str())),
+            );
+        }
+        Op::FinishRun {
+            run_id,
+            status,
+            error,
+            at,
+            outputs,
+            search,
+            ..
+        } => {
+            call(sql, open);
+            let _ = write!(
+                sql,
+                "flowscope_run_finished({}, '{}', {}, {at}, {}, {})",
+                Text(run_id),
+                status.as_str(),
+                OptText(error.as_deref()),
+                OptText(outputs.as_ref().map(|o| o.to_string()).as_deref()),
+                OptText(search.as_deref()),
+            );
+        }
         Op::AttemptStarted {
             run_id,
             step_id,
@@ -519,9 +626,7 @@ fn write_op_pg(sql: &mut String, op: &Op, open: &mut usize) {
             );
         }
         other => {
-            if std::mem::take(open) > 0 {
-                sql.push_str(";\n");
-            }
+            end(sql, open);
             if let Op::BeginWait {
                 key: Some(key),
                 kind: crate::records::WaitKind::Event,
@@ -599,30 +704,7 @@ fn write_op(sql: &mut String, op: &Op) {
                 OptText(run.owner.as_deref()),
                 OptText(labels.as_deref()),
             );
-            if !run.labels.is_empty() {
-                sql.push_str("INSERT INTO run_labels (run_id, key, value) VALUES ");
-                for (i, (key, value)) in run.labels.iter().enumerate() {
-                    let sep = if i == 0 { "" } else { ", " };
-                    let _ = write!(
-                        sql,
-                        "{sep}({}, {}, {})",
-                        Text(&run.id),
-                        Text(key),
-                        Text(value)
-                    );
-                }
-                sql.push_str(";\n");
-            }
-            if let Some(c) = &run.caller {
-                let _ = writeln!(
-                    sql,
-                    "UPDATE runs SET caller_run_id = {}, caller_step_id = {}, caller_item = {} WHERE id = {};",
-                    Text(&c.run_id),
-                    Text(&c.step_id),
-                    OptInt(c.item),
-                    Text(&run.id),
-                );
-            }
+            write_run_extras(sql, run);
             if run.step_ids.is_empty() {
                 return;
             }
