@@ -411,6 +411,8 @@ impl Engine {
             if let Err(e) = self.store().close_attempts_at_shutdown(now_ms()).await {
                 tracing::warn!(error = %e, "cannot mark the attempts this shutdown stops; the next start counts them as interrupted");
             }
+            // Nothing lands after that mark; the journal's own connection closes.
+            self.journal().close().await;
             return;
         };
         c.stop.cancel();
@@ -434,6 +436,7 @@ impl Engine {
             }
         }
         c.halt.cancel();
+        self.journal().close().await;
     }
 }
 

@@ -28,12 +28,16 @@ const HOLD_MAX: Duration = Duration::from_secs(300);
 struct Submission {
     ops: Vec<Op>,
     done: oneshot::Sender<Result<(), String>>,
+    /// The journal closes after it ([`Journal::close`]).
+    last: bool,
 }
 
 /// A handle to the writer task; cheap to clone.
 #[derive(Clone)]
 pub struct Journal {
     tx: mpsc::UnboundedSender<Submission>,
+    /// The SQLite writer's thread, joined by [`Journal::close`].
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl Journal {
@@ -53,20 +57,56 @@ impl Journal {
             },
             _ => None,
         };
-        match direct {
-            Some(direct) => {
-                let spawned = std::thread::Builder::new()
-                    .name("flowscope-journal".into())
-                    .spawn(move || write_directly(direct, rx));
-                if let Err(e) = spawned {
-                    tracing::error!(error = %e, "cannot start the journal's thread");
+        let mut thread = None;
+        let mut rx = Some(rx);
+        if let Some(direct) = direct {
+            // Handed over once the thread runs: if it cannot start, the task below writes.
+            let (handoff, taken) = std::sync::mpsc::sync_channel(1);
+            let spawned = std::thread::Builder::new()
+                .name("flowscope-journal".into())
+                .spawn(move || {
+                    if let Ok((direct, rx)) = taken.recv() {
+                        write_directly(direct, rx);
+                    }
+                });
+            match spawned {
+                Ok(handle) => {
+                    if let Some(rx) = rx.take() {
+                        let _ = handoff.send((direct, rx));
+                    }
+                    thread = Some(handle);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the journal's thread; it writes through the pool");
                 }
             }
-            None => {
-                tokio::spawn(writer(store, rx, fence));
-            }
         }
-        Journal { tx }
+        if let Some(rx) = rx {
+            tokio::spawn(writer(store, rx, fence));
+        }
+        Journal {
+            tx,
+            thread: Arc::new(std::sync::Mutex::new(thread)),
+        }
+    }
+
+    /// Applies what was submitted before, then stops the writer and lets go of its
+    /// connections: the SQLite thread closes its own, so the store's last connection to
+    /// close checkpoints everything into the database file. Later commits fail.
+    pub async fn close(&self) {
+        let (done, wait) = oneshot::channel();
+        let sent = self.tx.send(Submission {
+            ops: Vec::new(),
+            done,
+            last: true,
+        });
+        if sent.is_ok() {
+            let _ = wait.await;
+        }
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 
     /// Commits `ops` (in one transaction, possibly shared with others) and returns once durable.
@@ -76,7 +116,11 @@ impl Journal {
         }
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Submission { ops, done })
+            .send(Submission {
+                ops,
+                done,
+                last: false,
+            })
             .map_err(|_| "the journal writer has stopped".to_string())?;
         wait.await
             .map_err(|_| "the journal writer has stopped".to_string())?
@@ -93,6 +137,7 @@ impl Journal {
             .send(Submission {
                 ops: Vec::new(),
                 done,
+                last: false,
             })
             .is_ok()
         {
@@ -106,9 +151,10 @@ pub type Fence = Arc<RwLock<Arc<str>>>;
 
 async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>, fence: Option<Fence>) {
     // PostgreSQL: a commit waits for its WAL flush, and meanwhile a second batch can be
-    // applied on another connection (the server flushes both at once). Runs never have two
-    // dependent submissions in flight (each waits for its acknowledgement), so batches in
-    // flight together touch different state. An in-memory SQLite has one connection.
+    // applied on another connection (the server flushes both at once). Each submitter waits
+    // for its answer before the next, so batches in flight together do not depend on each
+    // other (an items flush still in flight when its run is cancelled may land after the
+    // run's end: harmless, the items are the same). An in-memory SQLite has one connection.
     let width = if store.backend() == Backend::Postgres {
         BATCHES_IN_FLIGHT
     } else {
@@ -126,7 +172,7 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>, fence
             next = next_submission(&mut rx, &mut free), if !free.is_empty() => next,
         };
         let Some(first) = next else { break };
-        let (ops, waiters) = gather(first, &mut rx);
+        let (ops, waiters, last) = gather(first, &mut rx);
         // A barrier (a submission with no ops) is answered once everything before it is
         // applied: the batches in flight first.
         if waiters.iter().any(|(range, _)| range.is_empty()) {
@@ -138,14 +184,44 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>, fence
             waiters.into_iter().for_each(|(_, done)| {
                 let _ = done.send(Ok(()));
             });
+            if last {
+                break;
+            }
             continue;
         }
         let fence = fence
             .as_ref()
             .map(|f| f.read().unwrap_or_else(|e| e.into_inner()).clone());
-        let Some(held) = free.pop() else { continue };
-        in_flight.push(commit_batch(store.clone(), ops, waiters, fence, held));
+        // Event waits lock their keys in the order of the batch: such a batch is applied
+        // alone, so two batches cannot take those locks in opposite orders.
+        let alone = ops.iter().any(|op| {
+            matches!(
+                op,
+                Op::BeginWait {
+                    key: Some(_),
+                    kind: crate::records::WaitKind::Event,
+                    ..
+                }
+            )
+        });
+        if alone {
+            while let Some(held) = in_flight.next().await {
+                free.push(held);
+            }
+        }
+        // A connection is free: the `select!` takes a submission only then.
+        let held = free.pop().unwrap_or_default();
+        let batch = commit_batch(store.clone(), ops, waiters, fence, held);
+        if alone {
+            free.push(batch.await);
+        } else {
+            in_flight.push(batch);
+        }
+        if last {
+            break;
+        }
     }
+    // Closed, or every handle dropped: what is in flight ends, then the connections go back.
     while in_flight.next().await.is_some() {}
 }
 
@@ -211,16 +287,19 @@ async fn commit_batch(
 /// batch, its operations in order, and each submitter's range of them.
 type Waiter = (std::ops::Range<usize>, oneshot::Sender<Result<(), String>>);
 
+/// The last one ([`Journal::close`]) ends the batch, and says so.
 fn gather(
     first: Submission,
     rx: &mut mpsc::UnboundedReceiver<Submission>,
-) -> (Vec<Op>, Vec<Waiter>) {
+) -> (Vec<Op>, Vec<Waiter>, bool) {
+    let mut last = first.last;
     let mut batch = vec![first];
     let mut count = batch[0].ops.len();
-    while count < MAX_BATCH_OPS {
+    while count < MAX_BATCH_OPS && !last {
         match rx.try_recv() {
             Ok(s) => {
                 count += s.ops.len();
+                last = s.last;
                 batch.push(s);
             }
             Err(_) => break,
@@ -233,26 +312,29 @@ fn gather(
         waiters.push((ops.len()..ops.len() + s.ops.len(), s.done));
         ops.extend(s.ops);
     }
-    (ops, waiters)
+    (ops, waiters, last)
 }
 
 /// The writer of a SQLite file, on its own thread: blocks for the first submission, takes
-/// whatever else waits, applies it all in one transaction. Ends when every [`Journal`] is
-/// dropped.
+/// whatever else waits, applies it all in one transaction. Ends when the journal is closed
+/// or every [`Journal`] is dropped, closing its connection.
 fn write_directly(mut direct: DirectWriter, mut rx: mpsc::UnboundedReceiver<Submission>) {
     while let Some(first) = rx.blocking_recv() {
-        let (ops, waiters) = gather(first, &mut rx);
+        let (ops, waiters, last) = gather(first, &mut rx);
         if ops.is_empty() {
             waiters.into_iter().for_each(|(_, done)| {
                 let _ = done.send(Ok(()));
             });
+            if last {
+                break;
+            }
             continue;
         }
         let mut apply = |ops: &[Op]| {
             let mut delay = Duration::from_millis(50);
             loop {
                 match direct.apply(ops) {
-                    Err(e) if e.is_unavailable() => {
+                    Err(e) if e.is_busy() => {
                         tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database unavailable; retrying");
                         std::thread::sleep(delay);
                         delay = (delay * 2).min(Duration::from_secs(5));
@@ -277,6 +359,9 @@ fn write_directly(mut direct: DirectWriter, mut rx: mpsc::UnboundedReceiver<Subm
                     let _ = done.send(Err(e.to_string()));
                 }
             }
+        }
+        if last {
+            break;
         }
     }
 }

@@ -146,12 +146,15 @@ impl StoreError {
                         "57P01" | "57P02" | "57P03" | "5" | "6" | "517" | "262"
                     )
             }
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
-                e.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ),
+            StoreError::Sqlite(_) => self.is_busy(),
             _ => false,
         }
+    }
+
+    /// Another SQLite connection held the write lock past the busy timeout: worth a retry.
+    /// (`SQLITE_LOCKED` is a conflict within one connection, which waiting does not end.)
+    pub fn is_busy(&self) -> bool {
+        matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy)
     }
 }
 

@@ -1167,6 +1167,44 @@ async fn the_journal_waits_for_another_writer_on_sqlite() {
     db.cleanup().await;
 }
 
+/// Closing the journal, then the store, leaves everything in the database file itself: the
+/// journal's own connection is gone, so the pool's last one checkpoints the WAL. A copy of
+/// the file alone has the run; a commit after the close is refused.
+#[tokio::test]
+async fn a_closed_journal_leaves_its_commits_in_the_database_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    let store = Store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let (w, t) = wf("one", "1ms");
+    store.create_workflow(&w, &t).await.expect("create");
+    let journal = engine::executor::Journal::start(store.clone(), None);
+    journal
+        .commit(vec![new_run("kept", serde_json::json!({ "n": 1 }), &["a"])])
+        .await
+        .expect("commit");
+    journal.close().await;
+    assert!(
+        journal
+            .commit(vec![new_run("late", serde_json::json!({}), &["a"])])
+            .await
+            .is_err(),
+        "a closed journal takes nothing more"
+    );
+    store.close().await;
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&path, &copy).expect("copy the file alone");
+    let conn = rusqlite::Connection::open(&copy).expect("open the copy");
+    let inputs: String = conn
+        .query_row("SELECT inputs FROM runs WHERE id = 'kept'", [], |r| {
+            r.get(0)
+        })
+        .expect("the run is in the file itself");
+    assert_eq!(inputs, r#"{"n":1}"#);
+}
+
 async fn workflow_stats_count_days_rates_and_p95(store: Store) {
     let (w, t) = wf("one", "1ms");
     store.create_workflow(&w, &t).await.expect("create");
