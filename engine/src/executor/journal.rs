@@ -181,9 +181,7 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Submission>, fence
             }
         }
         if ops.is_empty() {
-            waiters.into_iter().for_each(|(_, done)| {
-                let _ = done.send(Ok(()));
-            });
+            acknowledge(waiters);
             if last {
                 break;
             }
@@ -255,9 +253,7 @@ async fn commit_batch(
     let fence = fence.as_deref();
     held.release_if_held_for(HOLD_MAX);
     match apply_with_retry(&store, &ops, fence, &mut held).await {
-        Ok(()) => waiters.into_iter().for_each(|(_, done)| {
-            let _ = done.send(Ok(()));
-        }),
+        Ok(()) => acknowledge(waiters),
         // Refused (not unreachable): apply each submission alone so one bad one cannot sink the rest.
         Err(_) if waiters.len() > 1 => {
             for (range, done) in waiters {
@@ -315,6 +311,13 @@ fn gather(
     (ops, waiters, last)
 }
 
+/// Tells every submitter of a batch that it is applied.
+fn acknowledge(waiters: Vec<Waiter>) {
+    for (_, done) in waiters {
+        let _ = done.send(Ok(()));
+    }
+}
+
 /// The writer of a SQLite file, on its own thread: blocks for the first submission, takes
 /// whatever else waits, applies it all in one transaction. Ends when the journal is closed
 /// or every [`Journal`] is dropped, closing its connection.
@@ -322,9 +325,7 @@ fn write_directly(mut direct: DirectWriter, mut rx: mpsc::UnboundedReceiver<Subm
     while let Some(first) = rx.blocking_recv() {
         let (ops, waiters, last) = gather(first, &mut rx);
         if ops.is_empty() {
-            waiters.into_iter().for_each(|(_, done)| {
-                let _ = done.send(Ok(()));
-            });
+            acknowledge(waiters);
             if last {
                 break;
             }
@@ -344,9 +345,7 @@ fn write_directly(mut direct: DirectWriter, mut rx: mpsc::UnboundedReceiver<Subm
             }
         };
         match apply(&ops) {
-            Ok(()) => waiters.into_iter().for_each(|(_, done)| {
-                let _ = done.send(Ok(()));
-            }),
+            Ok(()) => acknowledge(waiters),
             // Refused: each submission alone, so one bad one cannot sink the rest.
             Err(_) if waiters.len() > 1 => {
                 for (range, done) in waiters {

@@ -450,6 +450,30 @@ pub fn summarize_ops(ops: &[Op]) -> OpsSummary {
     OpsSummary(bits)
 }
 
+/// A new run's row as values, in the order both stores take them: id, workflow, version,
+/// trigger, actor, inputs, parent, traceparent, created, concurrency, owner, labels.
+fn write_run_values(sql: &mut String, run: &NewRun) {
+    // Most runs have no labels: NULL, and no `run_labels` rows.
+    let labels =
+        (!run.labels.is_empty()).then(|| serde_json::to_string(&run.labels).unwrap_or_default());
+    let _ = write!(
+        sql,
+        "{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}",
+        Text(&run.id),
+        Text(&run.workflow_id),
+        run.workflow_version,
+        Text(&run.trigger),
+        OptText(run.actor.as_deref()),
+        Text(&run.inputs.to_string()),
+        OptText(run.parent_run_id.as_deref()),
+        OptText(run.traceparent.as_deref()),
+        run.created_at,
+        OptInt(run.concurrency),
+        OptText(run.owner.as_deref()),
+        OptText(labels.as_deref()),
+    );
+}
+
 /// What a new run writes besides its row and steps: its labels and its caller, if any.
 fn write_run_extras(sql: &mut String, run: &NewRun) {
     if !run.labels.is_empty() {
@@ -503,24 +527,9 @@ fn write_op_pg(sql: &mut String, op: &Op, open: &mut usize) {
     match op {
         Op::CreateRun(run) => {
             call(sql, open);
-            let labels = (!run.labels.is_empty())
-                .then(|| serde_json::to_string(&run.labels).unwrap_or_default());
-            let _ = write!(
-                sql,
-                "flowscope_run_created({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, ARRAY[",
-                Text(&run.id),
-                Text(&run.workflow_id),
-                run.workflow_version,
-                Text(&run.trigger),
-                OptText(run.actor.as_deref()),
-                Text(&run.inputs.to_string()),
-                OptText(run.parent_run_id.as_deref()),
-                OptText(run.traceparent.as_deref()),
-                run.created_at,
-                OptInt(run.concurrency),
-                OptText(run.owner.as_deref()),
-                OptText(labels.as_deref()),
-            );
+            sql.push_str("flowscope_run_created(");
+            write_run_values(sql, run);
+            sql.push_str(", ARRAY[");
             for (i, step) in run.step_ids.iter().enumerate() {
                 let _ = write!(sql, "{}{}", if i == 0 { "" } else { ", " }, Text(step));
             }
@@ -684,26 +693,12 @@ fn write_op(sql: &mut String, op: &Op) {
             );
         }
         Op::CreateRun(run) => {
-            // Most runs have no labels: NULL, and no `run_labels` rows.
-            let labels = (!run.labels.is_empty())
-                .then(|| serde_json::to_string(&run.labels).unwrap_or_default());
-            let _ = writeln!(
-                sql,
-                "INSERT INTO runs (id, workflow_id, workflow_version, status, trigger, actor, inputs, parent_run_id, traceparent, created_at, concurrency, owner, labels) \
-                 VALUES ({}, {}, {}, 'queued', {}, {}, {}, {}, {}, {}, {}, {}, {});",
-                Text(&run.id),
-                Text(&run.workflow_id),
-                run.workflow_version,
-                Text(&run.trigger),
-                OptText(run.actor.as_deref()),
-                Text(&run.inputs.to_string()),
-                OptText(run.parent_run_id.as_deref()),
-                OptText(run.traceparent.as_deref()),
-                run.created_at,
-                OptInt(run.concurrency),
-                OptText(run.owner.as_deref()),
-                OptText(labels.as_deref()),
+            sql.push_str(
+                "INSERT INTO runs (id, workflow_id, workflow_version, trigger, actor, inputs, parent_run_id, \
+                 traceparent, created_at, concurrency, owner, labels, status) VALUES (",
             );
+            write_run_values(sql, run);
+            sql.push_str(", 'queued');\n");
             write_run_extras(sql, run);
             if run.step_ids.is_empty() {
                 return;
