@@ -400,6 +400,64 @@ test('the workflow settings form writes inputs, triggers, tags and limits, and U
   await expect(page.getByLabel(/count/).first()).toHaveValue('3');
 });
 
+test('a webhook\'s labels are set in the form, and label the runs its calls start', async ({ page, request }, info) => {
+  const secret = `E2E_HOOK_${tag.toUpperCase()}`;
+  const put = await request.put(`/api/v1/secrets/${secret}`, { data: { value: `hook-${tag}` } });
+  expect(put.status(), await put.text()).toBe(204);
+  const id = `e2e-hook-${tag}`;
+  await openHydrated(page, '/workflows/new');
+  await page.getByLabel('Id', { exact: true }).fill(id);
+  await page.getByLabel('Id', { exact: true }).press('Tab');
+  const settings = page.getByRole('form', { name: 'Workflow settings' });
+  // The body's keys are the inputs: `ref` is one.
+  await settings.getByRole('button', { name: 'Add input' }).click();
+  await settings.locator('.input-row').first().getByLabel('Name').fill('ref');
+  await settings.locator('.input-row').first().getByLabel('Name').press('Tab');
+  await settings.getByLabel(/^Webhook/).check();
+  await settings.getByLabel('Secret name').fill(secret);
+  await settings.getByLabel('Secret name').press('Tab');
+
+  // A label from the body, one from a header; a new one's source is asked for, by path.
+  await settings.getByRole('button', { name: 'Add label' }).click();
+  await expect(page.getByRole('alert')).toContainText('triggers[0].webhook.labels.label');
+  const first = settings.locator('.hook-label-row[data-label="label"]');
+  await first.getByLabel('From the call').fill('/ref');
+  await first.getByLabel('From the call').press('Tab');
+  await settings.locator('.hook-label-row[data-label="label"]').getByLabel('Label', { exact: true }).fill('branch');
+  await settings.locator('.hook-label-row[data-label="label"]').getByLabel('Label', { exact: true }).press('Tab');
+  await settings.getByRole('button', { name: 'Add label' }).click();
+  const second = settings.locator('.hook-label-row[data-label="label"]');
+  await second.getByLabel('From the call').fill('header:X-E2E-Event');
+  await second.getByLabel('From the call').press('Tab');
+  // A name that is taken is refused, and said so.
+  await settings.locator('.hook-label-row[data-label="label"]').getByLabel('Label', { exact: true }).fill('branch');
+  await settings.locator('.hook-label-row[data-label="label"]').getByLabel('Label', { exact: true }).press('Tab');
+  await expect(settings.getByRole('alert')).toContainText('"branch" is not free');
+  await settings.locator('.hook-label-row[data-label="label"]').getByLabel('Label', { exact: true }).fill('event');
+  await settings.locator('.hook-label-row[data-label="label"]').getByLabel('Label', { exact: true }).press('Tab');
+  await expect(page.getByText('Valid — ready to save')).toBeVisible();
+  await settings.locator('.hook-labels').screenshot({ path: info.outputPath('hook-labels.png') });
+
+  await page.getByRole('tab', { name: 'YAML' }).click();
+  const text = await page.getByLabel('Workflow YAML').inputValue();
+  expect(text).toMatch(/labels:\s*\n\s*branch: \/ref\s*\n\s*event: 'header:X-E2E-Event'|labels:\s*\n\s*branch: \/ref\s*\n\s*event: header:X-E2E-Event/);
+  await page.getByRole('tab', { name: 'Visual' }).click();
+  await page.getByRole('button', { name: 'Save' }).click();
+  await expect(page.getByRole('status').filter({ hasText: 'Saved' })).toContainText(`Saved ${id} v1`);
+
+  // A call: the run it starts carries both labels, and the monitor filters by them.
+  const call = await request.post(`/hooks/${id}`, {
+    headers: { authorization: `Bearer hook-${tag}`, 'x-e2e-event': 'push' },
+    data: { ref: `main-${tag}` },
+  });
+  expect(call.status(), await call.text()).toBeLessThan(300);
+  await openHydrated(page, `/runs?label=branch%3Amain-${tag}`);
+  const rows = page.locator('tbody tr');
+  await expect(rows).toHaveCount(1);
+  await expect(rows.first().locator('a.label', { hasText: `branch:main-${tag}` })).toBeVisible();
+  await expect(rows.first().locator('a.label', { hasText: 'event:push' })).toBeVisible();
+});
+
 test('dragging from a step\'s dot onto another step connects them, and a loop is refused', async ({ page }) => {
   await openHydrated(page, '/workflows/new');
   await page.getByLabel('Id', { exact: true }).fill(`e2e-drag-${tag}`);

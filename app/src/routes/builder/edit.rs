@@ -354,6 +354,47 @@ pub fn edit_webhook(def: &mut WorkflowDef, f: impl FnOnce(&mut WebhookDef)) {
     }
 }
 
+/// Adds a label to the webhook's runs, named `label` (or `label_2`, …), its source still to
+/// be filled in; returns its name.
+pub fn add_hook_label(def: &mut WorkflowDef) -> String {
+    let mut added = String::new();
+    edit_webhook(def, |w| {
+        added = (1..)
+            .map(|n| match n {
+                1 => "label".to_string(),
+                n => format!("label_{n}"),
+            })
+            .find(|k| !w.labels.contains_key(k))
+            .unwrap_or_default();
+        w.labels.insert(added.clone(), String::new());
+    });
+    added
+}
+
+/// Renames a webhook label where it stands; false (and nothing changed) when `to` is empty
+/// or another label's name.
+pub fn rename_hook_label(def: &mut WorkflowDef, from: &str, to: &str) -> bool {
+    let to = to.trim();
+    let mut ok = false;
+    edit_webhook(def, |w| {
+        if to.is_empty() || (to != from && w.labels.contains_key(to)) {
+            return;
+        }
+        w.labels = std::mem::take(&mut w.labels)
+            .into_iter()
+            .map(|(k, v)| {
+                if k == from {
+                    (to.to_string(), v)
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        ok = true;
+    });
+    ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,5 +539,47 @@ mod tests {
         set_manual(&mut d, false);
         set_webhook(&mut d, false);
         assert!(d.triggers.is_empty());
+    }
+
+    #[test]
+    fn webhook_labels_are_added_renamed_in_place_and_written_to_the_yaml() {
+        let mut d = def("id: hook\ntriggers:\n  - webhook: { secret: HOOK }\nsteps:\n  - { id: a, agent: transform, with: { jq: '.' } }\n");
+        assert_eq!(add_hook_label(&mut d), "label");
+        assert_eq!(add_hook_label(&mut d), "label_2");
+        // A new label has no source yet: validation says what it needs, with its path.
+        let (_, problems) = check(&to_yaml(&d));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == "triggers[0].webhook.labels.label"
+                    && p.message.contains("header:NAME")),
+            "{problems:?}"
+        );
+        edit_webhook(&mut d, |w| {
+            w.labels.insert("label".into(), "/ref".into());
+            w.labels
+                .insert("label_2".into(), "header:X-GitHub-Event".into());
+        });
+        assert!(rename_hook_label(&mut d, "label", "branch"));
+        assert!(!rename_hook_label(&mut d, "label_2", "branch"), "taken");
+        assert!(!rename_hook_label(&mut d, "label_2", "  "), "empty");
+        assert!(rename_hook_label(&mut d, "label_2", "event"));
+        let yaml = to_yaml(&d);
+        let (back, problems) = check(&yaml);
+        assert!(problems.is_empty(), "{problems:?}");
+        let labels: Vec<(String, String)> = webhook(&back.expect("parses"))
+            .expect("a webhook")
+            .labels
+            .clone()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            labels,
+            vec![
+                ("branch".to_string(), "/ref".to_string()),
+                ("event".to_string(), "header:X-GitHub-Event".to_string()),
+            ],
+            "renamed where they stood, through the YAML"
+        );
     }
 }

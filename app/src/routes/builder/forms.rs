@@ -209,9 +209,57 @@ pub fn TriggersFields() -> impl IntoView {
                         prop:value=w.body_input.clone().unwrap_or_default()
                         on:change=move |ev| { let v = event_target_value(&ev).trim().to_string(); doc.edit(|d| edit_webhook(d, |w| w.body_input = (!v.is_empty()).then_some(v))) }/></label>
                 </div>
-                <small class="muted">"Callers send the secret (FLOWSCOPE_SECRET_<NAME> on the server) as a bearer token or sign the body with it. Labels from the call are set in the YAML."</small>
-            })}
+                <small class="muted">"Callers send the secret (FLOWSCOPE_SECRET_<NAME> on the server) as a bearer token or sign the body with it."</small>
+                <HookLabels labels=w.labels.clone().into_iter().collect()/>
+            }
+            // Erased: the settings form's view type is otherwise too deep for the compiler.
+            .into_any())}
         </fieldset>
+    }
+}
+
+/// The labels a webhook sets on its runs, each from the call: a JSON Pointer into the body or
+/// a header.
+#[component]
+fn HookLabels(labels: Vec<(String, String)>) -> impl IntoView {
+    let doc = expect_context::<Doc>();
+    let refused = RwSignal::new(None::<String>);
+    let rows = labels
+        .into_iter()
+        .map(|(name, from)| {
+            let key = StoredValue::new(name.clone());
+            view! {
+                <div class="form-row hook-label-row" data-label=name.clone()>
+                    <label>"Label"<input type="text" name="hook-label-name" class="mono" prop:value=name.clone()
+                        on:change=move |ev| {
+                            let to = event_target_value(&ev);
+                            let mut ok = true;
+                            doc.edit(|d| ok = rename_hook_label(d, &key.get_value(), &to));
+                            refused.set((!ok).then(|| format!("Label names are unique and not empty: \"{}\" is not free.", to.trim())));
+                        }/></label>
+                    <label class="wide">"From the call"<input type="text" name="hook-label-from" class="mono"
+                        placeholder="/ref, /repository/name or header:X-GitHub-Event" prop:value=from
+                        on:change=move |ev| {
+                            let v = event_target_value(&ev).trim().to_string();
+                            doc.edit(|d| edit_webhook(d, |w| {
+                                if let Some(from) = w.labels.get_mut(&key.get_value()) {
+                                    *from = v;
+                                }
+                            }));
+                        }/></label>
+                    <button class="button secondary small" type="button" aria-label=format!("Remove label {name}")
+                        on:click=move |_| { let k = key.get_value(); doc.edit(|d| edit_webhook(d, |w| { w.labels.shift_remove(&k); })) }>"Remove"</button>
+                </div>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="hook-labels">
+            <p class="muted">"Labels of each run it starts, from the call (the monitor filters by them):"</p>
+            {rows}
+            {move || refused.get().map(|e| view! { <p class="error-note" role="alert">{e}</p> })}
+            <button class="button secondary small" type="button" on:click=move |_| doc.edit(|d| { add_hook_label(d); })>"Add label"</button>
+        </div>
     }
 }
 
