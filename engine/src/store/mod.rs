@@ -33,6 +33,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::ConnectOptions as _;
 
 use crate::model::Problem;
 
@@ -236,7 +237,11 @@ impl Store {
                     reason: e.to_string(),
                 })?
                 // Batch scripts quote text by doubling `'` only (see `script`): exact with this on.
-                .options([("standard_conforming_strings", "on")]);
+                .options([("standard_conforming_strings", "on")])
+                // sqlx would log a slow statement whole at WARN: a commit script holds the runs'
+                // inputs and outputs, megabytes of them. Our `db.query` and commit spans time
+                // every statement instead, without the values.
+                .disable_statement_logging();
             let pool = PgPoolOptions::new()
                 .max_connections(16)
                 // No ping before every checkout: it is a round trip per transaction, and a dead
@@ -372,7 +377,9 @@ async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
         // Pages freed by pruning go back to the file system (`incremental_vacuum` after a
         // pass). Takes effect on a new file only: an older one reuses its free pages instead.
         .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental)
-        .foreign_keys(true);
+        .foreign_keys(true)
+        // As for PostgreSQL: no statement text, with its values, in the logs.
+        .disable_statement_logging();
     let path = options.get_filename();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {

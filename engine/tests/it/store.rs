@@ -1205,6 +1205,45 @@ async fn a_closed_journal_leaves_its_commits_in_the_database_file() {
     assert_eq!(inputs, r#"{"n":1}"#);
 }
 
+/// A statement slower than sqlx's threshold (1 s) logs nothing: sqlx would write its whole
+/// text, values and all, at WARN.
+#[test]
+fn a_slow_statement_is_not_logged_with_its_text() {
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::SubscriberExt;
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<String>>>);
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let target = event.metadata().target();
+            if target == "sqlx::query" {
+                self.0.lock().expect("seen").push(target.to_string());
+            }
+        }
+    }
+    let seen = Seen::default();
+    let subscriber = tracing_subscriber::registry().with(seen.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let db = support::postgres().await;
+            engine::store::scratch::execute(&db.store, "SELECT pg_sleep(1.2), 'secret-value'")
+                .await
+                .expect("a slow statement");
+            db.cleanup().await;
+        });
+    });
+    let seen = seen.0.lock().expect("seen").clone();
+    assert!(seen.is_empty(), "sqlx logged: {seen:?}");
+}
+
 async fn workflow_stats_count_days_rates_and_p95(store: Store) {
     let (w, t) = wf("one", "1ms");
     store.create_workflow(&w, &t).await.expect("create");
