@@ -1,7 +1,10 @@
-//! Group commit: every state change goes through one writer task, which applies whatever
-//! has queued up (from any number of runs) in a single transaction and then acknowledges
-//! each submitter. One durable commit carries many transitions, so throughput scales with
-//! load while each transition is still committed before the executor acts on it.
+//! Group commit: every state change goes through one writer, which applies whatever has
+//! queued up (from any number of runs) in a single transaction and then acknowledges each
+//! submitter. One durable commit carries many transitions, so throughput scales with load
+//! while each transition is still committed before the executor acts on it.
+//!
+//! On a SQLite file the writer is a thread with a connection of its own (`store::direct`);
+//! on PostgreSQL a task that keeps two batches in flight on two connections.
 //!
 //! A database that is unreachable is retried with backoff (nothing is dropped); a batch that
 //! the database refuses is split so only the bad submission fails.
@@ -32,7 +35,7 @@ struct Submission {
     last: bool,
 }
 
-/// A handle to the writer task; cheap to clone.
+/// A handle to the writer; cheap to clone.
 #[derive(Clone)]
 pub struct Journal {
     tx: mpsc::UnboundedSender<Submission>,
@@ -41,7 +44,7 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Starts the writer task on `store`. With a `fence` (the worker id of a process among
+    /// Starts the writer on `store`. With a `fence` (the worker id of a process among
     /// several), every batch checks the runs it changes are still that worker's.
     pub fn start(store: Store, fence: Option<Fence>) -> Journal {
         let (tx, rx) = mpsc::unbounded_channel();
