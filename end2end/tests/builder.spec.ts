@@ -316,6 +316,11 @@ test('a conditional loop is built in the form, run, and its items inspected', as
   await expect(attempts.nth(0)).toContainText(/Attempt 1\s*✕?\s*failed.*jq_runtime: jq error: three is out/);
   await expect(attempts.nth(1)).toContainText(/Attempt 2.*failed/);
   await item.screenshot({ path: info.outputPath('item-attempts.png') });
+  // Only the retried: the one that failed twice.
+  await expect(panel).toContainText('1 failed · 1 retried');
+  await panel.getByRole('button', { name: 'Retried 1' }).click();
+  await expect(panel.locator('.item')).toHaveCount(1);
+  await expect(panel.locator('.item[data-item="2"]')).toBeVisible();
   await panel.getByRole('button', { name: 'Succeeded 5' }).click();
   await expect(panel.locator('.item')).toHaveCount(5);
   await panel.locator('.item[data-item="5"] summary').first().click();

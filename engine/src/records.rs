@@ -446,6 +446,9 @@ pub struct ItemCounts {
     pub succeeded: i64,
     /// Items that failed after their retries.
     pub failed: i64,
+    /// Items, of either outcome, that took more than one attempt.
+    #[serde(default)]
+    pub retried: i64,
 }
 
 /// One item of a `for_each` step, once it has ended: its own attempt sequence.

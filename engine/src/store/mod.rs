@@ -43,8 +43,8 @@ pub use cluster::WorkerRow;
 pub use direct::DirectWriter;
 pub use retention::{PruneRule, Pruned as PrunedBatch};
 pub use runs::{
-    summarize_ops, HeldConnection, NewRun, Op, OpsSummary, Resumable, RunFilter, ValuePart,
-    DETAIL_BUDGET_BYTES, DETAIL_VALUE_BYTES,
+    summarize_ops, HeldConnection, ItemFilter, NewRun, Op, OpsSummary, Resumable, RunFilter,
+    ValuePart, DETAIL_BUDGET_BYTES, DETAIL_VALUE_BYTES,
 };
 pub use schedules::{ScheduleRow, TIMESTAMPED_DELIVERY};
 pub use stats::id_floor;

@@ -185,7 +185,15 @@ async fn picky(h: &Harness) {
         .iter()
         .find(|c| c.step_id == "each")
         .expect("counts");
-    assert_eq!((counts.total, counts.succeeded, counts.failed), (4, 3, 1));
+    assert_eq!(
+        (
+            counts.total,
+            counts.succeeded,
+            counts.failed,
+            counts.retried
+        ),
+        (4, 3, 1, 1)
+    );
 }
 
 #[tokio::test]
@@ -282,6 +290,32 @@ async fn flaky_items(h: &Harness) {
         three.output.as_ref().map(|o| o["body"].clone()),
         Some(json!("item 3 done"))
     );
+    // Only the retried ones, and how many there were.
+    let retried = h
+        .engine
+        .store()
+        .step_items(
+            &d.run.id,
+            "each",
+            engine::store::ItemFilter {
+                status: None,
+                retried: true,
+            },
+            None,
+            100,
+        )
+        .await
+        .expect("retried items");
+    assert_eq!(
+        retried.iter().map(|i| i.index).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+    let counts = d
+        .items
+        .iter()
+        .find(|c| c.step_id == "each")
+        .expect("counts");
+    assert_eq!((counts.succeeded, counts.failed, counts.retried), (4, 0, 2));
 }
 
 #[tokio::test]

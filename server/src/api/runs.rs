@@ -319,6 +319,8 @@ async fn show(
 struct ItemsQuery {
     /// `succeeded` or `failed`; absent for every item that ended.
     status: Option<String>,
+    /// `true` for only the items that took more than one attempt.
+    retried: Option<bool>,
     /// The index after which the page starts (the previous page's `next_after`).
     after: Option<i64>,
     limit: Option<i64>,
@@ -393,7 +395,11 @@ async fn items(
     // A run that does not exist is a 404, not an empty page.
     store.run_status(&id).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let items = store.step_items(&id, &step, status, q.after, limit).await?;
+    let filter = engine::store::ItemFilter {
+        status,
+        retried: q.retried.unwrap_or(false),
+    };
+    let items = store.step_items(&id, &step, filter, q.after, limit).await?;
     let next_after = (items.len() as i64 == limit)
         .then(|| items.last().map(|i| i.index))
         .flatten();

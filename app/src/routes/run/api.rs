@@ -89,7 +89,8 @@ pub async fn get_run(id: String) -> Result<RunPageData, AppError> {
 /// Items a `for_each` step's panel lists at first, and more at each "Show more".
 pub(super) const ITEMS_SHOWN: i64 = 50;
 
-/// The ended items of a `for_each` step, in list order: all, or only `succeeded` or `failed`.
+/// The ended items of a `for_each` step, in list order: all, or only `succeeded`, `failed` or
+/// `retried` ones.
 #[server(endpoint = "get_items")]
 pub async fn get_items(
     run_id: String,
@@ -99,13 +100,16 @@ pub async fn get_items(
 ) -> Result<Vec<ItemRecord>, AppError> {
     crate::auth::require(engine::access::Action::Read)?;
     let store = expect_context::<engine::store::Store>();
-    let status = match status.as_str() {
-        "failed" => Some(StepStatus::Failed),
-        "succeeded" => Some(StepStatus::Succeeded),
-        _ => None,
+    let filter = engine::store::ItemFilter {
+        status: match status.as_str() {
+            "failed" => Some(StepStatus::Failed),
+            "succeeded" => Some(StepStatus::Succeeded),
+            _ => None,
+        },
+        retried: status == "retried",
     };
     let mut items = store
-        .step_items(&run_id, &step_id, status, None, limit.clamp(1, 1000))
+        .step_items(&run_id, &step_id, filter, None, limit.clamp(1, 1000))
         .await?;
     let whole = format!("/api/v1/runs/{run_id}/steps/{step_id}/items");
     for item in &mut items {

@@ -107,6 +107,7 @@ pub(super) fn ItemList(run_id: String, step_id: String, counts: ItemCounts) -> i
         total,
         succeeded,
         failed,
+        retried,
         ..
     } = counts;
     let ended = succeeded + failed;
@@ -129,7 +130,7 @@ pub(super) fn ItemList(run_id: String, step_id: String, counts: ItemCounts) -> i
             move |(f, l)| get_items(run_id.clone(), step_id.clone(), f.to_string(), l),
         )
     };
-    let choices = [("", "All", total), ("failed", "Failed", failed), ("succeeded", "Succeeded", succeeded)]
+    let choices = [("", "All", total), ("failed", "Failed", failed), ("succeeded", "Succeeded", succeeded), ("retried", "Retried", retried)]
         .into_iter()
         .map(|(value, label, n)| {
             let key = step_id.clone();
@@ -155,7 +156,7 @@ pub(super) fn ItemList(run_id: String, step_id: String, counts: ItemCounts) -> i
         <div class="items" data-items-step=step_id.clone()>
             <p class="items-progress">
                 <progress max=total.max(1) value=ended></progress>
-                <span>{format!("{ended} of {total} items ended · {succeeded} succeeded · {failed} failed")}</span>
+                <span>{format!("{ended} of {total} items ended · {succeeded} succeeded · {failed} failed{}", if retried > 0 { format!(" · {retried} retried") } else { String::new() })}</span>
             </p>
             <div class="items-filter" role="group" aria-label="Show items">{choices}</div>
             <Suspense fallback=|| view! { <p class="muted">"Loading items…"</p> }>

@@ -262,6 +262,25 @@ fn corrupt(id: &str, what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("run {id}: unknown {what} \"{value}\""))
 }
 
+/// Which ended items [`Store::step_items`] lists: those of a status, those that took more
+/// than one attempt, or (the default) all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ItemFilter {
+    /// Only items that ended so.
+    pub status: Option<StepStatus>,
+    /// Only items that were retried.
+    pub retried: bool,
+}
+
+impl From<Option<StepStatus>> for ItemFilter {
+    fn from(status: Option<StepStatus>) -> ItemFilter {
+        ItemFilter {
+            status,
+            retried: false,
+        }
+    }
+}
+
 /// Which of an attempt's stored values [`Store::step_value`] reads (a step's own value is
 /// its output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -509,7 +528,7 @@ impl Store {
             Option<RunRow>,
             Vec<StepRow>,
             Vec<AttemptRow>,
-            Vec<(String, String, i64)>,
+            Vec<(String, String, i64, i64)>,
             Vec<super::waits::WaitRow>,
             Vec<ChildRow>,
         );
@@ -537,8 +556,8 @@ impl Store {
                 attempts.push(a);
             }
             drop(rows);
-            let items: Vec<(String, String, i64)> = sqlx::query_as(
-                "SELECT step_id, status, COUNT(*) FROM step_items WHERE run_id = $1 GROUP BY step_id, status",
+            let items: Vec<(String, String, i64, i64)> = sqlx::query_as(
+                "SELECT step_id, status, COUNT(*), SUM(CASE WHEN attempts > 1 THEN 1 ELSE 0 END) FROM step_items WHERE run_id = $1 GROUP BY step_id, status",
             )
             .bind(id.to_string())
             .fetch_all(pool)
@@ -664,17 +683,18 @@ impl Store {
         Ok(json_opt(text.flatten()))
     }
 
-    /// The items of a `for_each` step that have ended, by position: those with `status` when
-    /// given, from `after` (exclusive), at most `limit`.
+    /// The items of a `for_each` step that have ended, by position: those `filter` keeps (a
+    /// status, or only the retried), from `after` (exclusive), at most `limit`.
     #[tracing::instrument(name = "db.query", skip_all, fields(otel.name = "SELECT step_items", otel.kind = "client", db.system.name = self.backend().system_name(), db.operation.name = "SELECT", db.collection.name = "step_items"))]
     pub async fn step_items(
         &self,
         run_id: &str,
         step_id: &str,
-        status: Option<StepStatus>,
+        filter: impl Into<ItemFilter>,
         after: Option<i64>,
         limit: i64,
     ) -> Result<Vec<ItemRecord>, StoreError> {
+        let filter = filter.into();
         type Row = (
             i64,
             String,
@@ -691,13 +711,15 @@ impl Store {
             sqlx::query_as(
                 "SELECT item, status, attempts, input, output, error_kind, error_message, started_at, finished_at, earlier_attempts
                  FROM step_items WHERE run_id = $1 AND step_id = $2 AND item > $3 AND ($4 = '' OR status = $4)
+                   AND ($6 = 0 OR attempts > 1)
                  ORDER BY item LIMIT $5",
             )
             .bind(run_id.to_string())
             .bind(step_id.to_string())
             .bind(after.unwrap_or(-1))
-            .bind(status.map_or("", |s| s.as_str()).to_string())
+            .bind(filter.status.map_or("", |s| s.as_str()).to_string())
             .bind(limit)
+            .bind(i64::from(filter.retried))
             .fetch_all(pool)
             .await?
         });
@@ -889,7 +911,10 @@ struct RunStepRow {
 
 /// Progress of each `for_each` step: counts by status, and the list's length from the
 /// step's latest attempt input (`items`).
-fn item_counts(attempts: &[AttemptRecord], rows: Vec<(String, String, i64)>) -> Vec<ItemCounts> {
+fn item_counts(
+    attempts: &[AttemptRecord],
+    rows: Vec<(String, String, i64, i64)>,
+) -> Vec<ItemCounts> {
     let mut out: Vec<ItemCounts> = Vec::new();
     for a in attempts {
         let Some(total) = a
@@ -914,12 +939,13 @@ fn item_counts(attempts: &[AttemptRecord], rows: Vec<(String, String, i64)>) -> 
             }
         }
     }
-    for (step_id, status, n) in rows {
+    for (step_id, status, n, retried) in rows {
         if let Some(c) = out.iter_mut().find(|c| c.step_id == step_id) {
             match status.as_str() {
                 "succeeded" => c.succeeded += n,
                 _ => c.failed += n,
             }
+            c.retried += retried;
         }
     }
     out
