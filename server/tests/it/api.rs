@@ -1323,6 +1323,7 @@ async fn a_for_each_steps_items_are_listed_a_page_at_a_time_and_filtered_by_stat
             "/api/v1/workflows",
             "id: loop\nname: loop\ninputs: {xs: {type: array}}\nsteps:\n\
              - id: each\n  agent: transform\n  for_each: inputs.xs\n  continue_on_error: true\n  \
+             retry: {max_attempts: 2, backoff: 1ms}\n  \
              with: {jq: 'if .item % 5 == 0 then error(\"five\") else .item + .index end'}\n",
         )
         .await;
@@ -1340,7 +1341,7 @@ async fn a_for_each_steps_items_are_listed_a_page_at_a_time_and_filtered_by_stat
     assert_eq!(run["status"], "succeeded", "{body}");
     assert_eq!(
         run["items"],
-        json!([{ "step_id": "each", "total": 12, "succeeded": 10, "failed": 2 }])
+        json!([{ "step_id": "each", "total": 12, "succeeded": 10, "failed": 2, "retried": 2 }])
     );
     let id = run["id"].as_str().expect("id");
     let path = format!("/api/v1/runs/{id}/steps/each/items");
@@ -1367,6 +1368,28 @@ async fn a_for_each_steps_items_are_listed_a_page_at_a_time_and_filtered_by_stat
     assert_eq!(index(&failed), vec![4, 9], "items 5 and 10 failed");
     assert_eq!(failed["items"][0]["error_kind"], "jq_runtime");
     assert_eq!(failed["next_after"], Value::Null);
+    // Each failing item was tried twice: its first attempt is listed with it.
+    assert_eq!(failed["items"][0]["attempts"], 2);
+    assert_eq!(failed["items"][0]["earlier_attempts"][0]["attempt"], 1);
+    assert_eq!(
+        failed["items"][0]["earlier_attempts"][0]["error_kind"],
+        "jq_runtime"
+    );
+    let (_, retried) = app.get(&format!("{path}?retried=true")).await;
+    assert_eq!(index(&retried), vec![4, 9], "only the retried");
+    let (_, none) = app
+        .get(&format!("{path}?retried=true&status=succeeded"))
+        .await;
+    assert_eq!(
+        index(&none),
+        Vec::<i64>::new(),
+        "no succeeded item was retried"
+    );
+    let (_, first_page) = app.get(&format!("{path}?limit=5")).await;
+    assert!(
+        first_page["items"][0].get("earlier_attempts").is_none(),
+        "an item tried once lists no earlier attempts: {first_page}"
+    );
     let (status, bad) = app.get(&format!("{path}?status=running")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     let (status, _) = app.get("/api/v1/runs/nope/steps/each/items").await;
