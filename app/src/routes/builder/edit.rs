@@ -209,11 +209,17 @@ pub fn add_input(def: &mut WorkflowDef) -> String {
 
 /// Renames an input in place (the Run form keeps its order). False when `to` is taken or empty.
 pub fn rename_input(def: &mut WorkflowDef, from: &str, to: &str) -> bool {
+    rename_key(&mut def.inputs, from, to)
+}
+
+/// Renames `from` to `to` where it stands in `map`; false (and nothing changed) when `to`,
+/// trimmed, is empty or another entry's name.
+fn rename_key<V>(map: &mut indexmap::IndexMap<String, V>, from: &str, to: &str) -> bool {
     let to = to.trim();
-    if to.is_empty() || (to != from && def.inputs.contains_key(to)) {
+    if to.is_empty() || (to != from && map.contains_key(to)) {
         return false;
     }
-    def.inputs = std::mem::take(&mut def.inputs)
+    *map = std::mem::take(map)
         .into_iter()
         .map(|(k, v)| {
             if k == from {
@@ -374,24 +380,8 @@ pub fn add_hook_label(def: &mut WorkflowDef) -> String {
 /// Renames a webhook label where it stands; false (and nothing changed) when `to` is empty
 /// or another label's name.
 pub fn rename_hook_label(def: &mut WorkflowDef, from: &str, to: &str) -> bool {
-    let to = to.trim();
     let mut ok = false;
-    edit_webhook(def, |w| {
-        if to.is_empty() || (to != from && w.labels.contains_key(to)) {
-            return;
-        }
-        w.labels = std::mem::take(&mut w.labels)
-            .into_iter()
-            .map(|(k, v)| {
-                if k == from {
-                    (to.to_string(), v)
-                } else {
-                    (k, v)
-                }
-            })
-            .collect();
-        ok = true;
-    });
+    edit_webhook(def, |w| ok = rename_key(&mut w.labels, from, to));
     ok
 }
 
